@@ -1,0 +1,225 @@
+// Accelerator choice and launch shapes. The one place that knows how each kind of
+// accelerator wants its work cut up; kernels only see a LaunchShape.
+using System.Runtime.InteropServices;
+using ILGPU;
+using ILGPU.Algorithms;
+using ILGPU.Runtime;
+using ILGPU.Runtime.CPU;
+using ILGPU.Runtime.Cuda;
+using ILGPU.Runtime.OpenCL;
+
+namespace HitGpu.Kernels;
+
+/// <summary>Which ILGPU accelerator to run on. <see cref="Auto"/> takes the best one present: CUDA, then OpenCL, then CPU.</summary>
+public enum AcceleratorKind { Auto, Cpu, Cuda, OpenCL }
+
+/// <summary>
+/// How a kernel is launched: <see cref="Groups"/> groups of <see cref="GroupSize"/> threads.
+/// <see cref="Blocked"/> threads each walk one contiguous block of elements (CPU: a cache line stays with
+/// one OS thread); otherwise neighbouring threads take neighbouring elements (GPU: coalesced access).
+/// </summary>
+public readonly record struct LaunchShape(int Groups, int GroupSize, bool Blocked)
+{
+    public int Threads => Groups * GroupSize;
+    public KernelConfig Config => new(Groups, GroupSize);
+    public int BlockedFlag => Blocked ? 1 : 0;
+}
+
+/// <summary>The elements [Start, End) with stride Step that one kernel thread owns.</summary>
+public readonly struct WorkRange
+{
+    public readonly int Start, End, Step;
+
+    public WorkRange(int start, int end, int step) { Start = start; End = end; Step = step; }
+
+    /// <summary>This thread's share of n elements. Call only inside a kernel.</summary>
+    public static WorkRange OfThread(int n, int blocked)
+    {
+        int thread = Grid.GlobalIndex.X;
+        int threads = Grid.Dimension.X * Group.Dimension.X;
+        if (blocked == 0)
+            return new WorkRange(thread, n, threads);
+        int perThread = (n + threads - 1) / threads;
+        int start = thread * perThread;
+        return new WorkRange(start, Math.Min(n, start + perThread), 1);
+    }
+}
+
+/// <summary>Raised when the requested accelerator does not exist on this machine.</summary>
+public sealed class AcceleratorUnavailableException(string message) : Exception(message);
+
+/// <summary>
+/// An ILGPU context and one accelerator, with the launch shapes that suit it. Owns both; dispose it last,
+/// after every <see cref="DeviceBuffer{T}"/> made on it.
+/// </summary>
+public sealed partial class ComputeDevice : IDisposable
+{
+    private readonly Context context;
+
+    public Accelerator Accelerator { get; }
+    public AcceleratorKind Kind { get; }
+    public string Name => Accelerator.Name;
+
+    private ComputeDevice(Context context, Accelerator accelerator, AcceleratorKind kind)
+    {
+        this.context = context;
+        Accelerator = accelerator;
+        Kind = kind;
+    }
+
+    /// <summary>
+    /// The CPU accelerator simulates each GPU thread with an OS thread and a barrier costs microseconds, so
+    /// we ask for one group with one thread per core (at least 2, at most 8): each thread then runs long
+    /// plain loops over contiguous rows.
+    /// </summary>
+    public static CPUDevice CpuDevice(int? threads = null)
+    {
+        int n = threads ?? Math.Clamp(Environment.ProcessorCount, 2, 8);
+        return new CPUDevice(numThreadsPerWarp: n, numWarpsPerMultiprocessor: 1, numMultiprocessors: 1);
+    }
+
+    /// <summary>Opens the accelerator of the given kind; throws <see cref="AcceleratorUnavailableException"/> when there is none.</summary>
+    public static ComputeDevice Open(AcceleratorKind kind, int? cpuThreads = null)
+    {
+        CudaLibraryResolver.Register();
+        var context = Context.Create(builder =>
+        {
+            // EnableAlgorithms gives the GPU backends their exp, log and sqrt intrinsics.
+            builder.Optimize(OptimizationLevel.O2).EnableAlgorithms();
+            builder.CPU(CpuDevice(cpuThreads));
+            if (kind is AcceleratorKind.Cuda or AcceleratorKind.Auto)
+                builder.Cuda();
+            if (kind is AcceleratorKind.OpenCL or AcceleratorKind.Auto)
+                builder.OpenCL();
+        });
+        try
+        {
+            Device? device = kind switch
+            {
+                AcceleratorKind.Cpu => context.GetCPUDevice(0),
+                AcceleratorKind.Cuda => First(context, AcceleratorType.Cuda),
+                AcceleratorKind.OpenCL => First(context, AcceleratorType.OpenCL),
+                _ => First(context, AcceleratorType.Cuda) ?? First(context, AcceleratorType.OpenCL) ?? context.GetCPUDevice(0),
+            };
+            if (device is null)
+            {
+                string name = kind == AcceleratorKind.Cuda ? "CUDA" : "OpenCL";
+                throw new AcceleratorUnavailableException(
+                    $"no {name} device found on this machine (try --accelerator cpu, or `hitgpu devices` to list what ILGPU sees)");
+            }
+            var actualKind = device.AcceleratorType switch
+            {
+                AcceleratorType.Cuda => AcceleratorKind.Cuda,
+                AcceleratorType.OpenCL => AcceleratorKind.OpenCL,
+                _ => AcceleratorKind.Cpu,
+            };
+            return new ComputeDevice(context, device.CreateAccelerator(context), actualKind);
+        }
+        catch
+        {
+            context.Dispose();
+            throw;
+        }
+    }
+
+    public static AcceleratorKind ParseKind(string text) => text.ToLowerInvariant() switch
+    {
+        "auto" => AcceleratorKind.Auto,
+        "cpu" => AcceleratorKind.Cpu,
+        "cuda" => AcceleratorKind.Cuda,
+        "opencl" => AcceleratorKind.OpenCL,
+        _ => throw new ArgumentException($"unknown accelerator '{text}' (expected auto, cpu, cuda or opencl)"),
+    };
+
+    private static Device? First(Context context, AcceleratorType type) => context.Devices.FirstOrDefault(d => d.AcceleratorType == type);
+
+    /// <summary>
+    /// The launch shape for <paramref name="elements"/> independent pieces of work. On the CPU one group of
+    /// all its threads, blocked; on a GPU groups of 256 threads, strided, enough to cover the work.
+    /// </summary>
+    public LaunchShape ShapeFor(int elements)
+    {
+        if (Kind == AcceleratorKind.Cpu)
+            return new LaunchShape(1, Accelerator.MaxNumThreadsPerGroup, Blocked: true);
+        int groupSize = Math.Min(256, Accelerator.MaxNumThreadsPerGroup);
+        int maxGroups = Math.Max(1, Accelerator.NumMultiprocessors * 8);
+        int groups = Math.Clamp((elements + groupSize - 1) / groupSize, 1, maxGroups);
+        return new LaunchShape(groups, groupSize, Blocked: false);
+    }
+
+    public DeviceBuffer<T> Allocate<T>(int rows, int cols = 1) where T : unmanaged => new(this, rows, cols);
+
+    public DeviceBuffer<T> Upload<T>(ReadOnlySpan<T> data, int rows, int cols = 1) where T : unmanaged
+    {
+        var buffer = new DeviceBuffer<T>(this, rows, cols);
+        buffer.CopyFrom(data);
+        return buffer;
+    }
+
+    public void Synchronize() => Accelerator.Synchronize();
+
+    private static void Require(bool condition, string message)
+    {
+        if (!condition)
+            throw new ArgumentException(message);
+    }
+
+    public void Dispose()
+    {
+        Accelerator.Dispose();
+        context.Dispose();
+    }
+}
+
+/// <summary>
+/// ILGPU imports the CUDA driver as "cuda", which Linux resolves to libcuda.so; many machines only have
+/// libcuda.so.1 (the development symlink comes with the toolkit). Try both.
+/// </summary>
+public static class CudaLibraryResolver
+{
+    private static int registered;
+
+    /// <summary>The file names tried, in order, for ILGPU's "cuda" import on Linux.</summary>
+    public static readonly string[] LinuxNames = ["libcuda.so.1", "libcuda.so"];
+
+    public static void Register()
+    {
+        if (Interlocked.Exchange(ref registered, 1) == 1)
+            return;
+        try
+        {
+            NativeLibrary.SetDllImportResolver(typeof(Context).Assembly, Resolve);
+        }
+        catch (InvalidOperationException)
+        {
+            // The host application already installed a resolver for ILGPU: respect it.
+        }
+    }
+
+    /// <summary>Returns the handle of the first CUDA driver library that loads, or zero when none does.</summary>
+    public static IntPtr Resolve(string libraryName, System.Reflection.Assembly assembly, DllImportSearchPath? searchPath)
+    {
+        if (libraryName != "cuda" || !OperatingSystem.IsLinux())
+            return IntPtr.Zero;
+        foreach (var name in LinuxNames)
+        {
+            if (NativeLibrary.TryLoad(name, out var handle))
+                return handle;
+        }
+        return IntPtr.Zero;
+    }
+}
+
+/// <summary>Every kernel entry point of the library, for tests that compile them for each backend.</summary>
+public static class KernelCatalog
+{
+    public static IReadOnlyList<System.Reflection.MethodInfo> All { get; } =
+    [
+        ((Action<ArrayView<float>, ArrayView<float>, int, int, int>)Activations.ApplyKernel).Method,
+        ((Action<DenseForwardArgs, int>)Dense.ForwardKernel).Method,
+        ((Action<DenseBackwardArgs, int>)Dense.ParameterGradientKernel).Method,
+        ((Action<DenseBackwardArgs, int>)Dense.InputGradientKernel).Method,
+        ((Action<LossArgs, int>)Loss.Kernel).Method,
+        ((Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, AdamStep, int>)Adam.Kernel).Method,
+    ];
+}

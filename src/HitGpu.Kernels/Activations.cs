@@ -1,0 +1,91 @@
+// ReLU and sigmoid: the scalar functions the fused kernels call, their references, and one element-wise
+// kernel (used to turn logits into probabilities). Derivatives are taken from the output, so a layer keeps
+// only its activated output, never its pre-activation.
+using System.Numerics;
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace HitGpu.Kernels;
+
+public enum Activation { Identity = 0, Relu = 1, Sigmoid = 2 }
+
+public static class Activations
+{
+    // ---- reference (any float type) ----
+
+    public static T ApplyReference<T>(Activation activation, T z) where T : IFloatingPointIeee754<T> => activation switch
+    {
+        Activation.Relu => z > T.Zero ? z : T.Zero,
+        Activation.Sigmoid => SigmoidReference(z),
+        _ => z,
+    };
+
+    /// <summary>d output / d input, written in terms of the output y.</summary>
+    public static T DerivativeFromOutputReference<T>(Activation activation, T y) where T : IFloatingPointIeee754<T> => activation switch
+    {
+        Activation.Relu => y > T.Zero ? T.One : T.Zero,
+        Activation.Sigmoid => y * (T.One - y),
+        _ => T.One,
+    };
+
+    /// <summary>Sigmoid that never evaluates exp of a large positive number.</summary>
+    public static T SigmoidReference<T>(T z) where T : IFloatingPointIeee754<T>
+    {
+        if (z >= T.Zero)
+            return T.One / (T.One + T.Exp(-z));
+        T e = T.Exp(z);
+        return e / (T.One + e);
+    }
+
+    // ---- device functions (float, callable from kernels) ----
+
+    public static float Apply(int activation, float z)
+    {
+        if (activation == (int)Activation.Relu)
+            return z > 0f ? z : 0f;
+        if (activation == (int)Activation.Sigmoid)
+            return Sigmoid(z);
+        return z;
+    }
+
+    public static float DerivativeFromOutput(int activation, float y)
+    {
+        if (activation == (int)Activation.Relu)
+            return y > 0f ? 1f : 0f;
+        if (activation == (int)Activation.Sigmoid)
+            return y * (1f - y);
+        return 1f;
+    }
+
+    public static float Sigmoid(float z)
+    {
+        if (z >= 0f)
+            return 1f / (1f + MathF.Exp(-z));
+        float e = MathF.Exp(z);
+        return e / (1f + e);
+    }
+
+    // ---- kernel ----
+
+    /// <summary>output[i] = f(input[i]) for every element.</summary>
+    public static void ApplyKernel(ArrayView<float> input, ArrayView<float> output, int n, int activation, int blocked)
+    {
+        var range = WorkRange.OfThread(n, blocked);
+        for (int i = range.Start; i < range.End; i += range.Step)
+            output[i] = Apply(activation, input[i]);
+    }
+}
+
+public sealed partial class ComputeDevice
+{
+    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int>? activationApply;
+
+    /// <summary>output[i] = f(input[i]) for the first n elements.</summary>
+    public void ApplyActivation(ArrayView<float> input, ArrayView<float> output, int n, Activation activation)
+    {
+        Require(input.Length >= n && output.Length >= n, $"activation: both views must hold {n} elements");
+        var shape = ShapeFor(n);
+        (activationApply ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int>(Activations.ApplyKernel))(
+            shape.Config, input, output, n, (int)activation, shape.BlockedFlag);
+    }
+}

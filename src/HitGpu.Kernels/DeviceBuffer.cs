@@ -1,0 +1,57 @@
+// The one type that owns device memory. Everything else borrows its View (or a SubView of it).
+using System.Runtime.InteropServices;
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace HitGpu.Kernels;
+
+/// <summary>A row-major (Rows, Cols) array of T in accelerator memory.</summary>
+public sealed class DeviceBuffer<T> : IDisposable where T : unmanaged
+{
+    private readonly MemoryBuffer1D<T, Stride1D.Dense> buffer;
+
+    public int Rows { get; }
+    public int Cols { get; }
+    public int Length => Rows * Cols;
+    public ArrayView<T> View => buffer.View;
+
+    internal DeviceBuffer(ComputeDevice device, int rows, int cols)
+    {
+        if (rows < 0 || cols < 1)
+            throw new ArgumentOutOfRangeException(nameof(rows), $"a device buffer needs rows >= 0 and cols >= 1, got ({rows}, {cols})");
+        Rows = rows;
+        Cols = cols;
+        // ILGPU rejects zero-length buffers on some backends; one spare element keeps empty shapes legal.
+        buffer = device.Accelerator.Allocate1D<T>(Math.Max(1, (long)rows * cols));
+    }
+
+    /// <summary>Elements [start, start + length) as a view.</summary>
+    public ArrayView<T> Slice(int start, int length) => buffer.View.SubView(start, length);
+
+    public void CopyFrom(ReadOnlySpan<T> data)
+    {
+        if (data.Length != Length)
+            throw new ArgumentException($"expected {Length} elements ({Rows} x {Cols}), got {data.Length}", nameof(data));
+        if (data.Length > 0)
+            buffer.View.SubView(0, data.Length).CopyFromCPU(ref MemoryMarshal.GetReference(data), data.Length);
+    }
+
+    public void CopyTo(Span<T> destination)
+    {
+        if (destination.Length != Length)
+            throw new ArgumentException($"expected room for {Length} elements, got {destination.Length}", nameof(destination));
+        if (destination.Length > 0)
+            buffer.View.SubView(0, destination.Length).CopyToCPU(ref MemoryMarshal.GetReference(destination), destination.Length);
+    }
+
+    public T[] ToArray()
+    {
+        var result = new T[Length];
+        CopyTo(result);
+        return result;
+    }
+
+    public void Clear() => buffer.MemSetToZero();
+
+    public void Dispose() => buffer.Dispose();
+}

@@ -1,0 +1,69 @@
+// Binary cross-entropy computed from logits, with the sigmoid fused in:
+//   L(z, y) = max(z, 0) - z y + log(1 + exp(-|z|))      (never log(0), never exp of a large number)
+//   dL/dz   = sigmoid(z) - y                              (so the backward pass starts at (p - y) / batch)
+// One kernel writes the gradient for the batch and each sample's loss and correctness for the epoch's metrics.
+using System.Numerics;
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace HitGpu.Kernels;
+
+public struct LossArgs
+{
+    public ArrayView<float> Logits;         // (rows): the network's last layer, no activation
+    public RowSource Labels;               // 0 or 1 per sample, Cols = 1, read in the same order as the batch
+    public ArrayView<float> LogitGradient;  // (rows): dL/dz of the mean batch loss
+    public ArrayView<float> SampleLoss;     // written at Labels.Offset + r: one loss per sample of the epoch
+    public ArrayView<float> SampleCorrect;  // written likewise: 1 where (z > 0) == (y == 1), else 0
+    public int Rows;
+    public float GradientScale;             // 1 / rows for a mean over the batch
+}
+
+public static class Loss
+{
+    // ---- reference ----
+
+    public static T BinaryCrossEntropyReference<T>(T logit, T label) where T : IFloatingPointIeee754<T> =>
+        T.Max(logit, T.Zero) - logit * label + T.Log(T.One + T.Exp(-T.Abs(logit)));
+
+    public static T GradientReference<T>(T logit, T label) where T : IFloatingPointIeee754<T> =>
+        Activations.SigmoidReference(logit) - label;
+
+    /// <summary>A prediction is a hit when p > 0.5, i.e. when the logit is positive.</summary>
+    public static bool IsCorrectReference<T>(T logit, T label) where T : IFloatingPointIeee754<T> =>
+        logit > T.Zero == label > T.CreateChecked(0.5);
+
+    // ---- device function and kernel ----
+
+    public static float BinaryCrossEntropy(float logit, float label) =>
+        MathF.Max(logit, 0f) - logit * label + MathF.Log(1f + MathF.Exp(-MathF.Abs(logit)));
+
+    public static void Kernel(LossArgs a, int blocked)
+    {
+        var range = WorkRange.OfThread(a.Rows, blocked);
+        for (int r = range.Start; r < range.End; r += range.Step)
+        {
+            float z = a.Logits[r];
+            float y = a.Labels.Data[a.Labels.RowStart(r)];
+            a.LogitGradient[r] = (Activations.Sigmoid(z) - y) * a.GradientScale;
+            a.SampleLoss[a.Labels.Offset + r] = BinaryCrossEntropy(z, y);
+            a.SampleCorrect[a.Labels.Offset + r] = (z > 0f) == (y > 0.5f) ? 1f : 0f;
+        }
+    }
+}
+
+public sealed partial class ComputeDevice
+{
+    private Action<KernelConfig, LossArgs, int>? loss;
+
+    public void BinaryCrossEntropy(in LossArgs a)
+    {
+        Require(a.Labels.Cols == 1, "loss: labels are one column");
+        a.Labels.Check(a.Rows, "loss labels");
+        Require(a.Logits.Length >= a.Rows && a.LogitGradient.Length >= a.Rows, "loss: logits and their gradient must hold the batch");
+        Require(a.SampleLoss.Length >= a.Labels.Offset + a.Rows && a.SampleCorrect.Length >= a.Labels.Offset + a.Rows,
+            "loss: per-sample outputs must hold offset + rows");
+        var shape = ShapeFor(a.Rows);
+        (loss ??= Accelerator.LoadStreamKernel<LossArgs, int>(Loss.Kernel))(shape.Config, a, shape.BlockedFlag);
+    }
+}

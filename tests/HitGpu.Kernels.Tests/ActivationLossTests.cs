@@ -1,0 +1,92 @@
+// ReLU, sigmoid and the fused sigmoid + binary cross-entropy kernel against their references.
+namespace HitGpu.Kernels.Tests;
+
+[Collection(AcceleratorCollection.Name)]
+public sealed class ActivationLossTests(AcceleratorFixture fixture)
+{
+    private readonly ComputeDevice device = fixture.Device;
+
+    [Theory]
+    [InlineData(Activation.Relu, 1)]
+    [InlineData(Activation.Relu, 1000)]
+    [InlineData(Activation.Sigmoid, 7)]
+    [InlineData(Activation.Sigmoid, 4097)]
+    [InlineData(Activation.Identity, 65)]
+    public void Activation_kernel_matches_reference(Activation activation, int n)
+    {
+        var rng = new Random(n);
+        var input = Tolerance.Random(rng, n, 30f);
+        input[0] = activation == Activation.Sigmoid ? -100f : 3f; // a far tail must not overflow
+        var expected = input.Select(z => Activations.ApplyReference(activation, z)).ToArray();
+        using var x = device.Upload<float>(input, n);
+        using var y = device.Allocate<float>(n);
+        device.ApplyActivation(x.View, y.View, n, activation);
+        Tolerance.AllClose(expected, y.ToArray(), $"{activation}");
+    }
+
+    [Fact]
+    public void Sigmoid_reference_agrees_with_its_definition_in_double()
+    {
+        foreach (double z in new[] { -30.0, -2.5, -1e-3, 0.0, 0.7, 12.0 })
+            Tolerance.Close(1 / (1 + Math.Exp(-z)), Activations.SigmoidReference(z), $"sigmoid({z})", 1e-15, 1e-14);
+    }
+
+    [Fact]
+    public void Cross_entropy_reference_agrees_with_its_definition_in_double()
+    {
+        foreach (double z in new[] { -8.0, -0.3, 0.0, 0.9, 5.0 })
+            foreach (double y in new[] { 0.0, 1.0 })
+            {
+                double p = 1 / (1 + Math.Exp(-z));
+                double direct = -(y * Math.Log(p) + (1 - y) * Math.Log(1 - p));
+                Tolerance.Close(direct, Loss.BinaryCrossEntropyReference(z, y), $"bce({z}, {y})", 1e-12, 1e-12);
+            }
+    }
+
+    [Theory]
+    [InlineData(1, false)]
+    [InlineData(32, true)]
+    [InlineData(63, true)]
+    [InlineData(1000, false)]
+    public void Loss_kernel_matches_reference(int rows, bool gathered)
+    {
+        var rng = new Random(rows + 11);
+        int total = rows + 9, offset = 4;
+        var logits = Tolerance.Random(rng, rows, 6f);
+        logits[0] = 95f; // extreme logits: the loss must stay finite, no log(0)
+        if (rows > 1) logits[1] = -95f;
+        var labels = Enumerable.Range(0, total).Select(_ => (float)rng.Next(2)).ToArray();
+        var index = Enumerable.Range(0, total).OrderBy(_ => rng.Next()).ToArray();
+        float scale = 1f / rows;
+
+        var expectedGradient = new float[rows];
+        var expectedLoss = new float[total];
+        var expectedCorrect = new float[total];
+        for (int r = 0; r < rows; r++)
+        {
+            float y = labels[gathered ? index[offset + r] : offset + r];
+            expectedGradient[r] = Loss.GradientReference(logits[r], y) * scale;
+            expectedLoss[offset + r] = Loss.BinaryCrossEntropyReference(logits[r], y);
+            expectedCorrect[offset + r] = Loss.IsCorrectReference(logits[r], y) ? 1f : 0f;
+        }
+
+        using var z = device.Upload<float>(logits, rows);
+        using var lab = device.Upload<float>(labels, total);
+        using var idx = device.Upload<int>(index, total);
+        using var dz = device.Allocate<float>(rows);
+        using var loss = device.Allocate<float>(total);
+        using var correct = device.Allocate<float>(total);
+        loss.Clear();
+        correct.Clear();
+        device.BinaryCrossEntropy(new LossArgs
+        {
+            Logits = z.View,
+            Labels = gathered ? RowSource.Gather(lab.View, 1, idx.View, offset) : RowSource.InPlace(lab.View, 1, idx.View, offset),
+            LogitGradient = dz.View, SampleLoss = loss.View, SampleCorrect = correct.View,
+            Rows = rows, GradientScale = scale,
+        });
+        Tolerance.AllClose(expectedGradient, dz.ToArray(), "dL/dz");
+        Tolerance.AllClose(expectedLoss, loss.ToArray(), "loss");
+        Tolerance.AllClose(expectedCorrect, correct.ToArray(), "correct", 0, 0);
+    }
+}

@@ -1,0 +1,56 @@
+// Every kernel must compile for the GPU backends, which CI can do without a GPU: ILGPU generates PTX and
+// OpenCL C on any machine. A kernel that uses something a GPU backend rejects (doubles on OpenCL without
+// the extension, a managed call, an unsupported intrinsic) fails here, not on the GPU machine.
+using System.Reflection;
+using ILGPU;
+using ILGPU.Algorithms;
+using ILGPU.Backends.EntryPoints;
+using ILGPU.Backends.OpenCL;
+using ILGPU.Backends.PTX;
+using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
+using ILGPU.Runtime.OpenCL;
+
+namespace HitGpu.Kernels.Tests;
+
+public sealed class BackendCompileTests
+{
+    public static TheoryData<string> Kernels()
+    {
+        var data = new TheoryData<string>();
+        foreach (var method in KernelCatalog.All)
+            data.Add(method.DeclaringType!.Name + "." + method.Name);
+        return data;
+    }
+
+    private static MethodInfo Find(string name) =>
+        KernelCatalog.All.Single(m => m.DeclaringType!.Name + "." + m.Name == name);
+
+    [Theory]
+    [MemberData(nameof(Kernels))]
+    public void Compiles_to_PTX(string kernel)
+    {
+        using var context = Context.Create(builder => builder.Optimize(OptimizationLevel.O2).EnableAlgorithms());
+        using var backend = new PTXBackend(context, CudaArchitecture.SM_80, CudaInstructionSet.ISA_70, nvvmAPI: null!);
+        var compiled = (PTXCompiledKernel)backend.Compile(
+            EntryPointDescription.FromExplicitlyGroupedKernel(Find(kernel)), KernelSpecialization.Empty);
+        Assert.Contains(".entry", compiled.PTXAssembly);
+        Assert.Contains(".target sm_80", compiled.PTXAssembly);
+        Assert.DoesNotContain(".f64", compiled.PTXAssembly); // float32 throughout: doubles are slow on most GPUs
+    }
+
+    [Theory]
+    [MemberData(nameof(Kernels))]
+    public void Compiles_to_OpenCL_C_without_extensions(string kernel)
+    {
+        using var context = Context.Create(builder => builder.Optimize(OptimizationLevel.O2).EnableAlgorithms());
+        // No optional capability at all (no fp16, fp64, int64 atomics, sub-groups, generic address space).
+        var constructor = typeof(CLCapabilityContext).GetConstructors().Single(c => c.GetParameters().All(p => p.ParameterType == typeof(bool)));
+        var capabilities = (CLCapabilityContext)constructor.Invoke(constructor.GetParameters().Select(_ => (object)false).ToArray());
+        using var backend = new CLBackend(context, capabilities, CLDeviceVendor.Other, CLCVersion.CL20);
+        var compiled = (CLCompiledKernel)backend.Compile(
+            EntryPointDescription.FromExplicitlyGroupedKernel(Find(kernel)), KernelSpecialization.Empty);
+        Assert.Contains("kernel", compiled.Source);
+        Assert.DoesNotContain("double", compiled.Source);
+    }
+}

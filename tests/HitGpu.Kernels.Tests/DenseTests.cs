@@ -1,0 +1,116 @@
+// Dense forward and backward kernels against the C# reference, on random values and odd shapes,
+// read in place and gathered through a shuffled index.
+namespace HitGpu.Kernels.Tests;
+
+[Collection(AcceleratorCollection.Name)]
+public sealed class DenseTests(AcceleratorFixture fixture)
+{
+    private readonly ComputeDevice device = fixture.Device;
+
+    public static TheoryData<int, int, int, Activation, bool> Shapes()
+    {
+        var data = new TheoryData<int, int, int, Activation, bool>();
+        int[][] shapes = [[1, 1, 1], [7, 15, 64], [63, 64, 32], [65, 32, 1], [1000, 15, 7], [33, 3, 65]];
+        foreach (var s in shapes)
+            foreach (var activation in Enum.GetValues<Activation>())
+                foreach (bool gathered in new[] { false, true })
+                    data.Add(s[0], s[1], s[2], activation, gathered);
+        return data;
+    }
+
+    /// <summary>A source matrix with spare rows, the rows the batch reads, and (gathered) a shuffled index to them.</summary>
+    private static (float[] source, int[] index, float[] batch) MakeInput(Random rng, int rows, int inputs, bool gathered, Activation producedBy)
+    {
+        int sourceRows = rows + 5;
+        var source = Tolerance.Random(rng, sourceRows * inputs, 2f);
+        if (producedBy == Activation.Relu)
+            for (int i = 0; i < source.Length; i++) source[i] = Math.Max(0f, source[i]);
+        if (producedBy == Activation.Sigmoid)
+            for (int i = 0; i < source.Length; i++) source[i] = Activations.Sigmoid(source[i]);
+        var index = Enumerable.Range(0, sourceRows).OrderBy(_ => rng.Next()).ToArray();
+        var batch = new float[rows * inputs];
+        for (int r = 0; r < rows; r++)
+        {
+            int row = gathered ? index[3 + r] : 3 + r; // offset 3 checks that the offset is honoured
+            Array.Copy(source, row * inputs, batch, r * inputs, inputs);
+        }
+        return (source, index, batch);
+    }
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void Forward_matches_reference(int rows, int inputs, int outputs, Activation activation, bool gathered)
+    {
+        var rng = new Random(rows * 7919 + inputs * 31 + outputs);
+        var (source, index, batch) = MakeInput(rng, rows, inputs, gathered, Activation.Identity);
+        var weight = Tolerance.Random(rng, outputs * inputs);
+        var bias = Tolerance.Random(rng, outputs);
+        var expected = new float[rows * outputs];
+        Dense.ForwardReference<float>(batch, weight, bias, expected, rows, inputs, outputs, activation);
+
+        using var x = device.Upload<float>(source, source.Length / inputs, inputs);
+        using var idx = device.Upload<int>(index, index.Length);
+        using var w = device.Upload<float>(weight, outputs, inputs);
+        using var b = device.Upload<float>(bias, outputs);
+        using var y = device.Allocate<float>(rows, outputs);
+        device.DenseForward(new DenseForwardArgs
+        {
+            X = gathered ? RowSource.Gather(x.View, inputs, idx.View, 3) : RowSource.InPlace(x.View, inputs, idx.View, 3),
+            Weight = w.View, Bias = b.View, Y = y.View,
+            Rows = rows, Inputs = inputs, Outputs = outputs, Activation = (int)activation,
+        });
+        Tolerance.AllClose(expected, y.ToArray(), $"y ({rows}x{inputs}->{outputs}, {activation}, gathered={gathered})");
+        if (activation == Activation.Relu && expected.Length >= 16)
+            Assert.Contains(expected, v => v > 0f); // the test is not passing on all-zero outputs
+    }
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void Backward_matches_reference(int rows, int inputs, int outputs, Activation inputActivation, bool gathered)
+    {
+        var rng = new Random(rows * 104729 + inputs * 17 + outputs);
+        var (source, index, batch) = MakeInput(rng, rows, inputs, gathered, inputActivation);
+        var weight = Tolerance.Random(rng, outputs * inputs);
+        var outputGradient = Tolerance.Random(rng, rows * outputs);
+        var expectedW = new float[outputs * inputs];
+        var expectedB = new float[outputs];
+        var expectedX = new float[rows * inputs];
+        Dense.BackwardReference<float>(batch, weight, outputGradient, expectedW, expectedB, expectedX, rows, inputs, outputs, inputActivation);
+
+        using var x = device.Upload<float>(source, source.Length / inputs, inputs);
+        using var idx = device.Upload<int>(index, index.Length);
+        using var w = device.Upload<float>(weight, outputs, inputs);
+        using var dz = device.Upload<float>(outputGradient, rows, outputs);
+        using var dw = device.Allocate<float>(outputs, inputs);
+        using var db = device.Allocate<float>(outputs);
+        using var dx = device.Allocate<float>(rows, inputs);
+        device.DenseBackward(new DenseBackwardArgs
+        {
+            X = gathered ? RowSource.Gather(x.View, inputs, idx.View, 3) : RowSource.InPlace(x.View, inputs, idx.View, 3),
+            Weight = w.View, OutputGradient = dz.View,
+            WeightGradient = dw.View, BiasGradient = db.View, InputGradient = dx.View,
+            Rows = rows, Inputs = inputs, Outputs = outputs, InputActivation = (int)inputActivation,
+        }, withInputGradient: true);
+        string what = $"({rows}x{inputs}->{outputs}, {inputActivation}, gathered={gathered})";
+        // Sums over up to 1000 rows: allow float rounding in proportion to the terms' size.
+        double abs = 1e-6 * Math.Max(rows, outputs);
+        Tolerance.AllClose(expectedW, dw.ToArray(), "dW " + what, abs);
+        Tolerance.AllClose(expectedB, db.ToArray(), "db " + what, abs);
+        Tolerance.AllClose(expectedX, dx.ToArray(), "dx " + what, abs);
+    }
+
+    [Fact]
+    public void Forward_rejects_a_weight_of_the_wrong_shape()
+    {
+        using var x = device.Allocate<float>(4, 3);
+        using var w = device.Allocate<float>(2, 4);
+        using var b = device.Allocate<float>(2);
+        using var y = device.Allocate<float>(4, 2);
+        var error = Assert.Throws<ArgumentException>(() => device.DenseForward(new DenseForwardArgs
+        {
+            X = RowSource.InPlace(x.View, 3, b.View.Cast<int>()), Weight = w.View, Bias = b.View, Y = y.View,
+            Rows = 4, Inputs = 3, Outputs = 2,
+        }));
+        Assert.Contains("weight", error.Message);
+    }
+}
