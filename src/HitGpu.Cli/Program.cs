@@ -1,1 +1,2 @@
-﻿Console.WriteLine("Hello, World!");
+// The hitgpu tool: parses arguments, calls the library, prints. See HitGpuCli.Run.
+return HitGpu.Cli.HitGpuCli.Run(args, Console.Out, Console.Error);

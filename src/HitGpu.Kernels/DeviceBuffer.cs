@@ -40,8 +40,16 @@ public sealed class DeviceBuffer<T> : IDisposable where T : unmanaged
     {
         if (destination.Length != Length)
             throw new ArgumentException($"expected room for {Length} elements, got {destination.Length}", nameof(destination));
+        CopyTo(0, destination);
+    }
+
+    /// <summary>Elements [start, start + destination.Length) to the host.</summary>
+    public void CopyTo(int start, Span<T> destination)
+    {
+        if (start < 0 || start + destination.Length > Length)
+            throw new ArgumentOutOfRangeException(nameof(start), $"elements [{start}, {start + destination.Length}) outside a buffer of {Length}");
         if (destination.Length > 0)
-            buffer.View.SubView(0, destination.Length).CopyToCPU(ref MemoryMarshal.GetReference(destination), destination.Length);
+            buffer.View.SubView(start, destination.Length).CopyToCPU(ref MemoryMarshal.GetReference(destination), destination.Length);
     }
 
     public T[] ToArray()

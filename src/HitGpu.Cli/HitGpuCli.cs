@@ -1,0 +1,53 @@
+// Command-line entry point shared by the executable and the tests: every command goes through Run, which
+// turns bad input into one line on stderr and exit code 2, never a stack trace.
+using System.CommandLine;
+using HitGpu.Kernels;
+using HitGpu.Nn;
+
+namespace HitGpu.Cli;
+
+public static class HitGpuCli
+{
+    public const int Ok = 0, Failure = 1, BadInput = 2;
+
+    public static int Run(string[] args, TextWriter output, TextWriter error)
+    {
+        var root = new RootCommand("HitGpu: predicts whether a song will be a hit from its Spotify audio features, with a small neural network trained in hand-written ILGPU kernels.")
+        {
+            TrainCommand.Create(output),
+        };
+        var parsed = root.Parse(args);
+        if (parsed.Errors.Count > 0)
+        {
+            error.WriteLine($"hitgpu: error: {parsed.Errors[0].Message} (see hitgpu --help)");
+            return BadInput;
+        }
+        try
+        {
+            return parsed.Invoke(new InvocationConfiguration { Output = output, Error = error, EnableDefaultExceptionHandler = false });
+        }
+        catch (Exception e) when (e is InputException or AcceleratorUnavailableException or ArgumentException)
+        {
+            error.WriteLine($"hitgpu: error: {e.Message}");
+            return BadInput;
+        }
+        catch (Exception e)
+        {
+            // Unexpected: still one line, with the type, so a report can name it. HITGPU_DEBUG=1 shows the stack.
+            error.WriteLine($"hitgpu: internal error: {e.GetType().Name}: {e.Message}");
+            if (Environment.GetEnvironmentVariable("HITGPU_DEBUG") == "1")
+                error.WriteLine(e);
+            return Failure;
+        }
+    }
+
+    /// <summary>"64,32" as [64, 32]; an empty string is no hidden layer.</summary>
+    public static int[] ParseWidths(string text)
+    {
+        if (string.IsNullOrWhiteSpace(text))
+            return [];
+        return text.Split(',').Select(part => int.TryParse(part.Trim(), out int w) && w > 0
+            ? w
+            : throw new ArgumentException($"--hidden takes positive widths separated by commas, e.g. 64,32; got '{text}'")).ToArray();
+    }
+}

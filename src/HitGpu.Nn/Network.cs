@@ -1,0 +1,238 @@
+// The network: a stack of dense layers (ReLU between them, a single logit out), its flat parameter layout,
+// the device-side forward and backward passes that call the kernels, and a plain reference of the whole
+// network's loss and gradient for the finite-difference check.
+using System.Numerics;
+using HitGpu.Kernels;
+
+namespace HitGpu.Nn;
+
+/// <summary>
+/// Where each layer's weight (out, in) and bias (out) sit in the one flat parameter array:
+/// [W0, b0, W1, b1, ...]. Gradients and Adam's moments share the layout, so Adam is one launch.
+/// </summary>
+public sealed class ParameterLayout
+{
+    public IReadOnlyList<int> Widths { get; }   // inputs, hidden..., 1
+    public int Layers => Widths.Count - 1;
+    public int Count { get; }
+    private readonly int[] weightOffsets, biasOffsets;
+
+    public ParameterLayout(IReadOnlyList<int> widths)
+    {
+        if (widths.Count < 2 || widths.Any(w => w < 1))
+            throw new ArgumentException($"a network needs at least an input and an output width, all positive; got [{string.Join(",", widths)}]");
+        Widths = widths.ToArray();
+        weightOffsets = new int[Layers];
+        biasOffsets = new int[Layers];
+        int offset = 0;
+        for (int l = 0; l < Layers; l++)
+        {
+            weightOffsets[l] = offset;
+            offset += Widths[l + 1] * Widths[l];
+            biasOffsets[l] = offset;
+            offset += Widths[l + 1];
+        }
+        Count = offset;
+    }
+
+    /// <summary>inputs -> hidden... -> one logit.</summary>
+    public static ParameterLayout ForClassifier(int inputs, IReadOnlyList<int> hidden) => new([inputs, .. hidden, 1]);
+
+    public int Inputs(int layer) => Widths[layer];
+    public int Outputs(int layer) => Widths[layer + 1];
+    public int WeightOffset(int layer) => weightOffsets[layer];
+    public int BiasOffset(int layer) => biasOffsets[layer];
+    public Activation ActivationOf(int layer) => layer == Layers - 1 ? Activation.Identity : Activation.Relu;
+
+    /// <summary>Glorot-uniform weights (Keras' default, as in the original study) and zero biases, from a seed.</summary>
+    public float[] Initialize(int seed)
+    {
+        var rng = new Random(seed);
+        var parameters = new float[Count];
+        for (int l = 0; l < Layers; l++)
+        {
+            double limit = Math.Sqrt(6.0 / (Inputs(l) + Outputs(l)));
+            for (int i = 0; i < Inputs(l) * Outputs(l); i++)
+                parameters[WeightOffset(l) + i] = (float)((rng.NextDouble() * 2 - 1) * limit);
+        }
+        return parameters;
+    }
+}
+
+/// <summary>
+/// The network's device state: one flat buffer each for parameters, gradients and Adam's two moments, and
+/// per layer its activated outputs and dL/dz for up to <see cref="CapacityRows"/> rows. Nothing is
+/// allocated after construction.
+/// </summary>
+public sealed class Network : IDisposable
+{
+    private readonly ComputeDevice device;
+    private readonly DeviceBuffer<float>[] outputs;   // layer l: (capacity, Outputs(l)), activated
+    private readonly DeviceBuffer<float>[] deltas;    // layer l: (capacity, Outputs(l)), dL/dz
+    private readonly DeviceBuffer<float> probabilities;
+    private readonly DeviceBuffer<int> noIndex;
+
+    public ParameterLayout Layout { get; }
+    public int CapacityRows { get; }
+    public DeviceBuffer<float> Parameters { get; }
+    public DeviceBuffer<float> Gradients { get; }
+    public DeviceBuffer<float> AdamM { get; }
+    public DeviceBuffer<float> AdamV { get; }
+
+    public Network(ComputeDevice device, ParameterLayout layout, int capacityRows, float[] initialParameters)
+    {
+        this.device = device;
+        Layout = layout;
+        CapacityRows = capacityRows;
+        Parameters = device.Upload<float>(initialParameters, layout.Count);
+        Gradients = device.Allocate<float>(layout.Count);
+        AdamM = device.Allocate<float>(layout.Count);
+        AdamV = device.Allocate<float>(layout.Count);
+        Gradients.Clear();
+        AdamM.Clear();
+        AdamV.Clear();
+        outputs = Enumerable.Range(0, layout.Layers).Select(l => device.Allocate<float>(capacityRows, layout.Outputs(l))).ToArray();
+        deltas = Enumerable.Range(0, layout.Layers).Select(l => device.Allocate<float>(capacityRows, layout.Outputs(l))).ToArray();
+        probabilities = device.Allocate<float>(capacityRows);
+        noIndex = device.Allocate<int>(1);
+    }
+
+    /// <summary>(rows) logits of the last forward pass.</summary>
+    public DeviceBuffer<float> Logits => outputs[^1];
+
+    /// <summary>(rows) dL/dz at the logits: the loss kernel writes it, <see cref="Backward"/> starts from it.</summary>
+    public DeviceBuffer<float> LogitGradient => deltas[^1];
+
+    /// <summary>Rows [offset, offset + rows) of a (n, inputs) matrix, gathered through an index when one is given.</summary>
+    public RowSource Input(DeviceBuffer<float> features, int offset, DeviceBuffer<int>? index = null) => index is null
+        ? RowSource.InPlace(features.View, Layout.Inputs(0), noIndex.View, offset)
+        : RowSource.Gather(features.View, Layout.Inputs(0), index.View, offset);
+
+    private RowSource LayerInput(int layer, RowSource input) =>
+        layer == 0 ? input : RowSource.InPlace(outputs[layer - 1].View, Layout.Inputs(layer), noIndex.View);
+
+    public void Forward(RowSource input, int rows)
+    {
+        CheckRows(rows);
+        for (int l = 0; l < Layout.Layers; l++)
+            device.DenseForward(new DenseForwardArgs
+            {
+                X = LayerInput(l, input),
+                Weight = Parameters.Slice(Layout.WeightOffset(l), Layout.Outputs(l) * Layout.Inputs(l)),
+                Bias = Parameters.Slice(Layout.BiasOffset(l), Layout.Outputs(l)),
+                Y = outputs[l].View,
+                Rows = rows, Inputs = Layout.Inputs(l), Outputs = Layout.Outputs(l), Activation = (int)Layout.ActivationOf(l),
+            });
+    }
+
+    /// <summary>The forward pass reversed: from <see cref="LogitGradient"/> to every parameter's gradient.</summary>
+    public void Backward(RowSource input, int rows)
+    {
+        CheckRows(rows);
+        for (int l = Layout.Layers - 1; l >= 0; l--)
+            device.DenseBackward(new DenseBackwardArgs
+            {
+                X = LayerInput(l, input),
+                Weight = Parameters.Slice(Layout.WeightOffset(l), Layout.Outputs(l) * Layout.Inputs(l)),
+                OutputGradient = deltas[l].View,
+                WeightGradient = Gradients.Slice(Layout.WeightOffset(l), Layout.Outputs(l) * Layout.Inputs(l)),
+                BiasGradient = Gradients.Slice(Layout.BiasOffset(l), Layout.Outputs(l)),
+                InputGradient = l > 0 ? deltas[l - 1].View : deltas[0].View,
+                Rows = rows, Inputs = Layout.Inputs(l), Outputs = Layout.Outputs(l),
+                InputActivation = l > 0 ? (int)Layout.ActivationOf(l - 1) : (int)Activation.Identity,
+            }, withInputGradient: l > 0);
+    }
+
+    public void Update(in AdamStep step) => device.AdamUpdate(Parameters.View, Gradients.View, AdamM.View, AdamV.View, step);
+
+    /// <summary>
+    /// Forward and loss over a whole (n, inputs) matrix, in chunks of <see cref="CapacityRows"/>: each
+    /// sample's loss and correctness land in <paramref name="sampleLoss"/> and <paramref name="sampleCorrect"/>.
+    /// </summary>
+    public void Score(DeviceBuffer<float> features, DeviceBuffer<float> labels, DeviceBuffer<float> sampleLoss, DeviceBuffer<float> sampleCorrect)
+    {
+        for (int offset = 0; offset < features.Rows; offset += CapacityRows)
+        {
+            int rows = Math.Min(CapacityRows, features.Rows - offset);
+            Forward(Input(features, offset), rows);
+            device.BinaryCrossEntropy(new LossArgs
+            {
+                Logits = Logits.View,
+                Labels = RowSource.InPlace(labels.View, 1, noIndex.View, offset),
+                LogitGradient = LogitGradient.View,
+                SampleLoss = sampleLoss.View, SampleCorrect = sampleCorrect.View,
+                Rows = rows, GradientScale = 1f / rows,
+            });
+        }
+    }
+
+    /// <summary>P(hit) for every row of a (n, inputs) matrix.</summary>
+    public float[] PredictProbabilities(DeviceBuffer<float> features)
+    {
+        var result = new float[features.Rows];
+        for (int offset = 0; offset < features.Rows; offset += CapacityRows)
+        {
+            int rows = Math.Min(CapacityRows, features.Rows - offset);
+            Forward(Input(features, offset), rows);
+            device.ApplyActivation(Logits.View, probabilities.View, rows, Activation.Sigmoid);
+            probabilities.CopyTo(0, result.AsSpan(offset, rows));
+        }
+        return result;
+    }
+
+    private void CheckRows(int rows)
+    {
+        if (rows < 1 || rows > CapacityRows)
+            throw new ArgumentOutOfRangeException(nameof(rows), $"a pass takes 1 to {CapacityRows} rows, got {rows}");
+    }
+
+    public void Dispose()
+    {
+        foreach (var b in outputs.Concat(deltas))
+            b.Dispose();
+        probabilities.Dispose();
+        noIndex.Dispose();
+        Parameters.Dispose();
+        Gradients.Dispose();
+        AdamM.Dispose();
+        AdamV.Dispose();
+    }
+
+    // ---- reference: the whole network's mean loss and its gradient, on the host, in any float type ----
+
+    /// <summary>
+    /// Mean binary cross-entropy of the network over (rows, inputs) <paramref name="x"/> and labels
+    /// <paramref name="y"/>, and (when <paramref name="gradient"/> is not empty) d loss / d parameter,
+    /// built from the layer references alone.
+    /// </summary>
+    public static T LossAndGradientReference<T>(ParameterLayout layout, ReadOnlySpan<T> parameters, ReadOnlySpan<T> x, ReadOnlySpan<T> y,
+        int rows, Span<T> gradient) where T : IFloatingPointIeee754<T>
+    {
+        var activations = new T[layout.Layers + 1][];
+        activations[0] = x.ToArray();
+        for (int l = 0; l < layout.Layers; l++)
+        {
+            activations[l + 1] = new T[rows * layout.Outputs(l)];
+            Dense.ForwardReference<T>(activations[l], parameters.Slice(layout.WeightOffset(l), layout.Outputs(l) * layout.Inputs(l)),
+                parameters.Slice(layout.BiasOffset(l), layout.Outputs(l)), activations[l + 1], rows, layout.Inputs(l), layout.Outputs(l), layout.ActivationOf(l));
+        }
+        T loss = T.Zero, n = T.CreateChecked(rows);
+        var delta = new T[rows];
+        for (int r = 0; r < rows; r++)
+        {
+            loss += Loss.BinaryCrossEntropyReference(activations[^1][r], y[r]);
+            delta[r] = Loss.GradientReference(activations[^1][r], y[r]) / n;
+        }
+        if (gradient.IsEmpty)
+            return loss / n;
+        for (int l = layout.Layers - 1; l >= 0; l--)
+        {
+            var inputDelta = l > 0 ? new T[rows * layout.Inputs(l)] : [];
+            Dense.BackwardReference<T>(activations[l], parameters.Slice(layout.WeightOffset(l), layout.Outputs(l) * layout.Inputs(l)), delta,
+                gradient.Slice(layout.WeightOffset(l), layout.Outputs(l) * layout.Inputs(l)), gradient.Slice(layout.BiasOffset(l), layout.Outputs(l)),
+                inputDelta, rows, layout.Inputs(l), layout.Outputs(l), l > 0 ? layout.ActivationOf(l - 1) : Activation.Identity);
+            delta = inputDelta;
+        }
+        return loss / n;
+    }
+}

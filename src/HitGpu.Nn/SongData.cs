@@ -1,0 +1,248 @@
+// The data path: the Spotify hit-predictor CSV schema, a checked reader (CsvHelper), and the embedded 90s file.
+// Every value is checked; the first bad one stops the read with its file, line and column.
+using System.Globalization;
+using System.IO.Compression;
+using System.Text;
+using CsvHelper;
+
+namespace HitGpu.Nn;
+
+/// <summary>Bad input: the message is one line a user can act on ("file:line:column: what is wrong").</summary>
+public sealed class InputException(string message) : Exception(message);
+
+/// <summary>
+/// Songs as a row-major (Count, 15) float matrix of audio features, with labels (1 = hit) when the file has
+/// a target column, and the track and artist names when it has them.
+/// </summary>
+public sealed class SongTable
+{
+    public required string Source { get; init; }
+    public required float[] Features { get; init; }   // (Count, FeatureCount)
+    public float[]? Labels { get; init; }             // (Count): 0 or 1, null when the input had no target
+    public string[]? Tracks { get; init; }
+    public string[]? Artists { get; init; }
+    public int Count => Features.Length / SongData.FeatureCount;
+
+    /// <summary>The rows at the given indices, in that order.</summary>
+    public SongTable Subset(IReadOnlyList<int> rows)
+    {
+        int f = SongData.FeatureCount;
+        var features = new float[rows.Count * f];
+        for (int r = 0; r < rows.Count; r++)
+            Array.Copy(Features, rows[r] * f, features, r * f, f);
+        return new SongTable
+        {
+            Source = Source,
+            Features = features,
+            Labels = Labels is null ? null : rows.Select(r => Labels[r]).ToArray(),
+            Tracks = Tracks is null ? null : rows.Select(r => Tracks[r]).ToArray(),
+            Artists = Artists is null ? null : rows.Select(r => Artists[r]).ToArray(),
+        };
+    }
+
+    /// <summary>Rows of several tables one after the other (e.g. all six decades).</summary>
+    public static SongTable Concat(IReadOnlyList<SongTable> tables)
+    {
+        if (tables.Count == 1)
+            return tables[0];
+        bool labels = tables.All(t => t.Labels is not null);
+        bool names = tables.All(t => t.Tracks is not null && t.Artists is not null);
+        return new SongTable
+        {
+            Source = string.Join(", ", tables.Select(t => t.Source)),
+            Features = tables.SelectMany(t => t.Features).ToArray(),
+            Labels = labels ? tables.SelectMany(t => t.Labels!).ToArray() : null,
+            Tracks = names ? tables.SelectMany(t => t.Tracks!).ToArray() : null,
+            Artists = names ? tables.SelectMany(t => t.Artists!).ToArray() : null,
+        };
+    }
+}
+
+public static class SongData
+{
+    /// <summary>The 15 audio features the network reads, in this order.</summary>
+    public static readonly string[] FeatureNames =
+    [
+        "danceability", "energy", "key", "loudness", "mode", "speechiness", "acousticness", "instrumentalness",
+        "liveness", "valence", "tempo", "duration_ms", "time_signature", "chorus_hit", "sections",
+    ];
+
+    public const int FeatureCount = 15;
+    public const string Target = "target";
+
+    /// <summary>Name under which the embedded 90s file is reported.</summary>
+    public const string EmbeddedName = "embedded:dataset-of-90s.csv";
+    private const string EmbeddedResource = "HitGpu.Nn.Data.dataset-of-90s.csv.gz";
+
+    /// <summary>The 90s file of the Spotify Hit Predictor Dataset (Farooq Ansari), shipped gzip-compressed inside this library.</summary>
+    public static SongTable LoadEmbedded90s()
+    {
+        using var compressed = typeof(SongData).Assembly.GetManifestResourceStream(EmbeddedResource)
+            ?? throw new InvalidOperationException($"resource {EmbeddedResource} is missing from the HitGpu.Nn assembly");
+        using var gzip = new GZipStream(compressed, CompressionMode.Decompress);
+        using var bytes = new MemoryStream();
+        gzip.CopyTo(bytes);
+        return Parse(bytes.ToArray(), EmbeddedName, requireTarget: true);
+    }
+
+    /// <summary>The embedded 90s file's bytes, uncompressed (tests write variants of it).</summary>
+    public static byte[] Embedded90sBytes()
+    {
+        using var compressed = typeof(SongData).Assembly.GetManifestResourceStream(EmbeddedResource)!;
+        using var gzip = new GZipStream(compressed, CompressionMode.Decompress);
+        using var bytes = new MemoryStream();
+        gzip.CopyTo(bytes);
+        return bytes.ToArray();
+    }
+
+    /// <summary>Reads one CSV file; see <see cref="Parse"/>.</summary>
+    public static SongTable Load(string path, bool requireTarget = true)
+    {
+        byte[] bytes;
+        try
+        {
+            bytes = File.ReadAllBytes(path);
+        }
+        catch (FileNotFoundException)
+        {
+            throw new InputException($"{path}: file not found");
+        }
+        catch (DirectoryNotFoundException)
+        {
+            throw new InputException($"{path}: file not found (no such directory)");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new InputException($"{path}: cannot read the file ({e.Message})");
+        }
+        return Parse(bytes, path, requireTarget);
+    }
+
+    /// <summary>
+    /// Reads every CSV file a list of paths names: files as they are, folders as their *.csv files in name order.
+    /// </summary>
+    public static SongTable LoadMany(IReadOnlyList<string> paths, bool requireTarget = true)
+    {
+        var files = new List<string>();
+        foreach (var path in paths)
+        {
+            if (Directory.Exists(path))
+            {
+                var inFolder = Directory.GetFiles(path, "*.csv").Order(StringComparer.Ordinal).ToList();
+                if (inFolder.Count == 0)
+                    throw new InputException($"{path}: folder holds no .csv file");
+                files.AddRange(inFolder);
+            }
+            else
+            {
+                files.Add(path);
+            }
+        }
+        return SongTable.Concat(files.Select(f => Load(f, requireTarget)).ToList());
+    }
+
+    /// <summary>
+    /// Parses a CSV in the dataset's format: a header, then one row per song. Columns are found by name in
+    /// any order; track, artist and uri are optional and only track and artist are kept; the 15 features
+    /// must be present; <c>target</c> must be present when <paramref name="requireTarget"/> is set.
+    /// UTF-8 with or without a byte-order mark (UTF-16 with one too), invariant-culture numbers such as
+    /// 1.72e-05, quoted titles with commas.
+    /// </summary>
+    public static SongTable Parse(byte[] bytes, string source, bool requireTarget = true)
+    {
+        if (bytes.Length == 0 || IsOnlyBom(bytes))
+            throw new InputException($"{source}: file is empty (expected a header line and data rows)");
+        var options = CsvReaderOptions.Default with
+        {
+            Separator = ',',
+            HasHeader = true,
+            TrackLineNumbers = true,
+            FieldCountMismatch = CsvFieldCountHandling.Allow,
+            MalformedData = CsvMalformedDataHandling.Throw,
+            FormatProvider = CultureInfo.InvariantCulture,
+        };
+        try
+        {
+            using var reader = CsvReader.Create(bytes, options);
+            return Read(reader, source, requireTarget);
+        }
+        catch (CsvFormatException e)
+        {
+            throw new InputException($"{source}: malformed CSV: {FirstLine(e.Message)}");
+        }
+    }
+
+    private static SongTable Read(CsvReader reader, string source, bool requireTarget)
+    {
+        var header = reader.Headers.Select(h => h.Trim()).ToArray();
+        int Column(string name) => Array.FindIndex(header, h => string.Equals(h, name, StringComparison.OrdinalIgnoreCase));
+        var featureColumns = new int[FeatureCount];
+        for (int f = 0; f < FeatureCount; f++)
+        {
+            featureColumns[f] = Column(FeatureNames[f]);
+            if (featureColumns[f] < 0)
+                throw new InputException($"{source}:1: missing column '{FeatureNames[f]}' (the header must name all 15 features: {string.Join(",", FeatureNames)})");
+        }
+        int targetColumn = Column(Target);
+        if (requireTarget && targetColumn < 0)
+            throw new InputException($"{source}:1: missing column '{Target}' (1 = hit, 0 = not a hit)");
+        int trackColumn = Column("track"), artistColumn = Column("artist");
+        bool names = trackColumn >= 0 && artistColumn >= 0;
+
+        var features = new List<float>(4096 * FeatureCount);
+        var labels = targetColumn >= 0 ? new List<float>(4096) : null;
+        var tracks = names ? new List<string>(4096) : null;
+        var artists = names ? new List<string>(4096) : null;
+        while (reader.Read())
+        {
+            long line = reader.LineNumber;
+            if (reader.FieldCount != header.Length)
+                throw new InputException($"{source}:{line}: row has {reader.FieldCount} fields, the header has {header.Length}");
+            for (int f = 0; f < FeatureCount; f++)
+            {
+                int c = featureColumns[f];
+                double value = Number(reader, c, source, line, header[c]);
+                if (FeatureNames[f] == "duration_ms" && value <= 0)
+                    throw new InputException($"{source}:{line}:{c + 1}: duration_ms must be positive, got {value.ToString(CultureInfo.InvariantCulture)}");
+                features.Add((float)value);
+            }
+            if (labels is not null)
+            {
+                double y = Number(reader, targetColumn, source, line, Target);
+                if (y != 0 && y != 1)
+                    throw new InputException($"{source}:{line}:{targetColumn + 1}: target must be 0 or 1, got '{reader.GetString(targetColumn)}'");
+                labels.Add((float)y);
+            }
+            if (names)
+            {
+                tracks!.Add(reader.GetString(trackColumn));
+                artists!.Add(reader.GetString(artistColumn));
+            }
+        }
+        if (features.Count == 0)
+            throw new InputException($"{source}: file has a header but no data rows");
+        return new SongTable
+        {
+            Source = source,
+            Features = features.ToArray(),
+            Labels = labels?.ToArray(),
+            Tracks = tracks?.ToArray(),
+            Artists = artists?.ToArray(),
+        };
+    }
+
+    private static double Number(CsvReader reader, int column, string source, long line, string name)
+    {
+        var text = reader.GetSpan(column);
+        if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out double value))
+            throw new InputException($"{source}:{line}:{column + 1}: {name} is not a number: '{Encoding.UTF8.GetString(text)}'");
+        if (!double.IsFinite(value))
+            throw new InputException($"{source}:{line}:{column + 1}: {name} must be finite, got '{Encoding.UTF8.GetString(text)}'");
+        return value;
+    }
+
+    private static bool IsOnlyBom(byte[] bytes) =>
+        bytes.AsSpan().SequenceEqual(new byte[] { 0xEF, 0xBB, 0xBF }) || bytes.AsSpan().SequenceEqual(new byte[] { 0xFF, 0xFE }) || bytes.AsSpan().SequenceEqual(new byte[] { 0xFE, 0xFF });
+
+    private static string FirstLine(string text) => text.Split('\n')[0].Trim();
+}
