@@ -19,7 +19,9 @@ public static class HitGpuCli
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
         {
-            error.WriteLine($"hitgpu: error: {parsed.Errors[0].Message} (see hitgpu --help)");
+            // System.CommandLine lists allowed values on several lines: keep the error to one.
+            string message = string.Join(" ", parsed.Errors[0].Message.Split(['\n', '\r', '\t'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+            error.WriteLine($"hitgpu: error: {message} (see hitgpu --help)");
             return BadInput;
         }
         try
