@@ -1,6 +1,7 @@
 // Command-line entry point shared by the executable and the tests: every command goes through Run, which
 // turns bad input into one line on stderr and exit code 2, never a stack trace.
 using System.CommandLine;
+using System.Globalization;
 using HitGpu.Kernels;
 using HitGpu.Nn;
 
@@ -12,9 +13,14 @@ public static class HitGpuCli
 
     public static int Run(string[] args, TextWriter output, TextWriter error)
     {
+        // A progress bar only for a person at a terminal; plain lines for pipes, files, tests and CI.
+        bool interactive = ReferenceEquals(output, Console.Out) && !Console.IsOutputRedirected && Environment.GetEnvironmentVariable("CI") is null;
         var root = new RootCommand("HitGpu: predicts whether a song will be a hit from its Spotify audio features, with a small neural network trained in hand-written ILGPU kernels.")
         {
-            TrainCommand.Create(output),
+            TrainCommand.Create(output, error, interactive),
+            EvaluateCommand.Create(output),
+            PredictCommand.Create(output),
+            DevicesCommand.Create(output),
         };
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
@@ -42,6 +48,24 @@ public static class HitGpuCli
             return Failure;
         }
     }
+
+    public static Option<string[]> DataOption(string description) =>
+        new("--data") { Description = description, AllowMultipleArgumentsPerToken = true };
+
+    public static Option<string> AcceleratorOption()
+    {
+        var option = new Option<string>("--accelerator") { Description = "auto (CUDA, then OpenCL, then CPU), cpu, cuda or opencl", DefaultValueFactory = _ => "auto" };
+        option.AcceptOnlyFromAmong("auto", "cpu", "cuda", "opencl");
+        return option;
+    }
+
+    public static ComputeDevice OpenDevice(string kind) => ComputeDevice.Open(ComputeDevice.ParseKind(kind));
+
+    public static string Describe(ComputeDevice device) => $"{device.Kind.ToString().ToLowerInvariant()} ({device.Name})";
+
+    public static string Percent(double fraction) => (fraction * 100).ToString("F2", CultureInfo.InvariantCulture) + "%";
+
+    public static string Number(float value) => value.ToString(CultureInfo.InvariantCulture);
 
     /// <summary>"64,32" as [64, 32]; an empty string is no hidden layer.</summary>
     public static int[] ParseWidths(string text)

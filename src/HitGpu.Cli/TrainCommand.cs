@@ -1,18 +1,18 @@
-// hitgpu train: trains the network and prints one line per epoch, then the test accuracy.
+// hitgpu train: trains the network, prints one line per epoch (or a progress bar on a terminal), then the
+// test accuracy; optionally saves the model, the three parts of the split and the training curves.
 using System.CommandLine;
-using System.Globalization;
 using HitGpu.Kernels;
 using HitGpu.Nn;
+using Spectre.Console;
 
 namespace HitGpu.Cli;
 
 public static class TrainCommand
 {
-    public static Command Create(TextWriter output)
+    public static Command Create(TextWriter output, TextWriter error, bool interactive)
     {
-        var data = new Option<string[]>("--data") { Description = "CSV file(s) or folder(s) of them; default: the embedded 90s file", AllowMultipleArgumentsPerToken = true };
-        var accelerator = new Option<string>("--accelerator") { Description = "auto, cpu, cuda or opencl", DefaultValueFactory = _ => "auto" };
-        accelerator.AcceptOnlyFromAmong("auto", "cpu", "cuda", "opencl");
+        var data = HitGpuCli.DataOption("CSV file(s) or folder(s) of them; default: the embedded 90s file");
+        var accelerator = HitGpuCli.AcceleratorOption();
         var epochs = new Option<int>("--epochs") { Description = "passes over the training part", DefaultValueFactory = _ => 20 };
         var batchSize = new Option<int>("--batch-size") { Description = "songs per Adam step", DefaultValueFactory = _ => 32 };
         var hidden = new Option<string>("--hidden") { Description = "hidden layer widths, comma-separated", DefaultValueFactory = _ => "64,32" };
@@ -20,10 +20,14 @@ public static class TrainCommand
         var seed = new Option<int>("--seed") { Description = "seed of the split, the initial weights and the shuffling", DefaultValueFactory = _ => 0 };
         var validationSplit = new Option<double>("--validation-split") { Description = "fraction of each class held out for validation", DefaultValueFactory = _ => 0.15 };
         var testSplit = new Option<double>("--test-split") { Description = "fraction of each class held out for the final test", DefaultValueFactory = _ => 0.15 };
+        var earlyStopping = new Option<int>("--early-stopping") { Description = "stop after this many epochs without a better validation loss and keep the best weights (0 = off)", DefaultValueFactory = _ => 0 };
+        var outPath = new Option<string?>("--out") { Description = "save the model to this file (safetensors)" };
+        var saveSplits = new Option<string?>("--save-splits") { Description = "write train.csv, validation.csv and test.csv into this folder" };
+        var plot = new Option<string?>("--plot") { Description = "write loss.png and accuracy.png into this folder" };
 
         var command = new Command("train", "Train the hit predictor and report train, validation and test accuracy")
         {
-            data, accelerator, epochs, batchSize, hidden, learningRate, seed, validationSplit, testSplit,
+            data, accelerator, epochs, batchSize, hidden, learningRate, seed, validationSplit, testSplit, earlyStopping, outPath, saveSplits, plot,
         };
         command.SetAction(parsed =>
         {
@@ -36,24 +40,67 @@ public static class TrainCommand
                 Seed = parsed.GetValue(seed),
                 ValidationFraction = parsed.GetValue(validationSplit),
                 TestFraction = parsed.GetValue(testSplit),
+                EarlyStoppingPatience = parsed.GetValue(earlyStopping),
             };
             options.Validate();
             var paths = parsed.GetValue(data);
             var table = paths is { Length: > 0 } ? SongData.LoadMany(paths) : SongData.LoadEmbedded90s();
-            using var device = ComputeDevice.Open(ComputeDevice.ParseKind(parsed.GetValue(accelerator)!));
+            using var device = HitGpuCli.OpenDevice(parsed.GetValue(accelerator)!);
             output.WriteLine($"hitgpu train: {table.Count} songs from {table.Source}; network {string.Join("-", ParameterLayout.ForClassifier(SongData.FeatureCount, options.Hidden).Widths)}; " +
-                $"{options.Epochs} epochs, batch {options.BatchSize}, Adam lr {F(options.LearningRate)}, seed {options.Seed}; accelerator {device.Kind.ToString().ToLowerInvariant()} ({device.Name})");
-            var result = Trainer.Train(device, table, options, m => output.WriteLine(
-                $"epoch {m.Epoch.ToString().PadLeft(options.Epochs.ToString().Length)}/{options.Epochs}  " +
-                $"loss {m.TrainLoss:F4}  accuracy {Percent(m.TrainAccuracy)}  val_loss {m.ValidationLoss:F4}  val_accuracy {Percent(m.ValidationAccuracy)}  {m.Seconds:F2} s"));
-            output.WriteLine($"test accuracy {Percent(result.TestAccuracy)}  test loss {result.TestLoss:F4}  " +
+                $"{options.Epochs} epochs, batch {options.BatchSize}, Adam lr {HitGpuCli.Number(options.LearningRate)}, seed {options.Seed}; accelerator {HitGpuCli.Describe(device)}");
+
+            var result = interactive
+                ? TrainWithProgressBar(device, table, options)
+                : Trainer.Train(device, table, options, m => output.WriteLine(EpochLine(m, options.Epochs)));
+
+            output.WriteLine($"test accuracy {HitGpuCli.Percent(result.TestAccuracy)}  test loss {result.TestLoss:F4}  " +
                 $"({result.TrainRows} train / {result.ValidationRows} validation / {result.TestRows} test songs, {result.Seconds:F1} s)");
-            return HitGpuCli.Ok;
+            if (result.StoppedEarly is not null)
+                (result.Diverged ? error : output).WriteLine($"{(result.Diverged ? "hitgpu: warning: " : "stopped early: ")}{result.StoppedEarly}");
+            if (parsed.GetValue(outPath) is { } modelPath)
+            {
+                ModelFile.Save(result.Model, modelPath);
+                output.WriteLine($"model saved to {modelPath}");
+            }
+            if (parsed.GetValue(saveSplits) is { } splitFolder)
+            {
+                Directory.CreateDirectory(splitFolder);
+                foreach (var (name, rows) in new[] { ("train", result.Split.Train), ("validation", result.Split.Validation), ("test", result.Split.Test) })
+                    SongData.WriteCsv(table.Subset(rows), Path.Combine(splitFolder, name + ".csv"));
+                output.WriteLine($"splits written to {splitFolder}/train.csv, validation.csv, test.csv");
+            }
+            if (parsed.GetValue(plot) is { } plotFolder)
+                output.WriteLine($"plots written: {string.Join(", ", Plots.TrainingCurves(result.History, plotFolder))}");
+            return result.Diverged ? HitGpuCli.Failure : HitGpuCli.Ok;
         });
         return command;
     }
 
-    internal static string Percent(double fraction) => (fraction * 100).ToString("F2", CultureInfo.InvariantCulture) + "%";
+    public static string EpochLine(EpochMetrics m, int epochs) =>
+        $"epoch {m.Epoch.ToString().PadLeft(epochs.ToString().Length)}/{epochs}  " +
+        $"loss {m.TrainLoss:F4}  accuracy {HitGpuCli.Percent(m.TrainAccuracy)}  val_loss {m.ValidationLoss:F4}  val_accuracy {HitGpuCli.Percent(m.ValidationAccuracy)}  {m.Seconds:F2} s";
 
-    private static string F(float value) => value.ToString(CultureInfo.InvariantCulture);
+    /// <summary>On a terminal: one bar per epoch that fills as batches run, then shows the epoch's metrics.</summary>
+    private static TrainingResult TrainWithProgressBar(ComputeDevice device, SongTable table, TrainingOptions options)
+    {
+        TrainingResult? result = null;
+        AnsiConsole.Progress()
+            .AutoClear(false)
+            .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn())
+            .Start(context =>
+            {
+                var tasks = new Dictionary<int, ProgressTask>();
+                ProgressTask Task(int epoch) => tasks.TryGetValue(epoch, out var t) ? t
+                    : tasks[epoch] = context.AddTask($"epoch {epoch}/{options.Epochs}");
+                result = Trainer.Train(device, table, options,
+                    onEpoch: m => Task(m.Epoch).Description = Markup.Escape(EpochLine(m, options.Epochs)),
+                    onBatch: (epoch, done, total) =>
+                    {
+                        var task = Task(epoch);
+                        task.MaxValue = total;
+                        task.Value = done;
+                    });
+            });
+        return result!;
+    }
 }

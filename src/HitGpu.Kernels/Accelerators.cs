@@ -45,6 +45,9 @@ public readonly struct WorkRange
     }
 }
 
+/// <summary>One accelerator ILGPU found, and whether HitGpu can run on it (and why not).</summary>
+public sealed record DeviceInfo(AcceleratorKind Kind, string Name, long MemoryBytes, bool Usable, string Note);
+
 /// <summary>Raised when the requested accelerator does not exist on this machine.</summary>
 public sealed class AcceleratorUnavailableException(string message) : Exception(message);
 
@@ -104,8 +107,9 @@ public sealed partial class ComputeDevice : IDisposable
             if (device is null)
             {
                 string name = kind == AcceleratorKind.Cuda ? "CUDA" : "OpenCL";
+                string why = kind == AcceleratorKind.Cuda && !CudaLibraryResolver.DriverLoads() ? " (no CUDA driver library)" : "";
                 throw new AcceleratorUnavailableException(
-                    $"no {name} device found on this machine (try --accelerator cpu, or `hitgpu devices` to list what ILGPU sees)");
+                    $"no {name} device found on this machine{why} (try --accelerator cpu, or `hitgpu devices` to list what ILGPU sees)");
             }
             var actualKind = device.AcceleratorType switch
             {
@@ -120,6 +124,43 @@ public sealed partial class ComputeDevice : IDisposable
             context.Dispose();
             throw;
         }
+    }
+
+    /// <summary>Every accelerator ILGPU finds here, each tried: a device HitGpu cannot open says why.</summary>
+    public static IReadOnlyList<DeviceInfo> List()
+    {
+        CudaLibraryResolver.Register();
+        var found = new List<DeviceInfo>();
+        using var context = Context.Create(builder => builder.Optimize(OptimizationLevel.O2).EnableAlgorithms().CPU(CpuDevice()).Cuda().OpenCL());
+        foreach (var device in context.Devices)
+        {
+            var kind = device.AcceleratorType switch
+            {
+                AcceleratorType.Cuda => AcceleratorKind.Cuda,
+                AcceleratorType.OpenCL => AcceleratorKind.OpenCL,
+                _ => AcceleratorKind.Cpu,
+            };
+            long memory = kind == AcceleratorKind.Cpu ? GC.GetGCMemoryInfo().TotalAvailableMemoryBytes : device.MemorySize;
+            try
+            {
+                using var accelerator = device.CreateAccelerator(context);
+                string note = kind == AcceleratorKind.Cpu
+                    ? $"yes: simulates one group of {accelerator.MaxNumThreadsPerGroup} threads on the CPU cores"
+                    : $"yes: {accelerator.NumMultiprocessors} multiprocessors, up to {accelerator.MaxNumThreadsPerGroup} threads per group";
+                found.Add(new DeviceInfo(kind, device.Name, memory, true, note));
+            }
+            catch (Exception e)
+            {
+                found.Add(new DeviceInfo(kind, device.Name, memory, false, $"no: {e.Message.Split('\n')[0]}"));
+            }
+        }
+        if (!found.Any(d => d.Kind == AcceleratorKind.Cuda))
+            found.Add(new DeviceInfo(AcceleratorKind.Cuda, "(none)", 0, false, CudaLibraryResolver.DriverLoads()
+                ? "no: the CUDA driver loads but reports no device"
+                : $"no: no CUDA driver library ({string.Join(" or ", CudaLibraryResolver.LinuxNames)} on Linux)"));
+        if (!found.Any(d => d.Kind == AcceleratorKind.OpenCL))
+            found.Add(new DeviceInfo(AcceleratorKind.OpenCL, "(none)", 0, false, "no: no OpenCL platform with a device ILGPU supports"));
+        return found;
     }
 
     public static AcceleratorKind ParseKind(string text) => text.ToLowerInvariant() switch
@@ -194,6 +235,14 @@ public static class CudaLibraryResolver
         {
             // The host application already installed a resolver for ILGPU: respect it.
         }
+    }
+
+    /// <summary>Whether a CUDA driver library can be loaded on this machine.</summary>
+    public static bool DriverLoads()
+    {
+        if (OperatingSystem.IsWindows())
+            return NativeLibrary.TryLoad("nvcuda", out _);
+        return LinuxNames.Any(name => NativeLibrary.TryLoad(name, out _));
     }
 
     /// <summary>Returns the handle of the first CUDA driver library that loads, or zero when none does.</summary>

@@ -10,6 +10,9 @@ namespace HitGpu.Nn;
 /// <summary>Bad input: the message is one line a user can act on ("file:line:column: what is wrong").</summary>
 public sealed class InputException(string message) : Exception(message);
 
+/// <summary>A file the songs were read from, with its SHA-256 and row count.</summary>
+public sealed record DataFile(string Source, string Sha256, int Rows);
+
 /// <summary>
 /// Songs as a row-major (Count, 15) float matrix of audio features, with labels (1 = hit) when the file has
 /// a target column, and the track and artist names when it has them.
@@ -17,6 +20,7 @@ public sealed class InputException(string message) : Exception(message);
 public sealed class SongTable
 {
     public required string Source { get; init; }
+    public IReadOnlyList<DataFile> Files { get; init; } = [];
     public required float[] Features { get; init; }   // (Count, FeatureCount)
     public float[]? Labels { get; init; }             // (Count): 0 or 1, null when the input had no target
     public string[]? Tracks { get; init; }
@@ -33,6 +37,7 @@ public sealed class SongTable
         return new SongTable
         {
             Source = Source,
+            Files = Files,
             Features = features,
             Labels = Labels is null ? null : rows.Select(r => Labels[r]).ToArray(),
             Tracks = Tracks is null ? null : rows.Select(r => Tracks[r]).ToArray(),
@@ -50,6 +55,7 @@ public sealed class SongTable
         return new SongTable
         {
             Source = string.Join(", ", tables.Select(t => t.Source)),
+            Files = tables.SelectMany(t => t.Files).ToList(),
             Features = tables.SelectMany(t => t.Features).ToArray(),
             Labels = labels ? tables.SelectMany(t => t.Labels!).ToArray() : null,
             Tracks = names ? tables.SelectMany(t => t.Tracks!).ToArray() : null,
@@ -164,7 +170,7 @@ public static class SongData
         try
         {
             using var reader = CsvReader.Create(bytes, options);
-            return Read(reader, source, requireTarget);
+            return Read(reader, source, requireTarget, Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(bytes)));
         }
         catch (CsvFormatException e)
         {
@@ -172,7 +178,7 @@ public static class SongData
         }
     }
 
-    private static SongTable Read(CsvReader reader, string source, bool requireTarget)
+    private static SongTable Read(CsvReader reader, string source, bool requireTarget, string sha256)
     {
         var header = reader.Headers.Select(h => h.Trim()).ToArray();
         int Column(string name) => Array.FindIndex(header, h => string.Equals(h, name, StringComparison.OrdinalIgnoreCase));
@@ -224,12 +230,35 @@ public static class SongData
         return new SongTable
         {
             Source = source,
+            Files = [new DataFile(source, sha256, labels?.Count ?? tracks?.Count ?? features.Count / FeatureCount)],
             Features = features.ToArray(),
             Labels = labels?.ToArray(),
             Tracks = tracks?.ToArray(),
             Artists = artists?.ToArray(),
         };
     }
+
+    /// <summary>Writes songs in the dataset's format (track and artist when known, the 15 features, target when known).</summary>
+    public static void WriteCsv(SongTable songs, string path) => AtomicFile.Write(path, stream =>
+    {
+        using var writer = CsvWriter.Create(stream, CsvWriterOptions.Default with { NewLine = "\n", FormatProvider = CultureInfo.InvariantCulture }, true);
+        bool names = songs.Tracks is not null && songs.Artists is not null;
+        var header = new List<string>();
+        if (names) header.AddRange(["track", "artist"]);
+        header.AddRange(FeatureNames);
+        if (songs.Labels is not null) header.Add(Target);
+        writer.WriteRecord(header.ToArray());
+        var record = new string[header.Count];
+        for (int r = 0; r < songs.Count; r++)
+        {
+            int c = 0;
+            if (names) { record[c++] = songs.Tracks![r]; record[c++] = songs.Artists![r]; }
+            for (int f = 0; f < FeatureCount; f++)
+                record[c++] = songs.Features[r * FeatureCount + f].ToString("R", CultureInfo.InvariantCulture);
+            if (songs.Labels is not null) record[c] = songs.Labels[r].ToString(CultureInfo.InvariantCulture);
+            writer.WriteRecord(record);
+        }
+    });
 
     private static double Number(CsvReader reader, int column, string source, long line, string name)
     {

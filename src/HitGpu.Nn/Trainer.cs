@@ -15,6 +15,8 @@ public sealed record TrainingOptions
     public int Seed { get; init; } = 0;
     public double ValidationFraction { get; init; } = 0.15;
     public double TestFraction { get; init; } = 0.15;
+    /// <summary>Stop after this many epochs without a lower validation loss, and keep the best epoch's weights; 0 = off.</summary>
+    public int EarlyStoppingPatience { get; init; } = 0;
 
     public void Validate()
     {
@@ -22,6 +24,7 @@ public sealed record TrainingOptions
         if (BatchSize < 1) throw new ArgumentException($"batch size must be at least 1, got {BatchSize}");
         if (Hidden.Any(h => h < 1)) throw new ArgumentException($"hidden widths must be positive, got {string.Join(",", Hidden)}");
         if (!(LearningRate > 0) || !float.IsFinite(LearningRate)) throw new ArgumentException($"learning rate must be a positive number, got {LearningRate}");
+        if (EarlyStoppingPatience < 0) throw new ArgumentException($"early-stopping patience must be 0 (off) or more, got {EarlyStoppingPatience}");
         if (ValidationFraction <= 0 || TestFraction <= 0 || ValidationFraction + TestFraction >= 1)
             throw new ArgumentException($"validation ({ValidationFraction}) and test ({TestFraction}) splits must be above 0 and add up to less than 1");
     }
@@ -29,19 +32,30 @@ public sealed record TrainingOptions
 
 public sealed record EpochMetrics(int Epoch, double TrainLoss, double TrainAccuracy, double ValidationLoss, double ValidationAccuracy, double Seconds);
 
-/// <summary>Everything needed to predict: the architecture, its parameters and the standardiser fitted on the training part.</summary>
-public sealed record TrainedModel(ParameterLayout Layout, float[] Parameters, Standardizer Standardizer);
-
+/// <summary>
+/// The trained model (weights of <see cref="KeptEpoch"/>), the per-epoch history, the test part's loss and
+/// accuracy (read once, at the end), and why training stopped before its last epoch, if it did.
+/// </summary>
 public sealed record TrainingResult(
-    TrainedModel Model, IReadOnlyList<EpochMetrics> History, double TestLoss, double TestAccuracy,
-    int TrainRows, int ValidationRows, int TestRows, double Seconds);
+    HitModel Model, IReadOnlyList<EpochMetrics> History, int KeptEpoch, double TestLoss, double TestAccuracy,
+    SplitIndices Split, double Seconds, string? StoppedEarly, bool Diverged)
+{
+    public int TrainRows => Split.Train.Length;
+    public int ValidationRows => Split.Validation.Length;
+    public int TestRows => Split.Test.Length;
+}
 
 public static class Trainer
 {
     /// <summary>Evaluation passes take up to this many rows at a time.</summary>
     public const int EvaluationRows = 1024;
 
-    public static TrainingResult Train(ComputeDevice device, SongTable data, TrainingOptions options, Action<EpochMetrics>? onEpoch = null)
+    /// <summary>
+    /// Trains one network. <paramref name="onEpoch"/> hears each epoch's metrics; <paramref name="onBatch"/>
+    /// (epoch, batches done, batches per epoch) is called on the host as batches are queued, for progress bars.
+    /// </summary>
+    public static TrainingResult Train(ComputeDevice device, SongTable data, TrainingOptions options,
+        Action<EpochMetrics>? onEpoch = null, Action<int, int, int>? onBatch = null)
     {
         options.Validate();
         if (data.Labels is null)
@@ -63,7 +77,13 @@ public static class Trainer
         var shuffleRng = new Random(options.Seed + 1);
         var orderOnHost = Enumerable.Range(0, trainSet.Rows).ToArray();
         var history = new List<EpochMetrics>();
-        int step = 0;
+        int step = 0, batches = (trainSet.Rows + options.BatchSize - 1) / options.BatchSize;
+        // The weights to keep: the last epoch's, or with early stopping the best epoch's by validation loss.
+        var kept = network.Parameters.ToArray();
+        int keptEpoch = 0;
+        double bestValidationLoss = double.PositiveInfinity;
+        string? stoppedEarly = null;
+        bool diverged = false;
         for (int epoch = 1; epoch <= options.Epochs; epoch++)
         {
             var epochClock = Stopwatch.StartNew();
@@ -84,16 +104,42 @@ public static class Trainer
                 });
                 network.Backward(input, rows);
                 network.Update(AdamStep.At(++step, options.LearningRate));
+                onBatch?.Invoke(epoch, offset / options.BatchSize + 1, batches);
             }
             var (trainLoss, trainAccuracy) = trainSet.ReadMetrics();
             var (validationLoss, validationAccuracy) = validationSet.Score(network);
             var metrics = new EpochMetrics(epoch, trainLoss, trainAccuracy, validationLoss, validationAccuracy, epochClock.Elapsed.TotalSeconds);
             history.Add(metrics);
             onEpoch?.Invoke(metrics);
+
+            if (!double.IsFinite(trainLoss) || !double.IsFinite(validationLoss))
+            {
+                stoppedEarly = $"loss became {(double.IsFinite(trainLoss) ? validationLoss : trainLoss)} in epoch {epoch} (learning rate too high?); " +
+                    (keptEpoch > 0 ? $"kept the weights of epoch {keptEpoch}" : "kept the initial weights");
+                diverged = true;
+                break;
+            }
+            bool improved = validationLoss < bestValidationLoss;
+            if (improved)
+                bestValidationLoss = validationLoss;
+            if (options.EarlyStoppingPatience == 0 || improved)
+            {
+                kept = network.Parameters.ToArray();
+                keptEpoch = epoch;
+            }
+            else if (epoch - keptEpoch >= options.EarlyStoppingPatience)
+            {
+                stoppedEarly = $"validation loss has not improved for {options.EarlyStoppingPatience} epochs; kept the weights of epoch {keptEpoch}";
+                break;
+            }
         }
+        network.Parameters.CopyFrom(kept);
         var (testLoss, testAccuracy) = testSet.Score(network);
-        var model = new TrainedModel(layout, network.Parameters.ToArray(), standardizer);
-        return new TrainingResult(model, history, testLoss, testAccuracy, trainSet.Rows, validationSet.Rows, testSet.Rows, clock.Elapsed.TotalSeconds);
+        var last = keptEpoch > 0 ? history[keptEpoch - 1] : null;
+        var provenance = new ModelProvenance(data.Files, options.Seed, keptEpoch, options.BatchSize, options.LearningRate,
+            last?.TrainLoss ?? double.NaN, last?.TrainAccuracy ?? double.NaN, last?.ValidationLoss ?? double.NaN, last?.ValidationAccuracy ?? double.NaN, testAccuracy);
+        var model = new HitModel(layout, standardizer, [kept], provenance);
+        return new TrainingResult(model, history, keptEpoch, testLoss, testAccuracy, split, clock.Elapsed.TotalSeconds, stoppedEarly, diverged);
     }
 }
 

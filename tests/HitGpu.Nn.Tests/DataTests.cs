@@ -81,6 +81,17 @@ public sealed class DataTests : IDisposable
     }
 
     [Fact]
+    public void A_UTF16_file_with_a_byte_order_mark_reads_the_same()
+    {
+        string text = string.Join("\n", Lines.Take(40)) + "\n";
+        var utf8 = SongData.Load(Write("utf8.csv", text));
+        var utf16 = SongData.Load(Write("utf16.csv", text, new UnicodeEncoding(bigEndian: false, byteOrderMark: true)));
+        Assert.Equal(utf8.Features, utf16.Features);
+        Assert.Equal(utf8.Tracks, utf16.Tracks);
+        Assert.Contains("file is empty", Assert.Throws<InputException>(() => SongData.Load(Write("bomonly.csv", "", new UTF8Encoding(true)))).Message);
+    }
+
+    [Fact]
     public void Columns_are_found_by_name_in_any_order()
     {
         var header = Lines[0].Split(',');

@@ -27,10 +27,10 @@ public sealed class TrainingTests(AcceleratorFixture fixture)
         var first = Trainer.Train(fixture.Device, Songs.Value, options);
         var second = Trainer.Train(fixture.Device, Songs.Value, options);
         var other = Trainer.Train(fixture.Device, Songs.Value, options with { Seed = 1 });
-        Assert.Equal(first.Model.Parameters, second.Model.Parameters);
+        Assert.Equal(first.Model.Members[0], second.Model.Members[0]);
         Assert.Equal(first.History.Select(m => (m.TrainLoss, m.ValidationLoss)), second.History.Select(m => (m.TrainLoss, m.ValidationLoss)));
         Assert.Equal(first.TestAccuracy, second.TestAccuracy);
-        Assert.NotEqual(first.Model.Parameters, other.Model.Parameters);
+        Assert.NotEqual(first.Model.Members[0], other.Model.Members[0]);
     }
 
     [Fact]
@@ -40,9 +40,46 @@ public sealed class TrainingTests(AcceleratorFixture fixture)
         foreach (int batch in new[] { 1000, 5000 })
         {
             var result = Trainer.Train(fixture.Device, Songs.Value, new TrainingOptions { Epochs = 2, BatchSize = batch, LearningRate = 0.01f });
-            Assert.All(result.Model.Parameters, p => Assert.True(float.IsFinite(p)));
+            Assert.All(result.Model.Members[0], p => Assert.True(float.IsFinite(p)));
             Assert.True(result.History[^1].TrainLoss < result.History[0].TrainLoss + 1e-9 || result.History[^1].ValidationLoss < 0.69,
                 $"batch {batch}: no learning (losses {string.Join(", ", result.History.Select(h => h.TrainLoss))})");
         }
+    }
+}
+
+[Collection(AcceleratorCollection.Name)]
+public sealed class StoppingTests(AcceleratorFixture fixture)
+{
+    private static readonly Lazy<SongTable> Songs = new(SongData.LoadEmbedded90s);
+
+    [Fact]
+    public void Early_stopping_keeps_the_epoch_with_the_lowest_validation_loss()
+    {
+        // A high learning rate overfits quickly, so validation loss turns up within the 30 epochs.
+        var result = Trainer.Train(fixture.Device, Songs.Value, new TrainingOptions { Epochs = 30, LearningRate = 0.01f, EarlyStoppingPatience = 3 });
+        int best = result.History.MinBy(h => h.ValidationLoss)!.Epoch;
+        Assert.Equal(best, result.KeptEpoch);
+        Assert.NotNull(result.StoppedEarly);
+        Assert.False(result.Diverged);
+        Assert.Equal(best + 3, result.History.Count);
+        // The kept weights are the best epoch's: scoring them again gives that epoch's validation loss.
+        using var device = ComputeDevice.Open(AcceleratorKind.Cpu);
+        var split = result.Split;
+        var validation = Songs.Value.Subset(split.Validation);
+        var evaluation = Evaluation.Of(result.Model.PredictProbabilities(fixture.Device, validation), validation.Labels!);
+        Tolerance.Close(result.History[best - 1].ValidationLoss, evaluation.LogLoss, "validation loss of the kept weights", 1e-5, 1e-4);
+    }
+
+    [Fact]
+    public void A_loss_that_becomes_NaN_stops_training_and_keeps_the_last_good_weights()
+    {
+        var options = new TrainingOptions { Epochs = 5, LearningRate = 1e30f };
+        var result = Trainer.Train(fixture.Device, Songs.Value, options);
+        Assert.True(result.Diverged);
+        Assert.Contains("NaN", result.StoppedEarly);
+        Assert.Equal(0, result.KeptEpoch);
+        Assert.Single(result.History);
+        // Nothing good was learnt before the first epoch ended: the initial weights are kept, all finite.
+        Assert.Equal(ParameterLayout.ForClassifier(SongData.FeatureCount, options.Hidden).Initialize(options.Seed), result.Model.Members[0]);
     }
 }

@@ -1,0 +1,55 @@
+// hitgpu predict: scores songs with a saved model: one row per song with its probability and verdict,
+// keeping track and artist where the input has them. To stdout, or atomically to --out.
+using System.CommandLine;
+using System.Globalization;
+using System.Text;
+using HitGpu.Nn;
+
+namespace HitGpu.Cli;
+
+public static class PredictCommand
+{
+    public static Command Create(TextWriter output)
+    {
+        var model = new Option<string>("--model") { Description = "model file written by hitgpu train --out", Required = true };
+        var data = new Option<string>("--data") { Description = "CSV with the 15 feature columns by name (target, track, artist, uri optional)", Required = true };
+        var accelerator = HitGpuCli.AcceleratorOption();
+        var outPath = new Option<string?>("--out") { Description = "write the predictions to this CSV instead of stdout" };
+        var command = new Command("predict", "Score songs with a saved model") { model, data, accelerator, outPath };
+        command.SetAction(parsed =>
+        {
+            var hitModel = ModelFile.Load(parsed.GetValue(model)!);
+            var songs = SongData.Load(parsed.GetValue(data)!, requireTarget: false);
+            using var device = HitGpuCli.OpenDevice(parsed.GetValue(accelerator)!);
+            var probabilities = hitModel.PredictProbabilities(device, songs);
+            string csv = Csv(songs, probabilities);
+            if (parsed.GetValue(outPath) is { } path)
+            {
+                AtomicFile.WriteText(path, csv);
+                output.WriteLine($"{songs.Count} predictions written to {path}");
+            }
+            else
+            {
+                output.Write(csv);
+            }
+            return HitGpuCli.Ok;
+        });
+        return command;
+    }
+
+    public static string Csv(SongTable songs, IReadOnlyList<float> probabilities)
+    {
+        bool names = songs.Tracks is not null && songs.Artists is not null;
+        var text = new StringBuilder(names ? "track,artist,probability,prediction\n" : "row,probability,prediction\n");
+        for (int i = 0; i < probabilities.Count; i++)
+        {
+            text.Append(names ? $"{Quote(songs.Tracks![i])},{Quote(songs.Artists![i])}," : $"{i + 1},");
+            text.Append(probabilities[i].ToString("F6", CultureInfo.InvariantCulture)).Append(',');
+            text.Append(probabilities[i] > 0.5f ? "Hit" : "Not a Hit").Append('\n');
+        }
+        return text.ToString();
+    }
+
+    private static string Quote(string field) =>
+        field.IndexOfAny([',', '"', '\n', '\r']) >= 0 ? "\"" + field.Replace("\"", "\"\"") + "\"" : field;
+}

@@ -1,0 +1,234 @@
+// The model file: safetensors (8-byte little-endian header length, JSON header, raw little-endian float32
+// tensors), so other tools can read the weights, with everything else HitGpu needs to predict in the
+// header's __metadata__ as JSON: widths and activations, feature names, the standardiser, provenance, and
+// a SHA-256 over that JSON and the tensor bytes, so a truncated or edited file is refused.
+using System.Buffers.Binary;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using HitGpu.Kernels;
+
+namespace HitGpu.Nn;
+
+/// <summary>Where a model came from: the data files and the settings and results of its training.</summary>
+public sealed record ModelProvenance(
+    IReadOnlyList<DataFile> Data, int Seed, int Epochs, int BatchSize, float LearningRate,
+    double TrainLoss, double TrainAccuracy, double ValidationLoss, double ValidationAccuracy, double TestAccuracy);
+
+/// <summary>
+/// A trained hit predictor: architecture, the standardiser fitted on its training part, and one parameter
+/// array per ensemble member (one, unless trained as an ensemble), laid out as <see cref="ParameterLayout"/> says.
+/// </summary>
+public sealed record HitModel(ParameterLayout Layout, Standardizer Standardizer, IReadOnlyList<float[]> Members, ModelProvenance? Provenance)
+{
+    /// <summary>P(hit) for every song: the members' probabilities averaged, each computed by the device kernels.</summary>
+    public float[] PredictProbabilities(ComputeDevice device, SongTable songs)
+    {
+        using var features = device.Upload<float>(Standardizer.Apply(songs.Features), songs.Count, SongData.FeatureCount);
+        var sum = new double[songs.Count];
+        foreach (var member in Members)
+        {
+            using var network = new Network(device, Layout, Math.Min(Trainer.EvaluationRows, Math.Max(1, songs.Count)), member);
+            var p = network.PredictProbabilities(features);
+            for (int i = 0; i < p.Length; i++)
+                sum[i] += p[i];
+        }
+        return sum.Select(s => (float)(s / Members.Count)).ToArray();
+    }
+}
+
+public static class ModelFile
+{
+    public const string Format = "hitgpu-model/1";
+    private const long MaxHeaderBytes = 64 << 20;
+
+    public static void Save(HitModel model, string path) => AtomicFile.Write(path, stream =>
+    {
+        var (header, tensors) = Encode(model);
+        Span<byte> length = stackalloc byte[8];
+        BinaryPrimitives.WriteUInt64LittleEndian(length, (ulong)header.Length);
+        stream.Write(length);
+        stream.Write(header);
+        stream.Write(tensors);
+    });
+
+    private static (byte[] header, byte[] tensors) Encode(HitModel model)
+    {
+        var layout = model.Layout;
+        var tensors = new byte[(long)model.Members.Count * layout.Count * sizeof(float)];
+        var header = new JsonObject();
+        long offset = 0;
+        for (int m = 0; m < model.Members.Count; m++)
+        {
+            var parameters = model.Members[m];
+            if (parameters.Length != layout.Count)
+                throw new ArgumentException($"member {m} has {parameters.Length} parameters, the layout {layout.Count}");
+            for (int l = 0; l < layout.Layers; l++)
+            {
+                offset = AddTensor(header, tensors, offset, $"member{m}.layer{l}.weight", [layout.Outputs(l), layout.Inputs(l)],
+                    parameters.AsSpan(layout.WeightOffset(l), layout.Outputs(l) * layout.Inputs(l)));
+                offset = AddTensor(header, tensors, offset, $"member{m}.layer{l}.bias", [layout.Outputs(l)],
+                    parameters.AsSpan(layout.BiasOffset(l), layout.Outputs(l)));
+            }
+        }
+        string metadata = JsonSerializer.Serialize(new Metadata
+        {
+            Widths = layout.Widths.ToArray(),
+            Activations = Enumerable.Range(0, layout.Layers).Select(l => layout.ActivationOf(l).ToString().ToLowerInvariant()).ToArray(),
+            Output = "sigmoid",
+            Features = SongData.FeatureNames,
+            Means = model.Standardizer.Means,
+            Deviations = model.Standardizer.Deviations,
+            Members = model.Members.Count,
+            Training = model.Provenance,
+        }, JsonOptions);
+        header["__metadata__"] = new JsonObject
+        {
+            ["format"] = Format,
+            ["hitgpu"] = metadata,
+            ["sha256"] = Checksum(metadata, tensors),
+        };
+        var bytes = Encoding.UTF8.GetBytes(header.ToJsonString());
+        // Pad the header with spaces so the tensors start 8-byte aligned, as the format recommends.
+        int padded = (bytes.Length + 7) / 8 * 8;
+        var aligned = Enumerable.Repeat((byte)' ', padded).ToArray();
+        bytes.CopyTo(aligned, 0);
+        return (aligned, tensors);
+    }
+
+    private static long AddTensor(JsonObject header, byte[] tensors, long offset, string name, int[] shape, ReadOnlySpan<float> values)
+    {
+        long end = offset + values.Length * sizeof(float);
+        for (int i = 0; i < values.Length; i++)
+            BinaryPrimitives.WriteSingleLittleEndian(tensors.AsSpan((int)offset + i * sizeof(float)), values[i]);
+        header[name] = new JsonObject
+        {
+            ["dtype"] = "F32",
+            ["shape"] = new JsonArray(shape.Select(s => (JsonNode)s).ToArray()),
+            ["data_offsets"] = new JsonArray(offset, end),
+        };
+        return end;
+    }
+
+    public static HitModel Load(string path)
+    {
+        byte[] bytes;
+        try
+        {
+            bytes = File.ReadAllBytes(path);
+        }
+        catch (FileNotFoundException)
+        {
+            throw new InputException($"{path}: model file not found");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new InputException($"{path}: cannot read the model file ({e.Message})");
+        }
+        return Decode(bytes, path);
+    }
+
+    public static HitModel Decode(byte[] bytes, string path)
+    {
+        InputException Bad(string what) => new($"{path}: not a valid HitGpu model: {what}");
+        if (bytes.Length < 8)
+            throw Bad($"file is {bytes.Length} bytes, too short for a safetensors header (truncated?)");
+        ulong headerLength = BinaryPrimitives.ReadUInt64LittleEndian(bytes);
+        if (headerLength > MaxHeaderBytes || (long)headerLength > bytes.Length - 8)
+            throw Bad($"header length {headerLength} does not fit in a file of {bytes.Length} bytes (truncated?)");
+        JsonObject header;
+        try
+        {
+            header = JsonNode.Parse(bytes.AsSpan(8, (int)headerLength))?.AsObject() ?? throw Bad("empty header");
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException)
+        {
+            throw Bad($"header is not valid JSON ({e.Message})");
+        }
+        var tensors = bytes.AsSpan(8 + (int)headerLength);
+        if (header["__metadata__"] is not JsonObject meta || (string?)meta["format"] != Format)
+            throw Bad($"no '{Format}' metadata (a safetensors file from another tool?)");
+        string metadataJson = (string?)meta["hitgpu"] ?? throw Bad("metadata 'hitgpu' missing");
+        if ((string?)meta["sha256"] != Checksum(metadataJson, tensors))
+            throw Bad("checksum mismatch: the file was truncated or edited");
+        Metadata metadata;
+        try
+        {
+            metadata = JsonSerializer.Deserialize<Metadata>(metadataJson, JsonOptions) ?? throw Bad("metadata is empty");
+        }
+        catch (JsonException e)
+        {
+            throw Bad($"metadata is not valid ({e.Message})");
+        }
+        if (metadata.Widths is not { Length: >= 2 } widths || widths[0] != SongData.FeatureCount || widths[^1] != 1)
+            throw Bad($"widths must run from {SongData.FeatureCount} inputs to 1 output");
+        if (metadata.Features is null || !metadata.Features.SequenceEqual(SongData.FeatureNames))
+            throw Bad("feature list differs from this version's 15 features");
+        if (metadata.Means?.Length != SongData.FeatureCount || metadata.Deviations?.Length != SongData.FeatureCount)
+            throw Bad("standardiser must have one mean and one deviation per feature");
+        var layout = new ParameterLayout(widths);
+        if (metadata.Members < 1)
+            throw Bad("no ensemble member");
+        var members = new List<float[]>();
+        for (int m = 0; m < metadata.Members; m++)
+        {
+            var parameters = new float[layout.Count];
+            for (int l = 0; l < layout.Layers; l++)
+            {
+                ReadTensor(header, tensors, $"member{m}.layer{l}.weight", [layout.Outputs(l), layout.Inputs(l)],
+                    parameters.AsSpan(layout.WeightOffset(l), layout.Outputs(l) * layout.Inputs(l)), Bad);
+                ReadTensor(header, tensors, $"member{m}.layer{l}.bias", [layout.Outputs(l)],
+                    parameters.AsSpan(layout.BiasOffset(l), layout.Outputs(l)), Bad);
+            }
+            members.Add(parameters);
+        }
+        return new HitModel(layout, new Standardizer(metadata.Means, metadata.Deviations), members, metadata.Training);
+    }
+
+    private static void ReadTensor(JsonObject header, ReadOnlySpan<byte> tensors, string name, int[] shape, Span<float> into, Func<string, InputException> bad)
+    {
+        if (header[name] is not JsonObject tensor)
+            throw bad($"tensor '{name}' missing (a network of another shape?)");
+        if ((string?)tensor["dtype"] != "F32")
+            throw bad($"tensor '{name}' is {(string?)tensor["dtype"]}, expected F32");
+        var actualShape = tensor["shape"]?.AsArray().Select(v => (int)v!).ToArray() ?? [];
+        if (!actualShape.SequenceEqual(shape))
+            throw bad($"tensor '{name}' has shape [{string.Join(",", actualShape)}], expected [{string.Join(",", shape)}]");
+        var offsets = tensor["data_offsets"]?.AsArray().Select(v => (long)v!).ToArray() ?? [];
+        if (offsets.Length != 2 || offsets[0] < 0 || offsets[1] > tensors.Length || offsets[1] - offsets[0] != (long)into.Length * sizeof(float))
+            throw bad($"tensor '{name}' has data offsets [{string.Join(",", offsets)}] outside the {tensors.Length} data bytes");
+        for (int i = 0; i < into.Length; i++)
+        {
+            into[i] = BinaryPrimitives.ReadSingleLittleEndian(tensors[((int)offsets[0] + i * sizeof(float))..]);
+            if (!float.IsFinite(into[i]))
+                throw bad($"tensor '{name}' holds a value that is not finite");
+        }
+    }
+
+    private static string Checksum(string metadata, ReadOnlySpan<byte> tensors)
+    {
+        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        sha.AppendData(Encoding.UTF8.GetBytes(metadata));
+        sha.AppendData(tensors);
+        return Convert.ToHexStringLower(sha.GetHashAndReset());
+    }
+
+    private static readonly JsonSerializerOptions JsonOptions = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals, // NaN metrics of a run stopped at epoch 0
+    };
+
+    private sealed class Metadata
+    {
+        public int[]? Widths { get; set; }
+        public string[]? Activations { get; set; }
+        public string? Output { get; set; }
+        public string[]? Features { get; set; }
+        public float[]? Means { get; set; }
+        public float[]? Deviations { get; set; }
+        public int Members { get; set; }
+        public ModelProvenance? Training { get; set; }
+    }
+}

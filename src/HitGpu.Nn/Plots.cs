@@ -1,0 +1,58 @@
+// PNG plots with ScottPlot, rendered headless (SkiaSharp): training curves per epoch and the ROC curve.
+// Each file is written atomically, like every other output.
+using ScottPlot;
+
+namespace HitGpu.Nn;
+
+public static class Plots
+{
+    private const int Width = 900, Height = 560;
+
+    /// <summary>Writes loss.png and accuracy.png (training and validation per epoch) into a folder; returns their paths.</summary>
+    public static IReadOnlyList<string> TrainingCurves(IReadOnlyList<EpochMetrics> history, string folder)
+    {
+        Directory.CreateDirectory(folder);
+        double[] epochs = history.Select(h => (double)h.Epoch).ToArray();
+        string loss = Path.Combine(folder, "loss.png");
+        Save(loss, "Binary cross-entropy per epoch", "epoch", "loss", Alignment.UpperRight, integerX: true,
+            ("training", epochs, history.Select(h => h.TrainLoss).ToArray()),
+            ("validation", epochs, history.Select(h => h.ValidationLoss).ToArray()));
+        string accuracy = Path.Combine(folder, "accuracy.png");
+        Save(accuracy, "Accuracy per epoch", "epoch", "accuracy (%)", Alignment.LowerRight, integerX: true,
+            ("training", epochs, history.Select(h => h.TrainAccuracy * 100).ToArray()),
+            ("validation", epochs, history.Select(h => h.ValidationAccuracy * 100).ToArray()));
+        return [loss, accuracy];
+    }
+
+    /// <summary>Writes the ROC curve of an evaluation, with the chance diagonal, to a PNG file.</summary>
+    public static void Roc(Evaluation evaluation, string path)
+    {
+        var fpr = evaluation.Roc.Select(p => p.FalsePositiveRate).ToArray();
+        var tpr = evaluation.Roc.Select(p => p.TruePositiveRate).ToArray();
+        Save(path, $"ROC curve (AUC {evaluation.RocAuc:F4}, {evaluation.Count} songs)", "false positive rate", "true positive rate", Alignment.LowerRight, integerX: false,
+            ("model", fpr, tpr), ("chance", [0.0, 1.0], [0.0, 1.0]));
+    }
+
+    private static void Save(string path, string title, string xLabel, string yLabel, Alignment legend, bool integerX,
+        params (string Name, double[] X, double[] Y)[] series)
+    {
+        var plot = new Plot();
+        foreach (var (name, x, y) in series)
+        {
+            var line = plot.Add.Scatter(x, y);
+            line.LegendText = name;
+            line.LineWidth = 2;
+            line.MarkerSize = x.Length is > 2 and <= 60 ? 5 : 0;
+            if (name == "chance")
+                line.LinePattern = LinePattern.Dashed;
+        }
+        plot.Title(title);
+        plot.XLabel(xLabel);
+        plot.YLabel(yLabel);
+        plot.ShowLegend(legend);
+        if (integerX)
+            plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { IntegerTicksOnly = true };
+        byte[] png = plot.GetImage(Width, Height).GetImageBytes(ImageFormat.Png);
+        AtomicFile.Write(path, stream => stream.Write(png));
+    }
+}

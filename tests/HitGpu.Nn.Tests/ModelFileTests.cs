@@ -1,0 +1,140 @@
+// The model file: round trip to the same probabilities, a format other tools can read, and refusal of
+// truncated, edited or mismatched files. Writes are atomic.
+using System.Buffers.Binary;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json.Nodes;
+using HitGpu.Nn;
+
+namespace HitGpu.Nn.Tests;
+
+[Collection(AcceleratorCollection.Name)]
+public sealed class ModelFileTests(AcceleratorFixture fixture) : IDisposable
+{
+    private readonly string folder = Directory.CreateTempSubdirectory("hitgpu-model-").FullName;
+    private static readonly Lazy<SongTable> Songs = new(SongData.LoadEmbedded90s);
+    private static readonly Lazy<TrainingResult> Trained = new(() =>
+    {
+        using var device = ComputeDevice.Open(AcceleratorKind.Cpu);
+        return Trainer.Train(device, Songs.Value, new TrainingOptions { Epochs = 3 });
+    });
+
+    public void Dispose() => Directory.Delete(folder, recursive: true);
+
+    private string Saved(string name = "model.hitgpu")
+    {
+        string path = Path.Combine(folder, name);
+        ModelFile.Save(Trained.Value.Model, path);
+        return path;
+    }
+
+    [Fact]
+    public void Loaded_model_predicts_the_same_probabilities_as_the_saved_one()
+    {
+        var result = Trained.Value;
+        var loaded = ModelFile.Load(Saved());
+        var test = Songs.Value.Subset(result.Split.Test);
+        var before = result.Model.PredictProbabilities(fixture.Device, test);
+        var after = loaded.PredictProbabilities(fixture.Device, test);
+        Assert.Equal(before, after);
+        Assert.Equal(result.Model.Standardizer.Means, loaded.Standardizer.Means);
+        Assert.Equal(result.Model.Standardizer.Deviations, loaded.Standardizer.Deviations);
+        // And they are the network's: evaluating them reproduces the trainer's own test accuracy.
+        Assert.Equal(result.TestAccuracy, Evaluation.Of(after, test.Labels!).Accuracy, 12);
+        Assert.Equal(SongData.EmbeddedName, loaded.Provenance!.Data[0].Source);
+        Assert.Equal("aeeed288dc138c8ef7ef3da8fcbf23d2c0e72afd4067baf40804d8f129196235", loaded.Provenance.Data[0].Sha256);
+        Assert.Equal(3, loaded.Provenance.Epochs);
+    }
+
+    [Fact]
+    public void File_is_plain_safetensors_that_another_reader_understands()
+    {
+        var bytes = File.ReadAllBytes(Saved());
+        long headerLength = (long)BinaryPrimitives.ReadUInt64LittleEndian(bytes);
+        var header = JsonNode.Parse(Encoding.UTF8.GetString(bytes, 8, (int)headerLength))!.AsObject();
+        var weight = header["member0.layer1.weight"]!;
+        Assert.Equal("F32", (string?)weight["dtype"]);
+        Assert.Equal([32, 64], weight["shape"]!.AsArray().Select(v => (int)v!));
+        long start = (long)weight["data_offsets"]![0]!;
+        var layout = Trained.Value.Model.Layout;
+        float first = BinaryPrimitives.ReadSingleLittleEndian(bytes.AsSpan(8 + (int)headerLength + (int)start));
+        Assert.Equal(Trained.Value.Model.Members[0][layout.WeightOffset(1)], first);
+        Assert.Equal(0, (8 + headerLength) % 8); // tensors start aligned
+    }
+
+    [Fact]
+    public void Truncated_file_is_refused()
+    {
+        var bytes = File.ReadAllBytes(Saved());
+        foreach (int length in new[] { 0, 5, 100, bytes.Length - 1 })
+        {
+            string path = Path.Combine(folder, $"cut{length}.hitgpu");
+            File.WriteAllBytes(path, bytes[..length]);
+            var error = Assert.Throws<InputException>(() => ModelFile.Load(path));
+            Assert.StartsWith($"{path}: not a valid HitGpu model: ", error.Message);
+        }
+    }
+
+    [Fact]
+    public void Edited_weight_or_metadata_is_refused_by_the_checksum()
+    {
+        var bytes = File.ReadAllBytes(Saved());
+        var weight = (byte[])bytes.Clone();
+        weight[^3] ^= 0x40;
+        string weightPath = Path.Combine(folder, "weight.hitgpu");
+        File.WriteAllBytes(weightPath, weight);
+        Assert.Contains("checksum mismatch", Assert.Throws<InputException>(() => ModelFile.Load(weightPath)).Message);
+
+        string text = Encoding.UTF8.GetString(bytes);
+        int at = text.IndexOf("means", StringComparison.Ordinal);
+        var meta = (byte[])bytes.Clone();
+        int digit = Array.FindIndex(meta, at + 10, b => b is >= (byte)'1' and <= (byte)'8');
+        meta[digit]++; // one digit of a mean, same length
+        string metaPath = Path.Combine(folder, "meta.hitgpu");
+        File.WriteAllBytes(metaPath, meta);
+        Assert.Contains("checksum mismatch", Assert.Throws<InputException>(() => ModelFile.Load(metaPath)).Message);
+    }
+
+    [Fact]
+    public void A_file_whose_tensors_do_not_fit_its_network_is_refused()
+    {
+        // Rewrite the declared widths to 15-8-1 and sign the file again, as a buggy writer would: the
+        // checksum then passes, and the shape check must catch it.
+        var bytes = File.ReadAllBytes(Saved());
+        int headerLength = (int)BinaryPrimitives.ReadUInt64LittleEndian(bytes);
+        var header = JsonNode.Parse(Encoding.UTF8.GetString(bytes, 8, headerLength))!.AsObject();
+        var meta = header["__metadata__"]!.AsObject();
+        var hitgpu = JsonNode.Parse((string)meta["hitgpu"]!)!.AsObject();
+        hitgpu["widths"] = new JsonArray(15, 8, 1);
+        string metadata = hitgpu.ToJsonString();
+        var tensors = bytes.AsSpan(8 + headerLength).ToArray();
+        meta["hitgpu"] = metadata;
+        meta["sha256"] = Convert.ToHexStringLower(SHA256.HashData([.. Encoding.UTF8.GetBytes(metadata), .. tensors]));
+        var newHeader = Encoding.UTF8.GetBytes(header.ToJsonString());
+        var file = new byte[8 + newHeader.Length + tensors.Length];
+        BinaryPrimitives.WriteUInt64LittleEndian(file, (ulong)newHeader.Length);
+        newHeader.CopyTo(file, 8);
+        tensors.CopyTo(file, 8 + newHeader.Length);
+        string path = Path.Combine(folder, "shape.hitgpu");
+        File.WriteAllBytes(path, file);
+        var error = Assert.Throws<InputException>(() => ModelFile.Load(path));
+        Assert.Contains("member0.layer0.weight' has shape [64,15], expected [8,15]", error.Message);
+    }
+
+    [Fact]
+    public void A_failed_write_leaves_the_previous_file_and_no_temporary()
+    {
+        string path = Saved();
+        var good = File.ReadAllBytes(path);
+        Assert.Throws<InvalidOperationException>(() => AtomicFile.Write(path, stream =>
+        {
+            stream.Write(new byte[100]);
+            throw new InvalidOperationException("disk full, say");
+        }));
+        Assert.Equal(good, File.ReadAllBytes(path));
+        Assert.Equal([path], Directory.GetFiles(folder));
+        string nowhere = Path.Combine(folder, "missing-folder", "m.hitgpu");
+        Assert.Contains("does not exist", Assert.Throws<InputException>(() => ModelFile.Save(Trained.Value.Model, nowhere)).Message);
+        Assert.False(File.Exists(nowhere));
+    }
+}
