@@ -68,6 +68,57 @@ public sealed class CliTests : IDisposable
         Assert.Equal(829, written.Length);
     }
 
+    /// <summary>The header and rows 1-300 of the 90s file, with one field of data row 2 (file line 3) replaced.</summary>
+    private string BadFile(string name, string column, string value)
+    {
+        var lines = System.Text.Encoding.UTF8.GetString(SongData.Embedded90sBytes()).Split('\n')[..301];
+        var header = lines[0].Split(',');
+        int c = Array.IndexOf(header, column);
+        // The numeric columns follow the three text columns; count them from the end, where no quoting occurs.
+        var fields = lines[2].Split(',');
+        int fromEnd = header.Length - c;
+        if (value == "<drop>")
+            fields = fields[..^1];
+        else
+            fields[^fromEnd] = value;
+        lines[2] = string.Join(",", fields);
+        string path = InFolder(name);
+        File.WriteAllText(path, string.Join("\n", lines) + "\n");
+        return path;
+    }
+
+    [Theory]
+    [InlineData("tempo", "fast", ":3:14: tempo is not a number: 'fast'")]
+    [InlineData("energy", "NaN", ":3:5: energy must be finite")]
+    [InlineData("loudness", "Infinity", ":3:7: loudness must be finite")]
+    [InlineData("duration_ms", "-1", ":3:15: duration_ms must be positive")]
+    [InlineData("target", "yes", ":3:19: target is not a number: 'yes'")]
+    [InlineData("target", "0.5", ":3:19: target must be 0 or 1")]
+    [InlineData("target", "<drop>", ":3: row has 18 fields, the header has 19")]
+    public void Bad_data_through_the_cli_names_file_line_and_column(string column, string value, string expected)
+    {
+        string path = BadFile("bad.csv", column, value);
+        var (code, _, error) = Run("train", "--data", path, "--accelerator", "cpu", "--epochs", "1");
+        AssertOneLineError(code, error, path + expected);
+    }
+
+    [Fact]
+    public void Train_takes_several_files_and_a_folder()
+    {
+        string decades = InFolder("decades");
+        Directory.CreateDirectory(decades);
+        var lines = System.Text.Encoding.UTF8.GetString(SongData.Embedded90sBytes()).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        File.WriteAllLines(Path.Combine(decades, "a.csv"), lines[..2001]);
+        File.WriteAllLines(Path.Combine(decades, "b.csv"), [lines[0], .. lines[2001..]]);
+        var (code, output, error) = Run("train", "--data", decades, "--accelerator", "cpu", "--epochs", "1");
+        Assert.True(code == 0, error);
+        Assert.Contains("5520 songs from ", output);
+        (code, output, error) = Run("train", "--data", Path.Combine(decades, "a.csv"), Path.Combine(decades, "b.csv"), "--accelerator", "cpu", "--epochs", "1");
+        Assert.True(code == 0, error);
+        Assert.Contains("5520 songs from ", output);
+        Assert.Contains("(3864 train / 828 validation / 828 test songs", output);
+    }
+
     [Fact]
     public void Devices_lists_the_cpu_as_usable()
     {
