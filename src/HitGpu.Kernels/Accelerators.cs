@@ -45,6 +45,13 @@ public readonly struct WorkRange
     }
 }
 
+/// <summary>
+/// How a training epoch is run. <see cref="Layered"/>: one launch per layer and pass, ten per step, many
+/// threads each (suits a GPU). <see cref="FusedEpoch"/>: the whole epoch in one launch of one group (suits
+/// the CPU accelerator, where launches and barriers are dear). Both are held against the same references.
+/// </summary>
+public enum TrainingPath { Layered, FusedEpoch }
+
 /// <summary>One accelerator ILGPU found, and whether HitGpu can run on it (and why not).</summary>
 public sealed record DeviceInfo(AcceleratorKind Kind, string Name, long MemoryBytes, bool Usable, string Note);
 
@@ -188,6 +195,17 @@ public sealed partial class ComputeDevice : IDisposable
         return new LaunchShape(groups, groupSize, Blocked: false);
     }
 
+    /// <summary>
+    /// The training path for this accelerator: fused on the CPU, layered on a GPU. The environment variable
+    /// HITGPU_TRAINING_PATH (layered or fused) forces one, for tests and benchmarks.
+    /// </summary>
+    public TrainingPath PreferredTrainingPath => Environment.GetEnvironmentVariable("HITGPU_TRAINING_PATH")?.ToLowerInvariant() switch
+    {
+        "layered" => TrainingPath.Layered,
+        "fused" => TrainingPath.FusedEpoch,
+        _ => Kind == AcceleratorKind.Cpu ? TrainingPath.FusedEpoch : TrainingPath.Layered,
+    };
+
     public DeviceBuffer<T> Allocate<T>(int rows, int cols = 1) where T : unmanaged => new(this, rows, cols);
 
     public DeviceBuffer<T> Upload<T>(ReadOnlySpan<T> data, int rows, int cols = 1) where T : unmanaged
@@ -270,5 +288,6 @@ public static class KernelCatalog
         ((Action<DenseBackwardArgs, int>)Dense.InputGradientKernel).Method,
         ((Action<LossArgs, int>)Loss.Kernel).Method,
         ((Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, AdamStep, int>)Adam.Kernel).Method,
+        ((Action<FusedEpochArgs>)FusedMlp.TrainEpochKernel).Method,
     ];
 }

@@ -15,7 +15,10 @@ public struct AdamStep
     public float LearningRate, Beta1, Beta2, Epsilon, WeightDecay;
     public float BiasCorrection1, BiasCorrection2; // 1 - beta1^t, 1 - beta2^t
 
-    public static AdamStep At(int t, float learningRate, float beta1 = 0.9f, float beta2 = 0.999f, float epsilon = 1e-7f, float weightDecay = 0f)
+    // Keras' defaults, as in the original study (PyTorch's epsilon is 1e-8).
+    public const float DefaultBeta1 = 0.9f, DefaultBeta2 = 0.999f, DefaultEpsilon = 1e-7f;
+
+    public static AdamStep At(int t, float learningRate, float beta1 = DefaultBeta1, float beta2 = DefaultBeta2, float epsilon = DefaultEpsilon, float weightDecay = 0f)
     {
         if (t < 1)
             throw new ArgumentOutOfRangeException(nameof(t), "Adam steps count from 1");

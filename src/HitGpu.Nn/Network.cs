@@ -71,6 +71,19 @@ public sealed class Network : IDisposable
     private readonly DeviceBuffer<float>[] deltas;    // layer l: (capacity, Outputs(l)), dL/dz
     private readonly DeviceBuffer<float> probabilities;
     private readonly DeviceBuffer<int> noIndex;
+    private FusedBuffers? fused;
+
+    /// <summary>What the fused epoch kernel needs beyond the parameters, made on its first use.</summary>
+    private sealed record FusedBuffers(int BatchSize, DeviceBuffer<float> ThreadGradients, DeviceBuffer<float> Scratch, DeviceBuffer<int> Widths,
+        int RowsPerThread, int ActivationWidth) : IDisposable
+    {
+        public void Dispose()
+        {
+            ThreadGradients.Dispose();
+            Scratch.Dispose();
+            Widths.Dispose();
+        }
+    }
 
     public ParameterLayout Layout { get; }
     public int CapacityRows { get; }
@@ -146,6 +159,34 @@ public sealed class Network : IDisposable
     public void Update(in AdamStep step) => device.AdamUpdate(Parameters.View, Gradients.View, AdamM.View, AdamV.View, step);
 
     /// <summary>
+    /// One epoch in one launch (<see cref="TrainingPath.FusedEpoch"/>): batches of <paramref name="batchSize"/>
+    /// rows in the given order, Adam with one (learning rate, 1 - b1^t, 1 - b2^t) row of the schedule per step.
+    /// </summary>
+    public void TrainEpochFused(DeviceBuffer<float> features, DeviceBuffer<float> labels, DeviceBuffer<int> order, int batchSize,
+        DeviceBuffer<float> schedule, DeviceBuffer<float> sampleLoss, DeviceBuffer<float> sampleCorrect, float weightDecay = 0f)
+    {
+        if (fused is null || fused.BatchSize != batchSize)
+        {
+            fused?.Dispose();
+            int threads = device.FusedThreads;
+            int rowsPerThread = (Math.Min(batchSize, features.Rows) + threads - 1) / threads;
+            int activationWidth = Layout.Widths.Skip(1).Sum();
+            fused = new FusedBuffers(batchSize, device.Allocate<float>(threads, Layout.Count),
+                device.Allocate<float>(threads, 2 * rowsPerThread * activationWidth), device.Upload<int>(Layout.Widths.ToArray(), Layout.Widths.Count),
+                rowsPerThread, activationWidth);
+        }
+        device.TrainEpochFused(new FusedEpochArgs
+        {
+            Features = features.View, Labels = labels.View, Order = order.View, SampleLoss = sampleLoss.View, SampleCorrect = sampleCorrect.View,
+            Parameters = Parameters.View, AdamM = AdamM.View, AdamV = AdamV.View,
+            ThreadGradients = fused.ThreadGradients.View, Scratch = fused.Scratch.View, Widths = fused.Widths.View, Schedule = schedule.View,
+            Rows = features.Rows, BatchSize = batchSize, Layers = Layout.Layers, ParameterCount = Layout.Count,
+            RowsPerThread = fused.RowsPerThread, ActivationWidth = fused.ActivationWidth,
+            Beta1 = AdamStep.DefaultBeta1, Beta2 = AdamStep.DefaultBeta2, Epsilon = AdamStep.DefaultEpsilon, WeightDecay = weightDecay,
+        });
+    }
+
+    /// <summary>
     /// Forward and loss over a whole (n, inputs) matrix, in chunks of <see cref="CapacityRows"/>: each
     /// sample's loss and correctness land in <paramref name="sampleLoss"/> and <paramref name="sampleCorrect"/>.
     /// </summary>
@@ -192,6 +233,7 @@ public sealed class Network : IDisposable
             b.Dispose();
         probabilities.Dispose();
         noIndex.Dispose();
+        fused?.Dispose();
         Parameters.Dispose();
         Gradients.Dispose();
         AdamM.Dispose();

@@ -17,6 +17,8 @@ public sealed record TrainingOptions
     public double TestFraction { get; init; } = 0.15;
     /// <summary>Stop after this many epochs without a lower validation loss, and keep the best epoch's weights; 0 = off.</summary>
     public int EarlyStoppingPatience { get; init; } = 0;
+    /// <summary>Layered or fused epoch; null: what the accelerator prefers (<see cref="ComputeDevice.PreferredTrainingPath"/>).</summary>
+    public TrainingPath? Path { get; init; }
 
     public void Validate()
     {
@@ -73,11 +75,15 @@ public static class Trainer
         using var testSet = DeviceSet.Upload(device, data.Subset(split.Test), standardizer);
         using var network = new Network(device, layout, Math.Max(options.BatchSize, EvaluationRows), layout.Initialize(options.Seed));
         using var order = device.Allocate<int>(trainSet.Rows);
+        var path = options.Path ?? device.PreferredTrainingPath;
+        int stepsPerEpoch = (trainSet.Rows + options.BatchSize - 1) / options.BatchSize;
+        using var schedule = device.Allocate<float>(stepsPerEpoch, 3);
+        var scheduleOnHost = new float[stepsPerEpoch * 3];
 
         var shuffleRng = new Random(options.Seed + 1);
         var orderOnHost = Enumerable.Range(0, trainSet.Rows).ToArray();
         var history = new List<EpochMetrics>();
-        int step = 0, batches = (trainSet.Rows + options.BatchSize - 1) / options.BatchSize;
+        int step = 0;
         // The weights to keep: the last epoch's, or with early stopping the best epoch's by validation loss.
         var kept = network.Parameters.ToArray();
         int keptEpoch = 0;
@@ -89,7 +95,19 @@ public static class Trainer
             var epochClock = Stopwatch.StartNew();
             shuffleRng.Shuffle(orderOnHost);
             order.CopyFrom(orderOnHost);
-            for (int offset = 0; offset < trainSet.Rows; offset += options.BatchSize)
+            if (path == TrainingPath.FusedEpoch)
+            {
+                for (int k = 0; k < stepsPerEpoch; k++)
+                {
+                    var s = AdamStep.At(step + k + 1, options.LearningRate);
+                    (scheduleOnHost[k * 3], scheduleOnHost[k * 3 + 1], scheduleOnHost[k * 3 + 2]) = (s.LearningRate, s.BiasCorrection1, s.BiasCorrection2);
+                }
+                schedule.CopyFrom(scheduleOnHost);
+                network.TrainEpochFused(trainSet.Features, trainSet.Labels, order, options.BatchSize, schedule, trainSet.SampleLoss, trainSet.SampleCorrect);
+                step += stepsPerEpoch;
+                onBatch?.Invoke(epoch, stepsPerEpoch, stepsPerEpoch);
+            }
+            else for (int offset = 0; offset < trainSet.Rows; offset += options.BatchSize)
             {
                 int rows = Math.Min(options.BatchSize, trainSet.Rows - offset);
                 var input = network.Input(trainSet.Features, offset, order);
@@ -104,7 +122,7 @@ public static class Trainer
                 });
                 network.Backward(input, rows);
                 network.Update(AdamStep.At(++step, options.LearningRate));
-                onBatch?.Invoke(epoch, offset / options.BatchSize + 1, batches);
+                onBatch?.Invoke(epoch, offset / options.BatchSize + 1, stepsPerEpoch);
             }
             var (trainLoss, trainAccuracy) = trainSet.ReadMetrics();
             var (validationLoss, validationAccuracy) = validationSet.Score(network);

@@ -13,6 +13,9 @@ using ILGPU.Runtime.OpenCL;
 
 namespace HitGpu.Kernels.Tests;
 
+// In the accelerator collection, so it never compiles while a CPU kernel runs: once, with the two in parallel,
+// a CPU launch left its output unwritten (a flaky DenseTests failure); apart, many runs have passed.
+[Collection(AcceleratorCollection.Name)]
 public sealed class BackendCompileTests
 {
     public static TheoryData<string> Kernels()

@@ -4,6 +4,7 @@ using HitGpu.Nn;
 
 namespace HitGpu.Nn.Tests;
 
+[Collection(AcceleratorCollection.Name)] // CPU accelerators run one at a time in a test run
 public sealed class CliTests : IDisposable
 {
     private readonly string folder = Directory.CreateTempSubdirectory("hitgpu-cli-").FullName;

@@ -1,0 +1,85 @@
+// The fused one-launch epoch against the layer-by-layer reference epoch (Dense, Loss, Adam references).
+namespace HitGpu.Kernels.Tests;
+
+[Collection(AcceleratorCollection.Name)]
+public sealed class FusedMlpTests(AcceleratorFixture fixture)
+{
+    private readonly ComputeDevice device = fixture.Device;
+
+    public static TheoryData<int[], int, int, bool> Cases()
+    {
+        var data = new TheoryData<int[], int, int, bool>();
+        foreach (bool throughViews in new[] { false, true })
+        {
+            data.Add([15, 64, 32, 1], 100, 32, throughViews);
+            data.Add([5, 9, 3, 1], 65, 7, throughViews);  // odd widths, a partial last batch
+            data.Add([4, 1], 13, 1, throughViews);        // logistic regression, batch of one
+            data.Add([15, 16, 1], 40, 64, throughViews);  // one batch larger than the data
+        }
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void Epoch_matches_the_layer_by_layer_reference(int[] widths, int rows, int batchSize, bool throughViews)
+    {
+        var rng = new Random(rows * 31 + batchSize);
+        int count = 0, activationWidth = 0;
+        for (int l = 0; l + 1 < widths.Length; l++)
+        {
+            count += widths[l + 1] * widths[l] + widths[l + 1];
+            activationWidth += widths[l + 1];
+        }
+        var features = Tolerance.Random(rng, rows * widths[0], 2f);
+        var labels = Enumerable.Range(0, rows).Select(_ => (float)rng.Next(2)).ToArray();
+        var order = Enumerable.Range(0, rows).OrderBy(_ => rng.Next()).ToArray();
+        var parameters = Tolerance.Random(rng, count, 0.5f);
+        int steps = (rows + batchSize - 1) / batchSize;
+        var schedule = new float[steps * 3];
+        for (int t = 1; t <= steps; t++)
+        {
+            var s = AdamStep.At(t, 0.01f / t); // a decaying rate: the schedule is read per step
+            (schedule[(t - 1) * 3], schedule[(t - 1) * 3 + 1], schedule[(t - 1) * 3 + 2]) = (s.LearningRate, s.BiasCorrection1, s.BiasCorrection2);
+        }
+
+        var expected = (float[])parameters.Clone();
+        var m = new float[count];
+        var v = new float[count];
+        var expectedLoss = new float[rows];
+        var expectedCorrect = new float[rows];
+        FusedMlp.TrainEpochReference(widths, features, labels, order, batchSize, schedule, expected, m, v, expectedLoss, expectedCorrect, weightDecay: 0.01f);
+
+        int threads = device.FusedThreads;
+        int rowsPerThread = (Math.Min(batchSize, rows) + threads - 1) / threads;
+        using var x = device.Upload<float>(features, rows, widths[0]);
+        using var y = device.Upload<float>(labels, rows);
+        using var o = device.Upload<int>(order, rows);
+        using var loss = device.Allocate<float>(rows);
+        using var correct = device.Allocate<float>(rows);
+        using var p = device.Upload<float>(parameters, count);
+        using var md = device.Allocate<float>(count);
+        using var vd = device.Allocate<float>(count);
+        md.Clear();
+        vd.Clear();
+        using var gradients = device.Allocate<float>(threads, count);
+        using var scratch = device.Allocate<float>(threads, 2 * rowsPerThread * activationWidth);
+        using var w = device.Upload<int>(widths, widths.Length);
+        using var sched = device.Upload<float>(schedule, steps, 3);
+        device.TrainEpochFused(new FusedEpochArgs
+        {
+            Features = x.View, Labels = y.View, Order = o.View, SampleLoss = loss.View, SampleCorrect = correct.View,
+            Parameters = p.View, AdamM = md.View, AdamV = vd.View, ThreadGradients = gradients.View, Scratch = scratch.View,
+            Widths = w.View, Schedule = sched.View,
+            Rows = rows, BatchSize = batchSize, Layers = widths.Length - 1, ParameterCount = count,
+            RowsPerThread = rowsPerThread, ActivationWidth = activationWidth,
+            Beta1 = 0.9f, Beta2 = 0.999f, Epsilon = 1e-7f, WeightDecay = 0.01f,
+        }, throughViews);
+        // The gradient is summed per thread, then across threads: another order than the reference's, so the
+        // parameters agree to float rounding carried through Adam, not bit for bit.
+        Tolerance.AllClose(expected, p.ToArray(), "parameters after the epoch", abs: 2e-5, rel: 1e-4);
+        Tolerance.AllClose(m, md.ToArray(), "Adam m", abs: 1e-6, rel: 1e-4);
+        Tolerance.AllClose(expectedLoss, loss.ToArray(), "per-sample loss", abs: 1e-5, rel: 1e-4);
+        Tolerance.AllClose(expectedCorrect, correct.ToArray(), "per-sample correctness", 0, 0);
+        Assert.NotEqual(parameters, p.ToArray()); // it did train
+    }
+}
