@@ -289,5 +289,6 @@ public static class KernelCatalog
         ((Action<LossArgs, int>)Loss.Kernel).Method,
         ((Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, AdamStep, int>)Adam.Kernel).Method,
         ((Action<FusedEpochArgs>)FusedMlp.TrainEpochKernel).Method,
+        ((Action<FusedEpochArgs>)FusedMlp.ScoreKernel).Method,
     ];
 }

@@ -50,6 +50,15 @@ public interface IEpochMemory
     ref float V(int i);
     ref float Gradient(int i);
     ref float Scratch(int i);
+
+    /// <summary>sum_i x[x + i] W[w + i], x from the features (fromFeatures) or the scratch, W the parameters.</summary>
+    float Dot(bool fromFeatures, int x, int w, int n);
+
+    /// <summary>gradient[g + i] += d * x[x + i] for i in [0, n), x as in <see cref="Dot"/>.</summary>
+    void AddScaledInput(int g, float d, bool fromFeatures, int x, int n);
+
+    /// <summary>scratch[s + i] += d * W[w + i] for i in [0, n).</summary>
+    void AddScaledWeights(int s, float d, int w, int n);
 }
 
 public readonly struct ViewMemory(FusedEpochArgs a) : IEpochMemory
@@ -66,6 +75,37 @@ public readonly struct ViewMemory(FusedEpochArgs a) : IEpochMemory
     public ref float V(int i) => ref a.AdamV[i];
     public ref float Gradient(int i) => ref a.ThreadGradients[i];
     public ref float Scratch(int i) => ref a.Scratch[i];
+
+    // Four running sums: a single one waits on the previous add every term.
+    public float Dot(bool fromFeatures, int x, int w, int n)
+    {
+        var source = fromFeatures ? a.Features : a.Scratch;
+        float s0 = 0f, s1 = 0f, s2 = 0f, s3 = 0f;
+        int i = 0;
+        for (; i + 3 < n; i += 4)
+        {
+            s0 += source[x + i] * a.Parameters[w + i];
+            s1 += source[x + i + 1] * a.Parameters[w + i + 1];
+            s2 += source[x + i + 2] * a.Parameters[w + i + 2];
+            s3 += source[x + i + 3] * a.Parameters[w + i + 3];
+        }
+        for (; i < n; i++)
+            s0 += source[x + i] * a.Parameters[w + i];
+        return (s0 + s1) + (s2 + s3);
+    }
+
+    public void AddScaledInput(int g, float d, bool fromFeatures, int x, int n)
+    {
+        var source = fromFeatures ? a.Features : a.Scratch;
+        for (int i = 0; i < n; i++)
+            a.ThreadGradients[g + i] += d * source[x + i];
+    }
+
+    public void AddScaledWeights(int s, float d, int w, int n)
+    {
+        for (int i = 0; i < n; i++)
+            a.Scratch[s + i] += d * a.Parameters[w + i];
+    }
 }
 
 /// <summary>The addresses of a <see cref="FusedEpochArgs"/>' CPU buffers, taken on the host (CPU accelerator only).</summary>
@@ -88,6 +128,46 @@ public readonly unsafe struct PointerMemory(EpochAddresses p) : IEpochMemory
     public ref float V(int i) => ref ((float*)p.V)[i];
     public ref float Gradient(int i) => ref ((float*)p.Gradients)[i];
     public ref float Scratch(int i) => ref ((float*)p.Scratch)[i];
+
+    // Plain pointer loops, unrolled by four with independent sums. (System.Numerics.Vector would be faster
+    // still, but ILGPU builds its IR of every kernel, the CPU's too, and rejects it.)
+    public float Dot(bool fromFeatures, int x, int w, int n)
+    {
+        float* xs = (fromFeatures ? (float*)p.Features : (float*)p.Scratch) + x, ws = (float*)p.Parameters + w;
+        float s0 = 0f, s1 = 0f, s2 = 0f, s3 = 0f;
+        int i = 0;
+        for (; i + 3 < n; i += 4)
+        {
+            s0 += xs[i] * ws[i];
+            s1 += xs[i + 1] * ws[i + 1];
+            s2 += xs[i + 2] * ws[i + 2];
+            s3 += xs[i + 3] * ws[i + 3];
+        }
+        for (; i < n; i++)
+            s0 += xs[i] * ws[i];
+        return (s0 + s1) + (s2 + s3);
+    }
+
+    public void AddScaledInput(int g, float d, bool fromFeatures, int x, int n) =>
+        AddScaled((float*)p.Gradients + g, d, (fromFeatures ? (float*)p.Features : (float*)p.Scratch) + x, n);
+
+    public void AddScaledWeights(int s, float d, int w, int n) => AddScaled((float*)p.Scratch + s, d, (float*)p.Parameters + w, n);
+
+    private static void AddScaled(float* target, float d, float* source, int n)
+    {
+        int i = 0;
+        for (; i + 3 < n; i += 4)
+        {
+            float t0 = target[i] + d * source[i], t1 = target[i + 1] + d * source[i + 1];
+            float t2 = target[i + 2] + d * source[i + 2], t3 = target[i + 3] + d * source[i + 3];
+            target[i] = t0;
+            target[i + 1] = t1;
+            target[i + 2] = t2;
+            target[i + 3] = t3;
+        }
+        for (; i < n; i++)
+            target[i] += d * source[i];
+    }
 }
 
 public static class FusedMlp
@@ -108,6 +188,57 @@ public static class FusedMlp
         for (int l = 0; l < layer; l++)
             offset += mem.Width(l + 1) * mem.Width(l) + mem.Width(l + 1);
         return offset;
+    }
+
+    /// <summary>
+    /// The forward pass of one input row into the scratch row at rowOut: layer l reads the input row (l = 0)
+    /// or layer l-1's outputs, and writes its own. Returns where the logit sits in the scratch row.
+    /// </summary>
+    private static int ForwardRow<TMemory>(TMemory mem, FusedEpochArgs a, int row, int rowOut) where TMemory : struct, IEpochMemory
+    {
+        int inputs = mem.Width(0);
+        int w = 0, previousOffset = 0, outOffset = 0;
+        for (int l = 0; l < a.Layers; l++)
+        {
+            int nIn = mem.Width(l), nOut = mem.Width(l + 1);
+            int b = w + nOut * nIn;
+            bool last = l == a.Layers - 1;
+            for (int o = 0; o < nOut; o++)
+            {
+                int wRow = w + o * nIn;
+                float sum = l == 0
+                    ? mem.Dot(true, row * inputs, wRow, nIn)
+                    : mem.Dot(false, rowOut + previousOffset, wRow, nIn);
+                sum += mem.Parameter(b + o);
+                mem.Scratch(rowOut + outOffset + o) = last ? sum : (sum > 0f ? sum : 0f);
+            }
+            previousOffset = outOffset;
+            outOffset += nOut;
+            w = b + nOut;
+        }
+        return outOffset - 1;
+    }
+
+    /// <summary>Every backend: each row's loss and correctness with the current parameters (no training).</summary>
+    public static void ScoreKernel(FusedEpochArgs a) => Score(new ViewMemory(a), a);
+
+    /// <summary>The same for the CPU accelerator, through raw pointers.</summary>
+    public static void ScoreCpuKernel(FusedEpochArgs a, EpochAddresses addresses) => Score(new PointerMemory(addresses), a);
+
+    private static void Score<TMemory>(TMemory mem, FusedEpochArgs a) where TMemory : struct, IEpochMemory
+    {
+        int thread = Group.IdxX, threads = Group.DimX;
+        int rowOut = thread * 2 * a.RowsPerThread * a.ActivationWidth;
+        int perThread = (a.Rows + threads - 1) / threads;
+        int end = Math.Min(a.Rows, (thread + 1) * perThread);
+        for (int position = thread * perThread; position < end; position++)
+        {
+            int row = mem.Order(position);
+            float z = mem.Scratch(rowOut + ForwardRow(mem, a, row, rowOut));
+            float y = mem.Label(row);
+            mem.SampleLoss(position) = Loss.BinaryCrossEntropy(z, y);
+            mem.SampleCorrect(position) = (z > 0f) == (y > 0.5f) ? 1f : 0f;
+        }
     }
 
     // The body is a method of its own, not the kernel entry: the JIT compiles ILGPU's CPU kernel entry
@@ -140,32 +271,9 @@ public static class FusedMlp
                 int rowOut = outputsBase + r * a.ActivationWidth;
                 int rowDelta = deltasBase + r * a.ActivationWidth;
 
-                // Forward: layer l reads the input row (l = 0) or layer l-1's outputs, and writes its own.
-                int w = 0, previousOffset = 0, outOffset = 0;
-                for (int l = 0; l < a.Layers; l++)
-                {
-                    int nIn = mem.Width(l), nOut = mem.Width(l + 1);
-                    int b = w + nOut * nIn;
-                    bool last = l == a.Layers - 1;
-                    for (int o = 0; o < nOut; o++)
-                    {
-                        float sum = mem.Parameter(b + o);
-                        int wRow = w + o * nIn;
-                        if (l == 0)
-                            for (int i = 0; i < nIn; i++)
-                                sum += mem.Feature(row * inputs + i) * mem.Parameter(wRow + i);
-                        else
-                            for (int i = 0; i < nIn; i++)
-                                sum += mem.Scratch(rowOut + previousOffset + i) * mem.Parameter(wRow + i);
-                        mem.Scratch(rowOut + outOffset + o) = last ? sum : (sum > 0f ? sum : 0f);
-                    }
-                    previousOffset = outOffset;
-                    outOffset += nOut;
-                    w = b + nOut;
-                }
+                int logitAt = ForwardRow(mem, a, row, rowOut);
 
                 // Loss: sigmoid fused with binary cross-entropy; dL/dz = (p - y) / batch.
-                int logitAt = outOffset - 1;
                 float z = mem.Scratch(rowOut + logitAt);
                 float y = mem.Label(row);
                 mem.SampleLoss(position) = Loss.BinaryCrossEntropy(z, y);
@@ -188,19 +296,14 @@ public static class FusedMlp
                         float d = mem.Scratch(rowDelta + layerOut + o);
                         mem.Gradient(gradientBase + bl + o) += d;
                         int g = gradientBase + wl + o * nIn;
-                        int wRow = wl + o * nIn;
                         if (l == 0)
                         {
-                            for (int i = 0; i < nIn; i++)
-                                mem.Gradient(g + i) += d * mem.Feature(row * inputs + i);
+                            mem.AddScaledInput(g, d, true, row * inputs, nIn);
                         }
                         else
                         {
-                            for (int i = 0; i < nIn; i++)
-                            {
-                                mem.Gradient(g + i) += d * mem.Scratch(rowOut + layerIn + i);
-                                mem.Scratch(rowDelta + layerIn + i) += d * mem.Parameter(wRow + i);
-                            }
+                            mem.AddScaledInput(g, d, false, rowOut + layerIn, nIn);
+                            mem.AddScaledWeights(rowDelta + layerIn, d, wl + o * nIn, nIn);
                         }
                     }
                     if (l > 0)
@@ -296,6 +399,29 @@ public sealed partial class ComputeDevice
 {
     private Action<KernelConfig, FusedEpochArgs>? fusedEpoch;
     private Action<KernelConfig, FusedEpochArgs, EpochAddresses>? fusedEpochCpu;
+    private Action<KernelConfig, FusedEpochArgs>? fusedScore;
+    private Action<KernelConfig, FusedEpochArgs, EpochAddresses>? fusedScoreCpu;
+
+    /// <summary>Loss and correctness of rows [0, Rows) in Order with the current parameters, in one launch; Schedule and gradients unused.</summary>
+    public void ScoreFused(in FusedEpochArgs a, bool throughViews = false)
+    {
+        Require(a.Rows >= 1 && a.Order.Length >= a.Rows && a.SampleLoss.Length >= a.Rows && a.SampleCorrect.Length >= a.Rows,
+            "fused score: order and per-sample outputs must hold the rows");
+        Require(a.Scratch.Length >= (long)FusedThreads * 2 * a.RowsPerThread * a.ActivationWidth && a.RowsPerThread >= 1, "fused score: scratch too small");
+        var config = new KernelConfig(1, FusedThreads);
+        if (Kind != AcceleratorKind.Cpu || throughViews)
+            (fusedScore ??= Accelerator.LoadStreamKernel<FusedEpochArgs>(FusedMlp.ScoreKernel))(config, a);
+        else
+            (fusedScoreCpu ??= Accelerator.LoadStreamKernel<FusedEpochArgs, EpochAddresses>(FusedMlp.ScoreCpuKernel))(config, a, Addresses(a));
+    }
+
+    private static EpochAddresses Addresses(in FusedEpochArgs a) => new()
+    {
+        Features = Address(a.Features), Labels = Address(a.Labels), Order = Address(a.Order), Widths = Address(a.Widths),
+        Schedule = Address(a.Schedule), SampleLoss = Address(a.SampleLoss), SampleCorrect = Address(a.SampleCorrect),
+        Parameters = Address(a.Parameters), M = Address(a.AdamM), V = Address(a.AdamV),
+        Gradients = Address(a.ThreadGradients), Scratch = Address(a.Scratch),
+    };
 
     /// <summary>Threads of the one group the fused epoch kernel runs in.</summary>
     public int FusedThreads => Kind == AcceleratorKind.Cpu ? Accelerator.MaxNumThreadsPerGroup : Math.Min(256, Accelerator.MaxNumThreadsPerGroup);
@@ -323,14 +449,7 @@ public sealed partial class ComputeDevice
             (fusedEpoch ??= Accelerator.LoadStreamKernel<FusedEpochArgs>(FusedMlp.TrainEpochKernel))(config, a);
             return;
         }
-        var addresses = new EpochAddresses
-        {
-            Features = Address(a.Features), Labels = Address(a.Labels), Order = Address(a.Order), Widths = Address(a.Widths),
-            Schedule = Address(a.Schedule), SampleLoss = Address(a.SampleLoss), SampleCorrect = Address(a.SampleCorrect),
-            Parameters = Address(a.Parameters), M = Address(a.AdamM), V = Address(a.AdamV),
-            Gradients = Address(a.ThreadGradients), Scratch = Address(a.Scratch),
-        };
-        (fusedEpochCpu ??= Accelerator.LoadStreamKernel<FusedEpochArgs, EpochAddresses>(FusedMlp.TrainEpochCpuKernel))(config, a, addresses);
+        (fusedEpochCpu ??= Accelerator.LoadStreamKernel<FusedEpochArgs, EpochAddresses>(FusedMlp.TrainEpochCpuKernel))(config, a, Addresses(a));
     }
 
     private static long Address<T>(ArrayView<T> view) where T : unmanaged => view.LoadEffectiveAddressAsPtr().ToInt64();

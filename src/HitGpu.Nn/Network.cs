@@ -72,6 +72,10 @@ public sealed class Network : IDisposable
     private readonly DeviceBuffer<float> probabilities;
     private readonly DeviceBuffer<int> noIndex;
     private FusedBuffers? fused;
+    private DeviceBuffer<int>? identityOrder;
+
+    /// <summary>Which kernels <see cref="Score"/> uses; training chooses its own path per epoch.</summary>
+    public TrainingPath Path { get; set; }
 
     /// <summary>What the fused epoch kernel needs beyond the parameters, made on its first use.</summary>
     private sealed record FusedBuffers(int BatchSize, DeviceBuffer<float> ThreadGradients, DeviceBuffer<float> Scratch, DeviceBuffer<int> Widths,
@@ -108,6 +112,7 @@ public sealed class Network : IDisposable
         deltas = Enumerable.Range(0, layout.Layers).Select(l => device.Allocate<float>(capacityRows, layout.Outputs(l))).ToArray();
         probabilities = device.Allocate<float>(capacityRows);
         noIndex = device.Allocate<int>(1);
+        Path = device.PreferredTrainingPath;
     }
 
     /// <summary>(rows) logits of the last forward pass.</summary>
@@ -165,16 +170,7 @@ public sealed class Network : IDisposable
     public void TrainEpochFused(DeviceBuffer<float> features, DeviceBuffer<float> labels, DeviceBuffer<int> order, int batchSize,
         DeviceBuffer<float> schedule, DeviceBuffer<float> sampleLoss, DeviceBuffer<float> sampleCorrect, float weightDecay = 0f)
     {
-        if (fused is null || fused.BatchSize != batchSize)
-        {
-            fused?.Dispose();
-            int threads = device.FusedThreads;
-            int rowsPerThread = (Math.Min(batchSize, features.Rows) + threads - 1) / threads;
-            int activationWidth = Layout.Widths.Skip(1).Sum();
-            fused = new FusedBuffers(batchSize, device.Allocate<float>(threads, Layout.Count),
-                device.Allocate<float>(threads, 2 * rowsPerThread * activationWidth), device.Upload<int>(Layout.Widths.ToArray(), Layout.Widths.Count),
-                rowsPerThread, activationWidth);
-        }
+        var fused = Fused(Math.Min(batchSize, features.Rows));
         device.TrainEpochFused(new FusedEpochArgs
         {
             Features = features.View, Labels = labels.View, Order = order.View, SampleLoss = sampleLoss.View, SampleCorrect = sampleCorrect.View,
@@ -186,12 +182,45 @@ public sealed class Network : IDisposable
         });
     }
 
+    /// <summary>The fused kernels' buffers for batches of up to <paramref name="rows"/> rows, made once and kept while big enough.</summary>
+    private FusedBuffers Fused(int rows)
+    {
+        int threads = device.FusedThreads;
+        int rowsPerThread = Math.Max(1, (rows + threads - 1) / threads);
+        if (fused is not null && fused.RowsPerThread >= rowsPerThread)
+            return fused;
+        fused?.Dispose();
+        int activationWidth = Layout.Widths.Skip(1).Sum();
+        fused = new FusedBuffers(rows, device.Allocate<float>(threads, Layout.Count),
+            device.Allocate<float>(threads, 2 * rowsPerThread * activationWidth), device.Upload<int>(Layout.Widths.ToArray(), Layout.Widths.Count),
+            rowsPerThread, activationWidth);
+        return fused;
+    }
+
     /// <summary>
     /// Forward and loss over a whole (n, inputs) matrix, in chunks of <see cref="CapacityRows"/>: each
     /// sample's loss and correctness land in <paramref name="sampleLoss"/> and <paramref name="sampleCorrect"/>.
     /// </summary>
     public void Score(DeviceBuffer<float> features, DeviceBuffer<float> labels, DeviceBuffer<float> sampleLoss, DeviceBuffer<float> sampleCorrect)
     {
+        if (Path == TrainingPath.FusedEpoch)
+        {
+            if (identityOrder is null || identityOrder.Rows < features.Rows)
+            {
+                identityOrder?.Dispose();
+                identityOrder = device.Upload<int>(Enumerable.Range(0, features.Rows).ToArray(), features.Rows);
+            }
+            var fused = Fused(1);
+            device.ScoreFused(new FusedEpochArgs
+            {
+                Features = features.View, Labels = labels.View, Order = identityOrder.View, SampleLoss = sampleLoss.View, SampleCorrect = sampleCorrect.View,
+                Parameters = Parameters.View, AdamM = AdamM.View, AdamV = AdamV.View,
+                ThreadGradients = fused.ThreadGradients.View, Scratch = fused.Scratch.View, Widths = fused.Widths.View, Schedule = noIndex.View.Cast<float>(),
+                Rows = features.Rows, BatchSize = 1, Layers = Layout.Layers, ParameterCount = Layout.Count,
+                RowsPerThread = fused.RowsPerThread, ActivationWidth = fused.ActivationWidth,
+            });
+            return;
+        }
         for (int offset = 0; offset < features.Rows; offset += CapacityRows)
         {
             int rows = Math.Min(CapacityRows, features.Rows - offset);
@@ -234,6 +263,7 @@ public sealed class Network : IDisposable
         probabilities.Dispose();
         noIndex.Dispose();
         fused?.Dispose();
+        identityOrder?.Dispose();
         Parameters.Dispose();
         Gradients.Dispose();
         AdamM.Dispose();

@@ -42,6 +42,9 @@ public sealed record TrainingResult(
     HitModel Model, IReadOnlyList<EpochMetrics> History, int KeptEpoch, double TestLoss, double TestAccuracy,
     SplitIndices Split, double Seconds, string? StoppedEarly, bool Diverged)
 {
+    /// <summary>The epochs alone (training and per-epoch validation), without loading, splitting and the final test.</summary>
+    public double LoopSeconds => History.Sum(h => h.Seconds);
+
     public int TrainRows => Split.Train.Length;
     public int ValidationRows => Split.Validation.Length;
     public int TestRows => Split.Test.Length;
@@ -76,6 +79,7 @@ public static class Trainer
         using var network = new Network(device, layout, Math.Max(options.BatchSize, EvaluationRows), layout.Initialize(options.Seed));
         using var order = device.Allocate<int>(trainSet.Rows);
         var path = options.Path ?? device.PreferredTrainingPath;
+        network.Path = path;
         int stepsPerEpoch = (trainSet.Rows + options.BatchSize - 1) / options.BatchSize;
         using var schedule = device.Allocate<float>(stepsPerEpoch, 3);
         var scheduleOnHost = new float[stepsPerEpoch * 3];

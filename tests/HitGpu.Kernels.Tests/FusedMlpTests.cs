@@ -82,4 +82,55 @@ public sealed class FusedMlpTests(AcceleratorFixture fixture)
         Tolerance.AllClose(expectedCorrect, correct.ToArray(), "per-sample correctness", 0, 0);
         Assert.NotEqual(parameters, p.ToArray()); // it did train
     }
+
+    [Theory]
+    [InlineData(false, 1)]
+    [InlineData(true, 1)]
+    [InlineData(false, 829)]
+    [InlineData(true, 65)]
+    public void Score_matches_the_forward_reference(bool throughViews, int rows)
+    {
+        int[] widths = [15, 64, 32, 1];
+        var rng = new Random(rows);
+        int count = 15 * 64 + 64 + 64 * 32 + 32 + 32 + 1;
+        var parameters = Tolerance.Random(rng, count, 0.5f);
+        var features = Tolerance.Random(rng, rows * 15, 2f);
+        var labels = Enumerable.Range(0, rows).Select(_ => (float)rng.Next(2)).ToArray();
+        var order = Enumerable.Range(0, rows).OrderBy(_ => rng.Next()).ToArray();
+
+        var expectedLoss = new float[rows];
+        var expectedCorrect = new float[rows];
+        for (int position = 0; position < rows; position++)
+        {
+            float[] h1 = new float[64], h2 = new float[32], z = new float[1];
+            int row = order[position];
+            Dense.ForwardReference<float>(features.AsSpan(row * 15, 15), parameters.AsSpan(0, 960), parameters.AsSpan(960, 64), h1, 1, 15, 64, Activation.Relu);
+            Dense.ForwardReference<float>(h1, parameters.AsSpan(1024, 2048), parameters.AsSpan(3072, 32), h2, 1, 64, 32, Activation.Relu);
+            Dense.ForwardReference<float>(h2, parameters.AsSpan(3104, 32), parameters.AsSpan(3136, 1), z, 1, 32, 1, Activation.Identity);
+            expectedLoss[position] = Loss.BinaryCrossEntropyReference(z[0], labels[row]);
+            expectedCorrect[position] = Loss.IsCorrectReference(z[0], labels[row]) ? 1f : 0f;
+        }
+
+        int threads = device.FusedThreads;
+        using var x = device.Upload<float>(features, rows, 15);
+        using var y = device.Upload<float>(labels, rows);
+        using var o = device.Upload<int>(order, rows);
+        using var loss = device.Allocate<float>(rows);
+        using var correct = device.Allocate<float>(rows);
+        using var p = device.Upload<float>(parameters, count);
+        using var unused = device.Allocate<float>(count);
+        using var gradients = device.Allocate<float>(threads, count);
+        using var scratch = device.Allocate<float>(threads, 2 * 97);
+        using var w = device.Upload<int>(widths, widths.Length);
+        device.ScoreFused(new FusedEpochArgs
+        {
+            Features = x.View, Labels = y.View, Order = o.View, SampleLoss = loss.View, SampleCorrect = correct.View,
+            Parameters = p.View, AdamM = unused.View, AdamV = unused.View, ThreadGradients = gradients.View, Scratch = scratch.View,
+            Widths = w.View, Schedule = unused.View, Rows = rows, BatchSize = 1, Layers = 3, ParameterCount = count,
+            RowsPerThread = 1, ActivationWidth = 97,
+        }, throughViews);
+        Tolerance.AllClose(expectedLoss, loss.ToArray(), "per-sample loss", abs: 1e-5, rel: 1e-4);
+        Tolerance.AllClose(expectedCorrect, correct.ToArray(), "per-sample correctness", 0, 0);
+        Assert.Equal(parameters, p.ToArray()); // scoring trains nothing
+    }
 }

@@ -58,7 +58,13 @@ public sealed class GradientTests(AcceleratorFixture fixture)
         using var loss = device.Allocate<float>(Rows);
         using var correct = device.Allocate<float>(Rows);
         var input = network.Input(features, 0);
-        network.Score(features, labels, loss, correct); // forward + loss: writes the logit gradient
+        network.Forward(input, Rows);
+        device.BinaryCrossEntropy(new LossArgs
+        {
+            Logits = network.Logits.View, Labels = RowSource.InPlace(labels.View, 1, features.View.Cast<int>()),
+            LogitGradient = network.LogitGradient.View, SampleLoss = loss.View, SampleCorrect = correct.View,
+            Rows = Rows, GradientScale = 1f / Rows,
+        });
         network.Backward(input, Rows);
 
         Tolerance.Close(expectedLoss, loss.ToArray().Average(), "mean loss", 1e-6, 1e-5);

@@ -1,0 +1,107 @@
+// Each kernel at a realistic size (one batch of the default network) and a large one. Work is checked
+// against the reference once in setup, then only the kernel and a synchronisation are timed.
+using BenchmarkDotNet.Attributes;
+using HitGpu.Kernels;
+
+namespace HitGpu.Bench;
+
+[Config(typeof(BenchConfig))]
+public class KernelBenchmarks
+{
+    private ComputeDevice device = null!;
+    private DeviceBuffer<float> x = null!, w = null!, b = null!, y = null!, dy = null!, dw = null!, db = null!, dx = null!;
+    private DeviceBuffer<float> p = null!, g = null!, m = null!, v = null!;
+    private DeviceBuffer<int> noIndex = null!;
+    private DenseForwardArgs forward;
+    private DenseBackwardArgs backward;
+    private int rows, inputs, outputs;
+
+    [ParamsSource(typeof(BenchConfig), nameof(BenchConfig.Accelerators))]
+    public string Accelerator { get; set; } = "cpu";
+
+    /// <summary>rows x inputs x outputs: the default network's first layer at batch 32, its second at batch 4096, a large layer.</summary>
+    [Params("32x15x64", "4096x64x32", "4096x256x256")]
+    public string Shape { get; set; } = "32x15x64";
+
+    /// <summary>Adam's parameter count: the default network, and a million.</summary>
+    [Params(3137, 1_000_000)]
+    public int Parameters { get; set; }
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        device = ComputeDevice.Open(ComputeDevice.ParseKind(Accelerator));
+        var dims = Shape.Split('x').Select(int.Parse).ToArray();
+        (rows, inputs, outputs) = (dims[0], dims[1], dims[2]);
+        var rng = new Random(1);
+        float[] R(int n) => Enumerable.Range(0, n).Select(_ => rng.NextSingle() * 2 - 1).ToArray();
+        var hostX = R(rows * inputs);
+        var hostW = R(outputs * inputs);
+        var hostB = R(outputs);
+        x = device.Upload<float>(hostX, rows, inputs);
+        w = device.Upload<float>(hostW, outputs, inputs);
+        b = device.Upload<float>(hostB, outputs);
+        y = device.Allocate<float>(rows, outputs);
+        dy = device.Upload<float>(R(rows * outputs), rows, outputs);
+        dw = device.Allocate<float>(outputs, inputs);
+        db = device.Allocate<float>(outputs);
+        dx = device.Allocate<float>(rows, inputs);
+        noIndex = device.Allocate<int>(1);
+        forward = new DenseForwardArgs
+        {
+            X = RowSource.InPlace(x.View, inputs, noIndex.View), Weight = w.View, Bias = b.View, Y = y.View,
+            Rows = rows, Inputs = inputs, Outputs = outputs, Activation = (int)Activation.Relu,
+        };
+        backward = new DenseBackwardArgs
+        {
+            X = RowSource.InPlace(x.View, inputs, noIndex.View), Weight = w.View, OutputGradient = dy.View,
+            WeightGradient = dw.View, BiasGradient = db.View, InputGradient = dx.View,
+            Rows = rows, Inputs = inputs, Outputs = outputs, InputActivation = (int)Activation.Relu,
+        };
+        p = device.Upload<float>(R(Parameters), Parameters);
+        g = device.Upload<float>(R(Parameters), Parameters);
+        m = device.Allocate<float>(Parameters);
+        v = device.Allocate<float>(Parameters);
+        m.Clear();
+        v.Clear();
+
+        // Check before timing: the forward kernel's first row against the reference.
+        DenseForward();
+        var expected = new float[outputs];
+        Dense.ForwardReference<float>(hostX.AsSpan(0, inputs), hostW, hostB, expected, 1, inputs, outputs, Activation.Relu);
+        var actual = y.ToArray().AsSpan(0, outputs);
+        for (int o = 0; o < outputs; o++)
+            if (Math.Abs(actual[o] - expected[o]) > 1e-4f * (1 + Math.Abs(expected[o])))
+                throw new InvalidOperationException($"dense forward disagrees with its reference at output {o}: {actual[o]} vs {expected[o]}");
+    }
+
+    [Benchmark]
+    public void DenseForward()
+    {
+        device.DenseForward(forward);
+        device.Synchronize();
+    }
+
+    [Benchmark]
+    public void DenseBackward()
+    {
+        device.DenseBackward(backward, withInputGradient: true);
+        device.Synchronize();
+    }
+
+    [Benchmark]
+    public void AdamUpdate()
+    {
+        device.AdamUpdate(p.View, g.View, m.View, v.View, AdamStep.At(1, 1e-3f));
+        device.Synchronize();
+    }
+
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        foreach (var buffer in new[] { x, w, b, y, dy, dw, db, dx, p, g, m, v })
+            buffer.Dispose();
+        noIndex.Dispose();
+        device.Dispose();
+    }
+}
