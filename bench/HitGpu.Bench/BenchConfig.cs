@@ -22,8 +22,8 @@ public sealed class BenchConfig : ManualConfig
             nameof(KernelBenchmarks.DenseBackward) => 4.0 * Dims(c),
             _ => null,
         }));
-        AddColumn(new ThroughputColumn("GB/s", 1e9, c => c.Descriptor.WorkloadMethod.Name == nameof(KernelBenchmarks.AdamUpdate)
-            ? 28.0 * ThroughputColumn.Param(c, nameof(KernelBenchmarks.Parameters)) // 4 floats read, 3 written
+        AddColumn(new ThroughputColumn("GB/s", 1e9, c => c.Descriptor.WorkloadMethod.Name == nameof(AdamBenchmarks.AdamUpdate)
+            ? 28.0 * ThroughputColumn.Param(c, nameof(AdamBenchmarks.Parameters)) // 4 floats read, 3 written
             : null));
         AddColumn(new ThroughputColumn("samples/s", 1, c => c.Descriptor.WorkloadMethod.Name == nameof(TrainingBenchmarks.TrainingStep)
             ? ThroughputColumn.Param(c, nameof(TrainingBenchmarks.Batch))

@@ -10,7 +10,6 @@ public class KernelBenchmarks
 {
     private ComputeDevice device = null!;
     private DeviceBuffer<float> x = null!, w = null!, b = null!, y = null!, dy = null!, dw = null!, db = null!, dx = null!;
-    private DeviceBuffer<float> p = null!, g = null!, m = null!, v = null!;
     private DeviceBuffer<int> noIndex = null!;
     private DenseForwardArgs forward;
     private DenseBackwardArgs backward;
@@ -23,9 +22,6 @@ public class KernelBenchmarks
     [Params("32x15x64", "4096x64x32", "4096x256x256")]
     public string Shape { get; set; } = "32x15x64";
 
-    /// <summary>Adam's parameter count: the default network, and a million.</summary>
-    [Params(3137, 1_000_000)]
-    public int Parameters { get; set; }
 
     [GlobalSetup]
     public void Setup()
@@ -58,12 +54,6 @@ public class KernelBenchmarks
             WeightGradient = dw.View, BiasGradient = db.View, InputGradient = dx.View,
             Rows = rows, Inputs = inputs, Outputs = outputs, InputActivation = (int)Activation.Relu,
         };
-        p = device.Upload<float>(R(Parameters), Parameters);
-        g = device.Upload<float>(R(Parameters), Parameters);
-        m = device.Allocate<float>(Parameters);
-        v = device.Allocate<float>(Parameters);
-        m.Clear();
-        v.Clear();
 
         // Check before timing: the forward kernel's first row against the reference.
         DenseForward();
@@ -89,6 +79,53 @@ public class KernelBenchmarks
         device.Synchronize();
     }
 
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        foreach (var buffer in new[] { x, w, b, y, dy, dw, db, dx })
+            buffer.Dispose();
+        noIndex.Dispose();
+        device.Dispose();
+    }
+}
+
+[Config(typeof(BenchConfig))]
+public class AdamBenchmarks
+{
+    private ComputeDevice device = null!;
+    private DeviceBuffer<float> p = null!, g = null!, m = null!, v = null!;
+
+    [ParamsSource(typeof(BenchConfig), nameof(BenchConfig.Accelerators))]
+    public string Accelerator { get; set; } = "cpu";
+
+    /// <summary>Parameter count: the default network's, and a million.</summary>
+    [Params(3137, 1_000_000)]
+    public int Parameters { get; set; }
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        device = ComputeDevice.Open(ComputeDevice.ParseKind(Accelerator));
+        var rng = new Random(2);
+        float[] R(int n) => Enumerable.Range(0, n).Select(_ => rng.NextSingle() * 2 - 1).ToArray();
+        var hostP = R(Parameters);
+        var hostG = R(Parameters);
+        p = device.Upload<float>(hostP, Parameters);
+        g = device.Upload<float>(hostG, Parameters);
+        m = device.Allocate<float>(Parameters);
+        v = device.Allocate<float>(Parameters);
+        m.Clear();
+        v.Clear();
+        // Check before timing: one step against the reference.
+        var expected = (float[])hostP.Clone();
+        Adam.UpdateReference(expected, hostG, new float[Parameters], new float[Parameters], AdamStep.At(1, 1e-3f));
+        AdamUpdate();
+        var actual = p.ToArray();
+        for (int i = 0; i < Parameters; i += 997)
+            if (Math.Abs(actual[i] - expected[i]) > 1e-6f)
+                throw new InvalidOperationException($"Adam disagrees with its reference at {i}: {actual[i]} vs {expected[i]}");
+    }
+
     [Benchmark]
     public void AdamUpdate()
     {
@@ -99,9 +136,8 @@ public class KernelBenchmarks
     [GlobalCleanup]
     public void Cleanup()
     {
-        foreach (var buffer in new[] { x, w, b, y, dy, dw, db, dx, p, g, m, v })
+        foreach (var buffer in new[] { p, g, m, v })
             buffer.Dispose();
-        noIndex.Dispose();
         device.Dispose();
     }
 }
