@@ -21,6 +21,7 @@ public static class HitGpuCli
             EvaluateCommand.Create(output),
             PredictCommand.Create(output),
             DevicesCommand.Create(output),
+            AccuracyCommand.Create(output),
         };
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)

@@ -13,45 +13,24 @@ public static class TrainCommand
     {
         var data = HitGpuCli.DataOption("CSV file(s) or folder(s) of them; default: the embedded 90s file");
         var accelerator = HitGpuCli.AcceleratorOption();
-        var epochs = new Option<int>("--epochs") { Description = "passes over the training part", DefaultValueFactory = _ => 20 };
-        var batchSize = new Option<int>("--batch-size") { Description = "songs per Adam step", DefaultValueFactory = _ => 32 };
-        var hidden = new Option<string>("--hidden") { Description = "hidden layer widths, comma-separated", DefaultValueFactory = _ => "64,32" };
-        var learningRate = new Option<float>("--learning-rate") { Description = "Adam's learning rate", DefaultValueFactory = _ => 1e-3f };
-        var seed = new Option<int>("--seed") { Description = "seed of the split, the initial weights and the shuffling", DefaultValueFactory = _ => 0 };
-        var validationSplit = new Option<double>("--validation-split") { Description = "fraction of each class held out for validation", DefaultValueFactory = _ => 0.15 };
-        var testSplit = new Option<double>("--test-split") { Description = "fraction of each class held out for the final test", DefaultValueFactory = _ => 0.15 };
-        var earlyStopping = new Option<int>("--early-stopping") { Description = "stop after this many epochs without a better validation loss and keep the best weights (0 = off)", DefaultValueFactory = _ => 0 };
+        var training = new TrainingArguments();
         var outPath = new Option<string?>("--out") { Description = "save the model to this file (safetensors)" };
         var saveSplits = new Option<string?>("--save-splits") { Description = "write train.csv, validation.csv and test.csv into this folder" };
         var plot = new Option<string?>("--plot") { Description = "write loss.png and accuracy.png into this folder" };
 
-        var command = new Command("train", "Train the hit predictor and report train, validation and test accuracy")
-        {
-            data, accelerator, epochs, batchSize, hidden, learningRate, seed, validationSplit, testSplit, earlyStopping, outPath, saveSplits, plot,
-        };
+        var command = new Command("train", "Train the hit predictor and report train, validation and test accuracy") { data, accelerator, outPath, saveSplits, plot };
+        training.AddTo(command);
         command.SetAction(parsed =>
         {
-            var options = new TrainingOptions
-            {
-                Epochs = parsed.GetValue(epochs),
-                BatchSize = parsed.GetValue(batchSize),
-                Hidden = HitGpuCli.ParseWidths(parsed.GetValue(hidden)!),
-                LearningRate = parsed.GetValue(learningRate),
-                Seed = parsed.GetValue(seed),
-                ValidationFraction = parsed.GetValue(validationSplit),
-                TestFraction = parsed.GetValue(testSplit),
-                EarlyStoppingPatience = parsed.GetValue(earlyStopping),
-            };
-            options.Validate();
+            var options = training.Read(parsed);
             var paths = parsed.GetValue(data);
             var table = paths is { Length: > 0 } ? SongData.LoadMany(paths) : SongData.LoadEmbedded90s();
             using var device = HitGpuCli.OpenDevice(parsed.GetValue(accelerator)!);
-            output.WriteLine($"hitgpu train: {table.Count} songs from {table.Source}; network {string.Join("-", ParameterLayout.ForClassifier(SongData.FeatureCount, options.Hidden).Widths)}; " +
-                $"{options.Epochs} epochs, batch {options.BatchSize}, Adam lr {HitGpuCli.Number(options.LearningRate)}, seed {options.Seed}; accelerator {HitGpuCli.Describe(device)}");
+            output.WriteLine($"hitgpu train: {table.Count} songs from {table.Source}; {TrainingArguments.Describe(options)}; accelerator {HitGpuCli.Describe(device)}");
 
             var result = interactive
                 ? TrainWithProgressBar(device, table, options)
-                : Trainer.Train(device, table, options, m => output.WriteLine(EpochLine(m, options.Epochs)));
+                : Trainer.Train(device, table, options, m => output.WriteLine(EpochLine(m, options)));
 
             output.WriteLine($"test accuracy {HitGpuCli.Percent(result.TestAccuracy)}  test loss {result.TestLoss:F4}  " +
                 $"({result.TrainRows} train / {result.ValidationRows} validation / {result.TestRows} test songs, {result.Seconds:F1} s)");
@@ -76,8 +55,9 @@ public static class TrainCommand
         return command;
     }
 
-    public static string EpochLine(EpochMetrics m, int epochs) =>
-        $"epoch {m.Epoch.ToString().PadLeft(epochs.ToString().Length)}/{epochs}  " +
+    public static string EpochLine(EpochMetrics m, TrainingOptions options) =>
+        (options.EnsembleSize > 1 ? $"member {m.Member + 1}/{options.EnsembleSize}  " : "") +
+        $"epoch {m.Epoch.ToString().PadLeft(options.Epochs.ToString().Length)}/{options.Epochs}  " +
         $"loss {m.TrainLoss:F4}  accuracy {HitGpuCli.Percent(m.TrainAccuracy)}  val_loss {m.ValidationLoss:F4}  val_accuracy {HitGpuCli.Percent(m.ValidationAccuracy)}  {m.Seconds:F2} s";
 
     /// <summary>On a terminal: one bar per epoch that fills as batches run, then shows the epoch's metrics.</summary>
@@ -90,13 +70,13 @@ public static class TrainCommand
             .Start(context =>
             {
                 var tasks = new Dictionary<int, ProgressTask>();
-                ProgressTask Task(int epoch) => tasks.TryGetValue(epoch, out var t) ? t
-                    : tasks[epoch] = context.AddTask($"epoch {epoch}/{options.Epochs}");
+                ProgressTask Task(int member, int epoch) => tasks.TryGetValue(member * 100_000 + epoch, out var t) ? t
+                    : tasks[member * 100_000 + epoch] = context.AddTask((options.EnsembleSize > 1 ? $"member {member + 1}/{options.EnsembleSize}  " : "") + $"epoch {epoch}/{options.Epochs}");
                 result = Trainer.Train(device, table, options,
-                    onEpoch: m => Task(m.Epoch).Description = Markup.Escape(EpochLine(m, options.Epochs)),
-                    onBatch: (epoch, done, total) =>
+                    onEpoch: m => Task(m.Member, m.Epoch).Description = Markup.Escape(EpochLine(m, options)),
+                    onBatch: (member, epoch, done, total) =>
                     {
-                        var task = Task(epoch);
+                        var task = Task(member, epoch);
                         task.MaxValue = total;
                         task.Value = done;
                     });

@@ -22,10 +22,13 @@ public sealed record ModelProvenance(
 /// </summary>
 public sealed record HitModel(ParameterLayout Layout, Standardizer Standardizer, IReadOnlyList<float[]> Members, ModelProvenance? Provenance)
 {
+    /// <summary>How raw features become the network's inputs (before the standardiser).</summary>
+    public FeatureEncoding Encoding { get; init; } = FeatureEncoding.Raw;
+
     /// <summary>P(hit) for every song: the members' probabilities averaged, each computed by the device kernels.</summary>
     public float[] PredictProbabilities(ComputeDevice device, SongTable songs)
     {
-        using var features = device.Upload<float>(Standardizer.Apply(songs.Features), songs.Count, SongData.FeatureCount);
+        using var features = device.Upload<float>(Standardizer.Apply(Encoding.Apply(songs.Features)), songs.Count, Encoding.Width);
         var sum = new double[songs.Count];
         foreach (var member in Members)
         {
@@ -78,6 +81,10 @@ public static class ModelFile
             Activations = Enumerable.Range(0, layout.Layers).Select(l => layout.ActivationOf(l).ToString().ToLowerInvariant()).ToArray(),
             Output = "sigmoid",
             Features = SongData.FeatureNames,
+            LogFeatures = model.Encoding.LogFeatures.ToArray(),
+            OneHotFeatures = model.Encoding.OneHotFeatures.ToArray(),
+            Inputs = model.Encoding.Columns.ToArray(),
+            QuantileKnots = model.Standardizer.QuantileKnots,
             Means = model.Standardizer.Means,
             Deviations = model.Standardizer.Deviations,
             Members = model.Members.Count,
@@ -161,12 +168,23 @@ public static class ModelFile
         {
             throw Bad($"metadata is not valid ({e.Message})");
         }
-        if (metadata.Widths is not { Length: >= 2 } widths || widths[0] != SongData.FeatureCount || widths[^1] != 1)
-            throw Bad($"widths must run from {SongData.FeatureCount} inputs to 1 output");
         if (metadata.Features is null || !metadata.Features.SequenceEqual(SongData.FeatureNames))
             throw Bad("feature list differs from this version's 15 features");
-        if (metadata.Means?.Length != SongData.FeatureCount || metadata.Deviations?.Length != SongData.FeatureCount)
-            throw Bad("standardiser must have one mean and one deviation per feature");
+        FeatureEncoding encoding;
+        try
+        {
+            encoding = new FeatureEncoding(metadata.LogFeatures ?? [], metadata.OneHotFeatures ?? []);
+        }
+        catch (ArgumentException e)
+        {
+            throw Bad($"feature encoding: {e.Message}");
+        }
+        if (metadata.Widths is not { Length: >= 2 } widths || widths[0] != encoding.Width || widths[^1] != 1)
+            throw Bad($"widths must run from {encoding.Width} inputs (the encoded features) to 1 output");
+        if (metadata.Means?.Length != encoding.Width || metadata.Deviations?.Length != encoding.Width)
+            throw Bad("standardiser must have one mean and one deviation per network input");
+        if (metadata.QuantileKnots is { } knots && (knots.Length != encoding.Width || knots.Any(k => k is null || k.Length < 2 || k.Zip(k.Skip(1)).Any(p => !(p.First <= p.Second)))))
+            throw Bad("quantile knots must be one ascending list per network input");
         var layout = new ParameterLayout(widths);
         if (metadata.Members < 1)
             throw Bad("no ensemble member");
@@ -183,7 +201,8 @@ public static class ModelFile
             }
             members.Add(parameters);
         }
-        return new HitModel(layout, new Standardizer(metadata.Means, metadata.Deviations), members, metadata.Training);
+        var standardizer = new Standardizer(metadata.Means, metadata.Deviations) { QuantileKnots = metadata.QuantileKnots };
+        return new HitModel(layout, standardizer, members, metadata.Training) { Encoding = encoding };
     }
 
     private static void ReadTensor(JsonObject header, ReadOnlySpan<byte> tensors, string name, int[] shape, Span<float> into, Func<string, InputException> bad)
@@ -226,6 +245,10 @@ public static class ModelFile
         public string[]? Activations { get; set; }
         public string? Output { get; set; }
         public string[]? Features { get; set; }
+        public string[]? LogFeatures { get; set; }
+        public string[]? OneHotFeatures { get; set; }
+        public string[]? Inputs { get; set; }
+        public float[][]? QuantileKnots { get; set; }
         public float[]? Means { get; set; }
         public float[]? Deviations { get; set; }
         public int Members { get; set; }

@@ -115,6 +115,14 @@ public sealed class Network : IDisposable
         Path = device.PreferredTrainingPath;
     }
 
+    /// <summary>New parameters (e.g. the next ensemble member's initial ones) and Adam's moments back to zero.</summary>
+    public void Reset(float[] parameters)
+    {
+        Parameters.CopyFrom(parameters);
+        AdamM.Clear();
+        AdamV.Clear();
+    }
+
     /// <summary>(rows) logits of the last forward pass.</summary>
     public DeviceBuffer<float> Logits => outputs[^1];
 

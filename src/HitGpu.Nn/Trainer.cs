@@ -6,19 +6,40 @@ using HitGpu.Kernels;
 
 namespace HitGpu.Nn;
 
+public enum LearningRateSchedule { Constant, Cosine }
+
 public sealed record TrainingOptions
 {
     public int Epochs { get; init; } = 20;
     public int BatchSize { get; init; } = 32;
     public IReadOnlyList<int> Hidden { get; init; } = [64, 32];
     public float LearningRate { get; init; } = 1e-3f;
+    /// <summary>Decoupled weight decay (AdamW); 0 = plain Adam.</summary>
+    public float WeightDecay { get; init; } = 0f;
+    /// <summary>After the warm-up: constant, or cosine decay to zero over the remaining steps.</summary>
+    public LearningRateSchedule Schedule { get; init; } = LearningRateSchedule.Constant;
+    /// <summary>Epochs over which the learning rate rises linearly from ~0 to its value; 0 = none.</summary>
+    public int WarmupEpochs { get; init; } = 0;
     public int Seed { get; init; } = 0;
     public double ValidationFraction { get; init; } = 0.15;
     public double TestFraction { get; init; } = 0.15;
     /// <summary>Stop after this many epochs without a lower validation loss, and keep the best epoch's weights; 0 = off.</summary>
     public int EarlyStoppingPatience { get; init; } = 0;
+    /// <summary>Networks trained with different seeds on the same split; their probabilities are averaged.</summary>
+    public int EnsembleSize { get; init; } = 1;
+    /// <summary>Feature transforms applied before standardisation.</summary>
+    public FeatureEncoding Encoding { get; init; } = FeatureEncoding.Raw;
+    /// <summary>Replace each input by the normal score of its rank among the training values before standardising.</summary>
+    public bool QuantileTransform { get; init; }
     /// <summary>Layered or fused epoch; null: what the accelerator prefers (<see cref="ComputeDevice.PreferredTrainingPath"/>).</summary>
     public TrainingPath? Path { get; init; }
+
+    /// <summary>The original Keras study: one 15-64-32-1 network, Adam 1e-3, batch 32, 20 epochs, raw standardised features.</summary>
+    public static readonly TrainingOptions Study = new()
+    {
+        Epochs = 20, BatchSize = 32, Hidden = [64, 32], LearningRate = 1e-3f, WeightDecay = 0f, Schedule = LearningRateSchedule.Constant,
+        WarmupEpochs = 0, EarlyStoppingPatience = 0, EnsembleSize = 1, Encoding = FeatureEncoding.Raw, QuantileTransform = false,
+    };
 
     public void Validate()
     {
@@ -26,17 +47,37 @@ public sealed record TrainingOptions
         if (BatchSize < 1) throw new ArgumentException($"batch size must be at least 1, got {BatchSize}");
         if (Hidden.Any(h => h < 1)) throw new ArgumentException($"hidden widths must be positive, got {string.Join(",", Hidden)}");
         if (!(LearningRate > 0) || !float.IsFinite(LearningRate)) throw new ArgumentException($"learning rate must be a positive number, got {LearningRate}");
+        if (!(WeightDecay >= 0) || !float.IsFinite(WeightDecay)) throw new ArgumentException($"weight decay must be 0 or more, got {WeightDecay}");
+        if (WarmupEpochs < 0 || WarmupEpochs >= Epochs) throw new ArgumentException($"warm-up epochs must be 0 or more and fewer than the epochs, got {WarmupEpochs}");
         if (EarlyStoppingPatience < 0) throw new ArgumentException($"early-stopping patience must be 0 (off) or more, got {EarlyStoppingPatience}");
+        if (EnsembleSize < 1) throw new ArgumentException($"an ensemble needs at least 1 network, got {EnsembleSize}");
         if (ValidationFraction <= 0 || TestFraction <= 0 || ValidationFraction + TestFraction >= 1)
             throw new ArgumentException($"validation ({ValidationFraction}) and test ({TestFraction}) splits must be above 0 and add up to less than 1");
     }
+
+    /// <summary>The learning rate at step t (from 1) of <paramref name="totalSteps"/>, with <paramref name="stepsPerEpoch"/> steps an epoch.</summary>
+    public float LearningRateAt(int t, int totalSteps, int stepsPerEpoch)
+    {
+        int warmup = WarmupEpochs * stepsPerEpoch;
+        if (t <= warmup)
+            return LearningRate * t / warmup;
+        if (Schedule == LearningRateSchedule.Constant)
+            return LearningRate;
+        double progress = (double)(t - warmup) / Math.Max(1, totalSteps - warmup);
+        return (float)(LearningRate * 0.5 * (1 + Math.Cos(Math.PI * Math.Min(1, progress))));
+    }
+
+    /// <summary>Seed of ensemble member k: member 0 uses the run's seed, so a one-network run is unchanged.</summary>
+    public int MemberSeed(int member) => Seed + 7919 * member;
 }
 
-public sealed record EpochMetrics(int Epoch, double TrainLoss, double TrainAccuracy, double ValidationLoss, double ValidationAccuracy, double Seconds);
+/// <summary>One epoch of one ensemble member (member counts from 0).</summary>
+public sealed record EpochMetrics(int Epoch, double TrainLoss, double TrainAccuracy, double ValidationLoss, double ValidationAccuracy, double Seconds, int Member = 0);
 
 /// <summary>
-/// The trained model (weights of <see cref="KeptEpoch"/>), the per-epoch history, the test part's loss and
-/// accuracy (read once, at the end), and why training stopped before its last epoch, if it did.
+/// The trained model (each member's weights of its kept epoch), every member's per-epoch history, the test
+/// part's loss and accuracy of the averaged probabilities (read once, at the end), and why training stopped
+/// before its last epoch, if it did.
 /// </summary>
 public sealed record TrainingResult(
     HitModel Model, IReadOnlyList<EpochMetrics> History, int KeptEpoch, double TestLoss, double TestAccuracy,
@@ -56,11 +97,12 @@ public static class Trainer
     public const int EvaluationRows = 1024;
 
     /// <summary>
-    /// Trains one network. <paramref name="onEpoch"/> hears each epoch's metrics; <paramref name="onBatch"/>
-    /// (epoch, batches done, batches per epoch) is called on the host as batches are queued, for progress bars.
+    /// Trains the network (or each member of the ensemble) on one stratified split. <paramref name="onEpoch"/>
+    /// hears each epoch's metrics; <paramref name="onBatch"/> (member, epoch, batches done, batches per epoch) is
+    /// called on the host as batches are queued, for progress bars.
     /// </summary>
     public static TrainingResult Train(ComputeDevice device, SongTable data, TrainingOptions options,
-        Action<EpochMetrics>? onEpoch = null, Action<int, int, int>? onBatch = null)
+        Action<EpochMetrics>? onEpoch = null, Action<int, int, int, int>? onBatch = null)
     {
         options.Validate();
         if (data.Labels is null)
@@ -70,46 +112,80 @@ public static class Trainer
         if (split.Train.Length == 0 || split.Validation.Length == 0 || split.Test.Length == 0)
             throw new InputException($"{data.Source}: {data.Count} rows are too few to split into training, validation and test parts");
         var train = data.Subset(split.Train);
-        var standardizer = Standardizer.Fit(train.Features, SongData.FeatureCount);
-        var layout = ParameterLayout.ForClassifier(SongData.FeatureCount, options.Hidden);
+        var encoding = options.Encoding;
+        var standardizer = Standardizer.Fit(encoding.Apply(train.Features), encoding.Width, options.QuantileTransform);
+        var layout = ParameterLayout.ForClassifier(encoding.Width, options.Hidden);
 
-        using var trainSet = DeviceSet.Upload(device, train, standardizer);
-        using var validationSet = DeviceSet.Upload(device, data.Subset(split.Validation), standardizer);
-        using var testSet = DeviceSet.Upload(device, data.Subset(split.Test), standardizer);
+        using var trainSet = DeviceSet.Upload(device, train, encoding, standardizer);
+        using var validationSet = DeviceSet.Upload(device, data.Subset(split.Validation), encoding, standardizer);
+        using var testSet = DeviceSet.Upload(device, data.Subset(split.Test), encoding, standardizer);
         using var network = new Network(device, layout, Math.Max(options.BatchSize, EvaluationRows), layout.Initialize(options.Seed));
+        network.Path = options.Path ?? device.PreferredTrainingPath;
+
+        var members = new List<float[]>();
+        var history = new List<EpochMetrics>();
+        var outcomes = new List<MemberOutcome>();
+        var testProbabilities = new double[testSet.Rows];
+        for (int member = 0; member < options.EnsembleSize; member++)
+        {
+            network.Reset(layout.Initialize(options.MemberSeed(member)));
+            var outcome = TrainMember(device, network, trainSet, validationSet, options, member, history, onEpoch, onBatch);
+            outcomes.Add(outcome);
+            members.Add(outcome.Parameters);
+            network.Parameters.CopyFrom(outcome.Parameters);
+            var p = network.PredictProbabilities(testSet.Features);
+            for (int i = 0; i < p.Length; i++)
+                testProbabilities[i] += p[i] / options.EnsembleSize;
+            if (outcome.Diverged)
+                break;
+        }
+        var test = Evaluation.Of(testProbabilities.Select(p => (float)p).ToArray(), data.Subset(split.Test).Labels!);
+        var first = outcomes[0];
+        var last = first.KeptEpoch > 0 ? history.First(h => h.Member == 0 && h.Epoch == first.KeptEpoch) : null;
+        var provenance = new ModelProvenance(data.Files, options.Seed, first.KeptEpoch, options.BatchSize, options.LearningRate,
+            last?.TrainLoss ?? double.NaN, last?.TrainAccuracy ?? double.NaN, last?.ValidationLoss ?? double.NaN, last?.ValidationAccuracy ?? double.NaN, test.Accuracy);
+        var model = new HitModel(layout, standardizer, members, provenance) { Encoding = encoding };
+        var stopped = outcomes.Where(o => o.StoppedEarly is not null).Select(o => options.EnsembleSize > 1 ? $"member {outcomes.IndexOf(o) + 1}: {o.StoppedEarly}" : o.StoppedEarly);
+        return new TrainingResult(model, history, first.KeptEpoch, test.LogLoss, test.Accuracy, split, clock.Elapsed.TotalSeconds,
+            stopped.Any() ? string.Join("; ", stopped) : null, outcomes.Any(o => o.Diverged));
+    }
+
+    private sealed record MemberOutcome(float[] Parameters, int KeptEpoch, string? StoppedEarly, bool Diverged);
+
+    private static MemberOutcome TrainMember(ComputeDevice device, Network network, DeviceSet trainSet, DeviceSet validationSet,
+        TrainingOptions options, int member, List<EpochMetrics> history, Action<EpochMetrics>? onEpoch, Action<int, int, int, int>? onBatch)
+    {
         using var order = device.Allocate<int>(trainSet.Rows);
-        var path = options.Path ?? device.PreferredTrainingPath;
-        network.Path = path;
         int stepsPerEpoch = (trainSet.Rows + options.BatchSize - 1) / options.BatchSize;
+        int totalSteps = stepsPerEpoch * options.Epochs;
         using var schedule = device.Allocate<float>(stepsPerEpoch, 3);
         var scheduleOnHost = new float[stepsPerEpoch * 3];
+        AdamStep StepAt(int t) => AdamStep.At(t, options.LearningRateAt(t, totalSteps, stepsPerEpoch), weightDecay: options.WeightDecay);
 
-        var shuffleRng = new Random(options.Seed + 1);
+        var shuffleRng = new Random(options.MemberSeed(member) + 1);
         var orderOnHost = Enumerable.Range(0, trainSet.Rows).ToArray();
-        var history = new List<EpochMetrics>();
         int step = 0;
         // The weights to keep: the last epoch's, or with early stopping the best epoch's by validation loss.
         var kept = network.Parameters.ToArray();
         int keptEpoch = 0;
         double bestValidationLoss = double.PositiveInfinity;
-        string? stoppedEarly = null;
-        bool diverged = false;
         for (int epoch = 1; epoch <= options.Epochs; epoch++)
         {
             var epochClock = Stopwatch.StartNew();
             shuffleRng.Shuffle(orderOnHost);
             order.CopyFrom(orderOnHost);
-            if (path == TrainingPath.FusedEpoch)
+            if (network.Path == TrainingPath.FusedEpoch)
             {
                 for (int k = 0; k < stepsPerEpoch; k++)
                 {
-                    var s = AdamStep.At(step + k + 1, options.LearningRate);
+                    var s = StepAt(step + k + 1);
                     (scheduleOnHost[k * 3], scheduleOnHost[k * 3 + 1], scheduleOnHost[k * 3 + 2]) = (s.LearningRate, s.BiasCorrection1, s.BiasCorrection2);
                 }
                 schedule.CopyFrom(scheduleOnHost);
-                network.TrainEpochFused(trainSet.Features, trainSet.Labels, order, options.BatchSize, schedule, trainSet.SampleLoss, trainSet.SampleCorrect);
+                network.TrainEpochFused(trainSet.Features, trainSet.Labels, order, options.BatchSize, schedule, trainSet.SampleLoss, trainSet.SampleCorrect,
+                    options.WeightDecay);
                 step += stepsPerEpoch;
-                onBatch?.Invoke(epoch, stepsPerEpoch, stepsPerEpoch);
+                onBatch?.Invoke(member, epoch, stepsPerEpoch, stepsPerEpoch);
             }
             else for (int offset = 0; offset < trainSet.Rows; offset += options.BatchSize)
             {
@@ -125,21 +201,20 @@ public static class Trainer
                     Rows = rows, GradientScale = 1f / rows,
                 });
                 network.Backward(input, rows);
-                network.Update(AdamStep.At(++step, options.LearningRate));
-                onBatch?.Invoke(epoch, offset / options.BatchSize + 1, stepsPerEpoch);
+                network.Update(StepAt(++step));
+                onBatch?.Invoke(member, epoch, offset / options.BatchSize + 1, stepsPerEpoch);
             }
             var (trainLoss, trainAccuracy) = trainSet.ReadMetrics();
             var (validationLoss, validationAccuracy) = validationSet.Score(network);
-            var metrics = new EpochMetrics(epoch, trainLoss, trainAccuracy, validationLoss, validationAccuracy, epochClock.Elapsed.TotalSeconds);
+            var metrics = new EpochMetrics(epoch, trainLoss, trainAccuracy, validationLoss, validationAccuracy, epochClock.Elapsed.TotalSeconds, member);
             history.Add(metrics);
             onEpoch?.Invoke(metrics);
 
             if (!double.IsFinite(trainLoss) || !double.IsFinite(validationLoss))
             {
-                stoppedEarly = $"loss became {(double.IsFinite(trainLoss) ? validationLoss : trainLoss)} in epoch {epoch} (learning rate too high?); " +
+                string stopped = $"loss became {(double.IsFinite(trainLoss) ? validationLoss : trainLoss)} in epoch {epoch} (learning rate too high?); " +
                     (keptEpoch > 0 ? $"kept the weights of epoch {keptEpoch}" : "kept the initial weights");
-                diverged = true;
-                break;
+                return new MemberOutcome(kept, keptEpoch, stopped, Diverged: true);
             }
             bool improved = validationLoss < bestValidationLoss;
             if (improved)
@@ -151,32 +226,26 @@ public static class Trainer
             }
             else if (epoch - keptEpoch >= options.EarlyStoppingPatience)
             {
-                stoppedEarly = $"validation loss has not improved for {options.EarlyStoppingPatience} epochs; kept the weights of epoch {keptEpoch}";
-                break;
+                return new MemberOutcome(kept, keptEpoch,
+                    $"validation loss has not improved for {options.EarlyStoppingPatience} epochs; kept the weights of epoch {keptEpoch}", Diverged: false);
             }
         }
-        network.Parameters.CopyFrom(kept);
-        var (testLoss, testAccuracy) = testSet.Score(network);
-        var last = keptEpoch > 0 ? history[keptEpoch - 1] : null;
-        var provenance = new ModelProvenance(data.Files, options.Seed, keptEpoch, options.BatchSize, options.LearningRate,
-            last?.TrainLoss ?? double.NaN, last?.TrainAccuracy ?? double.NaN, last?.ValidationLoss ?? double.NaN, last?.ValidationAccuracy ?? double.NaN, testAccuracy);
-        var model = new HitModel(layout, standardizer, [kept], provenance);
-        return new TrainingResult(model, history, keptEpoch, testLoss, testAccuracy, split, clock.Elapsed.TotalSeconds, stoppedEarly, diverged);
+        return new MemberOutcome(kept, keptEpoch, null, Diverged: false);
     }
 }
 
 /// <summary>One part of the data on the device: standardised features, labels and per-sample metric slots.</summary>
 internal sealed class DeviceSet : IDisposable
 {
-    public required DeviceBuffer<float> Features { get; init; }      // (rows, 15), standardised
+    public required DeviceBuffer<float> Features { get; init; }      // (rows, encoded width), standardised
     public required DeviceBuffer<float> Labels { get; init; }        // (rows)
     public required DeviceBuffer<float> SampleLoss { get; init; }    // (rows)
     public required DeviceBuffer<float> SampleCorrect { get; init; } // (rows)
     public int Rows => Labels.Rows;
 
-    public static DeviceSet Upload(ComputeDevice device, SongTable table, Standardizer standardizer) => new()
+    public static DeviceSet Upload(ComputeDevice device, SongTable table, FeatureEncoding encoding, Standardizer standardizer) => new()
     {
-        Features = device.Upload<float>(standardizer.Apply(table.Features), table.Count, SongData.FeatureCount),
+        Features = device.Upload<float>(standardizer.Apply(encoding.Apply(table.Features)), table.Count, encoding.Width),
         Labels = device.Upload<float>(table.Labels!, table.Count),
         SampleLoss = device.Allocate<float>(table.Count),
         SampleCorrect = device.Allocate<float>(table.Count),

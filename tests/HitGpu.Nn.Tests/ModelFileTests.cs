@@ -47,6 +47,33 @@ public sealed class ModelFileTests(AcceleratorFixture fixture) : IDisposable
     }
 
     [Fact]
+    public void An_ensemble_with_encoded_quantile_inputs_round_trips_and_averages_its_members()
+    {
+        var options = new TrainingOptions
+        {
+            Epochs = 2, EnsembleSize = 3, QuantileTransform = true,
+            Encoding = new FeatureEncoding(FeatureEncoding.SkewedFeatures, FeatureEncoding.CategoricalFeatures),
+        };
+        var result = Trainer.Train(fixture.Device, Songs.Value, options);
+        Assert.Equal(3, result.Model.Members.Count);
+        Assert.Equal(6, result.History.Count);
+        Assert.NotEqual(result.Model.Members[0], result.Model.Members[1]);
+        string path = Path.Combine(folder, "ensemble.hitgpu");
+        ModelFile.Save(result.Model, path);
+        var loaded = ModelFile.Load(path);
+        var test = Songs.Value.Subset(result.Split.Test);
+        var averaged = loaded.PredictProbabilities(fixture.Device, test);
+        Assert.Equal(result.Model.PredictProbabilities(fixture.Device, test), averaged);
+        // The ensemble's probability is the mean of its members' probabilities.
+        var single = Enumerable.Range(0, 3).Select(k => (loaded with { Members = [loaded.Members[k]] }).PredictProbabilities(fixture.Device, test)).ToArray();
+        for (int i = 0; i < test.Count; i += 37)
+            Tolerance.Close((single[0][i] + single[1][i] + single[2][i]) / 3.0, averaged[i], $"probability {i}", 1e-6, 1e-5);
+        Assert.Equal(result.TestAccuracy, Evaluation.Of(averaged, test.Labels!).Accuracy, 12);
+        Assert.Equal(options.Encoding.Width, loaded.Layout.Widths[0]);
+        Assert.NotNull(loaded.Standardizer.QuantileKnots);
+    }
+
+    [Fact]
     public void File_is_plain_safetensors_that_another_reader_understands()
     {
         var bytes = File.ReadAllBytes(Saved());

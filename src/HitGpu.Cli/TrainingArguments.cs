@@ -1,0 +1,86 @@
+// The options that shape training, shared by `hitgpu train` and `hitgpu accuracy`; defaults come from
+// TrainingOptions, so the CLI and the library cannot drift apart.
+using System.CommandLine;
+using HitGpu.Kernels;
+using HitGpu.Nn;
+
+namespace HitGpu.Cli;
+
+public sealed class TrainingArguments
+{
+    private static readonly TrainingOptions Defaults = new();
+
+    public Option<int> Epochs { get; } = new("--epochs") { Description = "passes over the training part", DefaultValueFactory = _ => Defaults.Epochs };
+    public Option<int> BatchSize { get; } = new("--batch-size") { Description = "songs per Adam step", DefaultValueFactory = _ => Defaults.BatchSize };
+    public Option<string> Hidden { get; } = new("--hidden") { Description = "hidden layer widths, comma-separated", DefaultValueFactory = _ => string.Join(",", Defaults.Hidden) };
+    public Option<float> LearningRate { get; } = new("--learning-rate") { Description = "Adam's learning rate", DefaultValueFactory = _ => Defaults.LearningRate };
+    public Option<float> WeightDecay { get; } = new("--weight-decay") { Description = "decoupled weight decay (AdamW); 0 = plain Adam", DefaultValueFactory = _ => Defaults.WeightDecay };
+    public Option<string> Schedule { get; } = new("--schedule") { Description = "learning rate after the warm-up: constant or cosine", DefaultValueFactory = _ => Defaults.Schedule.ToString().ToLowerInvariant() };
+    public Option<int> WarmupEpochs { get; } = new("--warmup-epochs") { Description = "epochs of linear learning-rate warm-up", DefaultValueFactory = _ => Defaults.WarmupEpochs };
+    public Option<int> Seed { get; } = new("--seed") { Description = "seed of the split, the initial weights and the shuffling", DefaultValueFactory = _ => Defaults.Seed };
+    public Option<double> ValidationSplit { get; } = new("--validation-split") { Description = "fraction of each class held out for validation", DefaultValueFactory = _ => Defaults.ValidationFraction };
+    public Option<double> TestSplit { get; } = new("--test-split") { Description = "fraction of each class held out for the final test", DefaultValueFactory = _ => Defaults.TestFraction };
+    public Option<int> EarlyStopping { get; } = new("--early-stopping") { Description = "stop after this many epochs without a better validation loss and keep the best weights (0 = off)", DefaultValueFactory = _ => Defaults.EarlyStoppingPatience };
+    public Option<int> Ensemble { get; } = new("--ensemble") { Description = "train this many networks with different seeds and average their probabilities", DefaultValueFactory = _ => Defaults.EnsembleSize };
+    public Option<string> LogFeatures { get; } = new("--log-features") { Description = "features replaced by log(1 + x), comma-separated, or 'skewed'", DefaultValueFactory = _ => string.Join(",", Defaults.Encoding.LogFeatures) };
+    public Option<string> OneHot { get; } = new("--one-hot") { Description = "features one-hot encoded (key, time_signature), comma-separated", DefaultValueFactory = _ => string.Join(",", Defaults.Encoding.OneHotFeatures) };
+    public Option<bool> Quantile { get; } = new("--quantile") { Description = "map each input to the normal score of its rank among the training values", DefaultValueFactory = _ => Defaults.QuantileTransform };
+    public Option<bool> Study { get; } = new("--study") { Description = "the original study's setup: one 15-64-32-1 network, Adam 1e-3, 20 epochs, raw standardised features" };
+
+    public TrainingArguments()
+    {
+        Schedule.AcceptOnlyFromAmong("constant", "cosine");
+    }
+
+    public void AddTo(Command command)
+    {
+        foreach (var option in new Option[] { Epochs, BatchSize, Hidden, LearningRate, WeightDecay, Schedule, WarmupEpochs, Seed, ValidationSplit, TestSplit,
+                     EarlyStopping, Ensemble, LogFeatures, OneHot, Quantile, Study })
+            command.Add(option);
+    }
+
+    /// <summary>The options as given; --study starts from the study's setup instead of the defaults, and options named explicitly still apply.</summary>
+    public TrainingOptions Read(ParseResult parsed)
+    {
+        var start = parsed.GetValue(Study) ? TrainingOptions.Study : Defaults;
+        T Get<T>(Option<T> option, T fallback) => parsed.GetResult(option) is { Implicit: false } ? parsed.GetValue(option)! : fallback;
+        var options = start with
+        {
+            Epochs = Get(Epochs, start.Epochs),
+            BatchSize = Get(BatchSize, start.BatchSize),
+            Hidden = parsed.GetResult(Hidden) is { Implicit: false } ? HitGpuCli.ParseWidths(parsed.GetValue(Hidden)!) : start.Hidden,
+            LearningRate = Get(LearningRate, start.LearningRate),
+            WeightDecay = Get(WeightDecay, start.WeightDecay),
+            Schedule = parsed.GetResult(Schedule) is { Implicit: false } ? Enum.Parse<LearningRateSchedule>(parsed.GetValue(Schedule)!, ignoreCase: true) : start.Schedule,
+            WarmupEpochs = Get(WarmupEpochs, start.WarmupEpochs),
+            Seed = parsed.GetValue(Seed),
+            ValidationFraction = parsed.GetValue(ValidationSplit),
+            TestFraction = parsed.GetValue(TestSplit),
+            EarlyStoppingPatience = Get(EarlyStopping, start.EarlyStoppingPatience),
+            EnsembleSize = Get(Ensemble, start.EnsembleSize),
+            Encoding = parsed.GetResult(LogFeatures) is { Implicit: false } || parsed.GetResult(OneHot) is { Implicit: false }
+                ? new FeatureEncoding(
+                    Names(Get(LogFeatures, string.Join(",", start.Encoding.LogFeatures)), "skewed", FeatureEncoding.SkewedFeatures),
+                    Names(Get(OneHot, string.Join(",", start.Encoding.OneHotFeatures)), "categorical", FeatureEncoding.CategoricalFeatures))
+                : start.Encoding,
+            QuantileTransform = Get(Quantile, start.QuantileTransform),
+        };
+        options.Validate();
+        return options;
+    }
+
+    private static string[] Names(string text, string groupName, string[] group) =>
+        text.Trim() == groupName ? group : text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+
+    public static string Describe(TrainingOptions o) =>
+        $"network {string.Join("-", ParameterLayout.ForClassifier(o.Encoding.Width, o.Hidden).Widths)}" +
+        (o.EnsembleSize > 1 ? $" x {o.EnsembleSize} (ensemble)" : "") +
+        $"; {o.Epochs} epochs, batch {o.BatchSize}, Adam lr {HitGpuCli.Number(o.LearningRate)}" +
+        (o.WeightDecay > 0 ? $", weight decay {HitGpuCli.Number(o.WeightDecay)}" : "") +
+        (o.Schedule != LearningRateSchedule.Constant || o.WarmupEpochs > 0 ? $", {o.Schedule.ToString().ToLowerInvariant()} schedule, {o.WarmupEpochs} warm-up epochs" : "") +
+        (o.EarlyStoppingPatience > 0 ? $", early stopping {o.EarlyStoppingPatience}" : "") +
+        (o.Encoding.LogFeatures.Count > 0 ? $"; log1p of {string.Join(",", o.Encoding.LogFeatures)}" : "") +
+        (o.Encoding.OneHotFeatures.Count > 0 ? $"; one-hot {string.Join(",", o.Encoding.OneHotFeatures)}" : "") +
+        (o.QuantileTransform ? "; quantile-normalised inputs" : "") +
+        $"; seed {o.Seed}";
+}

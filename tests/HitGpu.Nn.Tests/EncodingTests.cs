@@ -1,0 +1,68 @@
+// Feature encodings, the quantile transform and the learning-rate schedule, against values worked out by hand.
+using HitGpu.Nn;
+
+namespace HitGpu.Nn.Tests;
+
+public sealed class EncodingTests
+{
+    private static float[] Row(params (string Name, float Value)[] values)
+    {
+        var row = new float[SongData.FeatureCount];
+        foreach (var (name, value) in values)
+            row[Array.IndexOf(SongData.FeatureNames, name)] = value;
+        return row;
+    }
+
+    [Fact]
+    public void Log_and_one_hot_encoding_by_hand()
+    {
+        var encoding = new FeatureEncoding(["duration_ms", "sections"], ["key", "time_signature"]);
+        // 13 kept features + 12 keys + 5 time signatures.
+        Assert.Equal(30, encoding.Width);
+        Assert.Equal("log1p(duration_ms)", encoding.Columns[10]);
+        Assert.Equal("key=0", encoding.Columns[13]);
+        Assert.Equal("time_signature=5", encoding.Columns[^1]);
+        var encoded = encoding.Apply(Row(("duration_ms", 240000f), ("sections", 9f), ("key", 7f), ("time_signature", 4f), ("tempo", 120f), ("danceability", 0.5f)));
+        Assert.Equal(0.5f, encoded[0]);
+        Assert.Equal(120f, encoded[9]); // tempo keeps its place among the kept features
+        Assert.Equal(MathF.Log(240001f), encoded[10], 5);
+        Assert.Equal(MathF.Log(10f), encoded[12], 5);
+        Assert.Equal(1f, encoded[13 + 7]);
+        Assert.Equal(1f, encoded[13 + 12 + 3]); // time signature 4 is the fourth of 0, 1, 3, 4, 5
+        Assert.Equal(2f, encoded.Skip(13).Sum());
+        Assert.Equal(new float[SongData.FeatureCount], FeatureEncoding.Raw.Apply(new float[SongData.FeatureCount]));
+        Assert.Throws<ArgumentException>(() => new FeatureEncoding(["tempo"], ["tempo"]));
+        Assert.Throws<ArgumentException>(() => new FeatureEncoding([], ["tempo"]));
+    }
+
+    [Fact]
+    public void Quantile_transform_is_monotone_maps_ties_alike_and_is_fitted_on_its_input()
+    {
+        // One column: 0 repeated (like instrumentalness), then a long tail.
+        var train = Enumerable.Range(0, 1000).Select(i => i < 400 ? 0f : MathF.Pow(i - 399, 3)).ToArray();
+        var s = Standardizer.Fit(train, 1, quantiles: true);
+        var z = s.Apply(train);
+        for (int i = 1; i < z.Length; i++)
+            Assert.True(z[i] >= z[i - 1], $"not monotone at {i}");
+        Assert.Equal(z[0], z[399]);                     // all zeros map to one value
+        Assert.True(Math.Abs(z.Average()) < 1e-3);      // standardised after the transform
+        Assert.True(z.Max() < 4 && z.Min() > -4);       // the cubic tail no longer dominates
+        var outside = s.Apply([-5f, 1e12f]);
+        Assert.Equal(s.Apply([0f])[0], outside[0]);     // below the training range: the lowest value's score
+        Assert.Equal(z[^1], outside[1], 4);             // above it: the highest value's score
+        Tolerance.Close(1.959963985, Standardizer.NormalQuantile(0.975), "normal quantile", 1e-8, 0);
+        Tolerance.Close(-2.326347874, Standardizer.NormalQuantile(0.01), "normal quantile", 1e-8, 0);
+    }
+
+    [Fact]
+    public void Learning_rate_schedule_by_hand()
+    {
+        var options = new TrainingOptions { LearningRate = 0.01f, Epochs = 10, WarmupEpochs = 2, Schedule = LearningRateSchedule.Cosine };
+        // 10 steps an epoch, 100 in all: 20 warm-up steps rising to 0.01, then half a cosine over 80 steps.
+        Assert.Equal(0.0005f, options.LearningRateAt(1, 100, 10), 7);
+        Assert.Equal(0.01f, options.LearningRateAt(20, 100, 10), 7);
+        Assert.Equal(0.005f, options.LearningRateAt(60, 100, 10), 6);   // half-way through the cosine
+        Assert.Equal(0f, options.LearningRateAt(100, 100, 10), 7);
+        Assert.Equal(0.01f, (options with { Schedule = LearningRateSchedule.Constant }).LearningRateAt(60, 100, 10));
+    }
+}
