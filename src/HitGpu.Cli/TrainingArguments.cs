@@ -24,6 +24,7 @@ public sealed class TrainingArguments
     public Option<int> Ensemble { get; } = new("--ensemble") { Description = "train this many networks with different seeds and average their probabilities", DefaultValueFactory = _ => Defaults.EnsembleSize };
     public Option<string> LogFeatures { get; } = new("--log-features") { Description = "features replaced by log(1 + x), comma-separated, or 'skewed'", DefaultValueFactory = _ => string.Join(",", Defaults.Encoding.LogFeatures) };
     public Option<string> OneHot { get; } = new("--one-hot") { Description = "features one-hot encoded (key, time_signature), comma-separated", DefaultValueFactory = _ => string.Join(",", Defaults.Encoding.OneHotFeatures) };
+    public Option<float> Dropout { get; } = new("--dropout") { Description = "probability of dropping each hidden unit while training (0 = off)", DefaultValueFactory = _ => Defaults.Dropout };
     public Option<bool> Quantile { get; } = new("--quantile") { Description = "map each input to the normal score of its rank among the training values", DefaultValueFactory = _ => Defaults.QuantileTransform };
     public Option<bool> Study { get; } = new("--study") { Description = "the original study's setup: one 15-64-32-1 network, Adam 1e-3, 20 epochs, raw standardised features" };
 
@@ -35,7 +36,7 @@ public sealed class TrainingArguments
     public void AddTo(Command command)
     {
         foreach (var option in new Option[] { Epochs, BatchSize, Hidden, LearningRate, WeightDecay, Schedule, WarmupEpochs, Seed, ValidationSplit, TestSplit,
-                     EarlyStopping, Ensemble, LogFeatures, OneHot, Quantile, Study })
+                     EarlyStopping, Ensemble, Dropout, LogFeatures, OneHot, Quantile, Study })
             command.Add(option);
     }
 
@@ -64,6 +65,7 @@ public sealed class TrainingArguments
                     Names(Get(OneHot, string.Join(",", start.Encoding.OneHotFeatures)), "categorical", FeatureEncoding.CategoricalFeatures))
                 : start.Encoding,
             QuantileTransform = Get(Quantile, start.QuantileTransform),
+            Dropout = Get(Dropout, start.Dropout),
         };
         options.Validate();
         return options;
@@ -79,6 +81,7 @@ public sealed class TrainingArguments
         (o.WeightDecay > 0 ? $", weight decay {HitGpuCli.Number(o.WeightDecay)}" : "") +
         (o.Schedule != LearningRateSchedule.Constant || o.WarmupEpochs > 0 ? $", {o.Schedule.ToString().ToLowerInvariant()} schedule, {o.WarmupEpochs} warm-up epochs" : "") +
         (o.EarlyStoppingPatience > 0 ? $", early stopping {o.EarlyStoppingPatience}" : "") +
+        (o.Dropout > 0 ? $", dropout {HitGpuCli.Number(o.Dropout)}" : "") +
         (o.Encoding.LogFeatures.Count > 0 ? $"; log1p of {string.Join(",", o.Encoding.LogFeatures)}" : "") +
         (o.Encoding.OneHotFeatures.Count > 0 ? $"; one-hot {string.Join(",", o.Encoding.OneHotFeatures)}" : "") +
         (o.QuantileTransform ? "; quantile-normalised inputs" : "") +

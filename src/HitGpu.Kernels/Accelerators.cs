@@ -288,6 +288,7 @@ public static class KernelCatalog
         ((Action<DenseBackwardArgs, int>)Dense.InputGradientKernel).Method,
         ((Action<LossArgs, int>)Loss.Kernel).Method,
         ((Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, AdamStep, int>)Adam.Kernel).Method,
+        ((Action<DropoutArgs, int>)Dropout.Kernel).Method,
         ((Action<FusedEpochArgs>)FusedMlp.TrainEpochKernel).Method,
         ((Action<FusedEpochArgs>)FusedMlp.ScoreKernel).Method,
     ];

@@ -29,6 +29,9 @@ public struct FusedEpochArgs
     public ArrayView<float> Schedule;        // (steps, 3): learning rate, 1 - beta1^t, 1 - beta2^t
     public int Rows, BatchSize, Layers, ParameterCount, RowsPerThread, ActivationWidth;
     public float Beta1, Beta2, Epsilon, WeightDecay;
+    public float DropoutRate;                // on hidden outputs while training; 0 = off
+    public uint DropoutSeed;
+    public int FirstStep;                    // the global step number of this epoch's first step, for the dropout mask
 }
 
 /// <summary>
@@ -194,7 +197,8 @@ public static class FusedMlp
     /// The forward pass of one input row into the scratch row at rowOut: layer l reads the input row (l = 0)
     /// or layer l-1's outputs, and writes its own. Returns where the logit sits in the scratch row.
     /// </summary>
-    private static int ForwardRow<TMemory>(TMemory mem, FusedEpochArgs a, int row, int rowOut) where TMemory : struct, IEpochMemory
+    private static int ForwardRow<TMemory>(TMemory mem, FusedEpochArgs a, int row, int rowOut, float dropoutRate, int step, int rowInBatch)
+        where TMemory : struct, IEpochMemory
     {
         int inputs = mem.Width(0);
         int w = 0, previousOffset = 0, outOffset = 0;
@@ -210,7 +214,8 @@ public static class FusedMlp
                     ? mem.Dot(true, row * inputs, wRow, nIn)
                     : mem.Dot(false, rowOut + previousOffset, wRow, nIn);
                 sum += mem.Parameter(b + o);
-                mem.Scratch(rowOut + outOffset + o) = last ? sum : (sum > 0f ? sum : 0f);
+                mem.Scratch(rowOut + outOffset + o) = last ? sum
+                    : (sum > 0f ? sum : 0f) * Dropout.Factor(a.DropoutSeed, step, rowInBatch, l, o, dropoutRate);
             }
             previousOffset = outOffset;
             outOffset += nOut;
@@ -234,7 +239,7 @@ public static class FusedMlp
         for (int position = thread * perThread; position < end; position++)
         {
             int row = mem.Order(position);
-            float z = mem.Scratch(rowOut + ForwardRow(mem, a, row, rowOut));
+            float z = mem.Scratch(rowOut + ForwardRow(mem, a, row, rowOut, 0f, 0, 0));
             float y = mem.Label(row);
             mem.SampleLoss(position) = Loss.BinaryCrossEntropy(z, y);
             mem.SampleCorrect(position) = (z > 0f) == (y > 0.5f) ? 1f : 0f;
@@ -251,6 +256,7 @@ public static class FusedMlp
         int outputsBase = thread * 2 * a.RowsPerThread * a.ActivationWidth;
         int deltasBase = outputsBase + a.RowsPerThread * a.ActivationWidth;
         int inputs = mem.Width(0);
+        float keepScale = a.DropoutRate > 0f ? 1f / (1f - a.DropoutRate) : 1f;
 
         for (int step = 0; step < steps; step++)
         {
@@ -271,7 +277,7 @@ public static class FusedMlp
                 int rowOut = outputsBase + r * a.ActivationWidth;
                 int rowDelta = deltasBase + r * a.ActivationWidth;
 
-                int logitAt = ForwardRow(mem, a, row, rowOut);
+                int logitAt = ForwardRow(mem, a, row, rowOut, a.DropoutRate, a.FirstStep + step, myStart + r);
 
                 // Loss: sigmoid fused with binary cross-entropy; dL/dz = (p - y) / batch.
                 float z = mem.Scratch(rowOut + logitAt);
@@ -306,10 +312,11 @@ public static class FusedMlp
                             mem.AddScaledWeights(rowDelta + layerIn, d, wl + o * nIn, nIn);
                         }
                     }
+                    // Through ReLU and dropout: a unit that output 0 passes nothing back (off, or dropped);
+                    // a kept unit's delta takes the dropout scale 1 / (1 - rate).
                     if (l > 0)
                         for (int i = 0; i < nIn; i++)
-                            if (mem.Scratch(rowOut + layerIn + i) <= 0f)
-                                mem.Scratch(rowDelta + layerIn + i) = 0f;
+                            mem.Scratch(rowDelta + layerIn + i) = mem.Scratch(rowOut + layerIn + i) > 0f ? mem.Scratch(rowDelta + layerIn + i) * keepScale : 0f;
                     layerOut = layerIn;
                 }
             }
@@ -346,7 +353,8 @@ public static class FusedMlp
     /// </summary>
     public static void TrainEpochReference(ReadOnlySpan<int> widths, ReadOnlySpan<float> features, ReadOnlySpan<float> labels,
         ReadOnlySpan<int> order, int batchSize, ReadOnlySpan<float> schedule, Span<float> parameters, Span<float> m, Span<float> v,
-        Span<float> sampleLoss, Span<float> sampleCorrect, float beta1 = 0.9f, float beta2 = 0.999f, float epsilon = 1e-7f, float weightDecay = 0f)
+        Span<float> sampleLoss, Span<float> sampleCorrect, float beta1 = 0.9f, float beta2 = 0.999f, float epsilon = 1e-7f, float weightDecay = 0f,
+        float dropoutRate = 0f, uint dropoutSeed = 0, int firstStep = 0)
     {
         int layers = widths.Length - 1, inputs = widths[0], rows = order.Length;
         var gradient = new float[parameters.Length];
@@ -366,6 +374,8 @@ public static class FusedMlp
                 outputs[l + 1] = new float[batch * nOut];
                 Dense.ForwardReference<float>(outputs[l], parameters.Slice(offset, nOut * nIn), parameters.Slice(offset + nOut * nIn, nOut),
                     outputs[l + 1], batch, nIn, nOut, l == layers - 1 ? Activation.Identity : Activation.Relu);
+                if (l < layers - 1)
+                    Dropout.ApplyReference(outputs[l + 1], batch, nOut, dropoutSeed, firstStep + step, l, dropoutRate);
                 offset += nOut * nIn + nOut;
             }
             var delta = new float[batch];
@@ -383,6 +393,8 @@ public static class FusedMlp
                 Dense.BackwardReference<float>(outputs[l], parameters.Slice(weightAt[l], nOut * nIn), delta,
                     gradient.AsSpan(weightAt[l], nOut * nIn), gradient.AsSpan(weightAt[l] + nOut * nIn, nOut), inputDelta,
                     batch, nIn, nOut, l > 0 ? Activation.Relu : Activation.Identity);
+                if (l > 0)
+                    Dropout.ApplyReference(inputDelta, batch, nIn, dropoutSeed, firstStep + step, l - 1, dropoutRate);
                 delta = inputDelta;
             }
             var s = new AdamStep

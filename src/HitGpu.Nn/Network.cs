@@ -137,10 +137,12 @@ public sealed class Network : IDisposable
     private RowSource LayerInput(int layer, RowSource input) =>
         layer == 0 ? input : RowSource.InPlace(outputs[layer - 1].View, Layout.Inputs(layer), noIndex.View);
 
-    public void Forward(RowSource input, int rows)
+    /// <summary>The forward pass; with a dropout rate above 0 (training), hidden outputs are masked for step <paramref name="step"/>.</summary>
+    public void Forward(RowSource input, int rows, float dropoutRate = 0f, uint dropoutSeed = 0, int step = 0)
     {
         CheckRows(rows);
         for (int l = 0; l < Layout.Layers; l++)
+        {
             device.DenseForward(new DenseForwardArgs
             {
                 X = LayerInput(l, input),
@@ -149,13 +151,17 @@ public sealed class Network : IDisposable
                 Y = outputs[l].View,
                 Rows = rows, Inputs = Layout.Inputs(l), Outputs = Layout.Outputs(l), Activation = (int)Layout.ActivationOf(l),
             });
+            if (dropoutRate > 0f && l < Layout.Layers - 1)
+                device.ApplyDropout(new DropoutArgs { Values = outputs[l].View, Rows = rows, Cols = Layout.Outputs(l), Layer = l, Step = step, Seed = dropoutSeed, Rate = dropoutRate });
+        }
     }
 
-    /// <summary>The forward pass reversed: from <see cref="LogitGradient"/> to every parameter's gradient.</summary>
-    public void Backward(RowSource input, int rows)
+    /// <summary>The forward pass reversed: from <see cref="LogitGradient"/> to every parameter's gradient (same dropout as the forward).</summary>
+    public void Backward(RowSource input, int rows, float dropoutRate = 0f, uint dropoutSeed = 0, int step = 0)
     {
         CheckRows(rows);
         for (int l = Layout.Layers - 1; l >= 0; l--)
+        {
             device.DenseBackward(new DenseBackwardArgs
             {
                 X = LayerInput(l, input),
@@ -167,6 +173,10 @@ public sealed class Network : IDisposable
                 Rows = rows, Inputs = Layout.Inputs(l), Outputs = Layout.Outputs(l),
                 InputActivation = l > 0 ? (int)Layout.ActivationOf(l - 1) : (int)Activation.Identity,
             }, withInputGradient: l > 0);
+            // ReLU's derivative came from the masked output (0 where dropped); the kept units take the scale.
+            if (dropoutRate > 0f && l > 0)
+                device.ApplyDropout(new DropoutArgs { Values = deltas[l - 1].View, Rows = rows, Cols = Layout.Inputs(l), Layer = l - 1, Step = step, Seed = dropoutSeed, Rate = dropoutRate });
+        }
     }
 
     public void Update(in AdamStep step) => device.AdamUpdate(Parameters.View, Gradients.View, AdamM.View, AdamV.View, step);
@@ -176,7 +186,8 @@ public sealed class Network : IDisposable
     /// rows in the given order, Adam with one (learning rate, 1 - b1^t, 1 - b2^t) row of the schedule per step.
     /// </summary>
     public void TrainEpochFused(DeviceBuffer<float> features, DeviceBuffer<float> labels, DeviceBuffer<int> order, int batchSize,
-        DeviceBuffer<float> schedule, DeviceBuffer<float> sampleLoss, DeviceBuffer<float> sampleCorrect, float weightDecay = 0f)
+        DeviceBuffer<float> schedule, DeviceBuffer<float> sampleLoss, DeviceBuffer<float> sampleCorrect, float weightDecay = 0f,
+        float dropoutRate = 0f, uint dropoutSeed = 0, int firstStep = 0)
     {
         var fused = Fused(Math.Min(batchSize, features.Rows));
         device.TrainEpochFused(new FusedEpochArgs
@@ -187,6 +198,7 @@ public sealed class Network : IDisposable
             Rows = features.Rows, BatchSize = batchSize, Layers = Layout.Layers, ParameterCount = Layout.Count,
             RowsPerThread = fused.RowsPerThread, ActivationWidth = fused.ActivationWidth,
             Beta1 = AdamStep.DefaultBeta1, Beta2 = AdamStep.DefaultBeta2, Epsilon = AdamStep.DefaultEpsilon, WeightDecay = weightDecay,
+            DropoutRate = dropoutRate, DropoutSeed = dropoutSeed, FirstStep = firstStep,
         });
     }
 

@@ -29,6 +29,8 @@ public sealed record TrainingOptions
     public int EnsembleSize { get; init; } = 1;
     /// <summary>Feature transforms applied before standardisation.</summary>
     public FeatureEncoding Encoding { get; init; } = FeatureEncoding.Raw;
+    /// <summary>Probability of dropping each hidden unit during training (inverted dropout; off at evaluation).</summary>
+    public float Dropout { get; init; } = 0f;
     /// <summary>Replace each input by the normal score of its rank among the training values before standardising.</summary>
     public bool QuantileTransform { get; init; }
     /// <summary>Layered or fused epoch; null: what the accelerator prefers (<see cref="ComputeDevice.PreferredTrainingPath"/>).</summary>
@@ -38,7 +40,7 @@ public sealed record TrainingOptions
     public static readonly TrainingOptions Study = new()
     {
         Epochs = 20, BatchSize = 32, Hidden = [64, 32], LearningRate = 1e-3f, WeightDecay = 0f, Schedule = LearningRateSchedule.Constant,
-        WarmupEpochs = 0, EarlyStoppingPatience = 0, EnsembleSize = 1, Encoding = FeatureEncoding.Raw, QuantileTransform = false,
+        WarmupEpochs = 0, EarlyStoppingPatience = 0, EnsembleSize = 1, Encoding = FeatureEncoding.Raw, QuantileTransform = false, Dropout = 0f,
     };
 
     public void Validate()
@@ -50,6 +52,7 @@ public sealed record TrainingOptions
         if (!(WeightDecay >= 0) || !float.IsFinite(WeightDecay)) throw new ArgumentException($"weight decay must be 0 or more, got {WeightDecay}");
         if (WarmupEpochs < 0 || WarmupEpochs >= Epochs) throw new ArgumentException($"warm-up epochs must be 0 or more and fewer than the epochs, got {WarmupEpochs}");
         if (EarlyStoppingPatience < 0) throw new ArgumentException($"early-stopping patience must be 0 (off) or more, got {EarlyStoppingPatience}");
+        if (!(Dropout >= 0f && Dropout < 1f)) throw new ArgumentException($"dropout must be in [0, 1), got {Dropout}");
         if (EnsembleSize < 1) throw new ArgumentException($"an ensemble needs at least 1 network, got {EnsembleSize}");
         if (ValidationFraction <= 0 || TestFraction <= 0 || ValidationFraction + TestFraction >= 1)
             throw new ArgumentException($"validation ({ValidationFraction}) and test ({TestFraction}) splits must be above 0 and add up to less than 1");
@@ -160,6 +163,7 @@ public static class Trainer
         int totalSteps = stepsPerEpoch * options.Epochs;
         using var schedule = device.Allocate<float>(stepsPerEpoch, 3);
         var scheduleOnHost = new float[stepsPerEpoch * 3];
+        uint dropoutSeed = (uint)options.MemberSeed(member) * 2654435761u + 12345u;
         AdamStep StepAt(int t) => AdamStep.At(t, options.LearningRateAt(t, totalSteps, stepsPerEpoch), weightDecay: options.WeightDecay);
 
         var shuffleRng = new Random(options.MemberSeed(member) + 1);
@@ -183,7 +187,7 @@ public static class Trainer
                 }
                 schedule.CopyFrom(scheduleOnHost);
                 network.TrainEpochFused(trainSet.Features, trainSet.Labels, order, options.BatchSize, schedule, trainSet.SampleLoss, trainSet.SampleCorrect,
-                    options.WeightDecay);
+                    options.WeightDecay, options.Dropout, dropoutSeed, firstStep: step);
                 step += stepsPerEpoch;
                 onBatch?.Invoke(member, epoch, stepsPerEpoch, stepsPerEpoch);
             }
@@ -191,7 +195,7 @@ public static class Trainer
             {
                 int rows = Math.Min(options.BatchSize, trainSet.Rows - offset);
                 var input = network.Input(trainSet.Features, offset, order);
-                network.Forward(input, rows);
+                network.Forward(input, rows, options.Dropout, dropoutSeed, step);
                 device.BinaryCrossEntropy(new LossArgs
                 {
                     Logits = network.Logits.View,
@@ -200,7 +204,7 @@ public static class Trainer
                     SampleLoss = trainSet.SampleLoss.View, SampleCorrect = trainSet.SampleCorrect.View,
                     Rows = rows, GradientScale = 1f / rows,
                 });
-                network.Backward(input, rows);
+                network.Backward(input, rows, options.Dropout, dropoutSeed, step);
                 network.Update(StepAt(++step));
                 onBatch?.Invoke(member, epoch, offset / options.BatchSize + 1, stepsPerEpoch);
             }

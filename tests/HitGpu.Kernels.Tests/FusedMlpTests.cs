@@ -6,22 +6,23 @@ public sealed class FusedMlpTests(AcceleratorFixture fixture)
 {
     private readonly ComputeDevice device = fixture.Device;
 
-    public static TheoryData<int[], int, int, bool> Cases()
+    public static TheoryData<int[], int, int, bool, float> Cases()
     {
-        var data = new TheoryData<int[], int, int, bool>();
+        var data = new TheoryData<int[], int, int, bool, float>();
         foreach (bool throughViews in new[] { false, true })
         {
-            data.Add([15, 64, 32, 1], 100, 32, throughViews);
-            data.Add([5, 9, 3, 1], 65, 7, throughViews);  // odd widths, a partial last batch
-            data.Add([4, 1], 13, 1, throughViews);        // logistic regression, batch of one
-            data.Add([15, 16, 1], 40, 64, throughViews);  // one batch larger than the data
+            data.Add([15, 64, 32, 1], 100, 32, throughViews, 0f);
+            data.Add([15, 64, 32, 1], 100, 32, throughViews, 0.3f); // dropout on both hidden layers
+            data.Add([5, 9, 3, 1], 65, 7, throughViews, 0f);   // odd widths, a partial last batch
+            data.Add([4, 1], 13, 1, throughViews, 0.5f);       // logistic regression (no hidden layer to drop), batch of one
+            data.Add([15, 16, 1], 40, 64, throughViews, 0.2f); // one batch larger than the data
         }
         return data;
     }
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Epoch_matches_the_layer_by_layer_reference(int[] widths, int rows, int batchSize, bool throughViews)
+    public void Epoch_matches_the_layer_by_layer_reference(int[] widths, int rows, int batchSize, bool throughViews, float dropout)
     {
         var rng = new Random(rows * 31 + batchSize);
         int count = 0, activationWidth = 0;
@@ -47,7 +48,8 @@ public sealed class FusedMlpTests(AcceleratorFixture fixture)
         var v = new float[count];
         var expectedLoss = new float[rows];
         var expectedCorrect = new float[rows];
-        FusedMlp.TrainEpochReference(widths, features, labels, order, batchSize, schedule, expected, m, v, expectedLoss, expectedCorrect, weightDecay: 0.01f);
+        FusedMlp.TrainEpochReference(widths, features, labels, order, batchSize, schedule, expected, m, v, expectedLoss, expectedCorrect, weightDecay: 0.01f,
+            dropoutRate: dropout, dropoutSeed: 77, firstStep: 5);
 
         int threads = device.FusedThreads;
         int rowsPerThread = (Math.Min(batchSize, rows) + threads - 1) / threads;
@@ -73,6 +75,7 @@ public sealed class FusedMlpTests(AcceleratorFixture fixture)
             Rows = rows, BatchSize = batchSize, Layers = widths.Length - 1, ParameterCount = count,
             RowsPerThread = rowsPerThread, ActivationWidth = activationWidth,
             Beta1 = 0.9f, Beta2 = 0.999f, Epsilon = 1e-7f, WeightDecay = 0.01f,
+            DropoutRate = dropout, DropoutSeed = 77, FirstStep = 5,
         }, throughViews);
         // The gradient is summed per thread, then across threads: another order than the reference's, so the
         // parameters agree to float rounding carried through Adam, not bit for bit.
@@ -132,5 +135,28 @@ public sealed class FusedMlpTests(AcceleratorFixture fixture)
         Tolerance.AllClose(expectedLoss, loss.ToArray(), "per-sample loss", abs: 1e-5, rel: 1e-4);
         Tolerance.AllClose(expectedCorrect, correct.ToArray(), "per-sample correctness", 0, 0);
         Assert.Equal(parameters, p.ToArray()); // scoring trains nothing
+    }
+
+    [Theory]
+    [InlineData(0.1f)]
+    [InlineData(0.5f)]
+    public void Dropout_kernel_matches_its_reference_and_drops_the_rate(float rate)
+    {
+        int rows = 257, cols = 64;
+        var values = Tolerance.Random(new Random(9), rows * cols).Select(v => v + 2f).ToArray(); // all positive
+        var expected = (float[])values.Clone();
+        Dropout.ApplyReference(expected, rows, cols, 123, 4, 1, rate);
+        using var buffer = device.Upload<float>(values, rows, cols);
+        device.ApplyDropout(new DropoutArgs { Values = buffer.View, Rows = rows, Cols = cols, Layer = 1, Step = 4, Seed = 123, Rate = rate });
+        var actual = buffer.ToArray();
+        Tolerance.AllClose(expected, actual, "dropped values", 0, 1e-6);
+        double dropped = actual.Count(v => v == 0f) / (double)actual.Length;
+        Assert.InRange(dropped, rate - 0.03, rate + 0.03); // 16448 draws: the standard error is below 0.004
+        for (int k = 0; k < actual.Length; k++) // each value is dropped or scaled by 1 / (1 - rate)
+            Assert.True(actual[k] == 0f || Math.Abs(actual[k] - values[k] / (1 - rate)) <= 1e-5 * actual[k], $"value {k}: {actual[k]} from {values[k]}");
+        // Another step draws another mask.
+        var next = (float[])values.Clone();
+        Dropout.ApplyReference(next, rows, cols, 123, 5, 1, rate);
+        Assert.NotEqual(expected, next);
     }
 }

@@ -45,6 +45,13 @@ public sealed class TrainingTests(AcceleratorFixture fixture)
         var fused = Trainer.Train(fixture.Device, Songs.Value, new TrainingOptions { Epochs = 1, Path = TrainingPath.FusedEpoch });
         Tolerance.AllClose(layered.Model.Members[0], fused.Model.Members[0], "parameters after one epoch", abs: 1e-4, rel: 1e-3);
         Tolerance.Close(layered.History[0].TrainLoss, fused.History[0].TrainLoss, "epoch train loss", 1e-5, 1e-4);
+
+        // With dropout too: both draw the same mask from (seed, step, row, layer, unit).
+        var options = new TrainingOptions { Epochs = 1, Dropout = 0.3f };
+        var layeredDropout = Trainer.Train(fixture.Device, Songs.Value, options with { Path = TrainingPath.Layered });
+        var fusedDropout = Trainer.Train(fixture.Device, Songs.Value, options with { Path = TrainingPath.FusedEpoch });
+        Tolerance.AllClose(layeredDropout.Model.Members[0], fusedDropout.Model.Members[0], "parameters after one epoch with dropout", abs: 1e-4, rel: 1e-3);
+        Assert.NotEqual(fused.Model.Members[0], fusedDropout.Model.Members[0]);
     }
 
     [Theory]
