@@ -36,7 +36,7 @@ def main():
     for batch in [int(b) for b in args.batch_sizes.split(",")]:
         figures = {k: [] for k in ("hit_whole", "torch_whole", "hit_loop", "torch_loop", "hit_acc", "torch_acc")}
         for _ in range(args.rounds):
-            seconds, _ = timed(["dotnet", CLI, "train", "--accelerator", args.accelerator, "--batch-size", str(batch), "--epochs", str(args.epochs)])
+            seconds, _ = timed(["dotnet", CLI, "train", "--study", "--accelerator", args.accelerator, "--batch-size", str(batch), "--epochs", str(args.epochs)])
             figures["hit_whole"].append(seconds)
             seconds, _ = timed([sys.executable, TORCH, "--data", EMBEDDED, "--device", args.torch_device, "--batch-size", str(batch),
                                 "--epochs", str(args.epochs), "--no-warmup"])

@@ -24,7 +24,7 @@ static int CompareRun(string[] args)
     string data = Arg("--data", "");
     var songs = data.Length > 0 ? SongData.Load(data) : SongData.LoadEmbedded90s();
     using var device = ComputeDevice.Open(ComputeDevice.ParseKind(Arg("--accelerator", "cpu")));
-    var options = new TrainingOptions { BatchSize = batch, Epochs = epochs };
+    var options = TrainingOptions.Study with { BatchSize = batch, Epochs = epochs }; // the same single network as the PyTorch reference
     Trainer.Train(device, songs, options with { Epochs = 1 });
     var result = Trainer.Train(device, songs, options);
     Console.WriteLine(JsonSerializer.Serialize(new

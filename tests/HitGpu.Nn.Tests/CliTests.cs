@@ -169,7 +169,8 @@ public sealed class CliTests : IDisposable
         string model = InFolder("nan.hitgpu");
         var (code, _, error) = Run("train", "--accelerator", "cpu", "--epochs", "3", "--learning-rate", "1e30", "--out", model);
         Assert.Equal(HitGpuCli.Failure, code);
-        Assert.StartsWith("hitgpu: warning: loss became NaN in epoch 1", error);
+        Assert.StartsWith("hitgpu: warning: ", error);
+        Assert.Contains("loss became NaN in epoch 1", error);
         Assert.All(ModelFile.Load(model).Members[0], p => Assert.True(float.IsFinite(p)));
     }
 
@@ -184,7 +185,7 @@ public sealed class CliTests : IDisposable
     [Fact]
     public void Train_prints_one_line_per_epoch_and_the_test_accuracy()
     {
-        var (code, output, error) = Run("train", "--accelerator", "cpu", "--epochs", "2", "--batch-size", "64");
+        var (code, output, error) = Run("train", "--accelerator", "cpu", "--study", "--epochs", "2", "--batch-size", "64");
         Assert.True(code == 0, error);
         var lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.Equal(2, lines.Count(l => l.StartsWith("epoch ")));

@@ -16,7 +16,7 @@ public sealed class ModelFileTests(AcceleratorFixture fixture) : IDisposable
     private static readonly Lazy<TrainingResult> Trained = new(() =>
     {
         using var device = ComputeDevice.Open(AcceleratorKind.Cpu);
-        return Trainer.Train(device, Songs.Value, new TrainingOptions { Epochs = 3 });
+        return Trainer.Train(device, Songs.Value, TrainingOptions.Study with { Epochs = 3 });
     });
 
     public void Dispose() => Directory.Delete(folder, recursive: true);
@@ -49,7 +49,7 @@ public sealed class ModelFileTests(AcceleratorFixture fixture) : IDisposable
     [Fact]
     public void An_ensemble_with_encoded_quantile_inputs_round_trips_and_averages_its_members()
     {
-        var options = new TrainingOptions
+        var options = TrainingOptions.Study with
         {
             Epochs = 2, EnsembleSize = 3, QuantileTransform = true,
             Encoding = new FeatureEncoding(FeatureEncoding.SkewedFeatures, FeatureEncoding.CategoricalFeatures),
