@@ -1,5 +1,4 @@
 // The one type that owns device memory. Everything else borrows its View (or a SubView of it).
-using System.Runtime.InteropServices;
 using ILGPU;
 using ILGPU.Runtime;
 
@@ -28,12 +27,17 @@ public sealed class DeviceBuffer<T> : IDisposable where T : unmanaged
     /// <summary>Elements [start, start + length) as a view.</summary>
     public ArrayView<T> Slice(int start, int length) => buffer.View.SubView(start, length);
 
-    public void CopyFrom(ReadOnlySpan<T> data)
+    // ILGPU's CopyFromCPU/CopyToCPU(ref T, length) take a raw address of the host memory without pinning it;
+    // a garbage collection during the copy could move a managed array under it. Pin for the copy's duration
+    // (the copies synchronise before they return).
+    public unsafe void CopyFrom(ReadOnlySpan<T> data)
     {
         if (data.Length != Length)
             throw new ArgumentException($"expected {Length} elements ({Rows} x {Cols}), got {data.Length}", nameof(data));
-        if (data.Length > 0)
-            buffer.View.SubView(0, data.Length).CopyFromCPU(ref MemoryMarshal.GetReference(data), data.Length);
+        if (data.Length == 0)
+            return;
+        fixed (T* pinned = data)
+            buffer.View.SubView(0, data.Length).CopyFromCPU(ref *pinned, data.Length);
     }
 
     public void CopyTo(Span<T> destination)
@@ -44,12 +48,14 @@ public sealed class DeviceBuffer<T> : IDisposable where T : unmanaged
     }
 
     /// <summary>Elements [start, start + destination.Length) to the host.</summary>
-    public void CopyTo(int start, Span<T> destination)
+    public unsafe void CopyTo(int start, Span<T> destination)
     {
         if (start < 0 || start + destination.Length > Length)
             throw new ArgumentOutOfRangeException(nameof(start), $"elements [{start}, {start + destination.Length}) outside a buffer of {Length}");
-        if (destination.Length > 0)
-            buffer.View.SubView(start, destination.Length).CopyToCPU(ref MemoryMarshal.GetReference(destination), destination.Length);
+        if (destination.Length == 0)
+            return;
+        fixed (T* pinned = destination)
+            buffer.View.SubView(start, destination.Length).CopyToCPU(ref *pinned, destination.Length);
     }
 
     public T[] ToArray()
