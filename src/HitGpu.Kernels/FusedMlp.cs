@@ -447,7 +447,8 @@ public sealed partial class ComputeDevice
         int threads = FusedThreads;
         int steps = (a.Rows + a.BatchSize - 1) / a.BatchSize;
         Require(a.Widths.Length == a.Layers + 1, "fused epoch: widths must hold layers + 1 values");
-        Require(a.Features.Length >= (long)a.Rows * 1 && a.Labels.Length >= a.Rows && a.Order.Length >= a.Rows, "fused epoch: data shorter than its rows");
+        // The features' width lives in the device-side Widths; the caller (Network) checks it against its layout.
+        Require(a.Labels.Length >= a.Rows && a.Order.Length >= a.Rows, "fused epoch: labels and order shorter than the rows");
         Require(a.SampleLoss.Length >= a.Rows && a.SampleCorrect.Length >= a.Rows, "fused epoch: per-sample outputs shorter than the rows");
         Require(a.Parameters.Length == a.ParameterCount && a.AdamM.Length == a.ParameterCount && a.AdamV.Length == a.ParameterCount,
             "fused epoch: parameters and moments must have the parameter count");

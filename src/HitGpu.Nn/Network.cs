@@ -78,7 +78,7 @@ public sealed class Network : IDisposable
     public TrainingPath Path { get; set; }
 
     /// <summary>What the fused epoch kernel needs beyond the parameters, made on its first use.</summary>
-    private sealed record FusedBuffers(int BatchSize, DeviceBuffer<float> ThreadGradients, DeviceBuffer<float> Scratch, DeviceBuffer<int> Widths,
+    private sealed record FusedBuffers(int Rows, DeviceBuffer<float> ThreadGradients, DeviceBuffer<float> Scratch, DeviceBuffer<int> Widths,
         int RowsPerThread, int ActivationWidth) : IDisposable
     {
         public void Dispose()
@@ -130,9 +130,13 @@ public sealed class Network : IDisposable
     public DeviceBuffer<float> LogitGradient => deltas[^1];
 
     /// <summary>Rows [offset, offset + rows) of a (n, inputs) matrix, gathered through an index when one is given.</summary>
-    public RowSource Input(DeviceBuffer<float> features, int offset, DeviceBuffer<int>? index = null) => index is null
-        ? RowSource.InPlace(features.View, Layout.Inputs(0), noIndex.View, offset)
-        : RowSource.Gather(features.View, Layout.Inputs(0), index.View, offset);
+    public RowSource Input(DeviceBuffer<float> features, int offset, DeviceBuffer<int>? index = null)
+    {
+        CheckInputs(features);
+        return index is null
+            ? RowSource.InPlace(features.View, Layout.Inputs(0), noIndex.View, offset)
+            : RowSource.Gather(features.View, Layout.Inputs(0), index.View, offset);
+    }
 
     private RowSource LayerInput(int layer, RowSource input) =>
         layer == 0 ? input : RowSource.InPlace(outputs[layer - 1].View, Layout.Inputs(layer), noIndex.View);
@@ -189,6 +193,7 @@ public sealed class Network : IDisposable
         DeviceBuffer<float> schedule, DeviceBuffer<float> sampleLoss, DeviceBuffer<float> sampleCorrect, float weightDecay = 0f,
         float dropoutRate = 0f, uint dropoutSeed = 0, int firstStep = 0)
     {
+        CheckInputs(features);
         var fused = Fused(Math.Min(batchSize, features.Rows));
         device.TrainEpochFused(new FusedEpochArgs
         {
@@ -223,6 +228,7 @@ public sealed class Network : IDisposable
     /// </summary>
     public void Score(DeviceBuffer<float> features, DeviceBuffer<float> labels, DeviceBuffer<float> sampleLoss, DeviceBuffer<float> sampleCorrect)
     {
+        CheckInputs(features);
         if (Path == TrainingPath.FusedEpoch)
         {
             if (identityOrder is null || identityOrder.Rows < features.Rows)
@@ -268,6 +274,12 @@ public sealed class Network : IDisposable
             probabilities.CopyTo(0, result.AsSpan(offset, rows));
         }
         return result;
+    }
+
+    private void CheckInputs(DeviceBuffer<float> features)
+    {
+        if (features.Cols != Layout.Inputs(0))
+            throw new ArgumentException($"the network reads {Layout.Inputs(0)} inputs per row, the features have {features.Cols}");
     }
 
     private void CheckRows(int rows)

@@ -73,4 +73,17 @@ public sealed class GradientTests(AcceleratorFixture fixture)
         for (int i = 0; i < Layout.Count; i++)
             Tolerance.Close(expected[i], actual[i], $"gradient {i}", abs: 2e-6, rel: 1e-4);
     }
+
+    [Fact]
+    public void Features_of_another_width_are_refused_before_any_launch()
+    {
+        var device = fixture.Device;
+        using var network = new Network(device, Layout, 8, Layout.Initialize(0));
+        using var narrow = device.Allocate<float>(8, 14);
+        using var labels = device.Allocate<float>(8);
+        using var loss = device.Allocate<float>(8);
+        using var correct = device.Allocate<float>(8);
+        Assert.Contains("reads 15 inputs per row, the features have 14", Assert.Throws<ArgumentException>(() => network.Input(narrow, 0)).Message);
+        Assert.Throws<ArgumentException>(() => network.Score(narrow, labels, loss, correct));
+    }
 }
