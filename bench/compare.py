@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """HitGpu against the PyTorch reference, alternately, in one session, on the same data: whole-process time
-of the real commands (`hitgpu train` and `torch_mlp.py --no-warmup`) and the training loop alone (both after
+of the real commands (`hitgpu train --study`, the same single network, and `torch_mlp.py --no-warmup`) and the training loop alone (both after
 a one-epoch warm-up). Prints a markdown table of medians and the ratio HitGpu / PyTorch for each figure.
 Run through compare.sh, which builds HitGpu first."""
 import argparse, json, os, statistics, subprocess, sys, time
