@@ -1,6 +1,7 @@
 // hitgpu predict: scores songs with a saved model: one row per song with its probability and verdict,
 // keeping track and artist where the input has them. To stdout, or atomically to --out.
 using System.CommandLine;
+using CsvHelper;
 using System.Globalization;
 using System.Text;
 using HitGpu.Nn;
@@ -37,19 +38,20 @@ public static class PredictCommand
         return command;
     }
 
+    /// <summary>One row per song: track and artist when the input has them (else its row number), P(hit), the verdict.</summary>
     public static string Csv(SongTable songs, IReadOnlyList<float> probabilities)
     {
         bool names = songs.Tracks is not null && songs.Artists is not null;
-        var text = new StringBuilder(names ? "track,artist,probability,prediction\n" : "row,probability,prediction\n");
-        for (int i = 0; i < probabilities.Count; i++)
+        using var bytes = new MemoryStream();
+        using (var writer = CsvWriter.Create(bytes, CsvWriterOptions.Default with { NewLine = "\n", FormatProvider = CultureInfo.InvariantCulture }, true))
         {
-            text.Append(names ? $"{Quote(songs.Tracks![i])},{Quote(songs.Artists![i])}," : $"{i + 1},");
-            text.Append(probabilities[i].ToString("F6", CultureInfo.InvariantCulture)).Append(',');
-            text.Append(probabilities[i] > 0.5f ? "Hit" : "Not a Hit").Append('\n');
+            writer.WriteRecord(names ? ["track", "artist", "probability", "prediction"] : ["row", "probability", "prediction"]);
+            for (int i = 0; i < probabilities.Count; i++)
+            {
+                string p = probabilities[i].ToString("F6", CultureInfo.InvariantCulture), verdict = probabilities[i] > 0.5f ? "Hit" : "Not a Hit";
+                writer.WriteRecord(names ? [songs.Tracks![i], songs.Artists![i], p, verdict] : [(i + 1).ToString(CultureInfo.InvariantCulture), p, verdict]);
+            }
         }
-        return text.ToString();
+        return Encoding.UTF8.GetString(bytes.ToArray());
     }
-
-    private static string Quote(string field) =>
-        field.IndexOfAny([',', '"', '\n', '\r']) >= 0 ? "\"" + field.Replace("\"", "\"\"") + "\"" : field;
 }

@@ -118,13 +118,7 @@ public sealed partial class ComputeDevice : IDisposable
                 throw new AcceleratorUnavailableException(
                     $"no {name} device found on this machine{why} (try --accelerator cpu, or `hitgpu devices` to list what ILGPU sees)");
             }
-            var actualKind = device.AcceleratorType switch
-            {
-                AcceleratorType.Cuda => AcceleratorKind.Cuda,
-                AcceleratorType.OpenCL => AcceleratorKind.OpenCL,
-                _ => AcceleratorKind.Cpu,
-            };
-            return new ComputeDevice(context, device.CreateAccelerator(context), actualKind);
+            return new ComputeDevice(context, device.CreateAccelerator(context), KindOf(device.AcceleratorType));
         }
         catch
         {
@@ -141,12 +135,7 @@ public sealed partial class ComputeDevice : IDisposable
         using var context = Context.Create(builder => builder.Optimize(OptimizationLevel.O2).EnableAlgorithms().CPU(CpuDevice()).Cuda().OpenCL());
         foreach (var device in context.Devices)
         {
-            var kind = device.AcceleratorType switch
-            {
-                AcceleratorType.Cuda => AcceleratorKind.Cuda,
-                AcceleratorType.OpenCL => AcceleratorKind.OpenCL,
-                _ => AcceleratorKind.Cpu,
-            };
+            var kind = KindOf(device.AcceleratorType);
             long memory = kind == AcceleratorKind.Cpu ? GC.GetGCMemoryInfo().TotalAvailableMemoryBytes : device.MemorySize;
             try
             {
@@ -177,6 +166,13 @@ public sealed partial class ComputeDevice : IDisposable
         "cuda" => AcceleratorKind.Cuda,
         "opencl" => AcceleratorKind.OpenCL,
         _ => throw new ArgumentException($"unknown accelerator '{text}' (expected auto, cpu, cuda or opencl)"),
+    };
+
+    private static AcceleratorKind KindOf(AcceleratorType type) => type switch
+    {
+        AcceleratorType.Cuda => AcceleratorKind.Cuda,
+        AcceleratorType.OpenCL => AcceleratorKind.OpenCL,
+        _ => AcceleratorKind.Cpu,
     };
 
     private static Device? First(Context context, AcceleratorType type) => context.Devices.FirstOrDefault(d => d.AcceleratorType == type);

@@ -81,20 +81,13 @@ public static class SongData
     private const string EmbeddedResource = "HitGpu.Nn.Data.dataset-of-90s.csv.gz";
 
     /// <summary>The 90s file of the Spotify Hit Predictor Dataset (Farooq Ansari), shipped gzip-compressed inside this library.</summary>
-    public static SongTable LoadEmbedded90s()
-    {
-        using var compressed = typeof(SongData).Assembly.GetManifestResourceStream(EmbeddedResource)
-            ?? throw new InvalidOperationException($"resource {EmbeddedResource} is missing from the HitGpu.Nn assembly");
-        using var gzip = new GZipStream(compressed, CompressionMode.Decompress);
-        using var bytes = new MemoryStream();
-        gzip.CopyTo(bytes);
-        return Parse(bytes.ToArray(), EmbeddedName, requireTarget: true);
-    }
+    public static SongTable LoadEmbedded90s() => Parse(Embedded90sBytes(), EmbeddedName, requireTarget: true);
 
     /// <summary>The embedded 90s file's bytes, uncompressed (tests write variants of it).</summary>
     public static byte[] Embedded90sBytes()
     {
-        using var compressed = typeof(SongData).Assembly.GetManifestResourceStream(EmbeddedResource)!;
+        using var compressed = typeof(SongData).Assembly.GetManifestResourceStream(EmbeddedResource)
+            ?? throw new InvalidOperationException($"resource {EmbeddedResource} is missing from the HitGpu.Nn assembly");
         using var gzip = new GZipStream(compressed, CompressionMode.Decompress);
         using var bytes = new MemoryStream();
         gzip.CopyTo(bytes);
