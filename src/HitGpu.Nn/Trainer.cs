@@ -88,9 +88,12 @@ public sealed record EpochMetrics(int Epoch, double TrainLoss, double TrainAccur
 /// before its last epoch, if it did.
 /// </summary>
 public sealed record TrainingResult(
-    HitModel Model, IReadOnlyList<EpochMetrics> History, int KeptEpoch, double TestLoss, double TestAccuracy,
+    HitModel Model, IReadOnlyList<EpochMetrics> History, int KeptEpoch, Evaluation Test,
     SplitIndices Split, double Seconds, string? StoppedEarly, bool Diverged)
 {
+    public double TestLoss => Test.LogLoss;
+    public double TestAccuracy => Test.Accuracy;
+
     /// <summary>The epochs alone (training and per-epoch validation), without loading, splitting and the final test.</summary>
     public double LoopSeconds => History.Sum(h => h.Seconds);
 
@@ -126,14 +129,15 @@ public static class Trainer
 
         using var trainSet = DeviceSet.Upload(device, train, encoding, standardizer);
         using var validationSet = DeviceSet.Upload(device, data.Subset(split.Validation), encoding, standardizer);
-        using var testSet = DeviceSet.Upload(device, data.Subset(split.Test), encoding, standardizer);
+        var testPart = data.Subset(split.Test);
+        using var testSet = DeviceSet.Upload(device, testPart, encoding, standardizer);
         using var network = new Network(device, layout, Math.Max(options.BatchSize, EvaluationRows), layout.Initialize(options.Seed));
         network.Path = options.Path ?? device.PreferredTrainingPath;
 
         var members = new List<float[]>();
         var history = new List<EpochMetrics>();
         var outcomes = new List<MemberOutcome>();
-        var testProbabilities = new double[testSet.Rows];
+        var testSums = new double[testSet.Rows];
         for (int member = 0; member < options.EnsembleSize; member++)
         {
             network.Reset(layout.Initialize(options.MemberSeed(member)));
@@ -143,18 +147,19 @@ public static class Trainer
             network.Parameters.CopyFrom(outcome.Parameters);
             var p = network.PredictProbabilities(testSet.Features);
             for (int i = 0; i < p.Length; i++)
-                testProbabilities[i] += p[i] / options.EnsembleSize;
+                testSums[i] += p[i];
             if (outcome.Diverged)
                 break;
         }
-        var test = Evaluation.Of(testProbabilities.Select(p => (float)p).ToArray(), data.Subset(split.Test).Labels!);
+        // The mean over the members actually kept (fewer than asked when one diverged), as HitModel averages.
+        var test = Evaluation.Of(testSums.Select(sum => (float)(sum / members.Count)).ToArray(), testPart.Labels!);
         var first = outcomes[0];
         var last = first.KeptEpoch > 0 ? history.First(h => h.Member == 0 && h.Epoch == first.KeptEpoch) : null;
         var provenance = new ModelProvenance(data.Files, options.Seed, first.KeptEpoch, options.BatchSize, options.LearningRate,
             last?.TrainLoss ?? double.NaN, last?.TrainAccuracy ?? double.NaN, last?.ValidationLoss ?? double.NaN, last?.ValidationAccuracy ?? double.NaN, test.Accuracy);
         var model = new HitModel(layout, standardizer, members, provenance) { Encoding = encoding };
         var stopped = outcomes.Where(o => o.StoppedEarly is not null).Select(o => options.EnsembleSize > 1 ? $"member {outcomes.IndexOf(o) + 1}: {o.StoppedEarly}" : o.StoppedEarly);
-        return new TrainingResult(model, history, first.KeptEpoch, test.LogLoss, test.Accuracy, split, clock.Elapsed.TotalSeconds,
+        return new TrainingResult(model, history, first.KeptEpoch, test, split, clock.Elapsed.TotalSeconds,
             stopped.Any() ? string.Join("; ", stopped) : null, outcomes.Any(o => o.Diverged));
     }
 
