@@ -59,7 +59,10 @@ public sealed class DenseTests(AcceleratorFixture fixture)
             Weight = w.View, Bias = b.View, Y = y.View,
             Rows = rows, Inputs = inputs, Outputs = outputs, Activation = (int)activation,
         });
-        Tolerance.AllClose(expected, y.ToArray(), $"y ({rows}x{inputs}->{outputs}, {activation}, gathered={gathered})");
+        // Float rounding in proportion to the terms summed, as in the backward test: the CUDA compiler fuses
+        // multiply-adds (one rounding each), the C# reference rounds twice, so the last bits differ
+        // (seen on an H200: 1.4e-6 on a 64-term sum of 0.024).
+        Tolerance.AllClose(expected, y.ToArray(), $"y ({rows}x{inputs}->{outputs}, {activation}, gathered={gathered})", abs: 1e-6 * (inputs + 1));
         if (activation == Activation.Relu && expected.Length >= 16)
             Assert.Contains(expected, v => v > 0f); // the test is not passing on all-zero outputs
     }

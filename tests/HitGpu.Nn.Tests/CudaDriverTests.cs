@@ -43,15 +43,27 @@ public sealed class CudaDriverTests : IDisposable
         var (ccCode, ccOutput) = Run("cc", $"-shared -fPIC -o {Path.Combine(folder, "libcuda.so.1")} {source}");
         Assert.True(ccCode == 0, "building the stand-in driver needs a C compiler (cc): " + ccOutput);
 
-        string cli = Path.Combine(AppContext.BaseDirectory, "hitgpu.dll");
-        var (code, output) = Run("dotnet", $"\"{cli}\" devices",
+        // Under `dotnet test` the CLI runs through the dotnet host; published self-contained (bench/gpu, on a
+        // machine with no .NET) through its own executable beside the tests.
+        string published = Path.Combine(AppContext.BaseDirectory, "hitgpu");
+        bool selfContained = File.Exists(Path.Combine(AppContext.BaseDirectory, "libcoreclr.so"));
+        (string file, string arguments) devices = selfContained && File.Exists(published)
+            ? (published, "devices")
+            : ("dotnet", $"\"{Path.Combine(AppContext.BaseDirectory, "hitgpu.dll")}\" devices");
+        var (code, output) = Run(devices.file, devices.arguments,
             new Dictionary<string, string> { ["LD_LIBRARY_PATH"] = folder, ["HITGPU_FAKE_CUDA_MARK"] = mark });
         Assert.True(code == 0, output);
         Assert.True(File.Exists(mark), "ILGPU never called the driver found as libcuda.so.1");
         Assert.Contains("no: the CUDA driver loads but reports no device", output);
 
-        // Without it, the same command says there is no driver at all: the line above came from the stand-in.
-        (code, output) = Run("dotnet", $"\"{cli}\" devices");
-        Assert.Contains("no: no CUDA driver library (libcuda.so.1 or libcuda.so on Linux)", output);
+        // Without it on the library path the stand-in is not called: the line above came from it. On a machine
+        // with no driver the command then says so; on a GPU machine it finds the real one.
+        File.Delete(mark);
+        (code, output) = Run(devices.file, devices.arguments, new Dictionary<string, string> { ["HITGPU_FAKE_CUDA_MARK"] = mark });
+        Assert.True(code == 0, output);
+        Assert.False(File.Exists(mark), "the stand-in driver was called without being on the library path");
+        bool realDriver = System.Runtime.InteropServices.NativeLibrary.TryLoad("libcuda.so.1", out _) || System.Runtime.InteropServices.NativeLibrary.TryLoad("libcuda.so", out _);
+        if (!realDriver)
+            Assert.Contains("no: no CUDA driver library (libcuda.so.1 or libcuda.so on Linux)", output);
     }
 }
