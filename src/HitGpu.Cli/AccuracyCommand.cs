@@ -15,13 +15,17 @@ public static class AccuracyCommand
         var decades = new Option<string>("--decades") { Description = "decades to run, comma-separated", DefaultValueFactory = _ => string.Join(",", AccuracyProtocol.Decades) };
         var seeds = new Option<string>("--seeds") { Description = "seeds of the runs, comma-separated", DefaultValueFactory = _ => "0,1,2,3,4" };
         var outPath = new Option<string?>("--out") { Description = "write the report (markdown) to this file" };
+        var tune = new Option<bool>("--tune") { Description = "report the validation part's accuracy instead, for choosing options (the test part is not reported)" };
         var accelerator = HitGpuCli.AcceleratorOption();
         var training = new TrainingArguments();
-        var command = new Command("accuracy", "Run the accuracy protocol over decades and seeds and compare with the peers") { folder, decades, seeds, outPath, accelerator };
+        var command = new Command("accuracy", "Run the accuracy protocol over decades and seeds and compare with the peers") { folder, decades, seeds, outPath, tune, accelerator };
         training.AddTo(command);
         command.SetAction(parsed =>
         {
             var options = training.Read(parsed);
+            bool tuning = parsed.GetValue(tune);
+            if (tuning && parsed.GetValue(outPath) is not null)
+                throw new ArgumentException("--tune reports validation accuracy, which is not the report --out writes; leave one of them out");
             var seedList = parsed.GetValue(seeds)!.Split(',').Select(s => int.TryParse(s.Trim(), out int v) ? v
                 : throw new ArgumentException($"--seeds takes whole numbers separated by commas, got '{parsed.GetValue(seeds)}'")).ToArray();
             var decadeList = parsed.GetValue(decades)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
@@ -31,7 +35,17 @@ public static class AccuracyCommand
             var data = decadeList.Select(d => (d, SongData.Load(Path.Combine(parsed.GetValue(folder)!, $"dataset-of-{d}.csv")))).ToList();
             using var device = HitGpuCli.OpenDevice(parsed.GetValue(accelerator)!);
             output.WriteLine($"hitgpu accuracy: {TrainingArguments.Describe(options)}; seeds {string.Join(",", seedList)}; accelerator {HitGpuCli.Describe(device)}");
-            var results = AccuracyProtocol.Run(device, data, seedList, options with { Seed = seedList[0] }, output.WriteLine);
+            var results = AccuracyProtocol.Run(device, data, seedList, options with { Seed = seedList[0] }, output.WriteLine, tuning);
+            if (tuning)
+            {
+                output.WriteLine();
+                output.WriteLine("| decade | validation accuracy (%) | validation ROC AUC |");
+                output.WriteLine("|---|---:|---:|");
+                foreach (var r in results)
+                    output.WriteLine(FormattableString.Invariant($"| {r.Decade} | {r.Mean * 100:F2} ± {r.Deviation * 100:F2} | {r.MeanAuc:F4} |"));
+                output.WriteLine(FormattableString.Invariant($"mean validation accuracy over {results.Count} decades: {results.Average(r => r.Mean) * 100:F2}%"));
+                return HitGpuCli.Ok;
+            }
             string commandLine = "hitgpu " + string.Join(" ", parsed.Tokens.Select(t => t.Value));
             string machine = $"{Environment.ProcessorCount} cores, {RuntimeInformation.OSDescription}, {HitGpuCli.Describe(device)}, " +
                 DateTime.UtcNow.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
@@ -51,7 +65,7 @@ public static class AccuracyCommand
     private static string Report(string table, IReadOnlyList<DecadeResult> results, TrainingOptions options)
     {
         string F(double v) => (v * 100).ToString("F2", CultureInfo.InvariantCulture);
-        var perSeed = string.Join("\n", results.Select(r => $"| {r.Decade} | {string.Join(" | ", r.TestAccuracies.Select(F))} |"));
+        var perSeed = string.Join("\n", results.Select(r => $"| {r.Decade} | {string.Join(" | ", r.Accuracies.Select(F))} |"));
         return $"""
             # Accuracy against the peers
 
@@ -65,8 +79,8 @@ public static class AccuracyCommand
             {table}
             Test accuracy per seed (%):
 
-            | decade | {string.Join(" | ", results[0].TestAccuracies.Select((_, i) => $"run {i + 1}"))} |
-            |---|{string.Concat(results[0].TestAccuracies.Select(_ => "---|"))}
+            | decade | {string.Join(" | ", results[0].Accuracies.Select((_, i) => $"run {i + 1}"))} |
+            |---|{string.Concat(results[0].Accuracies.Select(_ => "---|"))}
             {perSeed}
             """ + "\n";
     }

@@ -26,6 +26,7 @@ public sealed class TrainingArguments
     public Option<string> OneHot { get; } = new("--one-hot") { Description = "features one-hot encoded (key, time_signature), comma-separated", DefaultValueFactory = _ => string.Join(",", Defaults.Encoding.OneHotFeatures) };
     public Option<float> Dropout { get; } = new("--dropout") { Description = "probability of dropping each hidden unit while training (0 = off)", DefaultValueFactory = _ => Defaults.Dropout };
     public Option<bool> Quantile { get; } = new("--quantile") { Description = "map each input to the normal score of its rank among the training values", DefaultValueFactory = _ => Defaults.QuantileTransform };
+    public Option<int> PiecewiseBins { get; } = new("--piecewise-bins") { Description = "encode each input piecewise-linearly over this many quantile bins, instead of --quantile (0 = off)", DefaultValueFactory = _ => Defaults.PiecewiseBins };
     public Option<bool> Study { get; } = new("--study") { Description = "the original study's setup: one 15-64-32-1 network, Adam 1e-3, 20 epochs, raw standardised features" };
 
     public TrainingArguments()
@@ -36,7 +37,7 @@ public sealed class TrainingArguments
     public void AddTo(Command command)
     {
         foreach (var option in new Option[] { Epochs, BatchSize, Hidden, LearningRate, WeightDecay, Schedule, WarmupEpochs, Seed, ValidationSplit, TestSplit,
-                     EarlyStopping, Ensemble, Dropout, LogFeatures, OneHot, Quantile, Study })
+                     EarlyStopping, Ensemble, Dropout, LogFeatures, OneHot, Quantile, PiecewiseBins, Study })
             command.Add(option);
     }
 
@@ -65,6 +66,7 @@ public sealed class TrainingArguments
                     Names(Get(OneHot, string.Join(",", start.Encoding.OneHotFeatures)), "categorical", FeatureEncoding.CategoricalFeatures))
                 : start.Encoding,
             QuantileTransform = Get(Quantile, start.QuantileTransform),
+            PiecewiseBins = Get(PiecewiseBins, start.PiecewiseBins),
             Dropout = Get(Dropout, start.Dropout),
         };
         options.Validate();
@@ -75,7 +77,7 @@ public sealed class TrainingArguments
         text.Trim() == groupName ? group : text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
 
     public static string Describe(TrainingOptions o) =>
-        $"network {string.Join("-", ParameterLayout.ForClassifier(o.Encoding.Width, o.Hidden).Widths)}" +
+        $"network {string.Join("-", ParameterLayout.ForClassifier(o.Encoding.Width * Math.Max(1, o.PiecewiseBins), o.Hidden).Widths)}" +
         (o.EnsembleSize > 1 ? $" x {o.EnsembleSize} (ensemble)" : "") +
         $"; {o.Epochs} epochs, batch {o.BatchSize}, Adam lr {HitGpuCli.Number(o.LearningRate)}" +
         (o.WeightDecay > 0 ? $", weight decay {HitGpuCli.Number(o.WeightDecay)}" : "") +
@@ -84,6 +86,6 @@ public sealed class TrainingArguments
         (o.Dropout > 0 ? $", dropout {HitGpuCli.Number(o.Dropout)}" : "") +
         (o.Encoding.LogFeatures.Count > 0 ? $"; log1p of {string.Join(",", o.Encoding.LogFeatures)}" : "") +
         (o.Encoding.OneHotFeatures.Count > 0 ? $"; one-hot {string.Join(",", o.Encoding.OneHotFeatures)}" : "") +
-        (o.QuantileTransform ? "; quantile-normalised inputs" : "") +
+        (o.PiecewiseBins > 0 ? $"; piecewise-linear inputs over {o.PiecewiseBins} quantile bins" : o.QuantileTransform ? "; quantile-normalised inputs" : "") +
         $"; seed {o.Seed}";
 }

@@ -7,11 +7,11 @@ using HitGpu.Kernels;
 
 namespace HitGpu.Nn;
 
-public sealed record DecadeResult(string Decade, IReadOnlyList<double> TestAccuracies, IReadOnlyList<double> RocAucs)
+public sealed record DecadeResult(string Decade, IReadOnlyList<double> Accuracies, IReadOnlyList<double> RocAucs)
 {
-    public double Mean => TestAccuracies.Average();
+    public double Mean => Accuracies.Average();
     /// <summary>Sample standard deviation over the seeds (n - 1 in the denominator).</summary>
-    public double Deviation => StandardDeviation(TestAccuracies);
+    public double Deviation => StandardDeviation(Accuracies);
     public double MeanAuc => RocAucs.Average();
 
     public static double StandardDeviation(IReadOnlyList<double> values)
@@ -44,9 +44,14 @@ public static class AccuracyProtocol
     /// <summary>The best peer's mean accuracy for each decade, the bar HitGpu aims at.</summary>
     public static double BestPeer(int decade) => Peers.Max(p => p.Mean[decade]);
 
+    /// <summary>
+    /// Runs the protocol and reports the test part's accuracy, or with <paramref name="tuning"/> the validation
+    /// part's instead (for choosing options; then nothing of the test part is reported).
+    /// </summary>
     public static IReadOnlyList<DecadeResult> Run(ComputeDevice device, IReadOnlyList<(string Decade, SongTable Data)> decades,
-        IReadOnlyList<int> seeds, TrainingOptions options, Action<string>? log = null)
+        IReadOnlyList<int> seeds, TrainingOptions options, Action<string>? log = null, bool tuning = false)
     {
+        string part = tuning ? "validation" : "test";
         var results = new List<DecadeResult>();
         foreach (var (decade, data) in decades)
         {
@@ -55,10 +60,10 @@ public static class AccuracyProtocol
             foreach (int seed in seeds)
             {
                 var result = Trainer.Train(device, data, options with { Seed = seed });
-                var evaluation = result.Test; // the trainer's one reading of the test part
+                var evaluation = tuning ? result.Validation : result.Test; // the trainer's one reading of the test part
                 accuracies.Add(evaluation.Accuracy);
                 aucs.Add(evaluation.RocAuc);
-                log?.Invoke($"{decade} seed {seed}: test accuracy {evaluation.Accuracy * 100:F2}%, ROC AUC {evaluation.RocAuc:F4} ({result.Seconds:F1} s)");
+                log?.Invoke($"{decade} seed {seed}: {part} accuracy {evaluation.Accuracy * 100:F2}%, ROC AUC {evaluation.RocAuc:F4} ({result.Seconds:F1} s)");
             }
             results.Add(new DecadeResult(decade, accuracies, aucs));
         }

@@ -28,7 +28,7 @@ public sealed record HitModel(ParameterLayout Layout, Standardizer Standardizer,
     /// <summary>P(hit) for every song: the members' probabilities averaged, each computed by the device kernels.</summary>
     public float[] PredictProbabilities(ComputeDevice device, SongTable songs)
     {
-        using var features = device.Upload<float>(Standardizer.Apply(Encoding.Apply(songs.Features)), songs.Count, Encoding.Width);
+        using var features = device.Upload<float>(Standardizer.Apply(Encoding.Apply(songs.Features)), songs.Count, Standardizer.OutputWidth);
         var sum = new double[songs.Count];
         foreach (var member in Members)
         {
@@ -85,6 +85,7 @@ public static class ModelFile
             OneHotFeatures = model.Encoding.OneHotFeatures.ToArray(),
             Inputs = model.Encoding.Columns.ToArray(),
             QuantileKnots = model.Standardizer.QuantileKnots,
+            PiecewiseBins = model.Standardizer.PiecewiseBins,
             Means = model.Standardizer.Means,
             Deviations = model.Standardizer.Deviations,
             Members = model.Members.Count,
@@ -179,9 +180,12 @@ public static class ModelFile
         {
             throw Bad($"feature encoding: {e.Message}");
         }
-        if (metadata.Widths is not { Length: >= 2 } widths || widths[0] != encoding.Width || widths[^1] != 1)
-            throw Bad($"widths must run from {encoding.Width} inputs (the encoded features) to 1 output");
-        if (metadata.Means?.Length != encoding.Width || metadata.Deviations?.Length != encoding.Width)
+        if (metadata.PiecewiseBins < 0 || metadata.PiecewiseBins >= Standardizer.KnotCount || (metadata.PiecewiseBins > 0 && metadata.QuantileKnots is null))
+            throw Bad($"piecewise bins must be 0 to {Standardizer.KnotCount - 1}, and need quantile knots");
+        int inputs = encoding.Width * Math.Max(1, metadata.PiecewiseBins);
+        if (metadata.Widths is not { Length: >= 2 } widths || widths[0] != inputs || widths[^1] != 1)
+            throw Bad($"widths must run from {inputs} inputs (the encoded features) to 1 output");
+        if (metadata.Means?.Length != inputs || metadata.Deviations?.Length != inputs)
             throw Bad("standardiser must have one mean and one deviation per network input");
         if (metadata.QuantileKnots is { } knots && (knots.Length != encoding.Width || knots.Any(k => k is null || k.Length < 2 || k.Zip(k.Skip(1)).Any(p => !(p.First <= p.Second)))))
             throw Bad("quantile knots must be one ascending list per network input");
@@ -201,7 +205,7 @@ public static class ModelFile
             }
             members.Add(parameters);
         }
-        var standardizer = new Standardizer(metadata.Means, metadata.Deviations) { QuantileKnots = metadata.QuantileKnots };
+        var standardizer = new Standardizer(metadata.Means, metadata.Deviations) { QuantileKnots = metadata.QuantileKnots, PiecewiseBins = metadata.PiecewiseBins };
         return new HitModel(layout, standardizer, members, metadata.Training) { Encoding = encoding };
     }
 
@@ -249,6 +253,7 @@ public static class ModelFile
         public string[]? OneHotFeatures { get; set; }
         public string[]? Inputs { get; set; }
         public float[][]? QuantileKnots { get; set; }
+        public int PiecewiseBins { get; set; }
         public float[]? Means { get; set; }
         public float[]? Deviations { get; set; }
         public int Members { get; set; }

@@ -1,6 +1,8 @@
 // Per-input scaling fitted on the training part only: optionally a quantile transform first (each value
 // replaced by the normal score of its rank among the training values, so heavy tails and outliers stop
-// dominating, as they never do for tree ensembles), then z = (x - mean) / deviation.
+// dominating, as they never do for tree ensembles), or a piecewise-linear encoding (each input becomes B
+// columns, one per quantile bin: 0 below the bin, 1 above it, linear inside, so the first layer can put a
+// weight on every range of a feature, the way a tree splits on thresholds); then z = (x - mean) / deviation.
 namespace HitGpu.Nn;
 
 public sealed record Standardizer(float[] Means, float[] Deviations)
@@ -8,16 +10,30 @@ public sealed record Standardizer(float[] Means, float[] Deviations)
     /// <summary>Per input, the training values at evenly spaced quantiles (null: no quantile transform).</summary>
     public float[][]? QuantileKnots { get; init; }
 
+    /// <summary>Bins per input of the piecewise-linear encoding; 0: none (one column per input).</summary>
+    public int PiecewiseBins { get; init; }
+
     public const int KnotCount = 201;
 
-    /// <summary>Fits on a row-major (rows, columns) matrix; with <paramref name="quantiles"/>, the transform too.</summary>
-    public static Standardizer Fit(float[] features, int columns, bool quantiles = false)
+    /// <summary>Columns in: the encoded features.</summary>
+    public int InputWidth => PiecewiseBins > 0 ? Means.Length / PiecewiseBins : Means.Length;
+
+    /// <summary>Columns out: the network's inputs.</summary>
+    public int OutputWidth => Means.Length;
+
+    /// <summary>
+    /// Fits on a row-major (rows, columns) matrix; with <paramref name="quantiles"/>, the quantile transform too;
+    /// with <paramref name="piecewiseBins"/> above 0, the piecewise-linear encoding instead of it.
+    /// </summary>
+    public static Standardizer Fit(float[] features, int columns, bool quantiles = false, int piecewiseBins = 0)
     {
         int rows = features.Length / columns;
         if (rows == 0)
             throw new ArgumentException("cannot fit a standardiser on no rows");
+        if (piecewiseBins < 0 || piecewiseBins >= KnotCount)
+            throw new ArgumentException($"piecewise bins must be 0 (off) to {KnotCount - 1}, got {piecewiseBins}");
         float[][]? knots = null;
-        if (quantiles)
+        if (quantiles || piecewiseBins > 0)
         {
             knots = new float[columns][];
             var column = new float[rows];
@@ -28,7 +44,8 @@ public sealed record Standardizer(float[] Means, float[] Deviations)
                 Array.Sort(column);
                 knots[c] = Enumerable.Range(0, KnotCount).Select(k => column[(int)Math.Round((double)k * (rows - 1) / (KnotCount - 1))]).ToArray();
             }
-            features = Quantile(features, columns, knots);
+            features = piecewiseBins > 0 ? Piecewise(features, columns, knots, piecewiseBins) : Quantile(features, columns, knots);
+            columns *= Math.Max(1, piecewiseBins);
         }
         var means = new double[columns];
         var squares = new double[columns];
@@ -45,13 +62,19 @@ public sealed record Standardizer(float[] Means, float[] Deviations)
             }
         // A constant column would divide by zero: leave it centred but unscaled.
         var deviations = squares.Select(s => Math.Sqrt(s / rows)).Select(d => d > 1e-12 ? d : 1.0).ToArray();
-        return new Standardizer(means.Select(m => (float)m).ToArray(), deviations.Select(d => (float)d).ToArray()) { QuantileKnots = knots };
+        return new Standardizer(means.Select(m => (float)m).ToArray(), deviations.Select(d => (float)d).ToArray())
+        {
+            QuantileKnots = knots, PiecewiseBins = piecewiseBins,
+        };
     }
 
+    /// <summary>(rows, <see cref="InputWidth"/>) encoded features to (rows, <see cref="OutputWidth"/>) network inputs.</summary>
     public float[] Apply(float[] features)
     {
         int columns = Means.Length;
-        if (QuantileKnots is not null)
+        if (PiecewiseBins > 0)
+            features = Piecewise(features, InputWidth, QuantileKnots!, PiecewiseBins);
+        else if (QuantileKnots is not null)
             features = Quantile(features, columns, QuantileKnots);
         var result = new float[features.Length];
         for (int i = 0; i < features.Length; i++)
@@ -84,6 +107,31 @@ public sealed record Standardizer(float[] Means, float[] Deviations)
             }
             double u = (position + 0.5) / k.Length; // strictly inside (0, 1)
             result[i] = (float)NormalQuantile(u);
+        }
+        return result;
+    }
+
+    /// <summary>
+    /// Input c becomes columns c*bins .. c*bins+bins-1; column b is the value's position inside quantile bin b,
+    /// clamped to [0, 1]. A bin of zero width (a value that many songs share, e.g. instrumentalness 0) is a step:
+    /// 1 from that value on.
+    /// </summary>
+    public static float[] Piecewise(float[] features, int columns, float[][] knots, int bins)
+    {
+        int rows = features.Length / columns;
+        var result = new float[rows * columns * bins];
+        for (int c = 0; c < columns; c++)
+        {
+            var k = knots[c];
+            for (int b = 0; b < bins; b++)
+            {
+                float lo = k[(int)Math.Round((double)b * (k.Length - 1) / bins)], hi = k[(int)Math.Round((double)(b + 1) * (k.Length - 1) / bins)];
+                for (int r = 0; r < rows; r++)
+                {
+                    float v = features[r * columns + c];
+                    result[(r * columns + c) * bins + b] = hi > lo ? Math.Clamp((v - lo) / (hi - lo), 0f, 1f) : v >= hi ? 1f : 0f;
+                }
+            }
         }
         return result;
     }

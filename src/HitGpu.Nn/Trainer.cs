@@ -38,6 +38,8 @@ public sealed record TrainingOptions
     public float Dropout { get; init; } = 0.1f;
     /// <summary>Replace each input by the normal score of its rank among the training values before standardising.</summary>
     public bool QuantileTransform { get; init; } = true;
+    /// <summary>Piecewise-linear encoding of each input over this many quantile bins (instead of the quantile transform); 0 = off.</summary>
+    public int PiecewiseBins { get; init; } = 0;
     /// <summary>Layered or fused epoch; null: what the accelerator prefers (<see cref="ComputeDevice.PreferredTrainingPath"/>).</summary>
     public TrainingPath? Path { get; init; }
 
@@ -58,6 +60,8 @@ public sealed record TrainingOptions
         if (WarmupEpochs < 0 || WarmupEpochs >= Epochs) throw new ArgumentException($"warm-up epochs must be 0 or more and fewer than the epochs, got {WarmupEpochs}");
         if (EarlyStoppingPatience < 0) throw new ArgumentException($"early-stopping patience must be 0 (off) or more, got {EarlyStoppingPatience}");
         if (!(Dropout >= 0f && Dropout < 1f)) throw new ArgumentException($"dropout must be in [0, 1), got {Dropout}");
+        if (PiecewiseBins < 0 || PiecewiseBins >= Standardizer.KnotCount)
+            throw new ArgumentException($"piecewise bins must be 0 (off) to {Standardizer.KnotCount - 1}, got {PiecewiseBins}");
         if (EnsembleSize < 1) throw new ArgumentException($"an ensemble needs at least 1 network, got {EnsembleSize}");
         if (ValidationFraction <= 0 || TestFraction <= 0 || ValidationFraction + TestFraction >= 1)
             throw new ArgumentException($"validation ({ValidationFraction}) and test ({TestFraction}) splits must be above 0 and add up to less than 1");
@@ -83,12 +87,12 @@ public sealed record TrainingOptions
 public sealed record EpochMetrics(int Epoch, double TrainLoss, double TrainAccuracy, double ValidationLoss, double ValidationAccuracy, double Seconds, int Member = 0);
 
 /// <summary>
-/// The trained model (each member's weights of its kept epoch), every member's per-epoch history, the test
-/// part's loss and accuracy of the averaged probabilities (read once, at the end), and why training stopped
-/// before its last epoch, if it did.
+/// The trained model (each member's weights of its kept epoch), every member's per-epoch history, the
+/// validation part's evaluation of the averaged probabilities (what tuning may look at), the test part's
+/// (read once, at the end), and why training stopped before its last epoch, if it did.
 /// </summary>
 public sealed record TrainingResult(
-    HitModel Model, IReadOnlyList<EpochMetrics> History, int KeptEpoch, Evaluation Test,
+    HitModel Model, IReadOnlyList<EpochMetrics> History, int KeptEpoch, Evaluation Validation, Evaluation Test,
     SplitIndices Split, double Seconds, string? StoppedEarly, bool Diverged)
 {
     public double TestLoss => Test.LogLoss;
@@ -124,11 +128,12 @@ public static class Trainer
             throw new InputException($"{data.Source}: {data.Count} rows are too few to split into training, validation and test parts");
         var train = data.Subset(split.Train);
         var encoding = options.Encoding;
-        var standardizer = Standardizer.Fit(encoding.Apply(train.Features), encoding.Width, options.QuantileTransform);
-        var layout = ParameterLayout.ForClassifier(encoding.Width, options.Hidden);
+        var standardizer = Standardizer.Fit(encoding.Apply(train.Features), encoding.Width, options.QuantileTransform, options.PiecewiseBins);
+        var layout = ParameterLayout.ForClassifier(standardizer.OutputWidth, options.Hidden);
 
         using var trainSet = DeviceSet.Upload(device, train, encoding, standardizer);
-        using var validationSet = DeviceSet.Upload(device, data.Subset(split.Validation), encoding, standardizer);
+        var validationPart = data.Subset(split.Validation);
+        using var validationSet = DeviceSet.Upload(device, validationPart, encoding, standardizer);
         var testPart = data.Subset(split.Test);
         using var testSet = DeviceSet.Upload(device, testPart, encoding, standardizer);
         using var network = new Network(device, layout, Math.Max(options.BatchSize, EvaluationRows), layout.Initialize(options.Seed));
@@ -137,6 +142,7 @@ public static class Trainer
         var members = new List<float[]>();
         var history = new List<EpochMetrics>();
         var outcomes = new List<MemberOutcome>();
+        var validationSums = new double[validationSet.Rows];
         var testSums = new double[testSet.Rows];
         for (int member = 0; member < options.EnsembleSize; member++)
         {
@@ -145,13 +151,13 @@ public static class Trainer
             outcomes.Add(outcome);
             members.Add(outcome.Parameters);
             network.Parameters.CopyFrom(outcome.Parameters);
-            var p = network.PredictProbabilities(testSet.Features);
-            for (int i = 0; i < p.Length; i++)
-                testSums[i] += p[i];
+            Accumulate(validationSums, network.PredictProbabilities(validationSet.Features));
+            Accumulate(testSums, network.PredictProbabilities(testSet.Features));
             if (outcome.Diverged)
                 break;
         }
         // The mean over the members actually kept (fewer than asked when one diverged), as HitModel averages.
+        var validation = Evaluation.Of(validationSums.Select(sum => (float)(sum / members.Count)).ToArray(), validationPart.Labels!);
         var test = Evaluation.Of(testSums.Select(sum => (float)(sum / members.Count)).ToArray(), testPart.Labels!);
         var first = outcomes[0];
         var last = first.KeptEpoch > 0 ? history.First(h => h.Member == 0 && h.Epoch == first.KeptEpoch) : null;
@@ -159,8 +165,14 @@ public static class Trainer
             last?.TrainLoss ?? double.NaN, last?.TrainAccuracy ?? double.NaN, last?.ValidationLoss ?? double.NaN, last?.ValidationAccuracy ?? double.NaN, test.Accuracy);
         var model = new HitModel(layout, standardizer, members, provenance) { Encoding = encoding };
         var stopped = outcomes.Where(o => o.StoppedEarly is not null).Select(o => options.EnsembleSize > 1 ? $"member {outcomes.IndexOf(o) + 1}: {o.StoppedEarly}" : o.StoppedEarly);
-        return new TrainingResult(model, history, first.KeptEpoch, test, split, clock.Elapsed.TotalSeconds,
+        return new TrainingResult(model, history, first.KeptEpoch, validation, test, split, clock.Elapsed.TotalSeconds,
             stopped.Any() ? string.Join("; ", stopped) : null, outcomes.Any(o => o.Diverged));
+    }
+
+    private static void Accumulate(double[] sums, float[] probabilities)
+    {
+        for (int i = 0; i < sums.Length; i++)
+            sums[i] += probabilities[i];
     }
 
     private sealed record MemberOutcome(float[] Parameters, int KeptEpoch, string? StoppedEarly, bool Diverged);
@@ -259,7 +271,7 @@ internal sealed class DeviceSet : IDisposable
 
     public static DeviceSet Upload(ComputeDevice device, SongTable table, FeatureEncoding encoding, Standardizer standardizer) => new()
     {
-        Features = device.Upload<float>(standardizer.Apply(encoding.Apply(table.Features)), table.Count, encoding.Width),
+        Features = device.Upload<float>(standardizer.Apply(encoding.Apply(table.Features)), table.Count, standardizer.OutputWidth),
         Labels = device.Upload<float>(table.Labels!, table.Count),
         SampleLoss = device.Allocate<float>(table.Count),
         SampleCorrect = device.Allocate<float>(table.Count),

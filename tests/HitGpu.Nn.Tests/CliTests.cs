@@ -183,6 +183,40 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void Accuracy_runs_the_protocol_per_seed_and_tune_reports_validation_only()
+    {
+        string data = InFolder("decades"), report = InFolder("ACCURACY.md"), refused = InFolder("refused.md");
+        Directory.CreateDirectory(data);
+        string file = Path.Combine(data, "dataset-of-90s.csv");
+        SongData.WriteCsv(SongData.LoadEmbedded90s(), file);
+        string[] common = ["--data-dir", data, "--decades", "90s", "--seeds", "0,1", "--accelerator", "cpu", "--study", "--epochs", "2"];
+
+        var (code, output, error) = Run(["accuracy", .. common, "--out", report]);
+        Assert.True(code == 0, error);
+        var perSeed = System.Text.RegularExpressions.Regex.Matches(output, @"90s seed \d: test accuracy (\d+\.\d\d)%").Select(m => m.Groups[1].Value).ToArray();
+        Assert.Equal(2, perSeed.Length);
+        // Each run is `hitgpu train` with that seed, and the report holds what the runs printed, beside the peers.
+        var (trainCode, trained, trainError) = Run("train", "--data", file, "--seed", "1", "--study", "--epochs", "2", "--accelerator", "cpu");
+        Assert.True(trainCode == 0, trainError);
+        Assert.Contains($"test accuracy {perSeed[1]}%", trained);
+        string text = File.ReadAllText(report);
+        Assert.Contains($"| 90s | {perSeed[0]} | {perSeed[1]} |", text);
+        Assert.Contains("| 90s | 79.9 ± 0.8 | 85.3 ± 0.7 |", text);
+        Assert.Contains("hitgpu accuracy --data-dir", text);
+
+        (code, output, error) = Run(["accuracy", .. common, "--tune"]);
+        Assert.True(code == 0, error);
+        Assert.DoesNotContain("test", output);
+        Assert.Equal(2, System.Text.RegularExpressions.Regex.Matches(output, @"90s seed \d: validation accuracy \d+\.\d\d%").Count);
+        Assert.Matches(@"\| 90s \| \d+\.\d\d ± \d+\.\d\d \| 0\.\d{4} \|", output);
+        Assert.Contains("mean validation accuracy over 1 decades: ", output);
+
+        (code, _, error) = Run(["accuracy", .. common, "--tune", "--out", refused]);
+        AssertOneLineError(code, error, "--tune");
+        Assert.False(File.Exists(refused));
+    }
+
+    [Fact]
     public void Train_prints_one_line_per_epoch_and_the_test_accuracy()
     {
         var (code, output, error) = Run("train", "--accelerator", "cpu", "--study", "--epochs", "2", "--batch-size", "64");

@@ -55,6 +55,35 @@ public sealed class EncodingTests
     }
 
     [Fact]
+    public void Piecewise_linear_encoding_by_hand()
+    {
+        // Knots 0, 1, ..., 8 over two bins: edges 0, 4, 8. And a column of ties: edges 0, 0, 5.
+        float[][] knots = [Enumerable.Range(0, 9).Select(i => (float)i).ToArray(), [0, 0, 0, 0, 0, 1, 2, 3, 5]];
+        var encoded = Standardizer.Piecewise([-1f, 0f, 2f, 0f, 6f, 1f, 9f, 7f], columns: 2, knots, bins: 2);
+        // Row by row: column 0 in bins (0..4, 4..8), then column 1 in bins (0..0 as a step at 0, 0..5).
+        Assert.Equal([0f, 0f, 1f, 0f, 0.5f, 0f, 1f, 0f, 1f, 0.5f, 1f, 0.2f, 1f, 1f, 1f, 1f], encoded);
+
+        // Fitted: bins x columns inputs, standardised, and a value's bins add up to its position (monotone).
+        var rng = new Random(5);
+        var train = Enumerable.Range(0, 500).Select(_ => MathF.Pow(rng.NextSingle(), 3) * 100).ToArray();
+        var s = Standardizer.Fit(train, 1, piecewiseBins: 8);
+        Assert.Equal(8, s.OutputWidth);
+        Assert.Equal(1, s.InputWidth);
+        var z = s.Apply(train);
+        Assert.Equal(train.Length * 8, z.Length);
+        for (int c = 0; c < 8; c++)
+            Assert.True(Math.Abs(Enumerable.Range(0, train.Length).Average(r => z[r * 8 + c])) < 1e-4, $"bin {c} not centred");
+        var sorted = train.Order().ToArray();
+        var raw = Standardizer.Piecewise(sorted, 1, s.QuantileKnots!, 8);
+        var positions = Enumerable.Range(0, sorted.Length).Select(r => raw.AsSpan(r * 8, 8).ToArray().Sum()).ToArray();
+        for (int r = 1; r < positions.Length; r++)
+            Assert.True(positions[r] >= positions[r - 1], $"not monotone at {r}");
+        Assert.Equal(0f, positions[0]);
+        Assert.Equal(8f, positions[^1]);
+        Assert.Throws<ArgumentException>(() => Standardizer.Fit(train, 1, piecewiseBins: Standardizer.KnotCount));
+    }
+
+    [Fact]
     public void Learning_rate_schedule_by_hand()
     {
         var options = new TrainingOptions { LearningRate = 0.01f, Epochs = 10, WarmupEpochs = 2, Schedule = LearningRateSchedule.Cosine };

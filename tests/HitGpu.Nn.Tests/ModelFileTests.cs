@@ -74,6 +74,24 @@ public sealed class ModelFileTests(AcceleratorFixture fixture) : IDisposable
     }
 
     [Fact]
+    public void Piecewise_linear_inputs_round_trip_and_the_validation_reading_is_the_models()
+    {
+        var options = TrainingOptions.Study with { Epochs = 1, EnsembleSize = 2, PiecewiseBins = 4 };
+        var result = Trainer.Train(fixture.Device, Songs.Value, options);
+        Assert.Equal(SongData.FeatureCount * 4, result.Model.Layout.Widths[0]);
+        string path = Path.Combine(folder, "piecewise.hitgpu");
+        ModelFile.Save(result.Model, path);
+        var loaded = ModelFile.Load(path);
+        Assert.Equal(4, loaded.Standardizer.PiecewiseBins);
+        var validation = Songs.Value.Subset(result.Split.Validation);
+        var p = loaded.PredictProbabilities(fixture.Device, validation);
+        Assert.Equal(result.Model.PredictProbabilities(fixture.Device, validation), p);
+        // The trainer's ensemble reading of the validation part is the saved model's.
+        Assert.Equal(result.Validation.Accuracy, Evaluation.Of(p, validation.Labels!).Accuracy, 12);
+        Assert.Equal(result.Validation.LogLoss, Evaluation.Of(p, validation.Labels!).LogLoss, 6);
+    }
+
+    [Fact]
     public void File_is_plain_safetensors_that_another_reader_understands()
     {
         var bytes = File.ReadAllBytes(Saved());
