@@ -1,5 +1,6 @@
 // BenchmarkDotNet suite (any arguments BenchmarkDotNet takes, e.g. --filter '*Kernel*'), plus the
-// 'compare-run' mode that bench/compare.py calls to time HitGpu beside the PyTorch reference.
+// 'compare-run' mode that bench/compare.py calls to time HitGpu beside the PyTorch reference, and the
+// 'gemm' mode that times the dense forward kernel on one large square product (beside torch_matmul.py).
 using System.Globalization;
 using System.Text.Json;
 using BenchmarkDotNet.Running;
@@ -8,17 +9,75 @@ using HitGpu.Nn;
 
 if (args.Length > 0 && args[0] == "compare-run")
     return CompareRun(args[1..]);
+if (args.Length > 0 && args[0] == "gemm")
+    return Gemm(args[1..]);
 BenchmarkSwitcher.FromAssembly(typeof(HitGpu.Bench.BenchConfig).Assembly).Run(args);
 return 0;
+
+static string ArgOf(string[] args, string name, string fallback)
+{
+    int at = Array.IndexOf(args, name);
+    return at >= 0 && at + 1 < args.Length ? args[at + 1] : fallback;
+}
+
+// y = x W^T + b at size n x n x n on random inputs: checked at sampled outputs against a float64 dot product,
+// then timed over repeated launches (one synchronisation at the end), as GFLOP/s of 2 n^3 each.
+static int Gemm(string[] args)
+{
+    int n = int.Parse(ArgOf(args, "--size", "4096"), CultureInfo.InvariantCulture);
+    int repeats = int.Parse(ArgOf(args, "--repeats", "10"), CultureInfo.InvariantCulture);
+    using var device = ComputeDevice.Open(ComputeDevice.ParseKind(ArgOf(args, "--accelerator", "cpu")));
+    var rng = new Random(3);
+    float[] R(int count) => Enumerable.Range(0, count).Select(_ => rng.NextSingle() * 2 - 1).ToArray();
+    var hostX = R(n * n);
+    var hostW = R(n * n);
+    var hostB = R(n);
+    using var x = device.Upload<float>(hostX, n, n);
+    using var w = device.Upload<float>(hostW, n, n);
+    using var b = device.Upload<float>(hostB, n);
+    using var y = device.Allocate<float>(n, n);
+    using var noIndex = device.Allocate<int>(1);
+    var forward = new DenseForwardArgs
+    {
+        X = RowSource.InPlace(x.View, n, noIndex.View), Weight = w.View, Bias = b.View, Y = y.View,
+        Rows = n, Inputs = n, Outputs = n, Activation = (int)Activation.Identity,
+    };
+    device.DenseForward(forward); // compiles and warms up
+    device.Synchronize();
+    var result = y.ToArray();
+    double worst = 0;
+    for (int s = 0; s < 64; s++)
+    {
+        int r = rng.Next(n), o = rng.Next(n);
+        double expected = hostB[o];
+        for (int i = 0; i < n; i++)
+            expected += (double)hostX[r * n + i] * hostW[o * n + i];
+        worst = Math.Max(worst, Math.Abs(result[r * n + o] - expected) / (1 + Math.Abs(expected)));
+    }
+    if (worst > 1e-3)
+        throw new InvalidOperationException($"dense forward disagrees with the float64 product: relative error {worst}");
+    var clock = System.Diagnostics.Stopwatch.StartNew();
+    for (int k = 0; k < repeats; k++)
+        device.DenseForward(forward);
+    device.Synchronize();
+    double seconds = clock.Elapsed.TotalSeconds / repeats;
+    Console.WriteLine(JsonSerializer.Serialize(new
+    {
+        peer = "hitgpu",
+        kernel = "Dense.ForwardKernel",
+        device = $"{device.Kind.ToString().ToLowerInvariant()} ({device.Name})",
+        size = n,
+        seconds,
+        gflops = 2.0 * n * n * n / seconds / 1e9,
+        max_relative_error = worst,
+    }));
+    return 0;
+}
 
 // Trains like `hitgpu train` after a one-epoch warm-up (kernels compiled), and prints the loop's time as JSON.
 static int CompareRun(string[] args)
 {
-    string Arg(string name, string fallback)
-    {
-        int at = Array.IndexOf(args, name);
-        return at >= 0 && at + 1 < args.Length ? args[at + 1] : fallback;
-    }
+    string Arg(string name, string fallback) => ArgOf(args, name, fallback);
     int batch = int.Parse(Arg("--batch-size", "32"), CultureInfo.InvariantCulture);
     int epochs = int.Parse(Arg("--epochs", "20"), CultureInfo.InvariantCulture);
     string data = Arg("--data", "");

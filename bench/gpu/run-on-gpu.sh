@@ -1,18 +1,36 @@
 #!/usr/bin/env bash
-# Runs on the GPU machine, inside the unpacked publish/ folder: what ILGPU sees, training on CUDA (the
-# test accuracy must match the CPU accelerator's within noise), HitGpu beside PyTorch on the same GPU, and
-# the BenchmarkDotNet kernel and training-step suites on every accelerator present. Writes logs to $OUT.
+# Runs on the GPU machine, inside the unpacked publish/ folder (see publish.sh). `run-on-gpu.sh bench`: what
+# ILGPU sees, the study's training on CUDA and on the CPU accelerator (the test accuracy must match within
+# noise), HitGpu beside PyTorch on the same GPU at four batch sizes, the dense forward kernel beside cuBLAS.
+# `run-on-gpu.sh tests`: the kernel and network test programs with the accelerator fixture on CUDA.
+# No argument: both. Logs go to $OUT (the device tool brings back at most 8 files).
 set -uo pipefail
 cd "$(dirname "$0")"
-export DOTNET_SYSTEM_GLOBALIZATION_INVARIANT=1
+export DOTNET_SYSTEM_GLOBALIZATION_INVARIANT=1 HITGPU_DEBUG=1
 OUT=${OUT:-./out}
 mkdir -p "$OUT"
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
-./hitgpu devices | tee "$OUT/devices.txt"
-./hitgpu train --accelerator cuda --study 2>&1 | tee "$OUT/train-cuda.txt"
-./hitgpu train --accelerator cpu --study 2>&1 | tail -1 | tee "$OUT/train-cpu.txt"
-for b in 32 256 4096 65536; do
-  ./HitGpu.Bench compare-run --accelerator cuda --batch-size "$b" --epochs 20 | tee -a "$OUT/compare.jsonl"
-  python3 torch_mlp.py --data dataset-of-90s.csv.gz --device cuda --batch-size "$b" --epochs 20 | tee -a "$OUT/compare.jsonl"
-done
-./HitGpu.Bench --filter '*KernelBenchmarks*' '*TrainingBenchmarks*' --join 2>&1 | tail -60 | tee "$OUT/bdn.txt"
+log="$OUT/gpu-run.txt"
+what=${1:-all}
+
+if [ "$what" = bench ] || [ "$what" = all ]; then
+  {
+    date -u
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv
+    ./hitgpu devices
+    ./hitgpu train --accelerator cuda --study | tail -1
+    ./hitgpu train --accelerator cpu --study | tail -1
+    for b in 32 256 4096 65536; do
+      ./HitGpu.Bench compare-run --accelerator cuda --batch-size "$b" --epochs 20
+      python3 torch_mlp.py --data dataset-of-90s.csv.gz --device cuda --batch-size "$b" --epochs 20
+    done
+    ./HitGpu.Bench gemm --accelerator cuda --size 4096 --repeats 10
+    python3 torch_matmul.py --size 4096
+  } 2>&1 | tee -a "$log"
+fi
+
+if [ "$what" = tests ] || [ "$what" = all ]; then
+  for tests in HitGpu.Kernels.Tests HitGpu.Nn.Tests; do
+    HITGPU_TEST_ACCELERATOR=cuda timeout 240 "./$tests" -noColor > "$OUT/$tests-cuda.txt" 2>&1
+    echo "$tests on cuda: exit $?; $(grep -E 'Total:' "$OUT/$tests-cuda.txt" | tail -1)" | tee -a "$log"
+  done
+fi
