@@ -27,6 +27,8 @@ public sealed class TrainingArguments
     public Option<float> Dropout { get; } = new("--dropout") { Description = "probability of dropping each hidden unit while training (0 = off)", DefaultValueFactory = _ => Defaults.Dropout };
     public Option<bool> Quantile { get; } = new("--quantile") { Description = "map each input to the normal score of its rank among the training values", DefaultValueFactory = _ => Defaults.QuantileTransform };
     public Option<int> PiecewiseBins { get; } = new("--piecewise-bins") { Description = "encode each input piecewise-linearly over this many quantile bins, instead of --quantile (0 = off)", DefaultValueFactory = _ => Defaults.PiecewiseBins };
+    public Option<bool> Bootstrap { get; } = new("--bootstrap") { Description = "train each ensemble member on its own bootstrap sample of the training part (bagging)", DefaultValueFactory = _ => Defaults.Bootstrap };
+    public Option<int> AverageLast { get; } = new("--average-last") { Description = "keep the mean of the weights over the last this many epochs (0 = the last epoch's)", DefaultValueFactory = _ => Defaults.AverageLastEpochs };
     public Option<bool> Study { get; } = new("--study") { Description = "the original study's setup: one 15-64-32-1 network, Adam 1e-3, 20 epochs, raw standardised features" };
 
     public TrainingArguments()
@@ -37,7 +39,7 @@ public sealed class TrainingArguments
     public void AddTo(Command command)
     {
         foreach (var option in new Option[] { Epochs, BatchSize, Hidden, LearningRate, WeightDecay, Schedule, WarmupEpochs, Seed, ValidationSplit, TestSplit,
-                     EarlyStopping, Ensemble, Dropout, LogFeatures, OneHot, Quantile, PiecewiseBins, Study })
+                     EarlyStopping, Ensemble, Dropout, LogFeatures, OneHot, Quantile, PiecewiseBins, Bootstrap, AverageLast, Study })
             command.Add(option);
     }
 
@@ -67,6 +69,8 @@ public sealed class TrainingArguments
                 : start.Encoding,
             QuantileTransform = Get(Quantile, start.QuantileTransform),
             PiecewiseBins = Get(PiecewiseBins, start.PiecewiseBins),
+            Bootstrap = Get(Bootstrap, start.Bootstrap),
+            AverageLastEpochs = Get(AverageLast, start.AverageLastEpochs),
             Dropout = Get(Dropout, start.Dropout),
         };
         options.Validate();
@@ -84,6 +88,8 @@ public sealed class TrainingArguments
         (o.Schedule != LearningRateSchedule.Constant || o.WarmupEpochs > 0 ? $", {o.Schedule.ToString().ToLowerInvariant()} schedule, {o.WarmupEpochs} warm-up epochs" : "") +
         (o.EarlyStoppingPatience > 0 ? $", early stopping {o.EarlyStoppingPatience}" : "") +
         (o.Dropout > 0 ? $", dropout {HitGpuCli.Number(o.Dropout)}" : "") +
+        (o.AverageLastEpochs > 0 ? $", weights averaged over the last {o.AverageLastEpochs} epochs" : "") +
+        (o.Bootstrap ? ", bootstrap samples" : "") +
         (o.Encoding.LogFeatures.Count > 0 ? $"; log1p of {string.Join(",", o.Encoding.LogFeatures)}" : "") +
         (o.Encoding.OneHotFeatures.Count > 0 ? $"; one-hot {string.Join(",", o.Encoding.OneHotFeatures)}" : "") +
         (o.PiecewiseBins > 0 ? $"; piecewise-linear inputs over {o.PiecewiseBins} quantile bins" : o.QuantileTransform ? "; quantile-normalised inputs" : "") +

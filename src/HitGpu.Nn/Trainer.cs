@@ -40,6 +40,10 @@ public sealed record TrainingOptions
     public bool QuantileTransform { get; init; } = true;
     /// <summary>Piecewise-linear encoding of each input over this many quantile bins (instead of the quantile transform); 0 = off.</summary>
     public int PiecewiseBins { get; init; } = 0;
+    /// <summary>Each member trains on its own bootstrap sample of the training part (bagging); false: on all of it.</summary>
+    public bool Bootstrap { get; init; } = false;
+    /// <summary>Keep the mean of the weights after each of the last this many epochs (weight averaging); 0 = the last epoch's.</summary>
+    public int AverageLastEpochs { get; init; } = 0;
     /// <summary>Layered or fused epoch; null: what the accelerator prefers (<see cref="ComputeDevice.PreferredTrainingPath"/>).</summary>
     public TrainingPath? Path { get; init; }
 
@@ -62,6 +66,10 @@ public sealed record TrainingOptions
         if (!(Dropout >= 0f && Dropout < 1f)) throw new ArgumentException($"dropout must be in [0, 1), got {Dropout}");
         if (PiecewiseBins < 0 || PiecewiseBins >= Standardizer.KnotCount)
             throw new ArgumentException($"piecewise bins must be 0 (off) to {Standardizer.KnotCount - 1}, got {PiecewiseBins}");
+        if (AverageLastEpochs < 0 || AverageLastEpochs > Epochs)
+            throw new ArgumentException($"epochs to average must be 0 (off) to the epochs ({Epochs}), got {AverageLastEpochs}");
+        if (AverageLastEpochs > 0 && EarlyStoppingPatience > 0)
+            throw new ArgumentException("weight averaging and early stopping each choose the weights to keep: use one of them");
         if (EnsembleSize < 1) throw new ArgumentException($"an ensemble needs at least 1 network, got {EnsembleSize}");
         if (ValidationFraction <= 0 || TestFraction <= 0 || ValidationFraction + TestFraction >= 1)
             throw new ArgumentException($"validation ({ValidationFraction}) and test ({TestFraction}) splits must be above 0 and add up to less than 1");
@@ -189,7 +197,9 @@ public static class Trainer
         AdamStep StepAt(int t) => AdamStep.At(t, options.LearningRateAt(t, totalSteps, stepsPerEpoch), weightDecay: options.WeightDecay);
 
         var shuffleRng = new Random(options.MemberSeed(member) + 1);
-        var orderOnHost = Enumerable.Range(0, trainSet.Rows).ToArray();
+        // Bagging draws the member's rows once, with replacement; each epoch shuffles that draw.
+        var orderOnHost = options.Bootstrap ? Split.Bootstrap(trainSet.Rows, shuffleRng) : Enumerable.Range(0, trainSet.Rows).ToArray();
+        var averaged = options.AverageLastEpochs > 0 ? new double[network.Layout.Count] : null;
         int step = 0;
         // The weights to keep: the last epoch's, or with early stopping the best epoch's by validation loss.
         var kept = network.Parameters.ToArray();
@@ -249,6 +259,9 @@ public static class Trainer
             {
                 kept = network.Parameters.ToArray();
                 keptEpoch = epoch;
+                if (averaged is not null && epoch > options.Epochs - options.AverageLastEpochs)
+                    for (int i = 0; i < kept.Length; i++)
+                        averaged[i] += kept[i];
             }
             else if (epoch - keptEpoch >= options.EarlyStoppingPatience)
             {
@@ -256,6 +269,8 @@ public static class Trainer
                     $"validation loss has not improved for {options.EarlyStoppingPatience} epochs; kept the weights of epoch {keptEpoch}", Diverged: false);
             }
         }
+        if (averaged is not null)
+            kept = averaged.Select(sum => (float)(sum / options.AverageLastEpochs)).ToArray();
         return new MemberOutcome(kept, keptEpoch, null, Diverged: false);
     }
 }

@@ -114,4 +114,35 @@ public sealed class StoppingTests(AcceleratorFixture fixture)
         // Nothing good was learnt before the first epoch ended: the initial weights are kept, all finite.
         Assert.Equal(ParameterLayout.ForClassifier(SongData.FeatureCount, options.Hidden).Initialize(options.Seed), result.Model.Members[0]);
     }
+
+    [Fact]
+    public void Weight_averaging_keeps_the_mean_of_the_last_epochs_weights()
+    {
+        // A constant learning rate: a 2-epoch run passes through exactly the weights of epoch 2 of a 3-epoch run.
+        var options = TrainingOptions.Study with { Epochs = 3, Dropout = 0.1f };
+        var afterTwo = Trainer.Train(fixture.Device, Songs.Value, options with { Epochs = 2 }).Model.Members[0];
+        var afterThree = Trainer.Train(fixture.Device, Songs.Value, options).Model.Members[0];
+        var averaged = Trainer.Train(fixture.Device, Songs.Value, options with { AverageLastEpochs = 2 }).Model.Members[0];
+        Assert.NotEqual(afterTwo, afterThree);
+        for (int i = 0; i < averaged.Length; i++)
+            Tolerance.Close(((double)afterTwo[i] + afterThree[i]) / 2, averaged[i], $"parameter {i}", 1e-7, 1e-6);
+        Assert.Equal(afterThree, Trainer.Train(fixture.Device, Songs.Value, options with { AverageLastEpochs = 1 }).Model.Members[0]);
+        Assert.Throws<ArgumentException>(() => Trainer.Train(fixture.Device, Songs.Value, options with { AverageLastEpochs = 2, EarlyStoppingPatience = 1 }));
+        Assert.Throws<ArgumentException>(() => Trainer.Train(fixture.Device, Songs.Value, options with { AverageLastEpochs = 4 }));
+    }
+
+    [Fact]
+    public void Bagging_draws_with_replacement_and_is_seeded()
+    {
+        var drawn = Split.Bootstrap(20000, new Random(3));
+        Assert.All(drawn, i => Assert.InRange(i, 0, 19999));
+        double distinct = drawn.Distinct().Count() / 20000.0;
+        Assert.InRange(distinct, 0.62, 0.645); // 1 - 1/e = 0.632 of the rows, the rest repeats
+        Assert.Equal(drawn, Split.Bootstrap(20000, new Random(3)));
+
+        var options = TrainingOptions.Study with { Epochs = 1, EnsembleSize = 2 };
+        var bagged = Trainer.Train(fixture.Device, Songs.Value, options with { Bootstrap = true });
+        Assert.Equal(bagged.Model.Members[1], Trainer.Train(fixture.Device, Songs.Value, options with { Bootstrap = true }).Model.Members[1]);
+        Assert.NotEqual(bagged.Model.Members[1], Trainer.Train(fixture.Device, Songs.Value, options).Model.Members[1]);
+    }
 }
