@@ -54,12 +54,24 @@ public static class AccuracyCommand
             output.Write(table);
             if (parsed.GetValue(outPath) is { } path)
             {
-                AtomicFile.WriteText(path, Report(table, results, options));
+                AtomicFile.WriteText(path, Report(table, results, options) + KeptNotes(path));
                 output.WriteLine($"report written to {path}");
             }
             return HitGpuCli.Ok;
         });
         return command;
+    }
+
+    /// <summary>A line in the report after which the text is written by hand and kept when the report is made again.</summary>
+    public const string NotesMarker = "<!-- Written by hand below this line; `hitgpu accuracy --out` keeps it. -->";
+
+    private static string KeptNotes(string path)
+    {
+        if (!File.Exists(path))
+            return "";
+        string old = File.ReadAllText(path);
+        int at = old.IndexOf(NotesMarker, StringComparison.Ordinal);
+        return at >= 0 ? "\n" + old[at..] : "";
     }
 
     private static string Report(string table, IReadOnlyList<DecadeResult> results, TrainingOptions options)

@@ -204,6 +204,16 @@ public sealed class CliTests : IDisposable
         Assert.Contains("| 90s | 79.9 ± 0.8 | 85.3 ± 0.7 |", text);
         Assert.Contains("hitgpu accuracy --data-dir", text);
 
+        // Made again, the report keeps what was written by hand below the marker, and only that.
+        File.WriteAllText(report, text.Replace("| 90s | 79.9", "| 90s | edited") + $"\n{AccuracyCommand.NotesMarker}\n\nHow the defaults were chosen.\n");
+        (code, _, error) = Run(["accuracy", .. common, "--out", report]);
+        Assert.True(code == 0, error);
+        string again = File.ReadAllText(report);
+        Assert.Contains("| 90s | 79.9 ± 0.8 |", again);
+        Assert.DoesNotContain("edited", again);
+        Assert.Contains($"| 90s | {perSeed[0]} | {perSeed[1]} |", again);
+        Assert.EndsWith($"\n{AccuracyCommand.NotesMarker}\n\nHow the defaults were chosen.\n", again);
+
         (code, output, error) = Run(["accuracy", .. common, "--tune"]);
         Assert.True(code == 0, error);
         Assert.DoesNotContain("test", output);
