@@ -201,7 +201,8 @@ public static class Trainer
         var orderOnHost = options.Bootstrap ? Split.Bootstrap(trainSet.Rows, shuffleRng) : Enumerable.Range(0, trainSet.Rows).ToArray();
         var averaged = options.AverageLastEpochs > 0 ? new double[network.Layout.Count] : null;
         int step = 0;
-        // The weights to keep: the last epoch's, or with early stopping the best epoch's by validation loss.
+        // The weights to keep: the last epoch's, with early stopping the best epoch's by validation loss, or
+        // with weight averaging the mean of the last epochs' (the history's metrics are each epoch's own).
         var kept = network.Parameters.ToArray();
         int keptEpoch = 0;
         double bestValidationLoss = double.PositiveInfinity;
