@@ -142,45 +142,37 @@ public static class Trainer
         using var trainSet = DeviceSet.Upload(device, train, encoding, standardizer);
         var validationPart = data.Subset(split.Validation);
         using var validationSet = DeviceSet.Upload(device, validationPart, encoding, standardizer);
-        var testPart = data.Subset(split.Test);
-        using var testSet = DeviceSet.Upload(device, testPart, encoding, standardizer);
         using var network = new Network(device, layout, Math.Max(options.BatchSize, EvaluationRows), layout.Initialize(options.Seed));
         network.Path = options.Path ?? device.PreferredTrainingPath;
 
         var members = new List<float[]>();
         var history = new List<EpochMetrics>();
         var outcomes = new List<MemberOutcome>();
-        var validationSums = new double[validationSet.Rows];
-        var testSums = new double[testSet.Rows];
         for (int member = 0; member < options.EnsembleSize; member++)
         {
             network.Reset(layout.Initialize(options.MemberSeed(member)));
             var outcome = TrainMember(device, network, trainSet, validationSet, options, member, history, onEpoch, onBatch);
             outcomes.Add(outcome);
             members.Add(outcome.Parameters);
-            network.Parameters.CopyFrom(outcome.Parameters);
-            Accumulate(validationSums, network.PredictProbabilities(validationSet.Features));
-            Accumulate(testSums, network.PredictProbabilities(testSet.Features));
             if (outcome.Diverged)
                 break;
         }
-        // The mean over the members actually kept (fewer than asked when one diverged), as HitModel averages.
-        var validation = Evaluation.Of(validationSums.Select(sum => (float)(sum / members.Count)).ToArray(), validationPart.Labels!);
-        var test = Evaluation.Of(testSums.Select(sum => (float)(sum / members.Count)).ToArray(), testPart.Labels!);
+        // The model's own averaged probabilities (over the members kept: fewer than asked when one diverged),
+        // on the validation part and then, once, on the test part.
+        var model = new HitModel(layout, standardizer, members, Provenance: null) { Encoding = encoding };
+        var validation = Evaluation.Of(model.PredictProbabilities(device, validationPart), validationPart.Labels!);
+        var testPart = data.Subset(split.Test);
+        var test = Evaluation.Of(model.PredictProbabilities(device, testPart), testPart.Labels!);
         var first = outcomes[0];
         var last = first.KeptEpoch > 0 ? history.First(h => h.Member == 0 && h.Epoch == first.KeptEpoch) : null;
-        var provenance = new ModelProvenance(data.Files, options.Seed, first.KeptEpoch, options.BatchSize, options.LearningRate,
-            last?.TrainLoss ?? double.NaN, last?.TrainAccuracy ?? double.NaN, last?.ValidationLoss ?? double.NaN, last?.ValidationAccuracy ?? double.NaN, test.Accuracy);
-        var model = new HitModel(layout, standardizer, members, provenance) { Encoding = encoding };
+        model = model with
+        {
+            Provenance = new ModelProvenance(data.Files, options.Seed, first.KeptEpoch, options.BatchSize, options.LearningRate,
+                last?.TrainLoss ?? double.NaN, last?.TrainAccuracy ?? double.NaN, last?.ValidationLoss ?? double.NaN, last?.ValidationAccuracy ?? double.NaN, test.Accuracy),
+        };
         var stopped = outcomes.Where(o => o.StoppedEarly is not null).Select(o => options.EnsembleSize > 1 ? $"member {outcomes.IndexOf(o) + 1}: {o.StoppedEarly}" : o.StoppedEarly);
         return new TrainingResult(model, history, first.KeptEpoch, validation, test, split, clock.Elapsed.TotalSeconds,
             stopped.Any() ? string.Join("; ", stopped) : null, outcomes.Any(o => o.Diverged));
-    }
-
-    private static void Accumulate(double[] sums, float[] probabilities)
-    {
-        for (int i = 0; i < sums.Length; i++)
-            sums[i] += probabilities[i];
     }
 
     private sealed record MemberOutcome(float[] Parameters, int KeptEpoch, string? StoppedEarly, bool Diverged);
