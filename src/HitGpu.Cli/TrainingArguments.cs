@@ -81,7 +81,7 @@ public sealed class TrainingArguments
         text.Trim() == groupName ? group : text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
 
     public static string Describe(TrainingOptions o) =>
-        $"network {string.Join("-", ParameterLayout.ForClassifier(o.Encoding.Width * Math.Max(1, o.PiecewiseBins), o.Hidden).Widths)}" +
+        $"network {string.Join("-", ParameterLayout.ForClassifier(Standardizer.OutputWidthFor(o.Encoding.Width, o.PiecewiseBins), o.Hidden).Widths)}" +
         (o.EnsembleSize > 1 ? $" x {o.EnsembleSize} (ensemble)" : "") +
         $"; {o.Epochs} epochs, batch {o.BatchSize}, Adam lr {HitGpuCli.Number(o.LearningRate)}" +
         (o.WeightDecay > 0 ? $", weight decay {HitGpuCli.Number(o.WeightDecay)}" : "") +

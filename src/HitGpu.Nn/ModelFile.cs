@@ -182,7 +182,7 @@ public static class ModelFile
         }
         if (metadata.PiecewiseBins < 0 || metadata.PiecewiseBins >= Standardizer.KnotCount || (metadata.PiecewiseBins > 0 && metadata.QuantileKnots is null))
             throw Bad($"piecewise bins must be 0 to {Standardizer.KnotCount - 1}, and need quantile knots");
-        int inputs = encoding.Width * Math.Max(1, metadata.PiecewiseBins);
+        int inputs = Standardizer.OutputWidthFor(encoding.Width, metadata.PiecewiseBins);
         if (metadata.Widths is not { Length: >= 2 } widths || widths[0] != inputs || widths[^1] != 1)
             throw Bad($"widths must run from {inputs} inputs (the encoded features) to 1 output");
         if (metadata.Means?.Length != inputs || metadata.Deviations?.Length != inputs)

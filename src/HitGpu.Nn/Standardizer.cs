@@ -21,6 +21,9 @@ public sealed record Standardizer(float[] Means, float[] Deviations)
     /// <summary>Columns out: the network's inputs.</summary>
     public int OutputWidth => Means.Length;
 
+    /// <summary>The network's inputs for <paramref name="inputs"/> encoded features: <paramref name="piecewiseBins"/> each, or one.</summary>
+    public static int OutputWidthFor(int inputs, int piecewiseBins) => inputs * Math.Max(1, piecewiseBins);
+
     /// <summary>
     /// Fits on a row-major (rows, columns) matrix; with <paramref name="quantiles"/>, the quantile transform too;
     /// with <paramref name="piecewiseBins"/> above 0, the piecewise-linear encoding instead of it.
@@ -45,7 +48,7 @@ public sealed record Standardizer(float[] Means, float[] Deviations)
                 knots[c] = Enumerable.Range(0, KnotCount).Select(k => column[(int)Math.Round((double)k * (rows - 1) / (KnotCount - 1))]).ToArray();
             }
             features = piecewiseBins > 0 ? Piecewise(features, columns, knots, piecewiseBins) : Quantile(features, columns, knots);
-            columns *= Math.Max(1, piecewiseBins);
+            columns = OutputWidthFor(columns, piecewiseBins);
         }
         var means = new double[columns];
         var squares = new double[columns];
