@@ -242,7 +242,7 @@ public static class FusedMlp
             float z = mem.Scratch(rowOut + ForwardRow(mem, a, row, rowOut, 0f, 0, 0));
             float y = mem.Label(row);
             mem.SampleLoss(position) = Loss.BinaryCrossEntropy(z, y);
-            mem.SampleCorrect(position) = (z > 0f) == (y > 0.5f) ? 1f : 0f;
+            mem.SampleCorrect(position) = Loss.Correct(z, y);
         }
     }
 
@@ -283,7 +283,7 @@ public static class FusedMlp
                 float z = mem.Scratch(rowOut + logitAt);
                 float y = mem.Label(row);
                 mem.SampleLoss(position) = Loss.BinaryCrossEntropy(z, y);
-                mem.SampleCorrect(position) = (z > 0f) == (y > 0.5f) ? 1f : 0f;
+                mem.SampleCorrect(position) = Loss.Correct(z, y);
                 mem.Scratch(rowDelta + logitAt) = (Activations.Sigmoid(z) - y) * scale;
 
                 // Backward, the forward reversed: gradient copies += delta x input; input deltas through ReLU.
