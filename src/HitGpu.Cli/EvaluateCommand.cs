@@ -19,8 +19,7 @@ public static class EvaluateCommand
         command.SetAction(parsed =>
         {
             var hitModel = ModelFile.Load(parsed.GetValue(model)!);
-            var paths = parsed.GetValue(data);
-            var songs = paths is { Length: > 0 } ? SongData.LoadMany(paths) : SongData.LoadEmbedded90s();
+            var songs = HitGpuCli.LoadData(parsed.GetValue(data));
             using var device = HitGpuCli.OpenDevice(parsed.GetValue(accelerator)!);
             var evaluation = Evaluation.Of(hitModel.PredictProbabilities(device, songs), songs.Labels!);
             if (parsed.GetValue(json))

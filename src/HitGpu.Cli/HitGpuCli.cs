@@ -53,6 +53,9 @@ public static class HitGpuCli
     public static Option<string[]> DataOption(string description) =>
         new("--data") { Description = description, AllowMultipleArgumentsPerToken = true };
 
+    /// <summary>The songs a <see cref="DataOption"/> names, or the embedded 90s file when it names none.</summary>
+    public static SongTable LoadData(string[]? paths) => paths is { Length: > 0 } ? SongData.LoadMany(paths) : SongData.LoadEmbedded90s();
+
     public static Option<string> AcceleratorOption()
     {
         var option = new Option<string>("--accelerator") { Description = "auto (CUDA, then OpenCL, then CPU), cpu, cuda or opencl", DefaultValueFactory = _ => "auto" };

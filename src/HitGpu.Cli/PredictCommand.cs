@@ -43,7 +43,7 @@ public static class PredictCommand
     {
         bool names = songs.Tracks is not null && songs.Artists is not null;
         using var bytes = new MemoryStream();
-        using (var writer = CsvWriter.Create(bytes, CsvWriterOptions.Default with { NewLine = "\n", FormatProvider = CultureInfo.InvariantCulture }, true))
+        using (var writer = CsvWriter.Create(bytes, SongData.WriterOptions, true))
         {
             writer.WriteRecord(names ? ["track", "artist", "probability", "prediction"] : ["row", "probability", "prediction"]);
             for (int i = 0; i < probabilities.Count; i++)

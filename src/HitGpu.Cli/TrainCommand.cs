@@ -23,8 +23,7 @@ public static class TrainCommand
         command.SetAction(parsed =>
         {
             var options = training.Read(parsed);
-            var paths = parsed.GetValue(data);
-            var table = paths is { Length: > 0 } ? SongData.LoadMany(paths) : SongData.LoadEmbedded90s();
+            var table = HitGpuCli.LoadData(parsed.GetValue(data));
             using var device = HitGpuCli.OpenDevice(parsed.GetValue(accelerator)!);
             output.WriteLine($"hitgpu train: {table.Count} songs from {table.Source}; {TrainingArguments.Describe(options)}; accelerator {HitGpuCli.Describe(device)}");
 

@@ -231,10 +231,13 @@ public static class SongData
         };
     }
 
+    /// <summary>How HitGpu writes every CSV: LF line ends, invariant-culture numbers.</summary>
+    public static readonly CsvWriterOptions WriterOptions = CsvWriterOptions.Default with { NewLine = "\n", FormatProvider = CultureInfo.InvariantCulture };
+
     /// <summary>Writes songs in the dataset's format (track and artist when known, the 15 features, target when known).</summary>
     public static void WriteCsv(SongTable songs, string path) => AtomicFile.Write(path, stream =>
     {
-        using var writer = CsvWriter.Create(stream, CsvWriterOptions.Default with { NewLine = "\n", FormatProvider = CultureInfo.InvariantCulture }, true);
+        using var writer = CsvWriter.Create(stream, WriterOptions, true);
         bool names = songs.Tracks is not null && songs.Artists is not null;
         var header = new List<string>();
         if (names) header.AddRange(["track", "artist"]);
