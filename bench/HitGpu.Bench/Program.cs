@@ -77,12 +77,11 @@ static int Gemm(string[] args)
 // Trains like `hitgpu train` after a one-epoch warm-up (kernels compiled), and prints the loop's time as JSON.
 static int CompareRun(string[] args)
 {
-    string Arg(string name, string fallback) => ArgOf(args, name, fallback);
-    int batch = int.Parse(Arg("--batch-size", "32"), CultureInfo.InvariantCulture);
-    int epochs = int.Parse(Arg("--epochs", "20"), CultureInfo.InvariantCulture);
-    string data = Arg("--data", "");
+    int batch = int.Parse(ArgOf(args, "--batch-size", "32"), CultureInfo.InvariantCulture);
+    int epochs = int.Parse(ArgOf(args, "--epochs", "20"), CultureInfo.InvariantCulture);
+    string data = ArgOf(args, "--data", "");
     var songs = data.Length > 0 ? SongData.Load(data) : SongData.LoadEmbedded90s();
-    using var device = ComputeDevice.Open(ComputeDevice.ParseKind(Arg("--accelerator", "cpu")));
+    using var device = ComputeDevice.Open(ComputeDevice.ParseKind(ArgOf(args, "--accelerator", "cpu")));
     var options = TrainingOptions.Study with { BatchSize = batch, Epochs = epochs }; // the same single network as the PyTorch reference
     Trainer.Train(device, songs, options with { Epochs = 1 });
     var result = Trainer.Train(device, songs, options);

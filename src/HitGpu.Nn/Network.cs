@@ -78,7 +78,7 @@ public sealed class Network : IDisposable
     public TrainingPath Path { get; set; }
 
     /// <summary>What the fused epoch kernel needs beyond the parameters, made on its first use.</summary>
-    private sealed record FusedBuffers(int Rows, DeviceBuffer<float> ThreadGradients, DeviceBuffer<float> Scratch, DeviceBuffer<int> Widths,
+    private sealed record FusedBuffers(DeviceBuffer<float> ThreadGradients, DeviceBuffer<float> Scratch, DeviceBuffer<int> Widths,
         int RowsPerThread, int ActivationWidth) : IDisposable
     {
         public void Dispose()
@@ -216,7 +216,7 @@ public sealed class Network : IDisposable
             return fused;
         fused?.Dispose();
         int activationWidth = Layout.Widths.Skip(1).Sum();
-        fused = new FusedBuffers(rows, device.Allocate<float>(threads, Layout.Count),
+        fused = new FusedBuffers(device.Allocate<float>(threads, Layout.Count),
             device.Allocate<float>(threads, 2 * rowsPerThread * activationWidth), device.Upload<int>(Layout.Widths.ToArray(), Layout.Widths.Count),
             rowsPerThread, activationWidth);
         return fused;
