@@ -182,4 +182,27 @@ public sealed class ModelFileTests(AcceleratorFixture fixture) : IDisposable
         Assert.Contains("does not exist", Assert.Throws<InputException>(() => ModelFile.Save(Trained.Value.Model, nowhere)).Message);
         Assert.False(File.Exists(nowhere));
     }
+    // Written by the code of commit ce638d5 (before the preprocessing and layout moved): a single network on
+    // raw standardised inputs, an ensemble on log, one-hot and quantile inputs with dropout, and piecewise-linear
+    // inputs; beside each, its probabilities on every 10th song of the embedded file (float "R" format).
+    [Theory]
+    [InlineData("study")]
+    [InlineData("quantile-ensemble")]
+    [InlineData("piecewise")]
+    public void Files_written_by_an_earlier_version_load_and_predict_the_same(string name)
+    {
+        string fixtures = Path.Combine(AppContext.BaseDirectory, "Fixtures");
+        var model = ModelFile.Load(Path.Combine(fixtures, name + ".hitgpu"));
+        var expected = File.ReadAllLines(Path.Combine(fixtures, name + ".expected.csv")).Skip(1)
+            .Select(line => line.Split(',')).Select(f => (Row: int.Parse(f[0]), P: float.Parse(f[1], System.Globalization.CultureInfo.InvariantCulture))).ToArray();
+        var songs = Songs.Value.Subset(expected.Select(e => e.Row).ToArray());
+        var actual = model.PredictProbabilities(fixture.Device, songs);
+        // The CPU accelerator sums each output in a fixed order: the same bits. A GPU may fuse multiply-adds.
+        if (fixture.Device.Kind == AcceleratorKind.Cpu)
+            Assert.Equal(expected.Select(e => e.P), actual);
+        else
+            Tolerance.AllClose(expected.Select(e => e.P).ToArray(), actual, "probability", 1e-6, 1e-5);
+        Assert.Contains(actual, p => p > 0.5f);
+        Assert.Contains(actual, p => p < 0.5f);
+    }
 }
