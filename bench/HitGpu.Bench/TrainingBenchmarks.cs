@@ -1,5 +1,5 @@
-// One training step (forward, loss, backward, Adam) at several batch sizes, on each path, and the full
-// default run: 20 epochs of the 90s file.
+// One training step (forward, loss, backward, Adam) at several batch sizes, on each path, and the study's
+// whole run: 20 epochs of the 90s file.
 using BenchmarkDotNet.Attributes;
 using HitGpu.Kernels;
 using HitGpu.Nn;
@@ -11,8 +11,9 @@ public class TrainingBenchmarks
 {
     private ComputeDevice device = null!;
     private Network network = null!;
-    private DeviceBuffer<float> features = null!, labels = null!, sampleLoss = null!, sampleCorrect = null!, schedule = null!;
+    private DeviceDataset data = null!;
     private DeviceBuffer<int> order = null!;
+    private readonly AdamStep[] schedule = new AdamStep[1];
     private int step;
 
     [ParamsSource(typeof(BenchConfig), nameof(BenchConfig.Accelerators))]
@@ -21,7 +22,7 @@ public class TrainingBenchmarks
     [Params(32, 256, 4096, 65536)]
     public int Batch { get; set; }
 
-    [Params(TrainingPath.FusedEpoch, TrainingPath.Layered)]
+    [Params(TrainingPath.CpuEpoch, TrainingPath.Layered)]
     public TrainingPath Path { get; set; }
 
     [GlobalSetup]
@@ -32,42 +33,25 @@ public class TrainingBenchmarks
         var rng = new Random(3);
         var x = Enumerable.Range(0, Batch * SongData.FeatureCount).Select(_ => rng.NextSingle() * 4 - 2).ToArray();
         var y = Enumerable.Range(0, Batch).Select(_ => (float)rng.Next(2)).ToArray();
-        features = device.Upload<float>(x, Batch, SongData.FeatureCount);
-        labels = device.Upload<float>(y, Batch);
+        data = new DeviceDataset(device, x, SongData.FeatureCount, y);
         order = device.Upload<int>(Enumerable.Range(0, Batch).ToArray(), Batch);
-        sampleLoss = device.Allocate<float>(Batch);
-        sampleCorrect = device.Allocate<float>(Batch);
-        schedule = device.Allocate<float>(1, 3);
         var layout = ParameterLayout.ForClassifier(SongData.FeatureCount, [64, 32]);
-        network = new Network(device, layout, Batch, layout.Initialize(0));
+        network = new Network(device, layout, Batch) { Path = Path };
+        network.Reset(layout.Initialize(0));
         TrainingStep();
-        if (!sampleLoss.ToArray().All(float.IsFinite))
+        if (!data.SampleLoss.ToArray().All(float.IsFinite))
             throw new InvalidOperationException("a training step produced a loss that is not finite");
     }
 
+    /// <summary>
+    /// An epoch of exactly one batch: one step. On the CPU epoch path that is one launch, as each step of a
+    /// real epoch but with the launch unshared.
+    /// </summary>
     [Benchmark]
     public void TrainingStep()
     {
-        var s = AdamStep.At(++step, 1e-3f);
-        if (Path == TrainingPath.FusedEpoch)
-        {
-            // An epoch of exactly one batch: one launch, as each step of a real epoch but with the launch unshared.
-            schedule.CopyFrom([s.LearningRate, s.BiasCorrection1, s.BiasCorrection2]);
-            network.TrainEpochFused(features, labels, order, Batch, schedule, sampleLoss, sampleCorrect);
-        }
-        else
-        {
-            var input = network.Input(features, 0, order);
-            network.Forward(input, Batch);
-            device.BinaryCrossEntropy(new LossArgs
-            {
-                Logits = network.Logits.View, Labels = RowSource.Gather(labels.View, 1, order.View, 0),
-                LogitGradient = network.LogitGradient.View, SampleLoss = sampleLoss.View, SampleCorrect = sampleCorrect.View,
-                Rows = Batch, GradientScale = 1f / Batch,
-            });
-            network.Backward(input, Batch);
-            network.Update(s);
-        }
+        schedule[0] = AdamStep.At(++step, 1e-3f);
+        network.TrainEpoch(data, order, Batch, schedule, StepSettings.Default, step - 1);
         device.Synchronize();
     }
 
@@ -75,8 +59,7 @@ public class TrainingBenchmarks
     public void Cleanup()
     {
         network.Dispose();
-        foreach (var buffer in new[] { features, labels, sampleLoss, sampleCorrect, schedule })
-            buffer.Dispose();
+        data.Dispose();
         order.Dispose();
         device.Dispose();
     }

@@ -20,7 +20,6 @@ public enum AcceleratorKind { Auto, Cpu, Cuda, OpenCL }
 /// </summary>
 public readonly record struct LaunchShape(int Groups, int GroupSize, bool Blocked)
 {
-    public int Threads => Groups * GroupSize;
     public KernelConfig Config => new(Groups, GroupSize);
     public int BlockedFlag => Blocked ? 1 : 0;
 }
@@ -46,11 +45,12 @@ public readonly struct WorkRange
 }
 
 /// <summary>
-/// How a training epoch is run. <see cref="Layered"/>: one launch per layer and pass, ten per step, many
-/// threads each (suits a GPU). <see cref="FusedEpoch"/>: the whole epoch in one launch of one group (suits
-/// the CPU accelerator, where launches and barriers are dear). Both are held against the same references.
+/// How a training epoch is run. <see cref="Layered"/>: one launch per layer and pass (10 per step for the
+/// default network, 14 with dropout), many threads each (suits a GPU). <see cref="CpuEpoch"/>: the whole epoch
+/// in one launch of one group (suits the CPU accelerator, where launches and barriers are dear). Both are held
+/// against the same reference (<see cref="NetworkReference"/>).
 /// </summary>
-public enum TrainingPath { Layered, FusedEpoch }
+public enum TrainingPath { Layered, CpuEpoch }
 
 /// <summary>One accelerator ILGPU found, and whether HitGpu can run on it (and why not).</summary>
 public sealed record DeviceInfo(AcceleratorKind Kind, string Name, long MemoryBytes, bool Usable, string Note);
@@ -192,14 +192,14 @@ public sealed partial class ComputeDevice : IDisposable
     }
 
     /// <summary>
-    /// The training path for this accelerator: fused on the CPU, layered on a GPU. The environment variable
-    /// HITGPU_TRAINING_PATH (layered or fused) forces one, for tests and benchmarks.
+    /// The training path for this accelerator: the CPU epoch on the CPU, layered on a GPU. The environment
+    /// variable HITGPU_TRAINING_PATH (layered or cpu-epoch) forces one, for tests and benchmarks.
     /// </summary>
     public TrainingPath PreferredTrainingPath => Environment.GetEnvironmentVariable("HITGPU_TRAINING_PATH")?.ToLowerInvariant() switch
     {
         "layered" => TrainingPath.Layered,
-        "fused" => TrainingPath.FusedEpoch,
-        _ => Kind == AcceleratorKind.Cpu ? TrainingPath.FusedEpoch : TrainingPath.Layered,
+        "cpu-epoch" => TrainingPath.CpuEpoch,
+        _ => Kind == AcceleratorKind.Cpu ? TrainingPath.CpuEpoch : TrainingPath.Layered,
     };
 
     public DeviceBuffer<T> Allocate<T>(int rows, int cols = 1) where T : unmanaged => new(this, rows, cols);
@@ -273,19 +273,19 @@ public static class CudaLibraryResolver
     }
 }
 
-/// <summary>Every kernel entry point of the library, for tests that compile them for each backend.</summary>
+/// <summary>
+/// Every kernel entry point of the library, found by reflection so that none escapes the tests that compile
+/// them for each backend: a public static void method of this assembly whose name ends in "Kernel".
+/// </summary>
 public static class KernelCatalog
 {
-    public static IReadOnlyList<System.Reflection.MethodInfo> All { get; } =
-    [
-        ((Action<ArrayView<float>, ArrayView<float>, int, int, int>)Activations.ApplyKernel).Method,
-        ((Action<DenseForwardArgs, int>)Dense.ForwardKernel).Method,
-        ((Action<DenseBackwardArgs, int>)Dense.ParameterGradientKernel).Method,
-        ((Action<DenseBackwardArgs, int>)Dense.InputGradientKernel).Method,
-        ((Action<LossArgs, int>)Loss.Kernel).Method,
-        ((Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, AdamStep, int>)Adam.Kernel).Method,
-        ((Action<DropoutArgs, int>)Dropout.Kernel).Method,
-        ((Action<FusedEpochArgs>)FusedMlp.TrainEpochKernel).Method,
-        ((Action<FusedEpochArgs>)FusedMlp.ScoreKernel).Method,
-    ];
+    public static IReadOnlyList<System.Reflection.MethodInfo> All { get; } = typeof(KernelCatalog).Assembly.GetTypes()
+        .SelectMany(t => t.GetMethods(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Static | System.Reflection.BindingFlags.DeclaredOnly))
+        .Where(m => m.Name.EndsWith("Kernel", StringComparison.Ordinal) && m.ReturnType == typeof(void))
+        .OrderBy(m => m.DeclaringType!.Name + "." + m.Name, StringComparer.Ordinal)
+        .ToArray();
+
+    /// <summary>Those a GPU backend can compile: not the CPU-only ones, which take host addresses (<see cref="EpochAddresses"/>).</summary>
+    public static IReadOnlyList<System.Reflection.MethodInfo> ForGpu { get; } =
+        All.Where(m => m.GetParameters().All(p => p.ParameterType != typeof(EpochAddresses))).ToArray();
 }

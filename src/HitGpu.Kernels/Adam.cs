@@ -9,26 +9,40 @@ using ILGPU.Runtime;
 
 namespace HitGpu.Kernels;
 
+/// <summary>
+/// How every training step runs, whatever the step: Adam's constants, decoupled weight decay, and dropout on
+/// the hidden units (the mask drawn from DropoutSeed). One struct for the layered step, the CPU epoch and
+/// their references.
+/// </summary>
+public struct StepSettings
+{
+    public float Beta1, Beta2, Epsilon, WeightDecay;
+    public float DropoutRate; // 0 = off
+    public uint DropoutSeed;
+
+    // Keras' defaults, as in the original study (PyTorch's epsilon is 1e-8).
+    public static StepSettings Default => new() { Beta1 = 0.9f, Beta2 = 0.999f, Epsilon = 1e-7f };
+}
+
 /// <summary>Adam's hyper-parameters and the step they are applied at (t counts from 1).</summary>
 public struct AdamStep
 {
     public float LearningRate, Beta1, Beta2, Epsilon, WeightDecay;
     public float BiasCorrection1, BiasCorrection2; // 1 - beta1^t, 1 - beta2^t
 
-    // Keras' defaults, as in the original study (PyTorch's epsilon is 1e-8).
-    public const float DefaultBeta1 = 0.9f, DefaultBeta2 = 0.999f, DefaultEpsilon = 1e-7f;
-
-    public static AdamStep At(int t, float learningRate, float beta1 = DefaultBeta1, float beta2 = DefaultBeta2, float epsilon = DefaultEpsilon, float weightDecay = 0f)
+    public static AdamStep At(int t, float learningRate, in StepSettings settings)
     {
         if (t < 1)
             throw new ArgumentOutOfRangeException(nameof(t), "Adam steps count from 1");
         return new AdamStep
         {
-            LearningRate = learningRate, Beta1 = beta1, Beta2 = beta2, Epsilon = epsilon, WeightDecay = weightDecay,
-            BiasCorrection1 = (float)(1 - Math.Pow(beta1, t)),
-            BiasCorrection2 = (float)(1 - Math.Pow(beta2, t)),
+            LearningRate = learningRate, Beta1 = settings.Beta1, Beta2 = settings.Beta2, Epsilon = settings.Epsilon, WeightDecay = settings.WeightDecay,
+            BiasCorrection1 = (float)(1 - Math.Pow(settings.Beta1, t)),
+            BiasCorrection2 = (float)(1 - Math.Pow(settings.Beta2, t)),
         };
     }
+
+    public static AdamStep At(int t, float learningRate) => At(t, learningRate, StepSettings.Default);
 }
 
 public static class Adam

@@ -30,14 +30,22 @@ public sealed class DeviceBuffer<T> : IDisposable where T : unmanaged
     // ILGPU's CopyFromCPU/CopyToCPU(ref T, length) take a raw address of the host memory without pinning it;
     // a garbage collection during the copy could move a managed array under it. Pin for the copy's duration
     // (the copies synchronise before they return).
-    public unsafe void CopyFrom(ReadOnlySpan<T> data)
+    public void CopyFrom(ReadOnlySpan<T> data)
     {
         if (data.Length != Length)
             throw new ArgumentException($"expected {Length} elements ({Rows} x {Cols}), got {data.Length}", nameof(data));
+        CopyFrom(0, data);
+    }
+
+    /// <summary>Elements [start, start + data.Length) from the host.</summary>
+    public unsafe void CopyFrom(int start, ReadOnlySpan<T> data)
+    {
+        if (start < 0 || start + data.Length > Length)
+            throw new ArgumentOutOfRangeException(nameof(start), $"elements [{start}, {start + data.Length}) outside a buffer of {Length}");
         if (data.Length == 0)
             return;
         fixed (T* pinned = data)
-            buffer.View.SubView(0, data.Length).CopyFromCPU(ref *pinned, data.Length);
+            buffer.View.SubView(start, data.Length).CopyFromCPU(ref *pinned, data.Length);
     }
 
     public void CopyTo(Span<T> destination)

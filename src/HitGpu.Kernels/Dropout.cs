@@ -2,6 +2,7 @@
 // by 1 / (1 - rate), so evaluation (no dropout) sees the same expected activations. The mask is a hash of
 // (seed, step, row of the batch, layer, unit): no random state on the device, the same mask on every
 // accelerator and path, and the backward pass multiplies the deltas by the very same mask.
+using System.Numerics;
 using ILGPU;
 using ILGPU.Runtime;
 
@@ -35,11 +36,12 @@ public static class Dropout
 
     // ---- reference ----
 
-    public static void ApplyReference(Span<float> values, int rows, int cols, uint seed, int step, int layer, float rate)
+    /// <summary>The same mask in any float type (the float factor converted), so a double reference drops the same units.</summary>
+    public static void ApplyReference<T>(Span<T> values, int rows, int cols, uint seed, int step, int layer, float rate) where T : IFloatingPointIeee754<T>
     {
         for (int r = 0; r < rows; r++)
             for (int c = 0; c < cols; c++)
-                values[r * cols + c] *= Factor(seed, step, r, layer, c, rate);
+                values[r * cols + c] *= T.CreateTruncating(Factor(seed, step, r, layer, c, rate));
     }
 
     // ---- kernel ----

@@ -38,6 +38,9 @@ public static class Loss
     public static float BinaryCrossEntropy(float logit, float label) =>
         MathF.Max(logit, 0f) - logit * label + MathF.Log(1f + MathF.Exp(-MathF.Abs(logit)));
 
+    /// <summary>dL/dz of one sample: the backward pass starts here.</summary>
+    public static float LogitGradient(float logit, float label) => Activations.Sigmoid(logit) - label;
+
     /// <summary>1 when the prediction (logit above 0) matches the label, else 0: the per-sample accuracy slot.</summary>
     public static float Correct(float logit, float label) => (logit > 0f) == (label > 0.5f) ? 1f : 0f;
 
@@ -48,7 +51,7 @@ public static class Loss
         {
             float z = a.Logits[r];
             float y = a.Labels.Data[a.Labels.RowStart(r)];
-            a.LogitGradient[r] = (Activations.Sigmoid(z) - y) * a.GradientScale;
+            a.LogitGradient[r] = LogitGradient(z, y) * a.GradientScale;
             a.SampleLoss[a.Labels.Offset + r] = BinaryCrossEntropy(z, y);
             a.SampleCorrect[a.Labels.Offset + r] = Correct(z, y);
         }

@@ -30,9 +30,10 @@ public sealed record HitModel(ParameterLayout Layout, Standardizer Standardizer,
     {
         using var features = device.Upload<float>(Standardizer.Apply(Encoding.Apply(songs.Features)), songs.Count, Standardizer.OutputWidth);
         var sum = new double[songs.Count];
+        using var network = new Network(device, Layout, Math.Min(Network.ChunkRows, Math.Max(1, songs.Count)));
         foreach (var member in Members)
         {
-            using var network = new Network(device, Layout, Math.Min(Trainer.EvaluationRows, Math.Max(1, songs.Count)), member);
+            network.Reset(member);
             var p = network.PredictProbabilities(features);
             for (int i = 0; i < p.Length; i++)
                 sum[i] += p[i];
@@ -189,7 +190,7 @@ public static class ModelFile
             throw Bad("standardiser must have one mean and one deviation per network input");
         if (metadata.QuantileKnots is { } knots && (knots.Length != encoding.Width || knots.Any(k => k is null || k.Length < 2 || k.Zip(k.Skip(1)).Any(p => !(p.First <= p.Second)))))
             throw Bad("quantile knots must be one ascending list per network input");
-        var layout = new ParameterLayout(widths);
+        var layout = new ParameterLayout(widths, ReadActivations(metadata, widths.Length - 1, Bad));
         if (metadata.Members < 1)
             throw Bad("no ensemble member");
         var members = new List<float[]>();
@@ -207,6 +208,18 @@ public static class ModelFile
         }
         var standardizer = new Standardizer(metadata.Means, metadata.Deviations) { QuantileKnots = metadata.QuantileKnots, PiecewiseBins = metadata.PiecewiseBins };
         return new HitModel(layout, standardizer, members, metadata.Training) { Encoding = encoding };
+    }
+
+    /// <summary>One known activation per layer, the last none: the network ends in a logit, and the output is its sigmoid.</summary>
+    private static Activation[] ReadActivations(Metadata metadata, int layers, Func<string, InputException> bad)
+    {
+        if (metadata.Activations is not { } names || names.Length != layers)
+            throw bad($"activations must name one activation per layer ({layers})");
+        var activations = names.Select(name => Enum.TryParse<Activation>(name, ignoreCase: true, out var a) && Enum.IsDefined(a) && !int.TryParse(name, out _)
+            ? a : throw bad($"unknown activation '{name}' (expected {string.Join(", ", Enum.GetNames<Activation>().Select(n => n.ToLowerInvariant()))})")).ToArray();
+        if (activations[^1] != Activation.Identity || metadata.Output != "sigmoid")
+            throw bad("the last layer must be a logit ('identity') with a 'sigmoid' output");
+        return activations;
     }
 
     private static void ReadTensor(JsonObject header, ReadOnlySpan<byte> tensors, string name, int[] shape, Span<float> into, Func<string, InputException> bad)

@@ -1,68 +1,58 @@
-// The network: a stack of dense layers (ReLU between them, a single logit out), its flat parameter layout,
-// the device-side forward and backward passes that call the kernels, and a plain reference of the whole
-// network's loss and gradient for the finite-difference check.
-using System.Numerics;
+// The network on the device: its buffers, and the training step, the epoch, scoring and prediction, each
+// on the path the accelerator suits (layered launches, or the one-launch CPU epoch). The shape is the
+// ParameterLayout's; the algorithm's reference is NetworkReference.Step (HitGpu.Kernels).
 using HitGpu.Kernels;
 
 namespace HitGpu.Nn;
 
 /// <summary>
-/// Where each layer's weight (out, in) and bias (out) sit in the one flat parameter array:
-/// [W0, b0, W1, b1, ...]. Gradients and Adam's moments share the layout, so Adam is one launch.
+/// One part of the data on the device: the network's inputs, labels, and one loss and one correctness slot
+/// per sample, which the kernels fill and <see cref="ReadMetrics"/> sums.
 /// </summary>
-public sealed class ParameterLayout
+public sealed class DeviceDataset : IDisposable
 {
-    public IReadOnlyList<int> Widths { get; }   // inputs, hidden..., 1
-    public int Layers => Widths.Count - 1;
-    public int Count { get; }
-    private readonly int[] weightOffsets, biasOffsets;
+    public DeviceBuffer<float> Features { get; }      // (rows, network inputs)
+    public DeviceBuffer<float> Labels { get; }        // (rows)
+    public DeviceBuffer<float> SampleLoss { get; }    // (rows)
+    public DeviceBuffer<float> SampleCorrect { get; } // (rows)
+    public int Rows => Labels.Rows;
 
-    public ParameterLayout(IReadOnlyList<int> widths)
+    /// <param name="inputs">(rows, width) row-major network inputs</param>
+    public DeviceDataset(ComputeDevice device, float[] inputs, int width, float[] labels)
     {
-        if (widths.Count < 2 || widths.Any(w => w < 1))
-            throw new ArgumentException($"a network needs at least an input and an output width, all positive; got [{string.Join(",", widths)}]");
-        Widths = widths.ToArray();
-        weightOffsets = new int[Layers];
-        biasOffsets = new int[Layers];
-        int offset = 0;
-        for (int l = 0; l < Layers; l++)
-        {
-            weightOffsets[l] = offset;
-            offset += Widths[l + 1] * Widths[l];
-            biasOffsets[l] = offset;
-            offset += Widths[l + 1];
-        }
-        Count = offset;
+        Features = device.Upload<float>(inputs, labels.Length, width);
+        Labels = device.Upload<float>(labels, labels.Length);
+        SampleLoss = device.Allocate<float>(labels.Length);
+        SampleCorrect = device.Allocate<float>(labels.Length);
     }
 
-    /// <summary>inputs -> hidden... -> one logit.</summary>
-    public static ParameterLayout ForClassifier(int inputs, IReadOnlyList<int> hidden) => new([inputs, .. hidden, 1]);
-
-    public int Inputs(int layer) => Widths[layer];
-    public int Outputs(int layer) => Widths[layer + 1];
-    public int WeightOffset(int layer) => weightOffsets[layer];
-    public int BiasOffset(int layer) => biasOffsets[layer];
-    public Activation ActivationOf(int layer) => layer == Layers - 1 ? Activation.Identity : Activation.Relu;
-
-    /// <summary>Glorot-uniform weights (Keras' default, as in the original study) and zero biases, from a seed.</summary>
-    public float[] Initialize(int seed)
+    /// <summary>Mean loss and accuracy from the per-sample slots, summed on the host in a fixed order.</summary>
+    public (double Loss, double Accuracy) ReadMetrics()
     {
-        var rng = new Random(seed);
-        var parameters = new float[Count];
-        for (int l = 0; l < Layers; l++)
+        var loss = SampleLoss.ToArray();
+        var correct = SampleCorrect.ToArray();
+        double lossSum = 0, correctSum = 0;
+        for (int i = 0; i < loss.Length; i++)
         {
-            double limit = Math.Sqrt(6.0 / (Inputs(l) + Outputs(l)));
-            for (int i = 0; i < Inputs(l) * Outputs(l); i++)
-                parameters[WeightOffset(l) + i] = (float)((rng.NextDouble() * 2 - 1) * limit);
+            lossSum += loss[i];
+            correctSum += correct[i];
         }
-        return parameters;
+        return (lossSum / loss.Length, correctSum / loss.Length);
+    }
+
+    public void Dispose()
+    {
+        Features.Dispose();
+        Labels.Dispose();
+        SampleLoss.Dispose();
+        SampleCorrect.Dispose();
     }
 }
 
 /// <summary>
 /// The network's device state: one flat buffer each for parameters, gradients and Adam's two moments, and
 /// per layer its activated outputs and dL/dz for up to <see cref="CapacityRows"/> rows. Nothing is
-/// allocated after construction.
+/// allocated inside a training step.
 /// </summary>
 public sealed class Network : IDisposable
 {
@@ -71,21 +61,21 @@ public sealed class Network : IDisposable
     private readonly DeviceBuffer<float>[] deltas;    // layer l: (capacity, Outputs(l)), dL/dz
     private readonly DeviceBuffer<float> probabilities;
     private readonly DeviceBuffer<int> noIndex;
-    private FusedBuffers? fused;
+    private readonly DeviceBuffer<LayerShape> layers; // the layout's shapes, for the CPU epoch kernels
+    private CpuEpochBuffers? cpuEpoch;
+    private DeviceBuffer<AdamStep>? schedule;          // (steps) an epoch's Adam steps, for the CPU epoch
     private DeviceBuffer<int>? identityOrder;
 
-    /// <summary>Which kernels <see cref="Score"/> uses; training chooses its own path per epoch.</summary>
+    /// <summary>Which kernels train and score: the accelerator's preference unless set.</summary>
     public TrainingPath Path { get; set; }
 
-    /// <summary>What the fused epoch kernel needs beyond the parameters, made on its first use.</summary>
-    private sealed record FusedBuffers(DeviceBuffer<float> ThreadGradients, DeviceBuffer<float> Scratch, DeviceBuffer<int> Widths,
-        int RowsPerThread, int ActivationWidth) : IDisposable
+    /// <summary>What the CPU epoch kernels need beyond the parameters, made on their first use.</summary>
+    private sealed record CpuEpochBuffers(DeviceBuffer<float> ThreadGradients, DeviceBuffer<float> Scratch, int RowsPerThread) : IDisposable
     {
         public void Dispose()
         {
             ThreadGradients.Dispose();
             Scratch.Dispose();
-            Widths.Dispose();
         }
     }
 
@@ -96,15 +86,22 @@ public sealed class Network : IDisposable
     public DeviceBuffer<float> AdamM { get; }
     public DeviceBuffer<float> AdamV { get; }
 
-    public Network(ComputeDevice device, ParameterLayout layout, int capacityRows, float[] initialParameters)
+    /// <summary>Forward passes outside training (scoring, prediction) take up to this many rows at a time.</summary>
+    public const int ChunkRows = 1024;
+
+    /// <summary>A network of the layout's shape with all parameters zero: <see cref="Reset"/> gives it its own.</summary>
+    public Network(ComputeDevice device, ParameterLayout layout, int capacityRows)
     {
+        if (layout.Outputs(layout.Layers - 1) != 1 || layout.ActivationOf(layout.Layers - 1) != Activation.Identity)
+            throw new ArgumentException("the network ends in one logit with no activation (the loss applies the sigmoid)");
         this.device = device;
         Layout = layout;
         CapacityRows = capacityRows;
-        Parameters = device.Upload<float>(initialParameters, layout.Count);
+        Parameters = device.Allocate<float>(layout.Count);
         Gradients = device.Allocate<float>(layout.Count);
         AdamM = device.Allocate<float>(layout.Count);
         AdamV = device.Allocate<float>(layout.Count);
+        Parameters.Clear();
         Gradients.Clear();
         AdamM.Clear();
         AdamV.Clear();
@@ -112,10 +109,11 @@ public sealed class Network : IDisposable
         deltas = Enumerable.Range(0, layout.Layers).Select(l => device.Allocate<float>(capacityRows, layout.Outputs(l))).ToArray();
         probabilities = device.Allocate<float>(capacityRows);
         noIndex = device.Allocate<int>(1);
+        layers = device.Upload<LayerShape>(layout.Shapes, layout.Layers);
         Path = device.PreferredTrainingPath;
     }
 
-    /// <summary>New parameters (e.g. the next ensemble member's initial ones) and Adam's moments back to zero.</summary>
+    /// <summary>New parameters (a member's initial or trained ones) and Adam's moments back to zero.</summary>
     public void Reset(float[] parameters)
     {
         Parameters.CopyFrom(parameters);
@@ -124,13 +122,13 @@ public sealed class Network : IDisposable
     }
 
     /// <summary>(rows) logits of the last forward pass.</summary>
-    public DeviceBuffer<float> Logits => outputs[^1];
+    private DeviceBuffer<float> Logits => outputs[^1];
 
-    /// <summary>(rows) dL/dz at the logits: the loss kernel writes it, <see cref="Backward"/> starts from it.</summary>
-    public DeviceBuffer<float> LogitGradient => deltas[^1];
+    /// <summary>(rows) dL/dz at the logits: the loss kernel writes it, the backward pass starts from it.</summary>
+    private DeviceBuffer<float> LogitGradient => deltas[^1];
 
     /// <summary>Rows [offset, offset + rows) of a (n, inputs) matrix, gathered through an index when one is given.</summary>
-    public RowSource Input(DeviceBuffer<float> features, int offset, DeviceBuffer<int>? index = null)
+    private RowSource Input(DeviceBuffer<float> features, int offset, DeviceBuffer<int>? index = null)
     {
         CheckInputs(features);
         return index is null
@@ -141,8 +139,8 @@ public sealed class Network : IDisposable
     private RowSource LayerInput(int layer, RowSource input) =>
         layer == 0 ? input : RowSource.InPlace(outputs[layer - 1].View, Layout.Inputs(layer), noIndex.View);
 
-    /// <summary>The forward pass; with a dropout rate above 0 (training), hidden outputs are masked for step <paramref name="step"/>.</summary>
-    public void Forward(RowSource input, int rows, float dropoutRate = 0f, uint dropoutSeed = 0, int step = 0)
+    /// <summary>The forward pass; hidden outputs take the dropout mask of <paramref name="step"/> when the settings ask for dropout.</summary>
+    private void Forward(RowSource input, int rows, in StepSettings settings, int step)
     {
         CheckRows(rows);
         for (int l = 0; l < Layout.Layers; l++)
@@ -155,15 +153,14 @@ public sealed class Network : IDisposable
                 Y = outputs[l].View,
                 Rows = rows, Inputs = Layout.Inputs(l), Outputs = Layout.Outputs(l), Activation = (int)Layout.ActivationOf(l),
             });
-            if (dropoutRate > 0f && l < Layout.Layers - 1)
-                device.ApplyDropout(new DropoutArgs { Values = outputs[l].View, Rows = rows, Cols = Layout.Outputs(l), Layer = l, Step = step, Seed = dropoutSeed, Rate = dropoutRate });
+            if (settings.DropoutRate > 0f && l < Layout.Layers - 1)
+                device.ApplyDropout(new DropoutArgs { Values = outputs[l].View, Rows = rows, Cols = Layout.Outputs(l), Layer = l, Step = step, Seed = settings.DropoutSeed, Rate = settings.DropoutRate });
         }
     }
 
-    /// <summary>The forward pass reversed: from <see cref="LogitGradient"/> to every parameter's gradient (same dropout as the forward).</summary>
-    public void Backward(RowSource input, int rows, float dropoutRate = 0f, uint dropoutSeed = 0, int step = 0)
+    /// <summary>The forward pass reversed: from the logits' gradient to every parameter's gradient (same dropout as the forward).</summary>
+    private void Backward(RowSource input, int rows, in StepSettings settings, int step)
     {
-        CheckRows(rows);
         for (int l = Layout.Layers - 1; l >= 0; l--)
         {
             device.DenseBackward(new DenseBackwardArgs
@@ -175,101 +172,149 @@ public sealed class Network : IDisposable
                 BiasGradient = Gradients.Slice(Layout.BiasOffset(l), Layout.Outputs(l)),
                 InputGradient = l > 0 ? deltas[l - 1].View : deltas[0].View,
                 Rows = rows, Inputs = Layout.Inputs(l), Outputs = Layout.Outputs(l),
-                InputActivation = l > 0 ? (int)Layout.ActivationOf(l - 1) : (int)Activation.Identity,
+                InputActivation = (int)Layout.InputActivationOf(l),
             }, withInputGradient: l > 0);
-            // ReLU's derivative came from the masked output (0 where dropped); the kept units take the scale.
-            if (dropoutRate > 0f && l > 0)
-                device.ApplyDropout(new DropoutArgs { Values = deltas[l - 1].View, Rows = rows, Cols = Layout.Inputs(l), Layer = l - 1, Step = step, Seed = dropoutSeed, Rate = dropoutRate });
+            // The activation's derivative came from the masked output (0 where dropped); the kept units take the scale.
+            if (settings.DropoutRate > 0f && l > 0)
+                device.ApplyDropout(new DropoutArgs { Values = deltas[l - 1].View, Rows = rows, Cols = Layout.Inputs(l), Layer = l - 1, Step = step, Seed = settings.DropoutSeed, Rate = settings.DropoutRate });
         }
     }
 
-    public void Update(in AdamStep step) => device.AdamUpdate(Parameters.View, Gradients.View, AdamM.View, AdamV.View, step);
-
     /// <summary>
-    /// One epoch in one launch (<see cref="TrainingPath.FusedEpoch"/>): batches of <paramref name="batchSize"/>
-    /// rows in the given order, Adam with one (learning rate, 1 - b1^t, 1 - b2^t) row of the schedule per step.
+    /// Forward, loss and backward for rows [offset, offset + rows) of <paramref name="data"/> (in
+    /// <paramref name="order"/> when given) at step <paramref name="step"/> (from 0): <see cref="Gradients"/>
+    /// holds d mean loss / d parameter, the data's sample slots each row's loss and correctness.
     /// </summary>
-    public void TrainEpochFused(DeviceBuffer<float> features, DeviceBuffer<float> labels, DeviceBuffer<int> order, int batchSize,
-        DeviceBuffer<float> schedule, DeviceBuffer<float> sampleLoss, DeviceBuffer<float> sampleCorrect, float weightDecay = 0f,
-        float dropoutRate = 0f, uint dropoutSeed = 0, int firstStep = 0)
+    public void ComputeGradient(DeviceDataset data, int offset, int rows, DeviceBuffer<int>? order, in StepSettings settings, int step)
     {
-        CheckInputs(features);
-        var fused = Fused(Math.Min(batchSize, features.Rows));
-        device.TrainEpochFused(new FusedEpochArgs
+        var input = Input(data.Features, offset, order);
+        Forward(input, rows, settings, step);
+        device.BinaryCrossEntropy(new LossArgs
         {
-            Features = features.View, Labels = labels.View, Order = order.View, SampleLoss = sampleLoss.View, SampleCorrect = sampleCorrect.View,
-            Parameters = Parameters.View, AdamM = AdamM.View, AdamV = AdamV.View,
-            ThreadGradients = fused.ThreadGradients.View, Scratch = fused.Scratch.View, Widths = fused.Widths.View, Schedule = schedule.View,
-            Rows = features.Rows, BatchSize = batchSize, Layers = Layout.Layers, ParameterCount = Layout.Count,
-            RowsPerThread = fused.RowsPerThread, ActivationWidth = fused.ActivationWidth,
-            Beta1 = AdamStep.DefaultBeta1, Beta2 = AdamStep.DefaultBeta2, Epsilon = AdamStep.DefaultEpsilon, WeightDecay = weightDecay,
-            DropoutRate = dropoutRate, DropoutSeed = dropoutSeed, FirstStep = firstStep,
+            Logits = Logits.View,
+            Labels = order is null ? RowSource.InPlace(data.Labels.View, 1, noIndex.View, offset) : RowSource.Gather(data.Labels.View, 1, order.View, offset),
+            LogitGradient = LogitGradient.View,
+            SampleLoss = data.SampleLoss.View, SampleCorrect = data.SampleCorrect.View,
+            Rows = rows, GradientScale = 1f / rows,
         });
+        Backward(input, rows, settings, step);
     }
 
-    /// <summary>The fused kernels' buffers for batches of up to <paramref name="rows"/> rows, made once and kept while big enough.</summary>
-    private FusedBuffers Fused(int rows)
+    /// <summary>One layered training step: <see cref="ComputeGradient"/>, then Adam.</summary>
+    public void TrainStep(DeviceDataset data, int offset, int rows, DeviceBuffer<int>? order, in StepSettings settings, int step, in AdamStep adam)
     {
-        int threads = device.FusedThreads;
-        int rowsPerThread = Math.Max(1, (rows + threads - 1) / threads);
-        if (fused is not null && fused.RowsPerThread >= rowsPerThread)
-            return fused;
-        fused?.Dispose();
-        int activationWidth = Layout.Widths.Skip(1).Sum();
-        fused = new FusedBuffers(device.Allocate<float>(threads, Layout.Count),
-            device.Allocate<float>(threads, 2 * rowsPerThread * activationWidth), device.Upload<int>(Layout.Widths.ToArray(), Layout.Widths.Count),
-            rowsPerThread, activationWidth);
-        return fused;
+        ComputeGradient(data, offset, rows, order, settings, step);
+        device.AdamUpdate(Parameters.View, Gradients.View, AdamM.View, AdamV.View, adam);
     }
 
     /// <summary>
-    /// Forward and loss over a whole (n, inputs) matrix, in chunks of <see cref="CapacityRows"/>: each
-    /// sample's loss and correctness land in <paramref name="sampleLoss"/> and <paramref name="sampleCorrect"/>.
+    /// One epoch over <paramref name="data"/> in <paramref name="order"/>: batches of <paramref name="batchSize"/>
+    /// rows, batch k taking Adam step <paramref name="schedule"/>[k] and the dropout mask of step
+    /// <paramref name="firstStep"/> + k. On <see cref="Path"/>: one launch (CPU epoch) or launches per step.
+    /// <paramref name="onBatch"/> hears (batches queued, batches in the epoch).
     /// </summary>
-    public void Score(DeviceBuffer<float> features, DeviceBuffer<float> labels, DeviceBuffer<float> sampleLoss, DeviceBuffer<float> sampleCorrect)
+    public void TrainEpoch(DeviceDataset data, DeviceBuffer<int> order, int batchSize, ReadOnlySpan<AdamStep> schedule, in StepSettings settings,
+        int firstStep, Action<int, int>? onBatch = null)
     {
-        CheckInputs(features);
-        if (Path == TrainingPath.FusedEpoch)
+        int steps = (data.Rows + batchSize - 1) / batchSize;
+        if (schedule.Length != steps)
+            throw new ArgumentException($"an epoch of {data.Rows} rows in batches of {batchSize} takes {steps} Adam steps, the schedule has {schedule.Length}");
+        if (Path == TrainingPath.Layered)
         {
-            if (identityOrder is null || identityOrder.Rows < features.Rows)
+            for (int k = 0; k < steps; k++)
             {
-                identityOrder?.Dispose();
-                identityOrder = device.Upload<int>(Enumerable.Range(0, features.Rows).ToArray(), features.Rows);
+                int offset = k * batchSize;
+                TrainStep(data, offset, Math.Min(batchSize, data.Rows - offset), order, settings, firstStep + k, schedule[k]);
+                onBatch?.Invoke(k + 1, steps);
             }
-            var fused = Fused(1);
-            device.ScoreFused(new FusedEpochArgs
-            {
-                Features = features.View, Labels = labels.View, Order = identityOrder.View, SampleLoss = sampleLoss.View, SampleCorrect = sampleCorrect.View,
-                Parameters = Parameters.View, AdamM = AdamM.View, AdamV = AdamV.View,
-                ThreadGradients = fused.ThreadGradients.View, Scratch = fused.Scratch.View, Widths = fused.Widths.View, Schedule = noIndex.View.Cast<float>(),
-                Rows = features.Rows, BatchSize = 1, Layers = Layout.Layers, ParameterCount = Layout.Count,
-                RowsPerThread = fused.RowsPerThread, ActivationWidth = fused.ActivationWidth,
-            });
             return;
         }
-        for (int offset = 0; offset < features.Rows; offset += CapacityRows)
+        CheckInputs(data.Features);
+        Schedule(steps).CopyFrom(0, schedule);
+        var buffers = CpuEpoch(Math.Min(batchSize, data.Rows));
+        device.TrainCpuEpoch(new CpuEpochArgs
         {
-            int rows = Math.Min(CapacityRows, features.Rows - offset);
-            Forward(Input(features, offset), rows);
-            device.BinaryCrossEntropy(new LossArgs
-            {
-                Logits = Logits.View,
-                Labels = RowSource.InPlace(labels.View, 1, noIndex.View, offset),
-                LogitGradient = LogitGradient.View,
-                SampleLoss = sampleLoss.View, SampleCorrect = sampleCorrect.View,
-                Rows = rows, GradientScale = 1f / rows,
-            });
+            Features = data.Features.View, Labels = data.Labels.View, Order = order.View, SampleLoss = data.SampleLoss.View, SampleCorrect = data.SampleCorrect.View,
+            Parameters = Parameters.View, AdamM = AdamM.View, AdamV = AdamV.View,
+            ThreadGradients = buffers.ThreadGradients.View, Scratch = buffers.Scratch.View, Layers = layers.View, Schedule = Schedule(steps).View,
+            Rows = data.Rows, BatchSize = batchSize, RowsPerThread = buffers.RowsPerThread, Settings = settings, FirstStep = firstStep,
+        }, Layout);
+        onBatch?.Invoke(steps, steps);
+    }
+
+    /// <summary>Room for an epoch's Adam steps on the device, made once and kept while big enough.</summary>
+    private DeviceBuffer<AdamStep> Schedule(int steps)
+    {
+        if (schedule is null || schedule.Rows < steps)
+        {
+            schedule?.Dispose();
+            schedule = device.Allocate<AdamStep>(steps);
         }
+        return schedule;
+    }
+
+    /// <summary>The CPU epoch's buffers for batches of up to <paramref name="rows"/> rows, made once and kept while big enough.</summary>
+    private CpuEpochBuffers CpuEpoch(int rows)
+    {
+        int threads = device.CpuEpochThreads;
+        int rowsPerThread = Math.Max(1, (rows + threads - 1) / threads);
+        if (cpuEpoch is not null && cpuEpoch.RowsPerThread >= rowsPerThread)
+            return cpuEpoch;
+        cpuEpoch?.Dispose();
+        cpuEpoch = new CpuEpochBuffers(device.Allocate<float>(threads, Layout.Count),
+            device.Allocate<float>(threads, 2 * rowsPerThread * Layout.ActivationWidth), rowsPerThread);
+        return cpuEpoch;
+    }
+
+    /// <summary>Forward and loss over all of <paramref name="data"/> with no dropout: its mean loss and accuracy.</summary>
+    public (double Loss, double Accuracy) Score(DeviceDataset data)
+    {
+        CheckInputs(data.Features);
+        if (Path == TrainingPath.CpuEpoch)
+        {
+            if (identityOrder is null || identityOrder.Rows < data.Rows)
+            {
+                identityOrder?.Dispose();
+                identityOrder = device.Upload<int>(Enumerable.Range(0, data.Rows).ToArray(), data.Rows);
+            }
+            var buffers = CpuEpoch(1);
+            device.ScoreCpuEpoch(new CpuEpochArgs
+            {
+                Features = data.Features.View, Labels = data.Labels.View, Order = identityOrder.View, SampleLoss = data.SampleLoss.View, SampleCorrect = data.SampleCorrect.View,
+                Parameters = Parameters.View, AdamM = AdamM.View, AdamV = AdamV.View,
+                ThreadGradients = buffers.ThreadGradients.View, Scratch = buffers.Scratch.View, Layers = layers.View, Schedule = Schedule(1).View,
+                Rows = data.Rows, BatchSize = 1, RowsPerThread = buffers.RowsPerThread,
+            }, Layout);
+        }
+        else
+        {
+            var noDropout = new StepSettings();
+            for (int offset = 0; offset < data.Rows; offset += CapacityRows)
+            {
+                int rows = Math.Min(CapacityRows, data.Rows - offset);
+                Forward(Input(data.Features, offset), rows, noDropout, 0);
+                device.BinaryCrossEntropy(new LossArgs
+                {
+                    Logits = Logits.View,
+                    Labels = RowSource.InPlace(data.Labels.View, 1, noIndex.View, offset),
+                    LogitGradient = LogitGradient.View,
+                    SampleLoss = data.SampleLoss.View, SampleCorrect = data.SampleCorrect.View,
+                    Rows = rows, GradientScale = 1f / rows,
+                });
+            }
+        }
+        return data.ReadMetrics();
     }
 
     /// <summary>P(hit) for every row of a (n, inputs) matrix.</summary>
     public float[] PredictProbabilities(DeviceBuffer<float> features)
     {
         var result = new float[features.Rows];
+        var noDropout = new StepSettings();
         for (int offset = 0; offset < features.Rows; offset += CapacityRows)
         {
             int rows = Math.Min(CapacityRows, features.Rows - offset);
-            Forward(Input(features, offset), rows);
+            Forward(Input(features, offset), rows, noDropout, 0);
             device.ApplyActivation(Logits.View, probabilities.View, rows, Activation.Sigmoid);
             probabilities.CopyTo(0, result.AsSpan(offset, rows));
         }
@@ -294,49 +339,13 @@ public sealed class Network : IDisposable
             b.Dispose();
         probabilities.Dispose();
         noIndex.Dispose();
-        fused?.Dispose();
+        layers.Dispose();
+        cpuEpoch?.Dispose();
+        schedule?.Dispose();
         identityOrder?.Dispose();
         Parameters.Dispose();
         Gradients.Dispose();
         AdamM.Dispose();
         AdamV.Dispose();
-    }
-
-    // ---- reference: the whole network's mean loss and its gradient, on the host, in any float type ----
-
-    /// <summary>
-    /// Mean binary cross-entropy of the network over (rows, inputs) <paramref name="x"/> and labels
-    /// <paramref name="y"/>, and (when <paramref name="gradient"/> is not empty) d loss / d parameter,
-    /// built from the layer references alone.
-    /// </summary>
-    public static T LossAndGradientReference<T>(ParameterLayout layout, ReadOnlySpan<T> parameters, ReadOnlySpan<T> x, ReadOnlySpan<T> y,
-        int rows, Span<T> gradient) where T : IFloatingPointIeee754<T>
-    {
-        var activations = new T[layout.Layers + 1][];
-        activations[0] = x.ToArray();
-        for (int l = 0; l < layout.Layers; l++)
-        {
-            activations[l + 1] = new T[rows * layout.Outputs(l)];
-            Dense.ForwardReference<T>(activations[l], parameters.Slice(layout.WeightOffset(l), layout.Outputs(l) * layout.Inputs(l)),
-                parameters.Slice(layout.BiasOffset(l), layout.Outputs(l)), activations[l + 1], rows, layout.Inputs(l), layout.Outputs(l), layout.ActivationOf(l));
-        }
-        T loss = T.Zero, n = T.CreateChecked(rows);
-        var delta = new T[rows];
-        for (int r = 0; r < rows; r++)
-        {
-            loss += Loss.BinaryCrossEntropyReference(activations[^1][r], y[r]);
-            delta[r] = Loss.GradientReference(activations[^1][r], y[r]) / n;
-        }
-        if (gradient.IsEmpty)
-            return loss / n;
-        for (int l = layout.Layers - 1; l >= 0; l--)
-        {
-            var inputDelta = l > 0 ? new T[rows * layout.Inputs(l)] : [];
-            Dense.BackwardReference<T>(activations[l], parameters.Slice(layout.WeightOffset(l), layout.Outputs(l) * layout.Inputs(l)), delta,
-                gradient.Slice(layout.WeightOffset(l), layout.Outputs(l) * layout.Inputs(l)), gradient.Slice(layout.BiasOffset(l), layout.Outputs(l)),
-                inputDelta, rows, layout.Inputs(l), layout.Outputs(l), l > 0 ? layout.ActivationOf(l - 1) : Activation.Identity);
-            delta = inputDelta;
-        }
-        return loss / n;
     }
 }

@@ -33,13 +33,4 @@ public static class Split
         test.Sort();
         return new SplitIndices(train.ToArray(), validation.ToArray(), test.ToArray());
     }
-
-    /// <summary><paramref name="rows"/> row indices drawn with replacement (bagging): about 63% of the rows, some more than once.</summary>
-    public static int[] Bootstrap(int rows, Random rng)
-    {
-        var drawn = new int[rows];
-        for (int i = 0; i < rows; i++)
-            drawn[i] = rng.Next(rows);
-        return drawn;
-    }
 }

@@ -89,6 +89,12 @@ public sealed record TrainingOptions
 
     /// <summary>Seed of ensemble member k: member 0 uses the run's seed, so a one-network run is unchanged.</summary>
     public int MemberSeed(int member) => Seed + 7919 * member;
+
+    /// <summary>How each of member k's steps runs: Adam (Keras' constants), the weight decay, and its own dropout masks.</summary>
+    public StepSettings StepSettingsFor(int member) => StepSettings.Default with
+    {
+        WeightDecay = WeightDecay, DropoutRate = Dropout, DropoutSeed = (uint)MemberSeed(member) * 2654435761u + 12345u,
+    };
 }
 
 /// <summary>One epoch of one ensemble member (member counts from 0).</summary>
@@ -116,9 +122,6 @@ public sealed record TrainingResult(
 
 public static class Trainer
 {
-    /// <summary>Evaluation passes take up to this many rows at a time.</summary>
-    public const int EvaluationRows = 1024;
-
     /// <summary>
     /// Trains the network (or each member of the ensemble) on one stratified split. <paramref name="onEpoch"/>
     /// hears each epoch's metrics; <paramref name="onBatch"/> (member, epoch, batches done, batches per epoch) is
@@ -139,10 +142,10 @@ public static class Trainer
         var standardizer = Standardizer.Fit(encoding.Apply(train.Features), encoding.Width, options.QuantileTransform, options.PiecewiseBins);
         var layout = ParameterLayout.ForClassifier(standardizer.OutputWidth, options.Hidden);
 
-        using var trainSet = DeviceSet.Upload(device, train, encoding, standardizer);
+        using var trainSet = new DeviceDataset(device, standardizer.Apply(encoding.Apply(train.Features)), standardizer.OutputWidth, train.Labels!);
         var validationPart = data.Subset(split.Validation);
-        using var validationSet = DeviceSet.Upload(device, validationPart, encoding, standardizer);
-        using var network = new Network(device, layout, Math.Max(options.BatchSize, EvaluationRows), layout.Initialize(options.Seed));
+        using var validationSet = new DeviceDataset(device, standardizer.Apply(encoding.Apply(validationPart.Features)), standardizer.OutputWidth, validationPart.Labels!);
+        using var network = new Network(device, layout, Math.Max(options.BatchSize, Network.ChunkRows));
         network.Path = options.Path ?? device.PreferredTrainingPath;
 
         var members = new List<float[]>();
@@ -150,7 +153,6 @@ public static class Trainer
         var outcomes = new List<MemberOutcome>();
         for (int member = 0; member < options.EnsembleSize; member++)
         {
-            network.Reset(layout.Initialize(options.MemberSeed(member)));
             var outcome = TrainMember(device, network, trainSet, validationSet, options, member, history, onEpoch, onBatch);
             outcomes.Add(outcome);
             members.Add(outcome.Parameters);
@@ -175,141 +177,100 @@ public static class Trainer
             stopped.Any() ? string.Join("; ", stopped) : null, outcomes.Any(o => o.Diverged));
     }
 
-    private sealed record MemberOutcome(float[] Parameters, int KeptEpoch, string? StoppedEarly, bool Diverged);
-
-    private static MemberOutcome TrainMember(ComputeDevice device, Network network, DeviceSet trainSet, DeviceSet validationSet,
+    private static MemberOutcome TrainMember(ComputeDevice device, Network network, DeviceDataset trainSet, DeviceDataset validationSet,
         TrainingOptions options, int member, List<EpochMetrics> history, Action<EpochMetrics>? onEpoch, Action<int, int, int, int>? onBatch)
     {
+        network.Reset(network.Layout.Initialize(options.MemberSeed(member)));
         using var order = device.Allocate<int>(trainSet.Rows);
         int stepsPerEpoch = (trainSet.Rows + options.BatchSize - 1) / options.BatchSize;
         int totalSteps = stepsPerEpoch * options.Epochs;
-        using var schedule = device.Allocate<float>(stepsPerEpoch, 3);
-        var scheduleOnHost = new float[stepsPerEpoch * 3];
-        uint dropoutSeed = (uint)options.MemberSeed(member) * 2654435761u + 12345u;
-        AdamStep StepAt(int t) => AdamStep.At(t, options.LearningRateAt(t, totalSteps, stepsPerEpoch), weightDecay: options.WeightDecay);
+        var settings = options.StepSettingsFor(member);
+        var schedule = new AdamStep[stepsPerEpoch];
 
         var shuffleRng = new Random(options.MemberSeed(member) + 1);
         // Bagging draws the member's rows once, with replacement; each epoch shuffles that draw.
-        var orderOnHost = options.Bootstrap ? Split.Bootstrap(trainSet.Rows, shuffleRng) : Enumerable.Range(0, trainSet.Rows).ToArray();
-        var averaged = options.AverageLastEpochs > 0 ? new double[network.Layout.Count] : null;
-        int step = 0;
-        // The weights to keep: the last epoch's, with early stopping the best epoch's by validation loss, or
-        // with weight averaging the mean of the last epochs' (the history's metrics are each epoch's own).
-        var kept = network.Parameters.ToArray();
-        int keptEpoch = 0;
-        double bestValidationLoss = double.PositiveInfinity;
-        for (int epoch = 1; epoch <= options.Epochs; epoch++)
+        var orderOnHost = options.Bootstrap ? BootstrapSample(trainSet.Rows, shuffleRng) : Enumerable.Range(0, trainSet.Rows).ToArray();
+        var progress = new MemberProgress(options, network.Parameters.ToArray());
+        for (int epoch = 1, step = 0; epoch <= options.Epochs; epoch++, step += stepsPerEpoch)
         {
             var epochClock = Stopwatch.StartNew();
             shuffleRng.Shuffle(orderOnHost);
             order.CopyFrom(orderOnHost);
-            if (network.Path == TrainingPath.FusedEpoch)
-            {
-                for (int k = 0; k < stepsPerEpoch; k++)
-                {
-                    var s = StepAt(step + k + 1);
-                    (scheduleOnHost[k * 3], scheduleOnHost[k * 3 + 1], scheduleOnHost[k * 3 + 2]) = (s.LearningRate, s.BiasCorrection1, s.BiasCorrection2);
-                }
-                schedule.CopyFrom(scheduleOnHost);
-                network.TrainEpochFused(trainSet.Features, trainSet.Labels, order, options.BatchSize, schedule, trainSet.SampleLoss, trainSet.SampleCorrect,
-                    options.WeightDecay, options.Dropout, dropoutSeed, firstStep: step);
-                step += stepsPerEpoch;
-                onBatch?.Invoke(member, epoch, stepsPerEpoch, stepsPerEpoch);
-            }
-            else for (int offset = 0; offset < trainSet.Rows; offset += options.BatchSize)
-            {
-                int rows = Math.Min(options.BatchSize, trainSet.Rows - offset);
-                var input = network.Input(trainSet.Features, offset, order);
-                network.Forward(input, rows, options.Dropout, dropoutSeed, step);
-                device.BinaryCrossEntropy(new LossArgs
-                {
-                    Logits = network.Logits.View,
-                    Labels = RowSource.Gather(trainSet.Labels.View, 1, order.View, offset),
-                    LogitGradient = network.LogitGradient.View,
-                    SampleLoss = trainSet.SampleLoss.View, SampleCorrect = trainSet.SampleCorrect.View,
-                    Rows = rows, GradientScale = 1f / rows,
-                });
-                network.Backward(input, rows, options.Dropout, dropoutSeed, step);
-                network.Update(StepAt(++step));
-                onBatch?.Invoke(member, epoch, offset / options.BatchSize + 1, stepsPerEpoch);
-            }
+            for (int k = 0; k < stepsPerEpoch; k++)
+                schedule[k] = AdamStep.At(step + k + 1, options.LearningRateAt(step + k + 1, totalSteps, stepsPerEpoch), settings);
+            int currentEpoch = epoch;
+            network.TrainEpoch(trainSet, order, options.BatchSize, schedule, settings, firstStep: step,
+                onBatch is null ? null : (done, total) => onBatch(member, currentEpoch, done, total));
             var (trainLoss, trainAccuracy) = trainSet.ReadMetrics();
-            var (validationLoss, validationAccuracy) = validationSet.Score(network);
+            var (validationLoss, validationAccuracy) = network.Score(validationSet);
             var metrics = new EpochMetrics(epoch, trainLoss, trainAccuracy, validationLoss, validationAccuracy, epochClock.Elapsed.TotalSeconds, member);
             history.Add(metrics);
             onEpoch?.Invoke(metrics);
-
-            if (!double.IsFinite(trainLoss) || !double.IsFinite(validationLoss))
-            {
-                string stopped = $"loss became {(double.IsFinite(trainLoss) ? validationLoss : trainLoss)} in epoch {epoch} (learning rate too high?); " +
-                    (keptEpoch > 0 ? $"kept the weights of epoch {keptEpoch}" : "kept the initial weights");
-                return new MemberOutcome(kept, keptEpoch, stopped, Diverged: true);
-            }
-            bool improved = validationLoss < bestValidationLoss;
-            if (improved)
-                bestValidationLoss = validationLoss;
-            if (options.EarlyStoppingPatience == 0 || improved)
-            {
-                kept = network.Parameters.ToArray();
-                keptEpoch = epoch;
-                if (averaged is not null && epoch > options.Epochs - options.AverageLastEpochs)
-                    for (int i = 0; i < kept.Length; i++)
-                        averaged[i] += kept[i];
-            }
-            else if (epoch - keptEpoch >= options.EarlyStoppingPatience)
-            {
-                return new MemberOutcome(kept, keptEpoch,
-                    $"validation loss has not improved for {options.EarlyStoppingPatience} epochs; kept the weights of epoch {keptEpoch}", Diverged: false);
-            }
+            if (!progress.GoesOn(epoch, trainLoss, validationLoss, network.Parameters.ToArray))
+                break;
         }
-        if (averaged is not null)
-            kept = averaged.Select(sum => (float)(sum / options.AverageLastEpochs)).ToArray();
-        return new MemberOutcome(kept, keptEpoch, null, Diverged: false);
+        return progress.Outcome();
+    }
+
+    /// <summary><paramref name="rows"/> row indices drawn with replacement (bagging): about 63% of the rows, some more than once.</summary>
+    public static int[] BootstrapSample(int rows, Random rng)
+    {
+        var drawn = new int[rows];
+        for (int i = 0; i < rows; i++)
+            drawn[i] = rng.Next(rows);
+        return drawn;
     }
 }
 
-/// <summary>One part of the data on the device: standardised features, labels and per-sample metric slots.</summary>
-internal sealed class DeviceSet : IDisposable
+/// <summary>What one member's training ended with: the weights kept, from which epoch, and why it stopped early, if it did.</summary>
+internal sealed record MemberOutcome(float[] Parameters, int KeptEpoch, string? StoppedEarly, bool Diverged);
+
+/// <summary>
+/// One member's bookkeeping across epochs: which weights to keep (the last epoch's; with early stopping the
+/// best epoch's by validation loss; with weight averaging the mean of the last epochs'), and whether to go on
+/// (not after a loss that is not finite, nor past the early-stopping patience).
+/// </summary>
+internal sealed class MemberProgress(TrainingOptions options, float[] initial)
 {
-    public required DeviceBuffer<float> Features { get; init; }      // (rows, encoded width), standardised
-    public required DeviceBuffer<float> Labels { get; init; }        // (rows)
-    public required DeviceBuffer<float> SampleLoss { get; init; }    // (rows)
-    public required DeviceBuffer<float> SampleCorrect { get; init; } // (rows)
-    public int Rows => Labels.Rows;
+    private float[] kept = initial;
+    private int keptEpoch;
+    private double bestValidationLoss = double.PositiveInfinity;
+    private readonly double[]? averaged = options.AverageLastEpochs > 0 ? new double[initial.Length] : null;
+    private string? stoppedEarly;
+    private bool diverged;
 
-    public static DeviceSet Upload(ComputeDevice device, SongTable table, FeatureEncoding encoding, Standardizer standardizer) => new()
+    /// <summary>Takes the epoch's losses (and the current weights, read only when kept); false: stop here.</summary>
+    public bool GoesOn(int epoch, double trainLoss, double validationLoss, Func<float[]> currentWeights)
     {
-        Features = device.Upload<float>(standardizer.Apply(encoding.Apply(table.Features)), table.Count, standardizer.OutputWidth),
-        Labels = device.Upload<float>(table.Labels!, table.Count),
-        SampleLoss = device.Allocate<float>(table.Count),
-        SampleCorrect = device.Allocate<float>(table.Count),
-    };
-
-    public (double Loss, double Accuracy) Score(Network network)
-    {
-        network.Score(Features, Labels, SampleLoss, SampleCorrect);
-        return ReadMetrics();
-    }
-
-    /// <summary>Mean loss and accuracy from the per-sample slots, summed on the host in a fixed order.</summary>
-    public (double Loss, double Accuracy) ReadMetrics()
-    {
-        var loss = SampleLoss.ToArray();
-        var correct = SampleCorrect.ToArray();
-        double lossSum = 0, correctSum = 0;
-        for (int i = 0; i < loss.Length; i++)
+        if (!double.IsFinite(trainLoss) || !double.IsFinite(validationLoss))
         {
-            lossSum += loss[i];
-            correctSum += correct[i];
+            stoppedEarly = $"loss became {(double.IsFinite(trainLoss) ? validationLoss : trainLoss)} in epoch {epoch} (learning rate too high?); " +
+                (keptEpoch > 0 ? $"kept the weights of epoch {keptEpoch}" : "kept the initial weights");
+            diverged = true;
+            return false;
         }
-        return (lossSum / loss.Length, correctSum / loss.Length);
+        bool improved = validationLoss < bestValidationLoss;
+        if (improved)
+            bestValidationLoss = validationLoss;
+        if (options.EarlyStoppingPatience == 0 || improved)
+        {
+            kept = currentWeights();
+            keptEpoch = epoch;
+            if (averaged is not null && epoch > options.Epochs - options.AverageLastEpochs)
+                for (int i = 0; i < kept.Length; i++)
+                    averaged[i] += kept[i];
+            return true;
+        }
+        if (epoch - keptEpoch < options.EarlyStoppingPatience)
+            return true;
+        stoppedEarly = $"validation loss has not improved for {options.EarlyStoppingPatience} epochs; kept the weights of epoch {keptEpoch}";
+        return false;
     }
 
-    public void Dispose()
+    public MemberOutcome Outcome()
     {
-        Features.Dispose();
-        Labels.Dispose();
-        SampleLoss.Dispose();
-        SampleCorrect.Dispose();
+        // Weight averaging (never with early stopping): the mean of the last epochs' weights, unless training diverged first.
+        var weights = averaged is not null && !diverged ? averaged.Select(sum => (float)(sum / options.AverageLastEpochs)).ToArray() : kept;
+        return new MemberOutcome(weights, keptEpoch, stoppedEarly, diverged);
     }
 }

@@ -30,7 +30,7 @@ public sealed class AdamTests(AcceleratorFixture fixture)
 
         float[] pDecay = [1f];
         float[] mDecay = new float[1], vDecay = new float[1];
-        Adam.UpdateReference(pDecay, [0.5f], mDecay, vDecay, AdamStep.At(1, 0.1f, weightDecay: 0.5f));
+        Adam.UpdateReference(pDecay, [0.5f], mDecay, vDecay, AdamStep.At(1, 0.1f, StepSettings.Default with { WeightDecay = 0.5f }));
         Tolerance.Close(0.85000002, pDecay[0], "p0 with weight decay", 1e-7, 0);
     }
 
@@ -52,7 +52,7 @@ public sealed class AdamTests(AcceleratorFixture fixture)
         for (int t = 1; t <= 3; t++)
         {
             var g = Tolerance.Random(rng, n, 0.1f * t);
-            var step = AdamStep.At(t, 1e-2f, weightDecay: t == 3 ? 0.01f : 0f);
+            var step = AdamStep.At(t, 1e-2f, StepSettings.Default with { WeightDecay = t == 3 ? 0.01f : 0f });
             Adam.UpdateReference(p, g, m, v, step);
             gd.CopyFrom(g);
             device.AdamUpdate(pd.View, gd.View, md.View, vd.View, step);

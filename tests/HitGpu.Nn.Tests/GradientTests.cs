@@ -1,5 +1,5 @@
-// An independent proof of the gradients: the whole network's loss differentiated by central finite
-// differences in double, against the analytic reference; then the device network against that reference.
+// An independent proof of the gradients: the reference step (NetworkReference.Step) differentiated by
+// central finite differences in double, with and without dropout; then the device network against it.
 using HitGpu.Nn;
 
 namespace HitGpu.Nn.Tests;
@@ -23,51 +23,54 @@ public sealed class GradientTests(AcceleratorFixture fixture)
         return (parameters, x, y);
     }
 
-    [Fact]
-    public void Reference_gradient_matches_finite_differences_for_every_parameter()
+    public static TheoryData<float> DropoutRates() => [0f, 0.3f];
+
+    [Theory]
+    [MemberData(nameof(DropoutRates))]
+    public void Reference_gradient_matches_finite_differences_for_every_parameter(float dropout)
     {
+        // The mask is a fixed function of (seed, step, row, layer, unit): the loss stays differentiable in the parameters.
+        var settings = StepSettings.Default with { DropoutRate = dropout, DropoutSeed = 11 };
         var (parameters, x, y) = Problem(seed: 3);
         var analytic = new double[Layout.Count];
-        Network.LossAndGradientReference<double>(Layout, parameters, x, y, Rows, analytic);
+        NetworkReference.Step<double>(Layout, parameters, x, y, Rows, analytic, settings, step: 4);
         Assert.Contains(analytic, g => Math.Abs(g) > 1e-3); // a gradient of zeros would pass trivially
         const double h = 1e-6;
         var shifted = (double[])parameters.Clone();
         for (int i = 0; i < Layout.Count; i++)
         {
             shifted[i] = parameters[i] + h;
-            double up = Network.LossAndGradientReference<double>(Layout, shifted, x, y, Rows, []);
+            double up = NetworkReference.Step<double>(Layout, shifted, x, y, Rows, [], settings, step: 4);
             shifted[i] = parameters[i] - h;
-            double down = Network.LossAndGradientReference<double>(Layout, shifted, x, y, Rows, []);
+            double down = NetworkReference.Step<double>(Layout, shifted, x, y, Rows, [], settings, step: 4);
             shifted[i] = parameters[i];
             // Central differences in double: truncation O(h^2) ~ 1e-12 and rounding ~ 1e-16 / h ~ 1e-10.
             Tolerance.Close(analytic[i], (up - down) / (2 * h), $"d loss / d parameter {i}", abs: 1e-8, rel: 1e-6);
         }
+        if (dropout > 0)
+        {
+            var withoutDropout = new double[Layout.Count];
+            NetworkReference.Step<double>(Layout, parameters, x, y, Rows, withoutDropout, StepSettings.Default, step: 4);
+            Assert.NotEqual(withoutDropout, analytic); // the mask was applied
+        }
     }
 
-    [Fact]
-    public void Device_network_gradient_matches_the_reference()
+    [Theory]
+    [MemberData(nameof(DropoutRates))]
+    public void Device_network_gradient_matches_the_reference(float dropout)
     {
+        var settings = StepSettings.Default with { DropoutRate = dropout, DropoutSeed = 11 };
         var (parameters, x, y) = Problem(seed: 5);
         var expected = new double[Layout.Count];
-        double expectedLoss = Network.LossAndGradientReference<double>(Layout, parameters, x, y, Rows, expected);
+        double expectedLoss = NetworkReference.Step<double>(Layout, parameters, x, y, Rows, expected, settings, step: 4);
 
         var device = fixture.Device;
-        using var network = new Network(device, Layout, Rows, parameters.Select(p => (float)p).ToArray());
-        using var features = device.Upload<float>(x.Select(v => (float)v).ToArray(), Rows, SongData.FeatureCount);
-        using var labels = device.Upload<float>(y.Select(v => (float)v).ToArray(), Rows);
-        using var loss = device.Allocate<float>(Rows);
-        using var correct = device.Allocate<float>(Rows);
-        var input = network.Input(features, 0);
-        network.Forward(input, Rows);
-        device.BinaryCrossEntropy(new LossArgs
-        {
-            Logits = network.Logits.View, Labels = RowSource.InPlace(labels.View, 1, features.View.Cast<int>()),
-            LogitGradient = network.LogitGradient.View, SampleLoss = loss.View, SampleCorrect = correct.View,
-            Rows = Rows, GradientScale = 1f / Rows,
-        });
-        network.Backward(input, Rows);
+        using var network = new Network(device, Layout, Rows);
+        network.Reset(parameters.Select(p => (float)p).ToArray());
+        using var data = new DeviceDataset(device, x.Select(v => (float)v).ToArray(), SongData.FeatureCount, y.Select(v => (float)v).ToArray());
+        network.ComputeGradient(data, 0, Rows, order: null, settings, step: 4);
 
-        Tolerance.Close(expectedLoss, loss.ToArray().Average(), "mean loss", 1e-6, 1e-5);
+        Tolerance.Close(expectedLoss, data.ReadMetrics().Loss, "mean loss", 1e-6, 1e-5);
         var actual = network.Gradients.ToArray();
         // float32 sums of up to 64 products of values around 1: a few ulps of the largest term.
         for (int i = 0; i < Layout.Count; i++)
@@ -78,12 +81,10 @@ public sealed class GradientTests(AcceleratorFixture fixture)
     public void Features_of_another_width_are_refused_before_any_launch()
     {
         var device = fixture.Device;
-        using var network = new Network(device, Layout, 8, Layout.Initialize(0));
-        using var narrow = device.Allocate<float>(8, 14);
-        using var labels = device.Allocate<float>(8);
-        using var loss = device.Allocate<float>(8);
-        using var correct = device.Allocate<float>(8);
-        Assert.Contains("reads 15 inputs per row, the features have 14", Assert.Throws<ArgumentException>(() => network.Input(narrow, 0)).Message);
-        Assert.Throws<ArgumentException>(() => network.Score(narrow, labels, loss, correct));
+        using var network = new Network(device, Layout, 8);
+        using var narrow = new DeviceDataset(device, new float[8 * 14], 14, new float[8]);
+        Assert.Contains("reads 15 inputs per row, the features have 14",
+            Assert.Throws<ArgumentException>(() => network.ComputeGradient(narrow, 0, 8, null, StepSettings.Default, 0)).Message);
+        Assert.Throws<ArgumentException>(() => network.Score(narrow));
     }
 }

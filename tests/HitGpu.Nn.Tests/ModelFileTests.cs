@@ -145,12 +145,58 @@ public sealed class ModelFileTests(AcceleratorFixture fixture) : IDisposable
     {
         // Rewrite the declared widths to 15-8-1 and sign the file again, as a buggy writer would: the
         // checksum then passes, and the shape check must catch it.
-        var bytes = File.ReadAllBytes(Saved());
+        var file = Resigned(File.ReadAllBytes(Saved()), hitgpu =>
+        {
+            hitgpu["widths"] = new JsonArray(15, 8, 1);
+            hitgpu["activations"] = new JsonArray("relu", "identity");
+        });
+        string path = Path.Combine(folder, "shape.hitgpu");
+        File.WriteAllBytes(path, file);
+        var error = Assert.Throws<InputException>(() => ModelFile.Load(path));
+        Assert.Contains("member0.layer0.weight' has shape [64,15], expected [8,15]", error.Message);
+    }
+
+    [Theory]
+    [InlineData("relu,tanh,identity", "unknown activation 'tanh'")]
+    [InlineData("relu,relu,relu", "the last layer must be a logit")]
+    [InlineData("relu,identity", "one activation per layer (3)")]
+    [InlineData("relu,1,identity", "unknown activation '1'")]
+    public void Activations_are_read_and_checked(string activations, string expected)
+    {
+        var file = Resigned(File.ReadAllBytes(Saved()), hitgpu => hitgpu["activations"] = new JsonArray(activations.Split(',').Select(a => (JsonNode)a!).ToArray()));
+        string path = Path.Combine(folder, "activations.hitgpu");
+        File.WriteAllBytes(path, file);
+        Assert.Contains(expected, Assert.Throws<InputException>(() => ModelFile.Load(path)).Message);
+    }
+
+    [Fact]
+    public void The_activations_a_file_names_are_the_ones_it_predicts_with()
+    {
+        // The same weights with a sigmoid after the first layer: the loaded network must apply it.
+        var file = Resigned(File.ReadAllBytes(Saved()), hitgpu => hitgpu["activations"] = new JsonArray("sigmoid", "relu", "identity"));
+        string path = Path.Combine(folder, "sigmoid.hitgpu");
+        File.WriteAllBytes(path, file);
+        var model = ModelFile.Load(path);
+        Assert.Equal(Activation.Sigmoid, model.Layout.ActivationOf(0));
+        var songs = Songs.Value.Subset(Enumerable.Range(0, 50).ToArray());
+        var p = model.PredictProbabilities(fixture.Device, songs);
+        Assert.NotEqual(Trained.Value.Model.PredictProbabilities(fixture.Device, songs), p);
+        // The reference forward: with every label 1, a sample's loss is -log p.
+        var x = model.Standardizer.Apply(model.Encoding.Apply(songs.Features));
+        var loss = new float[songs.Count];
+        NetworkReference.Step<float>(model.Layout, model.Members[0], x, Enumerable.Repeat(1f, songs.Count).ToArray(), songs.Count, [], StepSettings.Default, 0, loss);
+        for (int i = 0; i < songs.Count; i++)
+            Tolerance.Close(Math.Exp(-loss[i]), p[i], $"probability {i}", 1e-5, 1e-4);
+    }
+
+    /// <summary>The file with its HitGpu metadata edited and signed again, as a buggy writer would make it.</summary>
+    private static byte[] Resigned(byte[] bytes, Action<JsonObject> edit)
+    {
         int headerLength = (int)BinaryPrimitives.ReadUInt64LittleEndian(bytes);
         var header = JsonNode.Parse(Encoding.UTF8.GetString(bytes, 8, headerLength))!.AsObject();
         var meta = header["__metadata__"]!.AsObject();
         var hitgpu = JsonNode.Parse((string)meta["hitgpu"]!)!.AsObject();
-        hitgpu["widths"] = new JsonArray(15, 8, 1);
+        edit(hitgpu);
         string metadata = hitgpu.ToJsonString();
         var tensors = bytes.AsSpan(8 + headerLength).ToArray();
         meta["hitgpu"] = metadata;
@@ -160,10 +206,7 @@ public sealed class ModelFileTests(AcceleratorFixture fixture) : IDisposable
         BinaryPrimitives.WriteUInt64LittleEndian(file, (ulong)newHeader.Length);
         newHeader.CopyTo(file, 8);
         tensors.CopyTo(file, 8 + newHeader.Length);
-        string path = Path.Combine(folder, "shape.hitgpu");
-        File.WriteAllBytes(path, file);
-        var error = Assert.Throws<InputException>(() => ModelFile.Load(path));
-        Assert.Contains("member0.layer0.weight' has shape [64,15], expected [8,15]", error.Message);
+        return file;
     }
 
     [Fact]

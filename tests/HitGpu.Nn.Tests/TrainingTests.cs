@@ -8,7 +8,7 @@ public sealed class TrainingTests(AcceleratorFixture fixture)
 {
     private static readonly Lazy<SongTable> Songs = new(SongData.LoadEmbedded90s);
 
-    public static TheoryData<TrainingPath> Paths() => [TrainingPath.Layered, TrainingPath.FusedEpoch];
+    public static TheoryData<TrainingPath> Paths() => [TrainingPath.Layered, TrainingPath.CpuEpoch];
 
     [Theory]
     [MemberData(nameof(Paths))]
@@ -52,16 +52,16 @@ public sealed class TrainingTests(AcceleratorFixture fixture)
     {
         // The same batches and Adam steps; only the order of the gradient sums differs.
         var layered = Trainer.Train(fixture.Device, Songs.Value, TrainingOptions.Study with { Epochs = 1, Path = TrainingPath.Layered });
-        var fused = Trainer.Train(fixture.Device, Songs.Value, TrainingOptions.Study with { Epochs = 1, Path = TrainingPath.FusedEpoch });
-        Tolerance.AllClose(layered.Model.Members[0], fused.Model.Members[0], "parameters after one epoch", abs: 1e-4, rel: 1e-3);
-        Tolerance.Close(layered.History[0].TrainLoss, fused.History[0].TrainLoss, "epoch train loss", 1e-5, 1e-4);
+        var cpuEpoch = Trainer.Train(fixture.Device, Songs.Value, TrainingOptions.Study with { Epochs = 1, Path = TrainingPath.CpuEpoch });
+        Tolerance.AllClose(layered.Model.Members[0], cpuEpoch.Model.Members[0], "parameters after one epoch", abs: 1e-4, rel: 1e-3);
+        Tolerance.Close(layered.History[0].TrainLoss, cpuEpoch.History[0].TrainLoss, "epoch train loss", 1e-5, 1e-4);
 
         // With dropout too: both draw the same mask from (seed, step, row, layer, unit).
         var options = TrainingOptions.Study with { Epochs = 1, Dropout = 0.3f };
         var layeredDropout = Trainer.Train(fixture.Device, Songs.Value, options with { Path = TrainingPath.Layered });
-        var fusedDropout = Trainer.Train(fixture.Device, Songs.Value, options with { Path = TrainingPath.FusedEpoch });
-        Tolerance.AllClose(layeredDropout.Model.Members[0], fusedDropout.Model.Members[0], "parameters after one epoch with dropout", abs: 1e-4, rel: 1e-3);
-        Assert.NotEqual(fused.Model.Members[0], fusedDropout.Model.Members[0]);
+        var cpuEpochDropout = Trainer.Train(fixture.Device, Songs.Value, options with { Path = TrainingPath.CpuEpoch });
+        Tolerance.AllClose(layeredDropout.Model.Members[0], cpuEpochDropout.Model.Members[0], "parameters after one epoch with dropout", abs: 1e-4, rel: 1e-3);
+        Assert.NotEqual(cpuEpoch.Model.Members[0], cpuEpochDropout.Model.Members[0]);
     }
 
     [Theory]
@@ -134,11 +134,11 @@ public sealed class StoppingTests(AcceleratorFixture fixture)
     [Fact]
     public void Bagging_draws_with_replacement_and_is_seeded()
     {
-        var drawn = Split.Bootstrap(20000, new Random(3));
+        var drawn = Trainer.BootstrapSample(20000, new Random(3));
         Assert.All(drawn, i => Assert.InRange(i, 0, 19999));
         double distinct = drawn.Distinct().Count() / 20000.0;
         Assert.InRange(distinct, 0.62, 0.645); // 1 - 1/e = 0.632 of the rows, the rest repeats
-        Assert.Equal(drawn, Split.Bootstrap(20000, new Random(3)));
+        Assert.Equal(drawn, Trainer.BootstrapSample(20000, new Random(3)));
 
         var options = TrainingOptions.Study with { Epochs = 1, EnsembleSize = 2 };
         var bagged = Trainer.Train(fixture.Device, Songs.Value, options with { Bootstrap = true });

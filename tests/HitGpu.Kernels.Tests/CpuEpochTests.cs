@@ -1,0 +1,148 @@
+// The one-launch CPU epoch against its reference (NetworkReference.Step and Adam per batch), both entries
+// (raw pointers and array views); and the dropout kernel against its reference.
+namespace HitGpu.Kernels.Tests;
+
+[Collection(AcceleratorCollection.Name)]
+public sealed class CpuEpochTests(AcceleratorFixture fixture)
+{
+    private readonly ComputeDevice device = fixture.Device;
+
+    public static TheoryData<int[], int, int, bool, float> Cases()
+    {
+        var data = new TheoryData<int[], int, int, bool, float>();
+        foreach (bool throughViews in new[] { false, true })
+        {
+            data.Add([15, 64, 32, 1], 100, 32, throughViews, 0f);
+            data.Add([15, 64, 32, 1], 100, 32, throughViews, 0.3f); // dropout on both hidden layers
+            data.Add([5, 9, 3, 1], 65, 7, throughViews, 0f);   // odd widths, a partial last batch
+            data.Add([4, 1], 13, 1, throughViews, 0.5f);       // logistic regression (no hidden layer to drop), batch of one
+            data.Add([15, 16, 1], 40, 64, throughViews, 0.2f); // one batch larger than the data
+        }
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void Epoch_matches_the_reference_step_by_step(int[] widths, int rows, int batchSize, bool throughViews, float dropout)
+    {
+        var layout = new ParameterLayout(widths);
+        var rng = new Random(rows * 31 + batchSize);
+        var features = Tolerance.Random(rng, rows * widths[0], 2f);
+        var labels = Enumerable.Range(0, rows).Select(_ => (float)rng.Next(2)).ToArray();
+        var order = Enumerable.Range(0, rows).OrderBy(_ => rng.Next()).ToArray();
+        var parameters = Tolerance.Random(rng, layout.Count, 0.5f);
+        var settings = StepSettings.Default with { WeightDecay = 0.01f, DropoutRate = dropout, DropoutSeed = 77 };
+        int steps = (rows + batchSize - 1) / batchSize;
+        // A decaying rate: the schedule is read per step.
+        var schedule = Enumerable.Range(1, steps).Select(t => AdamStep.At(t, 0.01f / t, settings)).ToArray();
+
+        var expected = (float[])parameters.Clone();
+        var m = new float[layout.Count];
+        var v = new float[layout.Count];
+        var expectedLoss = new float[rows];
+        var expectedCorrect = new float[rows];
+        CpuEpoch.TrainReference(layout, features, labels, order, batchSize, schedule, expected, m, v, expectedLoss, expectedCorrect, settings, firstStep: 5);
+
+        var (args, buffers) = Upload(layout, features, labels, order, parameters, Math.Min(batchSize, rows));
+        using (buffers)
+        {
+            using var scheduleOnDevice = device.Upload<AdamStep>(schedule, steps);
+            device.TrainCpuEpoch(args with { Schedule = scheduleOnDevice.View, BatchSize = batchSize, Settings = settings, FirstStep = 5 }, layout, throughViews);
+            // The gradient is summed per thread, then across threads: another order than the reference's, so the
+            // parameters agree to float rounding carried through Adam, not bit for bit.
+            Tolerance.AllClose(expected, buffers.Parameters.ToArray(), "parameters after the epoch", abs: 2e-5, rel: 1e-4);
+            Tolerance.AllClose(m, buffers.M.ToArray(), "Adam m", abs: 1e-6, rel: 1e-4);
+            Tolerance.AllClose(expectedLoss, buffers.Loss.ToArray(), "per-sample loss", abs: 1e-5, rel: 1e-4);
+            Tolerance.AllClose(expectedCorrect, buffers.Correct.ToArray(), "per-sample correctness", 0, 0);
+            Assert.NotEqual(parameters, buffers.Parameters.ToArray()); // it did train
+        }
+    }
+
+    [Theory]
+    [InlineData(false, 1)]
+    [InlineData(true, 1)]
+    [InlineData(false, 829)]
+    [InlineData(true, 65)]
+    public void Score_matches_the_reference_forward(bool throughViews, int rows)
+    {
+        var layout = ParameterLayout.ForClassifier(15, [64, 32]);
+        var rng = new Random(rows);
+        var parameters = Tolerance.Random(rng, layout.Count, 0.5f);
+        var features = Tolerance.Random(rng, rows * 15, 2f);
+        var labels = Enumerable.Range(0, rows).Select(_ => (float)rng.Next(2)).ToArray();
+        var order = Enumerable.Range(0, rows).OrderBy(_ => rng.Next()).ToArray();
+
+        var expectedLoss = new float[rows];
+        var expectedCorrect = new float[rows];
+        var x = order.SelectMany(row => features.AsSpan(row * 15, 15).ToArray()).ToArray();
+        var y = order.Select(row => labels[row]).ToArray();
+        NetworkReference.Step<float>(layout, parameters, x, y, rows, [], StepSettings.Default, 0, expectedLoss, expectedCorrect);
+
+        var (args, buffers) = Upload(layout, features, labels, order, parameters, 1);
+        using (buffers)
+        {
+            using var unusedSchedule = device.Allocate<AdamStep>(1);
+            device.ScoreCpuEpoch(args with { Schedule = unusedSchedule.View, BatchSize = 1 }, layout, throughViews);
+            Tolerance.AllClose(expectedLoss, buffers.Loss.ToArray(), "per-sample loss", abs: 1e-5, rel: 1e-4);
+            Tolerance.AllClose(expectedCorrect, buffers.Correct.ToArray(), "per-sample correctness", 0, 0);
+            Assert.Equal(parameters, buffers.Parameters.ToArray()); // scoring trains nothing
+        }
+    }
+
+    /// <summary>The CPU epoch's device buffers, sized as Network sizes them for batches of up to <paramref name="batchRows"/> rows.</summary>
+    private (CpuEpochArgs Args, EpochBuffers Buffers) Upload(ParameterLayout layout, float[] features, float[] labels, int[] order, float[] parameters, int batchRows)
+    {
+        int rows = labels.Length, threads = device.CpuEpochThreads;
+        int rowsPerThread = (batchRows + threads - 1) / threads;
+        var b = new EpochBuffers(
+            device.Upload<float>(features, rows, layout.Inputs(0)), device.Upload<float>(labels, rows), device.Upload<int>(order, rows),
+            device.Allocate<float>(rows), device.Allocate<float>(rows), device.Upload<float>(parameters, layout.Count),
+            device.Allocate<float>(layout.Count), device.Allocate<float>(layout.Count),
+            device.Allocate<float>(threads, layout.Count), device.Allocate<float>(threads, 2 * rowsPerThread * layout.ActivationWidth),
+            device.Upload<LayerShape>(layout.Shapes, layout.Layers));
+        b.M.Clear();
+        b.V.Clear();
+        return (new CpuEpochArgs
+        {
+            Features = b.Features.View, Labels = b.Labels.View, Order = b.Order.View, SampleLoss = b.Loss.View, SampleCorrect = b.Correct.View,
+            Parameters = b.Parameters.View, AdamM = b.M.View, AdamV = b.V.View, ThreadGradients = b.Gradients.View, Scratch = b.Scratch.View,
+            Layers = b.Layers.View, Rows = rows, RowsPerThread = rowsPerThread,
+        }, b);
+    }
+
+    private sealed record EpochBuffers(DeviceBuffer<float> Features, DeviceBuffer<float> Labels, DeviceBuffer<int> Order, DeviceBuffer<float> Loss,
+        DeviceBuffer<float> Correct, DeviceBuffer<float> Parameters, DeviceBuffer<float> M, DeviceBuffer<float> V, DeviceBuffer<float> Gradients,
+        DeviceBuffer<float> Scratch, DeviceBuffer<LayerShape> Layers) : IDisposable
+    {
+        public void Dispose()
+        {
+            foreach (var buffer in new[] { Features, Labels, Loss, Correct, Parameters, M, V, Gradients, Scratch })
+                buffer.Dispose();
+            Order.Dispose();
+            Layers.Dispose();
+        }
+    }
+
+    [Theory]
+    [InlineData(0.1f)]
+    [InlineData(0.5f)]
+    public void Dropout_kernel_matches_its_reference_and_drops_the_rate(float rate)
+    {
+        int rows = 257, cols = 64;
+        var values = Tolerance.Random(new Random(9), rows * cols).Select(v => v + 2f).ToArray(); // all positive
+        var expected = (float[])values.Clone();
+        Dropout.ApplyReference(expected, rows, cols, 123, 4, 1, rate);
+        using var buffer = device.Upload<float>(values, rows, cols);
+        device.ApplyDropout(new DropoutArgs { Values = buffer.View, Rows = rows, Cols = cols, Layer = 1, Step = 4, Seed = 123, Rate = rate });
+        var actual = buffer.ToArray();
+        Tolerance.AllClose(expected, actual, "dropped values", 0, 1e-6);
+        double dropped = actual.Count(v => v == 0f) / (double)actual.Length;
+        Assert.InRange(dropped, rate - 0.03, rate + 0.03); // 16448 draws: the standard error is below 0.004
+        for (int k = 0; k < actual.Length; k++) // each value is dropped or scaled by 1 / (1 - rate)
+            Assert.True(actual[k] == 0f || Math.Abs(actual[k] - values[k] / (1 - rate)) <= 1e-5 * actual[k], $"value {k}: {actual[k]} from {values[k]}");
+        // Another step draws another mask.
+        var next = (float[])values.Clone();
+        Dropout.ApplyReference(next, rows, cols, 123, 5, 1, rate);
+        Assert.NotEqual(expected, next);
+    }
+}
