@@ -25,8 +25,10 @@ public sealed class TrainingArguments
     public Option<string> LogFeatures { get; } = new("--log-features") { Description = "features replaced by log(1 + x), comma-separated, or 'skewed'", DefaultValueFactory = _ => string.Join(",", Defaults.Encoding.LogFeatures) };
     public Option<string> OneHot { get; } = new("--one-hot") { Description = "features one-hot encoded (key, time_signature), comma-separated", DefaultValueFactory = _ => string.Join(",", Defaults.Encoding.OneHotFeatures) };
     public Option<float> Dropout { get; } = new("--dropout") { Description = "probability of dropping each hidden unit while training (0 = off)", DefaultValueFactory = _ => Defaults.Dropout };
-    public Option<bool> Quantile { get; } = new("--quantile") { Description = "map each input to the normal score of its rank among the training values", DefaultValueFactory = _ => Defaults.QuantileTransform };
-    public Option<int> PiecewiseBins { get; } = new("--piecewise-bins") { Description = "encode each input piecewise-linearly over this many quantile bins, instead of --quantile (0 = off)", DefaultValueFactory = _ => Defaults.PiecewiseBins };
+    public Option<string> Inputs { get; } = new("--inputs") { Description = "input transform before standardising: standard (none), quantile (normal score of the rank among the training values) or piecewise (piecewise-linear over quantile bins)", DefaultValueFactory = _ => Defaults.Inputs.Scaling.ToString().ToLowerInvariant() };
+    public Option<int> PiecewiseBins { get; } = new("--piecewise-bins") { Description = "quantile bins of the piecewise-linear inputs (implies --inputs piecewise)", DefaultValueFactory = _ => DefaultPiecewiseBins };
+
+    private const int DefaultPiecewiseBins = 8;
     public Option<bool> Bootstrap { get; } = new("--bootstrap") { Description = "train each ensemble member on its own bootstrap sample of the training part (bagging)", DefaultValueFactory = _ => Defaults.Bootstrap };
     public Option<int> AverageLast { get; } = new("--average-last") { Description = "keep the mean of the weights over the last this many epochs (0 = the last epoch's)", DefaultValueFactory = _ => Defaults.AverageLastEpochs };
     public Option<bool> Study { get; } = new("--study") { Description = "the original study's setup: one 15-64-32-1 network, Adam 1e-3, 20 epochs, raw standardised features" };
@@ -34,12 +36,13 @@ public sealed class TrainingArguments
     public TrainingArguments()
     {
         Schedule.AcceptOnlyFromAmong("constant", "cosine");
+        Inputs.AcceptOnlyFromAmong("standard", "quantile", "piecewise");
     }
 
     public void AddTo(Command command)
     {
         foreach (var option in new Option[] { Epochs, BatchSize, Hidden, LearningRate, WeightDecay, Schedule, WarmupEpochs, Seed, ValidationSplit, TestSplit,
-                     EarlyStopping, Ensemble, Dropout, LogFeatures, OneHot, Quantile, PiecewiseBins, Bootstrap, AverageLast, Study })
+                     EarlyStopping, Ensemble, Dropout, LogFeatures, OneHot, Inputs, PiecewiseBins, Bootstrap, AverageLast, Study })
             command.Add(option);
     }
 
@@ -67,8 +70,7 @@ public sealed class TrainingArguments
                     Names(Get(LogFeatures, string.Join(",", start.Encoding.LogFeatures)), "skewed", FeatureEncoding.SkewedFeatures),
                     Names(Get(OneHot, string.Join(",", start.Encoding.OneHotFeatures)), "categorical", FeatureEncoding.CategoricalFeatures))
                 : start.Encoding,
-            QuantileTransform = Get(Quantile, start.QuantileTransform),
-            PiecewiseBins = Get(PiecewiseBins, start.PiecewiseBins),
+            Inputs = ReadInputs(parsed, start.Inputs),
             Bootstrap = Get(Bootstrap, start.Bootstrap),
             AverageLastEpochs = Get(AverageLast, start.AverageLastEpochs),
             Dropout = Get(Dropout, start.Dropout),
@@ -77,11 +79,25 @@ public sealed class TrainingArguments
         return options;
     }
 
+    /// <summary>--inputs and --piecewise-bins as one transform: bins alone mean piecewise; bins with another transform are a mistake.</summary>
+    private InputTransform ReadInputs(ParseResult parsed, InputTransform start)
+    {
+        bool binsGiven = parsed.GetResult(PiecewiseBins) is { Implicit: false };
+        var scaling = parsed.GetResult(Inputs) is { Implicit: false }
+            ? Enum.Parse<InputScaling>(parsed.GetValue(Inputs)!, ignoreCase: true)
+            : binsGiven ? InputScaling.Piecewise : start.Scaling;
+        if (scaling != InputScaling.Piecewise)
+            return binsGiven
+                ? throw new ArgumentException($"--piecewise-bins applies to --inputs piecewise only, not {scaling.ToString().ToLowerInvariant()}")
+                : new InputTransform(scaling);
+        return InputTransform.Piecewise(binsGiven ? parsed.GetValue(PiecewiseBins) : start.Scaling == InputScaling.Piecewise ? start.Bins : DefaultPiecewiseBins);
+    }
+
     private static string[] Names(string text, string groupName, string[] group) =>
         text.Trim() == groupName ? group : text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
 
     public static string Describe(TrainingOptions o) =>
-        $"network {string.Join("-", ParameterLayout.ForClassifier(Standardizer.OutputWidthFor(o.Encoding.Width, o.PiecewiseBins), o.Hidden).Widths)}" +
+        $"network {string.Join("-", ParameterLayout.ForClassifier(Preprocessing.NetworkInputsFor(o.Encoding, o.Inputs), o.Hidden).Widths)}" +
         (o.EnsembleSize > 1 ? $" x {o.EnsembleSize} (ensemble)" : "") +
         $"; {o.Epochs} epochs, batch {o.BatchSize}, Adam lr {HitGpuCli.Number(o.LearningRate)}" +
         (o.WeightDecay > 0 ? $", weight decay {HitGpuCli.Number(o.WeightDecay)}" : "") +
@@ -92,6 +108,6 @@ public sealed class TrainingArguments
         (o.Bootstrap ? ", bootstrap samples" : "") +
         (o.Encoding.LogFeatures.Count > 0 ? $"; log1p of {string.Join(",", o.Encoding.LogFeatures)}" : "") +
         (o.Encoding.OneHotFeatures.Count > 0 ? $"; one-hot {string.Join(",", o.Encoding.OneHotFeatures)}" : "") +
-        (o.PiecewiseBins > 0 ? $"; piecewise-linear inputs over {o.PiecewiseBins} quantile bins" : o.QuantileTransform ? "; quantile-normalised inputs" : "") +
+        (o.Inputs.Scaling != InputScaling.Standard ? $"; {o.Inputs.Description}" : "") +
         $"; seed {o.Seed}";
 }

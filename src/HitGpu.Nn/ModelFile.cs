@@ -1,6 +1,6 @@
 // The model file: safetensors (8-byte little-endian header length, JSON header, raw little-endian float32
 // tensors), so other tools can read the weights, with everything else HitGpu needs to predict in the
-// header's __metadata__ as JSON: widths and activations, feature names, the standardiser, provenance, and
+// header's __metadata__ as JSON: widths and activations, feature names, the preprocessing, provenance, and
 // a SHA-256 over that JSON and the tensor bytes, so a truncated or edited file is refused.
 using System.Buffers.Binary;
 using System.Security.Cryptography;
@@ -17,18 +17,15 @@ public sealed record ModelProvenance(
     double TrainLoss, double TrainAccuracy, double ValidationLoss, double ValidationAccuracy, double TestAccuracy);
 
 /// <summary>
-/// A trained hit predictor: architecture, the standardiser fitted on its training part, and one parameter
+/// A trained hit predictor: its preprocessing (fitted on its training part), architecture, and one parameter
 /// array per ensemble member (one, unless trained as an ensemble), laid out as <see cref="ParameterLayout"/> says.
 /// </summary>
-public sealed record HitModel(ParameterLayout Layout, Standardizer Standardizer, IReadOnlyList<float[]> Members, ModelProvenance? Provenance)
+public sealed record HitModel(ParameterLayout Layout, Preprocessing Preprocessing, IReadOnlyList<float[]> Members, ModelProvenance? Provenance)
 {
-    /// <summary>How raw features become the network's inputs (before the standardiser).</summary>
-    public FeatureEncoding Encoding { get; init; } = FeatureEncoding.Raw;
-
     /// <summary>P(hit) for every song: the members' probabilities averaged, each computed by the device kernels.</summary>
     public float[] PredictProbabilities(ComputeDevice device, SongTable songs)
     {
-        using var features = device.Upload<float>(Standardizer.Apply(Encoding.Apply(songs.Features)), songs.Count, Standardizer.OutputWidth);
+        using var features = device.Upload<float>(Preprocessing.Apply(songs.Features), songs.Count, Preprocessing.NetworkInputs);
         var sum = new double[songs.Count];
         using var network = new Network(device, Layout, Math.Min(Network.ChunkRows, Math.Max(1, songs.Count)));
         foreach (var member in Members)
@@ -82,13 +79,13 @@ public static class ModelFile
             Activations = Enumerable.Range(0, layout.Layers).Select(l => layout.ActivationOf(l).ToString().ToLowerInvariant()).ToArray(),
             Output = "sigmoid",
             Features = SongData.FeatureNames,
-            LogFeatures = model.Encoding.LogFeatures.ToArray(),
-            OneHotFeatures = model.Encoding.OneHotFeatures.ToArray(),
-            Inputs = model.Encoding.Columns.ToArray(),
-            QuantileKnots = model.Standardizer.QuantileKnots,
-            PiecewiseBins = model.Standardizer.PiecewiseBins,
-            Means = model.Standardizer.Means,
-            Deviations = model.Standardizer.Deviations,
+            LogFeatures = model.Preprocessing.Encoding.LogFeatures.ToArray(),
+            OneHotFeatures = model.Preprocessing.Encoding.OneHotFeatures.ToArray(),
+            Inputs = model.Preprocessing.Encoding.Columns.ToArray(),
+            QuantileKnots = model.Preprocessing.Knots,
+            PiecewiseBins = model.Preprocessing.Transform.Bins,
+            Means = model.Preprocessing.Means,
+            Deviations = model.Preprocessing.Deviations,
             Members = model.Members.Count,
             Training = model.Provenance,
         }, JsonOptions);
@@ -181,15 +178,21 @@ public static class ModelFile
         {
             throw Bad($"feature encoding: {e.Message}");
         }
-        if (metadata.PiecewiseBins < 0 || metadata.PiecewiseBins >= Standardizer.KnotCount || (metadata.PiecewiseBins > 0 && metadata.QuantileKnots is null))
-            throw Bad($"piecewise bins must be 0 to {Standardizer.KnotCount - 1}, and need quantile knots");
-        int inputs = Standardizer.OutputWidthFor(encoding.Width, metadata.PiecewiseBins);
+        // The transform is not stored by name: piecewise bins above 0 say piecewise, knots alone quantile.
+        var transform = metadata.PiecewiseBins != 0 ? InputTransform.Piecewise(metadata.PiecewiseBins)
+            : metadata.QuantileKnots is not null ? InputTransform.Quantile : InputTransform.Standard;
+        Preprocessing preprocessing;
+        try
+        {
+            preprocessing = new Preprocessing(encoding, transform, metadata.QuantileKnots, metadata.Means ?? [], metadata.Deviations ?? []);
+        }
+        catch (ArgumentException e)
+        {
+            throw Bad($"preprocessing: {e.Message}");
+        }
+        int inputs = preprocessing.NetworkInputs;
         if (metadata.Widths is not { Length: >= 2 } widths || widths[0] != inputs || widths[^1] != 1)
             throw Bad($"widths must run from {inputs} inputs (the encoded features) to 1 output");
-        if (metadata.Means?.Length != inputs || metadata.Deviations?.Length != inputs)
-            throw Bad("standardiser must have one mean and one deviation per network input");
-        if (metadata.QuantileKnots is { } knots && (knots.Length != encoding.Width || knots.Any(k => k is null || k.Length < 2 || k.Zip(k.Skip(1)).Any(p => !(p.First <= p.Second)))))
-            throw Bad("quantile knots must be one ascending list per network input");
         var layout = new ParameterLayout(widths, ReadActivations(metadata, widths.Length - 1, Bad));
         if (metadata.Members < 1)
             throw Bad("no ensemble member");
@@ -206,8 +209,7 @@ public static class ModelFile
             }
             members.Add(parameters);
         }
-        var standardizer = new Standardizer(metadata.Means, metadata.Deviations) { QuantileKnots = metadata.QuantileKnots, PiecewiseBins = metadata.PiecewiseBins };
-        return new HitModel(layout, standardizer, members, metadata.Training) { Encoding = encoding };
+        return new HitModel(layout, preprocessing, members, metadata.Training);
     }
 
     /// <summary>One known activation per layer, the last none: the network ends in a logit, and the output is its sigmoid.</summary>

@@ -1,4 +1,4 @@
-// Training: split, standardise, then epochs of shuffled mini-batches with Adam. The data stays on the device
+// Training: split, fit the preprocessing on the training part, then epochs of shuffled mini-batches with Adam. The data stays on the device
 // for the whole run; per epoch the host uploads one shuffled order and reads back one loss and one
 // correctness flag per sample, for the epoch's metrics. Nothing crosses per batch.
 using System.Diagnostics;
@@ -36,10 +36,8 @@ public sealed record TrainingOptions
     public FeatureEncoding Encoding { get; init; } = FeatureEncoding.Raw;
     /// <summary>Probability of dropping each hidden unit during training (inverted dropout; off at evaluation).</summary>
     public float Dropout { get; init; } = 0.15f;
-    /// <summary>Replace each input by the normal score of its rank among the training values before standardising.</summary>
-    public bool QuantileTransform { get; init; } = true;
-    /// <summary>Piecewise-linear encoding of each input over this many quantile bins (instead of the quantile transform); 0 = off.</summary>
-    public int PiecewiseBins { get; init; } = 0;
+    /// <summary>How each encoded feature becomes network inputs before standardising: as it is, quantile-normalised, or piecewise-linear.</summary>
+    public InputTransform Inputs { get; init; } = InputTransform.Quantile;
     /// <summary>Each member trains on its own bootstrap sample of the training part (bagging); false: on all of it.</summary>
     public bool Bootstrap { get; init; } = false;
     /// <summary>Keep the mean of the weights after each of the last this many epochs (weight averaging); 0 = the last epoch's.</summary>
@@ -51,7 +49,7 @@ public sealed record TrainingOptions
     public static readonly TrainingOptions Study = new()
     {
         Epochs = 20, BatchSize = 32, Hidden = [64, 32], LearningRate = 1e-3f, WeightDecay = 0f, Schedule = LearningRateSchedule.Constant,
-        WarmupEpochs = 0, EarlyStoppingPatience = 0, EnsembleSize = 1, Encoding = FeatureEncoding.Raw, QuantileTransform = false, Dropout = 0f,
+        WarmupEpochs = 0, EarlyStoppingPatience = 0, EnsembleSize = 1, Encoding = FeatureEncoding.Raw, Inputs = InputTransform.Standard, Dropout = 0f,
     };
 
     public void Validate()
@@ -64,8 +62,7 @@ public sealed record TrainingOptions
         if (WarmupEpochs < 0 || WarmupEpochs >= Epochs) throw new ArgumentException($"warm-up epochs must be 0 or more and fewer than the epochs, got {WarmupEpochs}");
         if (EarlyStoppingPatience < 0) throw new ArgumentException($"early-stopping patience must be 0 (off) or more, got {EarlyStoppingPatience}");
         if (!(Dropout >= 0f && Dropout < 1f)) throw new ArgumentException($"dropout must be in [0, 1), got {Dropout}");
-        if (PiecewiseBins < 0 || PiecewiseBins >= Standardizer.KnotCount)
-            throw new ArgumentException($"piecewise bins must be 0 (off) to {Standardizer.KnotCount - 1}, got {PiecewiseBins}");
+        Inputs.Validate();
         if (AverageLastEpochs < 0 || AverageLastEpochs > Epochs)
             throw new ArgumentException($"epochs to average must be 0 (off) to the epochs ({Epochs}), got {AverageLastEpochs}");
         if (AverageLastEpochs > 0 && EarlyStoppingPatience > 0)
@@ -138,13 +135,12 @@ public static class Trainer
         if (split.Train.Length == 0 || split.Validation.Length == 0 || split.Test.Length == 0)
             throw new InputException($"{data.Source}: {data.Count} rows are too few to split into training, validation and test parts");
         var train = data.Subset(split.Train);
-        var encoding = options.Encoding;
-        var standardizer = Standardizer.Fit(encoding.Apply(train.Features), encoding.Width, options.QuantileTransform, options.PiecewiseBins);
-        var layout = ParameterLayout.ForClassifier(standardizer.OutputWidth, options.Hidden);
+        var preprocessing = Preprocessing.Fit(train.Features, options.Encoding, options.Inputs);
+        var layout = ParameterLayout.ForClassifier(preprocessing.NetworkInputs, options.Hidden);
 
-        using var trainSet = new DeviceDataset(device, standardizer.Apply(encoding.Apply(train.Features)), standardizer.OutputWidth, train.Labels!);
+        using var trainSet = new DeviceDataset(device, preprocessing.Apply(train.Features), preprocessing.NetworkInputs, train.Labels!);
         var validationPart = data.Subset(split.Validation);
-        using var validationSet = new DeviceDataset(device, standardizer.Apply(encoding.Apply(validationPart.Features)), standardizer.OutputWidth, validationPart.Labels!);
+        using var validationSet = new DeviceDataset(device, preprocessing.Apply(validationPart.Features), preprocessing.NetworkInputs, validationPart.Labels!);
         using var network = new Network(device, layout, Math.Max(options.BatchSize, Network.ChunkRows));
         network.Path = options.Path ?? device.PreferredTrainingPath;
 
@@ -161,7 +157,7 @@ public static class Trainer
         }
         // The model's own averaged probabilities (over the members kept: fewer than asked when one diverged),
         // on the validation part and then, once, on the test part.
-        var model = new HitModel(layout, standardizer, members, Provenance: null) { Encoding = encoding };
+        var model = new HitModel(layout, preprocessing, members, Provenance: null);
         var validation = Evaluation.Of(model.PredictProbabilities(device, validationPart), validationPart.Labels!);
         var testPart = data.Subset(split.Test);
         var test = Evaluation.Of(model.PredictProbabilities(device, testPart), testPart.Labels!);

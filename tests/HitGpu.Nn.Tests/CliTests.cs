@@ -239,12 +239,33 @@ public sealed class CliTests : IDisposable
     }
 
     [Theory]
+    [InlineData("quantile-normalised inputs", "15-64-32-1")]
+    [InlineData("piecewise-linear inputs over 8 quantile bins", "120-64-32-1", "--inputs", "piecewise")]
+    [InlineData("piecewise-linear inputs over 3 quantile bins", "45-64-32-1", "--piecewise-bins", "3")]
+    [InlineData("piecewise-linear inputs over 2 quantile bins", "30-64-32-1", "--inputs", "piecewise", "--piecewise-bins", "2")]
+    [InlineData("", "15-64-32-1", "--inputs", "standard")]
+    public void One_input_transform_is_chosen_from_the_options(string described, string network, params string[] args)
+    {
+        var (code, output, error) = Run(["train", "--accelerator", "cpu", "--epochs", "1", "--ensemble", "1", .. args]);
+        Assert.True(code == 0, error);
+        var first = output.Split('\n')[0];
+        Assert.Contains($"network {network};", first);
+        if (described == "")
+            Assert.DoesNotContain("inputs", first); // standardised only: nothing to say
+        else
+            Assert.Contains(described, first);
+    }
+
+    [Theory]
     [InlineData("file not found", "train", "--data", "/nonexistent/songs.csv")]
     [InlineData("--hidden takes positive widths", "train", "--hidden", "64,x")]
     [InlineData("epochs must be at least 1", "train", "--epochs", "0")]
     [InlineData("splits must be above 0", "train", "--test-split", "0.9")]
     [InlineData("'tpu' not recognized", "train", "--accelerator", "tpu")]
     [InlineData("--epochs", "train", "--epochs", "many")]
+    [InlineData("--piecewise-bins applies to --inputs piecewise only, not quantile", "train", "--inputs", "quantile", "--piecewise-bins", "4")]
+    [InlineData("piecewise bins must be 1 to 200, got 0", "train", "--piecewise-bins", "0")]
+    [InlineData("'log' not recognized", "train", "--inputs", "log")]
     public void Bad_input_gives_one_line_and_exit_code_2(string expected, params string[] args)
     {
         var (code, output, error) = Run(args);

@@ -172,8 +172,8 @@ public sealed class DataTests : IDisposable
         var songs = SongData.LoadEmbedded90s();
         var split = Split.Stratified(songs.Labels!, seed: 0);
         var train = songs.Subset(split.Train);
-        var fitted = Standardizer.Fit(train.Features, SongData.FeatureCount);
-        var whole = Standardizer.Fit(songs.Features, SongData.FeatureCount);
+        var fitted = Preprocessing.Fit(train.Features, FeatureEncoding.Raw, InputTransform.Standard);
+        var whole = Preprocessing.Fit(songs.Features, FeatureEncoding.Raw, InputTransform.Standard);
         var z = fitted.Apply(train.Features);
         for (int c = 0; c < SongData.FeatureCount; c++)
         {

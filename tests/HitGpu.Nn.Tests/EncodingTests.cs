@@ -1,4 +1,4 @@
-// Feature encodings, the quantile transform and the learning-rate schedule, against values worked out by hand.
+// The preprocessing (feature encodings, the quantile and piecewise-linear transforms) and the learning-rate schedule, against values worked out by hand.
 using HitGpu.Nn;
 
 namespace HitGpu.Nn.Tests;
@@ -35,23 +35,37 @@ public sealed class EncodingTests
         Assert.Throws<ArgumentException>(() => new FeatureEncoding([], ["tempo"]));
     }
 
+    /// <summary>(n, 15) raw rows where one feature takes the given values and the others stay constant.</summary>
+    private static float[] Rows(int feature, float[] values)
+    {
+        var raw = new float[values.Length * SongData.FeatureCount];
+        Array.Fill(raw, 0.5f);
+        for (int r = 0; r < values.Length; r++)
+            raw[r * SongData.FeatureCount + feature] = values[r];
+        return raw;
+    }
+
+    private const int Instrumentalness = 7;
+
     [Fact]
     public void Quantile_transform_is_monotone_maps_ties_alike_and_is_fitted_on_its_input()
     {
-        // One column: 0 repeated (like instrumentalness), then a long tail.
+        // 0 repeated (as instrumentalness often is), then a long tail.
         var train = Enumerable.Range(0, 1000).Select(i => i < 400 ? 0f : MathF.Pow(i - 399, 3)).ToArray();
-        var s = Standardizer.Fit(train, 1, quantiles: true);
-        var z = s.Apply(train);
+        var s = Preprocessing.Fit(Rows(Instrumentalness, train), FeatureEncoding.Raw, InputTransform.Quantile);
+        Assert.Equal(SongData.FeatureCount, s.NetworkInputs);
+        float[] Column(float[] values) => s.Apply(Rows(Instrumentalness, values)).Where((_, i) => i % SongData.FeatureCount == Instrumentalness).ToArray();
+        var z = Column(train);
         for (int i = 1; i < z.Length; i++)
             Assert.True(z[i] >= z[i - 1], $"not monotone at {i}");
         Assert.Equal(z[0], z[399]);                     // all zeros map to one value
         Assert.True(Math.Abs(z.Average()) < 1e-3);      // standardised after the transform
         Assert.True(z.Max() < 4 && z.Min() > -4);       // the cubic tail no longer dominates
-        var outside = s.Apply([-5f, 1e12f]);
-        Assert.Equal(s.Apply([0f])[0], outside[0]);     // below the training range: the lowest value's score
+        var outside = Column([-5f, 1e12f]);
+        Assert.Equal(Column([0f])[0], outside[0]);      // below the training range: the lowest value's score
         Assert.Equal(z[^1], outside[1], 4);             // above it: the highest value's score
-        Tolerance.Close(1.959963985, Standardizer.NormalQuantile(0.975), "normal quantile", 1e-8, 0);
-        Tolerance.Close(-2.326347874, Standardizer.NormalQuantile(0.01), "normal quantile", 1e-8, 0);
+        Tolerance.Close(1.959963985, Preprocessing.NormalQuantile(0.975), "normal quantile", 1e-8, 0);
+        Tolerance.Close(-2.326347874, Preprocessing.NormalQuantile(0.01), "normal quantile", 1e-8, 0);
     }
 
     [Fact]
@@ -59,28 +73,45 @@ public sealed class EncodingTests
     {
         // Knots 0, 1, ..., 8 over two bins: edges 0, 4, 8. And a column of ties: edges 0, 0, 5.
         float[][] knots = [Enumerable.Range(0, 9).Select(i => (float)i).ToArray(), [0, 0, 0, 0, 0, 1, 2, 3, 5]];
-        var encoded = Standardizer.Piecewise([-1f, 0f, 2f, 0f, 6f, 1f, 9f, 7f], columns: 2, knots, bins: 2);
+        var encoded = Preprocessing.Piecewise([-1f, 0f, 2f, 0f, 6f, 1f, 9f, 7f], columns: 2, knots, bins: 2);
         // Row by row: column 0 in bins (0..4, 4..8), then column 1 in bins (0..0 as a step at 0, 0..5).
         Assert.Equal([0f, 0f, 1f, 0f, 0.5f, 0f, 1f, 0f, 1f, 0.5f, 1f, 0.2f, 1f, 1f, 1f, 1f], encoded);
 
-        // Fitted: bins x columns inputs, standardised, and a value's bins add up to its position (monotone).
+        // Fitted: bins x features inputs, standardised, and a value's bins add up to its position (monotone).
         var rng = new Random(5);
         var train = Enumerable.Range(0, 500).Select(_ => MathF.Pow(rng.NextSingle(), 3) * 100).ToArray();
-        var s = Standardizer.Fit(train, 1, piecewiseBins: 8);
-        Assert.Equal(8, s.OutputWidth);
-        Assert.Equal(1, s.InputWidth);
-        var z = s.Apply(train);
-        Assert.Equal(train.Length * 8, z.Length);
-        for (int c = 0; c < 8; c++)
-            Assert.True(Math.Abs(Enumerable.Range(0, train.Length).Average(r => z[r * 8 + c])) < 1e-4, $"bin {c} not centred");
+        var s = Preprocessing.Fit(Rows(Instrumentalness, train), FeatureEncoding.Raw, InputTransform.Piecewise(8));
+        Assert.Equal(SongData.FeatureCount * 8, s.NetworkInputs);
+        var z = s.Apply(Rows(Instrumentalness, train));
+        Assert.Equal(train.Length * SongData.FeatureCount * 8, z.Length);
+        for (int c = Instrumentalness * 8; c < Instrumentalness * 8 + 8; c++)
+            Assert.True(Math.Abs(Enumerable.Range(0, train.Length).Average(r => z[r * s.NetworkInputs + c])) < 1e-4, $"input {c} not centred");
         var sorted = train.Order().ToArray();
-        var raw = Standardizer.Piecewise(sorted, 1, s.QuantileKnots!, 8);
+        var raw = Preprocessing.Piecewise(sorted, 1, [s.Knots![Instrumentalness]], 8);
         var positions = Enumerable.Range(0, sorted.Length).Select(r => raw.AsSpan(r * 8, 8).ToArray().Sum()).ToArray();
         for (int r = 1; r < positions.Length; r++)
             Assert.True(positions[r] >= positions[r - 1], $"not monotone at {r}");
         Assert.Equal(0f, positions[0]);
         Assert.Equal(8f, positions[^1]);
-        Assert.Throws<ArgumentException>(() => Standardizer.Fit(train, 1, piecewiseBins: Standardizer.KnotCount));
+        Assert.Throws<ArgumentException>(() => Preprocessing.Fit(Rows(Instrumentalness, train), FeatureEncoding.Raw, InputTransform.Piecewise(Preprocessing.KnotCount)));
+        Assert.Throws<ArgumentException>(() => Preprocessing.Fit(Rows(Instrumentalness, train), FeatureEncoding.Raw, InputTransform.Piecewise(0)));
+        Assert.Throws<ArgumentException>(() => Preprocessing.Fit(Rows(Instrumentalness, train), FeatureEncoding.Raw, InputTransform.Quantile with { Bins = 8 }));
+    }
+
+    [Fact]
+    public void One_fitted_object_encodes_transforms_and_standardises_in_that_order()
+    {
+        // log1p of duration, one-hot key, quantile scores, then standardisation: the same as each step by hand.
+        var songs = SongData.LoadEmbedded90s().Subset(Enumerable.Range(0, 300).ToArray());
+        var encoding = new FeatureEncoding(["duration_ms"], ["key"]);
+        var fitted = Preprocessing.Fit(songs.Features, encoding, InputTransform.Quantile);
+        Assert.Equal(encoding.Width, fitted.NetworkInputs);
+        var encoded = encoding.Apply(songs.Features);
+        var scores = Preprocessing.QuantileScores(encoded, encoding.Width, fitted.Knots!);
+        var byHand = scores.Select((v, i) => (v - fitted.Means[i % encoding.Width]) / fitted.Deviations[i % encoding.Width]).ToArray();
+        Assert.Equal(byHand, fitted.Apply(songs.Features));
+        Assert.Null(Preprocessing.Fit(songs.Features, encoding, InputTransform.Standard).Knots);
+        Assert.Throws<ArgumentException>(() => new Preprocessing(encoding, InputTransform.Quantile, null, fitted.Means, fitted.Deviations));
     }
 
     [Fact]

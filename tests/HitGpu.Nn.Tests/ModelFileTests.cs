@@ -37,8 +37,9 @@ public sealed class ModelFileTests(AcceleratorFixture fixture) : IDisposable
         var before = result.Model.PredictProbabilities(fixture.Device, test);
         var after = loaded.PredictProbabilities(fixture.Device, test);
         Assert.Equal(before, after);
-        Assert.Equal(result.Model.Standardizer.Means, loaded.Standardizer.Means);
-        Assert.Equal(result.Model.Standardizer.Deviations, loaded.Standardizer.Deviations);
+        Assert.Equal(result.Model.Preprocessing.Means, loaded.Preprocessing.Means);
+        Assert.Equal(result.Model.Preprocessing.Deviations, loaded.Preprocessing.Deviations);
+        Assert.Equal(InputTransform.Standard, loaded.Preprocessing.Transform);
         // And they are the network's: evaluating them reproduces the trainer's own test accuracy.
         Assert.Equal(result.TestAccuracy, Evaluation.Of(after, test.Labels!).Accuracy, 12);
         Assert.Equal(SongData.EmbeddedName, loaded.Provenance!.Data[0].Source);
@@ -51,7 +52,7 @@ public sealed class ModelFileTests(AcceleratorFixture fixture) : IDisposable
     {
         var options = TrainingOptions.Study with
         {
-            Epochs = 2, EnsembleSize = 3, QuantileTransform = true,
+            Epochs = 2, EnsembleSize = 3, Inputs = InputTransform.Quantile,
             Encoding = new FeatureEncoding(FeatureEncoding.SkewedFeatures, FeatureEncoding.CategoricalFeatures),
         };
         var result = Trainer.Train(fixture.Device, Songs.Value, options);
@@ -70,19 +71,20 @@ public sealed class ModelFileTests(AcceleratorFixture fixture) : IDisposable
             Tolerance.Close((single[0][i] + single[1][i] + single[2][i]) / 3.0, averaged[i], $"probability {i}", 1e-6, 1e-5);
         Assert.Equal(result.TestAccuracy, Evaluation.Of(averaged, test.Labels!).Accuracy, 12);
         Assert.Equal(options.Encoding.Width, loaded.Layout.Widths[0]);
-        Assert.NotNull(loaded.Standardizer.QuantileKnots);
+        Assert.Equal(InputTransform.Quantile, loaded.Preprocessing.Transform);
+        Assert.Equal(result.Model.Preprocessing.Knots, loaded.Preprocessing.Knots);
     }
 
     [Fact]
     public void Piecewise_linear_inputs_round_trip_and_the_validation_reading_is_the_models()
     {
-        var options = TrainingOptions.Study with { Epochs = 1, EnsembleSize = 2, PiecewiseBins = 4 };
+        var options = TrainingOptions.Study with { Epochs = 1, EnsembleSize = 2, Inputs = InputTransform.Piecewise(4) };
         var result = Trainer.Train(fixture.Device, Songs.Value, options);
         Assert.Equal(SongData.FeatureCount * 4, result.Model.Layout.Widths[0]);
         string path = Path.Combine(folder, "piecewise.hitgpu");
         ModelFile.Save(result.Model, path);
         var loaded = ModelFile.Load(path);
-        Assert.Equal(4, loaded.Standardizer.PiecewiseBins);
+        Assert.Equal(InputTransform.Piecewise(4), loaded.Preprocessing.Transform);
         var validation = Songs.Value.Subset(result.Split.Validation);
         var p = loaded.PredictProbabilities(fixture.Device, validation);
         Assert.Equal(result.Model.PredictProbabilities(fixture.Device, validation), p);
@@ -182,7 +184,7 @@ public sealed class ModelFileTests(AcceleratorFixture fixture) : IDisposable
         var p = model.PredictProbabilities(fixture.Device, songs);
         Assert.NotEqual(Trained.Value.Model.PredictProbabilities(fixture.Device, songs), p);
         // The reference forward: with every label 1, a sample's loss is -log p.
-        var x = model.Standardizer.Apply(model.Encoding.Apply(songs.Features));
+        var x = model.Preprocessing.Apply(songs.Features);
         var loss = new float[songs.Count];
         NetworkReference.Step<float>(model.Layout, model.Members[0], x, Enumerable.Repeat(1f, songs.Count).ToArray(), songs.Count, [], StepSettings.Default, 0, loss);
         for (int i = 0; i < songs.Count; i++)

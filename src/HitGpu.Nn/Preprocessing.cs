@@ -1,0 +1,231 @@
+// Everything between a song's 15 raw features and the network's inputs, fitted on the training part only and
+// stored in the model file, so training and prediction apply the very same thing:
+//   1. the feature encoding (optional log1p of skewed features, one-hot of categorical ones: FeatureEncoding);
+//   2. one input transform: none (standard), a quantile transform (each value replaced by the normal score of
+//      its rank among the training values, so heavy tails and outliers stop dominating, as they never do for
+//      tree ensembles), or a piecewise-linear encoding (each feature becomes B columns, one per quantile bin:
+//      0 below the bin, 1 above it, linear inside, so the first layer can weigh every range of a feature the
+//      way a tree splits on thresholds);
+//   3. standardisation z = (x - mean) / deviation of each network input.
+namespace HitGpu.Nn;
+
+public enum InputScaling { Standard, Quantile, Piecewise }
+
+/// <summary>The input transform: <see cref="InputScaling"/>, with its number of bins for the piecewise-linear one.</summary>
+public readonly record struct InputTransform(InputScaling Scaling, int Bins = 0)
+{
+    public static readonly InputTransform Standard = new(InputScaling.Standard);
+    public static readonly InputTransform Quantile = new(InputScaling.Quantile);
+    public static InputTransform Piecewise(int bins) => new(InputScaling.Piecewise, bins);
+
+    /// <summary>Network inputs per encoded feature.</summary>
+    public int InputsPerFeature => Scaling == InputScaling.Piecewise ? Bins : 1;
+
+    /// <summary>Whether it needs each feature's training quantiles.</summary>
+    public bool UsesKnots => Scaling != InputScaling.Standard;
+
+    public void Validate()
+    {
+        if (Scaling == InputScaling.Piecewise ? Bins < 1 || Bins >= Preprocessing.KnotCount : Bins != 0)
+            throw new ArgumentException(Scaling == InputScaling.Piecewise
+                ? $"piecewise bins must be 1 to {Preprocessing.KnotCount - 1}, got {Bins}"
+                : $"bins apply to piecewise-linear inputs only, not to {Scaling.ToString().ToLowerInvariant()} ones");
+    }
+
+    /// <summary>As <c>hitgpu train</c> describes it.</summary>
+    public string Description => Scaling switch
+    {
+        InputScaling.Piecewise => $"piecewise-linear inputs over {Bins} quantile bins",
+        InputScaling.Quantile => "quantile-normalised inputs",
+        _ => "standardised inputs",
+    };
+}
+
+/// <summary>
+/// The fitted preprocessing: <see cref="Encoding"/>, then <see cref="Transform"/> (with its <see cref="Knots"/>),
+/// then per network input a mean and a deviation.
+/// </summary>
+public sealed record Preprocessing
+{
+    public FeatureEncoding Encoding { get; }
+    public InputTransform Transform { get; }
+
+    /// <summary>Per encoded feature, the training values at <see cref="KnotCount"/> evenly spaced quantiles; null for standard inputs.</summary>
+    public float[][]? Knots { get; }
+
+    public float[] Means { get; }
+    public float[] Deviations { get; }
+
+    public const int KnotCount = 201;
+
+    /// <summary>Columns out: the network's inputs.</summary>
+    public int NetworkInputs => Means.Length;
+
+    /// <summary>The network's inputs for an encoding and a transform.</summary>
+    public static int NetworkInputsFor(FeatureEncoding encoding, InputTransform transform) => encoding.Width * transform.InputsPerFeature;
+
+    /// <summary>A fitted preprocessing, checked for consistency (the model file builds one from what it reads).</summary>
+    public Preprocessing(FeatureEncoding encoding, InputTransform transform, float[][]? knots, float[] means, float[] deviations)
+    {
+        transform.Validate();
+        int inputs = NetworkInputsFor(encoding, transform);
+        if (means.Length != inputs || deviations.Length != inputs)
+            throw new ArgumentException($"the standardiser must have one mean and one deviation per network input ({inputs})");
+        if (transform.UsesKnots != knots is not null)
+            throw new ArgumentException(transform.UsesKnots ? $"{transform.Description} need quantile knots" : "standardised inputs take no quantile knots");
+        if (knots is not null && (knots.Length != encoding.Width || knots.Any(k => k is null || k.Length < 2 || k.Zip(k.Skip(1)).Any(p => !(p.First <= p.Second)))))
+            throw new ArgumentException("quantile knots must be one ascending list per encoded feature");
+        Encoding = encoding;
+        Transform = transform;
+        Knots = knots;
+        Means = means;
+        Deviations = deviations;
+    }
+
+    /// <summary>Fits on (rows, 15) raw features: the knots (when the transform needs them), then the standardisation.</summary>
+    public static Preprocessing Fit(float[] raw, FeatureEncoding encoding, InputTransform transform)
+    {
+        transform.Validate();
+        var features = encoding.Apply(raw);
+        int columns = encoding.Width, rows = features.Length / columns;
+        if (rows == 0)
+            throw new ArgumentException("cannot fit the preprocessing on no rows");
+        float[][]? knots = null;
+        if (transform.UsesKnots)
+        {
+            knots = new float[columns][];
+            var column = new float[rows];
+            for (int c = 0; c < columns; c++)
+            {
+                for (int r = 0; r < rows; r++)
+                    column[r] = features[r * columns + c];
+                Array.Sort(column);
+                knots[c] = Enumerable.Range(0, KnotCount).Select(k => column[(int)Math.Round((double)k * (rows - 1) / (KnotCount - 1))]).ToArray();
+            }
+            features = Transformed(features, columns, transform, knots);
+            columns = NetworkInputsFor(encoding, transform);
+        }
+        var means = new double[columns];
+        var squares = new double[columns];
+        for (int r = 0; r < rows; r++)
+            for (int c = 0; c < columns; c++)
+                means[c] += features[r * columns + c];
+        for (int c = 0; c < columns; c++)
+            means[c] /= rows;
+        for (int r = 0; r < rows; r++)
+            for (int c = 0; c < columns; c++)
+            {
+                double d = features[r * columns + c] - means[c];
+                squares[c] += d * d;
+            }
+        // A constant column would divide by zero: leave it centred but unscaled.
+        var deviations = squares.Select(s => Math.Sqrt(s / rows)).Select(d => d > 1e-12 ? d : 1.0).ToArray();
+        return new Preprocessing(encoding, transform, knots, means.Select(m => (float)m).ToArray(), deviations.Select(d => (float)d).ToArray());
+    }
+
+    /// <summary>(rows, 15) raw features to (rows, <see cref="NetworkInputs"/>) network inputs.</summary>
+    public float[] Apply(float[] raw)
+    {
+        var features = Encoding.Apply(raw);
+        if (Knots is not null)
+            features = Transformed(features, Encoding.Width, Transform, Knots);
+        int columns = Means.Length;
+        var result = new float[features.Length];
+        for (int i = 0; i < features.Length; i++)
+        {
+            int c = i % columns;
+            result[i] = (features[i] - Means[c]) / Deviations[c];
+        }
+        return result;
+    }
+
+    private static float[] Transformed(float[] features, int columns, InputTransform transform, float[][] knots) =>
+        transform.Scaling == InputScaling.Piecewise ? Piecewise(features, columns, knots, transform.Bins) : QuantileScores(features, columns, knots);
+
+    /// <summary>Each value to the normal score of its interpolated position among the knots.</summary>
+    public static float[] QuantileScores(float[] features, int columns, float[][] knots)
+    {
+        var result = new float[features.Length];
+        for (int i = 0; i < features.Length; i++)
+        {
+            var k = knots[i % columns];
+            float v = features[i];
+            double position;
+            if (v <= k[0]) position = 0;
+            else if (v >= k[^1]) position = k.Length - 1;
+            else
+            {
+                // Ties (repeated knots, e.g. many zeros) take the middle of their run, so equal values map alike.
+                int lo = LowerBound(k, v), hi = UpperBound(k, v);
+                if (hi > lo)
+                    position = (lo + hi - 1) / 2.0;
+                else
+                    position = lo - 1 + (v - k[lo - 1]) / (k[lo] - k[lo - 1]);
+            }
+            double u = (position + 0.5) / k.Length; // strictly inside (0, 1)
+            result[i] = (float)NormalQuantile(u);
+        }
+        return result;
+    }
+
+    /// <summary>
+    /// Input c becomes columns c*bins .. c*bins+bins-1; column b is the value's position inside quantile bin b,
+    /// clamped to [0, 1]. A bin of zero width (a value that many songs share, e.g. instrumentalness 0) is a step:
+    /// 1 from that value on.
+    /// </summary>
+    public static float[] Piecewise(float[] features, int columns, float[][] knots, int bins)
+    {
+        int rows = features.Length / columns;
+        var result = new float[rows * columns * bins];
+        for (int c = 0; c < columns; c++)
+        {
+            var k = knots[c];
+            for (int b = 0; b < bins; b++)
+            {
+                float lo = k[(int)Math.Round((double)b * (k.Length - 1) / bins)], hi = k[(int)Math.Round((double)(b + 1) * (k.Length - 1) / bins)];
+                for (int r = 0; r < rows; r++)
+                {
+                    float v = features[r * columns + c];
+                    result[(r * columns + c) * bins + b] = hi > lo ? Math.Clamp((v - lo) / (hi - lo), 0f, 1f) : v >= hi ? 1f : 0f;
+                }
+            }
+        }
+        return result;
+    }
+
+    private static int LowerBound(float[] a, float v)
+    {
+        int lo = 0, hi = a.Length;
+        while (lo < hi) { int mid = (lo + hi) / 2; if (a[mid] < v) lo = mid + 1; else hi = mid; }
+        return lo;
+    }
+
+    private static int UpperBound(float[] a, float v)
+    {
+        int lo = 0, hi = a.Length;
+        while (lo < hi) { int mid = (lo + hi) / 2; if (a[mid] <= v) lo = mid + 1; else hi = mid; }
+        return lo;
+    }
+
+    /// <summary>Inverse of the standard normal CDF (Acklam's rational approximation, relative error below 1.2e-9).</summary>
+    public static double NormalQuantile(double p)
+    {
+        double[] a = [-3.969683028665376e+01, 2.209460984245205e+02, -2.759285104469687e+02, 1.383577518672690e+02, -3.066479806614716e+01, 2.506628277459239e+00];
+        double[] b = [-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02, 6.680131188771972e+01, -1.328068155288572e+01];
+        double[] c = [-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e+00, -2.549732539343734e+00, 4.374664141464968e+00, 2.938163982698783e+00];
+        double[] d = [7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00, 3.754408661907416e+00];
+        const double low = 0.02425;
+        if (p < low)
+        {
+            double q = Math.Sqrt(-2 * Math.Log(p));
+            return (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) / ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1);
+        }
+        if (p > 1 - low)
+        {
+            double q = Math.Sqrt(-2 * Math.Log(1 - p));
+            return -(((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) / ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1);
+        }
+        double r = p - 0.5, s = r * r;
+        return (((((a[0] * s + a[1]) * s + a[2]) * s + a[3]) * s + a[4]) * s + a[5]) * r / (((((b[0] * s + b[1]) * s + b[2]) * s + b[3]) * s + b[4]) * s + 1);
+    }
+}
