@@ -23,6 +23,24 @@ public sealed class TrainingTests(AcceleratorFixture fixture)
         Assert.True(result.History[^1].TrainLoss < result.History[0].TrainLoss, "training loss did not fall");
     }
 
+    [Theory]
+    [MemberData(nameof(Paths))]
+    public void The_study_run_reproduces_its_recorded_losses(TrainingPath path)
+    {
+        // Golden losses (llm.c's expected_losses): the first three epochs of `hitgpu train --study` (seed 0) on
+        // the embedded file, recorded on 2026-11-26 on the CPU accelerator (2 threads; 3, 8 threads and the
+        // layered path agree to 1e-8). Any change to the numerics (initialisation, shuffling, the split, the
+        // kernels' arithmetic, Adam) moves them by far more than the tolerance.
+        double[] train = [0.4861641, 0.3894332, 0.3698958];
+        double[] validation = [0.4234332, 0.4007235, 0.3957095];
+        var result = Trainer.Train(fixture.Device, Songs.Value, TrainingOptions.Study with { Epochs = 3, Path = path });
+        for (int e = 0; e < 3; e++)
+        {
+            Tolerance.Close(train[e], result.History[e].TrainLoss, $"training loss of epoch {e + 1}", 1e-4, 0);
+            Tolerance.Close(validation[e], result.History[e].ValidationLoss, $"validation loss of epoch {e + 1}", 1e-4, 0);
+        }
+    }
+
     [Fact]
     public void The_defaults_reach_at_least_85_percent_on_the_90s()
     {
