@@ -2,7 +2,6 @@
 // accelerator wants its work cut up; kernels only see a LaunchShape.
 using System.Runtime.InteropServices;
 using ILGPU;
-using ILGPU.Algorithms;
 using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
 using ILGPU.Runtime.Cuda;

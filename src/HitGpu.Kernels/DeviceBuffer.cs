@@ -40,8 +40,7 @@ public sealed class DeviceBuffer<T> : IDisposable where T : unmanaged
     /// <summary>Elements [start, start + data.Length) from the host.</summary>
     public unsafe void CopyFrom(int start, ReadOnlySpan<T> data)
     {
-        if (start < 0 || start + data.Length > Length)
-            throw new ArgumentOutOfRangeException(nameof(start), $"elements [{start}, {start + data.Length}) outside a buffer of {Length}");
+        CheckRange(start, data.Length);
         if (data.Length == 0)
             return;
         fixed (T* pinned = data)
@@ -58,12 +57,17 @@ public sealed class DeviceBuffer<T> : IDisposable where T : unmanaged
     /// <summary>Elements [start, start + destination.Length) to the host.</summary>
     public unsafe void CopyTo(int start, Span<T> destination)
     {
-        if (start < 0 || start + destination.Length > Length)
-            throw new ArgumentOutOfRangeException(nameof(start), $"elements [{start}, {start + destination.Length}) outside a buffer of {Length}");
+        CheckRange(start, destination.Length);
         if (destination.Length == 0)
             return;
         fixed (T* pinned = destination)
             buffer.View.SubView(start, destination.Length).CopyToCPU(ref *pinned, destination.Length);
+    }
+
+    private void CheckRange(int start, int length)
+    {
+        if (start < 0 || start + length > Length)
+            throw new ArgumentOutOfRangeException(nameof(start), $"elements [{start}, {start + length}) outside a buffer of {Length}");
     }
 
     public T[] ToArray()

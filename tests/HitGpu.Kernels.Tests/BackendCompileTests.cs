@@ -3,7 +3,6 @@
 // the extension, a managed call, an unsupported intrinsic) fails here, not on the GPU machine.
 using System.Reflection;
 using ILGPU;
-using ILGPU.Algorithms;
 using ILGPU.Backends.EntryPoints;
 using ILGPU.Backends.OpenCL;
 using ILGPU.Backends.PTX;

@@ -1,6 +1,5 @@
 // The hitgpu command through the same entry point as the executable: output, exit codes, one-line errors.
 using HitGpu.Cli;
-using HitGpu.Nn;
 
 namespace HitGpu.Nn.Tests;
 

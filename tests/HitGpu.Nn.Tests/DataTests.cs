@@ -1,6 +1,5 @@
 // The data path: the embedded file, the split, the standardiser, and one clear error for each kind of bad input.
 using System.Text;
-using HitGpu.Nn;
 
 namespace HitGpu.Nn.Tests;
 

@@ -1,5 +1,4 @@
 // The preprocessing (feature encodings, the quantile and piecewise-linear transforms) and the learning-rate schedule, against values worked out by hand.
-using HitGpu.Nn;
 
 namespace HitGpu.Nn.Tests;
 

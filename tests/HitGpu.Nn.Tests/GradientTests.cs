@@ -1,6 +1,5 @@
 // An independent proof of the gradients: the reference step (NetworkReference.Step) differentiated by
 // central finite differences in double, with and without dropout; then the device network against it.
-using HitGpu.Nn;
 
 namespace HitGpu.Nn.Tests;
 

@@ -1,5 +1,4 @@
 // Metrics against values worked out by hand on small examples.
-using HitGpu.Nn;
 
 namespace HitGpu.Nn.Tests;
 

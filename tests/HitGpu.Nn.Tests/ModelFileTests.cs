@@ -4,7 +4,6 @@ using System.Buffers.Binary;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json.Nodes;
-using HitGpu.Nn;
 
 namespace HitGpu.Nn.Tests;
 

@@ -1,5 +1,4 @@
 // End to end on the embedded 90s file: accuracy with the defaults, and bit-for-bit reproducibility.
-using HitGpu.Nn;
 
 namespace HitGpu.Nn.Tests;
 
