@@ -70,7 +70,7 @@ public sealed record Preprocessing
         transform.Validate();
         int inputs = NetworkInputsFor(encoding, transform);
         if (means.Length != inputs || deviations.Length != inputs)
-            throw new ArgumentException($"the standardiser must have one mean and one deviation per network input ({inputs})");
+            throw new ArgumentException($"standardisation must have one mean and one deviation per network input ({inputs})");
         if (transform.UsesKnots != knots is not null)
             throw new ArgumentException(transform.UsesKnots ? $"{transform.Description} need quantile knots" : "standardised inputs take no quantile knots");
         if (knots is not null && (knots.Length != encoding.Width || knots.Any(k => k is null || k.Length < 2 || k.Zip(k.Skip(1)).Any(p => !(p.First <= p.Second)))))

@@ -42,7 +42,7 @@ public sealed record TrainingOptions
     public bool Bootstrap { get; init; } = false;
     /// <summary>Keep the mean of the weights after each of the last this many epochs (weight averaging); 0 = the last epoch's.</summary>
     public int AverageLastEpochs { get; init; } = 0;
-    /// <summary>Layered or fused epoch; null: what the accelerator prefers (<see cref="ComputeDevice.PreferredTrainingPath"/>).</summary>
+    /// <summary>Layered or the CPU epoch; null: what the accelerator prefers (<see cref="ComputeDevice.PreferredTrainingPath"/>).</summary>
     public TrainingPath? Path { get; init; }
 
     /// <summary>The original Keras study: one 15-64-32-1 network, Adam 1e-3, batch 32, 20 epochs, raw standardised features.</summary>

@@ -1,4 +1,4 @@
-// The data path: the embedded file, the split, the standardiser, and one clear error for each kind of bad input.
+// The data path: the embedded file, the split, the preprocessing fitted on the training part, and one clear error for each kind of bad input.
 using System.Text;
 
 namespace HitGpu.Nn.Tests;
