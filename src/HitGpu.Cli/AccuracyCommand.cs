@@ -11,10 +11,10 @@ public static class AccuracyCommand
 {
     public static Command Create(TextWriter output)
     {
-        var folder = new Option<string>("--data-dir") { Description = "folder with dataset-of-60s.csv ... dataset-of-10s.csv", Required = true };
+        var folder = HitGpuCli.PathOption("--data-dir", "folder with dataset-of-60s.csv ... dataset-of-10s.csv", required: true);
         var decades = new Option<string>("--decades") { Description = "decades to run, comma-separated", DefaultValueFactory = _ => string.Join(",", AccuracyProtocol.Decades) };
         var seeds = new Option<string>("--seeds") { Description = "seeds of the runs, comma-separated", DefaultValueFactory = _ => "0,1,2,3,4" };
-        var outPath = new Option<string?>("--out") { Description = "write the report (markdown) to this file" };
+        var outPath = HitGpuCli.PathOption("--out", "write the report (markdown) to this file");
         var tune = new Option<bool>("--tune") { Description = "report the validation part's accuracy instead, for choosing options (the test part is not reported)" };
         var accelerator = HitGpuCli.AcceleratorOption();
         var training = new TrainingArguments();
@@ -29,10 +29,14 @@ public static class AccuracyCommand
             var seedList = parsed.GetValue(seeds)!.Split(',').Select(s => int.TryParse(s.Trim(), out int v) ? v
                 : throw new ArgumentException($"--seeds takes whole numbers separated by commas, got '{parsed.GetValue(seeds)}'")).ToArray();
             var decadeList = parsed.GetValue(decades)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            if (decadeList.Length == 0)
+                throw new ArgumentException($"--decades names no decade (expected some of {string.Join(", ", AccuracyProtocol.Decades)})");
             foreach (var d in decadeList)
                 if (!AccuracyProtocol.Decades.Contains(d))
                     throw new ArgumentException($"unknown decade '{d}' (expected {string.Join(", ", AccuracyProtocol.Decades)})");
-            var data = decadeList.Select(d => (d, SongData.Load(Path.Combine(parsed.GetValue(folder)!, $"dataset-of-{d}.csv")))).ToList();
+            var files = decadeList.Select(d => Path.Combine(parsed.GetValue(folder)!, $"dataset-of-{d}.csv")).ToArray();
+            HitGpuCli.CheckOutputs([parsed.GetValue(outPath)], [], files);
+            var data = decadeList.Zip(files, (d, file) => (d, SongData.Load(file))).ToList();
             using var device = HitGpuCli.OpenDevice(parsed.GetValue(accelerator)!);
             output.WriteLine($"hitgpu accuracy: {TrainingArguments.Describe(options)}; seeds {string.Join(",", seedList)}; accelerator {HitGpuCli.Describe(device)}");
             var results = AccuracyProtocol.Run(device, data, seedList, options with { Seed = seedList[0] }, output.WriteLine, tuning);

@@ -10,14 +10,16 @@ public static class EvaluateCommand
 {
     public static Command Create(TextWriter output)
     {
-        var model = new Option<string>("--model") { Description = "model file written by hitgpu train --out", Required = true };
+        var model = HitGpuCli.PathOption("--model", "model file written by hitgpu train --out", required: true);
         var data = HitGpuCli.DataOption("labelled CSV file(s) or folder(s); default: the embedded 90s file");
         var accelerator = HitGpuCli.AcceleratorOption();
         var json = new Option<bool>("--json") { Description = "print the metrics as JSON" };
-        var plot = new Option<string?>("--plot") { Description = "write roc.png into this folder" };
+        var plot = HitGpuCli.PathOption("--plot", "write roc.png into this folder");
         var command = new Command("evaluate", "Measure a saved model on labelled songs") { model, data, accelerator, json, plot };
         command.SetAction(parsed =>
         {
+            string? plotFolder = parsed.GetValue(plot);
+            HitGpuCli.CheckOutputs([plotFolder is null ? null : Path.Combine(plotFolder, Plots.RocFile)], [plotFolder], [parsed.GetValue(model), .. parsed.GetValue(data) ?? []]);
             var hitModel = ModelFile.Load(parsed.GetValue(model)!);
             var songs = HitGpuCli.LoadData(parsed.GetValue(data));
             using var device = HitGpuCli.OpenDevice(parsed.GetValue(accelerator)!);
@@ -35,10 +37,10 @@ public static class EvaluateCommand
                 }, new JsonSerializerOptions { WriteIndented = true }));
             else
                 output.Write(Table(evaluation, songs.Source));
-            if (parsed.GetValue(plot) is { } folder)
+            if (plotFolder is not null)
             {
-                Directory.CreateDirectory(folder);
-                string path = Path.Combine(folder, "roc.png");
+                Directory.CreateDirectory(plotFolder);
+                string path = Path.Combine(plotFolder, Plots.RocFile);
                 Plots.Roc(evaluation, path);
                 if (!parsed.GetValue(json))
                     output.WriteLine($"ROC curve written to {path}");

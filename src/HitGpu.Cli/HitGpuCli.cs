@@ -23,6 +23,18 @@ public static class HitGpuCli
             DevicesCommand.Create(output),
             AccuracyCommand.Create(output),
         };
+        // No arguments: the help, as for --help. A first word that names no command: say so, and which exist
+        // (System.CommandLine would only say that a command is required, hiding the typo).
+        if (args.Length == 0)
+            args = ["--help"];
+        var commands = root.Subcommands.Select(c => c.Name).ToArray();
+        if (!args[0].StartsWith('-') && !commands.Contains(args[0]))
+        {
+            string? near = commands.FirstOrDefault(c => string.Equals(c, args[0], StringComparison.OrdinalIgnoreCase) || EditDistance(c, args[0]) <= 2);
+            error.WriteLine($"hitgpu: error: unknown command '{InputException.OneLine(args[0])}'{(near is null ? "" : $" (did you mean '{near}'?)")}; " +
+                $"the commands are {string.Join(", ", commands)} (see hitgpu --help)");
+            return BadInput;
+        }
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
         {
@@ -37,24 +49,103 @@ public static class HitGpuCli
         }
         catch (Exception e) when (e is InputException or AcceleratorUnavailableException or ArgumentException)
         {
-            error.WriteLine($"hitgpu: error: {e.Message}");
+            error.WriteLine($"hitgpu: error: {InputException.OneLine(e.Message)}");
             return BadInput;
         }
         catch (Exception e)
         {
             // Unexpected: still one line, with the type, so a report can name it. HITGPU_DEBUG=1 shows the stack.
-            error.WriteLine($"hitgpu: internal error: {e.GetType().Name}: {e.Message}");
+            error.WriteLine($"hitgpu: internal error: {e.GetType().Name}: {InputException.OneLine(e.Message)}");
             if (Environment.GetEnvironmentVariable("HITGPU_DEBUG") == "1")
                 error.WriteLine(e);
             return Failure;
         }
     }
 
-    public static Option<string[]> DataOption(string description) =>
-        new("--data") { Description = description, AllowMultipleArgumentsPerToken = true };
+    /// <summary>Levenshtein distance: how many one-letter edits turn one word into the other.</summary>
+    private static int EditDistance(string a, string b)
+    {
+        var previous = Enumerable.Range(0, b.Length + 1).ToArray();
+        for (int i = 1; i <= a.Length; i++)
+        {
+            var current = new int[b.Length + 1];
+            current[0] = i;
+            for (int j = 1; j <= b.Length; j++)
+                current[j] = Math.Min(Math.Min(current[j - 1], previous[j]) + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1));
+            previous = current;
+        }
+        return previous[b.Length];
+    }
+
+    public static Option<string[]> DataOption(string description)
+    {
+        var option = new Option<string[]>("--data") { Description = description, AllowMultipleArgumentsPerToken = true };
+        option.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<string[]>()?.Any(string.IsNullOrWhiteSpace) == true)
+                result.AddError("--data: a path cannot be empty");
+        });
+        return option;
+    }
+
+    /// <summary>An option naming a file or folder: an empty path is refused while parsing, before any work.</summary>
+    public static Option<string?> PathOption(string name, string description, bool required = false)
+    {
+        var option = new Option<string?>(name) { Description = description, Required = required };
+        option.Validators.Add(result =>
+        {
+            if (result.Tokens.Count > 0 && string.IsNullOrWhiteSpace(result.GetValueOrDefault<string?>()))
+                result.AddError($"{name}: a path cannot be empty");
+        });
+        return option;
+    }
 
     /// <summary>The songs a <see cref="DataOption"/> names, or the embedded 90s file when it names none.</summary>
     public static SongTable LoadData(string[]? paths) => paths is { Length: > 0 } ? SongData.LoadMany(paths) : SongData.LoadEmbedded90s();
+
+    /// <summary>
+    /// Checks a command's outputs before any work, so that a long run does not fail at its end: each output
+    /// file's folder exists and the file is not a folder; each output folder is not a file; and no output would
+    /// replace a file the command reads (an input named as an output, reached through a link, or inside a
+    /// folder of inputs), which the write would destroy.
+    /// </summary>
+    public static void CheckOutputs(IEnumerable<string?> files, IEnumerable<string?> folders, IEnumerable<string?> inputs)
+    {
+        var outputFolders = folders.OfType<string>().ToArray();
+        foreach (var folder in outputFolders)
+            if (File.Exists(folder))
+                throw new InputException($"{folder}: is a file; the output needs a folder here");
+        var outputFiles = files.OfType<string>().ToArray();
+        foreach (var file in outputFiles)
+        {
+            if (Directory.Exists(file))
+                throw new InputException($"{file}: is a folder; the output needs a file name");
+            string? parent = Path.GetDirectoryName(Path.GetFullPath(file));
+            if (parent is not null && !Directory.Exists(parent) && !outputFolders.Any(f => Path.GetFullPath(f) == parent))
+                throw new InputException($"{file}: cannot write: folder {parent} does not exist");
+        }
+        var read = new Dictionary<string, string>();
+        foreach (var input in inputs.OfType<string>())
+            foreach (var file in Directory.Exists(input) ? Directory.GetFiles(input) : [input])
+                read.TryAdd(Canonical(file), file);
+        foreach (var output in outputFiles)
+            if (read.TryGetValue(Canonical(output), out var input))
+                throw new InputException($"{output}: this output would replace {input}, which the command reads; write it elsewhere");
+    }
+
+    /// <summary>A path as the file system resolves it: absolute, through symbolic links.</summary>
+    private static string Canonical(string path)
+    {
+        string full = Path.GetFullPath(path);
+        try
+        {
+            return new FileInfo(full).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? full;
+        }
+        catch (IOException)
+        {
+            return full; // a broken or looping link: compare by its own path
+        }
+    }
 
     public static Option<string> AcceleratorOption()
     {

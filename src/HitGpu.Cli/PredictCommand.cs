@@ -12,13 +12,14 @@ public static class PredictCommand
 {
     public static Command Create(TextWriter output)
     {
-        var model = new Option<string>("--model") { Description = "model file written by hitgpu train --out", Required = true };
-        var data = new Option<string>("--data") { Description = "CSV with the 15 feature columns by name (target, track, artist, uri optional)", Required = true };
+        var model = HitGpuCli.PathOption("--model", "model file written by hitgpu train --out", required: true);
+        var data = HitGpuCli.PathOption("--data", "CSV with the 15 feature columns by name (target, track, artist, uri optional)", required: true);
         var accelerator = HitGpuCli.AcceleratorOption();
-        var outPath = new Option<string?>("--out") { Description = "write the predictions to this CSV instead of stdout" };
+        var outPath = HitGpuCli.PathOption("--out", "write the predictions to this CSV instead of stdout");
         var command = new Command("predict", "Score songs with a saved model") { model, data, accelerator, outPath };
         command.SetAction(parsed =>
         {
+            HitGpuCli.CheckOutputs([parsed.GetValue(outPath)], [], [parsed.GetValue(model), parsed.GetValue(data)]);
             var hitModel = ModelFile.Load(parsed.GetValue(model)!);
             var songs = SongData.Load(parsed.GetValue(data)!, requireTarget: false);
             using var device = HitGpuCli.OpenDevice(parsed.GetValue(accelerator)!);

@@ -14,15 +14,19 @@ public static class TrainCommand
         var data = HitGpuCli.DataOption("CSV file(s) or folder(s) of them; default: the embedded 90s file");
         var accelerator = HitGpuCli.AcceleratorOption();
         var training = new TrainingArguments();
-        var outPath = new Option<string?>("--out") { Description = "save the model to this file (safetensors)" };
-        var saveSplits = new Option<string?>("--save-splits") { Description = "write train.csv, validation.csv and test.csv into this folder" };
-        var plot = new Option<string?>("--plot") { Description = "write loss.png and accuracy.png into this folder" };
+        var outPath = HitGpuCli.PathOption("--out", "save the model to this file (safetensors)");
+        var saveSplits = HitGpuCli.PathOption("--save-splits", "write train.csv, validation.csv and test.csv into this folder");
+        var plot = HitGpuCli.PathOption("--plot", "write loss.png and accuracy.png into this folder");
 
         var command = new Command("train", "Train the hit predictor and report train, validation and test accuracy") { data, accelerator, outPath, saveSplits, plot };
         training.AddTo(command);
         command.SetAction(parsed =>
         {
             var options = training.Read(parsed);
+            string? splitFolder = parsed.GetValue(saveSplits), plotFolder = parsed.GetValue(plot);
+            HitGpuCli.CheckOutputs(
+                [parsed.GetValue(outPath), .. SplitFiles.Select(f => In(splitFolder, f)), .. Plots.TrainingCurveFiles.Select(f => In(plotFolder, f))],
+                [splitFolder, plotFolder], parsed.GetValue(data) ?? []);
             var table = HitGpuCli.LoadData(parsed.GetValue(data));
             using var device = HitGpuCli.OpenDevice(parsed.GetValue(accelerator)!);
             output.WriteLine($"hitgpu train: {table.Count} songs from {table.Source}; {TrainingArguments.Describe(options)}; accelerator {HitGpuCli.Describe(device)}");
@@ -40,19 +44,24 @@ public static class TrainCommand
                 ModelFile.Save(result.Model, modelPath);
                 output.WriteLine($"model saved to {modelPath}");
             }
-            if (parsed.GetValue(saveSplits) is { } splitFolder)
+            if (splitFolder is not null)
             {
                 Directory.CreateDirectory(splitFolder);
-                foreach (var (name, rows) in new[] { ("train", result.Split.Train), ("validation", result.Split.Validation), ("test", result.Split.Test) })
-                    SongData.WriteCsv(table.Subset(rows), Path.Combine(splitFolder, name + ".csv"));
-                output.WriteLine($"splits written to {splitFolder}/train.csv, validation.csv, test.csv");
+                foreach (var (name, rows) in SplitFiles.Zip([result.Split.Train, result.Split.Validation, result.Split.Test]))
+                    SongData.WriteCsv(table.Subset(rows), Path.Combine(splitFolder, name));
+                output.WriteLine($"splits written to {splitFolder}/{string.Join(", ", SplitFiles)}");
             }
-            if (parsed.GetValue(plot) is { } plotFolder)
+            if (plotFolder is not null)
                 output.WriteLine($"plots written: {string.Join(", ", Plots.TrainingCurves(result.History, plotFolder))}");
             return result.Diverged ? HitGpuCli.Failure : HitGpuCli.Ok;
         });
         return command;
     }
+
+    /// <summary>What --save-splits writes: the training, validation and test parts, in that order.</summary>
+    private static readonly string[] SplitFiles = ["train.csv", "validation.csv", "test.csv"];
+
+    private static string? In(string? folder, string file) => folder is null ? null : Path.Combine(folder, file);
 
     public static string EpochLine(EpochMetrics m, TrainingOptions options) =>
         (options.EnsembleSize > 1 ? $"member {m.Member + 1}/{options.EnsembleSize}  " : "") +

@@ -48,11 +48,12 @@ public sealed class ParameterLayout
             int nIn = widths[l], nOut = widths[l + 1];
             layers[l] = new LayerShape
             {
-                Inputs = nIn, Outputs = nOut, WeightOffset = parameters, BiasOffset = parameters + nOut * nIn,
+                Inputs = nIn, Outputs = nOut, WeightOffset = parameters, BiasOffset = checked(parameters + nOut * nIn),
                 OutputOffset = outputs, Activation = (int)activations[l],
             };
-            parameters += nOut * nIn + nOut;
-            outputs += nOut;
+            // Checked: widths read from a file may be absurd, and a wrapped count would allocate nonsense.
+            parameters = checked(parameters + nOut * nIn + nOut);
+            outputs = checked(outputs + nOut);
         }
         Count = parameters;
         ActivationWidth = outputs;

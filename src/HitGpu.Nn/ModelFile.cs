@@ -138,6 +138,21 @@ public static class ModelFile
     public static HitModel Decode(byte[] bytes, string path)
     {
         InputException Bad(string what) => new($"{path}: not a valid HitGpu model: {what}");
+        try
+        {
+            return Interpret(bytes, Bad);
+        }
+        // The header is untrusted JSON: a value of another type than expected (an object where a number
+        // belongs, text that is not UTF-8, a number out of range) surfaces as one of these, each meaning that
+        // the file is not a valid model.
+        catch (Exception e) when (e is InvalidOperationException or FormatException or OverflowException or JsonException or ArgumentException or KeyNotFoundException)
+        {
+            throw Bad(e.Message);
+        }
+    }
+
+    private static HitModel Interpret(byte[] bytes, Func<string, InputException> Bad)
+    {
         if (bytes.Length < 8)
             throw Bad($"file is {bytes.Length} bytes, too short for a safetensors header (truncated?)");
         ulong headerLength = BinaryPrimitives.ReadUInt64LittleEndian(bytes);
@@ -153,10 +168,10 @@ public static class ModelFile
             throw Bad($"header is not valid JSON ({e.Message})");
         }
         var tensors = bytes.AsSpan(8 + (int)headerLength);
-        if (header["__metadata__"] is not JsonObject meta || (string?)meta["format"] != Format)
+        if (header["__metadata__"] is not JsonObject meta || Text(meta["format"]) != Format)
             throw Bad($"no '{Format}' metadata (a safetensors file from another tool?)");
-        string metadataJson = (string?)meta["hitgpu"] ?? throw Bad("metadata 'hitgpu' missing");
-        if ((string?)meta["sha256"] != Checksum(metadataJson, tensors))
+        string metadataJson = Text(meta["hitgpu"]) ?? throw Bad("metadata 'hitgpu' missing");
+        if (Text(meta["sha256"]) != Checksum(metadataJson, tensors))
             throw Bad("checksum mismatch: the file was truncated or edited");
         Metadata metadata;
         try
@@ -196,6 +211,8 @@ public static class ModelFile
         var layout = new ParameterLayout(widths, ReadActivations(metadata, widths.Length - 1, Bad));
         if (metadata.Members < 1)
             throw Bad("no ensemble member");
+        if ((long)layout.Count * sizeof(float) * metadata.Members > tensors.Length)
+            throw Bad($"{metadata.Members} members of a {string.Join("-", widths)} network need more than the file's {tensors.Length} tensor bytes");
         var members = new List<float[]>();
         for (int m = 0; m < metadata.Members; m++)
         {
@@ -228,20 +245,36 @@ public static class ModelFile
     {
         if (header[name] is not JsonObject tensor)
             throw bad($"tensor '{name}' missing (a network of another shape?)");
-        if ((string?)tensor["dtype"] != "F32")
-            throw bad($"tensor '{name}' is {(string?)tensor["dtype"]}, expected F32");
-        var actualShape = tensor["shape"]?.AsArray().Select(v => (int)v!).ToArray() ?? [];
-        if (!actualShape.SequenceEqual(shape))
-            throw bad($"tensor '{name}' has shape [{string.Join(",", actualShape)}], expected [{string.Join(",", shape)}]");
-        var offsets = tensor["data_offsets"]?.AsArray().Select(v => (long)v!).ToArray() ?? [];
-        if (offsets.Length != 2 || offsets[0] < 0 || offsets[1] > tensors.Length || offsets[1] - offsets[0] != (long)into.Length * sizeof(float))
-            throw bad($"tensor '{name}' has data offsets [{string.Join(",", offsets)}] outside the {tensors.Length} data bytes");
+        string dtype = Text(tensor["dtype"]) ?? "no dtype";
+        if (dtype != "F32")
+            throw bad($"tensor '{name}' is {dtype}, expected F32");
+        var actualShape = Numbers(tensor["shape"]);
+        if (actualShape is null || !actualShape.SequenceEqual(shape.Select(d => (long)d)))
+            throw bad($"tensor '{name}' has shape [{string.Join(",", actualShape ?? [])}], expected [{string.Join(",", shape)}]");
+        var offsets = Numbers(tensor["data_offsets"]);
+        if (offsets is not { Length: 2 } || offsets[0] < 0 || offsets[1] > tensors.Length || offsets[1] - offsets[0] != (long)into.Length * sizeof(float))
+            throw bad($"tensor '{name}' has data offsets [{string.Join(",", offsets ?? [])}] outside the {tensors.Length} data bytes");
         for (int i = 0; i < into.Length; i++)
         {
             into[i] = BinaryPrimitives.ReadSingleLittleEndian(tensors[((int)offsets[0] + i * sizeof(float))..]);
             if (!float.IsFinite(into[i]))
                 throw bad($"tensor '{name}' holds a value that is not finite");
         }
+    }
+
+    /// <summary>A JSON string's text; null for anything else.</summary>
+    private static string? Text(JsonNode? node) => node is JsonValue v && v.TryGetValue(out string? text) ? text : null;
+
+    /// <summary>A JSON array of whole numbers; null for anything else.</summary>
+    private static long[]? Numbers(JsonNode? node)
+    {
+        if (node is not JsonArray array)
+            return null;
+        var numbers = new long[array.Count];
+        for (int i = 0; i < numbers.Length; i++)
+            if (array[i] is not JsonValue v || !v.TryGetValue(out numbers[i]))
+                return null;
+        return numbers;
     }
 
     private static string Checksum(string metadata, ReadOnlySpan<byte> tensors)

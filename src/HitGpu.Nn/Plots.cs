@@ -8,6 +8,12 @@ public static class Plots
 {
     private const int Width = 900, Height = 560;
 
+    /// <summary>The files <see cref="TrainingCurves"/> writes into its folder.</summary>
+    public static readonly string[] TrainingCurveFiles = ["loss.png", "accuracy.png"];
+
+    /// <summary>The file the ROC curve goes to in a plot folder.</summary>
+    public const string RocFile = "roc.png";
+
     /// <summary>
     /// Writes loss.png and accuracy.png (training and validation per epoch, averaged over the members of an
     /// ensemble) into a folder; returns their paths.
@@ -21,11 +27,11 @@ public static class Plots
             g.Sum(h => h.Seconds))).ToList();
         string of = members > 1 ? $" (mean of {members} networks)" : "";
         double[] epochs = history.Select(h => (double)h.Epoch).ToArray();
-        string loss = Path.Combine(folder, "loss.png");
+        string loss = Path.Combine(folder, TrainingCurveFiles[0]);
         Save(loss, "Binary cross-entropy per epoch" + of, "epoch", "loss", Alignment.UpperRight, integerX: true,
             ("training", epochs, history.Select(h => h.TrainLoss).ToArray()),
             ("validation", epochs, history.Select(h => h.ValidationLoss).ToArray()));
-        string accuracy = Path.Combine(folder, "accuracy.png");
+        string accuracy = Path.Combine(folder, TrainingCurveFiles[1]);
         Save(accuracy, "Accuracy per epoch" + of, "epoch", "accuracy (%)", Alignment.LowerRight, integerX: true,
             ("training", epochs, history.Select(h => h.TrainAccuracy * 100).ToArray()),
             ("validation", epochs, history.Select(h => h.ValidationAccuracy * 100).ToArray()));

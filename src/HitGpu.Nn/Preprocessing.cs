@@ -73,8 +73,11 @@ public sealed record Preprocessing
             throw new ArgumentException($"standardisation must have one mean and one deviation per network input ({inputs})");
         if (transform.UsesKnots != knots is not null)
             throw new ArgumentException(transform.UsesKnots ? $"{transform.Description} need quantile knots" : "standardised inputs take no quantile knots");
-        if (knots is not null && (knots.Length != encoding.Width || knots.Any(k => k is null || k.Length < 2 || k.Zip(k.Skip(1)).Any(p => !(p.First <= p.Second)))))
-            throw new ArgumentException("quantile knots must be one ascending list per encoded feature");
+        if (knots is not null && (knots.Length != encoding.Width || knots.Any(k => k is null || k.Length < 2 || !k.All(float.IsFinite) || k.Zip(k.Skip(1)).Any(p => !(p.First <= p.Second)))))
+            throw new ArgumentException("quantile knots must be one ascending list of finite values per encoded feature");
+        // Inputs the network can take: a mean that is not finite or a deviation that is not positive would make every one NaN or infinite.
+        if (!means.All(float.IsFinite) || !deviations.All(d => float.IsFinite(d) && d > 0f && float.IsFinite(1f / d)))
+            throw new ArgumentException("the standardisation's means must be finite and its deviations positive and finite");
         Encoding = encoding;
         Transform = transform;
         Knots = knots;

@@ -8,7 +8,17 @@ using CsvHelper;
 namespace HitGpu.Nn;
 
 /// <summary>Bad input: the message is one line a user can act on ("file:line:column: what is wrong").</summary>
-public sealed class InputException(string message) : Exception(message);
+public sealed class InputException(string message) : Exception(OneLine(message))
+{
+    /// <summary>Line breaks and other control characters (from a quoted field, a header, an inner message) shown as escapes: a refusal is one line.</summary>
+    public static string OneLine(string text)
+    {
+        var line = new System.Text.StringBuilder(text.Length);
+        foreach (char c in text)
+            line.Append(c switch { '\n' => "\\n", '\r' => "\\r", '\t' => "\\t", _ when char.IsControl(c) => $"\\u{(int)c:x4}", _ => c.ToString() });
+        return line.ToString();
+    }
+}
 
 /// <summary>A file the songs were read from, with its SHA-256 and row count.</summary>
 public sealed record DataFile(string Source, string Sha256, int Rows);
@@ -175,6 +185,9 @@ public static class SongData
     {
         var header = reader.Headers.Select(h => h.Trim()).ToArray();
         int Column(string name) => Array.FindIndex(header, h => string.Equals(h, name, StringComparison.OrdinalIgnoreCase));
+        foreach (var name in FeatureNames.Append(Target))
+            if (header.Count(h => string.Equals(h, name, StringComparison.OrdinalIgnoreCase)) > 1)
+                throw new InputException($"{source}:1: column '{name}' appears twice (which one holds the {(name == Target ? "target" : "feature")}?)");
         var featureColumns = new int[FeatureCount];
         for (int f = 0; f < FeatureCount; f++)
         {
@@ -201,7 +214,8 @@ public static class SongData
             {
                 int c = featureColumns[f];
                 double value = Number(reader, c, source, line, header[c]);
-                if (FeatureNames[f] == "duration_ms" && value <= 0)
+                // Positive as the network sees it: a float32 (1e-50 in the file is 0 there).
+                if (FeatureNames[f] == "duration_ms" && (float)value <= 0f)
                     throw new InputException($"{source}:{line}:{c + 1}: duration_ms must be positive, got {value.ToString(CultureInfo.InvariantCulture)}");
                 features.Add((float)value);
             }
@@ -263,6 +277,9 @@ public static class SongData
             throw new InputException($"{source}:{line}:{column + 1}: {name} is not a number: '{Encoding.UTF8.GetString(text)}'");
         if (!double.IsFinite(value))
             throw new InputException($"{source}:{line}:{column + 1}: {name} must be finite, got '{Encoding.UTF8.GetString(text)}'");
+        // The network computes in float32: a value finite in the file but not as a float would become infinity.
+        if (Math.Abs(value) > float.MaxValue)
+            throw new InputException($"{source}:{line}:{column + 1}: {name} is {Encoding.UTF8.GetString(text)}, beyond float32's range (±3.4e38)");
         return value;
     }
 

@@ -21,30 +21,9 @@ public sealed class DataTests : IDisposable
     private string WriteEdited(string name, int rows, int row, Func<string[], string[]> edit)
     {
         var header = Lines[0].Split(',');
-        var body = Lines.Skip(1).Take(rows).Select((line, i) => i + 1 == row ? JoinCsv(edit(SplitCsv(line))) : line);
+        var body = Lines.Skip(1).Take(rows).Select((line, i) => i + 1 == row ? CsvText.Join(edit(CsvText.Split(line))) : line);
         return Write(name, string.Join("\n", body.Prepend(string.Join(",", header))) + "\n");
     }
-
-    /// <summary>RFC 4180 fields of one line, unquoted; WriteEdited quotes them again where needed.</summary>
-    private static string[] SplitCsv(string line)
-    {
-        var fields = new List<string>();
-        var field = new StringBuilder();
-        bool quoted = false;
-        for (int i = 0; i < line.Length; i++)
-        {
-            char c = line[i];
-            if (quoted && c == '"' && i + 1 < line.Length && line[i + 1] == '"') { field.Append('"'); i++; }
-            else if (c == '"') quoted = !quoted;
-            else if (c == ',' && !quoted) { fields.Add(field.ToString()); field.Clear(); }
-            else field.Append(c);
-        }
-        fields.Add(field.ToString());
-        return fields.ToArray();
-    }
-
-    private static string JoinCsv(IEnumerable<string> fields) =>
-        string.Join(",", fields.Select(f => f.Contains(',') || f.Contains('"') ? "\"" + f.Replace("\"", "\"\"") + "\"" : f));
 
     private static int Column(string name) => Array.IndexOf(Lines[0].Split(','), name);
 
@@ -94,10 +73,10 @@ public sealed class DataTests : IDisposable
     public void Columns_are_found_by_name_in_any_order()
     {
         var header = Lines[0].Split(',');
-        var rows = Lines.Skip(1).Take(10).Select(SplitCsv).ToList();
+        var rows = Lines.Skip(1).Take(10).Select(CsvText.Split).ToList();
         var order = Enumerable.Range(0, header.Length).Reverse().ToArray();
         var text = string.Join(",", order.Select(i => header[i])) + "\n" +
-                   string.Join("\n", rows.Select(r => JoinCsv(order.Select(i => r[i])))) + "\n";
+                   string.Join("\n", rows.Select(r => CsvText.Join(order.Select(i => r[i])))) + "\n";
         var reversed = SongData.Load(Write("reversed.csv", text));
         var original = SongData.Load(WriteEdited("original.csv", 10, 0, f => f));
         Assert.Equal(original.Features, reversed.Features);
@@ -134,7 +113,7 @@ public sealed class DataTests : IDisposable
     {
         var header = Lines[0].Split(',').ToList();
         int c = header.IndexOf("valence");
-        var text = string.Join("\n", Lines.Take(5).Select(l => JoinCsv(SplitCsv(l).Where((_, i) => i != c)))) + "\n";
+        var text = string.Join("\n", Lines.Take(5).Select(l => CsvText.Join(CsvText.Split(l).Where((_, i) => i != c)))) + "\n";
         var error = Assert.Throws<InputException>(() => SongData.Load(Write("novalence.csv", text)));
         Assert.Contains("missing column 'valence'", error.Message);
     }
