@@ -4,7 +4,6 @@
 // number of cases (FUZZ_ITERATIONS sets it, for a soak run) and CsCheck shrinks a failure to a small case;
 // every failure found so far is pinned by a named test in RegressionTests below.
 using System.Buffers.Binary;
-using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json.Nodes;
 using CsCheck;
@@ -192,7 +191,7 @@ public sealed class FuzzTests(AcceleratorFixture fixture) : IDisposable
 
     // ---- the model loader ----
 
-    private static readonly Lazy<byte[]> ModelBytes = new(() =>
+    private static readonly Lazy<byte[]> RealModel = new(() =>
     {
         using var device = ComputeDevice.Open(AcceleratorKind.Cpu);
         var options = TrainingOptions.Study with { Epochs = 1, Hidden = [8], EnsembleSize = 2, Inputs = InputTransform.Quantile };
@@ -224,7 +223,7 @@ public sealed class FuzzTests(AcceleratorFixture fixture) : IDisposable
 
         public byte[] Bytes()
         {
-            var bytes = (byte[])ModelBytes.Value.Clone();
+            var bytes = (byte[])RealModel.Value.Clone();
             int headerLength = (int)BinaryPrimitives.ReadUInt64LittleEndian(bytes);
             switch (Kind)
             {
@@ -242,13 +241,13 @@ public sealed class FuzzTests(AcceleratorFixture fixture) : IDisposable
                     BinaryPrimitives.WriteUInt64LittleEndian(bytes, Value % 3 == 0 ? (ulong)(headerLength + Position % 64 - 32) : (ulong)Value * 2654435761UL);
                     return bytes;
                 case 4: // a metadata field edited, the checksum made again (a buggy writer)
-                    return Edited(bytes, header => EditMetadata(header, meta =>
+                    return ModelBytes.Edited(bytes, editMetadata: meta =>
                     {
                         var keys = meta.Select(p => p.Key).ToArray();
                         meta[keys[Field % keys.Length]] = JsonValues[Value % JsonValues.Length]();
-                    }));
+                    });
                 case 5: // a tensor entry edited: the entries are outside the checksum
-                    return Edited(bytes, header =>
+                    return ModelBytes.Edited(bytes, header =>
                     {
                         var tensors = header.Where(p => p.Key != "__metadata__").Select(p => p.Key).ToArray();
                         var tensor = header[tensors[Field % tensors.Length]]!.AsObject();
@@ -258,38 +257,10 @@ public sealed class FuzzTests(AcceleratorFixture fixture) : IDisposable
                 case 6: // a tensor value not finite, the checksum made again
                     int at = 8 + headerLength + (Position % ((bytes.Length - 8 - headerLength) / 4)) * 4;
                     BinaryPrimitives.WriteSingleLittleEndian(bytes.AsSpan(at), Value % 2 == 0 ? float.NaN : float.PositiveInfinity);
-                    return Edited(bytes, header => EditMetadata(header, _ => { }));
+                    return ModelBytes.Edited(bytes, editMetadata: _ => { });
                 default: // a tensor removed from the header
-                    return Edited(bytes, header => header.Remove(header.Where(p => p.Key != "__metadata__").ElementAt(Field % (header.Count - 1)).Key));
+                    return ModelBytes.Edited(bytes, header => header.Remove(header.Where(p => p.Key != "__metadata__").ElementAt(Field % (header.Count - 1)).Key));
             }
-        }
-
-        /// <summary>The file with its JSON header edited; lengths follow, the tensors stay.</summary>
-        private static byte[] Edited(byte[] bytes, Action<JsonObject> edit)
-        {
-            int headerLength = (int)BinaryPrimitives.ReadUInt64LittleEndian(bytes);
-            var header = JsonNode.Parse(Encoding.UTF8.GetString(bytes, 8, headerLength))!.AsObject();
-            var tensors = bytes[(8 + headerLength)..];
-            edit(header);
-            var headerBytes = Encoding.UTF8.GetBytes(header.ToJsonString());
-            var file = new byte[8 + headerBytes.Length + tensors.Length];
-            BinaryPrimitives.WriteUInt64LittleEndian(file, (ulong)headerBytes.Length);
-            headerBytes.CopyTo(file, 8);
-            tensors.CopyTo(file, 8 + headerBytes.Length);
-            return file;
-        }
-
-        /// <summary>Edits the HitGpu metadata and signs it again over the file's tensor bytes.</summary>
-        private static void EditMetadata(JsonObject header, Action<JsonObject> edit)
-        {
-            var meta = header["__metadata__"]!.AsObject();
-            var hitgpu = JsonNode.Parse((string)meta["hitgpu"]!)!.AsObject();
-            edit(hitgpu);
-            string metadata = hitgpu.ToJsonString();
-            meta["hitgpu"] = metadata;
-            var original = ModelBytes.Value;
-            var tensors = original.AsSpan(8 + (int)BinaryPrimitives.ReadUInt64LittleEndian(original)).ToArray();
-            meta["sha256"] = Convert.ToHexStringLower(SHA256.HashData([.. Encoding.UTF8.GetBytes(metadata), .. tensors]));
         }
     }
 
@@ -339,7 +310,7 @@ public sealed class FuzzTests(AcceleratorFixture fixture) : IDisposable
         SongData.WriteCsv(new SongTable { Source = ten.Source, Features = ten.Features, Tracks = ten.Tracks, Artists = ten.Artists }, files.Unlabelled);
         Directory.CreateDirectory(files.DecadeFolder);
         SongData.WriteCsv(small, Path.Combine(files.DecadeFolder, "dataset-of-90s.csv"));
-        File.WriteAllBytes(files.Model, ModelBytes.Value);
+        File.WriteAllBytes(files.Model, RealModel.Value);
         return files;
     }
 
@@ -537,35 +508,20 @@ public sealed class FuzzRegressionTests : IDisposable
         Assert.Equal("songs.csv:1: column 'energy' appears twice (which one holds the feature?)", e.Message);
     }
 
-    /// <summary>A real model file's header, edited; the checksum made again where the edit is in the signed metadata.</summary>
-    private static byte[] ModelEdited(Action<JsonObject> editHeader, Action<JsonObject>? editMetadata = null)
+    private static readonly Lazy<byte[]> Model = new(() =>
     {
         using var device = ComputeDevice.Open(AcceleratorKind.Cpu);
         var model = Trainer.Train(device, SongData.LoadEmbedded90s().Subset(Enumerable.Range(0, 200).ToArray()), TrainingOptions.Study with { Epochs = 1, Hidden = [4] }).Model;
-        using var stream = new MemoryStream();
         string path = Path.Combine(Path.GetTempPath(), $"hitgpu-regress-{Guid.NewGuid():N}.hitgpu");
         ModelFile.Save(model, path);
         var bytes = File.ReadAllBytes(path);
         File.Delete(path);
-        int headerLength = (int)BinaryPrimitives.ReadUInt64LittleEndian(bytes);
-        var header = JsonNode.Parse(Encoding.UTF8.GetString(bytes, 8, headerLength))!.AsObject();
-        var tensors = bytes[(8 + headerLength)..];
-        editHeader(header);
-        if (editMetadata is not null)
-        {
-            var meta = header["__metadata__"]!.AsObject();
-            var hitgpu = JsonNode.Parse((string)meta["hitgpu"]!)!.AsObject();
-            editMetadata(hitgpu);
-            meta["hitgpu"] = hitgpu.ToJsonString();
-            meta["sha256"] = Convert.ToHexStringLower(SHA256.HashData([.. Encoding.UTF8.GetBytes(hitgpu.ToJsonString()), .. tensors]));
-        }
-        var headerBytes = Encoding.UTF8.GetBytes(header.ToJsonString());
-        var file = new byte[8 + headerBytes.Length + tensors.Length];
-        BinaryPrimitives.WriteUInt64LittleEndian(file, (ulong)headerBytes.Length);
-        headerBytes.CopyTo(file, 8);
-        tensors.CopyTo(file, 8 + headerBytes.Length);
-        return file;
-    }
+        return bytes;
+    });
+
+    /// <summary>A real model file's header edited; with <paramref name="editMetadata"/>, its metadata edited and signed again.</summary>
+    private static byte[] ModelEdited(Action<JsonObject> editHeader, Action<JsonObject>? editMetadata = null) =>
+        ModelBytes.Edited(Model.Value, editHeader, editMetadata);
 
     private static void Refused(byte[] file, string expected)
     {

@@ -1,7 +1,6 @@
 // The model file: round trip to the same probabilities, a format other tools can read, and refusal of
 // truncated, edited or mismatched files. Writes are atomic.
 using System.Buffers.Binary;
-using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json.Nodes;
 
@@ -190,25 +189,7 @@ public sealed class ModelFileTests(AcceleratorFixture fixture) : IDisposable
             Tolerance.Close(Math.Exp(-loss[i]), p[i], $"probability {i}", 1e-5, 1e-4);
     }
 
-    /// <summary>The file with its HitGpu metadata edited and signed again, as a buggy writer would make it.</summary>
-    private static byte[] Resigned(byte[] bytes, Action<JsonObject> edit)
-    {
-        int headerLength = (int)BinaryPrimitives.ReadUInt64LittleEndian(bytes);
-        var header = JsonNode.Parse(Encoding.UTF8.GetString(bytes, 8, headerLength))!.AsObject();
-        var meta = header["__metadata__"]!.AsObject();
-        var hitgpu = JsonNode.Parse((string)meta["hitgpu"]!)!.AsObject();
-        edit(hitgpu);
-        string metadata = hitgpu.ToJsonString();
-        var tensors = bytes.AsSpan(8 + headerLength).ToArray();
-        meta["hitgpu"] = metadata;
-        meta["sha256"] = Convert.ToHexStringLower(SHA256.HashData([.. Encoding.UTF8.GetBytes(metadata), .. tensors]));
-        var newHeader = Encoding.UTF8.GetBytes(header.ToJsonString());
-        var file = new byte[8 + newHeader.Length + tensors.Length];
-        BinaryPrimitives.WriteUInt64LittleEndian(file, (ulong)newHeader.Length);
-        newHeader.CopyTo(file, 8);
-        tensors.CopyTo(file, 8 + newHeader.Length);
-        return file;
-    }
+    private static byte[] Resigned(byte[] bytes, Action<JsonObject> edit) => ModelBytes.Edited(bytes, editMetadata: edit);
 
     [Fact]
     public void A_failed_write_leaves_the_previous_file_and_no_temporary()
