@@ -1,6 +1,7 @@
 // BenchmarkDotNet suite (any arguments BenchmarkDotNet takes, e.g. --filter '*Kernel*'), plus the
 // 'compare-run' mode that bench/compare.py calls to time HitGpu beside the PyTorch reference, and the
-// 'gemm' mode that times the dense forward kernel on one large square product (beside torch_matmul.py).
+// 'gemm' mode that times the dense forward kernel on one large square product (beside torch_matmul.py), and
+// the 'resample' mode that makes large song files from the embedded 90s file (bench/scale.sh).
 using System.Globalization;
 using System.Text.Json;
 using BenchmarkDotNet.Running;
@@ -11,6 +12,10 @@ if (args.Length > 0 && args[0] == "compare-run")
     return CompareRun(args[1..]);
 if (args.Length > 0 && args[0] == "gemm")
     return Gemm(args[1..]);
+if (args.Length > 0 && args[0] == "resample")
+    return Resample(args[1..]);
+if (args.Length > 0 && args[0] == "load")
+    return Load(args[1..]);
 BenchmarkSwitcher.FromAssembly(typeof(HitGpu.Bench.BenchConfig).Assembly).Run(args);
 return 0;
 
@@ -71,6 +76,65 @@ static int Gemm(string[] args)
         gflops = 2.0 * n * n * n / seconds / 1e9,
         max_relative_error = worst,
     }));
+    return 0;
+}
+
+// N songs drawn with replacement from the embedded 90s file, each continuous feature moved by Gaussian noise
+// of 1% of its standard deviation (kept inside the file's range), the whole-number features (key, mode,
+// time signature, sections) and the target as drawn; each song gets its own uri. For scale tests only:
+// such a file is never committed.
+static int Resample(string[] args)
+{
+    long rows = long.Parse(ArgOf(args, "--rows", "10000"), CultureInfo.InvariantCulture);
+    string path = ArgOf(args, "--out", "songs.csv");
+    int seed = int.Parse(ArgOf(args, "--seed", "0"), CultureInfo.InvariantCulture);
+    var songs = SongData.LoadEmbedded90s();
+    int f = SongData.FeatureCount;
+    string[] whole = ["key", "mode", "time_signature", "sections"];
+    var min = new float[f];
+    var max = new float[f];
+    var noise = new double[f];
+    for (int c = 0; c < f; c++)
+    {
+        var column = Enumerable.Range(0, songs.Count).Select(r => (double)songs.Features[r * f + c]).ToArray();
+        double mean = column.Average();
+        (min[c], max[c]) = ((float)column.Min(), (float)column.Max());
+        noise[c] = whole.Contains(SongData.FeatureNames[c]) ? 0 : 0.01 * Math.Sqrt(column.Average(v => (v - mean) * (v - mean)));
+    }
+    var rng = new Random(seed);
+    using var file = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20);
+    using var writer = CsvHelper.CsvWriter.Create(file, SongData.WriterOptions, true);
+    writer.WriteRecord(["track", "artist", "uri", .. SongData.FeatureNames, SongData.Target]);
+    var record = new string[3 + f + 1];
+    for (long i = 0; i < rows; i++)
+    {
+        int r = rng.Next(songs.Count);
+        record[0] = songs.Tracks![r];
+        record[1] = songs.Artists![r];
+        record[2] = $"spotify:track:resampled{seed}x{i}";
+        for (int c = 0; c < f; c++)
+        {
+            double v = songs.Features[r * f + c];
+            if (noise[c] > 0)
+            {
+                double gaussian = Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble());
+                v = Math.Clamp(v + noise[c] * gaussian, min[c], max[c]);
+            }
+            record[3 + c] = ((float)v).ToString("R", CultureInfo.InvariantCulture);
+        }
+        record[^1] = songs.Labels![r].ToString(CultureInfo.InvariantCulture);
+        writer.WriteRecord(record);
+    }
+    return 0;
+}
+
+// Reads a song file as training does (labels, no names) and prints the time as JSON.
+static int Load(string[] args)
+{
+    string path = ArgOf(args, "--data", "songs.csv");
+    var clock = System.Diagnostics.Stopwatch.StartNew();
+    var songs = SongData.Load(path, keepNames: false);
+    Console.WriteLine(JsonSerializer.Serialize(new { peer = "hitgpu", rows = songs.Count, load_seconds = clock.Elapsed.TotalSeconds }));
     return 0;
 }
 

@@ -127,24 +127,10 @@ public static class HitGpuCli
         var read = new Dictionary<string, string>();
         foreach (var input in inputs.OfType<string>())
             foreach (var file in Directory.Exists(input) ? Directory.GetFiles(input) : [input])
-                read.TryAdd(Canonical(file), file);
+                read.TryAdd(AtomicFile.Canonical(file), file);
         foreach (var output in outputFiles)
-            if (read.TryGetValue(Canonical(output), out var input))
+            if (read.TryGetValue(AtomicFile.Canonical(output), out var input))
                 throw new InputException($"{output}: this output would replace {input}, which the command reads; write it elsewhere");
-    }
-
-    /// <summary>A path as the file system resolves it: absolute, through symbolic links.</summary>
-    private static string Canonical(string path)
-    {
-        string full = Path.GetFullPath(path);
-        try
-        {
-            return new FileInfo(full).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? full;
-        }
-        catch (IOException)
-        {
-            return full; // a broken or looping link: compare by its own path
-        }
     }
 
     public static Option<string> AcceleratorOption()

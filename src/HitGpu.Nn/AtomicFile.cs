@@ -75,6 +75,20 @@ public static class AtomicFile
                 TryDelete(file);
     }
 
+    /// <summary>A path as the file system resolves it: absolute, through symbolic links.</summary>
+    public static string Canonical(string path)
+    {
+        string full = Path.GetFullPath(path);
+        try
+        {
+            return new FileInfo(full).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? full;
+        }
+        catch (IOException)
+        {
+            return full; // a broken or looping link: compare by its own path
+        }
+    }
+
     private static bool IsRunning(int processId)
     {
         if (processId == Environment.ProcessId)

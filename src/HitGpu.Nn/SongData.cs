@@ -1,8 +1,7 @@
-// The data path: the Spotify hit-predictor CSV schema, a checked reader (CsvHelper), and the embedded 90s file.
-// Every value is checked; the first bad one stops the read with its file, line and column.
+// The data path: the Spotify hit-predictor CSV schema, loading whole files or chunks of them (SongReader), the
+// embedded 90s file, and writing songs back as CSV.
 using System.Globalization;
 using System.IO.Compression;
-using System.Text;
 using CsvHelper;
 
 namespace HitGpu.Nn;
@@ -35,6 +34,8 @@ public sealed class SongTable
     public float[]? Labels { get; init; }             // (Count): 0 or 1, null when the input had no target
     public string[]? Tracks { get; init; }
     public string[]? Artists { get; init; }
+    /// <summary>(Count) a 64-bit key of each song's uri, when the file has a uri column: for finding the same song twice.</summary>
+    public ulong[]? UriKeys { get; init; }
     public int Count => Features.Length / SongData.FeatureCount;
 
     /// <summary>The rows at the given indices, in that order.</summary>
@@ -52,6 +53,7 @@ public sealed class SongTable
             Labels = Labels is null ? null : rows.Select(r => Labels[r]).ToArray(),
             Tracks = Tracks is null ? null : rows.Select(r => Tracks[r]).ToArray(),
             Artists = Artists is null ? null : rows.Select(r => Artists[r]).ToArray(),
+            UriKeys = UriKeys is null ? null : rows.Select(r => UriKeys[r]).ToArray(),
         };
     }
 
@@ -62,6 +64,7 @@ public sealed class SongTable
             return tables[0];
         bool labels = tables.All(t => t.Labels is not null);
         bool names = tables.All(t => t.Tracks is not null && t.Artists is not null);
+        bool uris = tables.All(t => t.UriKeys is not null);
         return new SongTable
         {
             Source = string.Join(", ", tables.Select(t => t.Source)),
@@ -70,6 +73,7 @@ public sealed class SongTable
             Labels = labels ? tables.SelectMany(t => t.Labels!).ToArray() : null,
             Tracks = names ? tables.SelectMany(t => t.Tracks!).ToArray() : null,
             Artists = names ? tables.SelectMany(t => t.Artists!).ToArray() : null,
+            UriKeys = uris ? tables.SelectMany(t => t.UriKeys!).ToArray() : null,
         };
     }
 }
@@ -104,33 +108,20 @@ public static class SongData
         return bytes.ToArray();
     }
 
-    /// <summary>Reads one CSV file; see <see cref="Parse"/>.</summary>
-    public static SongTable Load(string path, bool requireTarget = true)
+    /// <summary>Reads one CSV file whole; see <see cref="Parse"/> for the format.</summary>
+    /// <param name="keepNames">keep track and artist (only where an output needs them: they cost memory)</param>
+    public static SongTable Load(string path, bool requireTarget = true, bool keepNames = true)
     {
-        byte[] bytes;
-        try
-        {
-            bytes = File.ReadAllBytes(path);
-        }
-        catch (FileNotFoundException)
-        {
-            throw new InputException($"{path}: file not found");
-        }
-        catch (DirectoryNotFoundException)
-        {
-            throw new InputException($"{path}: file not found (no such directory)");
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new InputException($"{path}: cannot read the file ({e.Message})");
-        }
-        return Parse(bytes, path, requireTarget);
+        using var reader = SongReader.Open(path, requireTarget, keepNames);
+        return Whole(reader, path);
     }
 
     /// <summary>
-    /// Reads every CSV file a list of paths names: files as they are, folders as their *.csv files in name order.
+    /// Reads every CSV file a list of paths names: files as they are, folders as their *.csv files in name
+    /// order. The same file named twice (or two files with the same bytes) is refused: its songs would be in
+    /// the training and the test part at once.
     /// </summary>
-    public static SongTable LoadMany(IReadOnlyList<string> paths, bool requireTarget = true)
+    public static SongTable LoadMany(IReadOnlyList<string> paths, bool requireTarget = true, bool keepNames = true)
     {
         var files = new List<string>();
         foreach (var path in paths)
@@ -147,102 +138,62 @@ public static class SongData
                 files.Add(path);
             }
         }
-        return SongTable.Concat(files.Select(f => Load(f, requireTarget)).ToList());
+        var seen = new Dictionary<string, string>();
+        foreach (var file in files)
+            if (!seen.TryAdd(AtomicFile.Canonical(file), file))
+                throw new InputException($"{file}: given twice (also as {seen[AtomicFile.Canonical(file)]}): its songs would be in the training and the test part at once");
+        var tables = files.Select(f => Load(f, requireTarget, keepNames)).ToList();
+        for (int i = 0; i < tables.Count; i++)
+            for (int j = 0; j < i; j++)
+                if (tables[i].Files[0].Sha256 == tables[j].Files[0].Sha256)
+                    throw new InputException($"{files[i]}: has the same bytes as {files[j]}: its songs would be in the training and the test part at once");
+        return SongTable.Concat(tables);
+    }
+
+    /// <summary>
+    /// Reads a CSV file in chunks of up to <paramref name="chunkRows"/> songs, for files of any size: memory
+    /// holds one chunk. The first bad value stops the enumeration with its file, line and column.
+    /// </summary>
+    public static IEnumerable<SongTable> ReadChunks(string path, int chunkRows, bool requireTarget = false, bool keepNames = true)
+    {
+        if (chunkRows < 1)
+            throw new ArgumentOutOfRangeException(nameof(chunkRows), $"chunks hold at least one row, got {chunkRows}");
+        using var reader = SongReader.Open(path, requireTarget, keepNames);
+        while (reader.ReadChunk(chunkRows) is { } chunk)
+            yield return chunk;
     }
 
     /// <summary>
     /// Parses a CSV in the dataset's format: a header, then one row per song. Columns are found by name in
-    /// any order; track, artist and uri are optional and only track and artist are kept; the 15 features
+    /// any order; track, artist and uri are optional (track and artist kept, uri as a key); the 15 features
     /// must be present; <c>target</c> must be present when <paramref name="requireTarget"/> is set.
     /// UTF-8 with or without a byte-order mark (UTF-16 with one too), invariant-culture numbers such as
     /// 1.72e-05, quoted titles with commas.
     /// </summary>
     public static SongTable Parse(byte[] bytes, string source, bool requireTarget = true)
     {
-        if (bytes.Length == 0 || IsOnlyBom(bytes))
-            throw new InputException($"{source}: file is empty (expected a header line and data rows)");
-        var options = CsvReaderOptions.Default with
-        {
-            Separator = ',',
-            HasHeader = true,
-            TrackLineNumbers = true,
-            FieldCountMismatch = CsvFieldCountHandling.Allow,
-            MalformedData = CsvMalformedDataHandling.Throw,
-            FormatProvider = CultureInfo.InvariantCulture,
-        };
-        try
-        {
-            using var reader = CsvReader.Create(bytes, options);
-            return Read(reader, source, requireTarget, Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(bytes)));
-        }
-        catch (CsvFormatException e)
-        {
-            throw new InputException($"{source}: malformed CSV: {FirstLine(e.Message)}");
-        }
+        using var reader = SongReader.Over(bytes, source, requireTarget);
+        return Whole(reader, source);
     }
 
-    private static SongTable Read(CsvReader reader, string source, bool requireTarget, string sha256)
+    private static SongTable Whole(SongReader reader, string source)
     {
-        var header = reader.Headers.Select(h => h.Trim()).ToArray();
-        int Column(string name) => Array.FindIndex(header, h => string.Equals(h, name, StringComparison.OrdinalIgnoreCase));
-        foreach (var name in FeatureNames.Append(Target))
-            if (header.Count(h => string.Equals(h, name, StringComparison.OrdinalIgnoreCase)) > 1)
-                throw new InputException($"{source}:1: column '{name}' appears twice (which one holds the {(name == Target ? "target" : "feature")}?)");
-        var featureColumns = new int[FeatureCount];
-        for (int f = 0; f < FeatureCount; f++)
-        {
-            featureColumns[f] = Column(FeatureNames[f]);
-            if (featureColumns[f] < 0)
-                throw new InputException($"{source}:1: missing column '{FeatureNames[f]}' (the header must name all 15 features: {string.Join(",", FeatureNames)})");
-        }
-        int targetColumn = Column(Target);
-        if (requireTarget && targetColumn < 0)
-            throw new InputException($"{source}:1: missing column '{Target}' (1 = hit, 0 = not a hit)");
-        int trackColumn = Column("track"), artistColumn = Column("artist");
-        bool names = trackColumn >= 0 && artistColumn >= 0;
-
-        var features = new List<float>(4096 * FeatureCount);
-        var labels = targetColumn >= 0 ? new List<float>(4096) : null;
-        var tracks = names ? new List<string>(4096) : null;
-        var artists = names ? new List<string>(4096) : null;
-        while (reader.Read())
-        {
-            long line = reader.LineNumber;
-            if (reader.FieldCount != header.Length)
-                throw new InputException($"{source}:{line}: row has {reader.FieldCount} fields, the header has {header.Length}");
-            for (int f = 0; f < FeatureCount; f++)
-            {
-                int c = featureColumns[f];
-                double value = Number(reader, c, source, line, header[c]);
-                // Positive as the network sees it: a float32 (1e-50 in the file is 0 there).
-                if (FeatureNames[f] == "duration_ms" && (float)value <= 0f)
-                    throw new InputException($"{source}:{line}:{c + 1}: duration_ms must be positive, got {value.ToString(CultureInfo.InvariantCulture)}");
-                features.Add((float)value);
-            }
-            if (labels is not null)
-            {
-                double y = Number(reader, targetColumn, source, line, Target);
-                if (y != 0 && y != 1)
-                    throw new InputException($"{source}:{line}:{targetColumn + 1}: target must be 0 or 1, got '{reader.GetString(targetColumn)}'");
-                labels.Add((float)y);
-            }
-            if (names)
-            {
-                tracks!.Add(reader.GetString(trackColumn));
-                artists!.Add(reader.GetString(artistColumn));
-            }
-        }
-        if (features.Count == 0)
-            throw new InputException($"{source}: file has a header but no data rows");
+        var table = reader.ReadChunk(int.MaxValue)!;
         return new SongTable
         {
             Source = source,
-            Files = [new DataFile(source, sha256, labels?.Count ?? tracks?.Count ?? features.Count / FeatureCount)],
-            Features = features.ToArray(),
-            Labels = labels?.ToArray(),
-            Tracks = tracks?.ToArray(),
-            Artists = artists?.ToArray(),
+            Files = [new DataFile(source, reader.Sha256(), table.Count)],
+            Features = table.Features, Labels = table.Labels, Tracks = table.Tracks, Artists = table.Artists, UriKeys = table.UriKeys,
         };
+    }
+
+    /// <summary>A 64-bit key of some bytes (FNV-1a): equal bytes, equal keys; different ones collide with odds of 2^-64.</summary>
+    public static ulong Key(ReadOnlySpan<byte> bytes)
+    {
+        ulong hash = 14695981039346656037UL;
+        foreach (byte b in bytes)
+            hash = (hash ^ b) * 1099511628211UL;
+        return hash;
     }
 
     /// <summary>How HitGpu writes every CSV: LF line ends, invariant-culture numbers.</summary>
@@ -269,22 +220,4 @@ public static class SongData
             writer.WriteRecord(record);
         }
     });
-
-    private static double Number(CsvReader reader, int column, string source, long line, string name)
-    {
-        var text = reader.GetSpan(column);
-        if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out double value))
-            throw new InputException($"{source}:{line}:{column + 1}: {name} is not a number: '{Encoding.UTF8.GetString(text)}'");
-        if (!double.IsFinite(value))
-            throw new InputException($"{source}:{line}:{column + 1}: {name} must be finite, got '{Encoding.UTF8.GetString(text)}'");
-        // The network computes in float32: a value finite in the file but not as a float would become infinity.
-        if (Math.Abs(value) > float.MaxValue)
-            throw new InputException($"{source}:{line}:{column + 1}: {name} is {Encoding.UTF8.GetString(text)}, beyond float32's range (±3.4e38)");
-        return value;
-    }
-
-    private static bool IsOnlyBom(byte[] bytes) =>
-        bytes.AsSpan().SequenceEqual(new byte[] { 0xEF, 0xBB, 0xBF }) || bytes.AsSpan().SequenceEqual(new byte[] { 0xFF, 0xFE }) || bytes.AsSpan().SequenceEqual(new byte[] { 0xFE, 0xFF });
-
-    private static string FirstLine(string text) => text.Split('\n')[0].Trim();
 }
