@@ -19,7 +19,7 @@ public static class HitGpuCli
         {
             TrainCommand.Create(output, error, interactive),
             EvaluateCommand.Create(output),
-            PredictCommand.Create(output),
+            PredictCommand.Create(output, error),
             DevicesCommand.Create(output),
             AccuracyCommand.Create(output),
         };

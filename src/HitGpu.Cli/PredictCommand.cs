@@ -1,16 +1,20 @@
 // hitgpu predict: scores songs with a saved model: one row per song with its probability and verdict,
-// keeping track and artist where the input has them. To stdout, or atomically to --out.
+// keeping track and artist where the input has them. Streams: reads, scores and writes a chunk at a time,
+// so memory stays flat whatever the file's size. To stdout, or atomically to --out.
 using System.CommandLine;
-using CsvHelper;
+using System.Diagnostics;
 using System.Globalization;
-using System.Text;
+using CsvHelper;
 using HitGpu.Nn;
 
 namespace HitGpu.Cli;
 
 public static class PredictCommand
 {
-    public static Command Create(TextWriter output)
+    /// <summary>Songs read, scored and written at a time.</summary>
+    public const int ChunkRows = 1 << 16;
+
+    public static Command Create(TextWriter output, TextWriter error)
     {
         var model = HitGpuCli.PathOption("--model", "model file written by hitgpu train --out", required: true);
         var data = HitGpuCli.PathOption("--data", "CSV with the 15 feature columns by name (target, track, artist, uri optional)", required: true);
@@ -19,40 +23,90 @@ public static class PredictCommand
         var command = new Command("predict", "Score songs with a saved model") { model, data, accelerator, outPath };
         command.SetAction(parsed =>
         {
-            HitGpuCli.CheckOutputs([parsed.GetValue(outPath)], [], [parsed.GetValue(model), parsed.GetValue(data)]);
+            string dataPath = parsed.GetValue(data)!;
+            HitGpuCli.CheckOutputs([parsed.GetValue(outPath)], [], [parsed.GetValue(model), dataPath]);
             var hitModel = ModelFile.Load(parsed.GetValue(model)!);
-            var songs = SongData.Load(parsed.GetValue(data)!, requireTarget: false);
             using var device = HitGpuCli.OpenDevice(parsed.GetValue(accelerator)!);
-            var probabilities = hitModel.PredictProbabilities(device, songs);
-            string csv = Csv(songs, probabilities);
+            var chunks = SongData.ReadAhead(SongData.ReadChunks(dataPath, ChunkRows, requireTarget: false));
+            // Progress for a person watching stderr, unless the predictions themselves go to that terminal.
+            bool watched = ReferenceEquals(error, Console.Error) && !Console.IsErrorRedirected && Environment.GetEnvironmentVariable("CI") is null;
+            var progress = watched && (parsed.GetValue(outPath) is not null || Console.IsOutputRedirected) ? error : null;
             if (parsed.GetValue(outPath) is { } path)
             {
-                AtomicFile.WriteText(path, csv);
-                output.WriteLine($"{songs.Count} predictions written to {path}");
+                var summary = new Summary();
+                AtomicFile.Write(path, stream => summary = Write(stream, hitModel, device, chunks, progress));
+                output.WriteLine($"{summary.Rows} predictions written to {path}{summary.FarOutsideNote}");
             }
             else
             {
-                output.Write(csv);
+                using var stdout = Console.OpenStandardOutput();
+                var summary = ReferenceEquals(output, Console.Out) ? Write(stdout, hitModel, device, chunks, progress) : WriteText(output, hitModel, device, chunks);
+                if (summary.FarOutsideNote != "")
+                    error.WriteLine($"hitgpu: note: {summary.FarOutside} of {summary.Rows} songs have a feature far outside the training range");
             }
             return HitGpuCli.Ok;
         });
         return command;
     }
 
-    /// <summary>One row per song: track and artist when the input has them (else its row number), P(hit), the verdict.</summary>
-    public static string Csv(SongTable songs, IReadOnlyList<float> probabilities)
+    /// <summary>What a prediction run saw: rows scored, and how many had a feature far outside the training range (null: the model does not know its ranges).</summary>
+    public readonly record struct Summary(long Rows, long? FarOutside)
     {
-        bool names = songs.Tracks is not null && songs.Artists is not null;
-        using var bytes = new MemoryStream();
-        using (var writer = CsvWriter.Create(bytes, SongData.WriterOptions, true))
+        public string FarOutsideNote => FarOutside is > 0 ? $" ({FarOutside} songs have a feature far outside the training range)" : "";
+    }
+
+    private static Summary Write(Stream stream, HitModel model, HitGpu.Kernels.ComputeDevice device, IEnumerable<SongTable> chunks, TextWriter? progress)
+    {
+        using var writer = CsvWriter.Create(stream, SongData.WriterOptions, leaveOpen: true);
+        return Write(writer, model, device, chunks, progress);
+    }
+
+    // Tests hand the command a StringWriter for stdout.
+    private static Summary WriteText(TextWriter text, HitModel model, HitGpu.Kernels.ComputeDevice device, IEnumerable<SongTable> chunks)
+    {
+        using var writer = CsvWriter.Create(text, SongData.WriterOptions, leaveOpen: true);
+        return Write(writer, model, device, chunks, progress: null);
+    }
+
+    /// <summary>
+    /// One row per song, in input order: track and artist when the input has them (else its row number),
+    /// P(hit), the verdict. A bad row stops the run (the caller's atomic write then leaves no file).
+    /// </summary>
+    private static Summary Write(CsvWriter writer, HitModel model, HitGpu.Kernels.ComputeDevice device, IEnumerable<SongTable> chunks, TextWriter? progress)
+    {
+        var clock = Stopwatch.StartNew();
+        long rows = 0;
+        long? farOutside = model.Preprocessing.Ranges is null ? null : 0;
+        bool header = false;
+        foreach (var (songs, probabilities) in model.PredictChunks(device, chunks))
         {
-            writer.WriteRecord(names ? ["track", "artist", "probability", "prediction"] : ["row", "probability", "prediction"]);
-            for (int i = 0; i < probabilities.Count; i++)
+            bool names = songs.Tracks is not null && songs.Artists is not null;
+            if (!header)
             {
-                string p = probabilities[i].ToString("F6", CultureInfo.InvariantCulture), verdict = probabilities[i] > 0.5f ? "Hit" : "Not a Hit";
-                writer.WriteRecord(names ? [songs.Tracks![i], songs.Artists![i], p, verdict] : [(i + 1).ToString(CultureInfo.InvariantCulture), p, verdict]);
+                writer.WriteRecord(names ? ["track", "artist", "probability", "prediction"] : ["row", "probability", "prediction"]);
+                header = true;
             }
+            for (int i = 0; i < probabilities.Length; i++)
+            {
+                if (names)
+                {
+                    writer.WriteField(songs.Tracks![i]);
+                    writer.WriteField(songs.Artists![i]);
+                }
+                else
+                {
+                    writer.WriteField(rows + i + 1, "D");
+                }
+                writer.WriteField(probabilities[i], "F6");
+                writer.WriteField(probabilities[i] > 0.5f ? "Hit" : "Not a Hit");
+                writer.EndRecord();
+            }
+            rows += probabilities.Length;
+            farOutside += model.Preprocessing.Ranges?.CountFarOutside(songs.Features);
+            progress?.Write(string.Create(CultureInfo.InvariantCulture, $"\r{rows:N0} songs scored, {rows / Math.Max(1e-9, clock.Elapsed.TotalSeconds):N0} songs/s "));
         }
-        return Encoding.UTF8.GetString(bytes.ToArray());
+        progress?.WriteLine();
+        writer.Flush();
+        return new Summary(rows, farOutside);
     }
 }

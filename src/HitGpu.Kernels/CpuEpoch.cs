@@ -22,6 +22,7 @@ public struct CpuEpochArgs
     public ArrayView<int> Order;             // (n) this epoch's shuffled row order
     public ArrayView<float> SampleLoss;      // (n) per position in Order
     public ArrayView<float> SampleCorrect;   // (n)
+    public ArrayView<float> Probabilities;   // (n) P(hit) per row: the predict kernel's output
     public ArrayView<float> Parameters;      // (count) laid out as the ParameterLayout says
     public ArrayView<float> AdamM, AdamV;    // (count)
     public ArrayView<float> ThreadGradients; // (threads, count) one gradient copy per thread
@@ -32,6 +33,12 @@ public struct CpuEpochArgs
     public int ParameterCount, ActivationWidth; // filled from the layout by the launcher
     public StepSettings Settings;            // dropout on hidden outputs while training
     public int FirstStep;                    // the global step number of this epoch's first step, for the dropout mask
+}
+
+/// <summary>Four sums, one per row of a group of four.</summary>
+public struct Sums4
+{
+    public float S0, S1, S2, S3;
 }
 
 /// <summary>
@@ -48,6 +55,7 @@ public interface IEpochMemory
     AdamStep Schedule(int step);
     ref float SampleLoss(int i);
     ref float SampleCorrect(int i);
+    ref float Probability(int i);
     ref float Parameter(int i);
     ref float M(int i);
     ref float V(int i);
@@ -56,6 +64,12 @@ public interface IEpochMemory
 
     /// <summary>sum_i x[x + i] W[w + i], x from the features (fromFeatures) or the scratch, W the parameters.</summary>
     float Dot(bool fromFeatures, int x, int w, int n);
+
+    /// <summary>start + x[x + 0] W[w + 0] + x[x + 1] W[w + 1] + ..., added in that order: the layered dense kernel's sum, to the bit.</summary>
+    float DotInOrder(float start, bool fromFeatures, int x, int w, int n);
+
+    /// <summary><see cref="DotInOrder"/> for four rows at once, at x, x + stride, x + 2 stride, x + 3 stride: four independent sums.</summary>
+    Sums4 DotInOrder4(float start, bool fromFeatures, int x, int stride, int w, int n);
 
     /// <summary>gradient[g + i] += d * x[x + i] for i in [0, n), x as in <see cref="Dot"/>.</summary>
     void AddScaledInput(int g, float d, bool fromFeatures, int x, int n);
@@ -73,6 +87,7 @@ public readonly struct ViewMemory(CpuEpochArgs a) : IEpochMemory
     public AdamStep Schedule(int step) => a.Schedule[step];
     public ref float SampleLoss(int i) => ref a.SampleLoss[i];
     public ref float SampleCorrect(int i) => ref a.SampleCorrect[i];
+    public ref float Probability(int i) => ref a.Probabilities[i];
     public ref float Parameter(int i) => ref a.Parameters[i];
     public ref float M(int i) => ref a.AdamM[i];
     public ref float V(int i) => ref a.AdamV[i];
@@ -97,6 +112,30 @@ public readonly struct ViewMemory(CpuEpochArgs a) : IEpochMemory
         return (s0 + s1) + (s2 + s3);
     }
 
+    public float DotInOrder(float start, bool fromFeatures, int x, int w, int n)
+    {
+        var source = fromFeatures ? a.Features : a.Scratch;
+        float sum = start;
+        for (int i = 0; i < n; i++)
+            sum += source[x + i] * a.Parameters[w + i];
+        return sum;
+    }
+
+    public Sums4 DotInOrder4(float start, bool fromFeatures, int x, int stride, int w, int n)
+    {
+        var source = fromFeatures ? a.Features : a.Scratch;
+        var s = new Sums4 { S0 = start, S1 = start, S2 = start, S3 = start };
+        for (int i = 0; i < n; i++)
+        {
+            float weight = a.Parameters[w + i];
+            s.S0 += source[x + i] * weight;
+            s.S1 += source[x + stride + i] * weight;
+            s.S2 += source[x + 2 * stride + i] * weight;
+            s.S3 += source[x + 3 * stride + i] * weight;
+        }
+        return s;
+    }
+
     public void AddScaledInput(int g, float d, bool fromFeatures, int x, int n)
     {
         var source = fromFeatures ? a.Features : a.Scratch;
@@ -114,7 +153,7 @@ public readonly struct ViewMemory(CpuEpochArgs a) : IEpochMemory
 /// <summary>The addresses of a <see cref="CpuEpochArgs"/>' CPU buffers, taken on the host (CPU accelerator only).</summary>
 public struct EpochAddresses
 {
-    public long Features, Labels, Order, Layers, Schedule, SampleLoss, SampleCorrect, Parameters, M, V, Gradients, Scratch;
+    public long Features, Labels, Order, Layers, Schedule, SampleLoss, SampleCorrect, Probabilities, Parameters, M, V, Gradients, Scratch;
 }
 
 public readonly unsafe struct PointerMemory(EpochAddresses p) : IEpochMemory
@@ -126,6 +165,7 @@ public readonly unsafe struct PointerMemory(EpochAddresses p) : IEpochMemory
     public AdamStep Schedule(int step) => ((AdamStep*)p.Schedule)[step];
     public ref float SampleLoss(int i) => ref ((float*)p.SampleLoss)[i];
     public ref float SampleCorrect(int i) => ref ((float*)p.SampleCorrect)[i];
+    public ref float Probability(int i) => ref ((float*)p.Probabilities)[i];
     public ref float Parameter(int i) => ref ((float*)p.Parameters)[i];
     public ref float M(int i) => ref ((float*)p.M)[i];
     public ref float V(int i) => ref ((float*)p.V)[i];
@@ -149,6 +189,31 @@ public readonly unsafe struct PointerMemory(EpochAddresses p) : IEpochMemory
         for (; i < n; i++)
             s0 += xs[i] * ws[i];
         return (s0 + s1) + (s2 + s3);
+    }
+
+    public float DotInOrder(float start, bool fromFeatures, int x, int w, int n)
+    {
+        float* xs = (fromFeatures ? (float*)p.Features : (float*)p.Scratch) + x, ws = (float*)p.Parameters + w;
+        float sum = start;
+        for (int i = 0; i < n; i++)
+            sum += xs[i] * ws[i];
+        return sum;
+    }
+
+    public Sums4 DotInOrder4(float start, bool fromFeatures, int x, int stride, int w, int n)
+    {
+        float* x0 = (fromFeatures ? (float*)p.Features : (float*)p.Scratch) + x, ws = (float*)p.Parameters + w;
+        float* x1 = x0 + stride, x2 = x1 + stride, x3 = x2 + stride;
+        float s0 = start, s1 = start, s2 = start, s3 = start;
+        for (int i = 0; i < n; i++)
+        {
+            float weight = ws[i];
+            s0 += x0[i] * weight;
+            s1 += x1[i] * weight;
+            s2 += x2[i] * weight;
+            s3 += x3[i] * weight;
+        }
+        return new Sums4 { S0 = s0, S1 = s1, S2 = s2, S3 = s3 };
     }
 
     public void AddScaledInput(int g, float d, bool fromFeatures, int x, int n) =>
@@ -189,6 +254,69 @@ public static class CpuEpoch
 
     /// <summary>The same for the CPU accelerator, through raw pointers.</summary>
     public static void ScorePointerKernel(CpuEpochArgs a, EpochAddresses addresses) => Score(new PointerMemory(addresses), a);
+
+    /// <summary>
+    /// Every backend: P(hit) of rows [0, Rows) with the current parameters, each output summed as the layered
+    /// dense kernel sums it (bias first, then the inputs in order), so the probabilities are the layered path's
+    /// to the bit: prediction gives the same numbers on either path.
+    /// </summary>
+    public static void PredictKernel(CpuEpochArgs a) => Predict(new ViewMemory(a), a);
+
+    /// <summary>The same for the CPU accelerator, through raw pointers.</summary>
+    public static void PredictPointerKernel(CpuEpochArgs a, EpochAddresses addresses) => Predict(new PointerMemory(addresses), a);
+
+    // Rows four at a time (four independent sums hide the adds' latency), the rest one at a time; each row's
+    // sums are added in the same order either way.
+    private static void Predict<TMemory>(TMemory mem, CpuEpochArgs a) where TMemory : struct, IEpochMemory
+    {
+        int thread = Group.IdxX, threads = Group.DimX;
+        int layers = (int)a.Layers.Length;
+        int rowOut = thread * 2 * a.RowsPerThread * a.ActivationWidth; // four rows of outputs: RowsPerThread >= 2
+        int perThread = (a.Rows + threads - 1) / threads;
+        int row = thread * perThread, end = Math.Min(a.Rows, (thread + 1) * perThread);
+        for (; row + 3 < end; row += 4)
+        {
+            var previous = mem.Layer(0);
+            for (int l = 0; l < layers; l++)
+            {
+                var layer = mem.Layer(l);
+                for (int o = 0; o < layer.Outputs; o++)
+                {
+                    int wRow = layer.WeightOffset + o * layer.Inputs;
+                    float bias = mem.Parameter(layer.BiasOffset + o);
+                    var s = l == 0
+                        ? mem.DotInOrder4(bias, true, row * layer.Inputs, layer.Inputs, wRow, layer.Inputs)
+                        : mem.DotInOrder4(bias, false, rowOut + previous.OutputOffset, a.ActivationWidth, wRow, layer.Inputs);
+                    int at = rowOut + layer.OutputOffset + o;
+                    mem.Scratch(at) = Activations.Apply(layer.Activation, s.S0);
+                    mem.Scratch(at + a.ActivationWidth) = Activations.Apply(layer.Activation, s.S1);
+                    mem.Scratch(at + 2 * a.ActivationWidth) = Activations.Apply(layer.Activation, s.S2);
+                    mem.Scratch(at + 3 * a.ActivationWidth) = Activations.Apply(layer.Activation, s.S3);
+                }
+                previous = layer;
+            }
+            for (int k = 0; k < 4; k++)
+                mem.Probability(row + k) = Activations.Sigmoid(mem.Scratch(rowOut + k * a.ActivationWidth + previous.OutputOffset));
+        }
+        for (; row < end; row++)
+        {
+            var previous = mem.Layer(0);
+            for (int l = 0; l < layers; l++)
+            {
+                var layer = mem.Layer(l);
+                for (int o = 0; o < layer.Outputs; o++)
+                {
+                    int wRow = layer.WeightOffset + o * layer.Inputs;
+                    float sum = l == 0
+                        ? mem.DotInOrder(mem.Parameter(layer.BiasOffset + o), true, row * layer.Inputs, wRow, layer.Inputs)
+                        : mem.DotInOrder(mem.Parameter(layer.BiasOffset + o), false, rowOut + previous.OutputOffset, wRow, layer.Inputs);
+                    mem.Scratch(rowOut + layer.OutputOffset + o) = Activations.Apply(layer.Activation, sum);
+                }
+                previous = layer;
+            }
+            mem.Probability(row) = Activations.Sigmoid(mem.Scratch(rowOut + previous.OutputOffset));
+        }
+    }
 
     /// <summary>
     /// The forward pass of one input row into the scratch row at rowOut, each layer reading the input row
@@ -363,8 +491,8 @@ public static class CpuEpoch
 
 public sealed partial class ComputeDevice
 {
-    private Action<KernelConfig, CpuEpochArgs>? cpuEpoch, cpuEpochScore;
-    private Action<KernelConfig, CpuEpochArgs, EpochAddresses>? cpuEpochPointers, cpuEpochScorePointers;
+    private Action<KernelConfig, CpuEpochArgs>? cpuEpoch, cpuEpochScore, cpuEpochPredict;
+    private Action<KernelConfig, CpuEpochArgs, EpochAddresses>? cpuEpochPointers, cpuEpochScorePointers, cpuEpochPredictPointers;
 
     /// <summary>Threads of the one group the CPU epoch kernels run in.</summary>
     public int CpuEpochThreads => Kind == AcceleratorKind.Cpu ? Accelerator.MaxNumThreadsPerGroup : Math.Min(256, Accelerator.MaxNumThreadsPerGroup);
@@ -381,6 +509,19 @@ public sealed partial class ComputeDevice
             (cpuEpochScore ??= Accelerator.LoadStreamKernel<CpuEpochArgs>(CpuEpoch.ScoreKernel))(config, a);
         else
             (cpuEpochScorePointers ??= Accelerator.LoadStreamKernel<CpuEpochArgs, EpochAddresses>(CpuEpoch.ScorePointerKernel))(config, a, Addresses(a));
+    }
+
+    /// <summary>P(hit) of rows [0, Rows) into Probabilities, in one launch; labels, order, schedule and gradients unused.</summary>
+    public void PredictCpuEpoch(CpuEpochArgs a, ParameterLayout layout, bool throughViews = false)
+    {
+        Check(ref a, layout, "CPU epoch predict");
+        Require(a.Rows >= 1 && a.Probabilities.Length >= a.Rows, "CPU epoch predict: the probabilities must hold the rows");
+        Require(a.Scratch.Length >= (long)CpuEpochThreads * 2 * a.RowsPerThread * a.ActivationWidth && a.RowsPerThread >= 2, "CPU epoch predict: scratch too small (four rows a thread)");
+        var config = new KernelConfig(1, CpuEpochThreads);
+        if (Kind != AcceleratorKind.Cpu || throughViews)
+            (cpuEpochPredict ??= Accelerator.LoadStreamKernel<CpuEpochArgs>(CpuEpoch.PredictKernel))(config, a);
+        else
+            (cpuEpochPredictPointers ??= Accelerator.LoadStreamKernel<CpuEpochArgs, EpochAddresses>(CpuEpoch.PredictPointerKernel))(config, a, Addresses(a));
     }
 
     /// <summary>
@@ -422,7 +563,7 @@ public sealed partial class ComputeDevice
     private static EpochAddresses Addresses(in CpuEpochArgs a) => new()
     {
         Features = Address(a.Features), Labels = Address(a.Labels), Order = Address(a.Order), Layers = Address(a.Layers),
-        Schedule = Address(a.Schedule), SampleLoss = Address(a.SampleLoss), SampleCorrect = Address(a.SampleCorrect),
+        Schedule = Address(a.Schedule), SampleLoss = Address(a.SampleLoss), SampleCorrect = Address(a.SampleCorrect), Probabilities = Address(a.Probabilities),
         Parameters = Address(a.Parameters), M = Address(a.AdamM), V = Address(a.AdamV),
         Gradients = Address(a.ThreadGradients), Scratch = Address(a.Scratch),
     };

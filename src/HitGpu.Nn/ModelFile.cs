@@ -25,17 +25,19 @@ public sealed record HitModel(ParameterLayout Layout, Preprocessing Preprocessin
     /// <summary>P(hit) for every song: the members' probabilities averaged, each computed by the device kernels.</summary>
     public float[] PredictProbabilities(ComputeDevice device, SongTable songs)
     {
-        using var features = device.Upload<float>(Preprocessing.Apply(songs.Features), songs.Count, Preprocessing.NetworkInputs);
-        var sum = new double[songs.Count];
-        using var network = new Network(device, Layout, Math.Min(Network.ChunkRows, Math.Max(1, songs.Count)));
-        foreach (var member in Members)
-        {
-            network.Reset(member);
-            var p = network.PredictProbabilities(features);
-            for (int i = 0; i < p.Length; i++)
-                sum[i] += p[i];
-        }
-        return sum.Select(s => (float)(s / Members.Count)).ToArray();
+        using var predictor = new Predictor(device, this);
+        return predictor.Predict(songs);
+    }
+
+    /// <summary>
+    /// Scores chunks of songs as they come (e.g. <see cref="SongData.ReadChunks"/>), in order, with one
+    /// <see cref="Predictor"/>: memory holds one chunk, whatever the number of songs.
+    /// </summary>
+    public IEnumerable<(SongTable Songs, float[] Probabilities)> PredictChunks(ComputeDevice device, IEnumerable<SongTable> chunks)
+    {
+        using var predictor = new Predictor(device, this);
+        foreach (var chunk in chunks)
+            yield return (chunk, predictor.Predict(chunk));
     }
 }
 
@@ -86,6 +88,8 @@ public static class ModelFile
             PiecewiseBins = model.Preprocessing.Transform.Bins,
             Means = model.Preprocessing.Means,
             Deviations = model.Preprocessing.Deviations,
+            FeatureMin = model.Preprocessing.Ranges?.Min,
+            FeatureMax = model.Preprocessing.Ranges?.Max,
             Members = model.Members.Count,
             Training = model.Provenance,
         }, JsonOptions);
@@ -199,7 +203,8 @@ public static class ModelFile
         Preprocessing preprocessing;
         try
         {
-            preprocessing = new Preprocessing(encoding, transform, metadata.QuantileKnots, metadata.Means ?? [], metadata.Deviations ?? []);
+            var ranges = metadata.FeatureMin is null && metadata.FeatureMax is null ? null : new FeatureRanges(metadata.FeatureMin!, metadata.FeatureMax!);
+            preprocessing = new Preprocessing(encoding, transform, metadata.QuantileKnots, metadata.Means ?? [], metadata.Deviations ?? [], ranges);
         }
         catch (ArgumentException e)
         {
@@ -304,6 +309,8 @@ public static class ModelFile
         public int PiecewiseBins { get; set; }
         public float[]? Means { get; set; }
         public float[]? Deviations { get; set; }
+        public float[]? FeatureMin { get; set; }
+        public float[]? FeatureMax { get; set; }
         public int Members { get; set; }
         public ModelProvenance? Training { get; set; }
     }

@@ -65,6 +65,7 @@ public sealed class Network : IDisposable
     private CpuEpochBuffers? cpuEpoch;
     private DeviceBuffer<AdamStep>? schedule;          // (steps) an epoch's Adam steps, for the CPU epoch
     private DeviceBuffer<int>? identityOrder;
+    private DeviceBuffer<float>? predictions;          // (rows) P(hit), for the CPU epoch's predict kernel
 
     /// <summary>Which kernels train and score: the accelerator's preference unless set.</summary>
     public TrainingPath Path { get; set; }
@@ -237,6 +238,7 @@ public sealed class Network : IDisposable
             Features = data.Features.View, Labels = data.Labels.View, Order = order.View, SampleLoss = data.SampleLoss.View, SampleCorrect = data.SampleCorrect.View,
             Parameters = Parameters.View, AdamM = AdamM.View, AdamV = AdamV.View,
             ThreadGradients = buffers.ThreadGradients.View, Scratch = buffers.Scratch.View, Layers = layers.View, Schedule = Schedule(steps).View,
+            Probabilities = probabilities.View,
             Rows = data.Rows, BatchSize = batchSize, RowsPerThread = buffers.RowsPerThread, Settings = settings, FirstStep = firstStep,
         }, Layout);
         onBatch?.Invoke(steps, steps);
@@ -283,7 +285,7 @@ public sealed class Network : IDisposable
                 Features = data.Features.View, Labels = data.Labels.View, Order = identityOrder.View, SampleLoss = data.SampleLoss.View, SampleCorrect = data.SampleCorrect.View,
                 Parameters = Parameters.View, AdamM = AdamM.View, AdamV = AdamV.View,
                 ThreadGradients = buffers.ThreadGradients.View, Scratch = buffers.Scratch.View, Layers = layers.View, Schedule = Schedule(1).View,
-                Rows = data.Rows, BatchSize = 1, RowsPerThread = buffers.RowsPerThread,
+                Probabilities = probabilities.View, Rows = data.Rows, BatchSize = 1, RowsPerThread = buffers.RowsPerThread,
             }, Layout);
         }
         else
@@ -306,19 +308,43 @@ public sealed class Network : IDisposable
         return data.ReadMetrics();
     }
 
-    /// <summary>P(hit) for every row of a (n, inputs) matrix.</summary>
-    public float[] PredictProbabilities(DeviceBuffer<float> features)
+    /// <summary>
+    /// P(hit) for the first <paramref name="rows"/> rows of a (n, inputs) matrix, into <paramref name="result"/>:
+    /// on the CPU epoch path in one launch, else in chunks of forward launches; the same bits either way.
+    /// </summary>
+    public void PredictProbabilities(DeviceBuffer<float> features, int rows, Span<float> result)
     {
-        var result = new float[features.Rows];
-        var noDropout = new StepSettings();
-        for (int offset = 0; offset < features.Rows; offset += CapacityRows)
+        if (rows > features.Rows || result.Length < rows)
+            throw new ArgumentException($"{rows} rows to predict: the features have {features.Rows}, the result room for {result.Length}");
+        if (rows == 0)
+            return;
+        if (Path == TrainingPath.CpuEpoch)
         {
-            int rows = Math.Min(CapacityRows, features.Rows - offset);
-            Forward(Input(features, offset), rows, noDropout, 0);
-            device.ApplyActivation(Logits.View, probabilities.View, rows, Activation.Sigmoid);
-            probabilities.CopyTo(0, result.AsSpan(offset, rows));
+            CheckInputs(features);
+            if (predictions is null || predictions.Rows < rows)
+            {
+                predictions?.Dispose();
+                predictions = device.Allocate<float>(rows);
+            }
+            var buffers = CpuEpoch(2 * device.CpuEpochThreads); // scratch for four rows a thread
+            device.PredictCpuEpoch(new CpuEpochArgs
+            {
+                Features = features.View, Labels = probabilities.View, Order = noIndex.View, SampleLoss = probabilities.View, SampleCorrect = probabilities.View,
+                Probabilities = predictions.View, Parameters = Parameters.View, AdamM = AdamM.View, AdamV = AdamV.View,
+                ThreadGradients = buffers.ThreadGradients.View, Scratch = buffers.Scratch.View, Layers = layers.View, Schedule = Schedule(1).View,
+                Rows = rows, BatchSize = 1, RowsPerThread = buffers.RowsPerThread,
+            }, Layout);
+            predictions.CopyTo(0, result[..rows]);
+            return;
         }
-        return result;
+        var noDropout = new StepSettings();
+        for (int offset = 0; offset < rows; offset += CapacityRows)
+        {
+            int chunk = Math.Min(CapacityRows, rows - offset);
+            Forward(Input(features, offset), chunk, noDropout, 0);
+            device.ApplyActivation(Logits.View, probabilities.View, chunk, Activation.Sigmoid);
+            probabilities.CopyTo(0, result.Slice(offset, chunk));
+        }
     }
 
     private void CheckInputs(DeviceBuffer<float> features)
@@ -343,6 +369,7 @@ public sealed class Network : IDisposable
         cpuEpoch?.Dispose();
         schedule?.Dispose();
         identityOrder?.Dispose();
+        predictions?.Dispose();
         Parameters.Dispose();
         Gradients.Dispose();
         AdamM.Dispose();

@@ -42,8 +42,45 @@ public readonly record struct InputTransform(InputScaling Scaling, int Bins = 0)
 }
 
 /// <summary>
+/// Each raw feature's smallest and largest value in the training part: what the model has seen. A value
+/// further outside than the range is wide (below min - width or above max + width) is far outside it.
+/// </summary>
+public sealed record FeatureRanges(float[] Min, float[] Max)
+{
+    public static FeatureRanges Of(float[] raw)
+    {
+        int f = SongData.FeatureCount;
+        var min = Enumerable.Repeat(float.PositiveInfinity, f).ToArray();
+        var max = Enumerable.Repeat(float.NegativeInfinity, f).ToArray();
+        for (int i = 0; i < raw.Length; i++)
+        {
+            min[i % f] = Math.Min(min[i % f], raw[i]);
+            max[i % f] = Math.Max(max[i % f], raw[i]);
+        }
+        return new FeatureRanges(min, max);
+    }
+
+    /// <summary>How many rows of (rows, 15) raw features have a value far outside its feature's training range.</summary>
+    public int CountFarOutside(float[] raw)
+    {
+        int f = SongData.FeatureCount, count = 0;
+        for (int r = 0; r < raw.Length / f; r++)
+            for (int c = 0; c < f; c++)
+            {
+                float v = raw[r * f + c], width = Max[c] - Min[c];
+                if (v < Min[c] - width || v > Max[c] + width)
+                {
+                    count++;
+                    break;
+                }
+            }
+        return count;
+    }
+}
+
+/// <summary>
 /// The fitted preprocessing: <see cref="Encoding"/>, then <see cref="Transform"/> (with its <see cref="Knots"/>),
-/// then per network input a mean and a deviation.
+/// then per network input a mean and a deviation; and the raw features' training <see cref="Ranges"/>.
 /// </summary>
 public sealed record Preprocessing
 {
@@ -56,6 +93,9 @@ public sealed record Preprocessing
     public float[] Means { get; }
     public float[] Deviations { get; }
 
+    /// <summary>The training ranges of the raw features; null for models written before they were kept.</summary>
+    public FeatureRanges? Ranges { get; }
+
     public const int KnotCount = 201;
 
     /// <summary>Columns out: the network's inputs.</summary>
@@ -65,7 +105,7 @@ public sealed record Preprocessing
     public static int NetworkInputsFor(FeatureEncoding encoding, InputTransform transform) => encoding.Width * transform.InputsPerFeature;
 
     /// <summary>A fitted preprocessing, checked for consistency (the model file builds one from what it reads).</summary>
-    public Preprocessing(FeatureEncoding encoding, InputTransform transform, float[][]? knots, float[] means, float[] deviations)
+    public Preprocessing(FeatureEncoding encoding, InputTransform transform, float[][]? knots, float[] means, float[] deviations, FeatureRanges? ranges = null)
     {
         transform.Validate();
         int inputs = NetworkInputsFor(encoding, transform);
@@ -78,8 +118,12 @@ public sealed record Preprocessing
         // Inputs the network can take: a mean that is not finite or a deviation that is not positive would make every one NaN or infinite.
         if (!means.All(float.IsFinite) || !deviations.All(d => float.IsFinite(d) && d > 0f && float.IsFinite(1f / d)))
             throw new ArgumentException("the standardisation's means must be finite and its deviations positive and finite");
+        if (ranges is not null && (ranges.Min?.Length != SongData.FeatureCount || ranges.Max?.Length != SongData.FeatureCount
+            || !ranges.Min.Zip(ranges.Max).All(p => float.IsFinite(p.First) && float.IsFinite(p.Second) && p.First <= p.Second)))
+            throw new ArgumentException($"the training ranges must give a finite minimum and maximum for each of the {SongData.FeatureCount} features");
         Encoding = encoding;
         Transform = transform;
+        Ranges = ranges;
         Knots = knots;
         Means = means;
         Deviations = deviations;
@@ -123,7 +167,8 @@ public sealed record Preprocessing
             }
         // A constant column would divide by zero: leave it centred but unscaled.
         var deviations = squares.Select(s => Math.Sqrt(s / rows)).Select(d => d > 1e-12 ? d : 1.0).ToArray();
-        return new Preprocessing(encoding, transform, knots, means.Select(m => (float)m).ToArray(), deviations.Select(d => (float)d).ToArray());
+        return new Preprocessing(encoding, transform, knots, means.Select(m => (float)m).ToArray(), deviations.Select(d => (float)d).ToArray(),
+            FeatureRanges.Of(raw));
     }
 
     /// <summary>(rows, 15) raw features to (rows, <see cref="NetworkInputs"/>) network inputs.</summary>

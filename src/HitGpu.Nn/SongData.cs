@@ -164,6 +164,50 @@ public static class SongData
     }
 
     /// <summary>
+    /// The chunks of <paramref name="source"/>, read up to <paramref name="ahead"/> chunks ahead on another
+    /// thread, so that reading the next chunk overlaps scoring this one. An exception of the reader comes out
+    /// where its chunk would have; leaving the enumeration early stops the reader.
+    /// </summary>
+    public static IEnumerable<SongTable> ReadAhead(IEnumerable<SongTable> source, int ahead = 2)
+    {
+        using var queue = new System.Collections.Concurrent.BlockingCollection<(SongTable? Chunk, Exception? Error)>(ahead);
+        using var stop = new CancellationTokenSource();
+        var reader = Task.Run(() =>
+        {
+            try
+            {
+                foreach (var chunk in source)
+                    queue.Add((chunk, null), stop.Token);
+            }
+            catch (OperationCanceledException) when (stop.IsCancellationRequested)
+            {
+            }
+            catch (Exception e)
+            {
+                queue.Add((null, e));
+            }
+            finally
+            {
+                queue.CompleteAdding();
+            }
+        });
+        try
+        {
+            foreach (var (chunk, error) in queue.GetConsumingEnumerable())
+            {
+                if (error is not null)
+                    System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(error).Throw();
+                yield return chunk!;
+            }
+        }
+        finally
+        {
+            stop.Cancel();
+            reader.Wait();
+        }
+    }
+
+    /// <summary>
     /// Parses a CSV in the dataset's format: a header, then one row per song. Columns are found by name in
     /// any order; track, artist and uri are optional (track and artist kept, uri as a key); the 15 features
     /// must be present; <c>target</c> must be present when <paramref name="requireTarget"/> is set.

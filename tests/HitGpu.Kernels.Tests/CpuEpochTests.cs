@@ -89,6 +89,31 @@ public sealed class CpuEpochTests(AcceleratorFixture fixture)
         }
     }
 
+    [Theory]
+    [InlineData(false, 1)]
+    [InlineData(true, 6)]
+    [InlineData(false, 829)]
+    [InlineData(true, 65)]
+    public void Predict_matches_the_reference_forward_and_sigmoid(bool throughViews, int rows)
+    {
+        var layout = ParameterLayout.ForClassifier(15, [64, 32]);
+        var rng = new Random(rows + 7);
+        var parameters = Tolerance.Random(rng, layout.Count, 0.5f);
+        var features = Tolerance.Random(rng, rows * 15, 2f);
+        // With every label 1 a sample's loss is -log p: the reference's forward gives p.
+        var loss = new float[rows];
+        NetworkReference.Step<float>(layout, parameters, features, Enumerable.Repeat(1f, rows).ToArray(), rows, [], StepSettings.Default, 0, loss);
+
+        var (args, buffers) = Upload(layout, features, new float[rows], Enumerable.Range(0, rows).ToArray(), parameters, 2 * device.CpuEpochThreads);
+        using (buffers)
+        {
+            using var probabilities = device.Allocate<float>(rows);
+            using var unusedSchedule = device.Allocate<AdamStep>(1);
+            device.PredictCpuEpoch(args with { Probabilities = probabilities.View, Schedule = unusedSchedule.View, BatchSize = 1 }, layout, throughViews);
+            Tolerance.AllClose(loss.Select(l => MathF.Exp(-l)).ToArray(), probabilities.ToArray(), "probability", abs: 1e-5, rel: 1e-4);
+        }
+    }
+
     /// <summary>The CPU epoch's device buffers, sized as Network sizes them for batches of up to <paramref name="batchRows"/> rows.</summary>
     private (CpuEpochArgs Args, EpochBuffers Buffers) Upload(ParameterLayout layout, float[] features, float[] labels, int[] order, float[] parameters, int batchRows)
     {
@@ -106,7 +131,7 @@ public sealed class CpuEpochTests(AcceleratorFixture fixture)
         {
             Features = b.Features.View, Labels = b.Labels.View, Order = b.Order.View, SampleLoss = b.Loss.View, SampleCorrect = b.Correct.View,
             Parameters = b.Parameters.View, AdamM = b.M.View, AdamV = b.V.View, ThreadGradients = b.Gradients.View, Scratch = b.Scratch.View,
-            Layers = b.Layers.View, Rows = rows, RowsPerThread = rowsPerThread,
+            Layers = b.Layers.View, Probabilities = b.Loss.View, Rows = rows, RowsPerThread = rowsPerThread,
         }, b);
     }
 

@@ -1,0 +1,50 @@
+// Scoring songs with a trained model, a chunk at a time: the network's device buffers and the chunk's input
+// buffer are made once and reused, so scoring a catalog of any size takes the memory of one chunk.
+using HitGpu.Kernels;
+
+namespace HitGpu.Nn;
+
+public sealed class Predictor : IDisposable
+{
+    private readonly ComputeDevice device;
+    private readonly HitModel model;
+    private readonly Network network;
+    private DeviceBuffer<float>? inputs; // (capacity, network inputs)
+
+    public Predictor(ComputeDevice device, HitModel model)
+    {
+        this.device = device;
+        this.model = model;
+        network = new Network(device, model.Layout, Network.ChunkRows);
+    }
+
+    /// <summary>P(hit) for every song of the chunk: the members' probabilities averaged, each computed by the device kernels.</summary>
+    public float[] Predict(SongTable songs)
+    {
+        int rows = songs.Count, width = model.Preprocessing.NetworkInputs;
+        if (inputs is null || inputs.Rows < rows)
+        {
+            inputs?.Dispose();
+            inputs = device.Allocate<float>(Math.Max(1, rows), width);
+        }
+        inputs.CopyFrom(0, model.Preprocessing.Apply(songs.Features));
+        var sum = new double[rows];
+        var p = new float[rows];
+        foreach (var member in model.Members)
+        {
+            network.Reset(member);
+            network.PredictProbabilities(inputs, rows, p);
+            for (int i = 0; i < rows; i++)
+                sum[i] += p[i];
+        }
+        for (int i = 0; i < rows; i++)
+            p[i] = (float)(sum[i] / model.Members.Count);
+        return p;
+    }
+
+    public void Dispose()
+    {
+        network.Dispose();
+        inputs?.Dispose();
+    }
+}

@@ -1,0 +1,156 @@
+// Scoring a file larger than one chunk: streamed prediction equals whole-file prediction row for row, a bad
+// row late in the file leaves no output, the CPU's one-launch prediction gives the layered path's bits, and
+// the data checks a user expects of large files.
+using HitGpu.Cli;
+
+namespace HitGpu.Nn.Tests;
+
+[Collection(AcceleratorCollection.Name)]
+public sealed class StreamingTests(AcceleratorFixture fixture) : IDisposable
+{
+    private readonly string folder = Directory.CreateTempSubdirectory("hitgpu-stream-").FullName;
+    private static readonly Lazy<SongTable> Songs = new(SongData.LoadEmbedded90s);
+
+    public void Dispose() => Directory.Delete(folder, recursive: true);
+
+    private static readonly Lazy<HitModel> Model = new(() =>
+    {
+        using var device = ComputeDevice.Open(AcceleratorKind.Cpu);
+        return Trainer.Train(device, Songs.Value, TrainingOptions.Study with { Epochs = 2, EnsembleSize = 2, Inputs = InputTransform.Quantile }).Model;
+    });
+
+    /// <summary>The embedded songs, repeated with a different tempo each round, as one file of n rows.</summary>
+    private string BigFile(int rows)
+    {
+        var s = Songs.Value;
+        var features = new float[rows * SongData.FeatureCount];
+        int tempo = Array.IndexOf(SongData.FeatureNames, "tempo");
+        for (int r = 0; r < rows; r++)
+        {
+            Array.Copy(s.Features, (r % s.Count) * SongData.FeatureCount, features, r * SongData.FeatureCount, SongData.FeatureCount);
+            features[r * SongData.FeatureCount + tempo] += r / s.Count;
+        }
+        var big = new SongTable
+        {
+            Source = "big", Features = features,
+            Tracks = Enumerable.Range(0, rows).Select(r => s.Tracks![r % s.Count]).ToArray(),
+            Artists = Enumerable.Range(0, rows).Select(r => s.Artists![r % s.Count]).ToArray(),
+        };
+        string path = Path.Combine(folder, "big.csv");
+        SongData.WriteCsv(big, path);
+        return path;
+    }
+
+    private static (int Code, string Output, string Error) Run(params string[] args)
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+        int code = HitGpuCli.Run(args, output, error);
+        return (code, output.ToString(), error.ToString());
+    }
+
+    [Fact]
+    public void Predict_streams_a_file_of_several_chunks_in_input_order_with_the_whole_files_probabilities()
+    {
+        int rows = PredictCommand.ChunkRows + 4321;
+        string data = BigFile(rows), model = Path.Combine(folder, "m.hitgpu"), output = Path.Combine(folder, "p.csv");
+        ModelFile.Save(Model.Value, model);
+        var (code, printed, error) = Run("predict", "--accelerator", "cpu", "--model", model, "--data", data, "--out", output);
+        Assert.True(code == 0, error);
+        Assert.Equal($"{rows} predictions written to {output}\n", printed);
+        var whole = Model.Value.PredictProbabilities(fixture.Device, SongData.Load(data, requireTarget: false));
+        var lines = File.ReadAllLines(output);
+        Assert.Equal("track,artist,probability,prediction", lines[0]);
+        Assert.Equal(rows + 1, lines.Length);
+        var songs = SongData.Load(data, requireTarget: false);
+        for (int i = 0; i < rows; i += 997)
+        {
+            var fields = CsvText.Split(lines[i + 1]);
+            Assert.Equal(songs.Tracks![i], fields[0]);
+            Assert.Equal(whole[i].ToString("F6", System.Globalization.CultureInfo.InvariantCulture), fields[2]);
+            Assert.Equal(whole[i] > 0.5f ? "Hit" : "Not a Hit", fields[3]);
+        }
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(1000)]
+    [InlineData(100_000)]
+    public void The_streaming_library_call_gives_the_whole_tables_probabilities_at_any_chunk_size(int chunkRows)
+    {
+        string data = Path.Combine(folder, "songs.csv");
+        var songs = Songs.Value.Subset(Enumerable.Range(0, 2345).ToArray());
+        SongData.WriteCsv(songs, data);
+        var whole = Model.Value.PredictProbabilities(fixture.Device, songs);
+        var chunks = Model.Value.PredictChunks(fixture.Device, SongData.ReadAhead(SongData.ReadChunks(data, chunkRows))).ToList();
+        Assert.All(chunks.SkipLast(1), c => Assert.Equal(chunkRows, c.Songs.Count));
+        Assert.Equal(whole, chunks.SelectMany(c => c.Probabilities));
+        Assert.Equal(songs.Tracks, chunks.SelectMany(c => c.Songs.Tracks!));
+    }
+
+    [Fact]
+    public void A_bad_row_late_in_a_large_file_stops_predict_with_its_line_and_leaves_no_output()
+    {
+        int rows = PredictCommand.ChunkRows + 500;
+        string data = BigFile(rows), model = Path.Combine(folder, "m.hitgpu"), output = Path.Combine(folder, "p.csv");
+        ModelFile.Save(Model.Value, model);
+        var lines = File.ReadAllLines(data);
+        var fields = CsvText.Split(lines[rows - 3]);
+        fields[Array.IndexOf(CsvText.Split(lines[0]), "energy")] = "loud";
+        lines[rows - 3] = CsvText.Join(fields);
+        File.WriteAllLines(data, lines);
+        var (code, _, error) = Run("predict", "--accelerator", "cpu", "--model", model, "--data", data, "--out", output);
+        Assert.Equal(HitGpuCli.BadInput, code);
+        Assert.Contains($"big.csv:{rows - 2}:", error);
+        Assert.Contains("energy is not a number: 'loud'", error);
+        Assert.False(File.Exists(output));
+        Assert.Empty(Directory.GetFiles(folder, "*.tmp"));
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(3)]
+    [InlineData(5)]
+    [InlineData(1027)]
+    public void The_CPU_epoch_prediction_gives_the_layered_paths_bits(int rows)
+    {
+        // Rows in groups of four and one at a time, each sum added in the layered dense kernel's order.
+        var layout = ParameterLayout.ForClassifier(15, [16, 8]);
+        var rng = new Random(rows);
+        var parameters = Tolerance.Random(rng, layout.Count, 0.5f);
+        var x = Tolerance.Random(rng, rows * 15, 2f);
+        using var features = fixture.Device.Upload<float>(x, rows, 15);
+        float[] Predicted(TrainingPath path)
+        {
+            using var network = new Network(fixture.Device, layout, 64) { Path = path };
+            network.Reset(parameters);
+            var p = new float[rows];
+            network.PredictProbabilities(features, rows, p);
+            return p;
+        }
+        var layered = Predicted(TrainingPath.Layered);
+        Assert.Equal(layered, Predicted(TrainingPath.CpuEpoch));
+        // And both are the reference's: with every label 1, a sample's loss is -log p.
+        var loss = new float[rows];
+        NetworkReference.Step<float>(layout, parameters, x, Enumerable.Repeat(1f, rows).ToArray(), rows, [], StepSettings.Default, 0, loss);
+        for (int i = 0; i < rows; i++)
+            Tolerance.Close(Math.Exp(-loss[i]), layered[i], $"probability {i}", 1e-5, 1e-4);
+    }
+
+    [Fact]
+    public void Predict_counts_the_songs_far_outside_the_training_range()
+    {
+        string model = Path.Combine(folder, "m.hitgpu"), data = Path.Combine(folder, "odd.csv"), output = Path.Combine(folder, "p.csv");
+        ModelFile.Save(Model.Value, model);
+        var songs = Songs.Value.Subset(Enumerable.Range(0, 50).ToArray());
+        int tempo = Array.IndexOf(SongData.FeatureNames, "tempo"), loudness = Array.IndexOf(SongData.FeatureNames, "loudness");
+        songs.Features[3 * SongData.FeatureCount + tempo] = 5000f;       // far above any song's tempo
+        songs.Features[7 * SongData.FeatureCount + loudness] = -500f;    // far below
+        songs.Features[9 * SongData.FeatureCount + tempo] = 250f;        // above the range, but not far
+        SongData.WriteCsv(songs, data);
+        var (code, printed, error) = Run("predict", "--accelerator", "cpu", "--model", model, "--data", data, "--out", output);
+        Assert.True(code == 0, error);
+        Assert.Equal($"50 predictions written to {output} (2 songs have a feature far outside the training range)\n", printed);
+        Assert.Equal(2, Model.Value.Preprocessing.Ranges!.CountFarOutside(songs.Features));
+    }
+}
