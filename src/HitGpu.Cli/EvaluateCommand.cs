@@ -21,7 +21,7 @@ public static class EvaluateCommand
             string? plotFolder = parsed.GetValue(plot);
             HitGpuCli.CheckOutputs([plotFolder is null ? null : Path.Combine(plotFolder, Plots.RocFile)], [plotFolder], [parsed.GetValue(model), .. parsed.GetValue(data) ?? []]);
             var hitModel = ModelFile.Load(parsed.GetValue(model)!);
-            var songs = HitGpuCli.LoadData(parsed.GetValue(data));
+            var songs = HitGpuCli.LoadData(parsed.GetValue(data), keepNames: false);
             using var device = HitGpuCli.OpenDevice(parsed.GetValue(accelerator)!);
             var evaluation = Evaluation.Of(hitModel.PredictProbabilities(device, songs), songs.Labels!);
             if (parsed.GetValue(json))

@@ -101,7 +101,8 @@ public static class HitGpuCli
     }
 
     /// <summary>The songs a <see cref="DataOption"/> names, or the embedded 90s file when it names none.</summary>
-    public static SongTable LoadData(string[]? paths) => paths is { Length: > 0 } ? SongData.LoadMany(paths) : SongData.LoadEmbedded90s();
+    public static SongTable LoadData(string[]? paths, bool keepNames = true) =>
+        paths is { Length: > 0 } ? SongData.LoadMany(paths, keepNames: keepNames) : SongData.LoadEmbedded90s();
 
     /// <summary>
     /// Checks a command's outputs before any work, so that a long run does not fail at its end: each output

@@ -27,7 +27,7 @@ public static class TrainCommand
             HitGpuCli.CheckOutputs(
                 [parsed.GetValue(outPath), .. SplitFiles.Select(f => In(splitFolder, f)), .. Plots.TrainingCurveFiles.Select(f => In(plotFolder, f))],
                 [splitFolder, plotFolder], parsed.GetValue(data) ?? []);
-            var table = HitGpuCli.LoadData(parsed.GetValue(data));
+            var table = HitGpuCli.LoadData(parsed.GetValue(data), keepNames: splitFolder is not null); // names only for the split files
             using var device = HitGpuCli.OpenDevice(parsed.GetValue(accelerator)!);
             output.WriteLine($"hitgpu train: {table.Count} songs from {table.Source}; {TrainingArguments.Describe(options)}; accelerator {HitGpuCli.Describe(device)}");
 

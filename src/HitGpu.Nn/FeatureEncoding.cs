@@ -45,26 +45,31 @@ public sealed record FeatureEncoding
 
     public int Width => Columns.Count;
 
-    /// <summary>(n, 15) raw features to (n, <see cref="Width"/>) encoded ones.</summary>
-    public float[] Apply(float[] raw)
+    /// <summary>
+    /// (n, 15) raw features to (n, <see cref="Width"/>) encoded ones: all rows, or those of <paramref name="rows"/>
+    /// in that order. With nothing to encode and all rows, the input itself (no copy): callers never write into it.
+    /// </summary>
+    public float[] Apply(float[] raw, IReadOnlyList<int>? rows = null)
     {
-        int f = SongData.FeatureCount, n = raw.Length / f, width = Width;
+        int f = SongData.FeatureCount, n = rows?.Count ?? raw.Length / f, width = Width;
+        if (rows is null && LogFeatures.Count == 0 && OneHotFeatures.Count == 0)
+            return raw;
         var kept = Enumerable.Range(0, f).Where(c => !OneHotFeatures.Contains(SongData.FeatureNames[c])).ToArray();
         var logged = kept.Select(c => LogFeatures.Contains(SongData.FeatureNames[c])).ToArray();
         var oneHot = OneHotFeatures.Select(name => (Column: Array.IndexOf(SongData.FeatureNames, name), Values: Categories(name))).ToArray();
         var encoded = new float[n * width];
         for (int r = 0; r < n; r++)
         {
-            int at = r * width;
+            int at = r * width, source = (rows?[r] ?? r) * f;
             for (int k = 0; k < kept.Length; k++)
             {
-                float v = raw[r * f + kept[k]];
+                float v = raw[source + kept[k]];
                 // log1p of a negative value would be NaN; the skewed features are never negative in valid data.
                 encoded[at++] = logged[k] ? MathF.Log(1f + MathF.Max(0f, v)) : v;
             }
             foreach (var (column, values) in oneHot)
             {
-                float v = raw[r * f + column];
+                float v = raw[source + column];
                 for (int j = 0; j < values.Length; j++)
                     encoded[at++] = v == values[j] ? 1f : 0f;
             }

@@ -47,16 +47,18 @@ public readonly record struct InputTransform(InputScaling Scaling, int Bins = 0)
 /// </summary>
 public sealed record FeatureRanges(float[] Min, float[] Max)
 {
-    public static FeatureRanges Of(float[] raw)
+    /// <summary>The ranges of (n, 15) raw features, all rows or those of <paramref name="rows"/>.</summary>
+    public static FeatureRanges Of(float[] raw, IReadOnlyList<int>? rows = null)
     {
-        int f = SongData.FeatureCount;
+        int f = SongData.FeatureCount, n = rows?.Count ?? raw.Length / f;
         var min = Enumerable.Repeat(float.PositiveInfinity, f).ToArray();
         var max = Enumerable.Repeat(float.NegativeInfinity, f).ToArray();
-        for (int i = 0; i < raw.Length; i++)
-        {
-            min[i % f] = Math.Min(min[i % f], raw[i]);
-            max[i % f] = Math.Max(max[i % f], raw[i]);
-        }
+        for (int r = 0; r < n; r++)
+            for (int c = 0, at = (rows?[r] ?? r) * f; c < f; c++)
+            {
+                min[c] = Math.Min(min[c], raw[at + c]);
+                max[c] = Math.Max(max[c], raw[at + c]);
+            }
         return new FeatureRanges(min, max);
     }
 
@@ -129,56 +131,60 @@ public sealed record Preprocessing
         Deviations = deviations;
     }
 
-    /// <summary>Fits on (rows, 15) raw features: the knots (when the transform needs them), then the standardisation.</summary>
-    public static Preprocessing Fit(float[] raw, FeatureEncoding encoding, InputTransform transform)
+    /// <summary>
+    /// Fits on (n, 15) raw features, all rows or those of <paramref name="rows"/> (the training part): the knots
+    /// (when the transform needs them), then the standardisation, and the features' ranges.
+    /// </summary>
+    public static Preprocessing Fit(float[] raw, FeatureEncoding encoding, InputTransform transform, IReadOnlyList<int>? rows = null)
     {
         transform.Validate();
-        var features = encoding.Apply(raw);
-        int columns = encoding.Width, rows = features.Length / columns;
-        if (rows == 0)
-            throw new ArgumentException("cannot fit the preprocessing on no rows");
+        var features = encoding.Apply(raw, rows);
+        int columns = encoding.Width, count = features.Length / columns;
+        if (count == 0)
+            throw new ArgumentException("cannot fit the preprocessing on no count");
         float[][]? knots = null;
         if (transform.UsesKnots)
         {
             knots = new float[columns][];
-            var column = new float[rows];
+            var column = new float[count];
             for (int c = 0; c < columns; c++)
             {
-                for (int r = 0; r < rows; r++)
+                for (int r = 0; r < count; r++)
                     column[r] = features[r * columns + c];
                 Array.Sort(column);
-                knots[c] = Enumerable.Range(0, KnotCount).Select(k => column[(int)Math.Round((double)k * (rows - 1) / (KnotCount - 1))]).ToArray();
+                knots[c] = Enumerable.Range(0, KnotCount).Select(k => column[(int)Math.Round((double)k * (count - 1) / (KnotCount - 1))]).ToArray();
             }
-            features = Transformed(features, columns, transform, knots);
+            features = Transformed(features, columns, transform, knots, owned: !ReferenceEquals(features, raw));
             columns = NetworkInputsFor(encoding, transform);
         }
         var means = new double[columns];
         var squares = new double[columns];
-        for (int r = 0; r < rows; r++)
+        for (int r = 0; r < count; r++)
             for (int c = 0; c < columns; c++)
                 means[c] += features[r * columns + c];
         for (int c = 0; c < columns; c++)
-            means[c] /= rows;
-        for (int r = 0; r < rows; r++)
+            means[c] /= count;
+        for (int r = 0; r < count; r++)
             for (int c = 0; c < columns; c++)
             {
                 double d = features[r * columns + c] - means[c];
                 squares[c] += d * d;
             }
         // A constant column would divide by zero: leave it centred but unscaled.
-        var deviations = squares.Select(s => Math.Sqrt(s / rows)).Select(d => d > 1e-12 ? d : 1.0).ToArray();
+        var deviations = squares.Select(s => Math.Sqrt(s / count)).Select(d => d > 1e-12 ? d : 1.0).ToArray();
         return new Preprocessing(encoding, transform, knots, means.Select(m => (float)m).ToArray(), deviations.Select(d => (float)d).ToArray(),
-            FeatureRanges.Of(raw));
+            FeatureRanges.Of(raw, rows));
     }
 
-    /// <summary>(rows, 15) raw features to (rows, <see cref="NetworkInputs"/>) network inputs.</summary>
-    public float[] Apply(float[] raw)
+    /// <summary>(n, 15) raw features, all rows or those of <paramref name="rows"/>, to network inputs (one row per row).</summary>
+    public float[] Apply(float[] raw, IReadOnlyList<int>? rows = null)
     {
-        var features = Encoding.Apply(raw);
+        var features = Encoding.Apply(raw, rows);
         if (Knots is not null)
-            features = Transformed(features, Encoding.Width, Transform, Knots);
+            features = Transformed(features, Encoding.Width, Transform, Knots, owned: !ReferenceEquals(features, raw));
         int columns = Means.Length;
-        var result = new float[features.Length];
+        // Standardised in place when the steps above made a new array; never into the caller's.
+        var result = ReferenceEquals(features, raw) ? new float[features.Length] : features;
         for (int i = 0; i < features.Length; i++)
         {
             int c = i % columns;
@@ -187,13 +193,14 @@ public sealed record Preprocessing
         return result;
     }
 
-    private static float[] Transformed(float[] features, int columns, InputTransform transform, float[][] knots) =>
-        transform.Scaling == InputScaling.Piecewise ? Piecewise(features, columns, knots, transform.Bins) : QuantileScores(features, columns, knots);
+    /// <summary>The transform of the encoded features: into a new array, or into <paramref name="features"/> when <paramref name="owned"/> and the shape allows.</summary>
+    private static float[] Transformed(float[] features, int columns, InputTransform transform, float[][] knots, bool owned) =>
+        transform.Scaling == InputScaling.Piecewise ? Piecewise(features, columns, knots, transform.Bins) : QuantileScores(features, columns, knots, inPlace: owned);
 
     /// <summary>Each value to the normal score of its interpolated position among the knots.</summary>
-    public static float[] QuantileScores(float[] features, int columns, float[][] knots)
+    public static float[] QuantileScores(float[] features, int columns, float[][] knots, bool inPlace = false)
     {
-        var result = new float[features.Length];
+        var result = inPlace ? features : new float[features.Length];
         for (int i = 0; i < features.Length; i++)
         {
             var k = knots[i % columns];

@@ -134,11 +134,12 @@ public static class Trainer
         var split = Split.Stratified(data.Labels, options.Seed, options.ValidationFraction, options.TestFraction);
         if (split.Train.Length == 0 || split.Validation.Length == 0 || split.Test.Length == 0)
             throw new InputException($"{data.Source}: {data.Count} rows are too few to split into training, validation and test parts");
-        var train = data.Subset(split.Train);
-        var preprocessing = Preprocessing.Fit(train.Features, options.Encoding, options.Inputs);
+        // Fitted on the training part, read in place by its row indices: no copy of the raw rows.
+        var preprocessing = Preprocessing.Fit(data.Features, options.Encoding, options.Inputs, split.Train);
         var layout = ParameterLayout.ForClassifier(preprocessing.NetworkInputs, options.Hidden);
 
-        using var trainSet = new DeviceDataset(device, preprocessing.Apply(train.Features), preprocessing.NetworkInputs, train.Labels!);
+        using var trainSet = new DeviceDataset(device, preprocessing.Apply(data.Features, split.Train), preprocessing.NetworkInputs,
+            split.Train.Select(r => data.Labels[r]).ToArray());
         var validationPart = data.Subset(split.Validation);
         using var validationSet = new DeviceDataset(device, preprocessing.Apply(validationPart.Features), preprocessing.NetworkInputs, validationPart.Labels!);
         using var network = new Network(device, layout, Math.Max(options.BatchSize, Network.ChunkRows));
