@@ -31,9 +31,10 @@ public static class TrainCommand
             using var device = HitGpuCli.OpenDevice(parsed.GetValue(accelerator)!);
             output.WriteLine($"hitgpu train: {table.Count} songs from {table.Source}; {TrainingArguments.Describe(options)}; accelerator {HitGpuCli.Describe(device)}");
 
+            void Warn(string warning) => error.WriteLine($"hitgpu: warning: {warning}");
             var result = interactive
-                ? TrainWithProgressBar(device, table, options)
-                : Trainer.Train(device, table, options, m => output.WriteLine(EpochLine(m, options)));
+                ? TrainWithProgressBar(device, table, options, Warn)
+                : Trainer.Train(device, table, options, m => output.WriteLine(EpochLine(m, options)), onWarning: Warn);
 
             output.WriteLine($"test accuracy {HitGpuCli.Percent(result.TestAccuracy)}  test loss {result.TestLoss:F4}  " +
                 $"({result.TrainRows} train / {result.ValidationRows} validation / {result.TestRows} test songs, {result.Seconds:F1} s)");
@@ -69,7 +70,7 @@ public static class TrainCommand
         $"loss {m.TrainLoss:F4}  accuracy {HitGpuCli.Percent(m.TrainAccuracy)}  val_loss {m.ValidationLoss:F4}  val_accuracy {HitGpuCli.Percent(m.ValidationAccuracy)}  {m.Seconds:F2} s";
 
     /// <summary>On a terminal: one bar per epoch that fills as batches run, then shows the epoch's metrics.</summary>
-    private static TrainingResult TrainWithProgressBar(ComputeDevice device, SongTable table, TrainingOptions options)
+    private static TrainingResult TrainWithProgressBar(ComputeDevice device, SongTable table, TrainingOptions options, Action<string> warn)
     {
         TrainingResult? result = null;
         AnsiConsole.Progress()
@@ -87,7 +88,8 @@ public static class TrainCommand
                         var task = Task(member, epoch);
                         task.MaxValue = total;
                         task.Value = done;
-                    });
+                    },
+                    onWarning: warn);
             });
         return result!;
     }

@@ -31,6 +31,7 @@ public sealed class TrainingArguments
     private const int DefaultPiecewiseBins = 8;
     public Option<bool> Bootstrap { get; } = new("--bootstrap") { Description = "train each ensemble member on its own bootstrap sample of the training part (bagging)", DefaultValueFactory = _ => Defaults.Bootstrap };
     public Option<int> AverageLast { get; } = new("--average-last") { Description = "keep the mean of the weights over the last this many epochs (0 = the last epoch's)", DefaultValueFactory = _ => Defaults.AverageLastEpochs };
+    public Option<bool> DropDuplicates { get; } = new("--drop-duplicates") { Description = "drop the songs that repeat an earlier one (same uri, or the same features and target) before splitting", DefaultValueFactory = _ => Defaults.DropDuplicates };
     public Option<bool> Study { get; } = new("--study") { Description = "the original study's setup: one 15-64-32-1 network, Adam 1e-3, 20 epochs, raw standardised features" };
 
     public TrainingArguments()
@@ -42,7 +43,7 @@ public sealed class TrainingArguments
     public void AddTo(Command command)
     {
         foreach (var option in new Option[] { Epochs, BatchSize, Hidden, LearningRate, WeightDecay, Schedule, WarmupEpochs, Seed, ValidationSplit, TestSplit,
-                     EarlyStopping, Ensemble, Dropout, LogFeatures, OneHot, Inputs, PiecewiseBins, Bootstrap, AverageLast, Study })
+                     EarlyStopping, Ensemble, Dropout, LogFeatures, OneHot, Inputs, PiecewiseBins, Bootstrap, AverageLast, DropDuplicates, Study })
             command.Add(option);
     }
 
@@ -74,6 +75,7 @@ public sealed class TrainingArguments
             Bootstrap = Get(Bootstrap, start.Bootstrap),
             AverageLastEpochs = Get(AverageLast, start.AverageLastEpochs),
             Dropout = Get(Dropout, start.Dropout),
+            DropDuplicates = Get(DropDuplicates, start.DropDuplicates),
         };
         options.Validate();
         return options;
@@ -106,6 +108,7 @@ public sealed class TrainingArguments
         (o.Dropout > 0 ? $", dropout {HitGpuCli.Number(o.Dropout)}" : "") +
         (o.AverageLastEpochs > 0 ? $", weights averaged over the last {o.AverageLastEpochs} epochs" : "") +
         (o.Bootstrap ? ", bootstrap samples" : "") +
+        (o.DropDuplicates ? ", duplicates dropped" : "") +
         (o.Encoding.LogFeatures.Count > 0 ? $"; log1p of {string.Join(",", o.Encoding.LogFeatures)}" : "") +
         (o.Encoding.OneHotFeatures.Count > 0 ? $"; one-hot {string.Join(",", o.Encoding.OneHotFeatures)}" : "") +
         (o.Inputs.Scaling != InputScaling.Standard ? $"; {o.Inputs.Description}" : "") +

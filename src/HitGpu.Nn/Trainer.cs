@@ -40,6 +40,8 @@ public sealed record TrainingOptions
     public InputTransform Inputs { get; init; } = InputTransform.Quantile;
     /// <summary>Each member trains on its own bootstrap sample of the training part (bagging); false: on all of it.</summary>
     public bool Bootstrap { get; init; } = false;
+    /// <summary>Drop the songs that repeat an earlier one (same uri, or the same features and target) before splitting.</summary>
+    public bool DropDuplicates { get; init; } = false;
     /// <summary>Keep the mean of the weights after each of the last this many epochs (weight averaging); 0 = the last epoch's.</summary>
     public int AverageLastEpochs { get; init; } = 0;
     /// <summary>Layered or the CPU epoch; null: what the accelerator prefers (<see cref="ComputeDevice.PreferredTrainingPath"/>).</summary>
@@ -112,6 +114,9 @@ public sealed record TrainingResult(
     /// <summary>The epochs alone (training and per-epoch validation), without loading, splitting and the final test.</summary>
     public double LoopSeconds => History.Sum(h => h.Seconds);
 
+    /// <summary>Songs that appear more than once, and how many cross the parts (or were dropped).</summary>
+    public DuplicateReport Duplicates { get; init; } = new(0, 0, 0);
+
     public int TrainRows => Split.Train.Length;
     public int ValidationRows => Split.Validation.Length;
     public int TestRows => Split.Test.Length;
@@ -125,13 +130,17 @@ public static class Trainer
     /// called on the host as batches are queued, for progress bars.
     /// </summary>
     public static TrainingResult Train(ComputeDevice device, SongTable data, TrainingOptions options,
-        Action<EpochMetrics>? onEpoch = null, Action<int, int, int, int>? onBatch = null)
+        Action<EpochMetrics>? onEpoch = null, Action<int, int, int, int>? onBatch = null, Action<string>? onWarning = null)
     {
         options.Validate();
         if (data.Labels is null)
             throw new InputException($"{data.Source}: training needs a target column");
+        if (data.Labels.Distinct().Count() < 2)
+            throw new InputException($"{data.Source}: every song's target is {data.Labels[0]}: training needs hits and songs that are not hits");
         var clock = Stopwatch.StartNew();
-        var split = Split.Stratified(data.Labels, options.Seed, options.ValidationFraction, options.TestFraction);
+        var (split, duplicates) = SplitWithoutLeaks(data, options);
+        if (duplicates.Warning is { } warning)
+            onWarning?.Invoke(warning);
         if (split.Train.Length == 0 || split.Validation.Length == 0 || split.Test.Length == 0)
             throw new InputException($"{data.Source}: {data.Count} rows are too few to split into training, validation and test parts");
         // Fitted on the training part, read in place by its row indices: no copy of the raw rows.
@@ -171,7 +180,26 @@ public static class Trainer
         };
         var stopped = outcomes.Where(o => o.StoppedEarly is not null).Select(o => options.EnsembleSize > 1 ? $"member {outcomes.IndexOf(o) + 1}: {o.StoppedEarly}" : o.StoppedEarly);
         return new TrainingResult(model, history, first.KeptEpoch, validation, test, split, clock.Elapsed.TotalSeconds,
-            stopped.Any() ? string.Join("; ", stopped) : null, outcomes.Any(o => o.Diverged));
+            stopped.Any() ? string.Join("; ", stopped) : null, outcomes.Any(o => o.Diverged)) { Duplicates = duplicates };
+    }
+
+    /// <summary>
+    /// The stratified split, with its duplicate report; with <see cref="TrainingOptions.DropDuplicates"/> the
+    /// repeated songs are dropped first. Indices are rows of <paramref name="data"/> either way.
+    /// </summary>
+    private static (SplitIndices Split, DuplicateReport Duplicates) SplitWithoutLeaks(SongTable data, TrainingOptions options)
+    {
+        var repeats = Duplicates.Repeats(data);
+        int repeated = repeats.Count(r => r);
+        if (options.DropDuplicates && repeated > 0)
+        {
+            var kept = Enumerable.Range(0, data.Count).Where(r => !repeats[r]).ToArray();
+            var part = Split.Stratified(kept.Select(r => data.Labels![r]).ToArray(), options.Seed, options.ValidationFraction, options.TestFraction);
+            int[] Rows(int[] indices) => indices.Select(i => kept[i]).ToArray();
+            return (new SplitIndices(Rows(part.Train), Rows(part.Validation), Rows(part.Test)), new DuplicateReport(repeated, 0, repeated));
+        }
+        var split = Split.Stratified(data.Labels!, options.Seed, options.ValidationFraction, options.TestFraction);
+        return (split, new DuplicateReport(repeated, repeated > 0 ? Duplicates.AcrossParts(data, split) : 0, 0));
     }
 
     private static MemberOutcome TrainMember(ComputeDevice device, Network network, DeviceDataset trainSet, DeviceDataset validationSet,

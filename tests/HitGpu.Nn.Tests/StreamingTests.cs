@@ -154,3 +154,92 @@ public sealed class StreamingTests(AcceleratorFixture fixture) : IDisposable
         Assert.Equal(2, Model.Value.Preprocessing.Ranges!.CountFarOutside(songs.Features));
     }
 }
+
+/// <summary>The checks of the data a user expects before a model is trained on it.</summary>
+[Collection(AcceleratorCollection.Name)]
+public sealed class DataCheckTests(AcceleratorFixture fixture) : IDisposable
+{
+    private readonly string folder = Directory.CreateTempSubdirectory("hitgpu-checks-").FullName;
+    private static readonly Lazy<SongTable> Songs = new(SongData.LoadEmbedded90s);
+
+    public void Dispose() => Directory.Delete(folder, recursive: true);
+
+    [Fact]
+    public void A_target_of_one_class_only_is_refused_for_training()
+    {
+        var songs = Songs.Value;
+        var hits = songs.Subset(Enumerable.Range(0, songs.Count).Where(r => songs.Labels![r] == 1f).Take(300).ToArray());
+        var e = Assert.Throws<InputException>(() => Trainer.Train(fixture.Device, hits, TrainingOptions.Study with { Epochs = 1 }));
+        Assert.Equal("embedded:dataset-of-90s.csv: every song's target is 1: training needs hits and songs that are not hits", e.Message);
+    }
+
+    /// <summary>200 songs, then copies: rows 3 and 7 again (same features and target), and row 11 under a new title.</summary>
+    private static SongTable WithCopies()
+    {
+        var songs = Songs.Value.Subset([.. Enumerable.Range(0, 200), 3, 7, 11]);
+        return new SongTable
+        {
+            Source = "copies", Features = songs.Features, Labels = songs.Labels,
+            Tracks = [.. songs.Tracks!.Take(202), "Another Title"], Artists = songs.Artists,
+        };
+    }
+
+    [Fact]
+    public void Songs_that_appear_twice_are_counted_and_those_across_the_parts_too()
+    {
+        var data = WithCopies();
+        var repeats = Duplicates.Repeats(data);
+        Assert.Equal([200, 201, 202], Enumerable.Range(0, data.Count).Where(r => repeats[r]));
+        // Across parts, by brute force: a validation or test row equal (features and target) to an earlier part's row.
+        var split = Split.Stratified(data.Labels!, seed: 2);
+        bool Same(int a, int b) => data.Labels![a] == data.Labels[b] &&
+            data.Features.AsSpan(a * SongData.FeatureCount, SongData.FeatureCount).SequenceEqual(data.Features.AsSpan(b * SongData.FeatureCount, SongData.FeatureCount));
+        int expected = split.Validation.Count(v => split.Train.Any(t => Same(v, t)))
+            + split.Test.Count(t => split.Train.Concat(split.Validation).Any(u => Same(t, u)));
+        Assert.Equal(expected, Duplicates.AcrossParts(data, split));
+    }
+
+    [Fact]
+    public void A_uri_seen_before_marks_a_duplicate_even_with_other_values()
+    {
+        string path = Path.Combine(folder, "uris.csv");
+        var lines = System.Text.Encoding.UTF8.GetString(SongData.Embedded90sBytes()).Split('\n', StringSplitOptions.RemoveEmptyEntries).Take(30).ToList();
+        var copy = CsvText.Split(lines[5]);
+        copy[CsvText.Split(lines[0]).ToList().IndexOf("tempo")] = "99.5"; // other values, same uri
+        lines.Add(CsvText.Join(copy));
+        File.WriteAllLines(path, lines);
+        var repeats = Duplicates.Repeats(SongData.Load(path));
+        Assert.Equal([29], Enumerable.Range(0, repeats.Length).Where(r => repeats[r]));
+    }
+
+    [Fact]
+    public void Drop_duplicates_keeps_the_first_of_each_and_no_part_repeats_another()
+    {
+        var data = WithCopies();
+        var options = TrainingOptions.Study with { Epochs = 1, Seed = 2 };
+        var warnings = new List<string>();
+        var kept = Trainer.Train(fixture.Device, data, options with { DropDuplicates = true }, onWarning: warnings.Add);
+        Assert.Equal(new DuplicateReport(3, 0, 3), kept.Duplicates);
+        Assert.Equal(200, kept.TrainRows + kept.ValidationRows + kept.TestRows);
+        Assert.DoesNotContain(200, kept.Split.Train.Concat(kept.Split.Validation).Concat(kept.Split.Test));
+        Assert.Equal(0, Duplicates.AcrossParts(data, kept.Split));
+        Assert.Contains("were dropped before splitting", Assert.Single(warnings));
+
+        var notDropped = Trainer.Train(fixture.Device, data, options);
+        Assert.Equal(203, notDropped.TrainRows + notDropped.ValidationRows + notDropped.TestRows);
+        Assert.Equal(3, notDropped.Duplicates.Repeated);
+    }
+
+    [Fact]
+    public void The_same_file_given_twice_is_refused()
+    {
+        string a = Path.Combine(folder, "a.csv"), b = Path.Combine(folder, "b.csv"), link = Path.Combine(folder, "link.csv");
+        SongData.WriteCsv(Songs.Value.Subset(Enumerable.Range(0, 50).ToArray()), a);
+        File.Copy(a, b);
+        File.CreateSymbolicLink(link, a);
+        Assert.Contains("given twice", Assert.Throws<InputException>(() => SongData.LoadMany([a, a])).Message);
+        Assert.Contains("given twice", Assert.Throws<InputException>(() => SongData.LoadMany([a, link])).Message);
+        Assert.Contains("has the same bytes as", Assert.Throws<InputException>(() => SongData.LoadMany([a, b])).Message);
+        Assert.Contains("given twice", Assert.Throws<InputException>(() => SongData.LoadMany([a, folder])).Message); // a, and a again inside the folder
+    }
+}
