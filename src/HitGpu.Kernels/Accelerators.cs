@@ -88,7 +88,7 @@ public sealed partial class ComputeDevice : IDisposable
     }
 
     /// <summary>Opens the accelerator of the given kind; throws <see cref="AcceleratorUnavailableException"/> when there is none.</summary>
-    public static ComputeDevice Open(AcceleratorKind kind, int? cpuThreads = null)
+    public static ComputeDevice Open(AcceleratorKind kind = AcceleratorKind.Auto, int? cpuThreads = null)
     {
         CudaLibraryResolver.Register();
         var context = Context.Create(builder =>

@@ -33,12 +33,20 @@ public sealed record HitModel(ParameterLayout Layout, Preprocessing Preprocessin
     /// Scores chunks of songs as they come (e.g. <see cref="SongData.ReadChunks"/>), in order, with one
     /// <see cref="Predictor"/>: memory holds one chunk, whatever the number of songs.
     /// </summary>
-    public IEnumerable<(SongTable Songs, float[] Probabilities)> PredictChunks(ComputeDevice device, IEnumerable<SongTable> chunks)
+    public IEnumerable<(SongTable Songs, float[] Probabilities)> PredictChunks(ComputeDevice device, IEnumerable<SongTable> chunks,
+        CancellationToken cancellationToken = default)
     {
         using var predictor = new Predictor(device, this);
         foreach (var chunk in chunks)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
             yield return (chunk, predictor.Predict(chunk));
+        }
     }
+
+    /// <summary>Accuracy, precision, recall, ROC AUC, log loss and the confusion matrix of the model on labelled songs.</summary>
+    public Evaluation Evaluate(ComputeDevice device, SongTable songs) =>
+        Evaluation.Of(PredictProbabilities(device, songs), songs.Labels ?? throw new InputException($"{songs.Source}: evaluation needs a target column"));
 }
 
 public static class ModelFile

@@ -237,7 +237,7 @@ public sealed record Preprocessing
             var k = knots[c];
             for (int b = 0; b < bins; b++)
             {
-                float lo = k[(int)Math.Round((double)b * (k.Length - 1) / bins)], hi = k[(int)Math.Round((double)(b + 1) * (k.Length - 1) / bins)];
+                var (lo, hi) = BinEdges(k, b, bins);
                 for (int r = 0; r < rows; r++)
                 {
                     float v = features[r * columns + c];
@@ -247,6 +247,10 @@ public sealed record Preprocessing
         }
         return result;
     }
+
+    /// <summary>The values at which bin <paramref name="bin"/> of <paramref name="bins"/> starts and ends, from one feature's knots.</summary>
+    public static (float Low, float High) BinEdges(float[] knots, int bin, int bins) =>
+        (knots[(int)Math.Round((double)bin * (knots.Length - 1) / bins)], knots[(int)Math.Round((double)(bin + 1) * (knots.Length - 1) / bins)]);
 
     private static int LowerBound(float[] a, float v)
     {
@@ -262,14 +266,19 @@ public sealed record Preprocessing
         return lo;
     }
 
+    // Acklam's rational approximation of the inverse normal CDF: the central formula (a / b) and the tails (c / d),
+    // which switch at p = AcklamLow. Public for the ONNX export, which writes the same formula.
+    public static readonly double[] AcklamA = [-3.969683028665376e+01, 2.209460984245205e+02, -2.759285104469687e+02, 1.383577518672690e+02, -3.066479806614716e+01, 2.506628277459239e+00];
+    public static readonly double[] AcklamB = [-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02, 6.680131188771972e+01, -1.328068155288572e+01];
+    public static readonly double[] AcklamC = [-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e+00, -2.549732539343734e+00, 4.374664141464968e+00, 2.938163982698783e+00];
+    public static readonly double[] AcklamD = [7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00, 3.754408661907416e+00];
+    public const double AcklamLow = 0.02425;
+
     /// <summary>Inverse of the standard normal CDF (Acklam's rational approximation, relative error below 1.2e-9).</summary>
     public static double NormalQuantile(double p)
     {
-        double[] a = [-3.969683028665376e+01, 2.209460984245205e+02, -2.759285104469687e+02, 1.383577518672690e+02, -3.066479806614716e+01, 2.506628277459239e+00];
-        double[] b = [-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02, 6.680131188771972e+01, -1.328068155288572e+01];
-        double[] c = [-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e+00, -2.549732539343734e+00, 4.374664141464968e+00, 2.938163982698783e+00];
-        double[] d = [7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00, 3.754408661907416e+00];
-        const double low = 0.02425;
+        double[] a = AcklamA, b = AcklamB, c = AcklamC, d = AcklamD;
+        const double low = AcklamLow;
         if (p < low)
         {
             double q = Math.Sqrt(-2 * Math.Log(p));

@@ -130,7 +130,8 @@ public static class Trainer
     /// called on the host as batches are queued, for progress bars.
     /// </summary>
     public static TrainingResult Train(ComputeDevice device, SongTable data, TrainingOptions options,
-        Action<EpochMetrics>? onEpoch = null, Action<int, int, int, int>? onBatch = null, Action<string>? onWarning = null)
+        Action<EpochMetrics>? onEpoch = null, Action<int, int, int, int>? onBatch = null, Action<string>? onWarning = null,
+        CancellationToken cancellationToken = default)
     {
         options.Validate();
         if (data.Labels is null)
@@ -159,7 +160,7 @@ public static class Trainer
         var outcomes = new List<MemberOutcome>();
         for (int member = 0; member < options.EnsembleSize; member++)
         {
-            var outcome = TrainMember(device, network, trainSet, validationSet, options, member, history, onEpoch, onBatch);
+            var outcome = TrainMember(device, network, trainSet, validationSet, options, member, history, onEpoch, onBatch, cancellationToken);
             outcomes.Add(outcome);
             members.Add(outcome.Parameters);
             if (outcome.Diverged)
@@ -184,6 +185,15 @@ public static class Trainer
     }
 
     /// <summary>
+    /// <see cref="Train(ComputeDevice, SongTable, TrainingOptions, Action{EpochMetrics}?, Action{int, int, int, int}?, Action{string}?, CancellationToken)"/>
+    /// as .NET libraries take progress and cancellation: each epoch's metrics reported, and the run stopped
+    /// (<see cref="OperationCanceledException"/>) between epochs, or between steps on the layered path.
+    /// </summary>
+    public static TrainingResult Train(ComputeDevice device, SongTable data, TrainingOptions options, IProgress<EpochMetrics>? progress,
+        CancellationToken cancellationToken = default) =>
+        Train(device, data, options, progress is null ? null : progress.Report, cancellationToken: cancellationToken);
+
+    /// <summary>
     /// The stratified split, with its duplicate report; with <see cref="TrainingOptions.DropDuplicates"/> the
     /// repeated songs are dropped first. Indices are rows of <paramref name="data"/> either way.
     /// </summary>
@@ -203,7 +213,8 @@ public static class Trainer
     }
 
     private static MemberOutcome TrainMember(ComputeDevice device, Network network, DeviceDataset trainSet, DeviceDataset validationSet,
-        TrainingOptions options, int member, List<EpochMetrics> history, Action<EpochMetrics>? onEpoch, Action<int, int, int, int>? onBatch)
+        TrainingOptions options, int member, List<EpochMetrics> history, Action<EpochMetrics>? onEpoch, Action<int, int, int, int>? onBatch,
+        CancellationToken cancellationToken)
     {
         network.Reset(network.Layout.Initialize(options.MemberSeed(member)));
         using var order = device.Allocate<int>(trainSet.Rows);
@@ -218,14 +229,18 @@ public static class Trainer
         var progress = new MemberProgress(options, network.Parameters.ToArray());
         for (int epoch = 1, step = 0; epoch <= options.Epochs; epoch++, step += stepsPerEpoch)
         {
+            cancellationToken.ThrowIfCancellationRequested();
             var epochClock = Stopwatch.StartNew();
             shuffleRng.Shuffle(orderOnHost);
             order.CopyFrom(orderOnHost);
             for (int k = 0; k < stepsPerEpoch; k++)
                 schedule[k] = AdamStep.At(step + k + 1, options.LearningRateAt(step + k + 1, totalSteps, stepsPerEpoch), settings);
             int currentEpoch = epoch;
-            network.TrainEpoch(trainSet, order, options.BatchSize, schedule, settings, firstStep: step,
-                onBatch is null ? null : (done, total) => onBatch(member, currentEpoch, done, total));
+            network.TrainEpoch(trainSet, order, options.BatchSize, schedule, settings, firstStep: step, (done, total) =>
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                onBatch?.Invoke(member, currentEpoch, done, total);
+            });
             var (trainLoss, trainAccuracy) = trainSet.ReadMetrics();
             var (validationLoss, validationAccuracy) = network.Score(validationSet);
             var metrics = new EpochMetrics(epoch, trainLoss, trainAccuracy, validationLoss, validationAccuracy, epochClock.Elapsed.TotalSeconds, member);

@@ -40,6 +40,34 @@ public sealed class TrainingTests(AcceleratorFixture fixture)
         }
     }
 
+    [Theory]
+    [MemberData(nameof(Paths))]
+    public void Training_reports_progress_and_stops_when_cancelled(TrainingPath path)
+    {
+        // IProgress reports each epoch; a cancelled token stops the run between epochs (or steps, layered).
+        using var cancel = new CancellationTokenSource();
+        var reported = new List<int>();
+        var progress = new SynchronousProgress(m =>
+        {
+            reported.Add(m.Epoch);
+            if (m.Epoch == 2)
+                cancel.Cancel();
+        });
+        Assert.ThrowsAny<OperationCanceledException>(() =>
+            Trainer.Train(fixture.Device, Songs.Value, TrainingOptions.Study with { Epochs = 10, Path = path }, progress, cancel.Token));
+        Assert.Equal([1, 2], reported);
+        // Cancelled before it starts: not one epoch.
+        Assert.ThrowsAny<OperationCanceledException>(() =>
+            Trainer.Train(fixture.Device, Songs.Value, TrainingOptions.Study with { Epochs = 10, Path = path }, progress, cancel.Token));
+        Assert.Equal([1, 2], reported);
+    }
+
+    /// <summary>IProgress that reports on the calling thread (Progress&lt;T&gt; posts to the thread pool).</summary>
+    private sealed class SynchronousProgress(Action<EpochMetrics> report) : IProgress<EpochMetrics>
+    {
+        public void Report(EpochMetrics value) => report(value);
+    }
+
     [Fact]
     public void The_defaults_reach_at_least_85_percent_on_the_90s()
     {
