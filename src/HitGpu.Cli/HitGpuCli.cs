@@ -23,6 +23,7 @@ public static class HitGpuCli
             DevicesCommand.Create(output),
             AccuracyCommand.Create(output),
             ExportCommand.Create(output),
+            ExplainCommand.Create(output),
         };
         // No arguments: the help, as for --help. A first word that names no command: say so, and which exist
         // (System.CommandLine would only say that a command is required, hiding the typo).

@@ -76,7 +76,7 @@ public static class PredictCommand
     {
         var clock = Stopwatch.StartNew();
         long rows = 0;
-        long? farOutside = model.Preprocessing.Ranges is null ? null : 0;
+        long? farOutside = model.Preprocessing.Statistics is null ? null : 0;
         bool header = false;
         foreach (var (songs, probabilities) in model.PredictChunks(device, chunks))
         {
@@ -102,7 +102,7 @@ public static class PredictCommand
                 writer.EndRecord();
             }
             rows += probabilities.Length;
-            farOutside += model.Preprocessing.Ranges?.CountFarOutside(songs.Features);
+            farOutside += model.Preprocessing.Statistics?.CountFarOutside(songs.Features);
             progress?.Write(string.Create(CultureInfo.InvariantCulture, $"\r{rows:N0} songs scored, {rows / Math.Max(1e-9, clock.Elapsed.TotalSeconds):N0} songs/s "));
         }
         progress?.WriteLine();

@@ -65,7 +65,7 @@ public static class Activations
         return e / (1f + e);
     }
 
-    // ---- kernel ----
+    // ---- kernels ----
 
     /// <summary>output[i] = f(input[i]) for every element.</summary>
     public static void ApplyKernel(ArrayView<float> input, ArrayView<float> output, int n, int activation, int blocked)
@@ -74,11 +74,28 @@ public static class Activations
         for (int i = range.Start; i < range.End; i += range.Step)
             output[i] = Apply(activation, input[i]);
     }
+
+    /// <summary>output[i] = f'(z) where input[i] = f(z): the slope, from the activation's output (a sigmoid's: y (1 - y)).</summary>
+    public static void DerivativeKernel(ArrayView<float> input, ArrayView<float> output, int n, int activation, int blocked)
+    {
+        var range = WorkRange.OfThread(n, blocked);
+        for (int i = range.Start; i < range.End; i += range.Step)
+            output[i] = DerivativeFromOutput(activation, input[i]);
+    }
 }
 
 public sealed partial class ComputeDevice
 {
-    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int>? activationApply;
+    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int>? activationApply, activationDerivative;
+
+    /// <summary>output[i] = f'(z) for the first n elements, given their activated values input[i] = f(z).</summary>
+    public void ApplyDerivative(ArrayView<float> input, ArrayView<float> output, int n, Activation activation)
+    {
+        Require(input.Length >= n && output.Length >= n, $"activation derivative: both views must hold {n} elements");
+        var shape = ShapeFor(n);
+        (activationDerivative ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int>(Activations.DerivativeKernel))(
+            shape.Config, input, output, n, (int)activation, shape.BlockedFlag);
+    }
 
     /// <summary>output[i] = f(input[i]) for the first n elements.</summary>
     public void ApplyActivation(ArrayView<float> input, ArrayView<float> output, int n, Activation activation)

@@ -45,6 +45,13 @@ public sealed record FeatureEncoding
 
     public int Width => Columns.Count;
 
+    /// <summary>For each encoded column, the raw feature (index into SongData.FeatureNames) it comes from.</summary>
+    public int[] SourceFeatures =>
+    [
+        .. Enumerable.Range(0, SongData.FeatureCount).Where(c => !OneHotFeatures.Contains(SongData.FeatureNames[c])),
+        .. OneHotFeatures.SelectMany(f => Categories(f).Select(_ => Array.IndexOf(SongData.FeatureNames, f))),
+    ];
+
     /// <summary>
     /// (n, 15) raw features to (n, <see cref="Width"/>) encoded ones: all rows, or those of <paramref name="rows"/>
     /// in that order. With nothing to encode and all rows, the input itself (no copy): callers never write into it.

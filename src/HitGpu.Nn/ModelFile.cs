@@ -96,8 +96,9 @@ public static class ModelFile
             PiecewiseBins = model.Preprocessing.Transform.Bins,
             Means = model.Preprocessing.Means,
             Deviations = model.Preprocessing.Deviations,
-            FeatureMin = model.Preprocessing.Ranges?.Min,
-            FeatureMax = model.Preprocessing.Ranges?.Max,
+            FeatureMin = model.Preprocessing.Statistics?.Min,
+            FeatureMedian = model.Preprocessing.Statistics?.Median,
+            FeatureMax = model.Preprocessing.Statistics?.Max,
             Members = model.Members.Count,
             Training = model.Provenance,
         }, JsonOptions);
@@ -211,8 +212,9 @@ public static class ModelFile
         Preprocessing preprocessing;
         try
         {
-            var ranges = metadata.FeatureMin is null && metadata.FeatureMax is null ? null : new FeatureRanges(metadata.FeatureMin!, metadata.FeatureMax!);
-            preprocessing = new Preprocessing(encoding, transform, metadata.QuantileKnots, metadata.Means ?? [], metadata.Deviations ?? [], ranges);
+            var statistics = metadata.FeatureMin is null && metadata.FeatureMedian is null && metadata.FeatureMax is null ? null
+                : new FeatureStatistics(metadata.FeatureMin!, metadata.FeatureMedian!, metadata.FeatureMax!);
+            preprocessing = new Preprocessing(encoding, transform, metadata.QuantileKnots, metadata.Means ?? [], metadata.Deviations ?? [], statistics);
         }
         catch (ArgumentException e)
         {
@@ -318,6 +320,7 @@ public static class ModelFile
         public float[]? Means { get; set; }
         public float[]? Deviations { get; set; }
         public float[]? FeatureMin { get; set; }
+        public float[]? FeatureMedian { get; set; }
         public float[]? FeatureMax { get; set; }
         public int Members { get; set; }
         public ModelProvenance? Training { get; set; }

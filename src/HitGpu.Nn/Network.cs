@@ -66,6 +66,7 @@ public sealed class Network : IDisposable
     private DeviceBuffer<AdamStep>? schedule;          // (steps) an epoch's Adam steps, for the CPU epoch
     private DeviceBuffer<int>? identityOrder;
     private DeviceBuffer<float>? predictions;          // (rows) P(hit), for the CPU epoch's predict kernel
+    private DeviceBuffer<float>? inputGradient;        // (capacity, inputs) d P(hit) / d input, for explanations
 
     /// <summary>Which kernels train and score: the accelerator's preference unless set.</summary>
     public TrainingPath Path { get; set; }
@@ -160,7 +161,7 @@ public sealed class Network : IDisposable
     }
 
     /// <summary>The forward pass reversed: from the logits' gradient to every parameter's gradient (same dropout as the forward).</summary>
-    private void Backward(RowSource input, int rows, in StepSettings settings, int step)
+    private void Backward(RowSource input, int rows, in StepSettings settings, int step, DeviceBuffer<float>? inputGradient = null)
     {
         for (int l = Layout.Layers - 1; l >= 0; l--)
         {
@@ -171,10 +172,11 @@ public sealed class Network : IDisposable
                 OutputGradient = deltas[l].View,
                 WeightGradient = Gradients.Slice(Layout.WeightOffset(l), Layout.Outputs(l) * Layout.Inputs(l)),
                 BiasGradient = Gradients.Slice(Layout.BiasOffset(l), Layout.Outputs(l)),
-                InputGradient = l > 0 ? deltas[l - 1].View : deltas[0].View,
+                // Layer 0's input gradient (d / d the network's inputs) only when asked: training never needs it.
+                InputGradient = l > 0 ? deltas[l - 1].View : inputGradient?.View ?? deltas[0].View,
                 Rows = rows, Inputs = Layout.Inputs(l), Outputs = Layout.Outputs(l),
                 InputActivation = (int)Layout.InputActivationOf(l),
-            }, withInputGradient: l > 0);
+            }, withInputGradient: l > 0 || inputGradient is not null);
             // The activation's derivative came from the masked output (0 where dropped); the kept units take the scale.
             if (settings.DropoutRate > 0f && l > 0)
                 device.ApplyDropout(new DropoutArgs { Values = deltas[l - 1].View, Rows = rows, Cols = Layout.Inputs(l), Layer = l - 1, Step = step, Seed = settings.DropoutSeed, Rate = settings.DropoutRate });
@@ -347,6 +349,30 @@ public sealed class Network : IDisposable
         }
     }
 
+    /// <summary>
+    /// d P(hit) / d input for the first <paramref name="rows"/> rows of a (n, inputs) matrix, into
+    /// <paramref name="result"/> (rows, inputs): forward, the sigmoid's slope at each logit, then the backward
+    /// pass down to the inputs (the parameters' gradients are computed on the way and not used).
+    /// </summary>
+    public void ProbabilityGradient(DeviceBuffer<float> features, int rows, Span<float> result)
+    {
+        int inputs = Layout.Inputs(0);
+        if (rows > features.Rows || result.Length < (long)rows * inputs)
+            throw new ArgumentException($"{rows} rows: the features have {features.Rows}, the result room for {result.Length / inputs}");
+        inputGradient ??= device.Allocate<float>(CapacityRows, inputs);
+        var noDropout = new StepSettings();
+        for (int offset = 0; offset < rows; offset += CapacityRows)
+        {
+            int chunk = Math.Min(CapacityRows, rows - offset);
+            var input = Input(features, offset);
+            Forward(input, chunk, noDropout, 0);
+            device.ApplyActivation(Logits.View, probabilities.View, chunk, Activation.Sigmoid);
+            device.ApplyDerivative(probabilities.View, LogitGradient.View, chunk, Activation.Sigmoid);
+            Backward(input, chunk, noDropout, 0, inputGradient);
+            inputGradient.CopyTo(0, result.Slice(offset * inputs, chunk * inputs));
+        }
+    }
+
     private void CheckInputs(DeviceBuffer<float> features)
     {
         if (features.Cols != Layout.Inputs(0))
@@ -370,6 +396,7 @@ public sealed class Network : IDisposable
         schedule?.Dispose();
         identityOrder?.Dispose();
         predictions?.Dispose();
+        inputGradient?.Dispose();
         Parameters.Dispose();
         Gradients.Dispose();
         AdamM.Dispose();

@@ -1,4 +1,4 @@
-// PNG plots with ScottPlot, rendered headless (SkiaSharp): training curves per epoch and the ROC curve.
+// PNG plots with ScottPlot, rendered headless (SkiaSharp): training curves per epoch, the ROC curve, feature importances.
 // Each file is written atomically, like every other output.
 using ScottPlot;
 
@@ -13,6 +13,9 @@ public static class Plots
 
     /// <summary>The file the ROC curve goes to in a plot folder.</summary>
     public const string RocFile = "roc.png";
+
+    /// <summary>The file the permutation importances go to in a plot folder.</summary>
+    public const string ImportanceFile = "importance.png";
 
     /// <summary>
     /// Writes loss.png and accuracy.png (training and validation per epoch, averaged over the members of an
@@ -45,6 +48,21 @@ public static class Plots
         var tpr = evaluation.Roc.Select(p => p.TruePositiveRate).ToArray();
         Save(path, $"ROC curve (AUC {evaluation.RocAuc:F4}, {evaluation.Count} songs)", "false positive rate", "true positive rate", Alignment.LowerRight, integerX: false,
             ("model", fpr, tpr), ("chance", [0.0, 1.0], [0.0, 1.0]));
+    }
+
+    /// <summary>A horizontal bar chart of one value per named item, largest on top (e.g. permutation importance).</summary>
+    public static void Bars(IReadOnlyList<string> names, IReadOnlyList<double> values, string title, string xLabel, string path)
+    {
+        var order = Enumerable.Range(0, names.Count).OrderBy(i => values[i]).ToArray(); // the bottom bar first
+        var plot = new Plot();
+        var bars = plot.Add.Bars(Enumerable.Range(0, order.Length).Select(k => (double)k), order.Select(i => values[i]));
+        bars.Horizontal = true;
+        plot.Axes.Left.TickGenerator = new ScottPlot.TickGenerators.NumericManual(
+            Enumerable.Range(0, order.Length).Select(k => (double)k).ToArray(), order.Select(i => names[i]).ToArray());
+        plot.Title(title);
+        plot.XLabel(xLabel);
+        byte[] png = plot.GetImage(Width, Height).GetImageBytes(ImageFormat.Png);
+        AtomicFile.Write(path, stream => stream.Write(png));
     }
 
     private static void Save(string path, string title, string xLabel, string yLabel, Alignment legend, bool integerX,

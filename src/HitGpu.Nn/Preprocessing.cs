@@ -42,24 +42,29 @@ public readonly record struct InputTransform(InputScaling Scaling, int Bins = 0)
 }
 
 /// <summary>
-/// Each raw feature's smallest and largest value in the training part: what the model has seen. A value
-/// further outside than the range is wide (below min - width or above max + width) is far outside it.
+/// Each raw feature's smallest, median and largest value in the training part: what the model has seen. A
+/// value further outside than the range is wide (below min - width or above max + width) is far outside it;
+/// the medians are the baseline song that explanations start from.
 /// </summary>
-public sealed record FeatureRanges(float[] Min, float[] Max)
+public sealed record FeatureStatistics(float[] Min, float[] Median, float[] Max)
 {
-    /// <summary>The ranges of (n, 15) raw features, all rows or those of <paramref name="rows"/>.</summary>
-    public static FeatureRanges Of(float[] raw, IReadOnlyList<int>? rows = null)
+    /// <summary>The statistics of (n, 15) raw features, all rows or those of <paramref name="rows"/>.</summary>
+    public static FeatureStatistics Of(float[] raw, IReadOnlyList<int>? rows = null)
     {
         int f = SongData.FeatureCount, n = rows?.Count ?? raw.Length / f;
-        var min = Enumerable.Repeat(float.PositiveInfinity, f).ToArray();
-        var max = Enumerable.Repeat(float.NegativeInfinity, f).ToArray();
-        for (int r = 0; r < n; r++)
-            for (int c = 0, at = (rows?[r] ?? r) * f; c < f; c++)
-            {
-                min[c] = Math.Min(min[c], raw[at + c]);
-                max[c] = Math.Max(max[c], raw[at + c]);
-            }
-        return new FeatureRanges(min, max);
+        var min = new float[f];
+        var median = new float[f];
+        var max = new float[f];
+        var column = new float[n];
+        for (int c = 0; c < f; c++)
+        {
+            for (int r = 0; r < n; r++)
+                column[r] = raw[(rows?[r] ?? r) * f + c];
+            Array.Sort(column);
+            (min[c], max[c]) = (column[0], column[^1]);
+            median[c] = n % 2 == 1 ? column[n / 2] : (float)(((double)column[n / 2 - 1] + column[n / 2]) / 2);
+        }
+        return new FeatureStatistics(min, median, max);
     }
 
     /// <summary>How many rows of (rows, 15) raw features have a value far outside its feature's training range.</summary>
@@ -82,7 +87,7 @@ public sealed record FeatureRanges(float[] Min, float[] Max)
 
 /// <summary>
 /// The fitted preprocessing: <see cref="Encoding"/>, then <see cref="Transform"/> (with its <see cref="Knots"/>),
-/// then per network input a mean and a deviation; and the raw features' training <see cref="Ranges"/>.
+/// then per network input a mean and a deviation; and the raw features' training <see cref="Statistics"/>.
 /// </summary>
 public sealed record Preprocessing
 {
@@ -95,8 +100,8 @@ public sealed record Preprocessing
     public float[] Means { get; }
     public float[] Deviations { get; }
 
-    /// <summary>The training ranges of the raw features; null for models written before they were kept.</summary>
-    public FeatureRanges? Ranges { get; }
+    /// <summary>The raw features' training statistics; null for models written before they were kept.</summary>
+    public FeatureStatistics? Statistics { get; }
 
     public const int KnotCount = 201;
 
@@ -107,7 +112,7 @@ public sealed record Preprocessing
     public static int NetworkInputsFor(FeatureEncoding encoding, InputTransform transform) => encoding.Width * transform.InputsPerFeature;
 
     /// <summary>A fitted preprocessing, checked for consistency (the model file builds one from what it reads).</summary>
-    public Preprocessing(FeatureEncoding encoding, InputTransform transform, float[][]? knots, float[] means, float[] deviations, FeatureRanges? ranges = null)
+    public Preprocessing(FeatureEncoding encoding, InputTransform transform, float[][]? knots, float[] means, float[] deviations, FeatureStatistics? statistics = null)
     {
         transform.Validate();
         int inputs = NetworkInputsFor(encoding, transform);
@@ -120,12 +125,12 @@ public sealed record Preprocessing
         // Inputs the network can take: a mean that is not finite or a deviation that is not positive would make every one NaN or infinite.
         if (!means.All(float.IsFinite) || !deviations.All(d => float.IsFinite(d) && d > 0f && float.IsFinite(1f / d)))
             throw new ArgumentException("the standardisation's means must be finite and its deviations positive and finite");
-        if (ranges is not null && (ranges.Min?.Length != SongData.FeatureCount || ranges.Max?.Length != SongData.FeatureCount
-            || !ranges.Min.Zip(ranges.Max).All(p => float.IsFinite(p.First) && float.IsFinite(p.Second) && p.First <= p.Second)))
-            throw new ArgumentException($"the training ranges must give a finite minimum and maximum for each of the {SongData.FeatureCount} features");
+        if (statistics is not null && (new[] { statistics.Min, statistics.Median, statistics.Max }.Any(v => v?.Length != SongData.FeatureCount || !v.All(float.IsFinite))
+            || Enumerable.Range(0, SongData.FeatureCount).Any(c => !(statistics.Min[c] <= statistics.Median[c] && statistics.Median[c] <= statistics.Max[c]))))
+            throw new ArgumentException($"the training statistics must give a finite minimum <= median <= maximum for each of the {SongData.FeatureCount} features");
         Encoding = encoding;
         Transform = transform;
-        Ranges = ranges;
+        Statistics = statistics;
         Knots = knots;
         Means = means;
         Deviations = deviations;
@@ -173,7 +178,7 @@ public sealed record Preprocessing
         // A constant column would divide by zero: leave it centred but unscaled.
         var deviations = squares.Select(s => Math.Sqrt(s / count)).Select(d => d > 1e-12 ? d : 1.0).ToArray();
         return new Preprocessing(encoding, transform, knots, means.Select(m => (float)m).ToArray(), deviations.Select(d => (float)d).ToArray(),
-            FeatureRanges.Of(raw, rows));
+            FeatureStatistics.Of(raw, rows));
     }
 
     /// <summary>(n, 15) raw features, all rows or those of <paramref name="rows"/>, to network inputs (one row per row).</summary>

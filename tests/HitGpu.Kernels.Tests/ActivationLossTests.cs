@@ -24,6 +24,29 @@ public sealed class ActivationLossTests(AcceleratorFixture fixture)
         Tolerance.AllClose(expected, y.ToArray(), $"{activation}");
     }
 
+    [Theory]
+    [InlineData(Activation.Relu, 1000)]
+    [InlineData(Activation.Sigmoid, 4097)]
+    [InlineData(Activation.Identity, 65)]
+    public void Derivative_kernel_matches_reference_and_the_slope_by_finite_differences(Activation activation, int n)
+    {
+        // Given outputs y = f(z), the kernel writes f'(z): checked against the reference, and against
+        // (f(z + h) - f(z - h)) / 2h in double at the z that gave each y.
+        var rng = new Random(n + 5);
+        var z = Tolerance.Random(rng, n, 6f);
+        var y = z.Select(v => Activations.ApplyReference(activation, v)).ToArray();
+        using var outputs = device.Upload<float>(y, n);
+        using var slopes = device.Allocate<float>(n);
+        device.ApplyDerivative(outputs.View, slopes.View, n, activation);
+        var actual = slopes.ToArray();
+        Tolerance.AllClose(y.Select(v => Activations.DerivativeFromOutputReference(activation, v)).ToArray(), actual, $"{activation}'", 0, 0);
+        const double h = 1e-6;
+        for (int i = 0; i < n; i++)
+            if (Math.Abs(z[i]) > 1e-3) // away from ReLU's kink
+                Tolerance.Close((Activations.ApplyReference(activation, z[i] + h) - Activations.ApplyReference(activation, (double)z[i] - h)) / (2 * h),
+                    actual[i], $"{activation}'({z[i]})", 1e-6, 1e-5);
+    }
+
     [Fact]
     public void Sigmoid_reference_agrees_with_its_definition_in_double()
     {

@@ -327,6 +327,9 @@ public sealed class FuzzTests(AcceleratorFixture fixture) : IDisposable
         ["accuracy"] = [("--data-dir", "folder"), ("--decades", "decades"), ("--seeds", "seeds"), ("--out", "output"), ("--tune", "flag"),
             ("--accelerator", "accelerator"), ("--epochs", "count"), ("--ensemble", "count"), ("--study", "flag"), ("--inputs", "inputs")],
         ["devices"] = [],
+        ["export"] = [("--model", "model"), ("--onnx", "output")],
+        ["explain"] = [("--model", "model"), ("--data", "input"), ("--accelerator", "accelerator"), ("--out", "output"), ("--global", "flag"),
+            ("--steps", "count"), ("--plot", "folder")],
     };
 
     /// <summary>Values of each kind: valid ones, and ones that are not (inputs named as outputs among them).</summary>
@@ -386,6 +389,8 @@ public sealed class FuzzTests(AcceleratorFixture fixture) : IDisposable
                 "train" or "accuracy" => [("--epochs", "1"), ("--ensemble", "2"), ("--hidden", "8"), ("--accelerator", "cpu"), ("--data", files.Data), ("--data-dir", files.DecadeFolder), ("--decades", "90s"), ("--seeds", "0")],
                 "evaluate" => [("--accelerator", "cpu"), ("--model", files.Model), ("--data", files.Data)],
                 "predict" => new[] { ("--accelerator", "cpu"), ("--model", files.Model), ("--data", files.Unlabelled) },
+                "explain" => [("--accelerator", "cpu"), ("--model", files.Model), ("--data", files.Data), ("--steps", "4")],
+                "export" => [("--model", files.Model), ("--onnx", files.Output)],
                 _ => [],
             };
             foreach (var (name, value) in defaults)

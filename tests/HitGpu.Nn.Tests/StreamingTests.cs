@@ -151,7 +151,7 @@ public sealed class StreamingTests(AcceleratorFixture fixture) : IDisposable
         var (code, printed, error) = Run("predict", "--accelerator", "cpu", "--model", model, "--data", data, "--out", output);
         Assert.True(code == 0, error);
         Assert.Equal($"50 predictions written to {output} (2 songs have a feature far outside the training range)\n", printed);
-        Assert.Equal(2, Model.Value.Preprocessing.Ranges!.CountFarOutside(songs.Features));
+        Assert.Equal(2, Model.Value.Preprocessing.Statistics!.CountFarOutside(songs.Features));
     }
 }
 
