@@ -220,6 +220,7 @@ public sealed partial class ComputeDevice : IDisposable
 
     public void Dispose()
     {
+        ones?.Dispose();
         Accelerator.Dispose();
         context.Dispose();
     }

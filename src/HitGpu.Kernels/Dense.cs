@@ -188,6 +188,16 @@ public sealed partial class ComputeDevice
         Require(a.Weight.Length == (long)a.Outputs * a.Inputs, "dense forward: weight must be (out, in)");
         Require(a.Bias.Length == a.Outputs, "dense forward: bias must be (out)");
         Require(a.Y.Length >= (long)a.Rows * a.Outputs, "dense forward: y must hold (rows, out)");
+        if (DenseVariantFor(a.Rows, a.Outputs, a.Inputs) == DenseVariant.Tiled)
+        {
+            // Y = f(X W^T + b): B(k, n) = W[n, k], W read transposed.
+            TiledProduct(new ProductArgs
+            {
+                A = a.X, B = RowSource.InPlace(a.Weight, a.Inputs, a.X.Index), BTransposed = 1, C = a.Y, Bias = a.Bias,
+                M = a.Rows, N = a.Outputs, K = a.Inputs, HasBias = 1, Activation = a.Activation, Derivative = a.X,
+            });
+            return;
+        }
         var shape = ShapeFor(a.Rows * a.Outputs);
         (denseForward ??= Accelerator.LoadStreamKernel<DenseForwardArgs, int>(Dense.ForwardKernel))(shape.Config, a, shape.BlockedFlag);
     }
@@ -200,6 +210,32 @@ public sealed partial class ComputeDevice
         Require(a.OutputGradient.Length >= (long)a.Rows * a.Outputs, "dense backward: output gradient must hold (rows, out)");
         Require(a.WeightGradient.Length == (long)a.Outputs * a.Inputs, "dense backward: weight gradient must be (out, in)");
         Require(a.BiasGradient.Length == a.Outputs, "dense backward: bias gradient must be (out)");
+        if (DenseVariantFor(a.Outputs, a.Inputs, a.Rows) == DenseVariant.Tiled)
+        {
+            // dW = dZ^T X and db = dZ^T 1: reductions over the rows, tiled like any product.
+            var outputGradient = RowSource.InPlace(a.OutputGradient, a.Outputs, a.X.Index);
+            TiledProduct(new ProductArgs
+            {
+                A = outputGradient, ATransposed = 1, B = a.X, C = a.WeightGradient, Bias = a.BiasGradient,
+                M = a.Outputs, N = a.Inputs, K = a.Rows, Activation = (int)Activation.Identity, Derivative = a.X,
+            });
+            TiledProduct(new ProductArgs
+            {
+                A = outputGradient, ATransposed = 1, B = RowSource.InPlace(Ones(a.Rows), 1, a.X.Index), C = a.BiasGradient, Bias = a.BiasGradient,
+                M = a.Outputs, N = 1, K = a.Rows, Activation = (int)Activation.Identity, Derivative = a.X,
+            });
+            if (!withInputGradient)
+                return;
+            Require(a.InputGradient.Length >= (long)a.Rows * a.Inputs, "dense backward: input gradient must hold (rows, in)");
+            // dX = (dZ W) * f'(X).
+            TiledProduct(new ProductArgs
+            {
+                A = outputGradient, B = RowSource.InPlace(a.Weight, a.Inputs, a.X.Index), C = a.InputGradient, Bias = a.BiasGradient,
+                M = a.Rows, N = a.Inputs, K = a.Outputs, Activation = (int)Activation.Identity,
+                Derivative = a.X, HasDerivative = 1, DerivativeActivation = a.InputActivation,
+            });
+            return;
+        }
         var shape = ShapeFor(a.Outputs * (a.Inputs + 1));
         (denseParameterGradient ??= Accelerator.LoadStreamKernel<DenseBackwardArgs, int>(Dense.ParameterGradientKernel))(shape.Config, a, shape.BlockedFlag);
         if (!withInputGradient)

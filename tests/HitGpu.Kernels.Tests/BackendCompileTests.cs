@@ -69,4 +69,20 @@ public sealed class BackendCompileTests
         Assert.Contains("CpuEpoch.PredictKernel", KernelCatalog.ForGpu.Select(m => m.DeclaringType!.Name + "." + m.Name));
         Assert.All(KernelCatalog.All, m => Assert.True(m.IsStatic && m.ReturnType == typeof(void), m.Name));
     }
+
+    [Fact]
+    public void The_tiled_product_uses_shared_memory_and_keeps_its_accumulators_in_registers()
+    {
+        // What ILGPU emits, checked without a GPU: the tiles go through shared memory, and nothing spills to
+        // local memory (an accumulator array or a register spill would show as .local).
+        using var context = Context.Create(builder => builder.Optimize(OptimizationLevel.O2).EnableAlgorithms());
+        using var backend = new PTXBackend(context, CudaArchitecture.SM_80, CudaInstructionSet.ISA_70, nvvmAPI: null!);
+        var ptx = ((PTXCompiledKernel)backend.Compile(
+            EntryPointDescription.FromExplicitlyGroupedKernel(((Action<ProductArgs>)DenseTiled.ProductKernel).Method), KernelSpecialization.Empty)).PTXAssembly;
+        Assert.Contains(".shared", ptx);
+        Assert.Contains("bar.sync", ptx);
+        Assert.DoesNotContain(".local", ptx);
+        Assert.True(System.Text.RegularExpressions.Regex.Matches(ptx, @"\bfma\.rn\.f32|\bmul\.rn\.f32|\bmul\.f32").Count >= 16,
+            "the 16 multiply-adds of the 4 x 4 block are not in the kernel");
+    }
 }

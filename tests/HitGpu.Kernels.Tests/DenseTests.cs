@@ -1,5 +1,6 @@
-// Dense forward and backward kernels against the C# reference, on random values and odd shapes,
-// read in place and gathered through a shuffled index.
+// Dense forward and backward kernels, both variants (one output per thread; shared-memory tiles), against the
+// C# reference, on random values and odd shapes (none a multiple of a tile), read in place and gathered
+// through a shuffled index.
 namespace HitGpu.Kernels.Tests;
 
 [Collection(AcceleratorCollection.Name)]
@@ -7,15 +8,32 @@ public sealed class DenseTests(AcceleratorFixture fixture)
 {
     private readonly ComputeDevice device = fixture.Device;
 
-    public static TheoryData<int, int, int, Activation, bool> Shapes()
+    public static TheoryData<int, int, int, Activation, bool, DenseVariant> Shapes()
     {
-        var data = new TheoryData<int, int, int, Activation, bool>();
-        int[][] shapes = [[1, 1, 1], [7, 15, 64], [63, 64, 32], [65, 32, 1], [1000, 15, 7], [33, 3, 65]];
-        foreach (var s in shapes)
-            foreach (var activation in Enum.GetValues<Activation>())
-                foreach (bool gathered in new[] { false, true })
-                    data.Add(s[0], s[1], s[2], activation, gathered);
+        var data = new TheoryData<int, int, int, Activation, bool, DenseVariant>();
+        // The last two: a batched ensemble's layer (batch 32 x 3 members; 257 rows of 33 to 17).
+        int[][] shapes = [[1, 1, 1], [7, 15, 64], [63, 64, 32], [65, 32, 1], [1000, 15, 7], [33, 3, 65], [96, 64, 64], [257, 33, 17]];
+        foreach (var variant in Enum.GetValues<DenseVariant>())
+            foreach (var s in shapes)
+                foreach (var activation in Enum.GetValues<Activation>())
+                    foreach (bool gathered in new[] { false, true })
+                        data.Add(s[0], s[1], s[2], activation, gathered, variant);
         return data;
+    }
+
+    /// <summary>Runs <paramref name="launch"/> with the dense variant forced, then lets the device choose again.</summary>
+    private void With(DenseVariant variant, Action launch)
+    {
+        var before = device.DenseOverride;
+        device.DenseOverride = variant;
+        try
+        {
+            launch();
+        }
+        finally
+        {
+            device.DenseOverride = before;
+        }
     }
 
     /// <summary>A source matrix with spare rows, the rows the batch reads, and (gathered) a shuffled index to them.</summary>
@@ -39,7 +57,7 @@ public sealed class DenseTests(AcceleratorFixture fixture)
 
     [Theory]
     [MemberData(nameof(Shapes))]
-    public void Forward_matches_reference(int rows, int inputs, int outputs, Activation activation, bool gathered)
+    public void Forward_matches_reference(int rows, int inputs, int outputs, Activation activation, bool gathered, DenseVariant variant)
     {
         var rng = new Random(rows * 7919 + inputs * 31 + outputs);
         var (source, index, batch) = MakeInput(rng, rows, inputs, gathered, Activation.Identity);
@@ -53,23 +71,23 @@ public sealed class DenseTests(AcceleratorFixture fixture)
         using var w = device.Upload<float>(weight, outputs, inputs);
         using var b = device.Upload<float>(bias, outputs);
         using var y = device.Allocate<float>(rows, outputs);
-        device.DenseForward(new DenseForwardArgs
+        With(variant, () => device.DenseForward(new DenseForwardArgs
         {
             X = gathered ? RowSource.Gather(x.View, inputs, idx.View, 3) : RowSource.InPlace(x.View, inputs, idx.View, 3),
             Weight = w.View, Bias = b.View, Y = y.View,
             Rows = rows, Inputs = inputs, Outputs = outputs, Activation = (int)activation,
-        });
+        }));
         // Float rounding in proportion to the terms summed, as in the backward test: the CUDA compiler fuses
         // multiply-adds (one rounding each), the C# reference rounds twice, so the last bits differ
         // (seen on an H200: 1.4e-6 on a 64-term sum of 0.024).
-        Tolerance.AllClose(expected, y.ToArray(), $"y ({rows}x{inputs}->{outputs}, {activation}, gathered={gathered})", abs: 1e-6 * (inputs + 1));
+        Tolerance.AllClose(expected, y.ToArray(), $"y ({rows}x{inputs}->{outputs}, {activation}, gathered={gathered}, {variant})", abs: 1e-6 * (inputs + 1));
         if (activation == Activation.Relu && expected.Length >= 16)
             Assert.Contains(expected, v => v > 0f); // the test is not passing on all-zero outputs
     }
 
     [Theory]
     [MemberData(nameof(Shapes))]
-    public void Backward_matches_reference(int rows, int inputs, int outputs, Activation inputActivation, bool gathered)
+    public void Backward_matches_reference(int rows, int inputs, int outputs, Activation inputActivation, bool gathered, DenseVariant variant)
     {
         var rng = new Random(rows * 104729 + inputs * 17 + outputs);
         var (source, index, batch) = MakeInput(rng, rows, inputs, gathered, inputActivation);
@@ -87,14 +105,14 @@ public sealed class DenseTests(AcceleratorFixture fixture)
         using var dw = device.Allocate<float>(outputs, inputs);
         using var db = device.Allocate<float>(outputs);
         using var dx = device.Allocate<float>(rows, inputs);
-        device.DenseBackward(new DenseBackwardArgs
+        With(variant, () => device.DenseBackward(new DenseBackwardArgs
         {
             X = gathered ? RowSource.Gather(x.View, inputs, idx.View, 3) : RowSource.InPlace(x.View, inputs, idx.View, 3),
             Weight = w.View, OutputGradient = dz.View,
             WeightGradient = dw.View, BiasGradient = db.View, InputGradient = dx.View,
             Rows = rows, Inputs = inputs, Outputs = outputs, InputActivation = (int)inputActivation,
-        }, withInputGradient: true);
-        string what = $"({rows}x{inputs}->{outputs}, {inputActivation}, gathered={gathered})";
+        }, withInputGradient: true));
+        string what = $"({rows}x{inputs}->{outputs}, {inputActivation}, gathered={gathered}, {variant})";
         // Sums over up to 1000 rows: allow float rounding in proportion to the terms' size.
         double abs = 1e-6 * Math.Max(rows, outputs);
         Tolerance.AllClose(expectedW, dw.ToArray(), "dW " + what, abs);

@@ -109,6 +109,29 @@ public sealed class TrainingTests(AcceleratorFixture fixture)
         Assert.NotEqual(cpuEpoch.Model.Members[0], cpuEpochDropout.Model.Members[0]);
     }
 
+    [Fact]
+    public void The_tiled_dense_kernels_train_the_network_the_simple_ones_do()
+    {
+        // The layered path with every product tiled (as on a GPU for large layers) against the simple kernels:
+        // the same steps, sums in another order, so float rounding apart.
+        var device = fixture.Device;
+        var before = device.DenseOverride;
+        try
+        {
+            var options = TrainingOptions.Study with { Epochs = 1, Dropout = 0.2f, Path = TrainingPath.Layered };
+            device.DenseOverride = DenseVariant.Simple;
+            var simple = Trainer.Train(device, Songs.Value, options);
+            device.DenseOverride = DenseVariant.Tiled;
+            var tiled = Trainer.Train(device, Songs.Value, options);
+            Tolerance.AllClose(simple.Model.Members[0], tiled.Model.Members[0], "parameters after one epoch", abs: 1e-4, rel: 1e-3);
+            Tolerance.Close(simple.History[0].TrainLoss, tiled.History[0].TrainLoss, "epoch train loss", 1e-5, 1e-4);
+        }
+        finally
+        {
+            device.DenseOverride = before;
+        }
+    }
+
     [Theory]
     [MemberData(nameof(Paths))]
     public void A_partial_last_batch_and_a_batch_larger_than_the_data_both_train(TrainingPath path)
