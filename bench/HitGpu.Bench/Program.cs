@@ -25,13 +25,16 @@ static string ArgOf(string[] args, string name, string fallback)
     return at >= 0 && at + 1 < args.Length ? args[at + 1] : fallback;
 }
 
-// y = x W^T + b at size n x n x n on random inputs: checked at sampled outputs against a float64 dot product,
-// then timed over repeated launches (one synchronisation at the end), as GFLOP/s of 2 n^3 each.
+// y = x W^T + b at size n x n x n on random inputs (--variant simple or tiled): checked at sampled outputs
+// against a float64 dot product, then timed over repeated launches (one synchronisation at the end), as
+// GFLOP/s of 2 n^3 each; --product backward times dW, db and dX together instead (4 n^3).
 static int Gemm(string[] args)
 {
     int n = int.Parse(ArgOf(args, "--size", "4096"), CultureInfo.InvariantCulture);
     int repeats = int.Parse(ArgOf(args, "--repeats", "10"), CultureInfo.InvariantCulture);
+    string product = ArgOf(args, "--product", "forward"); // forward, or backward: dW, db and dX together
     using var device = ComputeDevice.Open(ComputeDevice.ParseKind(ArgOf(args, "--accelerator", "cpu")));
+    device.DenseOverride = Enum.Parse<DenseVariant>(ArgOf(args, "--variant", "tiled"), ignoreCase: true);
     var rng = new Random(3);
     float[] R(int count) => Enumerable.Range(0, count).Select(_ => rng.NextSingle() * 2 - 1).ToArray();
     var hostX = R(n * n);
@@ -61,19 +64,38 @@ static int Gemm(string[] args)
     }
     if (worst > 1e-3)
         throw new InvalidOperationException($"dense forward disagrees with the float64 product: relative error {worst}");
+    // Backward: dZ (n, n) random; dW = dZ^T X, db = dZ^T 1, dX = dZ W (times ReLU's derivative at X): 4 n^3 flops.
+    using var dz = device.Upload<float>(R(n * n), n, n);
+    using var dw = device.Allocate<float>(n, n);
+    using var db = device.Allocate<float>(n);
+    using var dx = device.Allocate<float>(n, n);
+    var backward = new DenseBackwardArgs
+    {
+        X = forward.X, Weight = w.View, OutputGradient = dz.View, WeightGradient = dw.View, BiasGradient = db.View, InputGradient = dx.View,
+        Rows = n, Inputs = n, Outputs = n, InputActivation = (int)Activation.Relu,
+    };
+    void Launch()
+    {
+        if (product == "backward")
+            device.DenseBackward(backward, withInputGradient: true);
+        else
+            device.DenseForward(forward);
+    }
+    Launch();
+    device.Synchronize();
     var clock = System.Diagnostics.Stopwatch.StartNew();
     for (int k = 0; k < repeats; k++)
-        device.DenseForward(forward);
+        Launch();
     device.Synchronize();
     double seconds = clock.Elapsed.TotalSeconds / repeats;
     Console.WriteLine(JsonSerializer.Serialize(new
     {
         peer = "hitgpu",
-        kernel = "Dense.ForwardKernel",
+        kernel = $"dense {product}, {device.DenseVariantFor(n, n, n).ToString().ToLowerInvariant()} kernels",
         device = $"{device.Kind.ToString().ToLowerInvariant()} ({device.Name})",
         size = n,
         seconds,
-        gflops = 2.0 * n * n * n / seconds / 1e9,
+        gflops = (product == "backward" ? 4.0 : 2.0) * n * n * n / seconds / 1e9,
         max_relative_error = worst,
     }));
     return 0;

@@ -23,8 +23,12 @@ if [ "$what" = bench ] || [ "$what" = all ]; then
       ./HitGpu.Bench compare-run --accelerator cuda --batch-size "$b" --epochs 20
       python3 torch_mlp.py --data dataset-of-90s.csv.gz --device cuda --batch-size "$b" --epochs 20
     done
-    ./HitGpu.Bench gemm --accelerator cuda --size 4096 --repeats 10
-    python3 torch_matmul.py --size 4096
+    for product in forward backward; do
+      for variant in simple tiled; do
+        ./HitGpu.Bench gemm --accelerator cuda --size 4096 --repeats 10 --product "$product" --variant "$variant"
+      done
+      python3 torch_matmul.py --size 4096 --product "$product"
+    done
   } 2>&1 | tee -a "$log"
 fi
 
