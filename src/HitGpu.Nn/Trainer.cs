@@ -44,6 +44,8 @@ public sealed record TrainingOptions
     public bool DropDuplicates { get; init; } = false;
     /// <summary>Keep the mean of the weights after each of the last this many epochs (weight averaging); 0 = the last epoch's.</summary>
     public int AverageLastEpochs { get; init; } = 0;
+    /// <summary>Shuffle each epoch on the device (a seeded permutation kernel) or on the host; null: the accelerator's preference (<see cref="ComputeDevice.ShufflesOnDevice"/>).</summary>
+    public bool? ShuffleOnDevice { get; init; }
     /// <summary>Layered or the CPU epoch; null: what the accelerator prefers (<see cref="ComputeDevice.PreferredTrainingPath"/>).</summary>
     public TrainingPath? Path { get; init; }
 
@@ -227,12 +229,23 @@ public static class Trainer
         // Bagging draws the member's rows once, with replacement; each epoch shuffles that draw.
         var orderOnHost = options.Bootstrap ? BootstrapSample(trainSet.Rows, shuffleRng) : Enumerable.Range(0, trainSet.Rows).ToArray();
         var progress = new MemberProgress(options, network.Parameters.ToArray());
+        // On the device, each epoch's order is a seeded permutation of the rows (or of the bootstrap draw), made
+        // there: nothing crosses per epoch. On the host (the CPU accelerator), a shuffle uploaded each epoch.
+        using var rows = options.ShuffleOnDevice ?? device.ShufflesOnDevice ? device.Upload<int>(orderOnHost, orderOnHost.Length) : null;
+        uint shuffleSeed = (uint)options.MemberSeed(member) * 747796405u + 2891336453u;
         for (int epoch = 1, step = 0; epoch <= options.Epochs; epoch++, step += stepsPerEpoch)
         {
             cancellationToken.ThrowIfCancellationRequested();
             var epochClock = Stopwatch.StartNew();
-            shuffleRng.Shuffle(orderOnHost);
-            order.CopyFrom(orderOnHost);
+            if (rows is not null)
+            {
+                device.Permute(rows.View, order.View, trainSet.Rows, shuffleSeed, epoch);
+            }
+            else
+            {
+                shuffleRng.Shuffle(orderOnHost);
+                order.CopyFrom(orderOnHost);
+            }
             for (int k = 0; k < stepsPerEpoch; k++)
                 schedule[k] = AdamStep.At(step + k + 1, options.LearningRateAt(step + k + 1, totalSteps, stepsPerEpoch), settings);
             int currentEpoch = epoch;

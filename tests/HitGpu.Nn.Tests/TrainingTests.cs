@@ -109,6 +109,24 @@ public sealed class TrainingTests(AcceleratorFixture fixture)
         Assert.NotEqual(cpuEpoch.Model.Members[0], cpuEpochDropout.Model.Members[0]);
     }
 
+    [Theory]
+    [MemberData(nameof(Paths))]
+    public void Shuffling_on_the_device_trains_reproducibly(TrainingPath path)
+    {
+        // The GPU's way (a permutation kernel each epoch, nothing uploaded), forced on the CPU accelerator.
+        var options = TrainingOptions.Study with { Epochs = 3, Path = path, ShuffleOnDevice = true };
+        var first = Trainer.Train(fixture.Device, Songs.Value, options);
+        var second = Trainer.Train(fixture.Device, Songs.Value, options);
+        var onHost = Trainer.Train(fixture.Device, Songs.Value, options with { ShuffleOnDevice = false });
+        Assert.Equal(first.Model.Members[0], second.Model.Members[0]);
+        Assert.NotEqual(onHost.Model.Members[0], first.Model.Members[0]); // another order of the batches
+        Assert.True(first.History[^1].TrainLoss < first.History[0].TrainLoss, "training loss did not fall");
+        Assert.True(first.TestAccuracy >= 0.8, $"test accuracy {first.TestAccuracy:P2}");
+        // Bagging draws stay the member's rows: shuffled on the device too.
+        var bagged = Trainer.Train(fixture.Device, Songs.Value, options with { Bootstrap = true, Epochs = 1 });
+        Assert.True(bagged.History[0].TrainLoss < 0.69);
+    }
+
     [Fact]
     public void The_tiled_dense_kernels_train_the_network_the_simple_ones_do()
     {
