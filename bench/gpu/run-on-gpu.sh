@@ -23,6 +23,12 @@ if [ "$what" = bench ] || [ "$what" = all ]; then
       ./HitGpu.Bench compare-run --accelerator cuda --batch-size "$b" --epochs 20
       python3 torch_mlp.py --data dataset-of-90s.csv.gz --device cuda --batch-size "$b" --epochs 20
     done
+    # A million songs, resampled here from the embedded file: batch 4096 and 65536 then mean many steps an epoch.
+    ./HitGpu.Bench resample --rows 1000000 --out songs-1m.csv --seed 1
+    for b in 32 256 4096 65536; do
+      ./HitGpu.Bench compare-run --accelerator cuda --batch-size "$b" --epochs 3 --data songs-1m.csv
+      python3 torch_mlp.py --data songs-1m.csv --device cuda --batch-size "$b" --epochs 3
+    done
     for product in forward backward; do
       for variant in simple tiled; do
         ./HitGpu.Bench gemm --accelerator cuda --size 4096 --repeats 10 --product "$product" --variant "$variant"
