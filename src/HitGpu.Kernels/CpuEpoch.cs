@@ -494,6 +494,22 @@ public sealed partial class ComputeDevice
     private Action<KernelConfig, CpuEpochArgs>? cpuEpoch, cpuEpochScore, cpuEpochPredict;
     private Action<KernelConfig, CpuEpochArgs, EpochAddresses>? cpuEpochPointers, cpuEpochScorePointers, cpuEpochPredictPointers;
 
+    /// <summary>
+    /// Launches one CPU epoch kernel in one group: on the CPU accelerator its raw-pointer entry unless
+    /// <paramref name="throughViews"/> asks for the every-backend one (the tests run both), elsewhere the latter.
+    /// Each entry is loaded on its first use.
+    /// </summary>
+    private void LaunchCpuEpoch(in CpuEpochArgs a, bool throughViews,
+        ref Action<KernelConfig, CpuEpochArgs>? views, Action<CpuEpochArgs> viewKernel,
+        ref Action<KernelConfig, CpuEpochArgs, EpochAddresses>? pointers, Action<CpuEpochArgs, EpochAddresses> pointerKernel)
+    {
+        var config = new KernelConfig(1, CpuEpochThreads);
+        if (Kind != AcceleratorKind.Cpu || throughViews)
+            (views ??= Accelerator.LoadStreamKernel(viewKernel))(config, a);
+        else
+            (pointers ??= Accelerator.LoadStreamKernel(pointerKernel))(config, a, Addresses(a));
+    }
+
     /// <summary>Threads of the one group the CPU epoch kernels run in.</summary>
     public int CpuEpochThreads => Kind == AcceleratorKind.Cpu ? Accelerator.MaxNumThreadsPerGroup : Math.Min(256, Accelerator.MaxNumThreadsPerGroup);
 
@@ -504,11 +520,7 @@ public sealed partial class ComputeDevice
         Require(a.Rows >= 1 && a.Order.Length >= a.Rows && a.SampleLoss.Length >= a.Rows && a.SampleCorrect.Length >= a.Rows,
             "CPU epoch score: order and per-sample outputs must hold the rows");
         Require(a.Scratch.Length >= (long)CpuEpochThreads * 2 * a.RowsPerThread * a.ActivationWidth && a.RowsPerThread >= 1, "CPU epoch score: scratch too small");
-        var config = new KernelConfig(1, CpuEpochThreads);
-        if (Kind != AcceleratorKind.Cpu || throughViews)
-            (cpuEpochScore ??= Accelerator.LoadStreamKernel<CpuEpochArgs>(CpuEpoch.ScoreKernel))(config, a);
-        else
-            (cpuEpochScorePointers ??= Accelerator.LoadStreamKernel<CpuEpochArgs, EpochAddresses>(CpuEpoch.ScorePointerKernel))(config, a, Addresses(a));
+        LaunchCpuEpoch(a, throughViews, ref cpuEpochScore, CpuEpoch.ScoreKernel, ref cpuEpochScorePointers, CpuEpoch.ScorePointerKernel);
     }
 
     /// <summary>P(hit) of rows [0, Rows) into Probabilities, in one launch; labels, order, schedule and gradients unused.</summary>
@@ -517,11 +529,7 @@ public sealed partial class ComputeDevice
         Check(ref a, layout, "CPU epoch predict");
         Require(a.Rows >= 1 && a.Probabilities.Length >= a.Rows, "CPU epoch predict: the probabilities must hold the rows");
         Require(a.Scratch.Length >= (long)CpuEpochThreads * 2 * a.RowsPerThread * a.ActivationWidth && a.RowsPerThread >= 2, "CPU epoch predict: scratch too small (four rows a thread)");
-        var config = new KernelConfig(1, CpuEpochThreads);
-        if (Kind != AcceleratorKind.Cpu || throughViews)
-            (cpuEpochPredict ??= Accelerator.LoadStreamKernel<CpuEpochArgs>(CpuEpoch.PredictKernel))(config, a);
-        else
-            (cpuEpochPredictPointers ??= Accelerator.LoadStreamKernel<CpuEpochArgs, EpochAddresses>(CpuEpoch.PredictPointerKernel))(config, a, Addresses(a));
+        LaunchCpuEpoch(a, throughViews, ref cpuEpochPredict, CpuEpoch.PredictKernel, ref cpuEpochPredictPointers, CpuEpoch.PredictPointerKernel);
     }
 
     /// <summary>
@@ -540,11 +548,7 @@ public sealed partial class ComputeDevice
         Require(a.RowsPerThread >= (Math.Min(a.BatchSize, a.Rows) + threads - 1) / threads, "CPU epoch: scratch rows per thread too few for the batch");
         Require(a.Scratch.Length >= (long)threads * 2 * a.RowsPerThread * a.ActivationWidth, "CPU epoch: scratch too small");
         Require(a.Schedule.Length >= steps, $"CPU epoch: the schedule needs {steps} steps");
-        var config = new KernelConfig(1, threads);
-        if (Kind != AcceleratorKind.Cpu || throughViews)
-            (cpuEpoch ??= Accelerator.LoadStreamKernel<CpuEpochArgs>(CpuEpoch.TrainKernel))(config, a);
-        else
-            (cpuEpochPointers ??= Accelerator.LoadStreamKernel<CpuEpochArgs, EpochAddresses>(CpuEpoch.TrainPointerKernel))(config, a, Addresses(a));
+        LaunchCpuEpoch(a, throughViews, ref cpuEpoch, CpuEpoch.TrainKernel, ref cpuEpochPointers, CpuEpoch.TrainPointerKernel);
     }
 
     /// <summary>The layout's sizes into the arguments, and the buffers checked against it.</summary>

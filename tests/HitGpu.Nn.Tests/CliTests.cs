@@ -1,5 +1,6 @@
 // The hitgpu command through the same entry point as the executable: output, exit codes, one-line errors.
 using HitGpu.Cli;
+using static HitGpu.Nn.Tests.CliRunner;
 
 namespace HitGpu.Nn.Tests;
 
@@ -132,7 +133,7 @@ public sealed class CliTests : IDisposable
     public void Bad_model_files_and_bad_predict_input_give_one_line_and_no_output_file()
     {
         string model = InFolder("m.hitgpu");
-        Assert.Equal(0, Run("train", "--accelerator", "cpu", "--epochs", "1", "--out", model).code);
+        Assert.Equal(0, Run("train", "--accelerator", "cpu", "--epochs", "1", "--out", model).Code);
         var bytes = File.ReadAllBytes(model);
         string truncated = InFolder("truncated.hitgpu");
         File.WriteAllBytes(truncated, bytes[..(bytes.Length / 2)]);
@@ -171,14 +172,6 @@ public sealed class CliTests : IDisposable
         Assert.StartsWith("hitgpu: warning: ", error);
         Assert.Contains("loss became NaN in epoch 1", error);
         Assert.All(ModelFile.Load(model).Members[0], p => Assert.True(float.IsFinite(p)));
-    }
-
-    private static (int code, string output, string error) Run(params string[] args)
-    {
-        var output = new StringWriter();
-        var error = new StringWriter();
-        int code = HitGpuCli.Run(args, output, error);
-        return (code, output.ToString(), error.ToString());
     }
 
     [Fact]

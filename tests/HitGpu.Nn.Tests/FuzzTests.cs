@@ -8,6 +8,7 @@ using System.Text;
 using System.Text.Json.Nodes;
 using CsCheck;
 using HitGpu.Cli;
+using static HitGpu.Nn.Tests.CliRunner;
 
 namespace HitGpu.Nn.Tests;
 
@@ -457,14 +458,6 @@ public sealed class FuzzRegressionTests : IDisposable
     private static readonly string[] Lines = Encoding.UTF8.GetString(SongData.Embedded90sBytes()).Split('\n', StringSplitOptions.RemoveEmptyEntries);
 
     public void Dispose() => Directory.Delete(folder, recursive: true);
-
-    private static (int Code, string Output, string Error) Run(params string[] args)
-    {
-        var output = new StringWriter();
-        var error = new StringWriter();
-        int code = HitGpuCli.Run(args, output, error);
-        return (code, output.ToString(), error.ToString());
-    }
 
     private static byte[] FileWith(string column, string value)
     {

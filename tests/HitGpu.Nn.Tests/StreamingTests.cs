@@ -2,6 +2,7 @@
 // row late in the file leaves no output, the CPU's one-launch prediction gives the layered path's bits, and
 // the data checks a user expects of large files.
 using HitGpu.Cli;
+using static HitGpu.Nn.Tests.CliRunner;
 
 namespace HitGpu.Nn.Tests;
 
@@ -39,14 +40,6 @@ public sealed class StreamingTests(AcceleratorFixture fixture) : IDisposable
         string path = Path.Combine(folder, "big.csv");
         SongData.WriteCsv(big, path);
         return path;
-    }
-
-    private static (int Code, string Output, string Error) Run(params string[] args)
-    {
-        var output = new StringWriter();
-        var error = new StringWriter();
-        int code = HitGpuCli.Run(args, output, error);
-        return (code, output.ToString(), error.ToString());
     }
 
     [Fact]
