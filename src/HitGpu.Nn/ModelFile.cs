@@ -212,8 +212,10 @@ public static class ModelFile
         Preprocessing preprocessing;
         try
         {
-            var statistics = metadata.FeatureMin is null && metadata.FeatureMedian is null && metadata.FeatureMax is null ? null
-                : new FeatureStatistics(metadata.FeatureMin!, metadata.FeatureMedian!, metadata.FeatureMax!);
+            // Kept only whole: a file without some of them (written before they were all kept) predicts as before,
+            // without counting songs far outside the training range.
+            var statistics = metadata.FeatureMin is null || metadata.FeatureMedian is null || metadata.FeatureMax is null ? null
+                : new FeatureStatistics(metadata.FeatureMin, metadata.FeatureMedian, metadata.FeatureMax);
             preprocessing = new Preprocessing(encoding, transform, metadata.QuantileKnots, metadata.Means ?? [], metadata.Deviations ?? [], statistics);
         }
         catch (ArgumentException e)

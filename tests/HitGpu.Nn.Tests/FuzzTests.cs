@@ -425,7 +425,10 @@ public sealed class FuzzTests(AcceleratorFixture fixture) : IDisposable
         File.Delete(files.Output);
         var output = new StringWriter();
         var error = new StringWriter();
-        int code = HitGpuCli.Run(args, output, error);
+        // Never a hang: every generated case is a short run (one or two epochs of a small network on 60 songs).
+        var run = Task.Run(() => HitGpuCli.Run(args, output, error));
+        Assert.True(run.Wait(TimeSpan.FromSeconds(60)), $"{string.Join(" ", args)}: still running after 60 s");
+        int code = run.Result;
         string err = error.ToString(), all = output + err;
         string command = string.Join(" ", args);
         Assert.True(code is HitGpuCli.Ok or HitGpuCli.BadInput or HitGpuCli.Failure, $"exit {code}: {command}");

@@ -170,6 +170,20 @@ public sealed class ModelFileTests(AcceleratorFixture fixture) : IDisposable
     }
 
     [Fact]
+    public void A_file_without_all_the_training_statistics_predicts_as_before_without_them()
+    {
+        // Files written before the medians were kept have min and max only: they load, and predict the same.
+        var file = Resigned(File.ReadAllBytes(Saved()), hitgpu => hitgpu.Remove("feature_median"));
+        string path = Path.Combine(folder, "no-median.hitgpu");
+        File.WriteAllBytes(path, file);
+        var loaded = ModelFile.Load(path);
+        Assert.Null(loaded.Preprocessing.Statistics);
+        Assert.NotNull(Trained.Value.Model.Preprocessing.Statistics);
+        var songs = Songs.Value.Subset(Enumerable.Range(0, 100).ToArray());
+        Assert.Equal(Trained.Value.Model.PredictProbabilities(fixture.Device, songs), loaded.PredictProbabilities(fixture.Device, songs));
+    }
+
+    [Fact]
     public void The_activations_a_file_names_are_the_ones_it_predicts_with()
     {
         // The same weights with a sigmoid after the first layer: the loaded network must apply it.
