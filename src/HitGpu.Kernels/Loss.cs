@@ -58,6 +58,66 @@ public static class Loss
     }
 }
 
+/// <summary>
+/// The epoch's metrics summed on the device, so a GPU reads back two numbers instead of two per sample: one
+/// group; each thread sums its contiguous slice in order (compensated, in float: GPUs and OpenCL without fp64
+/// have no fast double), then the first thread sums the threads' partial sums in thread order. The same bits
+/// each run.
+/// </summary>
+public static class SampleSums
+{
+    public static void Kernel(ArrayView<float> sampleLoss, ArrayView<float> sampleCorrect, int n, ArrayView<float> sums)
+    {
+        var partial = SharedMemory.GetDynamic<float>(); // (2, threads)
+        int thread = Group.IdxX, threads = Group.DimX;
+        int perThread = (n + threads - 1) / threads, start = Math.Min(n, thread * perThread), end = Math.Min(n, start + perThread);
+        partial[thread] = Compensated(sampleLoss, start, end);
+        partial[threads + thread] = Compensated(sampleCorrect, start, end);
+        Group.Barrier();
+        if (thread == 0)
+        {
+            float lossSum = 0f, correctSum = 0f, lossCarry = 0f, correctCarry = 0f;
+            for (int t = 0; t < threads; t++)
+            {
+                Add(ref lossSum, ref lossCarry, partial[t]);
+                Add(ref correctSum, ref correctCarry, partial[threads + t]);
+            }
+            sums[0] = lossSum;
+            sums[1] = correctSum;
+        }
+    }
+
+    private static float Compensated(ArrayView<float> values, int start, int end)
+    {
+        float sum = 0f, carry = 0f;
+        for (int i = start; i < end; i++)
+            Add(ref sum, ref carry, values[i]);
+        return sum;
+    }
+
+    /// <summary>Kahan's compensated addition: the low bits lost in sum + value are carried into the next one.</summary>
+    private static void Add(ref float sum, ref float carry, float value)
+    {
+        float y = value - carry, t = sum + y;
+        carry = (t - sum) - y;
+        sum = t;
+    }
+}
+
+public sealed partial class ComputeDevice
+{
+    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, ArrayView<float>>? sampleSums;
+
+    /// <summary>sums[0] = the sum of the first n sample losses, sums[1] of their correctness flags, in one launch of one group.</summary>
+    public void SumSamples(ArrayView<float> sampleLoss, ArrayView<float> sampleCorrect, int n, ArrayView<float> sums)
+    {
+        Require(n >= 1 && sampleLoss.Length >= n && sampleCorrect.Length >= n && sums.Length >= 2, $"sample sums: the views must hold {n} samples and 2 sums");
+        int threads = Kind == AcceleratorKind.Cpu ? Accelerator.MaxNumThreadsPerGroup : Math.Min(256, Accelerator.MaxNumThreadsPerGroup);
+        (sampleSums ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, ArrayView<float>>(SampleSums.Kernel))(
+            new KernelConfig(1, threads, SharedMemoryConfig.RequestDynamic<float>(2 * threads)), sampleLoss, sampleCorrect, n, sums);
+    }
+}
+
 public sealed partial class ComputeDevice
 {
     private Action<KernelConfig, LossArgs, int>? loss;

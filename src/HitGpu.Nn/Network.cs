@@ -11,6 +11,8 @@ namespace HitGpu.Nn;
 /// </summary>
 public sealed class DeviceDataset : IDisposable
 {
+    private readonly ComputeDevice device;
+    private readonly DeviceBuffer<float> sums;         // (2) loss and correctness summed on the device (GPUs)
     public DeviceBuffer<float> Features { get; }      // (rows, network inputs)
     public DeviceBuffer<float> Labels { get; }        // (rows)
     public DeviceBuffer<float> SampleLoss { get; }    // (rows)
@@ -20,15 +22,26 @@ public sealed class DeviceDataset : IDisposable
     /// <param name="inputs">(rows, width) row-major network inputs</param>
     public DeviceDataset(ComputeDevice device, float[] inputs, int width, float[] labels)
     {
+        this.device = device;
+        sums = device.Allocate<float>(2);
         Features = device.Upload<float>(inputs, labels.Length, width);
         Labels = device.Upload<float>(labels, labels.Length);
         SampleLoss = device.Allocate<float>(labels.Length);
         SampleCorrect = device.Allocate<float>(labels.Length);
     }
 
-    /// <summary>Mean loss and accuracy from the per-sample slots, summed on the host in a fixed order.</summary>
+    /// <summary>
+    /// Mean loss and accuracy from the per-sample slots: on a GPU summed there (two numbers cross), on the CPU
+    /// accelerator on the host in double, in a fixed order (its memory is the host's anyway).
+    /// </summary>
     public (double Loss, double Accuracy) ReadMetrics()
     {
+        if (device.Kind != AcceleratorKind.Cpu)
+        {
+            device.SumSamples(SampleLoss.View, SampleCorrect.View, Rows, sums.View);
+            var total = sums.ToArray();
+            return ((double)total[0] / Rows, (double)total[1] / Rows);
+        }
         var loss = SampleLoss.ToArray();
         var correct = SampleCorrect.ToArray();
         double lossSum = 0, correctSum = 0;
@@ -42,6 +55,7 @@ public sealed class DeviceDataset : IDisposable
 
     public void Dispose()
     {
+        sums.Dispose();
         Features.Dispose();
         Labels.Dispose();
         SampleLoss.Dispose();

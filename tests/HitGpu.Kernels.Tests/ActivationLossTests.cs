@@ -112,4 +112,26 @@ public sealed class ActivationLossTests(AcceleratorFixture fixture)
         Tolerance.AllClose(expectedLoss, loss.ToArray(), "loss");
         Tolerance.AllClose(expectedCorrect, correct.ToArray(), "correct", 0, 0);
     }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(7)]
+    [InlineData(3864)]
+    [InlineData(700_001)]
+    public void Sample_sums_match_the_double_sum_and_are_the_same_bits_each_run(int n)
+    {
+        // The GPU's per-epoch metrics: two sums over the samples, compensated in float, against double.
+        var rng = new Random(n);
+        var loss = Enumerable.Range(0, n).Select(_ => rng.NextSingle() * 3f).ToArray();
+        var correct = Enumerable.Range(0, n).Select(_ => (float)rng.Next(2)).ToArray();
+        using var l = device.Upload<float>(loss, n);
+        using var c = device.Upload<float>(correct, n);
+        using var sums = device.Allocate<float>(2);
+        device.SumSamples(l.View, c.View, n, sums.View);
+        var first = sums.ToArray();
+        Tolerance.Close(loss.Sum(v => (double)v), first[0], "loss sum", 1e-6, 1e-6);
+        Assert.Equal(correct.Sum(v => (double)v), first[1]); // whole numbers below 2^24: exact
+        device.SumSamples(l.View, c.View, n, sums.View);
+        Assert.Equal(first, sums.ToArray());
+    }
 }
