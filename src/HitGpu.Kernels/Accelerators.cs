@@ -221,6 +221,7 @@ public sealed partial class ComputeDevice : IDisposable
     public void Dispose()
     {
         ones?.Dispose();
+        partials?.Dispose();
         Accelerator.Dispose();
         context.Dispose();
     }

@@ -212,7 +212,8 @@ public sealed partial class ComputeDevice
         Require(a.BiasGradient.Length == a.Outputs, "dense backward: bias gradient must be (out)");
         if (DenseVariantFor(a.Outputs, a.Inputs, a.Rows) == DenseVariant.Tiled)
         {
-            // dW = dZ^T X and db = dZ^T 1: reductions over the rows, tiled like any product.
+            // dW = dZ^T X and db = dZ^T 1: reductions over the rows, tiled like any product (split over the rows
+            // when the batch is large: a small layer's few weights would otherwise each walk every row alone).
             var outputGradient = RowSource.InPlace(a.OutputGradient, a.Outputs, a.X.Index);
             TiledProduct(new ProductArgs
             {

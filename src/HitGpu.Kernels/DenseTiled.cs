@@ -2,8 +2,9 @@
 // X W^T, the weight gradient dZ^T X, the bias gradient dZ^T 1, the input gradient dZ W) is one shared-memory
 // tiled product C = epilogue(A B). A group of (gy, gx) threads computes a (4 gy, 4 gx) tile of C, each thread
 // a 4 x 4 block held in 16 scalar registers (ILGPU 1.5.3 does not unroll loops, and an array would live in
-// local memory); A and B come through shared memory a slice of Depth at a time. The sum over k runs in
-// order, in one thread: no atomics, the same bits each run. Rows read through RowSource, so the first layer
+// local memory); A and B come through shared memory a slice of Depth at a time. A long sum over k (a weight
+// gradient over a large batch) is cut into ranges, one per layer of the grid, whose partial sums a second
+// launch adds in range order (split-K). Every sum runs in a fixed order: no atomics, the same bits each run. Rows read through RowSource, so the first layer
 // gathers its shuffled rows with no copy. Same tests, same references as Dense (Dense.cs).
 using ILGPU;
 using ILGPU.Runtime;
@@ -23,6 +24,8 @@ public struct ProductArgs
     public ArrayView<float> Bias;       // (N), read when HasBias
     public int M, N, K;
     public int HasBias, Activation, HasDerivative, DerivativeActivation;
+    public int Splits;                  // split-K: the sum over k cut into this many ranges, one per grid layer (1: none)
+    public ArrayView<float> Partials;   // (Splits, M, N) the ranges' sums, when Splits > 1
 }
 
 /// <summary>Which dense kernels a launch uses: one output per thread, or shared-memory tiles.</summary>
@@ -50,21 +53,25 @@ public static class DenseTiled
         int tileM = gy * Block, tileN = gx * Block, threads = gx * gy, t = ty * gx + tx;
         int m0 = Grid.IdxY * tileM, n0 = Grid.IdxX * tileN;
         int bOffset = Depth * tileM;
+        // Split-K: this group's layer of the grid sums k in [kStart, kEnd), whole Depth slices at a time.
+        int chunk = (a.K + a.Splits - 1) / a.Splits;
+        chunk = (chunk + Depth - 1) / Depth * Depth;
+        int kStart = Grid.IdxZ * chunk, kEnd = Math.Min(a.K, kStart + chunk);
         int mm = ty * Block, nn = tx * Block;
         float c00 = 0f, c01 = 0f, c02 = 0f, c03 = 0f, c10 = 0f, c11 = 0f, c12 = 0f, c13 = 0f;
         float c20 = 0f, c21 = 0f, c22 = 0f, c23 = 0f, c30 = 0f, c31 = 0f, c32 = 0f, c33 = 0f;
-        for (int k0 = 0; k0 < a.K; k0 += Depth)
+        for (int k0 = kStart; k0 < kEnd; k0 += Depth)
         {
             // The group loads A's (Depth, tileM) and B's (Depth, tileN) slices, zeros outside the matrices.
             for (int e = t; e < Depth * tileM; e += threads)
             {
                 int kk = e / tileM, m = m0 + e - kk * tileM, k = k0 + kk;
-                shared[e] = m < a.M && k < a.K ? ReadA(a, m, k) : 0f;
+                shared[e] = m < a.M && k < kEnd ? ReadA(a, m, k) : 0f;
             }
             for (int e = t; e < Depth * tileN; e += threads)
             {
                 int kk = e / tileN, n = n0 + e - kk * tileN, k = k0 + kk;
-                shared[bOffset + e] = n < a.N && k < a.K ? ReadB(a, k, n) : 0f;
+                shared[bOffset + e] = n < a.N && k < kEnd ? ReadB(a, k, n) : 0f;
             }
             Group.Barrier();
             for (int kk = 0; kk < Depth; kk++)
@@ -86,11 +93,34 @@ public static class DenseTiled
         Store(a, r + 3, c, c30); Store(a, r + 3, c + 1, c31); Store(a, r + 3, c + 2, c32); Store(a, r + 3, c + 3, c33);
     }
 
-    /// <summary>The epilogue of one output: bias, activation, the input gradient's derivative factor.</summary>
+    /// <summary>One output's sum: with split-K into this range's partial sums, else through the epilogue into C.</summary>
     private static void Store(in ProductArgs a, int m, int n, float sum)
     {
         if (m >= a.M || n >= a.N)
             return;
+        if (a.Splits > 1)
+            a.Partials[(Grid.IdxZ * a.M + m) * a.N + n] = sum;
+        else
+            Finish(a, m, n, sum);
+    }
+
+    /// <summary>Split-K's second launch: each output's partial sums added in range order (the same bits each run), then the epilogue.</summary>
+    public static void SumPartialsKernel(ProductArgs a, int blocked)
+    {
+        var range = WorkRange.OfThread(a.M * a.N, blocked);
+        for (int e = range.Start; e < range.End; e += range.Step)
+        {
+            float sum = 0f;
+            for (int s = 0; s < a.Splits; s++)
+                sum += a.Partials[s * a.M * a.N + e];
+            int m = e / a.N;
+            Finish(a, m, e - m * a.N, sum);
+        }
+    }
+
+    /// <summary>The epilogue of one output: bias, activation, the input gradient's derivative factor.</summary>
+    private static void Finish(in ProductArgs a, int m, int n, float sum)
+    {
         if (a.HasBias != 0)
             sum += a.Bias[n];
         sum = Activations.Apply(a.Activation, sum);
@@ -103,7 +133,16 @@ public static class DenseTiled
 public sealed partial class ComputeDevice
 {
     private Action<KernelConfig, ProductArgs>? tiledProduct;
-    private DeviceBuffer<float>? ones;
+    private Action<KernelConfig, ProductArgs, int>? sumPartials;
+    private DeviceBuffer<float>? ones, partials;
+
+    /// <summary>
+    /// Ranges the sum over k is cut into (split-K): a product with few outputs and many terms, such as a small
+    /// layer's weight gradient over a large batch, would otherwise leave most of a GPU idle while few threads
+    /// walk all the rows. One range per 256 terms beyond the first 512, at most 64.
+    /// </summary>
+    public static int SplitsFor(int outputs, int depth) =>
+        depth >= 512 && outputs < 256 * 256 ? Math.Min(64, (depth + 255) / 256) : 1;
 
     /// <summary>A column of ones, at least <paramref name="rows"/> long: the bias gradient is dZ^T times it.</summary>
     private ArrayView<float> Ones(int rows)
@@ -118,11 +157,14 @@ public sealed partial class ComputeDevice
 
     /// <summary>
     /// The dense kernels' variant for a product of (rows, outputs) with <paramref name="depth"/> terms: tiled on a
-    /// GPU once the product is large enough to fill tiles (64 x 64 outputs), simple otherwise and on the CPU
-    /// accelerator (where the CPU epoch trains anyway). HITGPU_DENSE_KERNEL=simple|tiled forces one.
+    /// GPU once the product is large enough to fill tiles (64 x 64 outputs), or its sum long enough to split
+    /// (<see cref="SplitsFor"/>: a small layer's weight gradient over a large batch); simple otherwise and on
+    /// the CPU accelerator (where the CPU epoch trains anyway). HITGPU_DENSE_KERNEL=simple|tiled forces one.
     /// </summary>
     public DenseVariant DenseVariantFor(int rows, int outputs, int depth) =>
-        DenseOverride ?? (Kind != AcceleratorKind.Cpu && (long)rows * outputs >= 64 * 64 && depth >= DenseTiled.Depth ? DenseVariant.Tiled : DenseVariant.Simple);
+        DenseOverride ?? (Kind != AcceleratorKind.Cpu
+            && (((long)rows * outputs >= 64 * 64 && depth >= DenseTiled.Depth) || SplitsFor(rows * outputs, depth) > 1)
+            ? DenseVariant.Tiled : DenseVariant.Simple);
 
     /// <summary>Forces a dense variant for every shape (tests, benchmarks); starts as HITGPU_DENSE_KERNEL says (simple or tiled), else none.</summary>
     public DenseVariant? DenseOverride { get; set; } = Environment.GetEnvironmentVariable("HITGPU_DENSE_KERNEL")?.ToLowerInvariant() switch
@@ -156,8 +198,29 @@ public sealed partial class ComputeDevice
             a.Derivative.Check(a.M, "tiled product derivative");
         var (gx, gy) = TiledGroup;
         int tileM = gy * DenseTiled.Block, tileN = gx * DenseTiled.Block;
-        var config = new KernelConfig(new Index2D((a.N + tileN - 1) / tileN, (a.M + tileM - 1) / tileM), new Index2D(gx, gy),
+        var launch = a;
+        launch.Splits = SplitsFor(a.M * a.N, a.K);
+        if (launch.Splits > 1)
+        {
+            long room = (long)launch.Splits * a.M * a.N;
+            if (partials is null || partials.Length < room)
+            {
+                partials?.Dispose();
+                partials = Allocate<float>((int)room);
+            }
+            launch.Partials = partials.View;
+        }
+        else
+        {
+            launch.Partials = a.C; // not read
+        }
+        var config = new KernelConfig(new Index3D((a.N + tileN - 1) / tileN, (a.M + tileM - 1) / tileM, launch.Splits), new Index3D(gx, gy, 1),
             SharedMemoryConfig.RequestDynamic<float>(DenseTiled.Depth * (tileM + tileN)));
-        (tiledProduct ??= Accelerator.LoadStreamKernel<ProductArgs>(DenseTiled.ProductKernel))(config, a);
+        (tiledProduct ??= Accelerator.LoadStreamKernel<ProductArgs>(DenseTiled.ProductKernel))(config, launch);
+        if (launch.Splits > 1)
+        {
+            var shape = ShapeFor(a.M * a.N);
+            (sumPartials ??= Accelerator.LoadStreamKernel<ProductArgs, int>(DenseTiled.SumPartialsKernel))(shape.Config, launch, shape.BlockedFlag);
+        }
     }
 }

@@ -134,4 +134,44 @@ public sealed class DenseTests(AcceleratorFixture fixture)
         }));
         Assert.Contains("weight", error.Message);
     }
+
+    [Theory]
+    [InlineData(64, 15, 4096)]   // the default network's first weight gradient at batch 4096: 17 ranges
+    [InlineData(3, 5, 1000)]     // a range that ends inside a Depth slice
+    [InlineData(1, 1, 777)]
+    public void Split_K_sums_the_ranges_in_order_to_the_reference(int m, int n, int k)
+    {
+        // C = A^T B with the sum over k cut into ranges (as for a weight gradient over a large batch).
+        Assert.True(ComputeDevice.SplitsFor(m * n, k) > 1, "the case must split");
+        var rng = new Random(m * 31 + n * 7 + k);
+        var a = Tolerance.Random(rng, k * m);   // (k, m): read transposed
+        var b = Tolerance.Random(rng, k * n);   // (k, n)
+        var bias = Tolerance.Random(rng, n);
+        var expected = new double[m * n];
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++)
+            {
+                double sum = 0;
+                for (int r = 0; r < k; r++)
+                    sum += (double)a[r * m + i] * b[r * n + j];
+                expected[i * n + j] = Math.Max(0, sum + bias[j]);
+            }
+        using var da = device.Upload<float>(a, k, m);
+        using var db = device.Upload<float>(b, k, n);
+        using var dbias = device.Upload<float>(bias, n);
+        using var c = device.Allocate<float>(m, n);
+        using var noIndex = device.Allocate<int>(1);
+        var args = new ProductArgs
+        {
+            A = RowSource.InPlace(da.View, m, noIndex.View), ATransposed = 1, B = RowSource.InPlace(db.View, n, noIndex.View),
+            Derivative = RowSource.InPlace(db.View, n, noIndex.View), C = c.View, Bias = dbias.View,
+            M = m, N = n, K = k, HasBias = 1, Activation = (int)Activation.Relu,
+        };
+        device.TiledProduct(args);
+        var first = c.ToArray();
+        for (int i = 0; i < m * n; i++)
+            Tolerance.Close(expected[i], first[i], $"C[{i}] ({m}x{n}, k {k})", abs: 1e-6 * k, rel: 1e-5);
+        device.TiledProduct(args);
+        Assert.Equal(first, c.ToArray()); // a fixed order of sums: the same bits
+    }
 }
