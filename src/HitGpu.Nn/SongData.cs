@@ -36,6 +36,8 @@ public sealed class SongTable
     public string[]? Artists { get; init; }
     /// <summary>(Count) a 64-bit key of each song's uri, when the file has a uri column: for finding the same song twice.</summary>
     public ulong[]? UriKeys { get; init; }
+    /// <summary>(Count) each song's uri as written, kept with the names (for the files HitGpu writes back).</summary>
+    public string[]? Uris { get; init; }
     public int Count => Features.Length / SongData.FeatureCount;
 
     /// <summary>The rows at the given indices, in that order.</summary>
@@ -54,6 +56,7 @@ public sealed class SongTable
             Tracks = Tracks is null ? null : rows.Select(r => Tracks[r]).ToArray(),
             Artists = Artists is null ? null : rows.Select(r => Artists[r]).ToArray(),
             UriKeys = UriKeys is null ? null : rows.Select(r => UriKeys[r]).ToArray(),
+            Uris = Uris is null ? null : rows.Select(r => Uris[r]).ToArray(),
         };
     }
 
@@ -65,6 +68,7 @@ public sealed class SongTable
         bool labels = tables.All(t => t.Labels is not null);
         bool names = tables.All(t => t.Tracks is not null && t.Artists is not null);
         bool uris = tables.All(t => t.UriKeys is not null);
+        bool uriTexts = tables.All(t => t.Uris is not null);
         return new SongTable
         {
             Source = string.Join(", ", tables.Select(t => t.Source)),
@@ -74,6 +78,7 @@ public sealed class SongTable
             Tracks = names ? tables.SelectMany(t => t.Tracks!).ToArray() : null,
             Artists = names ? tables.SelectMany(t => t.Artists!).ToArray() : null,
             UriKeys = uris ? tables.SelectMany(t => t.UriKeys!).ToArray() : null,
+            Uris = uriTexts ? tables.SelectMany(t => t.Uris!).ToArray() : null,
         };
     }
 }
@@ -227,7 +232,7 @@ public static class SongData
         {
             Source = source,
             Files = [new DataFile(source, reader.Sha256(), table.Count)],
-            Features = table.Features, Labels = table.Labels, Tracks = table.Tracks, Artists = table.Artists, UriKeys = table.UriKeys,
+            Features = table.Features, Labels = table.Labels, Tracks = table.Tracks, Artists = table.Artists, UriKeys = table.UriKeys, Uris = table.Uris,
         };
     }
 
@@ -243,13 +248,14 @@ public static class SongData
     /// <summary>How HitGpu writes every CSV: LF line ends, invariant-culture numbers.</summary>
     public static readonly CsvWriterOptions WriterOptions = CsvWriterOptions.Default with { NewLine = "\n", FormatProvider = CultureInfo.InvariantCulture };
 
-    /// <summary>Writes songs in the dataset's format (track and artist when known, the 15 features, target when known).</summary>
+    /// <summary>Writes songs in the dataset's format (track, artist and uri when known, the 15 features, target when known).</summary>
     public static void WriteCsv(SongTable songs, string path) => AtomicFile.Write(path, stream =>
     {
         using var writer = CsvWriter.Create(stream, WriterOptions, true);
         bool names = songs.Tracks is not null && songs.Artists is not null;
         var header = new List<string>();
         if (names) header.AddRange(["track", "artist"]);
+        if (songs.Uris is not null) header.Add("uri");
         header.AddRange(FeatureNames);
         if (songs.Labels is not null) header.Add(Target);
         writer.WriteRecord(header.ToArray());
@@ -258,6 +264,7 @@ public static class SongData
         {
             int c = 0;
             if (names) { record[c++] = songs.Tracks![r]; record[c++] = songs.Artists![r]; }
+            if (songs.Uris is not null) record[c++] = songs.Uris[r];
             for (int f = 0; f < FeatureCount; f++)
                 record[c++] = songs.Features[r * FeatureCount + f].ToString("R", CultureInfo.InvariantCulture);
             if (songs.Labels is not null) record[c] = songs.Labels[r].ToString(CultureInfo.InvariantCulture);

@@ -137,6 +137,7 @@ public sealed class SongReader : IDisposable
         var tracks = KeepsNames ? new string[capacity] : null;
         var artists = KeepsNames ? new string[capacity] : null;
         var uris = uriColumn >= 0 ? new ulong[capacity] : null;
+        var uriTexts = KeepsNames && uriColumn >= 0 ? new string[capacity] : null; // kept with the names, for the files written back
         int count = 0;
         try
         {
@@ -150,8 +151,9 @@ public sealed class SongReader : IDisposable
                     if (tracks is not null) Array.Resize(ref tracks, capacity);
                     if (artists is not null) Array.Resize(ref artists, capacity);
                     if (uris is not null) Array.Resize(ref uris, capacity);
+                    if (uriTexts is not null) Array.Resize(ref uriTexts, capacity);
                 }
-                ReadRow(count, features, labels, tracks, artists, uris);
+                ReadRow(count, features, labels, tracks, artists, uris, uriTexts);
                 count++;
             }
         }
@@ -176,10 +178,11 @@ public sealed class SongReader : IDisposable
             Tracks = tracks is null || count == capacity ? tracks : tracks[..count],
             Artists = artists is null || count == capacity ? artists : artists[..count],
             UriKeys = uris is null || count == capacity ? uris : uris[..count],
+            Uris = uriTexts is null || count == capacity ? uriTexts : uriTexts[..count],
         };
     }
 
-    private void ReadRow(int at, float[] features, float[]? labels, string[]? tracks, string[]? artists, ulong[]? uris)
+    private void ReadRow(int at, float[] features, float[]? labels, string[]? tracks, string[]? artists, ulong[]? uris, string[]? uriTexts)
     {
         long line = reader.LineNumber;
         if (reader.FieldCount != fieldCount)
@@ -206,6 +209,7 @@ public sealed class SongReader : IDisposable
             artists![at] = reader.GetString(artistColumn);
         }
         uris?[at] = SongData.Key(reader.GetSpan(uriColumn));
+        uriTexts?[at] = reader.GetString(uriColumn);
     }
 
     /// <summary>A field as a number: finite, and within float32's range, which the network computes in.</summary>

@@ -224,6 +224,21 @@ public sealed class DataCheckTests(AcceleratorFixture fixture) : IDisposable
     }
 
     [Fact]
+    public void Files_written_back_keep_the_uri_so_their_duplicates_are_found_again()
+    {
+        // The embedded file repeats 28 songs, 2 of them only by uri (the same song, other values): written back
+        // (as --save-splits does) and read again, all 28 are found.
+        string path = Path.Combine(folder, "songs.csv");
+        SongData.WriteCsv(Songs.Value, path);
+        Assert.Contains(",uri,", File.ReadLines(path).First());
+        var again = SongData.Load(path);
+        Assert.Equal(Songs.Value.Uris, again.Uris);
+        Assert.Equal(28, Duplicates.Repeats(again).Count(r => r));
+        Assert.Equal(Duplicates.Repeats(Songs.Value), Duplicates.Repeats(again));
+        Assert.Null(SongData.Load(path, keepNames: false).Uris); // the text only with the names; the keys always
+    }
+
+    [Fact]
     public void The_same_file_given_twice_is_refused()
     {
         string a = Path.Combine(folder, "a.csv"), b = Path.Combine(folder, "b.csv"), link = Path.Combine(folder, "link.csv");
