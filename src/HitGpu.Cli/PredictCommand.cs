@@ -34,13 +34,20 @@ public static class PredictCommand
             if (parsed.GetValue(outPath) is { } path)
             {
                 var summary = new Summary();
-                AtomicFile.Write(path, stream => summary = Write(stream, hitModel, device, chunks, progress));
+                AtomicFile.Write(path, stream =>
+                {
+                    using var writer = CsvWriter.Create(stream, SongData.WriterOptions, leaveOpen: true);
+                    summary = Write(writer, hitModel, device, chunks, progress);
+                });
                 output.WriteLine($"{summary.Rows} predictions written to {path}{summary.FarOutsideNote}");
             }
             else
             {
-                using var stdout = Console.OpenStandardOutput();
-                var summary = ReferenceEquals(output, Console.Out) ? Write(stdout, hitModel, device, chunks, progress) : WriteText(output, hitModel, device, chunks);
+                // Straight into the stdout stream (Console.Out flushes every write); tests hand a StringWriter instead.
+                using var writer = ReferenceEquals(output, Console.Out)
+                    ? CsvWriter.Create(Console.OpenStandardOutput(), SongData.WriterOptions, leaveOpen: false)
+                    : CsvWriter.Create(output, SongData.WriterOptions, leaveOpen: true);
+                var summary = Write(writer, hitModel, device, chunks, progress);
                 if (summary.FarOutsideNote != "")
                     error.WriteLine($"hitgpu: note: {summary.FarOutside} of {summary.Rows} songs have a feature far outside the training range");
             }
@@ -53,19 +60,6 @@ public static class PredictCommand
     public readonly record struct Summary(long Rows, long? FarOutside)
     {
         public string FarOutsideNote => FarOutside is > 0 ? $" ({FarOutside} songs have a feature far outside the training range)" : "";
-    }
-
-    private static Summary Write(Stream stream, HitModel model, HitGpu.Kernels.ComputeDevice device, IEnumerable<SongTable> chunks, TextWriter? progress)
-    {
-        using var writer = CsvWriter.Create(stream, SongData.WriterOptions, leaveOpen: true);
-        return Write(writer, model, device, chunks, progress);
-    }
-
-    // Tests hand the command a StringWriter for stdout.
-    private static Summary WriteText(TextWriter text, HitModel model, HitGpu.Kernels.ComputeDevice device, IEnumerable<SongTable> chunks)
-    {
-        using var writer = CsvWriter.Create(text, SongData.WriterOptions, leaveOpen: true);
-        return Write(writer, model, device, chunks, progress: null);
     }
 
     /// <summary>

@@ -1,6 +1,7 @@
-// Training: split, fit the preprocessing on the training part, then epochs of shuffled mini-batches with Adam. The data stays on the device
-// for the whole run; per epoch the host uploads one shuffled order and reads back one loss and one
-// correctness flag per sample, for the epoch's metrics. Nothing crosses per batch.
+// Training: split, fit the preprocessing on the training part, then epochs of shuffled mini-batches with Adam.
+// The data stays on the device for the whole run. Per epoch, on the CPU accelerator the host uploads one
+// shuffled order and reads back one loss and one correctness flag per sample; on a GPU the order is permuted
+// and the metrics summed there. Nothing crosses per batch.
 using System.Diagnostics;
 using HitGpu.Kernels;
 
@@ -138,7 +139,7 @@ public static class Trainer
         options.Validate();
         if (data.Labels is null)
             throw new InputException($"{data.Source}: training needs a target column");
-        if (data.Labels.Distinct().Count() < 2)
+        if (data.Labels.All(y => y == data.Labels[0]))
             throw new InputException($"{data.Source}: every song's target is {data.Labels[0]}: training needs hits and songs that are not hits");
         var clock = Stopwatch.StartNew();
         var (split, duplicates) = SplitWithoutLeaks(data, options);
