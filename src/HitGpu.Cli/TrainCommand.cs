@@ -65,7 +65,6 @@ public static class TrainCommand
     private static string? In(string? folder, string file) => folder is null ? null : Path.Combine(folder, file);
 
     public static string EpochLine(EpochMetrics m, TrainingOptions options) =>
-        (options.EnsembleSize > 1 ? $"member {m.Member + 1}/{options.EnsembleSize}  " : "") +
         $"epoch {m.Epoch.ToString().PadLeft(options.Epochs.ToString().Length)}/{options.Epochs}  " +
         $"loss {m.TrainLoss:F4}  accuracy {HitGpuCli.Percent(m.TrainAccuracy)}  val_loss {m.ValidationLoss:F4}  val_accuracy {HitGpuCli.Percent(m.ValidationAccuracy)}  {m.Seconds:F2} s";
 
@@ -79,13 +78,12 @@ public static class TrainCommand
             .Start(context =>
             {
                 var tasks = new Dictionary<int, ProgressTask>();
-                ProgressTask Task(int member, int epoch) => tasks.TryGetValue(member * 100_000 + epoch, out var t) ? t
-                    : tasks[member * 100_000 + epoch] = context.AddTask((options.EnsembleSize > 1 ? $"member {member + 1}/{options.EnsembleSize}  " : "") + $"epoch {epoch}/{options.Epochs}");
+                ProgressTask Task(int epoch) => tasks.TryGetValue(epoch, out var t) ? t : tasks[epoch] = context.AddTask($"epoch {epoch}/{options.Epochs}");
                 result = Trainer.Train(device, table, options,
-                    onEpoch: m => Task(m.Member, m.Epoch).Description = Markup.Escape(EpochLine(m, options)),
-                    onBatch: (member, epoch, done, total) =>
+                    onEpoch: m => Task(m.Epoch).Description = Markup.Escape(EpochLine(m, options)),
+                    onBatch: (epoch, done, total) =>
                     {
-                        var task = Task(member, epoch);
+                        var task = Task(epoch);
                         task.MaxValue = total;
                         task.Value = done;
                     },

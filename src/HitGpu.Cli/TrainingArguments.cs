@@ -21,7 +21,8 @@ public sealed class TrainingArguments
     public Option<double> ValidationSplit { get; } = new("--validation-split") { Description = "fraction of each class held out for validation", DefaultValueFactory = _ => Defaults.ValidationFraction };
     public Option<double> TestSplit { get; } = new("--test-split") { Description = "fraction of each class held out for the final test", DefaultValueFactory = _ => Defaults.TestFraction };
     public Option<int> EarlyStopping { get; } = new("--early-stopping") { Description = "stop after this many epochs without a better validation loss and keep the best weights (0 = off)", DefaultValueFactory = _ => Defaults.EarlyStoppingPatience };
-    public Option<int> Ensemble { get; } = new("--ensemble") { Description = "train this many networks with different seeds and average their probabilities", DefaultValueFactory = _ => Defaults.EnsembleSize };
+    public Option<int> Ensemble { get; } = new("--ensemble") { Description = "members trained together in one network, on the same batches; their probabilities are averaged (1 = one plain network)", DefaultValueFactory = _ => Defaults.EnsembleSize };
+    public Option<string> EnsembleKind { get; } = new("--ensemble-kind") { Description = "what the members share: independent (nothing: k full networks), batch (TabM's BatchEnsemble: shared weights, per-member scales, biases and heads) or mini (TabM-mini: per-member input scales and heads, one shared MLP)", DefaultValueFactory = _ => Defaults.EnsembleKind.ToString().ToLowerInvariant() };
     public Option<string> LogFeatures { get; } = new("--log-features") { Description = "features replaced by log(1 + x), comma-separated, or 'skewed'", DefaultValueFactory = _ => string.Join(",", Defaults.Encoding.LogFeatures) };
     public Option<string> OneHot { get; } = new("--one-hot") { Description = "features one-hot encoded (key, time_signature), comma-separated", DefaultValueFactory = _ => string.Join(",", Defaults.Encoding.OneHotFeatures) };
     public Option<float> Dropout { get; } = new("--dropout") { Description = "probability of dropping each hidden unit while training (0 = off)", DefaultValueFactory = _ => Defaults.Dropout };
@@ -29,7 +30,6 @@ public sealed class TrainingArguments
     public Option<int> PiecewiseBins { get; } = new("--piecewise-bins") { Description = "quantile bins of the piecewise-linear inputs (implies --inputs piecewise)", DefaultValueFactory = _ => DefaultPiecewiseBins };
 
     private const int DefaultPiecewiseBins = 8;
-    public Option<bool> Bootstrap { get; } = new("--bootstrap") { Description = "train each ensemble member on its own bootstrap sample of the training part (bagging)", DefaultValueFactory = _ => Defaults.Bootstrap };
     public Option<int> AverageLast { get; } = new("--average-last") { Description = "keep the mean of the weights over the last this many epochs (0 = the last epoch's)", DefaultValueFactory = _ => Defaults.AverageLastEpochs };
     public Option<bool> DropDuplicates { get; } = new("--drop-duplicates") { Description = "drop the songs that repeat an earlier one (same uri, or the same features and target) before splitting", DefaultValueFactory = _ => Defaults.DropDuplicates };
     public Option<bool> Study { get; } = new("--study") { Description = "the original study's setup: one 15-64-32-1 network, Adam 1e-3, 20 epochs, raw standardised features" };
@@ -38,12 +38,13 @@ public sealed class TrainingArguments
     {
         Schedule.AcceptOnlyFromAmong("constant", "cosine");
         Inputs.AcceptOnlyFromAmong("standard", "quantile", "piecewise");
+        EnsembleKind.AcceptOnlyFromAmong("independent", "batch", "mini");
     }
 
     public void AddTo(Command command)
     {
         foreach (var option in new Option[] { Epochs, BatchSize, Hidden, LearningRate, WeightDecay, Schedule, WarmupEpochs, Seed, ValidationSplit, TestSplit,
-                     EarlyStopping, Ensemble, Dropout, LogFeatures, OneHot, Inputs, PiecewiseBins, Bootstrap, AverageLast, DropDuplicates, Study })
+                     EarlyStopping, Ensemble, EnsembleKind, Dropout, LogFeatures, OneHot, Inputs, PiecewiseBins, AverageLast, DropDuplicates, Study })
             command.Add(option);
     }
 
@@ -66,13 +67,13 @@ public sealed class TrainingArguments
             TestFraction = parsed.GetValue(TestSplit),
             EarlyStoppingPatience = Get(EarlyStopping, start.EarlyStoppingPatience),
             EnsembleSize = Get(Ensemble, start.EnsembleSize),
+            EnsembleKind = parsed.GetResult(EnsembleKind) is { Implicit: false } ? Enum.Parse<EnsembleKind>(parsed.GetValue(EnsembleKind)!, ignoreCase: true) : start.EnsembleKind,
             Encoding = parsed.GetResult(LogFeatures) is { Implicit: false } || parsed.GetResult(OneHot) is { Implicit: false }
                 ? new FeatureEncoding(
                     Names(Get(LogFeatures, string.Join(",", start.Encoding.LogFeatures)), "skewed", FeatureEncoding.SkewedFeatures),
                     Names(Get(OneHot, string.Join(",", start.Encoding.OneHotFeatures)), "categorical", FeatureEncoding.CategoricalFeatures))
                 : start.Encoding,
             Inputs = ReadInputs(parsed, start.Inputs),
-            Bootstrap = Get(Bootstrap, start.Bootstrap),
             AverageLastEpochs = Get(AverageLast, start.AverageLastEpochs),
             Dropout = Get(Dropout, start.Dropout),
             DropDuplicates = Get(DropDuplicates, start.DropDuplicates),
@@ -100,14 +101,13 @@ public sealed class TrainingArguments
 
     public static string Describe(TrainingOptions o) =>
         $"network {string.Join("-", ParameterLayout.ForClassifier(Preprocessing.NetworkInputsFor(o.Encoding, o.Inputs), o.Hidden).Widths)}" +
-        (o.EnsembleSize > 1 ? $" x {o.EnsembleSize} (ensemble)" : "") +
+        (o.EnsembleSize > 1 ? $" x {o.EnsembleSize} members ({o.EnsembleKind.ToString().ToLowerInvariant()} ensemble, one pass)" : "") +
         $"; {o.Epochs} epochs, batch {o.BatchSize}, Adam lr {HitGpuCli.Number(o.LearningRate)}" +
         (o.WeightDecay > 0 ? $", weight decay {HitGpuCli.Number(o.WeightDecay)}" : "") +
         (o.Schedule != LearningRateSchedule.Constant || o.WarmupEpochs > 0 ? $", {o.Schedule.ToString().ToLowerInvariant()} schedule, {o.WarmupEpochs} warm-up epochs" : "") +
         (o.EarlyStoppingPatience > 0 ? $", early stopping {o.EarlyStoppingPatience}" : "") +
         (o.Dropout > 0 ? $", dropout {HitGpuCli.Number(o.Dropout)}" : "") +
         (o.AverageLastEpochs > 0 ? $", weights averaged over the last {o.AverageLastEpochs} epochs" : "") +
-        (o.Bootstrap ? ", bootstrap samples" : "") +
         (o.DropDuplicates ? ", duplicates dropped" : "") +
         (o.Encoding.LogFeatures.Count > 0 ? $"; log1p of {string.Join(",", o.Encoding.LogFeatures)}" : "") +
         (o.Encoding.OneHotFeatures.Count > 0 ? $"; one-hot {string.Join(",", o.Encoding.OneHotFeatures)}" : "") +

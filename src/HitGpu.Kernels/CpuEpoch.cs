@@ -26,11 +26,12 @@ public struct CpuEpochArgs
     public ArrayView<float> Parameters;      // (count) laid out as the ParameterLayout says
     public ArrayView<float> AdamM, AdamV;    // (count)
     public ArrayView<float> ThreadGradients; // (threads, count) one gradient copy per thread
-    public ArrayView<float> Scratch;         // (threads, 2 * rowsPerThread * activationWidth): outputs, then deltas
+    public ArrayView<float> Scratch;         // (threads, 2 * rowsPerThread * members * activationWidth): outputs, then deltas
     public ArrayView<LayerShape> Layers;     // the ParameterLayout's shapes
     public ArrayView<AdamStep> Schedule;     // (steps) this epoch's Adam steps
     public int Rows, BatchSize, RowsPerThread;
-    public int ParameterCount, ActivationWidth; // filled from the layout by the launcher
+    public int ParameterCount, ActivationWidth; // filled from the layout by the launcher (the width is one row-member's)
+    public int Members;                         // likewise: k row-members per row, member-minor
     public StepSettings Settings;            // dropout on hidden outputs while training
     public int FirstStep;                    // the global step number of this epoch's first step, for the dropout mask
 }
@@ -266,103 +267,231 @@ public static class CpuEpoch
     public static void PredictPointerKernel(CpuEpochArgs a, EpochAddresses addresses) => Predict(new PointerMemory(addresses), a);
 
     // Rows four at a time (four independent sums hide the adds' latency), the rest one at a time; each row's
-    // sums are added in the same order either way.
+    // sums are added in the same order either way. Member by member; a row's P(hit) is their mean.
     private static void Predict<TMemory>(TMemory mem, CpuEpochArgs a) where TMemory : struct, IEpochMemory
     {
         int thread = Group.IdxX, threads = Group.DimX;
-        int layers = (int)a.Layers.Length;
-        int rowOut = thread * 2 * a.RowsPerThread * a.ActivationWidth; // four rows of outputs: RowsPerThread >= 2
+        int layers = (int)a.Layers.Length, k = a.Members, width = a.ActivationWidth;
+        int rowOut = thread * 2 * a.RowsPerThread * k * width; // four rows per member: RowsPerThread >= 2
         int perThread = (a.Rows + threads - 1) / threads;
         int row = thread * perThread, end = Math.Min(a.Rows, (thread + 1) * perThread);
-        for (; row + 3 < end; row += 4)
+        while (row < end)
         {
-            var previous = mem.Layer(0);
-            for (int l = 0; l < layers; l++)
+            int count = row + 3 < end ? 4 : 1;
+            float p0 = 0f, p1 = 0f, p2 = 0f, p3 = 0f;
+            for (int i = 0; i < k; i++)
             {
-                var layer = mem.Layer(l);
-                for (int o = 0; o < layer.Outputs; o++)
+                int at = rowOut + i * 4 * width; // member i's rows, width apart
+                int logit = at + ForwardInOrder(mem, layers, row, count, at, width, i);
+                p0 += Activations.Sigmoid(mem.Scratch(logit));
+                if (count == 4)
                 {
-                    int wRow = layer.WeightOffset + o * layer.Inputs;
-                    float bias = mem.Parameter(layer.BiasOffset + o);
-                    var s = l == 0
-                        ? mem.DotInOrder4(bias, true, row * layer.Inputs, layer.Inputs, wRow, layer.Inputs)
-                        : mem.DotInOrder4(bias, false, rowOut + previous.OutputOffset, a.ActivationWidth, wRow, layer.Inputs);
-                    int at = rowOut + layer.OutputOffset + o;
-                    mem.Scratch(at) = Activations.Apply(layer.Activation, s.S0);
-                    mem.Scratch(at + a.ActivationWidth) = Activations.Apply(layer.Activation, s.S1);
-                    mem.Scratch(at + 2 * a.ActivationWidth) = Activations.Apply(layer.Activation, s.S2);
-                    mem.Scratch(at + 3 * a.ActivationWidth) = Activations.Apply(layer.Activation, s.S3);
+                    p1 += Activations.Sigmoid(mem.Scratch(logit + width));
+                    p2 += Activations.Sigmoid(mem.Scratch(logit + 2 * width));
+                    p3 += Activations.Sigmoid(mem.Scratch(logit + 3 * width));
                 }
-                previous = layer;
             }
-            for (int k = 0; k < 4; k++)
-                mem.Probability(row + k) = Activations.Sigmoid(mem.Scratch(rowOut + k * a.ActivationWidth + previous.OutputOffset));
-        }
-        for (; row < end; row++)
-        {
-            var previous = mem.Layer(0);
-            for (int l = 0; l < layers; l++)
+            mem.Probability(row) = p0 / k;
+            if (count == 4)
             {
-                var layer = mem.Layer(l);
-                for (int o = 0; o < layer.Outputs; o++)
-                {
-                    int wRow = layer.WeightOffset + o * layer.Inputs;
-                    float sum = l == 0
-                        ? mem.DotInOrder(mem.Parameter(layer.BiasOffset + o), true, row * layer.Inputs, wRow, layer.Inputs)
-                        : mem.DotInOrder(mem.Parameter(layer.BiasOffset + o), false, rowOut + previous.OutputOffset, wRow, layer.Inputs);
-                    mem.Scratch(rowOut + layer.OutputOffset + o) = Activations.Apply(layer.Activation, sum);
-                }
-                previous = layer;
+                mem.Probability(row + 1) = p1 / k;
+                mem.Probability(row + 2) = p2 / k;
+                mem.Probability(row + 3) = p3 / k;
             }
-            mem.Probability(row) = Activations.Sigmoid(mem.Scratch(rowOut + previous.OutputOffset));
+            row += count;
         }
     }
 
     /// <summary>
-    /// The forward pass of one input row into the scratch row at rowOut, each layer reading the input row
-    /// (layer 0) or the previous layer's outputs; hidden outputs take the dropout mask of (step, rowInBatch).
-    /// Returns where the logit sits in the scratch row.
+    /// Member <paramref name="member"/>'s forward pass of <paramref name="count"/> (1 or 4) consecutive input
+    /// rows into scratch rows at, at + width, ..., each output summed as the layered kernel sums it
+    /// (BatchedDense.PreActivation). Returns where the logit sits in a scratch row.
     /// </summary>
-    private static int ForwardRow<TMemory>(TMemory mem, int layers, int row, int rowOut, in StepSettings settings, int step, int rowInBatch)
+    private static int ForwardInOrder<TMemory>(TMemory mem, int layers, int row, int count, int at, int width, int member)
         where TMemory : struct, IEpochMemory
     {
-        var input = mem.Layer(0);
-        var previous = input;
+        var previous = mem.Layer(0);
         for (int l = 0; l < layers; l++)
         {
             var layer = mem.Layer(l);
+            bool fromFeatures = l == 0;
+            int x = l == 0 ? row * layer.Inputs : at + previous.OutputOffset, stride = l == 0 ? layer.Inputs : width;
+            if (layer.HasInputScale)
+            {
+                for (int q = 0; q < count; q++)
+                    ScaleInput(mem, fromFeatures, x + q * stride, at + q * width + layer.ScaledInputOffset, layer.InputScale(member), layer.Inputs);
+                fromFeatures = false;
+                x = at + layer.ScaledInputOffset;
+                stride = width;
+            }
             for (int o = 0; o < layer.Outputs; o++)
             {
-                int wRow = layer.WeightOffset + o * layer.Inputs;
-                float sum = l == 0
-                    ? mem.Dot(true, row * input.Inputs, wRow, layer.Inputs)
-                    : mem.Dot(false, rowOut + previous.OutputOffset, wRow, layer.Inputs);
-                sum += mem.Parameter(layer.BiasOffset + o);
-                float y = Activations.Apply(layer.Activation, sum);
-                if (l < layers - 1)
-                    y *= Dropout.Factor(settings.DropoutSeed, step, rowInBatch, l, o, settings.DropoutRate);
-                mem.Scratch(rowOut + layer.OutputOffset + o) = y;
+                int wRow = layer.Weight(member) + o * layer.Inputs;
+                float bias = mem.Parameter(layer.Bias(member) + o), start = layer.HasOutputScale ? 0f : bias;
+                var s = count == 4 ? mem.DotInOrder4(start, fromFeatures, x, stride, wRow, layer.Inputs)
+                    : new Sums4 { S0 = mem.DotInOrder(start, fromFeatures, x, wRow, layer.Inputs) };
+                if (layer.HasOutputScale)
+                {
+                    float scale = mem.Parameter(layer.OutputScale(member) + o);
+                    s.S0 = s.S0 * scale + bias;
+                    s.S1 = s.S1 * scale + bias;
+                    s.S2 = s.S2 * scale + bias;
+                    s.S3 = s.S3 * scale + bias;
+                }
+                int y = at + layer.OutputOffset + o;
+                mem.Scratch(y) = Activations.Apply(layer.Activation, s.S0);
+                if (count == 4)
+                {
+                    mem.Scratch(y + width) = Activations.Apply(layer.Activation, s.S1);
+                    mem.Scratch(y + 2 * width) = Activations.Apply(layer.Activation, s.S2);
+                    mem.Scratch(y + 3 * width) = Activations.Apply(layer.Activation, s.S3);
+                }
             }
             previous = layer;
         }
         return previous.OutputOffset;
     }
 
+    /// <summary>scratch[to + j] = x[from + j] r[j] for j in [0, n): a layer's input times a member's input scale.</summary>
+    private static void ScaleInput<TMemory>(TMemory mem, bool fromFeatures, int from, int to, int r, int n) where TMemory : struct, IEpochMemory
+    {
+        for (int j = 0; j < n; j++)
+            mem.Scratch(to + j) = (fromFeatures ? mem.Feature(from + j) : mem.Scratch(from + j)) * mem.Parameter(r + j);
+    }
+
+    /// <summary>
+    /// Member <paramref name="member"/>'s forward pass of one input row into the scratch row at
+    /// <paramref name="at"/>, each layer reading the input row (layer 0) or the previous layer's outputs; hidden
+    /// outputs take the dropout mask of (step, maskRow). Returns where the logit sits in the scratch row.
+    /// </summary>
+    private static int ForwardMember<TMemory>(TMemory mem, int layers, int row, int at, int member, in StepSettings settings, int step, int maskRow)
+        where TMemory : struct, IEpochMemory
+    {
+        var previous = mem.Layer(0);
+        for (int l = 0; l < layers; l++)
+        {
+            var layer = mem.Layer(l);
+            bool fromFeatures = l == 0;
+            int x = l == 0 ? row * layer.Inputs : at + previous.OutputOffset;
+            if (layer.HasInputScale)
+            {
+                ScaleInput(mem, fromFeatures, x, at + layer.ScaledInputOffset, layer.InputScale(member), layer.Inputs);
+                fromFeatures = false;
+                x = at + layer.ScaledInputOffset;
+            }
+            for (int o = 0; o < layer.Outputs; o++)
+            {
+                float sum = mem.Dot(fromFeatures, x, layer.Weight(member) + o * layer.Inputs, layer.Inputs);
+                float bias = mem.Parameter(layer.Bias(member) + o);
+                if (layer.HasOutputScale)
+                {
+                    mem.Scratch(at + layer.PreScaleOffset + o) = sum;
+                    sum = sum * mem.Parameter(layer.OutputScale(member) + o) + bias;
+                }
+                else
+                {
+                    sum += bias;
+                }
+                float y = Activations.Apply(layer.Activation, sum);
+                if (l < layers - 1)
+                    y *= Dropout.Factor(settings.DropoutSeed, step, maskRow, l, o, settings.DropoutRate);
+                mem.Scratch(at + layer.OutputOffset + o) = y;
+            }
+            previous = layer;
+        }
+        return previous.OutputOffset;
+    }
+
+    /// <summary>
+    /// Member <paramref name="member"/>'s backward pass of one row (BatchedDense's formulas): from dL/dz at its
+    /// logit (in the delta row at <paramref name="deltaAt"/>) down the layers, adding every gradient of its
+    /// tensors to this thread's gradient copy at <paramref name="gradients"/>.
+    /// </summary>
+    private static void BackwardMember<TMemory>(TMemory mem, int layers, int row, int at, int deltaAt, int member, int gradients,
+        in StepSettings settings, int step, int maskRow) where TMemory : struct, IEpochMemory
+    {
+        for (int l = layers - 1; l >= 0; l--)
+        {
+            var layer = mem.Layer(l);
+            int nIn = layer.Inputs;
+            var previous = mem.Layer(l > 0 ? l - 1 : 0);
+            int layerIn = previous.OutputOffset; // where this layer's input sits in the row's outputs (l > 0)
+            bool hasR = layer.HasInputScale;
+            int xIn = l == 0 ? row * nIn : at + layerIn;                  // the layer's input
+            int xw = hasR ? at + layer.ScaledInputOffset : xIn;            // what W multiplied: x, or x * r
+            bool xwFeatures = l == 0 && !hasR, needG = l > 0 || hasR;
+            int g = hasR ? deltaAt + layer.ScaledInputOffset : deltaAt + layerIn; // the gradient at xw
+            if (needG)
+                for (int i = 0; i < nIn; i++)
+                    mem.Scratch(g + i) = 0f;
+            int w = layer.Weight(member);
+            for (int o = 0; o < layer.Outputs; o++)
+            {
+                float d = mem.Scratch(deltaAt + layer.OutputOffset + o);
+                mem.Gradient(gradients + layer.Bias(member) + o) += d;
+                if (layer.HasOutputScale)
+                {
+                    int s = layer.OutputScale(member) + o;
+                    mem.Gradient(gradients + s) += d * mem.Scratch(at + layer.PreScaleOffset + o);
+                    d *= mem.Parameter(s);
+                }
+                mem.AddScaledInput(gradients + w + o * nIn, d, xwFeatures, xw, nIn);
+                if (needG)
+                    mem.AddScaledWeights(g, d, w + o * nIn, nIn);
+            }
+            if (hasR)
+            {
+                int r = layer.InputScale(member);
+                for (int i = 0; i < nIn; i++)
+                {
+                    float gi = mem.Scratch(g + i);
+                    mem.Gradient(gradients + r + i) += gi * (l == 0 ? mem.Feature(xIn + i) : mem.Scratch(xIn + i));
+                    if (l > 0)
+                        mem.Scratch(deltaAt + layerIn + i) = gi * mem.Parameter(r + i);
+                }
+            }
+            if (l > 0)
+                for (int i = 0; i < nIn; i++)
+                    mem.Scratch(deltaAt + layerIn + i) = mem.Scratch(deltaAt + layerIn + i)
+                        * Activations.DerivativeFromOutput(previous.Activation, mem.Scratch(at + layerIn + i))
+                        * Dropout.Factor(settings.DropoutSeed, step, maskRow, l - 1, i, settings.DropoutRate);
+        }
+    }
+
     private static void Score<TMemory>(TMemory mem, CpuEpochArgs a) where TMemory : struct, IEpochMemory
     {
         int thread = Group.IdxX, threads = Group.DimX;
-        int layers = (int)a.Layers.Length;
-        int rowOut = thread * 2 * a.RowsPerThread * a.ActivationWidth;
+        int layers = (int)a.Layers.Length, k = a.Members, width = a.ActivationWidth;
+        int rowOut = thread * 2 * a.RowsPerThread * k * width;
         int perThread = (a.Rows + threads - 1) / threads;
         int end = Math.Min(a.Rows, (thread + 1) * perThread);
         var noDropout = new StepSettings();
         for (int position = thread * perThread; position < end; position++)
         {
             int row = mem.Order(position);
-            float z = mem.Scratch(rowOut + ForwardRow(mem, layers, row, rowOut, noDropout, 0, 0));
             float y = mem.Label(row);
-            mem.SampleLoss(position) = Loss.BinaryCrossEntropy(z, y);
-            mem.SampleCorrect(position) = Loss.Correct(z, y);
+            float first = 0f, lossSum = 0f, pSum = 0f, qSum = 0f;
+            for (int i = 0; i < k; i++)
+            {
+                int at = rowOut + i * width;
+                float z = mem.Scratch(at + ForwardMember(mem, layers, row, at, i, noDropout, 0, 0));
+                Accumulate(k, i, z, y, ref first, ref lossSum, ref pSum, ref qSum);
+            }
+            mem.SampleLoss(position) = Loss.EnsembleLoss(k, first, lossSum, pSum, qSum, y, lossOfMean: 1);
+            mem.SampleCorrect(position) = Loss.EnsembleCorrect(k, first, pSum, y);
+        }
+    }
+
+    /// <summary>Member i's logit into a sample's sums (<see cref="Loss.EnsembleLoss"/>): only the first logit when there is one member.</summary>
+    private static void Accumulate(int k, int i, float z, float y, ref float first, ref float lossSum, ref float pSum, ref float qSum)
+    {
+        if (i == 0)
+            first = z;
+        if (k > 1)
+        {
+            lossSum += Loss.BinaryCrossEntropy(z, y);
+            pSum += Activations.Sigmoid(z);
+            qSum += Activations.Sigmoid(-z);
         }
     }
 
@@ -371,12 +500,11 @@ public static class CpuEpoch
     private static void Train<TMemory>(TMemory mem, CpuEpochArgs a) where TMemory : struct, IEpochMemory
     {
         int thread = Group.IdxX, threads = Group.DimX;
-        int layers = (int)a.Layers.Length;
+        int layers = (int)a.Layers.Length, k = a.Members, width = a.ActivationWidth;
         int steps = (a.Rows + a.BatchSize - 1) / a.BatchSize;
         int gradientBase = thread * a.ParameterCount;
-        int outputsBase = thread * 2 * a.RowsPerThread * a.ActivationWidth;
-        int deltasBase = outputsBase + a.RowsPerThread * a.ActivationWidth;
-        int inputs = mem.Layer(0).Inputs;
+        int outputsBase = thread * 2 * a.RowsPerThread * k * width;
+        int deltasBase = outputsBase + a.RowsPerThread * k * width;
 
         for (int step = 0; step < steps; step++)
         {
@@ -385,7 +513,8 @@ public static class CpuEpoch
             int perThread = (batchRows + threads - 1) / threads;
             int myStart = Math.Min(batchRows, thread * perThread);
             int myRows = Math.Min(batchRows, myStart + perThread) - myStart;
-            float scale = 1f / batchRows;
+            float scale = 1f / (batchRows * k); // the loss: a mean over the batch and the members
+            int globalStep = a.FirstStep + step;
 
             for (int p = 0; p < a.ParameterCount; p++)
                 mem.Gradient(gradientBase + p) = 0f;
@@ -394,50 +523,25 @@ public static class CpuEpoch
             {
                 int position = batchStart + myStart + r;
                 int row = mem.Order(position);
-                int rowOut = outputsBase + r * a.ActivationWidth;
-                int rowDelta = deltasBase + r * a.ActivationWidth;
-
-                int logitAt = ForwardRow(mem, layers, row, rowOut, a.Settings, a.FirstStep + step, myStart + r);
-
-                // Loss: sigmoid fused with binary cross-entropy; dL/dz = (p - y) / batch.
-                float z = mem.Scratch(rowOut + logitAt);
+                int rowOut = outputsBase + r * k * width;
+                int rowDelta = deltasBase + r * k * width;
                 float y = mem.Label(row);
-                mem.SampleLoss(position) = Loss.BinaryCrossEntropy(z, y);
-                mem.SampleCorrect(position) = Loss.Correct(z, y);
-                mem.Scratch(rowDelta + logitAt) = Loss.LogitGradient(z, y) * scale;
 
-                // Backward, the forward reversed: gradient copies += delta x input; input deltas through the
-                // previous layer's activation (its derivative from its output) and its dropout mask.
-                for (int l = layers - 1; l >= 0; l--)
+                // Forward and loss for every member (sigmoid fused with binary cross-entropy; dL/dz = (p - y) / (batch k)),
+                // then each member's backward pass, the forward reversed.
+                float first = 0f, lossSum = 0f, pSum = 0f, qSum = 0f;
+                for (int i = 0; i < k; i++)
                 {
-                    var layer = mem.Layer(l);
-                    int nIn = layer.Inputs;
-                    var previous = mem.Layer(l > 0 ? l - 1 : 0);
-                    int layerIn = previous.OutputOffset; // where this layer's input sits in the row's outputs (l > 0)
-                    if (l > 0)
-                        for (int i = 0; i < nIn; i++)
-                            mem.Scratch(rowDelta + layerIn + i) = 0f;
-                    for (int o = 0; o < layer.Outputs; o++)
-                    {
-                        float d = mem.Scratch(rowDelta + layer.OutputOffset + o);
-                        mem.Gradient(gradientBase + layer.BiasOffset + o) += d;
-                        int g = gradientBase + layer.WeightOffset + o * nIn;
-                        if (l == 0)
-                        {
-                            mem.AddScaledInput(g, d, true, row * inputs, nIn);
-                        }
-                        else
-                        {
-                            mem.AddScaledInput(g, d, false, rowOut + layerIn, nIn);
-                            mem.AddScaledWeights(rowDelta + layerIn, d, layer.WeightOffset + o * nIn, nIn);
-                        }
-                    }
-                    if (l > 0)
-                        for (int i = 0; i < nIn; i++)
-                            mem.Scratch(rowDelta + layerIn + i) = mem.Scratch(rowDelta + layerIn + i)
-                                * Activations.DerivativeFromOutput(previous.Activation, mem.Scratch(rowOut + layerIn + i))
-                                * Dropout.Factor(a.Settings.DropoutSeed, a.FirstStep + step, myStart + r, l - 1, i, a.Settings.DropoutRate);
+                    int at = rowOut + i * width;
+                    int logitAt = ForwardMember(mem, layers, row, at, i, a.Settings, globalStep, (myStart + r) * k + i);
+                    float z = mem.Scratch(at + logitAt);
+                    mem.Scratch(rowDelta + i * width + logitAt) = Loss.LogitGradient(z, y) * scale;
+                    Accumulate(k, i, z, y, ref first, ref lossSum, ref pSum, ref qSum);
                 }
+                mem.SampleLoss(position) = Loss.EnsembleLoss(k, first, lossSum, pSum, qSum, y, lossOfMean: 0);
+                mem.SampleCorrect(position) = Loss.EnsembleCorrect(k, first, pSum, y);
+                for (int i = 0; i < k; i++)
+                    BackwardMember(mem, layers, row, rowOut + i * width, rowDelta + i * width, i, gradientBase, a.Settings, globalStep, (myStart + r) * k + i);
             }
             Group.Barrier();
 
@@ -519,7 +623,7 @@ public sealed partial class ComputeDevice
         Check(ref a, layout, "CPU epoch score");
         Require(a.Rows >= 1 && a.Order.Length >= a.Rows && a.SampleLoss.Length >= a.Rows && a.SampleCorrect.Length >= a.Rows,
             "CPU epoch score: order and per-sample outputs must hold the rows");
-        Require(a.Scratch.Length >= (long)CpuEpochThreads * 2 * a.RowsPerThread * a.ActivationWidth && a.RowsPerThread >= 1, "CPU epoch score: scratch too small");
+        Require(a.Scratch.Length >= (long)CpuEpochThreads * 2 * a.RowsPerThread * a.Members * a.ActivationWidth && a.RowsPerThread >= 1, "CPU epoch score: scratch too small");
         LaunchCpuEpoch(a, throughViews, ref cpuEpochScore, CpuEpoch.ScoreKernel, ref cpuEpochScorePointers, CpuEpoch.ScorePointerKernel);
     }
 
@@ -528,7 +632,7 @@ public sealed partial class ComputeDevice
     {
         Check(ref a, layout, "CPU epoch predict");
         Require(a.Rows >= 1 && a.Probabilities.Length >= a.Rows, "CPU epoch predict: the probabilities must hold the rows");
-        Require(a.Scratch.Length >= (long)CpuEpochThreads * 2 * a.RowsPerThread * a.ActivationWidth && a.RowsPerThread >= 2, "CPU epoch predict: scratch too small (four rows a thread)");
+        Require(a.Scratch.Length >= (long)CpuEpochThreads * 2 * a.RowsPerThread * a.Members * a.ActivationWidth && a.RowsPerThread >= 2, "CPU epoch predict: scratch too small (four rows a thread)");
         LaunchCpuEpoch(a, throughViews, ref cpuEpochPredict, CpuEpoch.PredictKernel, ref cpuEpochPredictPointers, CpuEpoch.PredictPointerKernel);
     }
 
@@ -546,7 +650,7 @@ public sealed partial class ComputeDevice
         Require(a.AdamM.Length == a.ParameterCount && a.AdamV.Length == a.ParameterCount, "CPU epoch: moments must have the parameter count");
         Require(a.ThreadGradients.Length >= (long)threads * a.ParameterCount, $"CPU epoch: need {threads} gradient copies");
         Require(a.RowsPerThread >= (Math.Min(a.BatchSize, a.Rows) + threads - 1) / threads, "CPU epoch: scratch rows per thread too few for the batch");
-        Require(a.Scratch.Length >= (long)threads * 2 * a.RowsPerThread * a.ActivationWidth, "CPU epoch: scratch too small");
+        Require(a.Scratch.Length >= (long)threads * 2 * a.RowsPerThread * a.Members * a.ActivationWidth, "CPU epoch: scratch too small");
         Require(a.Schedule.Length >= steps, $"CPU epoch: the schedule needs {steps} steps");
         LaunchCpuEpoch(a, throughViews, ref cpuEpoch, CpuEpoch.TrainKernel, ref cpuEpochPointers, CpuEpoch.TrainPointerKernel);
     }
@@ -556,6 +660,7 @@ public sealed partial class ComputeDevice
     {
         a.ParameterCount = layout.Count;
         a.ActivationWidth = layout.ActivationWidth;
+        a.Members = layout.Members;
         Require(a.Layers.Length == layout.Layers, $"{what}: the device layer shapes must hold the layout's {layout.Layers} layers");
         Require(layout.Outputs(layout.Layers - 1) == 1 && layout.ActivationOf(layout.Layers - 1) == Activation.Identity,
             $"{what}: the last layer must be one logit (no activation: the loss applies the sigmoid)");

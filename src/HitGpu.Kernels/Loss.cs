@@ -2,6 +2,10 @@
 //   L(z, y) = max(z, 0) - z y + log(1 + exp(-|z|))      (never log(0), never exp of a large number)
 //   dL/dz   = sigmoid(z) - y                              (so the backward pass starts at (p - y) / batch)
 // One kernel writes the gradient for the batch and each sample's loss and correctness for the epoch's metrics.
+// With k ensemble members the logits are (rows k) and the training loss is the mean of the members' own
+// losses (TabM: members are not averaged while training); a sample's metrics are either that mean (training)
+// or the loss of the members' mean probability (scoring: what the ensemble predicts), its correctness always
+// the mean probability's. One member: exactly the single-logit formulas.
 using System.Numerics;
 using ILGPU;
 using ILGPU.Runtime;
@@ -16,7 +20,9 @@ public struct LossArgs
     public ArrayView<float> SampleLoss;     // written at Labels.Offset + r: one loss per sample of the epoch
     public ArrayView<float> SampleCorrect;  // written likewise: 1 where (z > 0) == (y == 1), else 0
     public int Rows;
-    public float GradientScale;             // 1 / rows for a mean over the batch
+    public float GradientScale;             // 1 / (rows k) for a mean over the batch and the members
+    public int Members;                     // k logits per sample, member-minor (0 counts as 1)
+    public int LossOfMean;                  // 1: a sample's loss is the mean probability's (scoring); 0: the members' mean loss
 }
 
 public static class Loss
@@ -33,6 +39,26 @@ public static class Loss
     public static bool IsCorrectReference<T>(T logit, T label) where T : IFloatingPointIeee754<T> =>
         logit > T.Zero == label > T.CreateChecked(0.5);
 
+    /// <summary>
+    /// One sample's metrics from its k members' logits: the members' mean loss, or (<paramref name="lossOfMean"/>)
+    /// the loss of their mean probability; correct when the mean probability is on the label's side of 0.5.
+    /// </summary>
+    public static (T Loss, bool Correct) EnsembleSampleReference<T>(ReadOnlySpan<T> logits, T label, bool lossOfMean) where T : IFloatingPointIeee754<T>
+    {
+        if (logits.Length == 1)
+            return (BinaryCrossEntropyReference(logits[0], label), IsCorrectReference(logits[0], label));
+        T k = T.CreateChecked(logits.Length), loss = T.Zero, p = T.Zero, q = T.Zero;
+        foreach (var z in logits)
+        {
+            loss += BinaryCrossEntropyReference(z, label);
+            p += Activations.SigmoidReference(z);
+            q += Activations.SigmoidReference(-z);
+        }
+        bool hit = label > T.CreateChecked(0.5);
+        T meanLoss = -T.Log(T.Max(hit ? p / k : q / k, T.CreateChecked(1e-30)));
+        return (lossOfMean ? meanLoss : loss / k, p / k > T.CreateChecked(0.5) == hit);
+    }
+
     // ---- device function and kernel ----
 
     public static float BinaryCrossEntropy(float logit, float label) =>
@@ -44,16 +70,69 @@ public static class Loss
     /// <summary>1 when the prediction (logit above 0) matches the label, else 0: the per-sample accuracy slot.</summary>
     public static float Correct(float logit, float label) => (logit > 0f) == (label > 0.5f) ? 1f : 0f;
 
+    /// <summary>
+    /// A sample's loss from its members' sums (<see cref="EnsembleSampleReference"/>): with one member the
+    /// logit's own; else the members' mean loss, or with <paramref name="lossOfMean"/> the mean probability's
+    /// (from the sum of p for a hit, of 1 - p otherwise, each summed from its own sigmoid: no 1 - p rounding).
+    /// </summary>
+    public static float EnsembleLoss(int members, float firstLogit, float lossSum, float pSum, float qSum, float label, int lossOfMean)
+    {
+        if (members == 1)
+            return BinaryCrossEntropy(firstLogit, label);
+        if (lossOfMean == 0)
+            return lossSum / members;
+        return -MathF.Log(MathF.Max(label > 0.5f ? pSum / members : qSum / members, 1e-30f));
+    }
+
+    /// <summary>1 when the members' mean probability is on the label's side of 0.5 (one member: its logit's sign).</summary>
+    public static float EnsembleCorrect(int members, float firstLogit, float pSum, float label) =>
+        members == 1 ? Correct(firstLogit, label) : (pSum / members > 0.5f) == (label > 0.5f) ? 1f : 0f;
+
     public static void Kernel(LossArgs a, int blocked)
     {
+        int k = Math.Max(1, a.Members);
         var range = WorkRange.OfThread(a.Rows, blocked);
         for (int r = range.Start; r < range.End; r += range.Step)
         {
-            float z = a.Logits[r];
             float y = a.Labels.Data[a.Labels.RowStart(r)];
-            a.LogitGradient[r] = LogitGradient(z, y) * a.GradientScale;
-            a.SampleLoss[a.Labels.Offset + r] = BinaryCrossEntropy(z, y);
-            a.SampleCorrect[a.Labels.Offset + r] = Correct(z, y);
+            float lossSum = 0f, pSum = 0f, qSum = 0f;
+            for (int i = 0; i < k; i++)
+            {
+                float z = a.Logits[r * k + i];
+                a.LogitGradient[r * k + i] = LogitGradient(z, y) * a.GradientScale;
+                if (k > 1)
+                {
+                    lossSum += BinaryCrossEntropy(z, y);
+                    pSum += Activations.Sigmoid(z);
+                    qSum += Activations.Sigmoid(-z);
+                }
+            }
+            a.SampleLoss[a.Labels.Offset + r] = EnsembleLoss(k, a.Logits[r * k], lossSum, pSum, qSum, y, a.LossOfMean);
+            a.SampleCorrect[a.Labels.Offset + r] = EnsembleCorrect(k, a.Logits[r * k], pSum, y);
+        }
+    }
+
+    /// <summary>P(hit) of each row: its k members' probabilities averaged, summed in member order (k = 1: the sigmoid).</summary>
+    public static void MeanProbabilityKernel(ArrayView<float> logits, ArrayView<float> probabilities, int rows, int members, int blocked)
+    {
+        var range = WorkRange.OfThread(rows, blocked);
+        for (int r = range.Start; r < range.End; r += range.Step)
+        {
+            float sum = 0f;
+            for (int i = 0; i < members; i++)
+                sum += Activations.Sigmoid(logits[r * members + i]);
+            probabilities[r] = sum / members;
+        }
+    }
+
+    /// <summary>d mean P(hit) / d z_i of each row-member: sigma'(z_i) / k, where the backward pass starts for explanations.</summary>
+    public static void MeanProbabilitySlopeKernel(ArrayView<float> logits, ArrayView<float> slopes, int rowMembers, int members, int blocked)
+    {
+        var range = WorkRange.OfThread(rowMembers, blocked);
+        for (int e = range.Start; e < range.End; e += range.Step)
+        {
+            float p = Activations.Sigmoid(logits[e]);
+            slopes[e] = p * (1f - p) / members;
         }
     }
 }
@@ -121,15 +200,35 @@ public sealed partial class ComputeDevice
 public sealed partial class ComputeDevice
 {
     private Action<KernelConfig, LossArgs, int>? loss;
+    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int>? meanProbability, meanProbabilitySlope;
 
     public void BinaryCrossEntropy(in LossArgs a)
     {
         Require(a.Labels.Cols == 1, "loss: labels are one column");
         a.Labels.Check(a.Rows, "loss labels");
-        Require(a.Logits.Length >= a.Rows && a.LogitGradient.Length >= a.Rows, "loss: logits and their gradient must hold the batch");
+        long logits = (long)a.Rows * Math.Max(1, a.Members);
+        Require(a.Logits.Length >= logits && a.LogitGradient.Length >= logits, "loss: logits and their gradient must hold the batch's (rows k)");
         Require(a.SampleLoss.Length >= a.Labels.Offset + a.Rows && a.SampleCorrect.Length >= a.Labels.Offset + a.Rows,
             "loss: per-sample outputs must hold offset + rows");
         var shape = ShapeFor(a.Rows);
         (loss ??= Accelerator.LoadStreamKernel<LossArgs, int>(Loss.Kernel))(shape.Config, a, shape.BlockedFlag);
+    }
+
+    /// <summary>probabilities[r] = the mean of sigmoid(logits[r k + i]) over the k members, for rows [0, rows).</summary>
+    public void MeanProbability(ArrayView<float> logits, ArrayView<float> probabilities, int rows, int members)
+    {
+        Require(members >= 1 && logits.Length >= (long)rows * members && probabilities.Length >= rows, "mean probability: views too short");
+        var shape = ShapeFor(rows);
+        (meanProbability ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int>(Loss.MeanProbabilityKernel))(
+            shape.Config, logits, probabilities, rows, members, shape.BlockedFlag);
+    }
+
+    /// <summary>slopes[e] = sigmoid'(logits[e]) / k for the first rows k logits.</summary>
+    public void MeanProbabilitySlope(ArrayView<float> logits, ArrayView<float> slopes, int rows, int members)
+    {
+        Require(members >= 1 && logits.Length >= (long)rows * members && slopes.Length >= (long)rows * members, "mean probability slope: views too short");
+        var shape = ShapeFor(rows * members);
+        (meanProbabilitySlope ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int>(Loss.MeanProbabilitySlopeKernel))(
+            shape.Config, logits, slopes, rows * members, members, shape.BlockedFlag);
     }
 }

@@ -1,20 +1,50 @@
-// The network's shape, written once: each layer's widths, activation and place in the one flat parameter
-// array [W0 (out, in), b0, W1, b1, ...] that gradients and Adam's moments share. The host code, the
-// references, the model file and (through LayerShape, uploaded once) the kernels all read it from here.
+// The network's shape, written once: each layer's widths, activation, ensemble adapters and place in the one
+// flat parameter array that gradients and Adam's moments share. The host code, the references, the model
+// file and (through LayerShape, uploaded once) the kernels all read it from here.
+//
+// A network may hold k members that train in one pass over the same batch (TabM's batched ensembles). Member
+// i's layer l computes y = f(((x * r_i) W_i^T) * s_i + b_i), where W and b are either per member or shared,
+// and r (input scale) and s (output scale) are per-member vectors a layer may have or not. The ensemble kind
+// says which layer has what. One member and no adapters is the plain network y = f(x W^T + b).
 namespace HitGpu.Kernels;
 
-/// <summary>One layer as a kernel reads it: y = f(x W^T + b), W at WeightOffset (Outputs, Inputs), b at BiasOffset.</summary>
-public struct LayerShape
+/// <summary>How k members share a network (TabM, Gorishniy et al. 2025).</summary>
+public enum EnsembleKind
 {
-    public int Inputs, Outputs;
-    public int WeightOffset, BiasOffset; // into the flat parameter (and gradient, moment) array
-    public int OutputOffset;             // into one row's outputs of all layers laid end to end
-    public int Activation;               // an Activation, as int for the kernels
+    /// <summary>k full networks, each with its own weights and biases: a classic ensemble, trained batched.</summary>
+    Independent,
+    /// <summary>BatchEnsemble: hidden layers share W, each member has its own r, s and bias; per-member heads.</summary>
+    Batch,
+    /// <summary>TabM-mini: per-member r on the inputs only, then one shared MLP, then per-member heads.</summary>
+    Mini,
 }
 
 /// <summary>
-/// Widths (inputs, hidden..., outputs), one activation per layer, and where each layer's weight and bias sit
-/// in the flat parameter array.
+/// One layer as a kernel reads it: member i's y = f(((x * r_i) W_i^T) * s_i + b_i). Offsets index the flat
+/// parameter array; a stride of 0 means shared by all members; a scale offset of -1 means no such scale.
+/// </summary>
+public struct LayerShape
+{
+    public int Inputs, Outputs;
+    public int WeightOffset, BiasOffset;           // W_0 (Outputs, Inputs) and b_0 (Outputs)
+    public int WeightStride, BiasStride;           // member i's W at WeightOffset + i WeightStride; 0 = shared
+    public int InputScaleOffset, OutputScaleOffset; // r (members, Inputs), s (members, Outputs); -1 = none
+    public int OutputOffset;                       // into one row-member's activations: this layer's outputs
+    public int ScaledInputOffset;                  // there: x * r (when the layer has r)
+    public int PreScaleOffset;                     // there: (x * r) W^T before s (when the layer has s)
+    public int Activation;                         // an Activation, as int for the kernels
+
+    public readonly bool HasInputScale => InputScaleOffset >= 0;
+    public readonly bool HasOutputScale => OutputScaleOffset >= 0;
+    public readonly int Weight(int member) => WeightOffset + member * WeightStride;
+    public readonly int Bias(int member) => BiasOffset + member * BiasStride;
+    public readonly int InputScale(int member) => InputScaleOffset + member * Inputs;
+    public readonly int OutputScale(int member) => OutputScaleOffset + member * Outputs;
+}
+
+/// <summary>
+/// Widths (inputs, hidden..., outputs), one activation per layer, the ensemble (kind and members), and where
+/// each layer's tensors sit in the flat parameter array: per layer W, b, then r and s when it has them.
 /// </summary>
 public sealed class ParameterLayout
 {
@@ -24,43 +54,101 @@ public sealed class ParameterLayout
     public IReadOnlyList<Activation> Activations { get; }
     public int Layers => layers.Length;
 
+    /// <summary>Members trained together in one pass (1: a plain network).</summary>
+    public int Members { get; }
+
+    /// <summary>How the members share the layers (always <see cref="EnsembleKind.Independent"/> for one member).</summary>
+    public EnsembleKind Kind { get; }
+
+    /// <summary>One member and no adapters: y = f(x W^T + b) per layer, the layout of files before format 2.</summary>
+    public bool IsPlain => Members == 1;
+
     /// <summary>Parameters in all: the length of the flat array.</summary>
     public int Count { get; }
 
-    /// <summary>Outputs of all layers together: one row's activations, laid end to end.</summary>
+    /// <summary>One row-member's activations: each layer's outputs (and scaled inputs and pre-scale sums where it has r and s), end to end.</summary>
     public int ActivationWidth { get; }
 
     /// <param name="widths">inputs, then each layer's outputs</param>
     /// <param name="activations">one per layer; default ReLU on hidden layers and none on the last (a logit)</param>
-    public ParameterLayout(IReadOnlyList<int> widths, IReadOnlyList<Activation>? activations = null)
+    /// <param name="kind">which tensors the members share</param>
+    /// <param name="members">members trained together (1: a plain network, whatever the kind)</param>
+    public ParameterLayout(IReadOnlyList<int> widths, IReadOnlyList<Activation>? activations = null, EnsembleKind kind = EnsembleKind.Independent, int members = 1)
     {
         if (widths.Count < 2 || widths.Any(w => w < 1))
             throw new ArgumentException($"a network needs at least an input and an output width, all positive; got [{string.Join(",", widths)}]");
         activations ??= Enumerable.Range(0, widths.Count - 1).Select(l => l == widths.Count - 2 ? Activation.Identity : Activation.Relu).ToArray();
         if (activations.Count != widths.Count - 1)
             throw new ArgumentException($"{widths.Count - 1} layers need as many activations, got {activations.Count}");
+        if (members < 1 || members > MaxMembers)
+            throw new ArgumentException($"an ensemble has 1 to {MaxMembers} members, got {members}");
+        if (!Enum.IsDefined(kind))
+            throw new ArgumentException($"unknown ensemble kind {kind}");
         Widths = widths.ToArray();
         Activations = activations.ToArray();
+        Members = members;
+        Kind = members == 1 ? EnsembleKind.Independent : kind;
         layers = new LayerShape[widths.Count - 1];
-        int parameters = 0, outputs = 0;
+        int parameters = 0, activationWidth = 0;
         for (int l = 0; l < layers.Length; l++)
         {
             int nIn = widths[l], nOut = widths[l + 1];
-            layers[l] = new LayerShape
-            {
-                Inputs = nIn, Outputs = nOut, WeightOffset = parameters, BiasOffset = checked(parameters + nOut * nIn),
-                OutputOffset = outputs, Activation = (int)activations[l],
-            };
+            var (ownWeights, ownBiases, inputScale, outputScale) = Adapters(l);
             // Checked: widths read from a file may be absurd, and a wrapped count would allocate nonsense.
-            parameters = checked(parameters + nOut * nIn + nOut);
-            outputs = checked(outputs + nOut);
+            int weightOffset = parameters;
+            parameters = checked(parameters + (ownWeights ? members : 1) * nOut * nIn);
+            int biasOffset = parameters;
+            parameters = checked(parameters + (ownBiases ? members : 1) * nOut);
+            int inputScaleOffset = -1, outputScaleOffset = -1, scaledInputOffset = -1, preScaleOffset = -1;
+            if (inputScale)
+            {
+                inputScaleOffset = parameters;
+                parameters = checked(parameters + members * nIn);
+                scaledInputOffset = activationWidth;
+                activationWidth = checked(activationWidth + nIn);
+            }
+            if (outputScale)
+            {
+                outputScaleOffset = parameters;
+                parameters = checked(parameters + members * nOut);
+                preScaleOffset = activationWidth;
+                activationWidth = checked(activationWidth + nOut);
+            }
+            var shape = new LayerShape
+            {
+                Inputs = nIn, Outputs = nOut, Activation = (int)activations[l],
+                WeightOffset = weightOffset, BiasOffset = biasOffset,
+                WeightStride = ownWeights ? checked(nOut * nIn) : 0, BiasStride = ownBiases ? nOut : 0,
+                InputScaleOffset = inputScaleOffset, OutputScaleOffset = outputScaleOffset,
+                ScaledInputOffset = scaledInputOffset, PreScaleOffset = preScaleOffset, OutputOffset = activationWidth,
+            };
+            activationWidth = checked(activationWidth + nOut);
+            layers[l] = shape;
         }
         Count = parameters;
-        ActivationWidth = outputs;
+        ActivationWidth = activationWidth;
+    }
+
+    /// <summary>Most members a network may have: the CPU epoch keeps k rows of activations per batch row.</summary>
+    public const int MaxMembers = 256;
+
+    /// <summary>Which of layer l's tensors are the members' own, for this kind (nothing with one member).</summary>
+    private (bool OwnWeights, bool OwnBiases, bool InputScale, bool OutputScale) Adapters(int l)
+    {
+        if (Members == 1)
+            return (false, false, false, false);
+        bool head = l == layers.Length - 1;
+        return Kind switch
+        {
+            EnsembleKind.Independent => (true, true, false, false),
+            EnsembleKind.Batch => head ? (true, true, false, false) : (false, true, true, true),
+            _ => head ? (true, true, false, false) : (false, false, l == 0, false), // Mini
+        };
     }
 
     /// <summary>inputs -> hidden (ReLU)... -> one logit: the sigmoid is fused with the loss.</summary>
-    public static ParameterLayout ForClassifier(int inputs, IReadOnlyList<int> hidden) => new([inputs, .. hidden, 1]);
+    public static ParameterLayout ForClassifier(int inputs, IReadOnlyList<int> hidden, EnsembleKind kind = EnsembleKind.Independent, int members = 1) =>
+        new([inputs, .. hidden, 1], null, kind, members);
 
     public LayerShape this[int layer] => layers[layer];
 
@@ -76,17 +164,82 @@ public sealed class ParameterLayout
     /// <summary>The activation that produced layer <paramref name="layer"/>'s input: the previous layer's, none for the features.</summary>
     public Activation InputActivationOf(int layer) => layer > 0 ? Activations[layer - 1] : Activation.Identity;
 
-    /// <summary>Glorot-uniform weights (Keras' default, as in the original study) and zero biases, from a seed.</summary>
+    /// <summary>The same widths and activations as one plain network: what each member is, once its adapters are folded in.</summary>
+    public ParameterLayout Plain => IsPlain ? this : new ParameterLayout(Widths, Activations);
+
+    /// <summary>The seed of member i's own tensors: member 0 takes the network's seed, so a one-member network is unchanged.</summary>
+    public static int MemberSeed(int seed, int member) => seed + 7919 * member;
+
+    /// <summary>
+    /// Glorot-uniform weights (Keras' default, as in the original study) and zero biases, from a seed: shared
+    /// tensors from <paramref name="seed"/>, member i's own from <see cref="MemberSeed"/> (so member i of an
+    /// independent ensemble starts where a plain network of that seed does). TabM's adapters: the first
+    /// layer's r random signs, every other r and s ones.
+    /// </summary>
     public float[] Initialize(int seed)
     {
-        var rng = new Random(seed);
+        var shared = new Random(seed);
+        var own = Enumerable.Range(0, Members).Select(i => new Random(MemberSeed(seed, i))).ToArray();
         var parameters = new float[Count];
         for (int l = 0; l < Layers; l++)
         {
-            double limit = Math.Sqrt(6.0 / (Inputs(l) + Outputs(l)));
-            for (int i = 0; i < Inputs(l) * Outputs(l); i++)
-                parameters[WeightOffset(l) + i] = (float)((rng.NextDouble() * 2 - 1) * limit);
+            var layer = layers[l];
+            double limit = Math.Sqrt(6.0 / (layer.Inputs + layer.Outputs));
+            int weights = layer.Inputs * layer.Outputs;
+            for (int i = 0; i < (layer.WeightStride > 0 ? Members : 1); i++)
+            {
+                var rng = layer.WeightStride > 0 ? own[i] : shared;
+                for (int e = 0; e < weights; e++)
+                    parameters[layer.Weight(i) + e] = (float)((rng.NextDouble() * 2 - 1) * limit);
+            }
+            for (int i = 0; i < Members; i++)
+            {
+                if (layer.HasInputScale)
+                    for (int j = 0; j < layer.Inputs; j++)
+                        parameters[layer.InputScale(i) + j] = l == 0 ? (own[i].Next(2) == 0 ? -1f : 1f) : 1f;
+                if (layer.HasOutputScale)
+                    for (int o = 0; o < layer.Outputs; o++)
+                        parameters[layer.OutputScale(i) + o] = 1f;
+            }
         }
         return parameters;
+    }
+
+    /// <summary>
+    /// Member <paramref name="member"/> as a plain network (<see cref="Plain"/>'s layout): W'[o, j] = s[o] W[o, j] r[j],
+    /// the same function up to float rounding. What the ONNX export writes.
+    /// </summary>
+    public float[] MemberAsPlain(ReadOnlySpan<float> parameters, int member)
+    {
+        var plain = Plain;
+        var result = new float[plain.Count];
+        for (int l = 0; l < Layers; l++)
+        {
+            var layer = layers[l];
+            for (int o = 0; o < layer.Outputs; o++)
+            {
+                float s = layer.HasOutputScale ? parameters[layer.OutputScale(member) + o] : 1f;
+                for (int j = 0; j < layer.Inputs; j++)
+                {
+                    float r = layer.HasInputScale ? parameters[layer.InputScale(member) + j] : 1f;
+                    result[plain.WeightOffset(l) + o * layer.Inputs + j] = s * parameters[layer.Weight(member) + o * layer.Inputs + j] * r;
+                }
+                result[plain.BiasOffset(l) + o] = parameters[layer.Bias(member) + o];
+            }
+        }
+        return result;
+    }
+
+    /// <summary>Tensors of layer l, each with its name in the model file and its shape: W, b, then r and s where the layer has them.</summary>
+    public IEnumerable<(string Name, int[] Shape, int Offset)> Tensors(int l)
+    {
+        var layer = layers[l];
+        int[] Shape(bool perMember, params int[] dims) => perMember ? [Members, .. dims] : dims;
+        yield return ("weight", Shape(layer.WeightStride > 0, layer.Outputs, layer.Inputs), layer.WeightOffset);
+        yield return ("bias", Shape(layer.BiasStride > 0, layer.Outputs), layer.BiasOffset);
+        if (layer.HasInputScale)
+            yield return ("input_scale", [Members, layer.Inputs], layer.InputScaleOffset);
+        if (layer.HasOutputScale)
+            yield return ("output_scale", [Members, layer.Outputs], layer.OutputScaleOffset);
     }
 }

@@ -62,7 +62,7 @@ public static class Explain
                 }
             points.CopyFrom(0, path.AsSpan(0, rows * inputs));
             Array.Clear(mean);
-            foreach (var member in model.Members)
+            foreach (var member in model.Networks)
             {
                 network.Reset(member);
                 network.ProbabilityGradient(points, rows, gradient);
@@ -71,7 +71,7 @@ public static class Explain
                         for (int j = 0; j < inputs; j++)
                             mean[s * inputs + j] += gradient[(s * steps + k) * inputs + j];
             }
-            double scale = 1.0 / (steps * model.Members.Count);
+            double scale = 1.0 / (steps * model.Networks.Count);
             for (int s = 0; s < count; s++)
                 for (int j = 0; j < inputs; j++)
                 {

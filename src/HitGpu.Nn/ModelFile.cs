@@ -7,6 +7,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
 using HitGpu.Kernels;
 
 namespace HitGpu.Nn;
@@ -17,10 +18,12 @@ public sealed record ModelProvenance(
     double TrainLoss, double TrainAccuracy, double ValidationLoss, double ValidationAccuracy, double TestAccuracy);
 
 /// <summary>
-/// A trained hit predictor: its preprocessing (fitted on its training part), architecture, and one parameter
-/// array per ensemble member (one, unless trained as an ensemble), laid out as <see cref="ParameterLayout"/> says.
+/// A trained hit predictor: its preprocessing (fitted on its training part), architecture, and its
+/// networks' parameter arrays, laid out as <see cref="ParameterLayout"/> says. Training makes one network
+/// (its ensemble members inside it); files of format 1 may hold several plain networks, one per member of
+/// an ensemble trained one after another. Either way P(hit) is the mean over networks and members.
 /// </summary>
-public sealed record HitModel(ParameterLayout Layout, Preprocessing Preprocessing, IReadOnlyList<float[]> Members, ModelProvenance? Provenance)
+public sealed record HitModel(ParameterLayout Layout, Preprocessing Preprocessing, IReadOnlyList<float[]> Networks, ModelProvenance? Provenance)
 {
     /// <summary>P(hit) for every song: the members' probabilities averaged, each computed by the device kernels.</summary>
     public float[] PredictProbabilities(ComputeDevice device, SongTable songs)
@@ -51,7 +54,11 @@ public sealed record HitModel(ParameterLayout Layout, Preprocessing Preprocessin
 
 public static class ModelFile
 {
+    /// <summary>Plain networks (one member, no adapters), as every HitGpu version writes them.</summary>
     public const string Format = "hitgpu-model/1";
+
+    /// <summary>Networks with k members (an ensemble kind, shared tensors and per-member adapters): versions that train ensembles in one network.</summary>
+    public const string EnsembleFormat = "hitgpu-model/2";
     private const long MaxHeaderBytes = 64 << 20;
 
     public static void Save(HitModel model, string path) => AtomicFile.Write(path, stream =>
@@ -67,21 +74,19 @@ public static class ModelFile
     private static (byte[] header, byte[] tensors) Encode(HitModel model)
     {
         var layout = model.Layout;
-        var tensors = new byte[(long)model.Members.Count * layout.Count * sizeof(float)];
+        // A plain network keeps format 1, which older versions read; members need format 2.
+        string format = layout.IsPlain ? Format : EnsembleFormat;
+        var tensors = new byte[(long)model.Networks.Count * layout.Count * sizeof(float)];
         var header = new JsonObject();
         long offset = 0;
-        for (int m = 0; m < model.Members.Count; m++)
+        for (int m = 0; m < model.Networks.Count; m++)
         {
-            var parameters = model.Members[m];
+            var parameters = model.Networks[m];
             if (parameters.Length != layout.Count)
-                throw new ArgumentException($"member {m} has {parameters.Length} parameters, the layout {layout.Count}");
+                throw new ArgumentException($"network {m} has {parameters.Length} parameters, the layout {layout.Count}");
             for (int l = 0; l < layout.Layers; l++)
-            {
-                offset = AddTensor(header, tensors, offset, $"member{m}.layer{l}.weight", [layout.Outputs(l), layout.Inputs(l)],
-                    parameters.AsSpan(layout.WeightOffset(l), layout.Outputs(l) * layout.Inputs(l)));
-                offset = AddTensor(header, tensors, offset, $"member{m}.layer{l}.bias", [layout.Outputs(l)],
-                    parameters.AsSpan(layout.BiasOffset(l), layout.Outputs(l)));
-            }
+                foreach (var (name, shape, at) in layout.Tensors(l))
+                    offset = AddTensor(header, tensors, offset, TensorName(format, m, l, name), shape, parameters.AsSpan(at, shape.Aggregate(1, (a, b) => a * b)));
         }
         string metadata = JsonSerializer.Serialize(new Metadata
         {
@@ -99,12 +104,14 @@ public static class ModelFile
             FeatureMin = model.Preprocessing.Statistics?.Min,
             FeatureMedian = model.Preprocessing.Statistics?.Median,
             FeatureMax = model.Preprocessing.Statistics?.Max,
-            Members = model.Members.Count,
+            Members = model.Networks.Count,
+            EnsembleKind = layout.IsPlain ? null : layout.Kind.ToString().ToLowerInvariant(),
+            EnsembleMembers = layout.IsPlain ? 0 : layout.Members,
             Training = model.Provenance,
         }, JsonOptions);
         header["__metadata__"] = new JsonObject
         {
-            ["format"] = Format,
+            ["format"] = format,
             ["hitgpu"] = metadata,
             ["sha256"] = Checksum(metadata, tensors),
         };
@@ -181,8 +188,9 @@ public static class ModelFile
             throw Bad($"header is not valid JSON ({e.Message})");
         }
         var tensors = bytes.AsSpan(8 + (int)headerLength);
-        if (header["__metadata__"] is not JsonObject meta || Text(meta["format"]) != Format)
-            throw Bad($"no '{Format}' metadata (a safetensors file from another tool?)");
+        if (header["__metadata__"] is not JsonObject meta || Text(meta["format"]) is not (Format or EnsembleFormat))
+            throw Bad($"no '{Format}' or '{EnsembleFormat}' metadata (a safetensors file from another tool, or a newer HitGpu?)");
+        string format = Text(meta["format"])!;
         string metadataJson = Text(meta["hitgpu"]) ?? throw Bad("metadata 'hitgpu' missing");
         if (Text(meta["sha256"]) != Checksum(metadataJson, tensors))
             throw Bad("checksum mismatch: the file was truncated or edited");
@@ -225,25 +233,38 @@ public static class ModelFile
         int inputs = preprocessing.NetworkInputs;
         if (metadata.Widths is not { Length: >= 2 } widths || widths[0] != inputs || widths[^1] != 1)
             throw Bad($"widths must run from {inputs} inputs (the encoded features) to 1 output");
-        var layout = new ParameterLayout(widths, ReadActivations(metadata, widths.Length - 1, Bad));
+        var layout = ReadLayout(format, metadata, widths, Bad);
         if (metadata.Members < 1)
-            throw Bad("no ensemble member");
+            throw Bad("no network");
         if ((long)layout.Count * sizeof(float) * metadata.Members > tensors.Length)
-            throw Bad($"{metadata.Members} members of a {string.Join("-", widths)} network need more than the file's {tensors.Length} tensor bytes");
-        var members = new List<float[]>();
+            throw Bad($"{metadata.Members} networks of a {string.Join("-", widths)} layout need more than the file's {tensors.Length} tensor bytes");
+        var networks = new List<float[]>();
         for (int m = 0; m < metadata.Members; m++)
         {
             var parameters = new float[layout.Count];
             for (int l = 0; l < layout.Layers; l++)
-            {
-                ReadTensor(header, tensors, $"member{m}.layer{l}.weight", [layout.Outputs(l), layout.Inputs(l)],
-                    parameters.AsSpan(layout.WeightOffset(l), layout.Outputs(l) * layout.Inputs(l)), Bad);
-                ReadTensor(header, tensors, $"member{m}.layer{l}.bias", [layout.Outputs(l)],
-                    parameters.AsSpan(layout.BiasOffset(l), layout.Outputs(l)), Bad);
-            }
-            members.Add(parameters);
+                foreach (var (name, shape, at) in layout.Tensors(l))
+                    ReadTensor(header, tensors, TensorName(format, m, l, name), shape, parameters.AsSpan(at, shape.Aggregate(1, (a, b) => a * b)), Bad);
+            networks.Add(parameters);
         }
-        return new HitModel(layout, preprocessing, members, metadata.Training);
+        return new HitModel(layout, preprocessing, networks, metadata.Training);
+    }
+
+    /// <summary>Format 1 names its tensors member{m}.layer{l}.weight (one plain network per member); format 2 network{m}.layer{l}.weight, .input_scale, ...</summary>
+    private static string TensorName(string format, int network, int layer, string tensor) =>
+        $"{(format == Format ? "member" : "network")}{network}.layer{layer}.{tensor}";
+
+    /// <summary>The widths and activations, and in format 2 the ensemble's kind and members (format 1: plain).</summary>
+    private static ParameterLayout ReadLayout(string format, Metadata metadata, int[] widths, Func<string, InputException> bad)
+    {
+        var activations = ReadActivations(metadata, widths.Length - 1, bad);
+        if (format == Format)
+            return new ParameterLayout(widths, activations);
+        if (!Enum.TryParse<EnsembleKind>(metadata.EnsembleKind, ignoreCase: true, out var kind) || !Enum.IsDefined(kind) || int.TryParse(metadata.EnsembleKind, out _))
+            throw bad($"unknown ensemble kind '{metadata.EnsembleKind}' (expected {string.Join(", ", Enum.GetNames<EnsembleKind>().Select(n => n.ToLowerInvariant()))})");
+        if (metadata.EnsembleMembers < 2 || metadata.EnsembleMembers > ParameterLayout.MaxMembers)
+            throw bad($"ensemble members must be 2 to {ParameterLayout.MaxMembers}, got {metadata.EnsembleMembers}");
+        return new ParameterLayout(widths, activations, kind, metadata.EnsembleMembers);
     }
 
     /// <summary>One known activation per layer, the last none: the network ends in a logit, and the output is its sigmoid.</summary>
@@ -305,7 +326,7 @@ public static class ModelFile
     private static readonly JsonSerializerOptions JsonOptions = new()
     {
         PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
-        NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals, // NaN metrics of a run stopped at epoch 0
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals, // NaN metrics of a run stopped at epoch 0
     };
 
     private sealed class Metadata
@@ -324,7 +345,12 @@ public static class ModelFile
         public float[]? FeatureMin { get; set; }
         public float[]? FeatureMedian { get; set; }
         public float[]? FeatureMax { get; set; }
-        public int Members { get; set; }
+        public int Members { get; set; }              // networks (format 1: one per ensemble member)
+        // Format 2 only: a plain network's metadata stays as format 1 wrote it.
+        [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+        public string? EnsembleKind { get; set; }     // independent, batch or mini
+        [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+        public int EnsembleMembers { get; set; }      // members inside each network
         public ModelProvenance? Training { get; set; }
     }
 }

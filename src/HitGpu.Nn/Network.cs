@@ -65,14 +65,16 @@ public sealed class DeviceDataset : IDisposable
 
 /// <summary>
 /// The network's device state: one flat buffer each for parameters, gradients and Adam's two moments, and
-/// per layer its activated outputs and dL/dz for up to <see cref="CapacityRows"/> rows. Nothing is
-/// allocated inside a training step.
+/// per layer its activated outputs and dL/dz for up to <see cref="CapacityRows"/> rows of k row-members each
+/// (the layout's members). Nothing is allocated inside a training step.
 /// </summary>
 public sealed class Network : IDisposable
 {
     private readonly ComputeDevice device;
-    private readonly DeviceBuffer<float>[] outputs;   // layer l: (capacity, Outputs(l)), activated
-    private readonly DeviceBuffer<float>[] deltas;    // layer l: (capacity, Outputs(l)), dL/dz
+    private readonly DeviceBuffer<float>[] outputs;   // layer l: (capacity k, Outputs(l)), activated
+    private readonly DeviceBuffer<float>[] deltas;    // layer l: (capacity k, Outputs(l)), dL/dz
+    private readonly DeviceBuffer<float>?[] preScale; // layer l with s: (capacity k, Outputs(l)), (x r) W^T
+    private DeviceBuffer<float>? scaledInputGradient; // (capacity k, widest input): g at x r (batched layers with r, or shared input rows)
     private readonly DeviceBuffer<float> probabilities;
     private readonly DeviceBuffer<int> noIndex;
     private readonly DeviceBuffer<LayerShape> layers; // the layout's shapes, for the CPU epoch kernels
@@ -121,8 +123,10 @@ public sealed class Network : IDisposable
         Gradients.Clear();
         AdamM.Clear();
         AdamV.Clear();
-        outputs = Enumerable.Range(0, layout.Layers).Select(l => device.Allocate<float>(capacityRows, layout.Outputs(l))).ToArray();
-        deltas = Enumerable.Range(0, layout.Layers).Select(l => device.Allocate<float>(capacityRows, layout.Outputs(l))).ToArray();
+        int rowMembers = checked(capacityRows * layout.Members);
+        outputs = Enumerable.Range(0, layout.Layers).Select(l => device.Allocate<float>(rowMembers, layout.Outputs(l))).ToArray();
+        deltas = Enumerable.Range(0, layout.Layers).Select(l => device.Allocate<float>(rowMembers, layout.Outputs(l))).ToArray();
+        preScale = Enumerable.Range(0, layout.Layers).Select(l => layout[l].HasOutputScale ? device.Allocate<float>(rowMembers, layout.Outputs(l)) : null).ToArray();
         probabilities = device.Allocate<float>(capacityRows);
         noIndex = device.Allocate<int>(1);
         layers = device.Upload<LayerShape>(layout.Shapes, layout.Layers);
@@ -137,10 +141,10 @@ public sealed class Network : IDisposable
         AdamV.Clear();
     }
 
-    /// <summary>(rows) logits of the last forward pass.</summary>
+    /// <summary>(rows k) logits of the last forward pass.</summary>
     private DeviceBuffer<float> Logits => outputs[^1];
 
-    /// <summary>(rows) dL/dz at the logits: the loss kernel writes it, the backward pass starts from it.</summary>
+    /// <summary>(rows k) dL/dz at the logits: the loss kernel writes it, the backward pass starts from it.</summary>
     private DeviceBuffer<float> LogitGradient => deltas[^1];
 
     /// <summary>Rows [offset, offset + rows) of a (n, inputs) matrix, gathered through an index when one is given.</summary>
@@ -159,18 +163,27 @@ public sealed class Network : IDisposable
     private void Forward(RowSource input, int rows, in StepSettings settings, int step)
     {
         CheckRows(rows);
+        int rowMembers = rows * Layout.Members;
         for (int l = 0; l < Layout.Layers; l++)
         {
-            device.DenseForward(new DenseForwardArgs
+            // A plain network's layers are Dense's (with its tiled variants); members and adapters need the batched kernels.
+            if (Layout.IsPlain)
             {
-                X = LayerInput(l, input),
-                Weight = Parameters.Slice(Layout.WeightOffset(l), Layout.Outputs(l) * Layout.Inputs(l)),
-                Bias = Parameters.Slice(Layout.BiasOffset(l), Layout.Outputs(l)),
-                Y = outputs[l].View,
-                Rows = rows, Inputs = Layout.Inputs(l), Outputs = Layout.Outputs(l), Activation = (int)Layout.ActivationOf(l),
-            });
+                device.DenseForward(new DenseForwardArgs
+                {
+                    X = LayerInput(l, input),
+                    Weight = Parameters.Slice(Layout.WeightOffset(l), Layout.Outputs(l) * Layout.Inputs(l)),
+                    Bias = Parameters.Slice(Layout.BiasOffset(l), Layout.Outputs(l)),
+                    Y = outputs[l].View,
+                    Rows = rows, Inputs = Layout.Inputs(l), Outputs = Layout.Outputs(l), Activation = (int)Layout.ActivationOf(l),
+                });
+            }
+            else
+            {
+                device.BatchedDenseForward(BatchedLayer(l, input, rows));
+            }
             if (settings.DropoutRate > 0f && l < Layout.Layers - 1)
-                device.ApplyDropout(new DropoutArgs { Values = outputs[l].View, Rows = rows, Cols = Layout.Outputs(l), Layer = l, Step = step, Seed = settings.DropoutSeed, Rate = settings.DropoutRate });
+                device.ApplyDropout(new DropoutArgs { Values = outputs[l].View, Rows = rowMembers, Cols = Layout.Outputs(l), Layer = l, Step = step, Seed = settings.DropoutSeed, Rate = settings.DropoutRate });
         }
     }
 
@@ -179,22 +192,46 @@ public sealed class Network : IDisposable
     {
         for (int l = Layout.Layers - 1; l >= 0; l--)
         {
-            device.DenseBackward(new DenseBackwardArgs
+            // Layer 0's input gradient (d / d the network's inputs) only when asked: training never needs it.
+            var previousGradient = l > 0 ? deltas[l - 1].View : inputGradient?.View ?? deltas[0].View;
+            bool withInputGradient = l > 0 || inputGradient is not null;
+            if (Layout.IsPlain)
             {
-                X = LayerInput(l, input),
-                Weight = Parameters.Slice(Layout.WeightOffset(l), Layout.Outputs(l) * Layout.Inputs(l)),
-                OutputGradient = deltas[l].View,
-                WeightGradient = Gradients.Slice(Layout.WeightOffset(l), Layout.Outputs(l) * Layout.Inputs(l)),
-                BiasGradient = Gradients.Slice(Layout.BiasOffset(l), Layout.Outputs(l)),
-                // Layer 0's input gradient (d / d the network's inputs) only when asked: training never needs it.
-                InputGradient = l > 0 ? deltas[l - 1].View : inputGradient?.View ?? deltas[0].View,
-                Rows = rows, Inputs = Layout.Inputs(l), Outputs = Layout.Outputs(l),
-                InputActivation = (int)Layout.InputActivationOf(l),
-            }, withInputGradient: l > 0 || inputGradient is not null);
+                device.DenseBackward(new DenseBackwardArgs
+                {
+                    X = LayerInput(l, input),
+                    Weight = Parameters.Slice(Layout.WeightOffset(l), Layout.Outputs(l) * Layout.Inputs(l)),
+                    OutputGradient = deltas[l].View,
+                    WeightGradient = Gradients.Slice(Layout.WeightOffset(l), Layout.Outputs(l) * Layout.Inputs(l)),
+                    BiasGradient = Gradients.Slice(Layout.BiasOffset(l), Layout.Outputs(l)),
+                    InputGradient = previousGradient,
+                    Rows = rows, Inputs = Layout.Inputs(l), Outputs = Layout.Outputs(l),
+                    InputActivation = (int)Layout.InputActivationOf(l),
+                }, withInputGradient);
+            }
+            else
+            {
+                device.BatchedDenseBackward(BatchedLayer(l, input, rows) with { InputGradient = previousGradient }, withInputGradient);
+            }
             // The activation's derivative came from the masked output (0 where dropped); the kept units take the scale.
             if (settings.DropoutRate > 0f && l > 0)
-                device.ApplyDropout(new DropoutArgs { Values = deltas[l - 1].View, Rows = rows, Cols = Layout.Inputs(l), Layer = l - 1, Step = step, Seed = settings.DropoutSeed, Rate = settings.DropoutRate });
+                device.ApplyDropout(new DropoutArgs { Values = deltas[l - 1].View, Rows = rows * Layout.Members, Cols = Layout.Inputs(l), Layer = l - 1, Step = step, Seed = settings.DropoutSeed, Rate = settings.DropoutRate });
         }
+    }
+
+    /// <summary>Layer l's batched arguments for a pass over <paramref name="rows"/> rows (the input gradient: none; Backward sets it).</summary>
+    private BatchedLayerArgs BatchedLayer(int l, RowSource input, int rows)
+    {
+        var layer = Layout[l];
+        if ((layer.HasInputScale || l == 0) && scaledInputGradient is null)
+            scaledInputGradient = device.Allocate<float>(CapacityRows * Layout.Members, Layout.Widths.Take(Layout.Layers).Max());
+        return new BatchedLayerArgs
+        {
+            X = LayerInput(l, input), Parameters = Parameters.View, Gradients = Gradients.View,
+            PreScale = preScale[l]?.View ?? Gradients.View, Y = outputs[l].View, OutputGradient = deltas[l].View,
+            ScaledInputGradient = scaledInputGradient?.View ?? Gradients.View, InputGradient = Gradients.View,
+            Layer = layer, Rows = rows, Members = Layout.Members, InputShared = l == 0 ? 1 : 0, InputActivation = (int)Layout.InputActivationOf(l),
+        };
     }
 
     /// <summary>
@@ -212,7 +249,7 @@ public sealed class Network : IDisposable
             Labels = order is null ? RowSource.InPlace(data.Labels.View, 1, noIndex.View, offset) : RowSource.Gather(data.Labels.View, 1, order.View, offset),
             LogitGradient = LogitGradient.View,
             SampleLoss = data.SampleLoss.View, SampleCorrect = data.SampleCorrect.View,
-            Rows = rows, GradientScale = 1f / rows,
+            Rows = rows, GradientScale = 1f / (rows * Layout.Members), Members = Layout.Members,
         });
         Backward(input, rows, settings, step);
     }
@@ -280,7 +317,7 @@ public sealed class Network : IDisposable
             return cpuEpoch;
         cpuEpoch?.Dispose();
         cpuEpoch = new CpuEpochBuffers(device.Allocate<float>(threads, Layout.Count),
-            device.Allocate<float>(threads, 2 * rowsPerThread * Layout.ActivationWidth), rowsPerThread);
+            device.Allocate<float>(threads, checked(2 * rowsPerThread * Layout.Members * Layout.ActivationWidth)), rowsPerThread);
         return cpuEpoch;
     }
 
@@ -317,7 +354,7 @@ public sealed class Network : IDisposable
                     Labels = RowSource.InPlace(data.Labels.View, 1, noIndex.View, offset),
                     LogitGradient = LogitGradient.View,
                     SampleLoss = data.SampleLoss.View, SampleCorrect = data.SampleCorrect.View,
-                    Rows = rows, GradientScale = 1f / rows,
+                    Rows = rows, GradientScale = 1f / (rows * Layout.Members), Members = Layout.Members, LossOfMean = 1,
                 });
             }
         }
@@ -358,7 +395,7 @@ public sealed class Network : IDisposable
         {
             int chunk = Math.Min(CapacityRows, rows - offset);
             Forward(Input(features, offset), chunk, noDropout, 0);
-            device.ApplyActivation(Logits.View, probabilities.View, chunk, Activation.Sigmoid);
+            device.MeanProbability(Logits.View, probabilities.View, chunk, Layout.Members);
             probabilities.CopyTo(0, result.Slice(offset, chunk));
         }
     }
@@ -380,8 +417,7 @@ public sealed class Network : IDisposable
             int chunk = Math.Min(CapacityRows, rows - offset);
             var input = Input(features, offset);
             Forward(input, chunk, noDropout, 0);
-            device.ApplyActivation(Logits.View, probabilities.View, chunk, Activation.Sigmoid);
-            device.ApplyDerivative(probabilities.View, LogitGradient.View, chunk, Activation.Sigmoid);
+            device.MeanProbabilitySlope(Logits.View, LogitGradient.View, chunk, Layout.Members);
             Backward(input, chunk, noDropout, 0, inputGradient);
             inputGradient.CopyTo(0, result.Slice(offset * inputs, chunk * inputs));
         }
@@ -403,6 +439,9 @@ public sealed class Network : IDisposable
     {
         foreach (var b in outputs.Concat(deltas))
             b.Dispose();
+        foreach (var b in preScale)
+            b?.Dispose();
+        scaledInputGradient?.Dispose();
         probabilities.Dispose();
         noIndex.Dispose();
         layers.Dispose();

@@ -18,24 +18,18 @@ public static class Plots
     public const string ImportanceFile = "importance.png";
 
     /// <summary>
-    /// Writes loss.png and accuracy.png (training and validation per epoch, averaged over the members of an
-    /// ensemble) into a folder; returns their paths.
+    /// Writes loss.png and accuracy.png (training and validation per epoch) into a folder; returns their paths.
     /// </summary>
-    public static IReadOnlyList<string> TrainingCurves(IReadOnlyList<EpochMetrics> memberHistory, string folder)
+    public static IReadOnlyList<string> TrainingCurves(IReadOnlyList<EpochMetrics> history, string folder)
     {
         Directory.CreateDirectory(folder);
-        int members = memberHistory.Select(h => h.Member).Distinct().Count();
-        var history = memberHistory.GroupBy(h => h.Epoch).OrderBy(g => g.Key).Select(g => new EpochMetrics(g.Key,
-            g.Average(h => h.TrainLoss), g.Average(h => h.TrainAccuracy), g.Average(h => h.ValidationLoss), g.Average(h => h.ValidationAccuracy),
-            g.Sum(h => h.Seconds))).ToList();
-        string of = members > 1 ? $" (mean of {members} networks)" : "";
         double[] epochs = history.Select(h => (double)h.Epoch).ToArray();
         string loss = Path.Combine(folder, TrainingCurveFiles[0]);
-        Save(loss, "Binary cross-entropy per epoch" + of, "epoch", "loss", Alignment.UpperRight, integerX: true,
+        Save(loss, "Binary cross-entropy per epoch", "epoch", "loss", Alignment.UpperRight, integerX: true,
             ("training", epochs, history.Select(h => h.TrainLoss).ToArray()),
             ("validation", epochs, history.Select(h => h.ValidationLoss).ToArray()));
         string accuracy = Path.Combine(folder, TrainingCurveFiles[1]);
-        Save(accuracy, "Accuracy per epoch" + of, "epoch", "accuracy (%)", Alignment.LowerRight, integerX: true,
+        Save(accuracy, "Accuracy per epoch", "epoch", "accuracy (%)", Alignment.LowerRight, integerX: true,
             ("training", epochs, history.Select(h => h.TrainAccuracy * 100).ToArray()),
             ("validation", epochs, history.Select(h => h.ValidationAccuracy * 100).ToArray()));
         return [loss, accuracy];

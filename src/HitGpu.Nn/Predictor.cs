@@ -30,7 +30,7 @@ public sealed class Predictor : IDisposable
         inputs.CopyFrom(0, model.Preprocessing.Apply(songs.Features));
         var sum = new double[rows];
         var p = new float[rows];
-        foreach (var member in model.Members)
+        foreach (var member in model.Networks)
         {
             network.Reset(member);
             network.PredictProbabilities(inputs, rows, p);
@@ -38,7 +38,7 @@ public sealed class Predictor : IDisposable
                 sum[i] += p[i];
         }
         for (int i = 0; i < rows; i++)
-            p[i] = (float)(sum[i] / model.Members.Count);
+            p[i] = (float)(sum[i] / model.Networks.Count);
         return p;
     }
 

@@ -31,16 +31,16 @@ public sealed record TrainingOptions
     public double TestFraction { get; init; } = 0.15;
     /// <summary>Stop after this many epochs without a lower validation loss, and keep the best epoch's weights; 0 = off.</summary>
     public int EarlyStoppingPatience { get; init; } = 0;
-    /// <summary>Networks trained with different seeds on the same split; their probabilities are averaged.</summary>
+    /// <summary>Members trained together in one network, each on the same batches; their probabilities are averaged.</summary>
     public int EnsembleSize { get; init; } = 5;
+    /// <summary>What the members share (TabM): nothing (independent networks), all but adapters (batch), or all but the input scale and head (mini).</summary>
+    public EnsembleKind EnsembleKind { get; init; } = EnsembleKind.Independent;
     /// <summary>Feature transforms applied before standardisation.</summary>
     public FeatureEncoding Encoding { get; init; } = FeatureEncoding.Raw;
     /// <summary>Probability of dropping each hidden unit during training (inverted dropout; off at evaluation).</summary>
     public float Dropout { get; init; } = 0.15f;
     /// <summary>How each encoded feature becomes network inputs before standardising: as it is, quantile-normalised, or piecewise-linear.</summary>
     public InputTransform Inputs { get; init; } = InputTransform.Quantile;
-    /// <summary>Each member trains on its own bootstrap sample of the training part (bagging); false: on all of it.</summary>
-    public bool Bootstrap { get; init; } = false;
     /// <summary>Drop the songs that repeat an earlier one (same uri, or the same features and target) before splitting.</summary>
     public bool DropDuplicates { get; init; } = false;
     /// <summary>Keep the mean of the weights after each of the last this many epochs (weight averaging); 0 = the last epoch's.</summary>
@@ -72,7 +72,9 @@ public sealed record TrainingOptions
             throw new ArgumentException($"epochs to average must be 0 (off) to the epochs ({Epochs}), got {AverageLastEpochs}");
         if (AverageLastEpochs > 0 && EarlyStoppingPatience > 0)
             throw new ArgumentException("weight averaging and early stopping each choose the weights to keep: use one of them");
-        if (EnsembleSize < 1) throw new ArgumentException($"an ensemble needs at least 1 network, got {EnsembleSize}");
+        if (EnsembleSize < 1 || EnsembleSize > ParameterLayout.MaxMembers)
+            throw new ArgumentException($"an ensemble has 1 to {ParameterLayout.MaxMembers} members, got {EnsembleSize}");
+        if (!Enum.IsDefined(EnsembleKind)) throw new ArgumentException($"unknown ensemble kind {EnsembleKind}");
         if (ValidationFraction <= 0 || TestFraction <= 0 || ValidationFraction + TestFraction >= 1)
             throw new ArgumentException($"validation ({ValidationFraction}) and test ({TestFraction}) splits must be above 0 and add up to less than 1");
     }
@@ -89,23 +91,26 @@ public sealed record TrainingOptions
         return (float)(LearningRate * 0.5 * (1 + Math.Cos(Math.PI * Math.Min(1, progress))));
     }
 
-    /// <summary>Seed of ensemble member k: member 0 uses the run's seed, so a one-network run is unchanged.</summary>
-    public int MemberSeed(int member) => Seed + 7919 * member;
-
-    /// <summary>How each of member k's steps runs: Adam (Keras' constants), the weight decay, and its own dropout masks.</summary>
-    public StepSettings StepSettingsFor(int member) => StepSettings.Default with
+    /// <summary>How each step runs: Adam (Keras' constants), the weight decay, and the dropout masks of this seed (each row-member its own).</summary>
+    public StepSettings StepSettings => StepSettings.Default with
     {
-        WeightDecay = WeightDecay, DropoutRate = Dropout, DropoutSeed = (uint)MemberSeed(member) * 2654435761u + 12345u,
+        WeightDecay = WeightDecay, DropoutRate = Dropout, DropoutSeed = (uint)Seed * 2654435761u + 12345u,
     };
+
+    /// <summary>The network these options train on <paramref name="inputs"/> network inputs: hidden widths, members and kind.</summary>
+    public ParameterLayout LayoutFor(int inputs) => ParameterLayout.ForClassifier(inputs, Hidden, EnsembleKind, EnsembleSize);
 }
 
-/// <summary>One epoch of one ensemble member (member counts from 0).</summary>
-public sealed record EpochMetrics(int Epoch, double TrainLoss, double TrainAccuracy, double ValidationLoss, double ValidationAccuracy, double Seconds, int Member = 0);
+/// <summary>
+/// One epoch of the network (all its members): the training loss is the members' mean loss, the validation
+/// loss that of their mean probability; accuracies are the mean probability's.
+/// </summary>
+public sealed record EpochMetrics(int Epoch, double TrainLoss, double TrainAccuracy, double ValidationLoss, double ValidationAccuracy, double Seconds);
 
 /// <summary>
-/// The trained model (each member's weights of its kept epoch), every member's per-epoch history, the
-/// validation part's evaluation of the averaged probabilities (what tuning may look at), the test part's
-/// (read once, at the end), and why training stopped before its last epoch, if it did.
+/// The trained model (the weights of the kept epoch), the per-epoch history, the validation part's
+/// evaluation of the averaged probabilities (what tuning may look at), the test part's (read once, at the
+/// end), and why training stopped before its last epoch, if it did.
 /// </summary>
 public sealed record TrainingResult(
     HitModel Model, IReadOnlyList<EpochMetrics> History, int KeptEpoch, Evaluation Validation, Evaluation Test,
@@ -128,12 +133,12 @@ public sealed record TrainingResult(
 public static class Trainer
 {
     /// <summary>
-    /// Trains the network (or each member of the ensemble) on one stratified split. <paramref name="onEpoch"/>
-    /// hears each epoch's metrics; <paramref name="onBatch"/> (member, epoch, batches done, batches per epoch) is
-    /// called on the host as batches are queued, for progress bars.
+    /// Trains the network (all its members at once) on one stratified split. <paramref name="onEpoch"/> hears
+    /// each epoch's metrics; <paramref name="onBatch"/> (epoch, batches done, batches per epoch) is called on
+    /// the host as batches are queued, for progress bars.
     /// </summary>
     public static TrainingResult Train(ComputeDevice device, SongTable data, TrainingOptions options,
-        Action<EpochMetrics>? onEpoch = null, Action<int, int, int, int>? onBatch = null, Action<string>? onWarning = null,
+        Action<EpochMetrics>? onEpoch = null, Action<int, int, int>? onBatch = null, Action<string>? onWarning = null,
         CancellationToken cancellationToken = default)
     {
         options.Validate();
@@ -149,7 +154,7 @@ public static class Trainer
             throw new InputException($"{data.Source}: {data.Count} rows are too few to split into training, validation and test parts");
         // Fitted on the training part, read in place by its row indices: no copy of the raw rows.
         var preprocessing = Preprocessing.Fit(data.Features, options.Encoding, options.Inputs, split.Train);
-        var layout = ParameterLayout.ForClassifier(preprocessing.NetworkInputs, options.Hidden);
+        var layout = options.LayoutFor(preprocessing.NetworkInputs);
 
         using var trainSet = new DeviceDataset(device, preprocessing.Apply(data.Features, split.Train), preprocessing.NetworkInputs,
             split.Train.Select(r => data.Labels[r]).ToArray());
@@ -158,37 +163,25 @@ public static class Trainer
         using var network = new Network(device, layout, Math.Max(options.BatchSize, Network.ChunkRows));
         network.Path = options.Path ?? device.PreferredTrainingPath;
 
-        var members = new List<float[]>();
         var history = new List<EpochMetrics>();
-        var outcomes = new List<MemberOutcome>();
-        for (int member = 0; member < options.EnsembleSize; member++)
-        {
-            var outcome = TrainMember(device, network, trainSet, validationSet, options, member, history, onEpoch, onBatch, cancellationToken);
-            outcomes.Add(outcome);
-            members.Add(outcome.Parameters);
-            if (outcome.Diverged)
-                break;
-        }
-        // The model's own averaged probabilities (over the members kept: fewer than asked when one diverged),
-        // on the validation part and then, once, on the test part.
-        var model = new HitModel(layout, preprocessing, members, Provenance: null);
+        var outcome = TrainNetwork(device, network, trainSet, validationSet, options, history, onEpoch, onBatch, cancellationToken);
+        // The model's own averaged probabilities, on the validation part and then, once, on the test part.
+        var model = new HitModel(layout, preprocessing, [outcome.Parameters], Provenance: null);
         var validation = Evaluation.Of(model.PredictProbabilities(device, validationPart), validationPart.Labels!);
         var testPart = data.Subset(split.Test);
         var test = Evaluation.Of(model.PredictProbabilities(device, testPart), testPart.Labels!);
-        var first = outcomes[0];
-        var last = first.KeptEpoch > 0 ? history.First(h => h.Member == 0 && h.Epoch == first.KeptEpoch) : null;
+        var last = outcome.KeptEpoch > 0 ? history.First(h => h.Epoch == outcome.KeptEpoch) : null;
         model = model with
         {
-            Provenance = new ModelProvenance(data.Files, options.Seed, first.KeptEpoch, options.BatchSize, options.LearningRate,
+            Provenance = new ModelProvenance(data.Files, options.Seed, outcome.KeptEpoch, options.BatchSize, options.LearningRate,
                 last?.TrainLoss ?? double.NaN, last?.TrainAccuracy ?? double.NaN, last?.ValidationLoss ?? double.NaN, last?.ValidationAccuracy ?? double.NaN, test.Accuracy),
         };
-        var stopped = outcomes.Where(o => o.StoppedEarly is not null).Select(o => options.EnsembleSize > 1 ? $"member {outcomes.IndexOf(o) + 1}: {o.StoppedEarly}" : o.StoppedEarly);
-        return new TrainingResult(model, history, first.KeptEpoch, validation, test, split, clock.Elapsed.TotalSeconds,
-            stopped.Any() ? string.Join("; ", stopped) : null, outcomes.Any(o => o.Diverged)) { Duplicates = duplicates };
+        return new TrainingResult(model, history, outcome.KeptEpoch, validation, test, split, clock.Elapsed.TotalSeconds,
+            outcome.StoppedEarly, outcome.Diverged) { Duplicates = duplicates };
     }
 
     /// <summary>
-    /// <see cref="Train(ComputeDevice, SongTable, TrainingOptions, Action{EpochMetrics}?, Action{int, int, int, int}?, Action{string}?, CancellationToken)"/>
+    /// <see cref="Train(ComputeDevice, SongTable, TrainingOptions, Action{EpochMetrics}?, Action{int, int, int}?, Action{string}?, CancellationToken)"/>
     /// as .NET libraries take progress and cancellation: each epoch's metrics reported, and the run stopped
     /// (<see cref="OperationCanceledException"/>) between epochs, or between steps on the layered path.
     /// </summary>
@@ -215,25 +208,24 @@ public static class Trainer
         return (split, new DuplicateReport(repeated, repeated > 0 ? Duplicates.AcrossParts(data, split) : 0, 0));
     }
 
-    private static MemberOutcome TrainMember(ComputeDevice device, Network network, DeviceDataset trainSet, DeviceDataset validationSet,
-        TrainingOptions options, int member, List<EpochMetrics> history, Action<EpochMetrics>? onEpoch, Action<int, int, int, int>? onBatch,
+    private static NetworkOutcome TrainNetwork(ComputeDevice device, Network network, DeviceDataset trainSet, DeviceDataset validationSet,
+        TrainingOptions options, List<EpochMetrics> history, Action<EpochMetrics>? onEpoch, Action<int, int, int>? onBatch,
         CancellationToken cancellationToken)
     {
-        network.Reset(network.Layout.Initialize(options.MemberSeed(member)));
+        network.Reset(network.Layout.Initialize(options.Seed));
         using var order = device.Allocate<int>(trainSet.Rows);
         int stepsPerEpoch = (trainSet.Rows + options.BatchSize - 1) / options.BatchSize;
         int totalSteps = stepsPerEpoch * options.Epochs;
-        var settings = options.StepSettingsFor(member);
+        var settings = options.StepSettings;
         var schedule = new AdamStep[stepsPerEpoch];
 
-        var shuffleRng = new Random(options.MemberSeed(member) + 1);
-        // Bagging draws the member's rows once, with replacement; each epoch shuffles that draw.
-        var orderOnHost = options.Bootstrap ? BootstrapSample(trainSet.Rows, shuffleRng) : Enumerable.Range(0, trainSet.Rows).ToArray();
-        var progress = new MemberProgress(options, network.Parameters.ToArray());
-        // On the device, each epoch's order is a seeded permutation of the rows (or of the bootstrap draw), made
+        var shuffleRng = new Random(options.Seed + 1);
+        var orderOnHost = Enumerable.Range(0, trainSet.Rows).ToArray();
+        var progress = new NetworkProgress(options, network.Parameters.ToArray());
+        // On the device, each epoch's order is a seeded permutation of the rows, made
         // there: nothing crosses per epoch. On the host (the CPU accelerator), a shuffle uploaded each epoch.
         using var rows = options.ShuffleOnDevice ?? device.ShufflesOnDevice ? device.Upload<int>(orderOnHost, orderOnHost.Length) : null;
-        uint shuffleSeed = (uint)options.MemberSeed(member) * 747796405u + 2891336453u;
+        uint shuffleSeed = (uint)options.Seed * 747796405u + 2891336453u;
         for (int epoch = 1, step = 0; epoch <= options.Epochs; epoch++, step += stepsPerEpoch)
         {
             cancellationToken.ThrowIfCancellationRequested();
@@ -253,11 +245,11 @@ public static class Trainer
             network.TrainEpoch(trainSet, order, options.BatchSize, schedule, settings, firstStep: step, (done, total) =>
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                onBatch?.Invoke(member, currentEpoch, done, total);
+                onBatch?.Invoke(currentEpoch, done, total);
             });
             var (trainLoss, trainAccuracy) = trainSet.ReadMetrics();
             var (validationLoss, validationAccuracy) = network.Score(validationSet);
-            var metrics = new EpochMetrics(epoch, trainLoss, trainAccuracy, validationLoss, validationAccuracy, epochClock.Elapsed.TotalSeconds, member);
+            var metrics = new EpochMetrics(epoch, trainLoss, trainAccuracy, validationLoss, validationAccuracy, epochClock.Elapsed.TotalSeconds);
             history.Add(metrics);
             onEpoch?.Invoke(metrics);
             if (!progress.GoesOn(epoch, trainLoss, validationLoss, network.Parameters.ToArray))
@@ -266,25 +258,17 @@ public static class Trainer
         return progress.Outcome();
     }
 
-    /// <summary><paramref name="rows"/> row indices drawn with replacement (bagging): about 63% of the rows, some more than once.</summary>
-    public static int[] BootstrapSample(int rows, Random rng)
-    {
-        var drawn = new int[rows];
-        for (int i = 0; i < rows; i++)
-            drawn[i] = rng.Next(rows);
-        return drawn;
-    }
 }
 
-/// <summary>What one member's training ended with: the weights kept, from which epoch, and why it stopped early, if it did.</summary>
-internal sealed record MemberOutcome(float[] Parameters, int KeptEpoch, string? StoppedEarly, bool Diverged);
+/// <summary>What training ended with: the weights kept, from which epoch, and why it stopped early, if it did.</summary>
+internal sealed record NetworkOutcome(float[] Parameters, int KeptEpoch, string? StoppedEarly, bool Diverged);
 
 /// <summary>
-/// One member's bookkeeping across epochs: which weights to keep (the last epoch's; with early stopping the
+/// The network's bookkeeping across epochs: which weights to keep (the last epoch's; with early stopping the
 /// best epoch's by validation loss; with weight averaging the mean of the last epochs'), and whether to go on
 /// (not after a loss that is not finite, nor past the early-stopping patience).
 /// </summary>
-internal sealed class MemberProgress(TrainingOptions options, float[] initial)
+internal sealed class NetworkProgress(TrainingOptions options, float[] initial)
 {
     private float[] kept = initial;
     private int keptEpoch;
@@ -321,10 +305,10 @@ internal sealed class MemberProgress(TrainingOptions options, float[] initial)
         return false;
     }
 
-    public MemberOutcome Outcome()
+    public NetworkOutcome Outcome()
     {
         // Weight averaging (never with early stopping): the mean of the last epochs' weights, unless training diverged first.
         var weights = averaged is not null && !diverged ? averaged.Select(sum => (float)(sum / options.AverageLastEpochs)).ToArray() : kept;
-        return new MemberOutcome(weights, keptEpoch, stoppedEarly, diverged);
+        return new NetworkOutcome(weights, keptEpoch, stoppedEarly, diverged);
     }
 }

@@ -7,25 +7,31 @@ public sealed class CpuEpochTests(AcceleratorFixture fixture)
 {
     private readonly ComputeDevice device = fixture.Device;
 
-    public static TheoryData<int[], int, int, bool, float> Cases()
+    public static TheoryData<int[], int, int, bool, float, EnsembleKind, int> Cases()
     {
-        var data = new TheoryData<int[], int, int, bool, float>();
+        var data = new TheoryData<int[], int, int, bool, float, EnsembleKind, int>();
         foreach (bool throughViews in new[] { false, true })
         {
-            data.Add([15, 64, 32, 1], 100, 32, throughViews, 0f);
-            data.Add([15, 64, 32, 1], 100, 32, throughViews, 0.3f); // dropout on both hidden layers
-            data.Add([5, 9, 3, 1], 65, 7, throughViews, 0f);   // odd widths, a partial last batch
-            data.Add([4, 1], 13, 1, throughViews, 0.5f);       // logistic regression (no hidden layer to drop), batch of one
-            data.Add([15, 16, 1], 40, 64, throughViews, 0.2f); // one batch larger than the data
+            data.Add([15, 64, 32, 1], 100, 32, throughViews, 0f, EnsembleKind.Independent, 1);
+            data.Add([15, 64, 32, 1], 100, 32, throughViews, 0.3f, EnsembleKind.Independent, 1); // dropout on both hidden layers
+            data.Add([5, 9, 3, 1], 65, 7, throughViews, 0f, EnsembleKind.Independent, 1);   // odd widths, a partial last batch
+            data.Add([4, 1], 13, 1, throughViews, 0.5f, EnsembleKind.Independent, 1);       // logistic regression (no hidden layer to drop), batch of one
+            data.Add([15, 16, 1], 40, 64, throughViews, 0.2f, EnsembleKind.Independent, 1); // one batch larger than the data
+            // Members: each kind, with dropout (a mask per row-member) and odd sizes.
+            data.Add([15, 16, 8, 1], 70, 16, throughViews, 0.2f, EnsembleKind.Independent, 3);
+            data.Add([15, 16, 8, 1], 70, 16, throughViews, 0.2f, EnsembleKind.Batch, 4);
+            data.Add([5, 9, 3, 1], 33, 5, throughViews, 0f, EnsembleKind.Batch, 2);
+            data.Add([15, 16, 8, 1], 70, 16, throughViews, 0.2f, EnsembleKind.Mini, 5);
+            data.Add([4, 1], 13, 3, throughViews, 0f, EnsembleKind.Batch, 3);   // one layer: only the per-member head
         }
         return data;
     }
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Epoch_matches_the_reference_step_by_step(int[] widths, int rows, int batchSize, bool throughViews, float dropout)
+    public void Epoch_matches_the_reference_step_by_step(int[] widths, int rows, int batchSize, bool throughViews, float dropout, EnsembleKind kind, int members)
     {
-        var layout = new ParameterLayout(widths);
+        var layout = new ParameterLayout(widths, null, kind, members);
         var rng = new Random(rows * 31 + batchSize);
         var features = Tolerance.Random(rng, rows * widths[0], 2f);
         var labels = Enumerable.Range(0, rows).Select(_ => (float)rng.Next(2)).ToArray();
@@ -59,24 +65,29 @@ public sealed class CpuEpochTests(AcceleratorFixture fixture)
     }
 
     [Theory]
-    [InlineData(false, 1)]
-    [InlineData(true, 1)]
-    [InlineData(false, 829)]
-    [InlineData(true, 65)]
-    public void Score_matches_the_reference_forward(bool throughViews, int rows)
+    [InlineData(false, 1, EnsembleKind.Independent, 1)]
+    [InlineData(true, 1, EnsembleKind.Independent, 1)]
+    [InlineData(false, 829, EnsembleKind.Independent, 1)]
+    [InlineData(true, 65, EnsembleKind.Independent, 1)]
+    [InlineData(false, 65, EnsembleKind.Independent, 3)]
+    [InlineData(true, 66, EnsembleKind.Batch, 4)]
+    [InlineData(false, 67, EnsembleKind.Mini, 5)]
+    public void Score_matches_the_reference_forward(bool throughViews, int rows, EnsembleKind kind, int members)
     {
-        var layout = ParameterLayout.ForClassifier(15, [64, 32]);
+        // Scoring's loss is the members' mean probability's (one member: the logit's own).
+        var layout = ParameterLayout.ForClassifier(15, [64, 32], kind, members);
         var rng = new Random(rows);
         var parameters = Tolerance.Random(rng, layout.Count, 0.5f);
         var features = Tolerance.Random(rng, rows * 15, 2f);
         var labels = Enumerable.Range(0, rows).Select(_ => (float)rng.Next(2)).ToArray();
         var order = Enumerable.Range(0, rows).OrderBy(_ => rng.Next()).ToArray();
 
-        var expectedLoss = new float[rows];
-        var expectedCorrect = new float[rows];
         var x = order.SelectMany(row => features.AsSpan(row * 15, 15).ToArray()).ToArray();
         var y = order.Select(row => labels[row]).ToArray();
-        NetworkReference.Step<float>(layout, parameters, x, y, rows, [], StepSettings.Default, 0, expectedLoss, expectedCorrect);
+        var logits = NetworkReference.Logits<float>(layout, parameters, x, rows);
+        var samples = Enumerable.Range(0, rows).Select(r => Loss.EnsembleSampleReference<float>(logits.AsSpan(r * members, members), y[r], lossOfMean: true)).ToArray();
+        var expectedLoss = samples.Select(e => e.Loss).ToArray();
+        var expectedCorrect = samples.Select(e => e.Correct ? 1f : 0f).ToArray();
 
         var (args, buffers) = Upload(layout, features, labels, order, parameters, 1);
         using (buffers)
@@ -90,19 +101,20 @@ public sealed class CpuEpochTests(AcceleratorFixture fixture)
     }
 
     [Theory]
-    [InlineData(false, 1)]
-    [InlineData(true, 6)]
-    [InlineData(false, 829)]
-    [InlineData(true, 65)]
-    public void Predict_matches_the_reference_forward_and_sigmoid(bool throughViews, int rows)
+    [InlineData(false, 1, EnsembleKind.Independent, 1)]
+    [InlineData(true, 6, EnsembleKind.Independent, 1)]
+    [InlineData(false, 829, EnsembleKind.Independent, 1)]
+    [InlineData(true, 65, EnsembleKind.Independent, 1)]
+    [InlineData(false, 65, EnsembleKind.Independent, 3)]
+    [InlineData(true, 7, EnsembleKind.Batch, 4)]
+    [InlineData(false, 66, EnsembleKind.Mini, 5)]
+    public void Predict_matches_the_reference_forward_and_sigmoid(bool throughViews, int rows, EnsembleKind kind, int members)
     {
-        var layout = ParameterLayout.ForClassifier(15, [64, 32]);
+        var layout = ParameterLayout.ForClassifier(15, [64, 32], kind, members);
         var rng = new Random(rows + 7);
         var parameters = Tolerance.Random(rng, layout.Count, 0.5f);
         var features = Tolerance.Random(rng, rows * 15, 2f);
-        // With every label 1 a sample's loss is -log p: the reference's forward gives p.
-        var loss = new float[rows];
-        NetworkReference.Step<float>(layout, parameters, features, Enumerable.Repeat(1f, rows).ToArray(), rows, [], StepSettings.Default, 0, loss);
+        var expected = NetworkReference.Predict<float>(layout, parameters, features, rows);
 
         var (args, buffers) = Upload(layout, features, new float[rows], Enumerable.Range(0, rows).ToArray(), parameters, 2 * device.CpuEpochThreads);
         using (buffers)
@@ -110,7 +122,7 @@ public sealed class CpuEpochTests(AcceleratorFixture fixture)
             using var probabilities = device.Allocate<float>(rows);
             using var unusedSchedule = device.Allocate<AdamStep>(1);
             device.PredictCpuEpoch(args with { Probabilities = probabilities.View, Schedule = unusedSchedule.View, BatchSize = 1 }, layout, throughViews);
-            Tolerance.AllClose(loss.Select(l => MathF.Exp(-l)).ToArray(), probabilities.ToArray(), "probability", abs: 1e-5, rel: 1e-4);
+            Tolerance.AllClose(expected, probabilities.ToArray(), "probability", abs: 1e-5, rel: 1e-4);
         }
     }
 
@@ -123,7 +135,7 @@ public sealed class CpuEpochTests(AcceleratorFixture fixture)
             device.Upload<float>(features, rows, layout.Inputs(0)), device.Upload<float>(labels, rows), device.Upload<int>(order, rows),
             device.Allocate<float>(rows), device.Allocate<float>(rows), device.Upload<float>(parameters, layout.Count),
             device.Allocate<float>(layout.Count), device.Allocate<float>(layout.Count),
-            device.Allocate<float>(threads, layout.Count), device.Allocate<float>(threads, 2 * rowsPerThread * layout.ActivationWidth),
+            device.Allocate<float>(threads, layout.Count), device.Allocate<float>(threads, 2 * rowsPerThread * layout.Members * layout.ActivationWidth),
             device.Upload<LayerShape>(layout.Shapes, layout.Layers));
         b.M.Clear();
         b.V.Clear();

@@ -171,7 +171,7 @@ public sealed class CliTests : IDisposable
         Assert.Equal(HitGpuCli.Failure, code);
         Assert.StartsWith("hitgpu: warning: ", error);
         Assert.Contains("loss became NaN in epoch 1", error);
-        Assert.All(ModelFile.Load(model).Members[0], p => Assert.True(float.IsFinite(p)));
+        Assert.All(ModelFile.Load(model).Networks[0], p => Assert.True(float.IsFinite(p)));
     }
 
     [Fact]

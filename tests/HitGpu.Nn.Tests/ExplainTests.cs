@@ -96,10 +96,10 @@ public sealed class ExplainTests(AcceleratorFixture fixture) : IDisposable
     {
         var model = Trainer.Train(fixture.Device, Songs.Value, TrainingOptions.Study with { Epochs = 3 }).Model;
         int tempo = Array.IndexOf(SongData.FeatureNames, "tempo");
-        var weights = (float[])model.Members[0].Clone();
+        var weights = (float[])model.Networks[0].Clone();
         for (int o = 0; o < model.Layout.Outputs(0); o++)
             weights[model.Layout.WeightOffset(0) + o * model.Layout.Inputs(0) + tempo] = 0f; // the first layer ignores tempo
-        var blind = model with { Members = [weights] };
+        var blind = model with { Networks = [weights] };
         var importance = Explain.PermutationImportance(fixture.Device, blind, Songs.Value);
         Assert.Equal(0.0, importance[tempo]);
         Assert.Equal(importance.Max(), importance.Where((_, c) => c != tempo).Max());

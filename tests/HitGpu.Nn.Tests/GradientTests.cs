@@ -1,5 +1,6 @@
 // An independent proof of the gradients: the reference step (NetworkReference.Step) differentiated by
-// central finite differences in double, with and without dropout; then the device network against it.
+// central finite differences in double, with and without dropout, for a plain network and for each ensemble
+// kind (every W, b, r and s); then the device network (the layered kernels) against it.
 
 namespace HitGpu.Nn.Tests;
 
@@ -9,62 +10,80 @@ public sealed class GradientTests(AcceleratorFixture fixture)
     private static readonly ParameterLayout Layout = ParameterLayout.ForClassifier(SongData.FeatureCount, [64, 32]);
     private const int Rows = 16;
 
-    private static (double[] parameters, double[] x, double[] y) Problem(int seed)
+    /// <summary>The default network, or a smaller one with k members of a kind (small: finite differences visit every parameter).</summary>
+    private static ParameterLayout LayoutOf(EnsembleKind kind, int members) =>
+        members == 1 ? Layout : ParameterLayout.ForClassifier(SongData.FeatureCount, [12, 7], kind, members);
+
+    private static (double[] parameters, double[] x, double[] y) Problem(ParameterLayout layout, int seed)
     {
         var rng = new Random(seed);
-        var parameters = Layout.Initialize(seed).Select(p => (double)p).ToArray();
-        // Non-zero biases, so the bias gradients are not checked at one special point only.
-        for (int l = 0; l < Layout.Layers; l++)
-            for (int o = 0; o < Layout.Outputs(l); o++)
-                parameters[Layout.BiasOffset(l) + o] = rng.NextDouble() * 0.2 - 0.1;
+        var parameters = layout.Initialize(seed).Select(p => (double)p).ToArray();
+        // Non-zero biases and scales away from 1, so their gradients are not checked at one special point only.
+        for (int l = 0; l < layout.Layers; l++)
+            foreach (var (name, shape, at) in layout.Tensors(l))
+                if (name != "weight")
+                    for (int e = 0; e < shape.Aggregate(1, (a, b) => a * b); e++)
+                        parameters[at + e] = name == "bias" ? rng.NextDouble() * 0.2 - 0.1 : parameters[at + e] * (0.7 + 0.6 * rng.NextDouble());
         var x = Enumerable.Range(0, Rows * SongData.FeatureCount).Select(_ => rng.NextDouble() * 4 - 2).ToArray();
         var y = Enumerable.Range(0, Rows).Select(i => (double)(i % 2)).ToArray();
         return (parameters, x, y);
     }
 
-    public static TheoryData<float> DropoutRates() => [0f, 0.3f];
+    public static TheoryData<float, EnsembleKind, int> Cases()
+    {
+        var data = new TheoryData<float, EnsembleKind, int>();
+        foreach (float dropout in new[] { 0f, 0.3f })
+        {
+            data.Add(dropout, EnsembleKind.Independent, 1);
+            foreach (var kind in Enum.GetValues<EnsembleKind>())
+                data.Add(dropout, kind, 3);
+        }
+        return data;
+    }
 
     [Theory]
-    [MemberData(nameof(DropoutRates))]
-    public void Reference_gradient_matches_finite_differences_for_every_parameter(float dropout)
+    [MemberData(nameof(Cases))]
+    public void Reference_gradient_matches_finite_differences_for_every_parameter(float dropout, EnsembleKind kind, int members)
     {
         // The mask is a fixed function of (seed, step, row, layer, unit): the loss stays differentiable in the parameters.
         var settings = StepSettings.Default with { DropoutRate = dropout, DropoutSeed = 11 };
-        var (parameters, x, y) = Problem(seed: 3);
-        var analytic = new double[Layout.Count];
-        NetworkReference.Step<double>(Layout, parameters, x, y, Rows, analytic, settings, step: 4);
+        var layout = LayoutOf(kind, members);
+        var (parameters, x, y) = Problem(layout, seed: 3);
+        var analytic = new double[layout.Count];
+        NetworkReference.Step<double>(layout, parameters, x, y, Rows, analytic, settings, step: 4);
         Assert.Contains(analytic, g => Math.Abs(g) > 1e-3); // a gradient of zeros would pass trivially
         const double h = 1e-6;
         var shifted = (double[])parameters.Clone();
-        for (int i = 0; i < Layout.Count; i++)
+        for (int i = 0; i < layout.Count; i++)
         {
             shifted[i] = parameters[i] + h;
-            double up = NetworkReference.Step<double>(Layout, shifted, x, y, Rows, [], settings, step: 4);
+            double up = NetworkReference.Step<double>(layout, shifted, x, y, Rows, [], settings, step: 4);
             shifted[i] = parameters[i] - h;
-            double down = NetworkReference.Step<double>(Layout, shifted, x, y, Rows, [], settings, step: 4);
+            double down = NetworkReference.Step<double>(layout, shifted, x, y, Rows, [], settings, step: 4);
             shifted[i] = parameters[i];
             // Central differences in double: truncation O(h^2) ~ 1e-12 and rounding ~ 1e-16 / h ~ 1e-10.
             Tolerance.Close(analytic[i], (up - down) / (2 * h), $"d loss / d parameter {i}", abs: 1e-8, rel: 1e-6);
         }
         if (dropout > 0)
         {
-            var withoutDropout = new double[Layout.Count];
-            NetworkReference.Step<double>(Layout, parameters, x, y, Rows, withoutDropout, StepSettings.Default, step: 4);
+            var withoutDropout = new double[layout.Count];
+            NetworkReference.Step<double>(layout, parameters, x, y, Rows, withoutDropout, StepSettings.Default, step: 4);
             Assert.NotEqual(withoutDropout, analytic); // the mask was applied
         }
     }
 
     [Theory]
-    [MemberData(nameof(DropoutRates))]
-    public void Device_network_gradient_matches_the_reference(float dropout)
+    [MemberData(nameof(Cases))]
+    public void Device_network_gradient_matches_the_reference(float dropout, EnsembleKind kind, int members)
     {
         var settings = StepSettings.Default with { DropoutRate = dropout, DropoutSeed = 11 };
-        var (parameters, x, y) = Problem(seed: 5);
-        var expected = new double[Layout.Count];
-        double expectedLoss = NetworkReference.Step<double>(Layout, parameters, x, y, Rows, expected, settings, step: 4);
+        var layout = LayoutOf(kind, members);
+        var (parameters, x, y) = Problem(layout, seed: 5);
+        var expected = new double[layout.Count];
+        double expectedLoss = NetworkReference.Step<double>(layout, parameters, x, y, Rows, expected, settings, step: 4);
 
         var device = fixture.Device;
-        using var network = new Network(device, Layout, Rows);
+        using var network = new Network(device, layout, Rows);
         network.Reset(parameters.Select(p => (float)p).ToArray());
         using var data = new DeviceDataset(device, x.Select(v => (float)v).ToArray(), SongData.FeatureCount, y.Select(v => (float)v).ToArray());
         network.ComputeGradient(data, 0, Rows, order: null, settings, step: 4);
@@ -72,7 +91,7 @@ public sealed class GradientTests(AcceleratorFixture fixture)
         Tolerance.Close(expectedLoss, data.ReadMetrics().Loss, "mean loss", 1e-6, 1e-5);
         var actual = network.Gradients.ToArray();
         // float32 sums of up to 64 products of values around 1: a few ulps of the largest term.
-        for (int i = 0; i < Layout.Count; i++)
+        for (int i = 0; i < layout.Count; i++)
             Tolerance.Close(expected[i], actual[i], $"gradient {i}", abs: 2e-6, rel: 1e-4);
     }
 

@@ -45,32 +45,39 @@ public sealed class ModelFileTests(AcceleratorFixture fixture) : IDisposable
         Assert.Equal(3, loaded.Provenance.Epochs);
     }
 
-    [Fact]
-    public void An_ensemble_with_encoded_quantile_inputs_round_trips_and_averages_its_members()
+    [Theory]
+    [InlineData(EnsembleKind.Independent)]
+    [InlineData(EnsembleKind.Batch)]
+    [InlineData(EnsembleKind.Mini)]
+    public void An_ensemble_with_encoded_quantile_inputs_round_trips_in_format_2(EnsembleKind kind)
     {
         var options = TrainingOptions.Study with
         {
-            Epochs = 2, EnsembleSize = 3, Inputs = InputTransform.Quantile,
+            Epochs = 2, EnsembleSize = 3, EnsembleKind = kind, Inputs = InputTransform.Quantile,
             Encoding = new FeatureEncoding(FeatureEncoding.SkewedFeatures, FeatureEncoding.CategoricalFeatures),
         };
         var result = Trainer.Train(fixture.Device, Songs.Value, options);
-        Assert.Equal(3, result.Model.Members.Count);
-        Assert.Equal(6, result.History.Count);
-        Assert.NotEqual(result.Model.Members[0], result.Model.Members[1]);
-        string path = Path.Combine(folder, "ensemble.hitgpu");
+        Assert.Single(result.Model.Networks);
+        Assert.Equal(2, result.History.Count);
+        string path = Path.Combine(folder, $"ensemble-{kind}.hitgpu");
         ModelFile.Save(result.Model, path);
         var loaded = ModelFile.Load(path);
+        Assert.Equal((kind, 3), (loaded.Layout.Kind, loaded.Layout.Members));
+        Assert.Equal(result.Model.Networks[0], loaded.Networks[0]);
         var test = Songs.Value.Subset(result.Split.Test);
         var averaged = loaded.PredictProbabilities(fixture.Device, test);
         Assert.Equal(result.Model.PredictProbabilities(fixture.Device, test), averaged);
-        // The ensemble's probability is the mean of its members' probabilities.
-        var single = Enumerable.Range(0, 3).Select(k => (loaded with { Members = [loaded.Members[k]] }).PredictProbabilities(fixture.Device, test)).ToArray();
-        for (int i = 0; i < test.Count; i += 37)
-            Tolerance.Close((single[0][i] + single[1][i] + single[2][i]) / 3.0, averaged[i], $"probability {i}", 1e-6, 1e-5);
         Assert.Equal(result.TestAccuracy, Evaluation.Of(averaged, test.Labels!).Accuracy, 12);
         Assert.Equal(options.Encoding.Width, loaded.Layout.Widths[0]);
         Assert.Equal(InputTransform.Quantile, loaded.Preprocessing.Transform);
         Assert.Equal(result.Model.Preprocessing.Knots, loaded.Preprocessing.Knots);
+
+        // Format 2, with the adapters as named safetensors tensors of their own shapes.
+        string header = System.Text.Encoding.UTF8.GetString(File.ReadAllBytes(path), 8, 4000);
+        Assert.Contains(ModelFile.EnsembleFormat, header);
+        Assert.Contains("\"network0.layer2.weight\":{\"dtype\":\"F32\",\"shape\":[3,1,32]", header); // per-member heads
+        Assert.Equal(kind != EnsembleKind.Independent, header.Contains("network0.layer0.input_scale"));
+        Assert.Equal(kind == EnsembleKind.Batch, header.Contains("network0.layer1.output_scale"));
     }
 
     [Fact]
@@ -103,7 +110,7 @@ public sealed class ModelFileTests(AcceleratorFixture fixture) : IDisposable
         long start = (long)weight["data_offsets"]![0]!;
         var layout = Trained.Value.Model.Layout;
         float first = BinaryPrimitives.ReadSingleLittleEndian(bytes.AsSpan(8 + (int)headerLength + (int)start));
-        Assert.Equal(Trained.Value.Model.Members[0][layout.WeightOffset(1)], first);
+        Assert.Equal(Trained.Value.Model.Networks[0][layout.WeightOffset(1)], first);
         Assert.Equal(0, (8 + headerLength) % 8); // tensors start aligned
     }
 
@@ -198,7 +205,7 @@ public sealed class ModelFileTests(AcceleratorFixture fixture) : IDisposable
         // The reference forward: with every label 1, a sample's loss is -log p.
         var x = model.Preprocessing.Apply(songs.Features);
         var loss = new float[songs.Count];
-        NetworkReference.Step<float>(model.Layout, model.Members[0], x, Enumerable.Repeat(1f, songs.Count).ToArray(), songs.Count, [], StepSettings.Default, 0, loss);
+        NetworkReference.Step<float>(model.Layout, model.Networks[0], x, Enumerable.Repeat(1f, songs.Count).ToArray(), songs.Count, [], StepSettings.Default, 0, loss);
         for (int i = 0; i < songs.Count; i++)
             Tolerance.Close(Math.Exp(-loss[i]), p[i], $"probability {i}", 1e-5, 1e-4);
     }

@@ -74,7 +74,8 @@ public sealed class TrainingTests(AcceleratorFixture fixture)
         // Five networks, quantile inputs, dropout 0.15, 30 epochs: docs/ACCURACY.md's configuration
         // (86.2 +- 0.6 % over seeds 0-4 there). Seed 0 on the CPU accelerator.
         var result = Trainer.Train(fixture.Device, Songs.Value, new TrainingOptions());
-        Assert.Equal(5, result.Model.Members.Count);
+        Assert.Single(result.Model.Networks);
+        Assert.Equal(new TrainingOptions().EnsembleSize, result.Model.Layout.Members);
         Assert.True(result.TestAccuracy >= 0.85, $"test accuracy {result.TestAccuracy:P2} is below 85%");
     }
 
@@ -86,10 +87,10 @@ public sealed class TrainingTests(AcceleratorFixture fixture)
         var first = Trainer.Train(fixture.Device, Songs.Value, options);
         var second = Trainer.Train(fixture.Device, Songs.Value, options);
         var other = Trainer.Train(fixture.Device, Songs.Value, options with { Seed = 1 });
-        Assert.Equal(first.Model.Members[0], second.Model.Members[0]);
+        Assert.Equal(first.Model.Networks[0], second.Model.Networks[0]);
         Assert.Equal(first.History.Select(m => (m.TrainLoss, m.ValidationLoss)), second.History.Select(m => (m.TrainLoss, m.ValidationLoss)));
         Assert.Equal(first.TestAccuracy, second.TestAccuracy);
-        Assert.NotEqual(first.Model.Members[0], other.Model.Members[0]);
+        Assert.NotEqual(first.Model.Networks[0], other.Model.Networks[0]);
     }
 
     [Fact]
@@ -98,15 +99,15 @@ public sealed class TrainingTests(AcceleratorFixture fixture)
         // The same batches and Adam steps; only the order of the gradient sums differs.
         var layered = Trainer.Train(fixture.Device, Songs.Value, TrainingOptions.Study with { Epochs = 1, Path = TrainingPath.Layered });
         var cpuEpoch = Trainer.Train(fixture.Device, Songs.Value, TrainingOptions.Study with { Epochs = 1, Path = TrainingPath.CpuEpoch });
-        Tolerance.AllClose(layered.Model.Members[0], cpuEpoch.Model.Members[0], "parameters after one epoch", abs: 1e-4, rel: 1e-3);
+        Tolerance.AllClose(layered.Model.Networks[0], cpuEpoch.Model.Networks[0], "parameters after one epoch", abs: 1e-4, rel: 1e-3);
         Tolerance.Close(layered.History[0].TrainLoss, cpuEpoch.History[0].TrainLoss, "epoch train loss", 1e-5, 1e-4);
 
         // With dropout too: both draw the same mask from (seed, step, row, layer, unit).
         var options = TrainingOptions.Study with { Epochs = 1, Dropout = 0.3f };
         var layeredDropout = Trainer.Train(fixture.Device, Songs.Value, options with { Path = TrainingPath.Layered });
         var cpuEpochDropout = Trainer.Train(fixture.Device, Songs.Value, options with { Path = TrainingPath.CpuEpoch });
-        Tolerance.AllClose(layeredDropout.Model.Members[0], cpuEpochDropout.Model.Members[0], "parameters after one epoch with dropout", abs: 1e-4, rel: 1e-3);
-        Assert.NotEqual(cpuEpoch.Model.Members[0], cpuEpochDropout.Model.Members[0]);
+        Tolerance.AllClose(layeredDropout.Model.Networks[0], cpuEpochDropout.Model.Networks[0], "parameters after one epoch with dropout", abs: 1e-4, rel: 1e-3);
+        Assert.NotEqual(cpuEpoch.Model.Networks[0], cpuEpochDropout.Model.Networks[0]);
     }
 
     [Theory]
@@ -118,13 +119,10 @@ public sealed class TrainingTests(AcceleratorFixture fixture)
         var first = Trainer.Train(fixture.Device, Songs.Value, options);
         var second = Trainer.Train(fixture.Device, Songs.Value, options);
         var onHost = Trainer.Train(fixture.Device, Songs.Value, options with { ShuffleOnDevice = false });
-        Assert.Equal(first.Model.Members[0], second.Model.Members[0]);
-        Assert.NotEqual(onHost.Model.Members[0], first.Model.Members[0]); // another order of the batches
+        Assert.Equal(first.Model.Networks[0], second.Model.Networks[0]);
+        Assert.NotEqual(onHost.Model.Networks[0], first.Model.Networks[0]); // another order of the batches
         Assert.True(first.History[^1].TrainLoss < first.History[0].TrainLoss, "training loss did not fall");
         Assert.True(first.TestAccuracy >= 0.8, $"test accuracy {first.TestAccuracy:P2}");
-        // Bagging draws stay the member's rows: shuffled on the device too.
-        var bagged = Trainer.Train(fixture.Device, Songs.Value, options with { Bootstrap = true, Epochs = 1 });
-        Assert.True(bagged.History[0].TrainLoss < 0.69);
     }
 
     [Fact]
@@ -141,7 +139,7 @@ public sealed class TrainingTests(AcceleratorFixture fixture)
             var simple = Trainer.Train(device, Songs.Value, options);
             device.DenseOverride = DenseVariant.Tiled;
             var tiled = Trainer.Train(device, Songs.Value, options);
-            Tolerance.AllClose(simple.Model.Members[0], tiled.Model.Members[0], "parameters after one epoch", abs: 1e-4, rel: 1e-3);
+            Tolerance.AllClose(simple.Model.Networks[0], tiled.Model.Networks[0], "parameters after one epoch", abs: 1e-4, rel: 1e-3);
             Tolerance.Close(simple.History[0].TrainLoss, tiled.History[0].TrainLoss, "epoch train loss", 1e-5, 1e-4);
         }
         finally
@@ -158,7 +156,7 @@ public sealed class TrainingTests(AcceleratorFixture fixture)
         foreach (int batch in new[] { 1000, 5000 })
         {
             var result = Trainer.Train(fixture.Device, Songs.Value, TrainingOptions.Study with { Epochs = 2, BatchSize = batch, LearningRate = 0.01f, Path = path });
-            Assert.All(result.Model.Members[0], p => Assert.True(float.IsFinite(p)));
+            Assert.All(result.Model.Networks[0], p => Assert.True(float.IsFinite(p)));
             Assert.True(result.History[^1].TrainLoss < result.History[0].TrainLoss + 1e-9 || result.History[^1].ValidationLoss < 0.69,
                 $"batch {batch}: no learning (losses {string.Join(", ", result.History.Select(h => h.TrainLoss))})");
         }
@@ -198,7 +196,7 @@ public sealed class StoppingTests(AcceleratorFixture fixture)
         Assert.Equal(0, result.KeptEpoch);
         Assert.Single(result.History);
         // Nothing good was learnt before the first epoch ended: the initial weights are kept, all finite.
-        Assert.Equal(ParameterLayout.ForClassifier(SongData.FeatureCount, options.Hidden).Initialize(options.Seed), result.Model.Members[0]);
+        Assert.Equal(ParameterLayout.ForClassifier(SongData.FeatureCount, options.Hidden).Initialize(options.Seed), result.Model.Networks[0]);
     }
 
     [Fact]
@@ -206,29 +204,63 @@ public sealed class StoppingTests(AcceleratorFixture fixture)
     {
         // A constant learning rate: a 2-epoch run passes through exactly the weights of epoch 2 of a 3-epoch run.
         var options = TrainingOptions.Study with { Epochs = 3, Dropout = 0.1f };
-        var afterTwo = Trainer.Train(fixture.Device, Songs.Value, options with { Epochs = 2 }).Model.Members[0];
-        var afterThree = Trainer.Train(fixture.Device, Songs.Value, options).Model.Members[0];
-        var averaged = Trainer.Train(fixture.Device, Songs.Value, options with { AverageLastEpochs = 2 }).Model.Members[0];
+        var afterTwo = Trainer.Train(fixture.Device, Songs.Value, options with { Epochs = 2 }).Model.Networks[0];
+        var afterThree = Trainer.Train(fixture.Device, Songs.Value, options).Model.Networks[0];
+        var averaged = Trainer.Train(fixture.Device, Songs.Value, options with { AverageLastEpochs = 2 }).Model.Networks[0];
         Assert.NotEqual(afterTwo, afterThree);
         for (int i = 0; i < averaged.Length; i++)
             Tolerance.Close(((double)afterTwo[i] + afterThree[i]) / 2, averaged[i], $"parameter {i}", 1e-7, 1e-6);
-        Assert.Equal(afterThree, Trainer.Train(fixture.Device, Songs.Value, options with { AverageLastEpochs = 1 }).Model.Members[0]);
+        Assert.Equal(afterThree, Trainer.Train(fixture.Device, Songs.Value, options with { AverageLastEpochs = 1 }).Model.Networks[0]);
         Assert.Throws<ArgumentException>(() => Trainer.Train(fixture.Device, Songs.Value, options with { AverageLastEpochs = 2, EarlyStoppingPatience = 1 }));
         Assert.Throws<ArgumentException>(() => Trainer.Train(fixture.Device, Songs.Value, options with { AverageLastEpochs = 4 }));
     }
 
-    [Fact]
-    public void Bagging_draws_with_replacement_and_is_seeded()
-    {
-        var drawn = Trainer.BootstrapSample(20000, new Random(3));
-        Assert.All(drawn, i => Assert.InRange(i, 0, 19999));
-        double distinct = drawn.Distinct().Count() / 20000.0;
-        Assert.InRange(distinct, 0.62, 0.645); // 1 - 1/e = 0.632 of the rows, the rest repeats
-        Assert.Equal(drawn, Trainer.BootstrapSample(20000, new Random(3)));
+    public static TheoryData<EnsembleKind> Kinds() => [.. Enum.GetValues<EnsembleKind>()];
 
-        var options = TrainingOptions.Study with { Epochs = 1, EnsembleSize = 2 };
-        var bagged = Trainer.Train(fixture.Device, Songs.Value, options with { Bootstrap = true });
-        Assert.Equal(bagged.Model.Members[1], Trainer.Train(fixture.Device, Songs.Value, options with { Bootstrap = true }).Model.Members[1]);
-        Assert.NotEqual(bagged.Model.Members[1], Trainer.Train(fixture.Device, Songs.Value, options).Model.Members[1]);
+    [Theory]
+    [MemberData(nameof(Kinds))]
+    public void An_ensemble_trains_in_one_pass_on_both_paths_alike_and_reproducibly(EnsembleKind kind)
+    {
+        // Four members with dropout: both paths take the same steps with the same masks (each row-member its
+        // own), so they agree to float rounding; the same seed repeats the bits on the CPU accelerator.
+        var options = TrainingOptions.Study with { Epochs = 1, EnsembleSize = 4, EnsembleKind = kind, Dropout = 0.2f, Hidden = [16, 8] };
+        var layered = Trainer.Train(fixture.Device, Songs.Value, options with { Path = TrainingPath.Layered });
+        var cpuEpoch = Trainer.Train(fixture.Device, Songs.Value, options with { Path = TrainingPath.CpuEpoch });
+        Assert.Equal(4, cpuEpoch.Model.Layout.Members);
+        Assert.Equal(kind, cpuEpoch.Model.Layout.Kind);
+        Assert.Single(cpuEpoch.History); // one line per epoch for the whole ensemble
+        Tolerance.AllClose(layered.Model.Networks[0], cpuEpoch.Model.Networks[0], "parameters after one epoch", abs: 1e-4, rel: 1e-3);
+        Tolerance.Close(layered.History[0].TrainLoss, cpuEpoch.History[0].TrainLoss, "epoch train loss", 1e-5, 1e-4);
+        Tolerance.Close(layered.History[0].ValidationLoss, cpuEpoch.History[0].ValidationLoss, "epoch validation loss", 1e-5, 1e-4);
+        Assert.Equal(cpuEpoch.Model.Networks[0], Trainer.Train(fixture.Device, Songs.Value, options with { Path = TrainingPath.CpuEpoch }).Model.Networks[0]);
+        Assert.True(cpuEpoch.TestAccuracy >= 0.7, $"test accuracy {cpuEpoch.TestAccuracy:P2} after one epoch");
+
+        // The members differ (their own initial tensors, adapters and masks), and each is a network of its own:
+        // the model's probability is their mean, here recomputed from each member's plain equivalent.
+        var layout = cpuEpoch.Model.Layout;
+        var plain = Enumerable.Range(0, 4).Select(i => layout.MemberAsPlain(cpuEpoch.Model.Networks[0], i)).ToArray();
+        Assert.NotEqual(plain[0], plain[1]);
+        var test = Songs.Value.Subset(cpuEpoch.Split.Test);
+        var mean = new double[test.Count];
+        foreach (var member in plain)
+        {
+            var p = (cpuEpoch.Model with { Layout = layout.Plain, Networks = [member] }).PredictProbabilities(fixture.Device, test);
+            for (int r = 0; r < test.Count; r++)
+                mean[r] += p[r] / 4.0;
+        }
+        Tolerance.AllClose(mean.Select(v => (float)v).ToArray(), cpuEpoch.Model.PredictProbabilities(fixture.Device, test), "mean of the members", abs: 1e-5, rel: 1e-4);
+    }
+
+    [Fact]
+    public void Early_stopping_watches_the_ensembles_mean_probability()
+    {
+        // The validation loss each epoch is the loss of the members' mean probability: recomputed here from
+        // the kept model, it is the kept epoch's.
+        var options = new TrainingOptions { Epochs = 6, EnsembleSize = 3, EnsembleKind = EnsembleKind.Batch, EarlyStoppingPatience = 2, Hidden = [16, 8] };
+        var result = Trainer.Train(fixture.Device, Songs.Value, options);
+        var kept = result.History.Single(h => h.Epoch == result.KeptEpoch);
+        Assert.Equal(result.History.Min(h => h.ValidationLoss), kept.ValidationLoss);
+        var validation = Songs.Value.Subset(result.Split.Validation);
+        Tolerance.Close(kept.ValidationLoss, result.Model.Evaluate(fixture.Device, validation).LogLoss, "validation loss of the kept weights", 1e-5, 1e-4);
     }
 }

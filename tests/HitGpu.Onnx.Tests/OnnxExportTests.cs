@@ -28,12 +28,15 @@ public sealed class OnnxExportTests(AcceleratorFixture fixture) : IDisposable
         return output.AsEnumerable<float>().ToArray();
     }
 
-    public static TheoryData<string> Configurations() => ["study", "defaults", "piecewise-log-one-hot", "standard-log-one-hot"];
+    public static TheoryData<string> Configurations() => ["study", "defaults", "piecewise-log-one-hot", "standard-log-one-hot", "batch-ensemble", "mini-ensemble"];
 
     private static TrainingOptions Options(string name) => name switch
     {
         "study" => TrainingOptions.Study with { Epochs = 3 },
         "defaults" => new TrainingOptions { Epochs = 3 },
+        // Members with adapters: exported as plain networks with r and s folded into their weights.
+        "batch-ensemble" => new TrainingOptions { Epochs = 2, EnsembleKind = EnsembleKind.Batch, EnsembleSize = 8 },
+        "mini-ensemble" => new TrainingOptions { Epochs = 2, EnsembleKind = EnsembleKind.Mini, EnsembleSize = 4 },
         "piecewise-log-one-hot" => TrainingOptions.Study with
         {
             Epochs = 2, EnsembleSize = 2, Inputs = InputTransform.Piecewise(8),

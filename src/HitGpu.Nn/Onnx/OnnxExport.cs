@@ -36,21 +36,23 @@ public static class OnnxExport
         x = graph.Op("Div", graph.Op("Sub", x, graph.Floats("means", preprocessing.Means, 1, preprocessing.Means.Length)),
             graph.Floats("deviations", preprocessing.Deviations, 1, preprocessing.Deviations.Length));
 
-        // Each member: dense layers, then the sigmoid of the logit; the members' probabilities averaged in double.
+        // Each member as a plain network (its adapters folded into its weights): dense layers, then the sigmoid
+        // of the logit; the members' probabilities averaged in double.
+        var layout = model.Layout.Plain;
+        var members = model.Networks.SelectMany(p => Enumerable.Range(0, model.Layout.Members).Select(i => model.Layout.MemberAsPlain(p, i))).ToArray();
         string? sum = null;
-        for (int m = 0; m < model.Members.Count; m++)
+        for (int m = 0; m < members.Length; m++)
         {
             string h = x;
-            var layout = model.Layout;
             for (int l = 0; l < layout.Layers; l++)
             {
                 int nIn = layout.Inputs(l), nOut = layout.Outputs(l);
                 var transposed = new float[nIn * nOut]; // W is (out, in); MatMul takes (in, out)
                 for (int o = 0; o < nOut; o++)
                     for (int i = 0; i < nIn; i++)
-                        transposed[i * nOut + o] = model.Members[m][layout.WeightOffset(l) + o * nIn + i];
+                        transposed[i * nOut + o] = members[m][layout.WeightOffset(l) + o * nIn + i];
                 h = graph.Op("Add", graph.Op("MatMul", h, graph.Floats($"member{m}.layer{l}.weight_t", transposed, nIn, nOut)),
-                    graph.Floats($"member{m}.layer{l}.bias", model.Members[m].AsSpan(layout.BiasOffset(l), nOut).ToArray(), nOut));
+                    graph.Floats($"member{m}.layer{l}.bias", members[m].AsSpan(layout.BiasOffset(l), nOut).ToArray(), nOut));
                 h = layout.ActivationOf(l) switch
                 {
                     Activation.Relu => graph.Op("Relu", h),
@@ -61,7 +63,7 @@ public static class OnnxExport
             string p = graph.Cast(graph.Op("Sigmoid", h), Proto.TensorProto.Types.DataType.Double);
             sum = sum is null ? p : graph.Op("Add", sum, p);
         }
-        string mean = graph.Op("Div", sum!, graph.Doubles("members", [model.Members.Count], 1));
+        string mean = graph.Op("Div", sum!, graph.Doubles("members", [members.Length], 1));
         graph.Op("Reshape", graph.Cast(mean, Proto.TensorProto.Types.DataType.Float), graph.Longs("flat", [-1], 1), name: OutputName);
         graph.Output(OutputName);
 
@@ -71,7 +73,7 @@ public static class OnnxExport
             ProducerName = "HitGpu",
             ProducerVersion = typeof(OnnxExport).Assembly.GetName().Version?.ToString() ?? "",
             DocString = $"P(hit) of songs from their 15 Spotify audio features ({string.Join(", ", SongData.FeatureNames)}), " +
-                $"as HitGpu's model predicts it: {model.Members.Count} network(s) of widths {string.Join("-", model.Layout.Widths)}",
+                $"as HitGpu's model predicts it: the mean of {members.Length} network(s) of widths {string.Join("-", model.Layout.Widths)}",
             Graph = graph.Build("hitgpu"),
         };
         result.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = Opset });

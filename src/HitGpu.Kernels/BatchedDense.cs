@@ -1,0 +1,364 @@
+// A batched-ensemble layer: k members over the same rows in one pass (TabM's BatchEnsemble and its kin).
+// Row-member rm = b k + i is batch row b seen by member i; member i computes
+//   y[rm] = f(((x[b or rm] * r_i) W_i^T) * s_i + b_i)
+// with W and b shared or per member and r, s present or not, as the LayerShape says (ParameterLayout).
+// Layer 0 reads one input row per batch row (all members see the same features); later layers one per row-member.
+//
+// Backward, from d = dL/dz at the pre-activation (rows k, out):
+//   dpre = d * s_i                      the gradient at (x * r_i) W_i^T
+//   dW_i += dpre^T (x * r_i)            summed over the rows of member i (all row-members when W is shared)
+//   db_i += d,  ds_i += d * pre         likewise
+//   g = dpre W_i                        the gradient at x * r_i
+//   dr_i += g * x,  dx = g * r_i * f'(x)   (layer 0 with shared input rows: dx[b] = sum_i g[b k + i] * r_i)
+// Reference, kernels (one element per work item, sums in row-member order: no atomics, the same bits each
+// run) and launchers, side by side. One member without adapters is Dense's layer (Dense keeps the tiled
+// kernels for it); the reference then does Dense's sums in Dense's order.
+using System.Numerics;
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace HitGpu.Kernels;
+
+public struct BatchedLayerArgs
+{
+    public RowSource X;                          // the layer's input rows: (rows, in) when InputShared, else (rows k, in)
+    public ArrayView<float> Parameters;          // the flat parameter array
+    public ArrayView<float> Gradients;           // the flat gradient array (backward)
+    public ArrayView<float> PreScale;            // (rows k, out) (x * r) W^T, when the layer has s
+    public ArrayView<float> Y;                   // (rows k, out) activated outputs (forward)
+    public ArrayView<float> OutputGradient;      // (rows k, out) dL/dz (backward)
+    public ArrayView<float> ScaledInputGradient; // (rows k, in) g, the gradient at x * r (backward, when needed)
+    public ArrayView<float> InputGradient;       // dL/dz of the previous layer: (rows k, in), or (rows, in) when InputShared
+    public LayerShape Layer;
+    public int Rows, Members;
+    public int InputShared;                      // 1: row-member rm reads input row rm / k (layer 0)
+    public int InputActivation;                  // the activation that produced X
+}
+
+public static class BatchedDense
+{
+    // ---- device functions: one definition of the element, shared by the kernels and the CPU epoch ----
+
+    /// <summary>The input row of row-member rm.</summary>
+    public static int InputRow(int rm, int members, int inputShared) => inputShared != 0 ? rm / members : rm;
+
+    /// <summary>
+    /// The pre-activation of one output: with s, (sum_j (x_j r_j) W_oj) s_o + b_o, the sum from 0; without,
+    /// b_o + sum_j ..., the sum from the bias (Dense's order). Writes the sum before s to <paramref name="preScale"/>.
+    /// </summary>
+    public static float PreActivation(ArrayView<float> x, int xStart, ArrayView<float> p, in LayerShape layer, int member, int o, out float preScale)
+    {
+        int w = layer.Weight(member) + o * layer.Inputs, r = layer.InputScale(member);
+        float bias = p[layer.Bias(member) + o];
+        float sum = layer.HasOutputScale ? 0f : bias;
+        if (layer.HasInputScale)
+            for (int j = 0; j < layer.Inputs; j++)
+                sum += x[xStart + j] * p[r + j] * p[w + j];
+        else
+            for (int j = 0; j < layer.Inputs; j++)
+                sum += x[xStart + j] * p[w + j];
+        preScale = sum;
+        return layer.HasOutputScale ? sum * p[layer.OutputScale(member) + o] + bias : sum;
+    }
+
+    // ---- reference (any float type; the flat arrays as the ParameterLayout says) ----
+
+    /// <summary>Forward of one layer for <paramref name="rows"/> batch rows: y (rows k, out), preScale likewise (when the layer has s).</summary>
+    public static void ForwardReference<T>(LayerShape layer, int members, bool inputShared, ReadOnlySpan<T> x, ReadOnlySpan<T> p,
+        Span<T> y, Span<T> preScale, int rows) where T : IFloatingPointIeee754<T>
+    {
+        int nIn = layer.Inputs, nOut = layer.Outputs;
+        for (int rm = 0; rm < rows * members; rm++)
+        {
+            int i = rm % members, xStart = (inputShared ? rm / members : rm) * nIn;
+            for (int o = 0; o < nOut; o++)
+            {
+                T bias = p[layer.Bias(i) + o];
+                T sum = layer.HasOutputScale ? T.Zero : bias;
+                for (int j = 0; j < nIn; j++)
+                {
+                    T input = layer.HasInputScale ? x[xStart + j] * p[layer.InputScale(i) + j] : x[xStart + j];
+                    sum += input * p[layer.Weight(i) + o * nIn + j];
+                }
+                if (layer.HasOutputScale)
+                {
+                    preScale[rm * nOut + o] = sum;
+                    sum = sum * p[layer.OutputScale(i) + o] + bias;
+                }
+                y[rm * nOut + o] = Activations.ApplyReference((Activation)layer.Activation, sum);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Backward of one layer: the layer's parameter gradients written (not added) into <paramref name="gradient"/>,
+    /// and, when <paramref name="inputGradient"/> is not empty, dL/dz of the previous layer (through
+    /// <paramref name="inputActivation"/>'s derivative at x).
+    /// </summary>
+    public static void BackwardReference<T>(LayerShape layer, int members, bool inputShared, ReadOnlySpan<T> xRows, ReadOnlySpan<T> parameters,
+        ReadOnlySpan<T> preScale, ReadOnlySpan<T> dz, Span<T> gradient, Span<T> inputGradient, int rows, Activation inputActivation)
+        where T : IFloatingPointIeee754<T>
+    {
+        T[] x = xRows.ToArray(), p = parameters.ToArray(), outputGradient = dz.ToArray();
+        int nIn = layer.Inputs, nOut = layer.Outputs, rowMembers = rows * members;
+        T XScaled(int rm, int j) => layer.HasInputScale ? x[Row(rm) * nIn + j] * p[layer.InputScale(rm % members) + j] : x[Row(rm) * nIn + j];
+        int Row(int rm) => inputShared ? rm / members : rm;
+        T ScaledGradient(int rm, int o) => layer.HasOutputScale ? outputGradient[rm * nOut + o] * p[layer.OutputScale(rm % members) + o] : outputGradient[rm * nOut + o];
+        bool Counts(int rm, int owner, int stride) => stride == 0 || rm % members == owner;
+
+        for (int owner = 0; owner < (layer.WeightStride > 0 ? members : 1); owner++)
+            for (int o = 0; o < nOut; o++)
+                for (int j = 0; j < nIn; j++)
+                {
+                    T sum = T.Zero;
+                    for (int rm = 0; rm < rowMembers; rm++)
+                        if (Counts(rm, owner, layer.WeightStride))
+                            sum += ScaledGradient(rm, o) * XScaled(rm, j);
+                    gradient[layer.Weight(owner) + o * nIn + j] = sum;
+                }
+        for (int owner = 0; owner < (layer.BiasStride > 0 ? members : 1); owner++)
+            for (int o = 0; o < nOut; o++)
+            {
+                T sum = T.Zero;
+                for (int rm = 0; rm < rowMembers; rm++)
+                    if (Counts(rm, owner, layer.BiasStride))
+                        sum += outputGradient[rm * nOut + o];
+                gradient[layer.Bias(owner) + o] = sum;
+            }
+        if (layer.HasOutputScale)
+            for (int i = 0; i < members; i++)
+                for (int o = 0; o < nOut; o++)
+                {
+                    T sum = T.Zero;
+                    for (int rm = i; rm < rowMembers; rm += members)
+                        sum += outputGradient[rm * nOut + o] * preScale[rm * nOut + o];
+                    gradient[layer.OutputScale(i) + o] = sum;
+                }
+
+        var g = new T[rowMembers * nIn]; // the gradient at x * r
+        for (int rm = 0; rm < rowMembers; rm++)
+            for (int j = 0; j < nIn; j++)
+            {
+                T sum = T.Zero;
+                for (int o = 0; o < nOut; o++)
+                    sum += ScaledGradient(rm, o) * p[layer.Weight(rm % members) + o * nIn + j];
+                g[rm * nIn + j] = sum;
+            }
+        if (layer.HasInputScale)
+            for (int i = 0; i < members; i++)
+                for (int j = 0; j < nIn; j++)
+                {
+                    T sum = T.Zero;
+                    for (int rm = i; rm < rowMembers; rm += members)
+                        sum += g[rm * nIn + j] * x[Row(rm) * nIn + j];
+                    gradient[layer.InputScale(i) + j] = sum;
+                }
+        if (inputGradient.IsEmpty)
+            return;
+        T R(int rm, int j) => layer.HasInputScale ? p[layer.InputScale(rm % members) + j] : T.One;
+        if (inputShared)
+        {
+            for (int b = 0; b < rows; b++)
+                for (int j = 0; j < nIn; j++)
+                {
+                    T sum = T.Zero;
+                    for (int i = 0; i < members; i++)
+                        sum += g[(b * members + i) * nIn + j] * R(b * members + i, j);
+                    inputGradient[b * nIn + j] = sum * Activations.DerivativeFromOutputReference(inputActivation, x[b * nIn + j]);
+                }
+            return;
+        }
+        for (int rm = 0; rm < rowMembers; rm++)
+            for (int j = 0; j < nIn; j++)
+                inputGradient[rm * nIn + j] = g[rm * nIn + j] * R(rm, j) * Activations.DerivativeFromOutputReference(inputActivation, x[rm * nIn + j]);
+    }
+
+    // ---- kernels ----
+
+    /// <summary>One output element (rm, o) per work item.</summary>
+    public static void ForwardKernel(BatchedLayerArgs a, int blocked)
+    {
+        int nOut = a.Layer.Outputs;
+        var range = WorkRange.OfThread(a.Rows * a.Members * nOut, blocked);
+        for (int e = range.Start; e < range.End; e += range.Step)
+        {
+            int rm = e / nOut, o = e - rm * nOut;
+            float z = PreActivation(a.X.Data, a.X.RowStart(InputRow(rm, a.Members, a.InputShared)), a.Parameters, a.Layer, rm % a.Members, o, out float pre);
+            if (a.Layer.HasOutputScale)
+                a.PreScale[e] = pre;
+            a.Y[e] = Activations.Apply(a.Layer.Activation, z);
+        }
+    }
+
+    private static float ScaledGradient(in BatchedLayerArgs a, int rm, int o) =>
+        a.Layer.HasOutputScale ? a.OutputGradient[rm * a.Layer.Outputs + o] * a.Parameters[a.Layer.OutputScale(rm % a.Members) + o] : a.OutputGradient[rm * a.Layer.Outputs + o];
+
+    private static float ScaledInput(in BatchedLayerArgs a, int rm, int j)
+    {
+        float x = a.X.Data[a.X.RowStart(InputRow(rm, a.Members, a.InputShared)) + j];
+        return a.Layer.HasInputScale ? x * a.Parameters[a.Layer.InputScale(rm % a.Members) + j] : x;
+    }
+
+    /// <summary>
+    /// One parameter gradient per work item, each a sum over row-members in order: the weights (every
+    /// member's, or the shared ones), then the biases, then the output scales s.
+    /// </summary>
+    public static void ParameterGradientKernel(BatchedLayerArgs a, int blocked)
+    {
+        var layer = a.Layer;
+        int nIn = layer.Inputs, nOut = layer.Outputs, rowMembers = a.Rows * a.Members;
+        int weightOwners = layer.WeightStride > 0 ? a.Members : 1, biasOwners = layer.BiasStride > 0 ? a.Members : 1;
+        int weights = weightOwners * nOut * nIn, biases = biasOwners * nOut, scales = layer.HasOutputScale ? a.Members * nOut : 0;
+        var range = WorkRange.OfThread(weights + biases + scales, blocked);
+        for (int e = range.Start; e < range.End; e += range.Step)
+        {
+            float sum = 0f;
+            if (e < weights)
+            {
+                int owner = e / (nOut * nIn), oj = e - owner * nOut * nIn, o = oj / nIn, j = oj - o * nIn;
+                int first = weightOwners > 1 ? owner : 0, step = weightOwners > 1 ? a.Members : 1;
+                for (int rm = first; rm < rowMembers; rm += step)
+                    sum += ScaledGradient(a, rm, o) * ScaledInput(a, rm, j);
+                a.Gradients[layer.WeightOffset + e] = sum;
+            }
+            else if (e < weights + biases)
+            {
+                int owner = (e - weights) / nOut, o = e - weights - owner * nOut;
+                int first = biasOwners > 1 ? owner : 0, step = biasOwners > 1 ? a.Members : 1;
+                for (int rm = first; rm < rowMembers; rm += step)
+                    sum += a.OutputGradient[rm * nOut + o];
+                a.Gradients[layer.BiasOffset + e - weights] = sum;
+            }
+            else
+            {
+                int io = e - weights - biases, i = io / nOut, o = io - i * nOut;
+                for (int rm = i; rm < rowMembers; rm += a.Members)
+                    sum += a.OutputGradient[rm * nOut + o] * a.PreScale[rm * nOut + o];
+                a.Gradients[layer.OutputScaleOffset + io] = sum;
+            }
+        }
+    }
+
+    /// <summary>
+    /// One element (rm, j) of g = dpre W_i per work item: stored in ScaledInputGradient when the layer has r or
+    /// its input rows are shared (the kernels after this one read it), else straight to dx = g f'(x).
+    /// </summary>
+    public static void ScaledInputGradientKernel(BatchedLayerArgs a, int blocked)
+    {
+        var layer = a.Layer;
+        int nIn = layer.Inputs, nOut = layer.Outputs;
+        var range = WorkRange.OfThread(a.Rows * a.Members * nIn, blocked);
+        for (int e = range.Start; e < range.End; e += range.Step)
+        {
+            int rm = e / nIn, j = e - rm * nIn, w = layer.Weight(rm % a.Members) + j;
+            float g = 0f;
+            for (int o = 0; o < nOut; o++)
+                g += ScaledGradient(a, rm, o) * a.Parameters[w + o * nIn];
+            if (layer.HasInputScale || a.InputShared != 0)
+                a.ScaledInputGradient[e] = g;
+            else
+                a.InputGradient[e] = g * Activations.DerivativeFromOutput(a.InputActivation, a.X.Data[a.X.RowStart(rm) + j]);
+        }
+    }
+
+    /// <summary>One input scale's gradient (i, j) per work item: sum over member i's rows of g x.</summary>
+    public static void InputScaleGradientKernel(BatchedLayerArgs a, int blocked)
+    {
+        int nIn = a.Layer.Inputs, rowMembers = a.Rows * a.Members;
+        var range = WorkRange.OfThread(a.Members * nIn, blocked);
+        for (int e = range.Start; e < range.End; e += range.Step)
+        {
+            int i = e / nIn, j = e - i * nIn;
+            float sum = 0f;
+            for (int rm = i; rm < rowMembers; rm += a.Members)
+                sum += a.ScaledInputGradient[rm * nIn + j] * a.X.Data[a.X.RowStart(InputRow(rm, a.Members, a.InputShared)) + j];
+            a.Gradients[a.Layer.InputScaleOffset + e] = sum;
+        }
+    }
+
+    /// <summary>
+    /// One element of dx per work item from the stored g: dx[rm] = g r_i f'(x) per row-member, or, for shared
+    /// input rows, dx[b] = sum_i g[b k + i] r_i f'(x) (the inputs' gradient, for explanations).
+    /// </summary>
+    public static void InputGradientKernel(BatchedLayerArgs a, int blocked)
+    {
+        var layer = a.Layer;
+        int nIn = layer.Inputs, k = a.Members;
+        int rows = a.InputShared != 0 ? a.Rows : a.Rows * k, perRow = a.InputShared != 0 ? k : 1;
+        var range = WorkRange.OfThread(rows * nIn, blocked);
+        for (int e = range.Start; e < range.End; e += range.Step)
+        {
+            int row = e / nIn, j = e - row * nIn;
+            float sum = 0f;
+            for (int m = 0; m < perRow; m++)
+            {
+                int rm = row * perRow + m;
+                float g = a.ScaledInputGradient[rm * nIn + j];
+                sum += layer.HasInputScale ? g * a.Parameters[layer.InputScale(rm % k) + j] : g;
+            }
+            a.InputGradient[e] = sum * Activations.DerivativeFromOutput(a.InputActivation, a.X.Data[a.X.RowStart(row) + j]);
+        }
+    }
+}
+
+public sealed partial class ComputeDevice
+{
+    private Action<KernelConfig, BatchedLayerArgs, int>? batchedForward, batchedParameterGradient, batchedScaledInputGradient,
+        batchedInputScaleGradient, batchedInputGradient;
+
+    private static void CheckBatched(in BatchedLayerArgs a, string what)
+    {
+        var layer = a.Layer;
+        Require(a.Members >= 1 && a.Rows >= 0, $"{what}: members must be at least 1");
+        a.X.Check(a.InputShared != 0 ? a.Rows : a.Rows * a.Members, $"{what} x");
+        Require(a.X.Cols == layer.Inputs, $"{what}: x must have the layer's {layer.Inputs} columns");
+        long weights = (layer.WeightStride > 0 ? (long)a.Members : 1) * layer.Outputs * layer.Inputs;
+        Require(layer.WeightOffset >= 0 && layer.WeightOffset + weights <= a.Parameters.Length
+            && layer.BiasOffset + (layer.BiasStride > 0 ? (long)a.Members : 1) * layer.Outputs <= a.Parameters.Length
+            && (!layer.HasInputScale || layer.InputScaleOffset + (long)a.Members * layer.Inputs <= a.Parameters.Length)
+            && (!layer.HasOutputScale || layer.OutputScaleOffset + (long)a.Members * layer.Outputs <= a.Parameters.Length),
+            $"{what}: the layer's tensors lie outside the parameters");
+        Require(!layer.HasOutputScale || a.PreScale.Length >= (long)a.Rows * a.Members * layer.Outputs, $"{what}: pre-scale sums must hold (rows k, out)");
+    }
+
+    /// <summary>Y = f(((X r) W^T) s + b) for every row-member, PreScale kept where the layer has s.</summary>
+    public void BatchedDenseForward(in BatchedLayerArgs a)
+    {
+        CheckBatched(a, "batched dense forward");
+        Require(a.Y.Length >= (long)a.Rows * a.Members * a.Layer.Outputs, "batched dense forward: y must hold (rows k, out)");
+        var shape = ShapeFor(a.Rows * a.Members * a.Layer.Outputs);
+        (batchedForward ??= Accelerator.LoadStreamKernel<BatchedLayerArgs, int>(BatchedDense.ForwardKernel))(shape.Config, a, shape.BlockedFlag);
+    }
+
+    /// <summary>The layer's parameter gradients (W, b, s, r), then, unless <paramref name="withInputGradient"/> is false, dL/dz of its input.</summary>
+    public void BatchedDenseBackward(in BatchedLayerArgs a, bool withInputGradient)
+    {
+        CheckBatched(a, "batched dense backward");
+        var layer = a.Layer;
+        int rowMembers = a.Rows * a.Members;
+        Require(a.OutputGradient.Length >= (long)rowMembers * layer.Outputs, "batched dense backward: output gradient must hold (rows k, out)");
+        Require(a.Gradients.Length == a.Parameters.Length, "batched dense backward: gradients must match the parameters");
+        int parameterItems = (layer.WeightStride > 0 ? a.Members : 1) * layer.Outputs * layer.Inputs
+            + (layer.BiasStride > 0 ? a.Members : 1) * layer.Outputs + (layer.HasOutputScale ? a.Members * layer.Outputs : 0);
+        var shape = ShapeFor(parameterItems);
+        (batchedParameterGradient ??= Accelerator.LoadStreamKernel<BatchedLayerArgs, int>(BatchedDense.ParameterGradientKernel))(shape.Config, a, shape.BlockedFlag);
+        bool stored = layer.HasInputScale || a.InputShared != 0;
+        if (!layer.HasInputScale && !withInputGradient)
+            return;
+        Require(!stored || a.ScaledInputGradient.Length >= (long)rowMembers * layer.Inputs, "batched dense backward: scaled-input gradient must hold (rows k, in)");
+        Require(stored || a.InputGradient.Length >= (long)rowMembers * layer.Inputs, "batched dense backward: input gradient must hold (rows k, in)");
+        shape = ShapeFor(rowMembers * layer.Inputs);
+        (batchedScaledInputGradient ??= Accelerator.LoadStreamKernel<BatchedLayerArgs, int>(BatchedDense.ScaledInputGradientKernel))(shape.Config, a, shape.BlockedFlag);
+        if (layer.HasInputScale)
+        {
+            shape = ShapeFor(a.Members * layer.Inputs);
+            (batchedInputScaleGradient ??= Accelerator.LoadStreamKernel<BatchedLayerArgs, int>(BatchedDense.InputScaleGradientKernel))(shape.Config, a, shape.BlockedFlag);
+        }
+        if (!withInputGradient || !stored)
+            return;
+        int rows = a.InputShared != 0 ? a.Rows : rowMembers;
+        Require(a.InputGradient.Length >= (long)rows * layer.Inputs, "batched dense backward: input gradient must hold its rows");
+        shape = ShapeFor(rows * layer.Inputs);
+        (batchedInputGradient ??= Accelerator.LoadStreamKernel<BatchedLayerArgs, int>(BatchedDense.InputGradientKernel))(shape.Config, a, shape.BlockedFlag);
+    }
+}

@@ -1,0 +1,98 @@
+// The batched-ensemble layer's kernels (forward; parameter, input-scale and input gradients) against
+// BatchedDense's reference, for every kind's first, hidden and head layer, on random values: layer 0 reading
+// shared input rows in place or gathered, later layers one row per row-member.
+namespace HitGpu.Kernels.Tests;
+
+[Collection(AcceleratorCollection.Name)]
+public sealed class BatchedDenseTests(AcceleratorFixture fixture)
+{
+    private readonly ComputeDevice device = fixture.Device;
+
+    public static TheoryData<EnsembleKind, int, int, int, bool> Cases()
+    {
+        var data = new TheoryData<EnsembleKind, int, int, int, bool>();
+        foreach (var kind in Enum.GetValues<EnsembleKind>())
+            foreach (int members in new[] { 2, 5 })
+                foreach (int layer in new[] { 0, 1, 2 })
+                {
+                    data.Add(kind, members, layer, 13, false);
+                    if (layer == 0)
+                        data.Add(kind, members, layer, 6, true);
+                }
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void Forward_and_backward_match_the_reference(EnsembleKind kind, int members, int l, int rows, bool gathered)
+    {
+        var layout = ParameterLayout.ForClassifier(7, [9, 5], kind, members);
+        var layer = layout[l];
+        var rng = new Random(members * 100 + l * 10 + rows);
+        var parameters = Tolerance.Random(rng, layout.Count, 0.7f);
+        bool shared = l == 0;
+        int inputRows = shared ? rows : rows * members, spare = 4;
+        var source = Tolerance.Random(rng, (inputRows + spare) * layer.Inputs, 2f);
+        var inputActivation = layout.InputActivationOf(l);
+        if (inputActivation == Activation.Relu)
+            for (int i = 0; i < source.Length; i++) source[i] = Math.Max(0f, source[i]);
+        var index = Enumerable.Range(0, inputRows + spare).OrderBy(_ => rng.Next()).ToArray();
+        var x = new float[inputRows * layer.Inputs];
+        for (int r = 0; r < inputRows; r++)
+            Array.Copy(source, (gathered ? index[2 + r] : 2 + r) * layer.Inputs, x, r * layer.Inputs, layer.Inputs);
+        int rowMembers = rows * members;
+        var outputGradient = Tolerance.Random(rng, rowMembers * layer.Outputs, 1f);
+
+        var y = new float[rowMembers * layer.Outputs];
+        var preScale = new float[rowMembers * layer.Outputs];
+        BatchedDense.ForwardReference<float>(layer, members, shared, x, parameters, y, preScale, rows);
+        var gradient = new float[layout.Count];
+        var inputGradient = new float[inputRows * layer.Inputs];
+        BatchedDense.BackwardReference<float>(layer, members, shared, x, parameters, preScale, outputGradient, gradient, inputGradient, rows, inputActivation);
+        Assert.Contains(inputGradient, g => Math.Abs(g) > 1e-3);
+
+        using var sourceOnDevice = device.Upload<float>(source, inputRows + spare, layer.Inputs);
+        using var indexOnDevice = device.Upload<int>(index, index.Length);
+        using var p = device.Upload<float>(parameters, layout.Count);
+        using var g = device.Allocate<float>(layout.Count);
+        using var pre = device.Allocate<float>(rowMembers, layer.Outputs);
+        using var yOnDevice = device.Allocate<float>(rowMembers, layer.Outputs);
+        using var dz = device.Upload<float>(outputGradient, rowMembers, layer.Outputs);
+        using var scaledGradient = device.Allocate<float>(rowMembers, layer.Inputs);
+        using var dx = device.Allocate<float>(inputRows, layer.Inputs);
+        g.Clear();
+        var args = new BatchedLayerArgs
+        {
+            X = gathered ? RowSource.Gather(sourceOnDevice.View, layer.Inputs, indexOnDevice.View, 2) : RowSource.InPlace(sourceOnDevice.View, layer.Inputs, indexOnDevice.View, 2),
+            Parameters = p.View, Gradients = g.View, PreScale = pre.View, Y = yOnDevice.View, OutputGradient = dz.View,
+            ScaledInputGradient = scaledGradient.View, InputGradient = dx.View,
+            Layer = layer, Rows = rows, Members = members, InputShared = shared ? 1 : 0, InputActivation = (int)inputActivation,
+        };
+        device.BatchedDenseForward(args);
+        Tolerance.AllClose(y, yOnDevice.ToArray(), "y", abs: 1e-5, rel: 1e-5);
+        if (layer.HasOutputScale)
+            Tolerance.AllClose(preScale, pre.ToArray(), "pre-scale sums", abs: 1e-5, rel: 1e-5);
+
+        device.BatchedDenseBackward(args, withInputGradient: true);
+        // Only this layer's tensors are written; the reference leaves the others at 0 too.
+        Tolerance.AllClose(gradient, g.ToArray(), "parameter gradients", abs: 1e-5, rel: 1e-4);
+        Tolerance.AllClose(inputGradient, dx.ToArray(), "input gradient", abs: 1e-5, rel: 1e-4);
+        foreach (var (name, shape, at) in layout.Tensors(l))
+            Assert.Contains(gradient.AsSpan(at, shape.Aggregate(1, (a, b) => a * b)).ToArray(), v => Math.Abs(v) > 1e-4); // every tensor gets a gradient
+    }
+
+    [Fact]
+    public void One_member_without_adapters_is_the_dense_layer_to_the_bit()
+    {
+        // The reference network step uses the batched reference for every layout: for a plain layer it must be Dense's.
+        var layout = ParameterLayout.ForClassifier(15, [64, 32]);
+        var rng = new Random(5);
+        var parameters = Tolerance.Random(rng, layout.Count, 0.5f);
+        var x = Tolerance.Random(rng, 11 * 15, 2f);
+        var batched = new float[11 * 64];
+        var dense = new float[11 * 64];
+        BatchedDense.ForwardReference<float>(layout[0], 1, true, x, parameters, batched, [], 11);
+        Dense.ForwardReference<float>(x, parameters.AsSpan(layout.WeightOffset(0), 64 * 15), parameters.AsSpan(layout.BiasOffset(0), 64), dense, 11, 15, 64, Activation.Relu);
+        Assert.Equal(dense, batched);
+    }
+}
