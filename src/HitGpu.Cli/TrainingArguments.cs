@@ -25,6 +25,9 @@ public sealed class TrainingArguments
     public Option<string> EnsembleKind { get; } = new("--ensemble-kind") { Description = "what the members share: independent (nothing: k full networks), batch (TabM's BatchEnsemble: shared weights, per-member scales, biases and heads) or mini (TabM-mini: per-member input scales and heads, one shared MLP)", DefaultValueFactory = _ => Defaults.EnsembleKind.ToString().ToLowerInvariant() };
     public Option<string> LogFeatures { get; } = new("--log-features") { Description = "features replaced by log(1 + x), comma-separated, or 'skewed'", DefaultValueFactory = _ => string.Join(",", Defaults.Encoding.LogFeatures) };
     public Option<string> OneHot { get; } = new("--one-hot") { Description = "features one-hot encoded (key, time_signature), comma-separated", DefaultValueFactory = _ => string.Join(",", Defaults.Encoding.OneHotFeatures) };
+    public Option<string> Embedding { get; } = new("--embedding") { Description = "a learned per-feature embedding before the MLP: none, or piecewise (TabM's piecewise-linear embeddings, version B; its inputs replace --inputs)", DefaultValueFactory = _ => Defaults.Embedding.ToString().ToLowerInvariant() };
+    public Option<int> EmbeddingBins { get; } = new("--embedding-bins") { Description = "quantile bins of the piecewise-linear embedding", DefaultValueFactory = _ => Defaults.EmbeddingBins };
+    public Option<int> EmbeddingDimension { get; } = new("--embedding-dim") { Description = "outputs per feature of the embedding", DefaultValueFactory = _ => Defaults.EmbeddingDimension };
     public Option<float> Dropout { get; } = new("--dropout") { Description = "probability of dropping each hidden unit while training (0 = off)", DefaultValueFactory = _ => Defaults.Dropout };
     public Option<string> Inputs { get; } = new("--inputs") { Description = "input transform before standardising: standard (none), quantile (normal score of the rank among the training values) or piecewise (piecewise-linear over quantile bins)", DefaultValueFactory = _ => Defaults.Inputs.Scaling.ToString().ToLowerInvariant() };
     public Option<int> PiecewiseBins { get; } = new("--piecewise-bins") { Description = "quantile bins of the piecewise-linear inputs (implies --inputs piecewise)", DefaultValueFactory = _ => DefaultPiecewiseBins };
@@ -39,12 +42,13 @@ public sealed class TrainingArguments
         Schedule.AcceptOnlyFromAmong("constant", "cosine");
         Inputs.AcceptOnlyFromAmong("standard", "quantile", "piecewise");
         EnsembleKind.AcceptOnlyFromAmong("independent", "batch", "mini");
+        Embedding.AcceptOnlyFromAmong("none", "piecewise");
     }
 
     public void AddTo(Command command)
     {
         foreach (var option in new Option[] { Epochs, BatchSize, Hidden, LearningRate, WeightDecay, Schedule, WarmupEpochs, Seed, ValidationSplit, TestSplit,
-                     EarlyStopping, Ensemble, EnsembleKind, Dropout, LogFeatures, OneHot, Inputs, PiecewiseBins, AverageLast, DropDuplicates, Study })
+                     EarlyStopping, Ensemble, EnsembleKind, Embedding, EmbeddingBins, EmbeddingDimension, Dropout, LogFeatures, OneHot, Inputs, PiecewiseBins, AverageLast, DropDuplicates, Study })
             command.Add(option);
     }
 
@@ -68,6 +72,9 @@ public sealed class TrainingArguments
             EarlyStoppingPatience = Get(EarlyStopping, start.EarlyStoppingPatience),
             EnsembleSize = Get(Ensemble, start.EnsembleSize),
             EnsembleKind = parsed.GetResult(EnsembleKind) is { Implicit: false } ? Enum.Parse<EnsembleKind>(parsed.GetValue(EnsembleKind)!, ignoreCase: true) : start.EnsembleKind,
+            Embedding = parsed.GetResult(Embedding) is { Implicit: false } ? Enum.Parse<NumericEmbedding>(parsed.GetValue(Embedding)!, ignoreCase: true) : start.Embedding,
+            EmbeddingBins = Get(EmbeddingBins, start.EmbeddingBins),
+            EmbeddingDimension = Get(EmbeddingDimension, start.EmbeddingDimension),
             Encoding = parsed.GetResult(LogFeatures) is { Implicit: false } || parsed.GetResult(OneHot) is { Implicit: false }
                 ? new FeatureEncoding(
                     Names(Get(LogFeatures, string.Join(",", start.Encoding.LogFeatures)), "skewed", FeatureEncoding.SkewedFeatures),
@@ -100,7 +107,8 @@ public sealed class TrainingArguments
         text.Trim() == groupName ? group : text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
 
     public static string Describe(TrainingOptions o) =>
-        $"network {string.Join("-", ParameterLayout.ForClassifier(Preprocessing.NetworkInputsFor(o.Encoding, o.Inputs), o.Hidden).Widths)}" +
+        $"network {string.Join("-", o.LayoutFor(o.Encoding).Widths)}" +
+        (o.Embedding != NumericEmbedding.None ? $" ({o.Embedding.ToString().ToLowerInvariant()} embedding: {o.EmbeddingBins} bins to {o.EmbeddingDimension} per feature)" : "") +
         (o.EnsembleSize > 1 ? $" x {o.EnsembleSize} members ({o.EnsembleKind.ToString().ToLowerInvariant()} ensemble, one pass)" : "") +
         $"; {o.Epochs} epochs, batch {o.BatchSize}, Adam lr {HitGpuCli.Number(o.LearningRate)}" +
         (o.WeightDecay > 0 ? $", weight decay {HitGpuCli.Number(o.WeightDecay)}" : "") +
@@ -111,6 +119,6 @@ public sealed class TrainingArguments
         (o.DropDuplicates ? ", duplicates dropped" : "") +
         (o.Encoding.LogFeatures.Count > 0 ? $"; log1p of {string.Join(",", o.Encoding.LogFeatures)}" : "") +
         (o.Encoding.OneHotFeatures.Count > 0 ? $"; one-hot {string.Join(",", o.Encoding.OneHotFeatures)}" : "") +
-        (o.Inputs.Scaling != InputScaling.Standard ? $"; {o.Inputs.Description}" : "") +
+        (o.InputTransform.Scaling != InputScaling.Standard ? $"; {o.InputTransform.Description}" : "") +
         $"; seed {o.Seed}";
 }

@@ -10,6 +10,7 @@
 //   db_i += d,  ds_i += d * pre         likewise
 //   g = dpre W_i                        the gradient at x * r_i
 //   dr_i += g * x,  dx = g * r_i * f'(x)   (layer 0 with shared input rows: dx[b] = sum_i g[b k + i] * r_i)
+// A grouped layer (ParameterLayout) sums output o over its group's inputs only: W's rows are InputsPerGroup long.
 // Reference, kernels (one element per work item, sums in row-member order: no atomics, the same bits each
 // run) and launchers, side by side. One member without adapters is Dense's layer (Dense keeps the tiled
 // kernels for it); the reference then does Dense's sums in Dense's order.
@@ -48,14 +49,16 @@ public static class BatchedDense
     /// </summary>
     public static float PreActivation(ArrayView<float> x, int xStart, ArrayView<float> p, in LayerShape layer, int member, int o, out float preScale)
     {
-        int w = layer.Weight(member) + o * layer.Inputs, r = layer.InputScale(member);
+        int n = layer.InputsPerGroup, first = layer.FirstInput(o);
+        int w = layer.Weight(member) + o * n, r = layer.InputScale(member) + first;
+        xStart += first;
         float bias = p[layer.Bias(member) + o];
         float sum = layer.HasOutputScale ? 0f : bias;
         if (layer.HasInputScale)
-            for (int j = 0; j < layer.Inputs; j++)
+            for (int j = 0; j < n; j++)
                 sum += x[xStart + j] * p[r + j] * p[w + j];
         else
-            for (int j = 0; j < layer.Inputs; j++)
+            for (int j = 0; j < n; j++)
                 sum += x[xStart + j] * p[w + j];
         preScale = sum;
         return layer.HasOutputScale ? sum * p[layer.OutputScale(member) + o] + bias : sum;
@@ -75,10 +78,10 @@ public static class BatchedDense
             {
                 T bias = p[layer.Bias(i) + o];
                 T sum = layer.HasOutputScale ? T.Zero : bias;
-                for (int j = 0; j < nIn; j++)
+                for (int j = 0, first = layer.FirstInput(o); j < layer.InputsPerGroup; j++)
                 {
-                    T input = layer.HasInputScale ? x[xStart + j] * p[layer.InputScale(i) + j] : x[xStart + j];
-                    sum += input * p[layer.Weight(i) + o * nIn + j];
+                    T input = layer.HasInputScale ? x[xStart + first + j] * p[layer.InputScale(i) + first + j] : x[xStart + first + j];
+                    sum += input * p[layer.Weight(i) + o * layer.InputsPerGroup + j];
                 }
                 if (layer.HasOutputScale)
                 {
@@ -106,15 +109,16 @@ public static class BatchedDense
         T ScaledGradient(int rm, int o) => layer.HasOutputScale ? outputGradient[rm * nOut + o] * p[layer.OutputScale(rm % members) + o] : outputGradient[rm * nOut + o];
         bool Counts(int rm, int owner, int stride) => stride == 0 || rm % members == owner;
 
+        int perGroup = layer.InputsPerGroup;
         for (int owner = 0; owner < (layer.WeightStride > 0 ? members : 1); owner++)
             for (int o = 0; o < nOut; o++)
-                for (int j = 0; j < nIn; j++)
+                for (int j = 0; j < perGroup; j++)
                 {
                     T sum = T.Zero;
                     for (int rm = 0; rm < rowMembers; rm++)
                         if (Counts(rm, owner, layer.WeightStride))
-                            sum += ScaledGradient(rm, o) * XScaled(rm, j);
-                    gradient[layer.Weight(owner) + o * nIn + j] = sum;
+                            sum += ScaledGradient(rm, o) * XScaled(rm, layer.FirstInput(o) + j);
+                    gradient[layer.Weight(owner) + o * perGroup + j] = sum;
                 }
         for (int owner = 0; owner < (layer.BiasStride > 0 ? members : 1); owner++)
             for (int o = 0; o < nOut; o++)
@@ -140,8 +144,9 @@ public static class BatchedDense
             for (int j = 0; j < nIn; j++)
             {
                 T sum = T.Zero;
-                for (int o = 0; o < nOut; o++)
-                    sum += ScaledGradient(rm, o) * p[layer.Weight(rm % members) + o * nIn + j];
+                int group = j / perGroup;
+                for (int o = group * layer.OutputsPerGroup; o < (group + 1) * layer.OutputsPerGroup; o++)
+                    sum += ScaledGradient(rm, o) * p[layer.Weight(rm % members) + o * perGroup + j - group * perGroup];
                 g[rm * nIn + j] = sum;
             }
         if (layer.HasInputScale)
@@ -206,7 +211,7 @@ public static class BatchedDense
     public static void ParameterGradientKernel(BatchedLayerArgs a, int blocked)
     {
         var layer = a.Layer;
-        int nIn = layer.Inputs, nOut = layer.Outputs, rowMembers = a.Rows * a.Members;
+        int nIn = layer.InputsPerGroup, nOut = layer.Outputs, rowMembers = a.Rows * a.Members;
         int weightOwners = layer.WeightStride > 0 ? a.Members : 1, biasOwners = layer.BiasStride > 0 ? a.Members : 1;
         int weights = weightOwners * nOut * nIn, biases = biasOwners * nOut, scales = layer.HasOutputScale ? a.Members * nOut : 0;
         var range = WorkRange.OfThread(weights + biases + scales, blocked);
@@ -217,8 +222,9 @@ public static class BatchedDense
             {
                 int owner = e / (nOut * nIn), oj = e - owner * nOut * nIn, o = oj / nIn, j = oj - o * nIn;
                 int first = weightOwners > 1 ? owner : 0, step = weightOwners > 1 ? a.Members : 1;
+                int input = layer.FirstInput(o) + j;
                 for (int rm = first; rm < rowMembers; rm += step)
-                    sum += ScaledGradient(a, rm, o) * ScaledInput(a, rm, j);
+                    sum += ScaledGradient(a, rm, o) * ScaledInput(a, rm, input);
                 a.Gradients[layer.WeightOffset + e] = sum;
             }
             else if (e < weights + biases)
@@ -250,10 +256,11 @@ public static class BatchedDense
         var range = WorkRange.OfThread(a.Rows * a.Members * nIn, blocked);
         for (int e = range.Start; e < range.End; e += range.Step)
         {
-            int rm = e / nIn, j = e - rm * nIn, w = layer.Weight(rm % a.Members) + j;
+            int rm = e / nIn, j = e - rm * nIn, perGroup = layer.InputsPerGroup, group = j / perGroup;
+            int w = layer.Weight(rm % a.Members) + j - group * perGroup;
             float g = 0f;
-            for (int o = 0; o < nOut; o++)
-                g += ScaledGradient(a, rm, o) * a.Parameters[w + o * nIn];
+            for (int o = group * layer.OutputsPerGroup; o < (group + 1) * layer.OutputsPerGroup; o++)
+                g += ScaledGradient(a, rm, o) * a.Parameters[w + o * perGroup];
             if (layer.HasInputScale || a.InputShared != 0)
                 a.ScaledInputGradient[e] = g;
             else
@@ -312,7 +319,8 @@ public sealed partial class ComputeDevice
         Require(a.Members >= 1 && a.Rows >= 0, $"{what}: members must be at least 1");
         a.X.Check(a.InputShared != 0 ? a.Rows : a.Rows * a.Members, $"{what} x");
         Require(a.X.Cols == layer.Inputs, $"{what}: x must have the layer's {layer.Inputs} columns");
-        long weights = (layer.WeightStride > 0 ? (long)a.Members : 1) * layer.Outputs * layer.Inputs;
+        Require(layer.Groups >= 1 && layer.Inputs % layer.Groups == 0 && layer.Outputs % layer.Groups == 0, $"{what}: the groups must divide the widths");
+        long weights = (layer.WeightStride > 0 ? (long)a.Members : 1) * layer.Outputs * layer.InputsPerGroup;
         Require(layer.WeightOffset >= 0 && layer.WeightOffset + weights <= a.Parameters.Length
             && layer.BiasOffset + (layer.BiasStride > 0 ? (long)a.Members : 1) * layer.Outputs <= a.Parameters.Length
             && (!layer.HasInputScale || layer.InputScaleOffset + (long)a.Members * layer.Inputs <= a.Parameters.Length)
@@ -338,7 +346,7 @@ public sealed partial class ComputeDevice
         int rowMembers = a.Rows * a.Members;
         Require(a.OutputGradient.Length >= (long)rowMembers * layer.Outputs, "batched dense backward: output gradient must hold (rows k, out)");
         Require(a.Gradients.Length == a.Parameters.Length, "batched dense backward: gradients must match the parameters");
-        int parameterItems = (layer.WeightStride > 0 ? a.Members : 1) * layer.Outputs * layer.Inputs
+        int parameterItems = (layer.WeightStride > 0 ? a.Members : 1) * layer.Outputs * layer.InputsPerGroup
             + (layer.BiasStride > 0 ? a.Members : 1) * layer.Outputs + (layer.HasOutputScale ? a.Members * layer.Outputs : 0);
         var shape = ShapeFor(parameterItems);
         (batchedParameterGradient ??= Accelerator.LoadStreamKernel<BatchedLayerArgs, int>(BatchedDense.ParameterGradientKernel))(shape.Config, a, shape.BlockedFlag);

@@ -326,10 +326,10 @@ public static class CpuEpoch
             }
             for (int o = 0; o < layer.Outputs; o++)
             {
-                int wRow = layer.Weight(member) + o * layer.Inputs;
+                int n = layer.InputsPerGroup, wRow = layer.Weight(member) + o * n, xo = x + layer.FirstInput(o);
                 float bias = mem.Parameter(layer.Bias(member) + o), start = layer.HasOutputScale ? 0f : bias;
-                var s = count == 4 ? mem.DotInOrder4(start, fromFeatures, x, stride, wRow, layer.Inputs)
-                    : new Sums4 { S0 = mem.DotInOrder(start, fromFeatures, x, wRow, layer.Inputs) };
+                var s = count == 4 ? mem.DotInOrder4(start, fromFeatures, xo, stride, wRow, n)
+                    : new Sums4 { S0 = mem.DotInOrder(start, fromFeatures, xo, wRow, n) };
                 if (layer.HasOutputScale)
                 {
                     float scale = mem.Parameter(layer.OutputScale(member) + o);
@@ -381,7 +381,7 @@ public static class CpuEpoch
             }
             for (int o = 0; o < layer.Outputs; o++)
             {
-                float sum = mem.Dot(fromFeatures, x, layer.Weight(member) + o * layer.Inputs, layer.Inputs);
+                float sum = mem.Dot(fromFeatures, x + layer.FirstInput(o), layer.Weight(member) + o * layer.InputsPerGroup, layer.InputsPerGroup);
                 float bias = mem.Parameter(layer.Bias(member) + o);
                 if (layer.HasOutputScale)
                 {
@@ -393,7 +393,7 @@ public static class CpuEpoch
                     sum += bias;
                 }
                 float y = Activations.Apply(layer.Activation, sum);
-                if (l < layers - 1)
+                if (layer.DropsOutputs != 0)
                     y *= Dropout.Factor(settings.DropoutSeed, step, maskRow, l, o, settings.DropoutRate);
                 mem.Scratch(at + layer.OutputOffset + o) = y;
             }
@@ -424,9 +424,10 @@ public static class CpuEpoch
             if (needG)
                 for (int i = 0; i < nIn; i++)
                     mem.Scratch(g + i) = 0f;
-            int w = layer.Weight(member);
+            int w = layer.Weight(member), n = layer.InputsPerGroup;
             for (int o = 0; o < layer.Outputs; o++)
             {
+                int first = layer.FirstInput(o);
                 float d = mem.Scratch(deltaAt + layer.OutputOffset + o);
                 mem.Gradient(gradients + layer.Bias(member) + o) += d;
                 if (layer.HasOutputScale)
@@ -435,9 +436,9 @@ public static class CpuEpoch
                     mem.Gradient(gradients + s) += d * mem.Scratch(at + layer.PreScaleOffset + o);
                     d *= mem.Parameter(s);
                 }
-                mem.AddScaledInput(gradients + w + o * nIn, d, xwFeatures, xw, nIn);
+                mem.AddScaledInput(gradients + w + o * n, d, xwFeatures, xw + first, n);
                 if (needG)
-                    mem.AddScaledWeights(g, d, w + o * nIn, nIn);
+                    mem.AddScaledWeights(g + first, d, w + o * n, n);
             }
             if (hasR)
             {
@@ -454,7 +455,7 @@ public static class CpuEpoch
                 for (int i = 0; i < nIn; i++)
                     mem.Scratch(deltaAt + layerIn + i) = mem.Scratch(deltaAt + layerIn + i)
                         * Activations.DerivativeFromOutput(previous.Activation, mem.Scratch(at + layerIn + i))
-                        * Dropout.Factor(settings.DropoutSeed, step, maskRow, l - 1, i, settings.DropoutRate);
+                        * (previous.DropsOutputs != 0 ? Dropout.Factor(settings.DropoutSeed, step, maskRow, l - 1, i, settings.DropoutRate) : 1f);
         }
     }
 

@@ -1,5 +1,5 @@
 // The whole network's training step in plain C#, in any float type, built from the layer references alone:
-// forward (k members per row, dropout on hidden outputs, the same masks the kernels draw), binary
+// forward (k members per row, dropout on the hidden MLP layers' outputs, the same masks the kernels draw), binary
 // cross-entropy from each member's logit (the loss is the members' mean), backward (the forward reversed).
 // The finite-difference test differentiates it in double; the CPU epoch and the device network are held
 // against it in float.
@@ -30,7 +30,7 @@ public static class NetworkReference
             outputs[l + 1] = new T[rowMembers * layout.Outputs(l)];
             preScale[l] = new T[layout[l].HasOutputScale ? rowMembers * layout.Outputs(l) : 0];
             BatchedDense.ForwardReference<T>(layout[l], k, l == 0, outputs[l], parameters, outputs[l + 1], preScale[l], rows);
-            if (l < layout.Layers - 1)
+            if (layout[l].DropsOutputs != 0)
                 Dropout.ApplyReference<T>(outputs[l + 1], rowMembers, layout.Outputs(l), settings.DropoutSeed, step, l, settings.DropoutRate);
         }
 
@@ -58,7 +58,7 @@ public static class NetworkReference
             var inputDelta = l > 0 ? new T[rowMembers * layout.Inputs(l)] : [];
             BatchedDense.BackwardReference<T>(layout[l], k, l == 0, outputs[l], parameters, preScale[l], delta, gradient, inputDelta, rows,
                 layout.InputActivationOf(l));
-            if (l > 0)
+            if (l > 0 && layout[l - 1].DropsOutputs != 0)
                 Dropout.ApplyReference<T>(inputDelta, rowMembers, layout.Inputs(l), settings.DropoutSeed, step, l - 1, settings.DropoutRate);
             delta = inputDelta;
         }

@@ -6,6 +6,10 @@
 // i's layer l computes y = f(((x * r_i) W_i^T) * s_i + b_i), where W and b are either per member or shared,
 // and r (input scale) and s (output scale) are per-member vectors a layer may have or not. The ensemble kind
 // says which layer has what. One member and no adapters is the plain network y = f(x W^T + b).
+//
+// A layer may also be grouped: its inputs and outputs cut into G equal groups, output group g reading input
+// group g only (W is (Outputs, Inputs / G)). A grouped first layer is a per-feature embedding (rtdl's
+// NLinear): each feature's inputs (its scalar, then its piecewise-linear encoding) map to its own d outputs.
 namespace HitGpu.Kernels;
 
 /// <summary>How k members share a network (TabM, Gorishniy et al. 2025).</summary>
@@ -33,6 +37,13 @@ public struct LayerShape
     public int ScaledInputOffset;                  // there: x * r (when the layer has r)
     public int PreScaleOffset;                     // there: (x * r) W^T before s (when the layer has s)
     public int Activation;                         // an Activation, as int for the kernels
+    public int Groups;                             // 1: dense; G: output group g reads input group g only
+    public int DropsOutputs;                       // 1: dropout applies to the outputs (hidden MLP layers; not embeddings, not the logit)
+
+    public readonly int InputsPerGroup => Inputs / Groups;
+    public readonly int OutputsPerGroup => Outputs / Groups;
+    /// <summary>Where output o's inputs start: its group's first input (0 for a dense layer).</summary>
+    public readonly int FirstInput(int o) => o / OutputsPerGroup * InputsPerGroup;
 
     public readonly bool HasInputScale => InputScaleOffset >= 0;
     public readonly bool HasOutputScale => OutputScaleOffset >= 0;
@@ -60,8 +71,11 @@ public sealed class ParameterLayout
     /// <summary>How the members share the layers (always <see cref="EnsembleKind.Independent"/> for one member).</summary>
     public EnsembleKind Kind { get; }
 
-    /// <summary>One member and no adapters: y = f(x W^T + b) per layer, the layout of files before format 2.</summary>
-    public bool IsPlain => Members == 1;
+    /// <summary>One member, no adapters, no grouped layer: y = f(x W^T + b) per layer, the layout of files before format 2.</summary>
+    public bool IsPlain => Members == 1 && layers.All(l => l.Groups == 1);
+
+    /// <summary>Each layer's groups (1: dense).</summary>
+    public IReadOnlyList<int> Groups => layers.Select(l => l.Groups).ToArray();
 
     /// <summary>Parameters in all: the length of the flat array.</summary>
     public int Count { get; }
@@ -73,7 +87,9 @@ public sealed class ParameterLayout
     /// <param name="activations">one per layer; default ReLU on hidden layers and none on the last (a logit)</param>
     /// <param name="kind">which tensors the members share</param>
     /// <param name="members">members trained together (1: a plain network, whatever the kind)</param>
-    public ParameterLayout(IReadOnlyList<int> widths, IReadOnlyList<Activation>? activations = null, EnsembleKind kind = EnsembleKind.Independent, int members = 1)
+    /// <param name="groups">each layer's groups (default 1: dense); a grouped layer's widths are multiples of its groups</param>
+    public ParameterLayout(IReadOnlyList<int> widths, IReadOnlyList<Activation>? activations = null, EnsembleKind kind = EnsembleKind.Independent, int members = 1,
+        IReadOnlyList<int>? groups = null)
     {
         if (widths.Count < 2 || widths.Any(w => w < 1))
             throw new ArgumentException($"a network needs at least an input and an output width, all positive; got [{string.Join(",", widths)}]");
@@ -84,6 +100,10 @@ public sealed class ParameterLayout
             throw new ArgumentException($"an ensemble has 1 to {MaxMembers} members, got {members}");
         if (!Enum.IsDefined(kind))
             throw new ArgumentException($"unknown ensemble kind {kind}");
+        groups ??= Enumerable.Repeat(1, widths.Count - 1).ToArray();
+        if (groups.Count != widths.Count - 1 || groups.Select((g, l) => g >= 1 && widths[l] % g == 0 && widths[l + 1] % g == 0).Any(ok => !ok))
+            throw new ArgumentException($"each of the {widths.Count - 1} layers needs a group count that divides its widths; got [{string.Join(",", groups)}]");
+        groupsOf = groups.ToArray();
         Widths = widths.ToArray();
         Activations = activations.ToArray();
         Members = members;
@@ -92,11 +112,11 @@ public sealed class ParameterLayout
         int parameters = 0, activationWidth = 0;
         for (int l = 0; l < layers.Length; l++)
         {
-            int nIn = widths[l], nOut = widths[l + 1];
+            int nIn = widths[l], nOut = widths[l + 1], perGroupIn = nIn / groups[l];
             var (ownWeights, ownBiases, inputScale, outputScale) = Adapters(l);
             // Checked: widths read from a file may be absurd, and a wrapped count would allocate nonsense.
             int weightOffset = parameters;
-            parameters = checked(parameters + (ownWeights ? members : 1) * nOut * nIn);
+            parameters = checked(parameters + (ownWeights ? members : 1) * nOut * perGroupIn);
             int biasOffset = parameters;
             parameters = checked(parameters + (ownBiases ? members : 1) * nOut);
             int inputScaleOffset = -1, outputScaleOffset = -1, scaledInputOffset = -1, preScaleOffset = -1;
@@ -116,11 +136,12 @@ public sealed class ParameterLayout
             }
             var shape = new LayerShape
             {
-                Inputs = nIn, Outputs = nOut, Activation = (int)activations[l],
+                Inputs = nIn, Outputs = nOut, Activation = (int)activations[l], Groups = groups[l],
                 WeightOffset = weightOffset, BiasOffset = biasOffset,
-                WeightStride = ownWeights ? checked(nOut * nIn) : 0, BiasStride = ownBiases ? nOut : 0,
+                WeightStride = ownWeights ? checked(nOut * perGroupIn) : 0, BiasStride = ownBiases ? nOut : 0,
                 InputScaleOffset = inputScaleOffset, OutputScaleOffset = outputScaleOffset,
                 ScaledInputOffset = scaledInputOffset, PreScaleOffset = preScaleOffset, OutputOffset = activationWidth,
+                DropsOutputs = l < widths.Count - 2 && groups[l] == 1 ? 1 : 0,
             };
             activationWidth = checked(activationWidth + nOut);
             layers[l] = shape;
@@ -132,23 +153,41 @@ public sealed class ParameterLayout
     /// <summary>Most members a network may have: the CPU epoch keeps k rows of activations per batch row.</summary>
     public const int MaxMembers = 256;
 
-    /// <summary>Which of layer l's tensors are the members' own, for this kind (nothing with one member).</summary>
+    private readonly int[] groupsOf;
+
+    /// <summary>
+    /// Which of layer l's tensors are the members' own, for this kind (nothing with one member). Embedding
+    /// (grouped) layers are shared except in independent networks, as in TabM; the MLP's first layer is the
+    /// first after them.
+    /// </summary>
     private (bool OwnWeights, bool OwnBiases, bool InputScale, bool OutputScale) Adapters(int l)
     {
         if (Members == 1)
             return (false, false, false, false);
-        bool head = l == layers.Length - 1;
-        return Kind switch
-        {
-            EnsembleKind.Independent => (true, true, false, false),
-            EnsembleKind.Batch => head ? (true, true, false, false) : (false, true, true, true),
-            _ => head ? (true, true, false, false) : (false, false, l == 0, false), // Mini
-        };
+        if (Kind == EnsembleKind.Independent)
+            return (true, true, false, false);
+        if (groupsOf[l] > 1)
+            return (false, false, false, false);
+        bool head = l == groupsOf.Length - 1, first = l == Array.FindIndex(groupsOf, g => g == 1);
+        return Kind == EnsembleKind.Batch
+            ? head ? (true, true, false, false) : (false, true, true, true)
+            : head ? (true, true, false, false) : (false, false, first, false); // Mini
     }
 
     /// <summary>inputs -> hidden (ReLU)... -> one logit: the sigmoid is fused with the loss.</summary>
     public static ParameterLayout ForClassifier(int inputs, IReadOnlyList<int> hidden, EnsembleKind kind = EnsembleKind.Independent, int members = 1) =>
         new([inputs, .. hidden, 1], null, kind, members);
+
+    /// <summary>
+    /// The classifier behind a per-feature embedding: <paramref name="features"/> groups of
+    /// <paramref name="inputsPerFeature"/> inputs, each to <paramref name="dimension"/> outputs (no activation:
+    /// TabM's piecewise-linear embeddings, version B), then the hidden layers and one logit.
+    /// </summary>
+    public static ParameterLayout WithEmbedding(int features, int inputsPerFeature, int dimension, IReadOnlyList<int> hidden,
+        EnsembleKind kind = EnsembleKind.Independent, int members = 1) =>
+        new([features * inputsPerFeature, features * dimension, .. hidden, 1],
+            [Activation.Identity, .. hidden.Select(_ => Activation.Relu), Activation.Identity], kind, members,
+            [features, .. Enumerable.Repeat(1, hidden.Count + 1)]);
 
     public LayerShape this[int layer] => layers[layer];
 
@@ -164,7 +203,7 @@ public sealed class ParameterLayout
     /// <summary>The activation that produced layer <paramref name="layer"/>'s input: the previous layer's, none for the features.</summary>
     public Activation InputActivationOf(int layer) => layer > 0 ? Activations[layer - 1] : Activation.Identity;
 
-    /// <summary>The same widths and activations as one plain network: what each member is, once its adapters are folded in.</summary>
+    /// <summary>The same widths and activations as one plain network: what each member is, once its adapters and groups are folded in.</summary>
     public ParameterLayout Plain => IsPlain ? this : new ParameterLayout(Widths, Activations);
 
     /// <summary>The seed of member i's own tensors: member 0 takes the network's seed, so a one-member network is unchanged.</summary>
@@ -174,7 +213,9 @@ public sealed class ParameterLayout
     /// Glorot-uniform weights (Keras' default, as in the original study) and zero biases, from a seed: shared
     /// tensors from <paramref name="seed"/>, member i's own from <see cref="MemberSeed"/> (so member i of an
     /// independent ensemble starts where a plain network of that seed does). TabM's adapters: the first
-    /// layer's r random signs, every other r and s ones.
+    /// layer's r random signs, every other r and s ones. A grouped (embedding) layer as rtdl's version B:
+    /// each group's first input (the feature's scalar) and the bias U(+-1/sqrt(d)), the other inputs (the
+    /// piecewise-linear encoding) zero, so the embedding starts as a linear one.
     /// </summary>
     public float[] Initialize(int seed)
     {
@@ -184,13 +225,23 @@ public sealed class ParameterLayout
         for (int l = 0; l < Layers; l++)
         {
             var layer = layers[l];
-            double limit = Math.Sqrt(6.0 / (layer.Inputs + layer.Outputs));
-            int weights = layer.Inputs * layer.Outputs;
+            int weights = layer.InputsPerGroup * layer.Outputs;
             for (int i = 0; i < (layer.WeightStride > 0 ? Members : 1); i++)
             {
                 var rng = layer.WeightStride > 0 ? own[i] : shared;
-                for (int e = 0; e < weights; e++)
-                    parameters[layer.Weight(i) + e] = (float)((rng.NextDouble() * 2 - 1) * limit);
+                if (layer.Groups == 1)
+                {
+                    double limit = Math.Sqrt(6.0 / (layer.Inputs + layer.Outputs));
+                    for (int e = 0; e < weights; e++)
+                        parameters[layer.Weight(i) + e] = (float)((rng.NextDouble() * 2 - 1) * limit);
+                    continue;
+                }
+                double embedding = 1 / Math.Sqrt(layer.OutputsPerGroup);
+                for (int o = 0; o < layer.Outputs; o++)
+                    parameters[layer.Weight(i) + o * layer.InputsPerGroup] = (float)((rng.NextDouble() * 2 - 1) * embedding);
+                if (layer.BiasStride > 0 || i == 0)
+                    for (int o = 0; o < layer.Outputs; o++)
+                        parameters[layer.Bias(i) + o] = (float)((rng.NextDouble() * 2 - 1) * embedding);
             }
             for (int i = 0; i < Members; i++)
             {
@@ -219,10 +270,11 @@ public sealed class ParameterLayout
             for (int o = 0; o < layer.Outputs; o++)
             {
                 float s = layer.HasOutputScale ? parameters[layer.OutputScale(member) + o] : 1f;
-                for (int j = 0; j < layer.Inputs; j++)
+                for (int j = 0; j < layer.InputsPerGroup; j++)
                 {
-                    float r = layer.HasInputScale ? parameters[layer.InputScale(member) + j] : 1f;
-                    result[plain.WeightOffset(l) + o * layer.Inputs + j] = s * parameters[layer.Weight(member) + o * layer.Inputs + j] * r;
+                    int input = layer.FirstInput(o) + j; // outside its group, output o's plain weights stay 0
+                    float r = layer.HasInputScale ? parameters[layer.InputScale(member) + input] : 1f;
+                    result[plain.WeightOffset(l) + o * layer.Inputs + input] = s * parameters[layer.Weight(member) + o * layer.InputsPerGroup + j] * r;
                 }
                 result[plain.BiasOffset(l) + o] = parameters[layer.Bias(member) + o];
             }
@@ -235,7 +287,7 @@ public sealed class ParameterLayout
     {
         var layer = layers[l];
         int[] Shape(bool perMember, params int[] dims) => perMember ? [Members, .. dims] : dims;
-        yield return ("weight", Shape(layer.WeightStride > 0, layer.Outputs, layer.Inputs), layer.WeightOffset);
+        yield return ("weight", Shape(layer.WeightStride > 0, layer.Outputs, layer.InputsPerGroup), layer.WeightOffset);
         yield return ("bias", Shape(layer.BiasStride > 0, layer.Outputs), layer.BiasOffset);
         if (layer.HasInputScale)
             yield return ("input_scale", [Members, layer.Inputs], layer.InputScaleOffset);

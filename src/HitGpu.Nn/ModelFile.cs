@@ -107,6 +107,8 @@ public static class ModelFile
             Members = model.Networks.Count,
             EnsembleKind = layout.IsPlain ? null : layout.Kind.ToString().ToLowerInvariant(),
             EnsembleMembers = layout.IsPlain ? 0 : layout.Members,
+            Groups = layout.Groups.All(g => g == 1) ? null : layout.Groups.ToArray(),
+            InputTransform = model.Preprocessing.Transform.Scaling == InputScaling.Embedding ? "embedding" : null,
             Training = model.Provenance,
         }, JsonOptions);
         header["__metadata__"] = new JsonObject
@@ -214,9 +216,15 @@ public static class ModelFile
         {
             throw Bad($"feature encoding: {e.Message}");
         }
-        // The transform is not stored by name: piecewise bins above 0 say piecewise, knots alone quantile.
-        var transform = metadata.PiecewiseBins != 0 ? InputTransform.Piecewise(metadata.PiecewiseBins)
-            : metadata.QuantileKnots is not null ? InputTransform.Quantile : InputTransform.Standard;
+        // Format 1 does not name the transform: piecewise bins above 0 say piecewise, knots alone quantile. An
+        // embedding's inputs (format 2) are named.
+        var transform = metadata.InputTransform switch
+        {
+            null => metadata.PiecewiseBins != 0 ? InputTransform.Piecewise(metadata.PiecewiseBins)
+                : metadata.QuantileKnots is not null ? InputTransform.Quantile : InputTransform.Standard,
+            "embedding" when format == EnsembleFormat => InputTransform.Embedding(metadata.PiecewiseBins),
+            _ => throw Bad($"unknown input transform '{metadata.InputTransform}'"),
+        };
         Preprocessing preprocessing;
         try
         {
@@ -259,12 +267,12 @@ public static class ModelFile
     {
         var activations = ReadActivations(metadata, widths.Length - 1, bad);
         if (format == Format)
-            return new ParameterLayout(widths, activations);
+            return metadata.Groups is null ? new ParameterLayout(widths, activations) : throw bad("grouped layers need format 2");
         if (!Enum.TryParse<EnsembleKind>(metadata.EnsembleKind, ignoreCase: true, out var kind) || !Enum.IsDefined(kind) || int.TryParse(metadata.EnsembleKind, out _))
             throw bad($"unknown ensemble kind '{metadata.EnsembleKind}' (expected {string.Join(", ", Enum.GetNames<EnsembleKind>().Select(n => n.ToLowerInvariant()))})");
-        if (metadata.EnsembleMembers < 2 || metadata.EnsembleMembers > ParameterLayout.MaxMembers)
-            throw bad($"ensemble members must be 2 to {ParameterLayout.MaxMembers}, got {metadata.EnsembleMembers}");
-        return new ParameterLayout(widths, activations, kind, metadata.EnsembleMembers);
+        if (metadata.EnsembleMembers < 1 || metadata.EnsembleMembers > ParameterLayout.MaxMembers)
+            throw bad($"ensemble members must be 1 to {ParameterLayout.MaxMembers}, got {metadata.EnsembleMembers}");
+        return new ParameterLayout(widths, activations, kind, metadata.EnsembleMembers, metadata.Groups);
     }
 
     /// <summary>One known activation per layer, the last none: the network ends in a logit, and the output is its sigmoid.</summary>
@@ -351,6 +359,10 @@ public static class ModelFile
         public string? EnsembleKind { get; set; }     // independent, batch or mini
         [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
         public int EnsembleMembers { get; set; }      // members inside each network
+        [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+        public int[]? Groups { get; set; }            // each layer's groups (an embedding's first layer: one per feature)
+        [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+        public string? InputTransform { get; set; }   // "embedding": per feature its score and piecewise columns
         public ModelProvenance? Training { get; set; }
     }
 }

@@ -182,7 +182,7 @@ public sealed class Network : IDisposable
             {
                 device.BatchedDenseForward(BatchedLayer(l, input, rows));
             }
-            if (settings.DropoutRate > 0f && l < Layout.Layers - 1)
+            if (settings.DropoutRate > 0f && Layout[l].DropsOutputs != 0)
                 device.ApplyDropout(new DropoutArgs { Values = outputs[l].View, Rows = rowMembers, Cols = Layout.Outputs(l), Layer = l, Step = step, Seed = settings.DropoutSeed, Rate = settings.DropoutRate });
         }
     }
@@ -214,7 +214,7 @@ public sealed class Network : IDisposable
                 device.BatchedDenseBackward(BatchedLayer(l, input, rows) with { InputGradient = previousGradient }, withInputGradient);
             }
             // The activation's derivative came from the masked output (0 where dropped); the kept units take the scale.
-            if (settings.DropoutRate > 0f && l > 0)
+            if (settings.DropoutRate > 0f && l > 0 && Layout[l - 1].DropsOutputs != 0)
                 device.ApplyDropout(new DropoutArgs { Values = deltas[l - 1].View, Rows = rows * Layout.Members, Cols = Layout.Inputs(l), Layer = l - 1, Step = step, Seed = settings.DropoutSeed, Rate = settings.DropoutRate });
         }
     }

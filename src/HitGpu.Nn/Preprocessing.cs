@@ -6,10 +6,12 @@
 //      tree ensembles), or a piecewise-linear encoding (each feature becomes B columns, one per quantile bin:
 //      0 below the bin, 1 above it, linear inside, so the first layer can weigh every range of a feature the
 //      way a tree splits on thresholds);
+//      or, for a learned per-feature embedding (TabM's piecewise-linear embeddings), both: each feature
+//      becomes its quantile score followed by its B piecewise-linear columns;
 //   3. standardisation z = (x - mean) / deviation of each network input.
 namespace HitGpu.Nn;
 
-public enum InputScaling { Standard, Quantile, Piecewise }
+public enum InputScaling { Standard, Quantile, Piecewise, Embedding }
 
 /// <summary>The input transform: <see cref="InputScaling"/>, with its number of bins for the piecewise-linear one.</summary>
 public readonly record struct InputTransform(InputScaling Scaling, int Bins = 0)
@@ -18,16 +20,21 @@ public readonly record struct InputTransform(InputScaling Scaling, int Bins = 0)
     public static readonly InputTransform Quantile = new(InputScaling.Quantile);
     public static InputTransform Piecewise(int bins) => new(InputScaling.Piecewise, bins);
 
+    /// <summary>The input of a piecewise-linear embedding: per feature its quantile score, then its <paramref name="bins"/> piecewise columns.</summary>
+    public static InputTransform Embedding(int bins) => new(InputScaling.Embedding, bins);
+
     /// <summary>Network inputs per encoded feature.</summary>
-    public int InputsPerFeature => Scaling == InputScaling.Piecewise ? Bins : 1;
+    public int InputsPerFeature => Scaling switch { InputScaling.Piecewise => Bins, InputScaling.Embedding => 1 + Bins, _ => 1 };
+
+    private bool HasBins => Scaling is InputScaling.Piecewise or InputScaling.Embedding;
 
     /// <summary>Whether it needs each feature's training quantiles.</summary>
     public bool UsesKnots => Scaling != InputScaling.Standard;
 
     public void Validate()
     {
-        if (Scaling == InputScaling.Piecewise ? Bins < 1 || Bins >= Preprocessing.KnotCount : Bins != 0)
-            throw new ArgumentException(Scaling == InputScaling.Piecewise
+        if (HasBins ? Bins < 1 || Bins >= Preprocessing.KnotCount : Bins != 0)
+            throw new ArgumentException(HasBins
                 ? $"piecewise bins must be 1 to {Preprocessing.KnotCount - 1}, got {Bins}"
                 : $"bins apply to piecewise-linear inputs only, not to {Scaling.ToString().ToLowerInvariant()} ones");
     }
@@ -36,6 +43,7 @@ public readonly record struct InputTransform(InputScaling Scaling, int Bins = 0)
     public string Description => Scaling switch
     {
         InputScaling.Piecewise => $"piecewise-linear inputs over {Bins} quantile bins",
+        InputScaling.Embedding => $"quantile scores and piecewise-linear encodings over {Bins} quantile bins (embedding inputs)",
         InputScaling.Quantile => "quantile-normalised inputs",
         _ => "standardised inputs",
     };
@@ -199,8 +207,25 @@ public sealed record Preprocessing
     }
 
     /// <summary>The transform of the encoded features: into a new array, or into <paramref name="features"/> when <paramref name="owned"/> and the shape allows.</summary>
-    private static float[] Transformed(float[] features, int columns, InputTransform transform, float[][] knots, bool owned) =>
-        transform.Scaling == InputScaling.Piecewise ? Piecewise(features, columns, knots, transform.Bins) : QuantileScores(features, columns, knots, inPlace: owned);
+    private static float[] Transformed(float[] features, int columns, InputTransform transform, float[][] knots, bool owned) => transform.Scaling switch
+    {
+        InputScaling.Piecewise => Piecewise(features, columns, knots, transform.Bins),
+        InputScaling.Embedding => Interleaved(QuantileScores(features, columns, knots), Piecewise(features, columns, knots, transform.Bins), columns, transform.Bins),
+        _ => QuantileScores(features, columns, knots, inPlace: owned),
+    };
+
+    /// <summary>Per row and feature c: the score, then the feature's <paramref name="bins"/> piecewise columns.</summary>
+    private static float[] Interleaved(float[] scores, float[] piecewise, int columns, int bins)
+    {
+        int rows = scores.Length / columns;
+        var result = new float[rows * columns * (1 + bins)];
+        for (int i = 0; i < rows * columns; i++)
+        {
+            result[i * (1 + bins)] = scores[i];
+            Array.Copy(piecewise, i * bins, result, i * (1 + bins) + 1, bins);
+        }
+        return result;
+    }
 
     /// <summary>Each value to the normal score of its interpolated position among the knots.</summary>
     public static float[] QuantileScores(float[] features, int columns, float[][] knots, bool inPlace = false)

@@ -9,6 +9,14 @@ namespace HitGpu.Nn;
 
 public enum LearningRateSchedule { Constant, Cosine }
 
+/// <summary>A learned per-feature embedding before the MLP (TabM, after Gorishniy et al. 2022).</summary>
+public enum NumericEmbedding
+{
+    None,
+    /// <summary>Piecewise-linear embeddings, version B: per feature a linear embedding of its score plus a linear map of its piecewise-linear encoding, the latter starting at zero.</summary>
+    Piecewise,
+}
+
 /// <summary>
 /// How to train. The defaults are the configuration chosen on validation accuracy over the six decades and
 /// seeds 0-4 (docs/ACCURACY.md): five 15-64-32-1 networks, quantile-normalised inputs, dropout 0.15, 30
@@ -35,6 +43,12 @@ public sealed record TrainingOptions
     public int EnsembleSize { get; init; } = 5;
     /// <summary>What the members share (TabM): nothing (independent networks), all but adapters (batch), or all but the input scale and head (mini).</summary>
     public EnsembleKind EnsembleKind { get; init; } = EnsembleKind.Independent;
+    /// <summary>A learned embedding of each feature before the MLP; with one, the inputs are its scores and piecewise encodings whatever <see cref="Inputs"/> says.</summary>
+    public NumericEmbedding Embedding { get; init; } = NumericEmbedding.None;
+    /// <summary>Quantile bins of the piecewise-linear embedding.</summary>
+    public int EmbeddingBins { get; init; } = 48;
+    /// <summary>Outputs per feature of the embedding.</summary>
+    public int EmbeddingDimension { get; init; } = 16;
     /// <summary>Feature transforms applied before standardisation.</summary>
     public FeatureEncoding Encoding { get; init; } = FeatureEncoding.Raw;
     /// <summary>Probability of dropping each hidden unit during training (inverted dropout; off at evaluation).</summary>
@@ -75,6 +89,11 @@ public sealed record TrainingOptions
         if (EnsembleSize < 1 || EnsembleSize > ParameterLayout.MaxMembers)
             throw new ArgumentException($"an ensemble has 1 to {ParameterLayout.MaxMembers} members, got {EnsembleSize}");
         if (!Enum.IsDefined(EnsembleKind)) throw new ArgumentException($"unknown ensemble kind {EnsembleKind}");
+        if (!Enum.IsDefined(Embedding)) throw new ArgumentException($"unknown embedding {Embedding}");
+        if (Embedding != NumericEmbedding.None && (EmbeddingBins < 1 || EmbeddingBins >= Preprocessing.KnotCount))
+            throw new ArgumentException($"embedding bins must be 1 to {Preprocessing.KnotCount - 1}, got {EmbeddingBins}");
+        if (Embedding != NumericEmbedding.None && EmbeddingDimension < 1)
+            throw new ArgumentException($"the embedding dimension must be at least 1, got {EmbeddingDimension}");
         if (ValidationFraction <= 0 || TestFraction <= 0 || ValidationFraction + TestFraction >= 1)
             throw new ArgumentException($"validation ({ValidationFraction}) and test ({TestFraction}) splits must be above 0 and add up to less than 1");
     }
@@ -97,8 +116,13 @@ public sealed record TrainingOptions
         WeightDecay = WeightDecay, DropoutRate = Dropout, DropoutSeed = (uint)Seed * 2654435761u + 12345u,
     };
 
-    /// <summary>The network these options train on <paramref name="inputs"/> network inputs: hidden widths, members and kind.</summary>
-    public ParameterLayout LayoutFor(int inputs) => ParameterLayout.ForClassifier(inputs, Hidden, EnsembleKind, EnsembleSize);
+    /// <summary>The transform of the encoded features: the embedding's inputs when there is one, else <see cref="Inputs"/>.</summary>
+    public InputTransform InputTransform => Embedding == NumericEmbedding.Piecewise ? InputTransform.Embedding(EmbeddingBins) : Inputs;
+
+    /// <summary>The network these options train on an encoding's features: the embedding if any, hidden widths, members and kind.</summary>
+    public ParameterLayout LayoutFor(FeatureEncoding encoding) => Embedding == NumericEmbedding.None
+        ? ParameterLayout.ForClassifier(Preprocessing.NetworkInputsFor(encoding, InputTransform), Hidden, EnsembleKind, EnsembleSize)
+        : ParameterLayout.WithEmbedding(encoding.Width, InputTransform.InputsPerFeature, EmbeddingDimension, Hidden, EnsembleKind, EnsembleSize);
 }
 
 /// <summary>
@@ -153,8 +177,8 @@ public static class Trainer
         if (split.Train.Length == 0 || split.Validation.Length == 0 || split.Test.Length == 0)
             throw new InputException($"{data.Source}: {data.Count} rows are too few to split into training, validation and test parts");
         // Fitted on the training part, read in place by its row indices: no copy of the raw rows.
-        var preprocessing = Preprocessing.Fit(data.Features, options.Encoding, options.Inputs, split.Train);
-        var layout = options.LayoutFor(preprocessing.NetworkInputs);
+        var preprocessing = Preprocessing.Fit(data.Features, options.Encoding, options.InputTransform, split.Train);
+        var layout = options.LayoutFor(options.Encoding);
 
         using var trainSet = new DeviceDataset(device, preprocessing.Apply(data.Features, split.Train), preprocessing.NetworkInputs,
             split.Train.Select(r => data.Labels[r]).ToArray());

@@ -24,11 +24,25 @@ public sealed class BatchedDenseTests(AcceleratorFixture fixture)
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Forward_and_backward_match_the_reference(EnsembleKind kind, int members, int l, int rows, bool gathered)
+    public void Forward_and_backward_match_the_reference(EnsembleKind kind, int members, int l, int rows, bool gathered) =>
+        MatchesTheReference(ParameterLayout.ForClassifier(7, [9, 5], kind, members), l, rows, gathered);
+
+    [Theory]
+    [InlineData(EnsembleKind.Independent, 1, 0)]
+    [InlineData(EnsembleKind.Independent, 1, 1)]
+    [InlineData(EnsembleKind.Independent, 3, 0)]
+    [InlineData(EnsembleKind.Batch, 3, 0)]
+    [InlineData(EnsembleKind.Batch, 3, 1)]
+    [InlineData(EnsembleKind.Mini, 2, 1)]
+    public void A_grouped_embedding_layer_and_the_layer_after_it_match_the_reference(EnsembleKind kind, int members, int l) =>
+        // 3 features of 4 inputs each to 2 dimensions each: output o reads its feature's 4 inputs only.
+        MatchesTheReference(ParameterLayout.WithEmbedding(3, 4, 2, [5], kind, members), l, 9, gathered: l == 0);
+
+    private void MatchesTheReference(ParameterLayout layout, int l, int rows, bool gathered)
     {
-        var layout = ParameterLayout.ForClassifier(7, [9, 5], kind, members);
+        int members = layout.Members;
         var layer = layout[l];
-        var rng = new Random(members * 100 + l * 10 + rows);
+        var rng = new Random(members * 100 + l * 10 + rows + layout.Count);
         var parameters = Tolerance.Random(rng, layout.Count, 0.7f);
         bool shared = l == 0;
         int inputRows = shared ? rows : rows * members, spare = 4;
@@ -79,6 +93,18 @@ public sealed class BatchedDenseTests(AcceleratorFixture fixture)
         Tolerance.AllClose(inputGradient, dx.ToArray(), "input gradient", abs: 1e-5, rel: 1e-4);
         foreach (var (name, shape, at) in layout.Tensors(l))
             Assert.Contains(gradient.AsSpan(at, shape.Aggregate(1, (a, b) => a * b)).ToArray(), v => Math.Abs(v) > 1e-4); // every tensor gets a gradient
+        if (layer.Groups > 1)
+        {
+            // Output 0 reads the first feature's inputs only: moving another feature's input leaves it alone.
+            var moved = (float[])x.Clone();
+            for (int r = 0; r < inputRows; r++)
+                moved[r * layer.Inputs + layer.InputsPerGroup] += 1f;
+            var y2 = new float[y.Length];
+            BatchedDense.ForwardReference<float>(layer, members, shared, moved, parameters, y2, new float[y.Length], rows);
+            for (int rm = 0; rm < rowMembers; rm++)
+                Assert.Equal(y[rm * layer.Outputs], y2[rm * layer.Outputs]);
+            Assert.NotEqual(y, y2);
+        }
     }
 
     [Fact]

@@ -29,9 +29,25 @@ public sealed class CpuEpochTests(AcceleratorFixture fixture)
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Epoch_matches_the_reference_step_by_step(int[] widths, int rows, int batchSize, bool throughViews, float dropout, EnsembleKind kind, int members)
+    public void Epoch_matches_the_reference_step_by_step(int[] widths, int rows, int batchSize, bool throughViews, float dropout, EnsembleKind kind, int members) =>
+        EpochMatchesTheReference(new ParameterLayout(widths, null, kind, members), rows, batchSize, throughViews, dropout);
+
+    [Theory]
+    [InlineData(false, EnsembleKind.Independent, 1)]
+    [InlineData(true, EnsembleKind.Independent, 1)]
+    [InlineData(false, EnsembleKind.Batch, 3)]
+    [InlineData(true, EnsembleKind.Mini, 4)]
+    [InlineData(false, EnsembleKind.Independent, 2)]
+    public void Epoch_with_a_per_feature_embedding_matches_the_reference(bool throughViews, EnsembleKind kind, int members)
     {
-        var layout = new ParameterLayout(widths, null, kind, members);
+        // 5 features of 1 + 6 inputs each (a scalar and its piecewise encoding) to 4 dimensions each, then 9-1.
+        var layout = ParameterLayout.WithEmbedding(5, 7, 4, [9], kind, members);
+        EpochMatchesTheReference(layout, 50, 8, throughViews, 0.2f);
+    }
+
+    private void EpochMatchesTheReference(ParameterLayout layout, int rows, int batchSize, bool throughViews, float dropout)
+    {
+        int[] widths = [.. layout.Widths];
         var rng = new Random(rows * 31 + batchSize);
         var features = Tolerance.Random(rng, rows * widths[0], 2f);
         var labels = Enumerable.Range(0, rows).Select(_ => (float)rng.Next(2)).ToArray();

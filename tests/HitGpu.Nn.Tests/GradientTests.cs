@@ -11,8 +11,18 @@ public sealed class GradientTests(AcceleratorFixture fixture)
     private const int Rows = 16;
 
     /// <summary>The default network, or a smaller one with k members of a kind (small: finite differences visit every parameter).</summary>
-    private static ParameterLayout LayoutOf(EnsembleKind kind, int members) =>
-        members == 1 ? Layout : ParameterLayout.ForClassifier(SongData.FeatureCount, [12, 7], kind, members);
+    /// <summary>
+    /// The default network, or a smaller one with k members of a kind (small: finite differences visit every
+    /// parameter); kind and members negative: behind a per-feature embedding (15 features of 1 + 3 inputs to 2 each).
+    /// </summary>
+    private static ParameterLayout LayoutOf(EnsembleKind kind, int members) => members switch
+    {
+        1 => Layout,
+        < 0 => ParameterLayout.WithEmbedding(SongData.FeatureCount, 4, 2, [6], kind, -members),
+        _ => ParameterLayout.ForClassifier(SongData.FeatureCount, [12, 7], kind, members),
+    };
+
+    private static int InputsOf(ParameterLayout layout) => layout.Inputs(0);
 
     private static (double[] parameters, double[] x, double[] y) Problem(ParameterLayout layout, int seed)
     {
@@ -24,7 +34,12 @@ public sealed class GradientTests(AcceleratorFixture fixture)
                 if (name != "weight")
                     for (int e = 0; e < shape.Aggregate(1, (a, b) => a * b); e++)
                         parameters[at + e] = name == "bias" ? rng.NextDouble() * 0.2 - 0.1 : parameters[at + e] * (0.7 + 0.6 * rng.NextDouble());
-        var x = Enumerable.Range(0, Rows * SongData.FeatureCount).Select(_ => rng.NextDouble() * 4 - 2).ToArray();
+        var x = Enumerable.Range(0, Rows * InputsOf(layout)).Select(_ => rng.NextDouble() * 4 - 2).ToArray();
+        // Non-zero piecewise weights of an embedding too (they start at zero).
+        for (int l = 0; l < layout.Layers; l++)
+            if (layout[l].Groups > 1)
+                for (int e = 0; e < layout[l].Outputs * layout[l].InputsPerGroup * (layout[l].WeightStride > 0 ? layout.Members : 1); e++)
+                    parameters[layout.WeightOffset(l) + e] += rng.NextDouble() * 0.4 - 0.2;
         var y = Enumerable.Range(0, Rows).Select(i => (double)(i % 2)).ToArray();
         return (parameters, x, y);
     }
@@ -37,6 +52,8 @@ public sealed class GradientTests(AcceleratorFixture fixture)
             data.Add(dropout, EnsembleKind.Independent, 1);
             foreach (var kind in Enum.GetValues<EnsembleKind>())
                 data.Add(dropout, kind, 3);
+            data.Add(dropout, EnsembleKind.Independent, -1); // an embedding before one network
+            data.Add(dropout, EnsembleKind.Mini, -2);        // and before a batched ensemble
         }
         return data;
     }
@@ -85,7 +102,7 @@ public sealed class GradientTests(AcceleratorFixture fixture)
         var device = fixture.Device;
         using var network = new Network(device, layout, Rows);
         network.Reset(parameters.Select(p => (float)p).ToArray());
-        using var data = new DeviceDataset(device, x.Select(v => (float)v).ToArray(), SongData.FeatureCount, y.Select(v => (float)v).ToArray());
+        using var data = new DeviceDataset(device, x.Select(v => (float)v).ToArray(), InputsOf(layout), y.Select(v => (float)v).ToArray());
         network.ComputeGradient(data, 0, Rows, order: null, settings, step: 4);
 
         Tolerance.Close(expectedLoss, data.ReadMetrics().Loss, "mean loss", 1e-6, 1e-5);

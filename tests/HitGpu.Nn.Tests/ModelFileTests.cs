@@ -80,6 +80,29 @@ public sealed class ModelFileTests(AcceleratorFixture fixture) : IDisposable
         Assert.Equal(kind == EnsembleKind.Batch, header.Contains("network0.layer1.output_scale"));
     }
 
+    [Theory]
+    [InlineData(1, EnsembleKind.Independent)]
+    [InlineData(3, EnsembleKind.Mini)]
+    public void A_piecewise_embedding_round_trips_in_format_2(int members, EnsembleKind kind)
+    {
+        var options = new TrainingOptions { Epochs = 2, EnsembleSize = members, EnsembleKind = kind, Embedding = NumericEmbedding.Piecewise, EmbeddingBins = 6, EmbeddingDimension = 3 };
+        var result = Trainer.Train(fixture.Device, Songs.Value, options);
+        Assert.Equal([15 * 7, 15 * 3, 64, 32, 1], result.Model.Layout.Widths);
+        Assert.Equal([15, 1, 1, 1], result.Model.Layout.Groups);
+        string path = Path.Combine(folder, $"embedded-{members}.hitgpu");
+        ModelFile.Save(result.Model, path);
+        var loaded = ModelFile.Load(path);
+        Assert.Equal(InputTransform.Embedding(6), loaded.Preprocessing.Transform);
+        Assert.Equal(result.Model.Layout.Groups, loaded.Layout.Groups);
+        Assert.Equal((kind, members), (loaded.Layout.Kind, loaded.Layout.Members));
+        Assert.Equal(result.Model.Networks[0], loaded.Networks[0]);
+        var test = Songs.Value.Subset(result.Split.Test);
+        Assert.Equal(result.Model.PredictProbabilities(fixture.Device, test), loaded.PredictProbabilities(fixture.Device, test));
+        string header = System.Text.Encoding.UTF8.GetString(File.ReadAllBytes(path), 8, 3000);
+        Assert.Contains(ModelFile.EnsembleFormat, header);
+        Assert.Contains("\"network0.layer0.weight\":{\"dtype\":\"F32\",\"shape\":[45,7]", header); // 15 features x 3 outputs, each over its own 7 inputs
+    }
+
     [Fact]
     public void Piecewise_linear_inputs_round_trip_and_the_validation_reading_is_the_models()
     {

@@ -33,6 +33,14 @@ public static class OnnxExport
             x = QuantileScores(graph, x, preprocessing.Knots!);
         else if (preprocessing.Transform.Scaling == InputScaling.Piecewise)
             x = PiecewiseBins(graph, x, preprocessing.Knots!, preprocessing.Transform.Bins);
+        else if (preprocessing.Transform.Scaling == InputScaling.Embedding)
+        {
+            // Per feature its score, then its bins: (N, W, 1) beside (N, W, B), flattened.
+            int width = preprocessing.Knots!.Length, bins = preprocessing.Transform.Bins;
+            string scores = graph.Op("Reshape", QuantileScores(graph, x, preprocessing.Knots), graph.Longs("scores_3d", [0, width, 1], 3));
+            string binned = graph.Op("Reshape", PiecewiseBins(graph, x, preprocessing.Knots, bins), graph.Longs("bins_3d", [0, width, bins], 3));
+            x = graph.Op("Reshape", graph.Op("Concat", [scores, binned], attributes: [Int("axis", 2)]), graph.Longs("embedding_inputs", [0, width * (1 + bins)], 2));
+        }
         x = graph.Op("Div", graph.Op("Sub", x, graph.Floats("means", preprocessing.Means, 1, preprocessing.Means.Length)),
             graph.Floats("deviations", preprocessing.Deviations, 1, preprocessing.Deviations.Length));
 
