@@ -28,6 +28,8 @@ public sealed class TrainingArguments
     public Option<string> Embedding { get; } = new("--embedding") { Description = "a learned per-feature embedding before the MLP: none, or piecewise (TabM's piecewise-linear embeddings, version B; its inputs replace --inputs)", DefaultValueFactory = _ => Defaults.Embedding.ToString().ToLowerInvariant() };
     public Option<int> EmbeddingBins { get; } = new("--embedding-bins") { Description = "quantile bins of the piecewise-linear embedding", DefaultValueFactory = _ => Defaults.EmbeddingBins };
     public Option<int> EmbeddingDimension { get; } = new("--embedding-dim") { Description = "outputs per feature of the embedding", DefaultValueFactory = _ => Defaults.EmbeddingDimension };
+    public Option<float> LabelSmoothing { get; } = new("--label-smoothing") { Description = "train towards y (1 - e) + e / 2 instead of the 0/1 label (RealMLP; 0 = off)", DefaultValueFactory = _ => Defaults.LabelSmoothing };
+    public Option<string> SelectOn { get; } = new("--select-on") { Description = "what early stopping watches on the validation part, and the epoch kept: loss or accuracy", DefaultValueFactory = _ => Defaults.SelectOn.ToString().ToLowerInvariant() };
     public Option<float> Dropout { get; } = new("--dropout") { Description = "probability of dropping each hidden unit while training (0 = off)", DefaultValueFactory = _ => Defaults.Dropout };
     public Option<string> Inputs { get; } = new("--inputs") { Description = "input transform before standardising: standard (none), quantile (normal score of the rank among the training values) or piecewise (piecewise-linear over quantile bins)", DefaultValueFactory = _ => Defaults.Inputs.Scaling.ToString().ToLowerInvariant() };
     public Option<int> PiecewiseBins { get; } = new("--piecewise-bins") { Description = "quantile bins of the piecewise-linear inputs (implies --inputs piecewise)", DefaultValueFactory = _ => DefaultPiecewiseBins };
@@ -43,12 +45,13 @@ public sealed class TrainingArguments
         Inputs.AcceptOnlyFromAmong("standard", "quantile", "piecewise");
         EnsembleKind.AcceptOnlyFromAmong("independent", "batch", "mini");
         Embedding.AcceptOnlyFromAmong("none", "piecewise");
+        SelectOn.AcceptOnlyFromAmong("loss", "accuracy");
     }
 
     public void AddTo(Command command)
     {
         foreach (var option in new Option[] { Epochs, BatchSize, Hidden, LearningRate, WeightDecay, Schedule, WarmupEpochs, Seed, ValidationSplit, TestSplit,
-                     EarlyStopping, Ensemble, EnsembleKind, Embedding, EmbeddingBins, EmbeddingDimension, Dropout, LogFeatures, OneHot, Inputs, PiecewiseBins, AverageLast, DropDuplicates, Study })
+                     EarlyStopping, SelectOn, Ensemble, EnsembleKind, Embedding, EmbeddingBins, EmbeddingDimension, Dropout, LabelSmoothing, LogFeatures, OneHot, Inputs, PiecewiseBins, AverageLast, DropDuplicates, Study })
             command.Add(option);
     }
 
@@ -74,6 +77,8 @@ public sealed class TrainingArguments
             EnsembleKind = parsed.GetResult(EnsembleKind) is { Implicit: false } ? Enum.Parse<EnsembleKind>(parsed.GetValue(EnsembleKind)!, ignoreCase: true) : start.EnsembleKind,
             Embedding = parsed.GetResult(Embedding) is { Implicit: false } ? Enum.Parse<NumericEmbedding>(parsed.GetValue(Embedding)!, ignoreCase: true) : start.Embedding,
             EmbeddingBins = Get(EmbeddingBins, start.EmbeddingBins),
+            LabelSmoothing = Get(LabelSmoothing, start.LabelSmoothing),
+            SelectOn = parsed.GetResult(SelectOn) is { Implicit: false } ? Enum.Parse<SelectionMetric>(parsed.GetValue(SelectOn)!, ignoreCase: true) : start.SelectOn,
             EmbeddingDimension = Get(EmbeddingDimension, start.EmbeddingDimension),
             Encoding = parsed.GetResult(LogFeatures) is { Implicit: false } || parsed.GetResult(OneHot) is { Implicit: false }
                 ? new FeatureEncoding(
@@ -113,7 +118,8 @@ public sealed class TrainingArguments
         $"; {o.Epochs} epochs, batch {o.BatchSize}, Adam lr {HitGpuCli.Number(o.LearningRate)}" +
         (o.WeightDecay > 0 ? $", weight decay {HitGpuCli.Number(o.WeightDecay)}" : "") +
         (o.Schedule != LearningRateSchedule.Constant || o.WarmupEpochs > 0 ? $", {o.Schedule.ToString().ToLowerInvariant()} schedule, {o.WarmupEpochs} warm-up epochs" : "") +
-        (o.EarlyStoppingPatience > 0 ? $", early stopping {o.EarlyStoppingPatience}" : "") +
+        (o.EarlyStoppingPatience > 0 ? $", early stopping {o.EarlyStoppingPatience} on validation {o.SelectOn.ToString().ToLowerInvariant()}" : "") +
+        (o.LabelSmoothing > 0 ? $", label smoothing {HitGpuCli.Number(o.LabelSmoothing)}" : "") +
         (o.Dropout > 0 ? $", dropout {HitGpuCli.Number(o.Dropout)}" : "") +
         (o.AverageLastEpochs > 0 ? $", weights averaged over the last {o.AverageLastEpochs} epochs" : "") +
         (o.DropDuplicates ? ", duplicates dropped" : "") +

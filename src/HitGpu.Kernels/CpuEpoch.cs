@@ -526,7 +526,7 @@ public static class CpuEpoch
                 int row = mem.Order(position);
                 int rowOut = outputsBase + r * k * width;
                 int rowDelta = deltasBase + r * k * width;
-                float y = mem.Label(row);
+                float y = mem.Label(row), target = Loss.SmoothedTarget(y, a.Settings.LabelSmoothing);
 
                 // Forward and loss for every member (sigmoid fused with binary cross-entropy; dL/dz = (p - y) / (batch k)),
                 // then each member's backward pass, the forward reversed.
@@ -536,10 +536,10 @@ public static class CpuEpoch
                     int at = rowOut + i * width;
                     int logitAt = ForwardMember(mem, layers, row, at, i, a.Settings, globalStep, (myStart + r) * k + i);
                     float z = mem.Scratch(at + logitAt);
-                    mem.Scratch(rowDelta + i * width + logitAt) = Loss.LogitGradient(z, y) * scale;
-                    Accumulate(k, i, z, y, ref first, ref lossSum, ref pSum, ref qSum);
+                    mem.Scratch(rowDelta + i * width + logitAt) = Loss.LogitGradient(z, target) * scale;
+                    Accumulate(k, i, z, target, ref first, ref lossSum, ref pSum, ref qSum);
                 }
-                mem.SampleLoss(position) = Loss.EnsembleLoss(k, first, lossSum, pSum, qSum, y, lossOfMean: 0);
+                mem.SampleLoss(position) = Loss.EnsembleLoss(k, first, lossSum, pSum, qSum, target, lossOfMean: 0);
                 mem.SampleCorrect(position) = Loss.EnsembleCorrect(k, first, pSum, y);
                 for (int i = 0; i < k; i++)
                     BackwardMember(mem, layers, row, rowOut + i * width, rowDelta + i * width, i, gradientBase, a.Settings, globalStep, (myStart + r) * k + i);

@@ -23,6 +23,7 @@ public struct LossArgs
     public float GradientScale;             // 1 / (rows k) for a mean over the batch and the members
     public int Members;                     // k logits per sample, member-minor (0 counts as 1)
     public int LossOfMean;                  // 1: a sample's loss is the mean probability's (scoring); 0: the members' mean loss
+    public float LabelSmoothing;            // the loss and its gradient take the target y (1 - e) + e / 2; correctness the label
 }
 
 public static class Loss
@@ -38,6 +39,12 @@ public static class Loss
     /// <summary>A prediction is a hit when p > 0.5, i.e. when the logit is positive.</summary>
     public static bool IsCorrectReference<T>(T logit, T label) where T : IFloatingPointIeee754<T> =>
         logit > T.Zero == label > T.CreateChecked(0.5);
+
+    /// <summary>
+    /// Label smoothing's target (RealMLP): y (1 - e) + e / 2, so a confident fit is no longer pushed to
+    /// infinite logits; e = 0 gives y to the bit. Only training's loss and gradient take it.
+    /// </summary>
+    public static float SmoothedTarget(float label, float smoothing) => label * (1f - smoothing) + 0.5f * smoothing;
 
     /// <summary>
     /// One sample's metrics from its k members' logits: the members' mean loss, or (<paramref name="lossOfMean"/>)
@@ -94,20 +101,20 @@ public static class Loss
         var range = WorkRange.OfThread(a.Rows, blocked);
         for (int r = range.Start; r < range.End; r += range.Step)
         {
-            float y = a.Labels.Data[a.Labels.RowStart(r)];
+            float y = a.Labels.Data[a.Labels.RowStart(r)], target = SmoothedTarget(y, a.LabelSmoothing);
             float lossSum = 0f, pSum = 0f, qSum = 0f;
             for (int i = 0; i < k; i++)
             {
                 float z = a.Logits[r * k + i];
-                a.LogitGradient[r * k + i] = LogitGradient(z, y) * a.GradientScale;
+                a.LogitGradient[r * k + i] = LogitGradient(z, target) * a.GradientScale;
                 if (k > 1)
                 {
-                    lossSum += BinaryCrossEntropy(z, y);
+                    lossSum += BinaryCrossEntropy(z, target);
                     pSum += Activations.Sigmoid(z);
                     qSum += Activations.Sigmoid(-z);
                 }
             }
-            a.SampleLoss[a.Labels.Offset + r] = EnsembleLoss(k, a.Logits[r * k], lossSum, pSum, qSum, y, a.LossOfMean);
+            a.SampleLoss[a.Labels.Offset + r] = EnsembleLoss(k, a.Logits[r * k], lossSum, pSum, qSum, target, a.LossOfMean);
             a.SampleCorrect[a.Labels.Offset + r] = EnsembleCorrect(k, a.Logits[r * k], pSum, y);
         }
     }

@@ -1,6 +1,7 @@
 // The whole network's training step in plain C#, in any float type, built from the layer references alone:
 // forward (k members per row, dropout on the hidden MLP layers' outputs, the same masks the kernels draw), binary
-// cross-entropy from each member's logit (the loss is the members' mean), backward (the forward reversed).
+// cross-entropy from each member's logit against the (optionally smoothed) target, the loss the members' mean,
+// backward (the forward reversed).
 // The finite-difference test differentiates it in double; the CPU epoch and the device network are held
 // against it in float.
 using System.Numerics;
@@ -39,12 +40,14 @@ public static class NetworkReference
         for (int r = 0; r < rows; r++)
         {
             var logits = outputs[^1].AsSpan(r * k, k);
+            T target = T.CreateTruncating(Loss.SmoothedTarget(float.CreateTruncating(y[r]), settings.LabelSmoothing));
             for (int i = 0; i < k; i++)
             {
-                loss += Loss.BinaryCrossEntropyReference(logits[i], y[r]);
-                delta[r * k + i] = Loss.GradientReference(logits[i], y[r]) / n;
+                loss += Loss.BinaryCrossEntropyReference(logits[i], target);
+                delta[r * k + i] = Loss.GradientReference(logits[i], target) / n;
             }
-            var (sample, correct) = Loss.EnsembleSampleReference<T>(logits, y[r], lossOfMean: false);
+            var (sample, _) = Loss.EnsembleSampleReference<T>(logits, target, lossOfMean: false);
+            var (_, correct) = Loss.EnsembleSampleReference<T>(logits, y[r], lossOfMean: false);
             if (!sampleLoss.IsEmpty)
                 sampleLoss[r] = sample;
             if (!sampleCorrect.IsEmpty)

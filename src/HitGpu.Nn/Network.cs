@@ -249,7 +249,7 @@ public sealed class Network : IDisposable
             Labels = order is null ? RowSource.InPlace(data.Labels.View, 1, noIndex.View, offset) : RowSource.Gather(data.Labels.View, 1, order.View, offset),
             LogitGradient = LogitGradient.View,
             SampleLoss = data.SampleLoss.View, SampleCorrect = data.SampleCorrect.View,
-            Rows = rows, GradientScale = 1f / (rows * Layout.Members), Members = Layout.Members,
+            Rows = rows, GradientScale = 1f / (rows * Layout.Members), Members = Layout.Members, LabelSmoothing = settings.LabelSmoothing,
         });
         Backward(input, rows, settings, step);
     }

@@ -9,6 +9,9 @@ namespace HitGpu.Nn;
 
 public enum LearningRateSchedule { Constant, Cosine }
 
+/// <summary>The validation figure that decides the epoch kept: the lower loss, or the higher accuracy (ties: the earlier epoch).</summary>
+public enum SelectionMetric { Loss, Accuracy }
+
 /// <summary>A learned per-feature embedding before the MLP (TabM, after Gorishniy et al. 2022).</summary>
 public enum NumericEmbedding
 {
@@ -51,6 +54,10 @@ public sealed record TrainingOptions
     public int EmbeddingDimension { get; init; } = 16;
     /// <summary>Feature transforms applied before standardisation.</summary>
     public FeatureEncoding Encoding { get; init; } = FeatureEncoding.Raw;
+    /// <summary>Label smoothing e (RealMLP): training targets y (1 - e) + e / 2; 0 = off. Validation and test read the true labels.</summary>
+    public float LabelSmoothing { get; init; } = 0f;
+    /// <summary>What early stopping (and the weights kept) watch on the validation part: its loss, or its accuracy (RealMLP's best-epoch selection by the metric).</summary>
+    public SelectionMetric SelectOn { get; init; } = SelectionMetric.Loss;
     /// <summary>Probability of dropping each hidden unit during training (inverted dropout; off at evaluation).</summary>
     public float Dropout { get; init; } = 0.15f;
     /// <summary>How each encoded feature becomes network inputs before standardising: as it is, quantile-normalised, or piecewise-linear.</summary>
@@ -81,6 +88,8 @@ public sealed record TrainingOptions
         if (WarmupEpochs < 0 || WarmupEpochs >= Epochs) throw new ArgumentException($"warm-up epochs must be 0 or more and fewer than the epochs, got {WarmupEpochs}");
         if (EarlyStoppingPatience < 0) throw new ArgumentException($"early-stopping patience must be 0 (off) or more, got {EarlyStoppingPatience}");
         if (!(Dropout >= 0f && Dropout < 1f)) throw new ArgumentException($"dropout must be in [0, 1), got {Dropout}");
+        if (!(LabelSmoothing >= 0f && LabelSmoothing < 1f)) throw new ArgumentException($"label smoothing must be in [0, 1), got {LabelSmoothing}");
+        if (!Enum.IsDefined(SelectOn)) throw new ArgumentException($"unknown selection metric {SelectOn}");
         Inputs.Validate();
         if (AverageLastEpochs < 0 || AverageLastEpochs > Epochs)
             throw new ArgumentException($"epochs to average must be 0 (off) to the epochs ({Epochs}), got {AverageLastEpochs}");
@@ -113,7 +122,7 @@ public sealed record TrainingOptions
     /// <summary>How each step runs: Adam (Keras' constants), the weight decay, and the dropout masks of this seed (each row-member its own).</summary>
     public StepSettings StepSettings => StepSettings.Default with
     {
-        WeightDecay = WeightDecay, DropoutRate = Dropout, DropoutSeed = (uint)Seed * 2654435761u + 12345u,
+        WeightDecay = WeightDecay, DropoutRate = Dropout, DropoutSeed = (uint)Seed * 2654435761u + 12345u, LabelSmoothing = LabelSmoothing,
     };
 
     /// <summary>The transform of the encoded features: the embedding's inputs when there is one, else <see cref="Inputs"/>.</summary>
@@ -276,7 +285,7 @@ public static class Trainer
             var metrics = new EpochMetrics(epoch, trainLoss, trainAccuracy, validationLoss, validationAccuracy, epochClock.Elapsed.TotalSeconds);
             history.Add(metrics);
             onEpoch?.Invoke(metrics);
-            if (!progress.GoesOn(epoch, trainLoss, validationLoss, network.Parameters.ToArray))
+            if (!progress.GoesOn(epoch, trainLoss, validationLoss, validationAccuracy, network.Parameters.ToArray))
                 break;
         }
         return progress.Outcome();
@@ -296,13 +305,13 @@ internal sealed class NetworkProgress(TrainingOptions options, float[] initial)
 {
     private float[] kept = initial;
     private int keptEpoch;
-    private double bestValidationLoss = double.PositiveInfinity;
+    private double best = double.PositiveInfinity; // the lowest validation loss, or the highest accuracy negated
     private readonly double[]? averaged = options.AverageLastEpochs > 0 ? new double[initial.Length] : null;
     private string? stoppedEarly;
     private bool diverged;
 
     /// <summary>Takes the epoch's losses (and the current weights, read only when kept); false: stop here.</summary>
-    public bool GoesOn(int epoch, double trainLoss, double validationLoss, Func<float[]> currentWeights)
+    public bool GoesOn(int epoch, double trainLoss, double validationLoss, double validationAccuracy, Func<float[]> currentWeights)
     {
         if (!double.IsFinite(trainLoss) || !double.IsFinite(validationLoss))
         {
@@ -311,9 +320,10 @@ internal sealed class NetworkProgress(TrainingOptions options, float[] initial)
             diverged = true;
             return false;
         }
-        bool improved = validationLoss < bestValidationLoss;
+        double watched = options.SelectOn == SelectionMetric.Loss ? validationLoss : -validationAccuracy;
+        bool improved = watched < best;
         if (improved)
-            bestValidationLoss = validationLoss;
+            best = watched;
         if (options.EarlyStoppingPatience == 0 || improved)
         {
             kept = currentWeights();
@@ -325,7 +335,7 @@ internal sealed class NetworkProgress(TrainingOptions options, float[] initial)
         }
         if (epoch - keptEpoch < options.EarlyStoppingPatience)
             return true;
-        stoppedEarly = $"validation loss has not improved for {options.EarlyStoppingPatience} epochs; kept the weights of epoch {keptEpoch}";
+        stoppedEarly = $"validation {options.SelectOn.ToString().ToLowerInvariant()} has not improved for {options.EarlyStoppingPatience} epochs; kept the weights of epoch {keptEpoch}";
         return false;
     }
 

@@ -53,7 +53,7 @@ public sealed class CpuEpochTests(AcceleratorFixture fixture)
         var labels = Enumerable.Range(0, rows).Select(_ => (float)rng.Next(2)).ToArray();
         var order = Enumerable.Range(0, rows).OrderBy(_ => rng.Next()).ToArray();
         var parameters = Tolerance.Random(rng, layout.Count, 0.5f);
-        var settings = StepSettings.Default with { WeightDecay = 0.01f, DropoutRate = dropout, DropoutSeed = 77 };
+        var settings = StepSettings.Default with { WeightDecay = 0.01f, DropoutRate = dropout, DropoutSeed = 77, LabelSmoothing = dropout > 0.25f ? 0.1f : 0f };
         int steps = (rows + batchSize - 1) / batchSize;
         // A decaying rate: the schedule is read per step.
         var schedule = Enumerable.Range(1, steps).Select(t => AdamStep.At(t, 0.01f / t, settings)).ToArray();

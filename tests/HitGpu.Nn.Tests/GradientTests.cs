@@ -63,7 +63,8 @@ public sealed class GradientTests(AcceleratorFixture fixture)
     public void Reference_gradient_matches_finite_differences_for_every_parameter(float dropout, EnsembleKind kind, int members)
     {
         // The mask is a fixed function of (seed, step, row, layer, unit): the loss stays differentiable in the parameters.
-        var settings = StepSettings.Default with { DropoutRate = dropout, DropoutSeed = 11 };
+        // Label smoothing rides along with dropout.
+        var settings = StepSettings.Default with { DropoutRate = dropout, DropoutSeed = 11, LabelSmoothing = dropout > 0 ? 0.1f : 0f };
         var layout = LayoutOf(kind, members);
         var (parameters, x, y) = Problem(layout, seed: 3);
         var analytic = new double[layout.Count];
@@ -93,7 +94,7 @@ public sealed class GradientTests(AcceleratorFixture fixture)
     [MemberData(nameof(Cases))]
     public void Device_network_gradient_matches_the_reference(float dropout, EnsembleKind kind, int members)
     {
-        var settings = StepSettings.Default with { DropoutRate = dropout, DropoutSeed = 11 };
+        var settings = StepSettings.Default with { DropoutRate = dropout, DropoutSeed = 11, LabelSmoothing = dropout > 0 ? 0.1f : 0f };
         var layout = LayoutOf(kind, members);
         var (parameters, x, y) = Problem(layout, seed: 5);
         var expected = new double[layout.Count];

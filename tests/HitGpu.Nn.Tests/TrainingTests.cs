@@ -252,6 +252,32 @@ public sealed class StoppingTests(AcceleratorFixture fixture)
     }
 
     [Fact]
+    public void Label_smoothing_targets_the_middle_a_little_and_is_off_at_zero()
+    {
+        Assert.Equal(1f, Loss.SmoothedTarget(1f, 0f));
+        Assert.Equal(0f, Loss.SmoothedTarget(0f, 0f));
+        Assert.Equal(0.95f, Loss.SmoothedTarget(1f, 0.1f));
+        Assert.Equal(0.05f, Loss.SmoothedTarget(0f, 0.1f), 6);
+        // Trained towards 0.95 and 0.05, the network's logits stay smaller than when trained towards 1 and 0.
+        var options = TrainingOptions.Study with { Epochs = 5 };
+        var sharp = Trainer.Train(fixture.Device, Songs.Value, options);
+        var smooth = Trainer.Train(fixture.Device, Songs.Value, options with { LabelSmoothing = 0.2f });
+        var test = Songs.Value.Subset(sharp.Split.Test);
+        static double MeanConfidence(float[] p) => p.Average(v => Math.Abs(v - 0.5));
+        Assert.True(MeanConfidence(smooth.Model.PredictProbabilities(fixture.Device, test)) < MeanConfidence(sharp.Model.PredictProbabilities(fixture.Device, test)));
+    }
+
+    [Fact]
+    public void Selecting_on_accuracy_keeps_the_epoch_of_the_best_validation_accuracy()
+    {
+        var options = TrainingOptions.Study with { Epochs = 6, EarlyStoppingPatience = 6, SelectOn = SelectionMetric.Accuracy };
+        var result = Trainer.Train(fixture.Device, Songs.Value, options);
+        double best = result.History.Max(h => h.ValidationAccuracy);
+        Assert.Equal(result.History.First(h => h.ValidationAccuracy == best).Epoch, result.KeptEpoch);
+        Assert.Equal(best, result.Validation.Accuracy, 12);
+    }
+
+    [Fact]
     public void Early_stopping_watches_the_ensembles_mean_probability()
     {
         // The validation loss each epoch is the loss of the members' mean probability: recomputed here from
