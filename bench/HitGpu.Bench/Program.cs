@@ -168,7 +168,13 @@ static int CompareRun(string[] args)
     string data = ArgOf(args, "--data", "");
     var songs = data.Length > 0 ? SongData.Load(data) : SongData.LoadEmbedded90s();
     using var device = ComputeDevice.Open(ComputeDevice.ParseKind(ArgOf(args, "--accelerator", "cpu")));
-    var options = TrainingOptions.Study with { BatchSize = batch, Epochs = epochs }; // the same single network as the PyTorch reference
+    // The same single network as the PyTorch reference, or k members of a kind (beside bench/reference/torch_tabm.py).
+    var options = TrainingOptions.Study with
+    {
+        BatchSize = batch, Epochs = epochs,
+        EnsembleSize = int.Parse(ArgOf(args, "--ensemble", "1"), CultureInfo.InvariantCulture),
+        EnsembleKind = Enum.Parse<EnsembleKind>(ArgOf(args, "--ensemble-kind", "independent"), ignoreCase: true),
+    };
     Trainer.Train(device, songs, options with { Epochs = 1 });
     var result = Trainer.Train(device, songs, options);
     Console.WriteLine(JsonSerializer.Serialize(new
@@ -178,6 +184,8 @@ static int CompareRun(string[] args)
         path = device.PreferredTrainingPath.ToString(),
         batch_size = batch,
         epochs,
+        members = options.EnsembleSize,
+        kind = options.EnsembleKind.ToString().ToLowerInvariant(),
         loop_seconds = result.LoopSeconds,
         samples_per_second = result.TrainRows * (double)epochs / result.LoopSeconds,
         test_accuracy = result.TestAccuracy,
