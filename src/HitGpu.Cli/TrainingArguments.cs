@@ -25,7 +25,8 @@ public sealed class TrainingArguments
     public Option<string> EnsembleKind { get; } = new("--ensemble-kind") { Description = "what the members share: independent (nothing: k full networks), batch (TabM's BatchEnsemble: shared weights, per-member scales, biases and heads) or mini (TabM-mini: per-member input scales and heads, one shared MLP)", DefaultValueFactory = _ => Defaults.EnsembleKind.ToString().ToLowerInvariant() };
     public Option<string> LogFeatures { get; } = new("--log-features") { Description = "features replaced by log(1 + x), comma-separated, or 'skewed'", DefaultValueFactory = _ => string.Join(",", Defaults.Encoding.LogFeatures) };
     public Option<string> OneHot { get; } = new("--one-hot") { Description = "features one-hot encoded (key, time_signature), comma-separated", DefaultValueFactory = _ => string.Join(",", Defaults.Encoding.OneHotFeatures) };
-    public Option<string> Embedding { get; } = new("--embedding") { Description = "a learned per-feature embedding before the MLP: none, or piecewise (TabM's piecewise-linear embeddings, version B; its inputs replace --inputs)", DefaultValueFactory = _ => Defaults.Embedding.ToString().ToLowerInvariant() };
+    public Option<string> Embedding { get; } = new("--embedding") { Description = "a learned per-feature embedding before the MLP: none, piecewise (TabM's piecewise-linear embeddings, version B; its inputs replace --inputs) or periodic (cos(2 pi w x + b) of learned frequencies, a linear map, ReLU)", DefaultValueFactory = _ => Defaults.Embedding.ToString().ToLowerInvariant() };
+    public Option<int> EmbeddingFrequencies { get; } = new("--embedding-frequencies") { Description = "learned frequencies per feature of the periodic embedding", DefaultValueFactory = _ => Defaults.EmbeddingFrequencies };
     public Option<int> EmbeddingBins { get; } = new("--embedding-bins") { Description = "quantile bins of the piecewise-linear embedding", DefaultValueFactory = _ => Defaults.EmbeddingBins };
     public Option<int> EmbeddingDimension { get; } = new("--embedding-dim") { Description = "outputs per feature of the embedding", DefaultValueFactory = _ => Defaults.EmbeddingDimension };
     public Option<float> LabelSmoothing { get; } = new("--label-smoothing") { Description = "train towards y (1 - e) + e / 2 instead of the 0/1 label (RealMLP; 0 = off)", DefaultValueFactory = _ => Defaults.LabelSmoothing };
@@ -44,14 +45,14 @@ public sealed class TrainingArguments
         Schedule.AcceptOnlyFromAmong("constant", "cosine");
         Inputs.AcceptOnlyFromAmong("standard", "quantile", "piecewise");
         EnsembleKind.AcceptOnlyFromAmong("independent", "batch", "mini");
-        Embedding.AcceptOnlyFromAmong("none", "piecewise");
+        Embedding.AcceptOnlyFromAmong("none", "piecewise", "periodic");
         SelectOn.AcceptOnlyFromAmong("loss", "accuracy");
     }
 
     public void AddTo(Command command)
     {
         foreach (var option in new Option[] { Epochs, BatchSize, Hidden, LearningRate, WeightDecay, Schedule, WarmupEpochs, Seed, ValidationSplit, TestSplit,
-                     EarlyStopping, SelectOn, Ensemble, EnsembleKind, Embedding, EmbeddingBins, EmbeddingDimension, Dropout, LabelSmoothing, LogFeatures, OneHot, Inputs, PiecewiseBins, AverageLast, DropDuplicates, Study })
+                     EarlyStopping, SelectOn, Ensemble, EnsembleKind, Embedding, EmbeddingBins, EmbeddingDimension, EmbeddingFrequencies, Dropout, LabelSmoothing, LogFeatures, OneHot, Inputs, PiecewiseBins, AverageLast, DropDuplicates, Study })
             command.Add(option);
     }
 
@@ -77,6 +78,7 @@ public sealed class TrainingArguments
             EnsembleKind = parsed.GetResult(EnsembleKind) is { Implicit: false } ? Enum.Parse<EnsembleKind>(parsed.GetValue(EnsembleKind)!, ignoreCase: true) : start.EnsembleKind,
             Embedding = parsed.GetResult(Embedding) is { Implicit: false } ? Enum.Parse<NumericEmbedding>(parsed.GetValue(Embedding)!, ignoreCase: true) : start.Embedding,
             EmbeddingBins = Get(EmbeddingBins, start.EmbeddingBins),
+            EmbeddingFrequencies = Get(EmbeddingFrequencies, start.EmbeddingFrequencies),
             LabelSmoothing = Get(LabelSmoothing, start.LabelSmoothing),
             SelectOn = parsed.GetResult(SelectOn) is { Implicit: false } ? Enum.Parse<SelectionMetric>(parsed.GetValue(SelectOn)!, ignoreCase: true) : start.SelectOn,
             EmbeddingDimension = Get(EmbeddingDimension, start.EmbeddingDimension),
@@ -113,7 +115,12 @@ public sealed class TrainingArguments
 
     public static string Describe(TrainingOptions o) =>
         $"network {string.Join("-", o.LayoutFor(o.Encoding).Widths)}" +
-        (o.Embedding != NumericEmbedding.None ? $" ({o.Embedding.ToString().ToLowerInvariant()} embedding: {o.EmbeddingBins} bins to {o.EmbeddingDimension} per feature)" : "") +
+        o.Embedding switch
+        {
+            NumericEmbedding.Piecewise => $" (piecewise embedding: {o.EmbeddingBins} bins to {o.EmbeddingDimension} per feature)",
+            NumericEmbedding.Periodic => $" (periodic embedding: {o.EmbeddingFrequencies} frequencies to {o.EmbeddingDimension} per feature)",
+            _ => "",
+        } +
         (o.EnsembleSize > 1 ? $" x {o.EnsembleSize} members ({o.EnsembleKind.ToString().ToLowerInvariant()} ensemble, one pass)" : "") +
         $"; {o.Epochs} epochs, batch {o.BatchSize}, Adam lr {HitGpuCli.Number(o.LearningRate)}" +
         (o.WeightDecay > 0 ? $", weight decay {HitGpuCli.Number(o.WeightDecay)}" : "") +

@@ -1,13 +1,14 @@
-// ReLU and sigmoid: the scalar functions the fused kernels call, their references, and one element-wise
-// kernel (used to turn logits into probabilities). Derivatives are taken from the output, so a layer keeps
-// only its activated output, never its pre-activation.
+// ReLU, sigmoid and cosine: the scalar functions the fused kernels call, their references, and one
+// element-wise kernel (used to turn logits into probabilities). Derivatives are taken from the output, so a
+// layer keeps only its activated output, never its pre-activation; the one exception is the cosine of a
+// periodic embedding (its slope -sin z is not a function of cos z), whose layer keeps z as well.
 using System.Numerics;
 using ILGPU;
 using ILGPU.Runtime;
 
 namespace HitGpu.Kernels;
 
-public enum Activation { Identity = 0, Relu = 1, Sigmoid = 2 }
+public enum Activation { Identity = 0, Relu = 1, Sigmoid = 2, Cos = 3 }
 
 public static class Activations
 {
@@ -17,8 +18,16 @@ public static class Activations
     {
         Activation.Relu => z > T.Zero ? z : T.Zero,
         Activation.Sigmoid => SigmoidReference(z),
+        Activation.Cos => T.Cos(z),
         _ => z,
     };
+
+    /// <summary>Whether the slope comes from the output alone (all but the cosine, which needs its pre-activation).</summary>
+    public static bool SlopeFromOutput(Activation activation) => activation != Activation.Cos;
+
+    /// <summary>d output / d input from the output y, or for the cosine from the pre-activation z.</summary>
+    public static T DerivativeReference<T>(Activation activation, T y, T z) where T : IFloatingPointIeee754<T> =>
+        activation == Activation.Cos ? -T.Sin(z) : DerivativeFromOutputReference(activation, y);
 
     /// <summary>d output / d input, written in terms of the output y.</summary>
     public static T DerivativeFromOutputReference<T>(Activation activation, T y) where T : IFloatingPointIeee754<T> => activation switch
@@ -45,8 +54,14 @@ public static class Activations
             return z > 0f ? z : 0f;
         if (activation == (int)Activation.Sigmoid)
             return Sigmoid(z);
+        if (activation == (int)Activation.Cos)
+            return MathF.Cos(z);
         return z;
     }
+
+    /// <summary>The slope from the output y, or for the cosine from the pre-activation z (<see cref="DerivativeReference"/>).</summary>
+    public static float Derivative(int activation, float y, float z) =>
+        activation == (int)Activation.Cos ? -MathF.Sin(z) : DerivativeFromOutput(activation, y);
 
     public static float DerivativeFromOutput(int activation, float y)
     {

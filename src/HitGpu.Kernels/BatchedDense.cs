@@ -26,6 +26,8 @@ public struct BatchedLayerArgs
     public ArrayView<float> Parameters;          // the flat parameter array
     public ArrayView<float> Gradients;           // the flat gradient array (backward)
     public ArrayView<float> PreScale;            // (rows k, out) (x * r) W^T, when the layer has s
+    public ArrayView<float> PreActivation;       // (rows k, out) z, when the layer keeps it (a cosine)
+    public ArrayView<float> InputPreActivation;  // (rows k, in) the previous layer's z, when its slope needs it
     public ArrayView<float> Y;                   // (rows k, out) activated outputs (forward)
     public ArrayView<float> OutputGradient;      // (rows k, out) dL/dz (backward)
     public ArrayView<float> ScaledInputGradient; // (rows k, in) g, the gradient at x * r (backward, when needed)
@@ -68,7 +70,7 @@ public static class BatchedDense
 
     /// <summary>Forward of one layer for <paramref name="rows"/> batch rows: y (rows k, out), preScale likewise (when the layer has s).</summary>
     public static void ForwardReference<T>(LayerShape layer, int members, bool inputShared, ReadOnlySpan<T> x, ReadOnlySpan<T> p,
-        Span<T> y, Span<T> preScale, int rows) where T : IFloatingPointIeee754<T>
+        Span<T> y, Span<T> preScale, int rows, Span<T> preActivation = default) where T : IFloatingPointIeee754<T>
     {
         int nIn = layer.Inputs, nOut = layer.Outputs;
         for (int rm = 0; rm < rows * members; rm++)
@@ -88,6 +90,8 @@ public static class BatchedDense
                     preScale[rm * nOut + o] = sum;
                     sum = sum * p[layer.OutputScale(i) + o] + bias;
                 }
+                if (layer.KeepsPreActivation)
+                    preActivation[rm * nOut + o] = sum;
                 y[rm * nOut + o] = Activations.ApplyReference((Activation)layer.Activation, sum);
             }
         }
@@ -96,13 +100,16 @@ public static class BatchedDense
     /// <summary>
     /// Backward of one layer: the layer's parameter gradients written (not added) into <paramref name="gradient"/>,
     /// and, when <paramref name="inputGradient"/> is not empty, dL/dz of the previous layer (through
-    /// <paramref name="inputActivation"/>'s derivative at x).
+    /// <paramref name="inputActivation"/>'s derivative at x, or at <paramref name="inputPreActivation"/> for a
+    /// cosine).
     /// </summary>
     public static void BackwardReference<T>(LayerShape layer, int members, bool inputShared, ReadOnlySpan<T> xRows, ReadOnlySpan<T> parameters,
-        ReadOnlySpan<T> preScale, ReadOnlySpan<T> dz, Span<T> gradient, Span<T> inputGradient, int rows, Activation inputActivation)
+        ReadOnlySpan<T> preScale, ReadOnlySpan<T> dz, Span<T> gradient, Span<T> inputGradient, int rows, Activation inputActivation,
+        ReadOnlySpan<T> inputPreActivation = default)
         where T : IFloatingPointIeee754<T>
     {
-        T[] x = xRows.ToArray(), p = parameters.ToArray(), outputGradient = dz.ToArray();
+        T[] x = xRows.ToArray(), p = parameters.ToArray(), outputGradient = dz.ToArray(), xPre = inputPreActivation.ToArray();
+        T Slope(int at) => Activations.DerivativeReference(inputActivation, x[at], xPre.Length > 0 ? xPre[at] : T.Zero);
         int nIn = layer.Inputs, nOut = layer.Outputs, rowMembers = rows * members;
         T XScaled(int rm, int j) => layer.HasInputScale ? x[Row(rm) * nIn + j] * p[layer.InputScale(rm % members) + j] : x[Row(rm) * nIn + j];
         int Row(int rm) => inputShared ? rm / members : rm;
@@ -169,13 +176,13 @@ public static class BatchedDense
                     T sum = T.Zero;
                     for (int i = 0; i < members; i++)
                         sum += g[(b * members + i) * nIn + j] * R(b * members + i, j);
-                    inputGradient[b * nIn + j] = sum * Activations.DerivativeFromOutputReference(inputActivation, x[b * nIn + j]);
+                    inputGradient[b * nIn + j] = sum * Slope(b * nIn + j);
                 }
             return;
         }
         for (int rm = 0; rm < rowMembers; rm++)
             for (int j = 0; j < nIn; j++)
-                inputGradient[rm * nIn + j] = g[rm * nIn + j] * R(rm, j) * Activations.DerivativeFromOutputReference(inputActivation, x[rm * nIn + j]);
+                inputGradient[rm * nIn + j] = g[rm * nIn + j] * R(rm, j) * Slope(rm * nIn + j);
     }
 
     // ---- kernels ----
@@ -191,6 +198,8 @@ public static class BatchedDense
             float z = PreActivation(a.X.Data, a.X.RowStart(InputRow(rm, a.Members, a.InputShared)), a.Parameters, a.Layer, rm % a.Members, o, out float pre);
             if (a.Layer.HasOutputScale)
                 a.PreScale[e] = pre;
+            if (a.Layer.KeepsPreActivation)
+                a.PreActivation[e] = z;
             a.Y[e] = Activations.Apply(a.Layer.Activation, z);
         }
     }
@@ -264,7 +273,7 @@ public static class BatchedDense
             if (layer.HasInputScale || a.InputShared != 0)
                 a.ScaledInputGradient[e] = g;
             else
-                a.InputGradient[e] = g * Activations.DerivativeFromOutput(a.InputActivation, a.X.Data[a.X.RowStart(rm) + j]);
+                a.InputGradient[e] = g * InputSlope(a, rm, j);
         }
     }
 
@@ -303,9 +312,14 @@ public static class BatchedDense
                 float g = a.ScaledInputGradient[rm * nIn + j];
                 sum += layer.HasInputScale ? g * a.Parameters[layer.InputScale(rm % k) + j] : g;
             }
-            a.InputGradient[e] = sum * Activations.DerivativeFromOutput(a.InputActivation, a.X.Data[a.X.RowStart(row) + j]);
+            a.InputGradient[e] = sum * InputSlope(a, row, j);
         }
     }
+
+    /// <summary>The slope of the activation that produced input (row, j): from the input, or for a cosine from its stored pre-activation.</summary>
+    private static float InputSlope(in BatchedLayerArgs a, int row, int j) =>
+        Activations.Derivative(a.InputActivation, a.X.Data[a.X.RowStart(row) + j],
+            a.InputActivation == (int)Activation.Cos ? a.InputPreActivation[row * a.Layer.Inputs + j] : 0f);
 }
 
 public sealed partial class ComputeDevice
@@ -327,6 +341,9 @@ public sealed partial class ComputeDevice
             && (!layer.HasOutputScale || layer.OutputScaleOffset + (long)a.Members * layer.Outputs <= a.Parameters.Length),
             $"{what}: the layer's tensors lie outside the parameters");
         Require(!layer.HasOutputScale || a.PreScale.Length >= (long)a.Rows * a.Members * layer.Outputs, $"{what}: pre-scale sums must hold (rows k, out)");
+        Require(!layer.KeepsPreActivation || a.PreActivation.Length >= (long)a.Rows * a.Members * layer.Outputs, $"{what}: pre-activations must hold (rows k, out)");
+        Require(a.InputActivation != (int)Activation.Cos || (a.InputShared == 0 && a.InputPreActivation.Length >= (long)a.Rows * a.Members * layer.Inputs),
+            $"{what}: a cosine input needs its pre-activations (rows k, in)");
     }
 
     /// <summary>Y = f(((X r) W^T) s + b) for every row-member, PreScale kept where the layer has s.</summary>

@@ -392,6 +392,8 @@ public static class CpuEpoch
                 {
                     sum += bias;
                 }
+                if (layer.KeepsPreActivation)
+                    mem.Scratch(at + layer.PreActivationOffset + o) = sum;
                 float y = Activations.Apply(layer.Activation, sum);
                 if (layer.DropsOutputs != 0)
                     y *= Dropout.Factor(settings.DropoutSeed, step, maskRow, l, o, settings.DropoutRate);
@@ -454,7 +456,8 @@ public static class CpuEpoch
             if (l > 0)
                 for (int i = 0; i < nIn; i++)
                     mem.Scratch(deltaAt + layerIn + i) = mem.Scratch(deltaAt + layerIn + i)
-                        * Activations.DerivativeFromOutput(previous.Activation, mem.Scratch(at + layerIn + i))
+                        * Activations.Derivative(previous.Activation, mem.Scratch(at + layerIn + i),
+                            previous.KeepsPreActivation ? mem.Scratch(at + previous.PreActivationOffset + i) : 0f)
                         * (previous.DropsOutputs != 0 ? Dropout.Factor(settings.DropoutSeed, step, maskRow, l - 1, i, settings.DropoutRate) : 1f);
         }
     }

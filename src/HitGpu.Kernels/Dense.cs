@@ -210,6 +210,7 @@ public sealed partial class ComputeDevice
         Require(a.OutputGradient.Length >= (long)a.Rows * a.Outputs, "dense backward: output gradient must hold (rows, out)");
         Require(a.WeightGradient.Length == (long)a.Outputs * a.Inputs, "dense backward: weight gradient must be (out, in)");
         Require(a.BiasGradient.Length == a.Outputs, "dense backward: bias gradient must be (out)");
+        Require(Activations.SlopeFromOutput((Activation)a.InputActivation), "dense backward: the input's activation must take its slope from its output (a cosine needs the batched layer)");
         if (DenseVariantFor(a.Outputs, a.Inputs, a.Rows) == DenseVariant.Tiled)
         {
             // dW = dZ^T X and db = dZ^T 1: reductions over the rows, tiled like any product (split over the rows

@@ -25,12 +25,14 @@ public static class NetworkReference
         // outputs[l + 1]: layer l's activated (and masked) outputs, (rows k, out); outputs[0]: the input rows.
         var outputs = new T[layout.Layers + 1][];
         var preScale = new T[layout.Layers][];
+        var preActivation = new T[layout.Layers][];
         outputs[0] = x[..(rows * layout.Inputs(0))].ToArray();
         for (int l = 0; l < layout.Layers; l++)
         {
             outputs[l + 1] = new T[rowMembers * layout.Outputs(l)];
             preScale[l] = new T[layout[l].HasOutputScale ? rowMembers * layout.Outputs(l) : 0];
-            BatchedDense.ForwardReference<T>(layout[l], k, l == 0, outputs[l], parameters, outputs[l + 1], preScale[l], rows);
+            preActivation[l] = new T[layout[l].KeepsPreActivation ? rowMembers * layout.Outputs(l) : 0];
+            BatchedDense.ForwardReference<T>(layout[l], k, l == 0, outputs[l], parameters, outputs[l + 1], preScale[l], rows, preActivation[l]);
             if (layout[l].DropsOutputs != 0)
                 Dropout.ApplyReference<T>(outputs[l + 1], rowMembers, layout.Outputs(l), settings.DropoutSeed, step, l, settings.DropoutRate);
         }
@@ -60,7 +62,7 @@ public static class NetworkReference
         {
             var inputDelta = l > 0 ? new T[rowMembers * layout.Inputs(l)] : [];
             BatchedDense.BackwardReference<T>(layout[l], k, l == 0, outputs[l], parameters, preScale[l], delta, gradient, inputDelta, rows,
-                layout.InputActivationOf(l));
+                layout.InputActivationOf(l), l > 0 ? preActivation[l - 1] : default);
             if (l > 0 && layout[l - 1].DropsOutputs != 0)
                 Dropout.ApplyReference<T>(inputDelta, rowMembers, layout.Inputs(l), settings.DropoutSeed, step, l - 1, settings.DropoutRate);
             delta = inputDelta;
@@ -76,7 +78,7 @@ public static class NetworkReference
         for (int l = 0; l < layout.Layers; l++)
         {
             var output = new T[rows * k * layout.Outputs(l)];
-            BatchedDense.ForwardReference<T>(layout[l], k, l == 0, input, parameters, output, new T[output.Length], rows);
+            BatchedDense.ForwardReference<T>(layout[l], k, l == 0, input, parameters, output, new T[output.Length], rows, new T[output.Length]);
             input = output;
         }
         return input;

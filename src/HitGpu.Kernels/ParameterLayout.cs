@@ -36,6 +36,7 @@ public struct LayerShape
     public int OutputOffset;                       // into one row-member's activations: this layer's outputs
     public int ScaledInputOffset;                  // there: x * r (when the layer has r)
     public int PreScaleOffset;                     // there: (x * r) W^T before s (when the layer has s)
+    public int PreActivationOffset;                // there: z, the pre-activation (a cosine's only: its slope needs it); -1 = none
     public int Activation;                         // an Activation, as int for the kernels
     public int Groups;                             // 1: dense; G: output group g reads input group g only
     public int DropsOutputs;                       // 1: dropout applies to the outputs (hidden MLP layers; not embeddings, not the logit)
@@ -47,6 +48,7 @@ public struct LayerShape
 
     public readonly bool HasInputScale => InputScaleOffset >= 0;
     public readonly bool HasOutputScale => OutputScaleOffset >= 0;
+    public readonly bool KeepsPreActivation => PreActivationOffset >= 0;
     public readonly int Weight(int member) => WeightOffset + member * WeightStride;
     public readonly int Bias(int member) => BiasOffset + member * BiasStride;
     public readonly int InputScale(int member) => InputScaleOffset + member * Inputs;
@@ -71,8 +73,8 @@ public sealed class ParameterLayout
     /// <summary>How the members share the layers (always <see cref="EnsembleKind.Independent"/> for one member).</summary>
     public EnsembleKind Kind { get; }
 
-    /// <summary>One member, no adapters, no grouped layer: y = f(x W^T + b) per layer, the layout of files before format 2.</summary>
-    public bool IsPlain => Members == 1 && layers.All(l => l.Groups == 1);
+    /// <summary>One member, no adapters, no grouped layer, no cosine: y = f(x W^T + b) per layer, the layout of files before format 2.</summary>
+    public bool IsPlain => Members == 1 && layers.All(l => l.Groups == 1 && !l.KeepsPreActivation);
 
     /// <summary>Each layer's groups (1: dense).</summary>
     public IReadOnlyList<int> Groups => layers.Select(l => l.Groups).ToArray();
@@ -134,13 +136,19 @@ public sealed class ParameterLayout
                 preScaleOffset = activationWidth;
                 activationWidth = checked(activationWidth + nOut);
             }
+            int preActivationOffset = -1;
+            if (!Kernels.Activations.SlopeFromOutput(activations[l]))
+            {
+                preActivationOffset = activationWidth;
+                activationWidth = checked(activationWidth + nOut);
+            }
             var shape = new LayerShape
             {
                 Inputs = nIn, Outputs = nOut, Activation = (int)activations[l], Groups = groups[l],
                 WeightOffset = weightOffset, BiasOffset = biasOffset,
                 WeightStride = ownWeights ? checked(nOut * perGroupIn) : 0, BiasStride = ownBiases ? nOut : 0,
                 InputScaleOffset = inputScaleOffset, OutputScaleOffset = outputScaleOffset,
-                ScaledInputOffset = scaledInputOffset, PreScaleOffset = preScaleOffset, OutputOffset = activationWidth,
+                ScaledInputOffset = scaledInputOffset, PreScaleOffset = preScaleOffset, PreActivationOffset = preActivationOffset, OutputOffset = activationWidth,
                 DropsOutputs = l < widths.Count - 2 && groups[l] == 1 ? 1 : 0,
             };
             activationWidth = checked(activationWidth + nOut);
@@ -179,6 +187,17 @@ public sealed class ParameterLayout
         new([inputs, .. hidden, 1], null, kind, members);
 
     /// <summary>
+    /// The classifier behind periodic embeddings (RealMLP's PBLD, TabM's periodic): per feature
+    /// cos(2 pi w_j x + b_j) for <paramref name="frequencies"/> learned frequencies, a linear map of them to
+    /// <paramref name="dimension"/> outputs and a ReLU, then the hidden layers and one logit.
+    /// </summary>
+    public static ParameterLayout WithPeriodicEmbedding(int features, int frequencies, int dimension, IReadOnlyList<int> hidden,
+        EnsembleKind kind = EnsembleKind.Independent, int members = 1) =>
+        new([features, features * frequencies, features * dimension, .. hidden, 1],
+            [Activation.Cos, Activation.Relu, .. hidden.Select(_ => Activation.Relu), Activation.Identity], kind, members,
+            [features, features, .. Enumerable.Repeat(1, hidden.Count + 1)]);
+
+    /// <summary>
     /// The classifier behind a per-feature embedding: <paramref name="features"/> groups of
     /// <paramref name="inputsPerFeature"/> inputs, each to <paramref name="dimension"/> outputs (no activation:
     /// TabM's piecewise-linear embeddings, version B), then the hidden layers and one logit.
@@ -215,7 +234,9 @@ public sealed class ParameterLayout
     /// independent ensemble starts where a plain network of that seed does). TabM's adapters: the first
     /// layer's r random signs, every other r and s ones. A grouped (embedding) layer as rtdl's version B:
     /// each group's first input (the feature's scalar) and the bias U(+-1/sqrt(d)), the other inputs (the
-    /// piecewise-linear encoding) zero, so the embedding starts as a linear one.
+    /// piecewise-linear encoding) zero, so the embedding starts as a linear one; a periodic embedding's
+    /// cosine layer as RealMLP's: frequencies 2 pi N(0, 0.1^2), phases U(-pi, pi); a grouped layer after it
+    /// U(+-1/sqrt(inputs per group)).
     /// </summary>
     public float[] Initialize(int seed)
     {
@@ -236,12 +257,18 @@ public sealed class ParameterLayout
                         parameters[layer.Weight(i) + e] = (float)((rng.NextDouble() * 2 - 1) * limit);
                     continue;
                 }
-                double embedding = 1 / Math.Sqrt(layer.OutputsPerGroup);
-                for (int o = 0; o < layer.Outputs; o++)
-                    parameters[layer.Weight(i) + o * layer.InputsPerGroup] = (float)((rng.NextDouble() * 2 - 1) * embedding);
+                bool periodic = layer.Activation == (int)Activation.Cos, first = l == 0;
+                double scale = first ? 1 / Math.Sqrt(layer.OutputsPerGroup) : 1 / Math.Sqrt(layer.InputsPerGroup);
+                for (int e = 0; e < weights; e++)
+                {
+                    if (periodic)
+                        parameters[layer.Weight(i) + e] = (float)(2 * Math.PI * 0.1 * Normal(rng));
+                    else if (!first || e % layer.InputsPerGroup == 0) // a piecewise embedding's bins start at zero
+                        parameters[layer.Weight(i) + e] = (float)((rng.NextDouble() * 2 - 1) * scale);
+                }
                 if (layer.BiasStride > 0 || i == 0)
                     for (int o = 0; o < layer.Outputs; o++)
-                        parameters[layer.Bias(i) + o] = (float)((rng.NextDouble() * 2 - 1) * embedding);
+                        parameters[layer.Bias(i) + o] = (float)(periodic ? (rng.NextDouble() * 2 - 1) * Math.PI : (rng.NextDouble() * 2 - 1) * scale);
             }
             for (int i = 0; i < Members; i++)
             {
@@ -255,6 +282,9 @@ public sealed class ParameterLayout
         }
         return parameters;
     }
+
+    /// <summary>A standard normal draw (Box-Muller).</summary>
+    private static double Normal(Random rng) => Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble());
 
     /// <summary>
     /// Member <paramref name="member"/> as a plain network (<see cref="Plain"/>'s layout): W'[o, j] = s[o] W[o, j] r[j],

@@ -74,6 +74,7 @@ public sealed class Network : IDisposable
     private readonly DeviceBuffer<float>[] outputs;   // layer l: (capacity k, Outputs(l)), activated
     private readonly DeviceBuffer<float>[] deltas;    // layer l: (capacity k, Outputs(l)), dL/dz
     private readonly DeviceBuffer<float>?[] preScale; // layer l with s: (capacity k, Outputs(l)), (x r) W^T
+    private readonly DeviceBuffer<float>?[] preActivation; // layer l keeping z (a cosine): (capacity k, Outputs(l))
     private DeviceBuffer<float>? scaledInputGradient; // (capacity k, widest input): g at x r (batched layers with r, or shared input rows)
     private readonly DeviceBuffer<float> probabilities;
     private readonly DeviceBuffer<int> noIndex;
@@ -127,6 +128,7 @@ public sealed class Network : IDisposable
         outputs = Enumerable.Range(0, layout.Layers).Select(l => device.Allocate<float>(rowMembers, layout.Outputs(l))).ToArray();
         deltas = Enumerable.Range(0, layout.Layers).Select(l => device.Allocate<float>(rowMembers, layout.Outputs(l))).ToArray();
         preScale = Enumerable.Range(0, layout.Layers).Select(l => layout[l].HasOutputScale ? device.Allocate<float>(rowMembers, layout.Outputs(l)) : null).ToArray();
+        preActivation = Enumerable.Range(0, layout.Layers).Select(l => layout[l].KeepsPreActivation ? device.Allocate<float>(rowMembers, layout.Outputs(l)) : null).ToArray();
         probabilities = device.Allocate<float>(capacityRows);
         noIndex = device.Allocate<int>(1);
         layers = device.Upload<LayerShape>(layout.Shapes, layout.Layers);
@@ -229,6 +231,7 @@ public sealed class Network : IDisposable
         {
             X = LayerInput(l, input), Parameters = Parameters.View, Gradients = Gradients.View,
             PreScale = preScale[l]?.View ?? Gradients.View, Y = outputs[l].View, OutputGradient = deltas[l].View,
+            PreActivation = preActivation[l]?.View ?? Gradients.View, InputPreActivation = (l > 0 ? preActivation[l - 1]?.View : null) ?? Gradients.View,
             ScaledInputGradient = scaledInputGradient?.View ?? Gradients.View, InputGradient = Gradients.View,
             Layer = layer, Rows = rows, Members = Layout.Members, InputShared = l == 0 ? 1 : 0, InputActivation = (int)Layout.InputActivationOf(l),
         };
@@ -439,7 +442,7 @@ public sealed class Network : IDisposable
     {
         foreach (var b in outputs.Concat(deltas))
             b.Dispose();
-        foreach (var b in preScale)
+        foreach (var b in preScale.Concat(preActivation))
             b?.Dispose();
         scaledInputGradient?.Dispose();
         probabilities.Dispose();

@@ -18,6 +18,8 @@ public enum NumericEmbedding
     None,
     /// <summary>Piecewise-linear embeddings, version B: per feature a linear embedding of its score plus a linear map of its piecewise-linear encoding, the latter starting at zero.</summary>
     Piecewise,
+    /// <summary>Periodic embeddings (RealMLP's PBLD without the raw value): per feature cos(2 pi w x + b) for learned frequencies, a linear map and a ReLU.</summary>
+    Periodic,
 }
 
 /// <summary>
@@ -52,6 +54,8 @@ public sealed record TrainingOptions
     public int EmbeddingBins { get; init; } = 48;
     /// <summary>Outputs per feature of the embedding.</summary>
     public int EmbeddingDimension { get; init; } = 16;
+    /// <summary>Learned frequencies per feature of the periodic embedding.</summary>
+    public int EmbeddingFrequencies { get; init; } = 16;
     /// <summary>Feature transforms applied before standardisation.</summary>
     public FeatureEncoding Encoding { get; init; } = FeatureEncoding.Raw;
     /// <summary>Label smoothing e (RealMLP): training targets y (1 - e) + e / 2; 0 = off. Validation and test read the true labels.</summary>
@@ -103,6 +107,8 @@ public sealed record TrainingOptions
             throw new ArgumentException($"embedding bins must be 1 to {Preprocessing.KnotCount - 1}, got {EmbeddingBins}");
         if (Embedding != NumericEmbedding.None && EmbeddingDimension < 1)
             throw new ArgumentException($"the embedding dimension must be at least 1, got {EmbeddingDimension}");
+        if (Embedding == NumericEmbedding.Periodic && EmbeddingFrequencies < 1)
+            throw new ArgumentException($"the periodic embedding needs at least 1 frequency, got {EmbeddingFrequencies}");
         if (ValidationFraction <= 0 || TestFraction <= 0 || ValidationFraction + TestFraction >= 1)
             throw new ArgumentException($"validation ({ValidationFraction}) and test ({TestFraction}) splits must be above 0 and add up to less than 1");
     }
@@ -129,9 +135,13 @@ public sealed record TrainingOptions
     public InputTransform InputTransform => Embedding == NumericEmbedding.Piecewise ? InputTransform.Embedding(EmbeddingBins) : Inputs;
 
     /// <summary>The network these options train on an encoding's features: the embedding if any, hidden widths, members and kind.</summary>
-    public ParameterLayout LayoutFor(FeatureEncoding encoding) => Embedding == NumericEmbedding.None
-        ? ParameterLayout.ForClassifier(Preprocessing.NetworkInputsFor(encoding, InputTransform), Hidden, EnsembleKind, EnsembleSize)
-        : ParameterLayout.WithEmbedding(encoding.Width, InputTransform.InputsPerFeature, EmbeddingDimension, Hidden, EnsembleKind, EnsembleSize);
+    public ParameterLayout LayoutFor(FeatureEncoding encoding) => Embedding switch
+    {
+        NumericEmbedding.Piecewise => ParameterLayout.WithEmbedding(encoding.Width, InputTransform.InputsPerFeature, EmbeddingDimension, Hidden, EnsembleKind, EnsembleSize),
+        NumericEmbedding.Periodic => ParameterLayout.WithPeriodicEmbedding(Preprocessing.NetworkInputsFor(encoding, InputTransform), EmbeddingFrequencies,
+            EmbeddingDimension, Hidden, EnsembleKind, EnsembleSize),
+        _ => ParameterLayout.ForClassifier(Preprocessing.NetworkInputsFor(encoding, InputTransform), Hidden, EnsembleKind, EnsembleSize),
+    };
 }
 
 /// <summary>

@@ -38,6 +38,15 @@ public sealed class BatchedDenseTests(AcceleratorFixture fixture)
         // 3 features of 4 inputs each to 2 dimensions each: output o reads its feature's 4 inputs only.
         MatchesTheReference(ParameterLayout.WithEmbedding(3, 4, 2, [5], kind, members), l, 9, gathered: l == 0);
 
+    [Theory]
+    [InlineData(EnsembleKind.Independent, 1, 0)]
+    [InlineData(EnsembleKind.Independent, 1, 1)]
+    [InlineData(EnsembleKind.Batch, 3, 1)]
+    [InlineData(EnsembleKind.Mini, 2, 2)]
+    public void A_periodic_embedding_and_the_layers_after_it_match_the_reference(EnsembleKind kind, int members, int l) =>
+        // Layer 0 keeps its cosines' pre-activations; layer 1's input gradient takes -sin of them.
+        MatchesTheReference(ParameterLayout.WithPeriodicEmbedding(3, 2, 2, [5], kind, members), l, 9, gathered: l == 0);
+
     private void MatchesTheReference(ParameterLayout layout, int l, int rows, bool gathered)
     {
         int members = layout.Members;
@@ -50,6 +59,10 @@ public sealed class BatchedDenseTests(AcceleratorFixture fixture)
         var inputActivation = layout.InputActivationOf(l);
         if (inputActivation == Activation.Relu)
             for (int i = 0; i < source.Length; i++) source[i] = Math.Max(0f, source[i]);
+        // After a cosine layer the input is cos z, with its z kept beside it (never gathered: only layer 0 is).
+        var inputPre = inputActivation == Activation.Cos ? Tolerance.Random(rng, source.Length, 3f) : [];
+        if (inputActivation == Activation.Cos)
+            for (int i = 0; i < source.Length; i++) source[i] = MathF.Cos(inputPre[i]);
         var index = Enumerable.Range(0, inputRows + spare).OrderBy(_ => rng.Next()).ToArray();
         var x = new float[inputRows * layer.Inputs];
         for (int r = 0; r < inputRows; r++)
@@ -59,10 +72,12 @@ public sealed class BatchedDenseTests(AcceleratorFixture fixture)
 
         var y = new float[rowMembers * layer.Outputs];
         var preScale = new float[rowMembers * layer.Outputs];
-        BatchedDense.ForwardReference<float>(layer, members, shared, x, parameters, y, preScale, rows);
+        var preActivation = new float[rowMembers * layer.Outputs];
+        BatchedDense.ForwardReference<float>(layer, members, shared, x, parameters, y, preScale, rows, preActivation);
         var gradient = new float[layout.Count];
         var inputGradient = new float[inputRows * layer.Inputs];
-        BatchedDense.BackwardReference<float>(layer, members, shared, x, parameters, preScale, outputGradient, gradient, inputGradient, rows, inputActivation);
+        var xPre = inputPre.Length > 0 ? inputPre.AsSpan(2 * layer.Inputs, inputRows * layer.Inputs).ToArray() : [];
+        BatchedDense.BackwardReference<float>(layer, members, shared, x, parameters, preScale, outputGradient, gradient, inputGradient, rows, inputActivation, xPre);
         Assert.Contains(inputGradient, g => Math.Abs(g) > 1e-3);
 
         using var sourceOnDevice = device.Upload<float>(source, inputRows + spare, layer.Inputs);
@@ -74,18 +89,22 @@ public sealed class BatchedDenseTests(AcceleratorFixture fixture)
         using var dz = device.Upload<float>(outputGradient, rowMembers, layer.Outputs);
         using var scaledGradient = device.Allocate<float>(rowMembers, layer.Inputs);
         using var dx = device.Allocate<float>(inputRows, layer.Inputs);
+        using var z = device.Allocate<float>(rowMembers, layer.Outputs);
+        using var xPreOnDevice = device.Upload<float>(xPre.Length > 0 ? xPre : new float[1], Math.Max(1, xPre.Length));
         g.Clear();
         var args = new BatchedLayerArgs
         {
             X = gathered ? RowSource.Gather(sourceOnDevice.View, layer.Inputs, indexOnDevice.View, 2) : RowSource.InPlace(sourceOnDevice.View, layer.Inputs, indexOnDevice.View, 2),
             Parameters = p.View, Gradients = g.View, PreScale = pre.View, Y = yOnDevice.View, OutputGradient = dz.View,
-            ScaledInputGradient = scaledGradient.View, InputGradient = dx.View,
+            ScaledInputGradient = scaledGradient.View, InputGradient = dx.View, PreActivation = z.View, InputPreActivation = xPreOnDevice.View,
             Layer = layer, Rows = rows, Members = members, InputShared = shared ? 1 : 0, InputActivation = (int)inputActivation,
         };
         device.BatchedDenseForward(args);
         Tolerance.AllClose(y, yOnDevice.ToArray(), "y", abs: 1e-5, rel: 1e-5);
         if (layer.HasOutputScale)
             Tolerance.AllClose(preScale, pre.ToArray(), "pre-scale sums", abs: 1e-5, rel: 1e-5);
+        if (layer.KeepsPreActivation)
+            Tolerance.AllClose(preActivation, z.ToArray(), "pre-activations", abs: 1e-5, rel: 1e-5);
 
         device.BatchedDenseBackward(args, withInputGradient: true);
         // Only this layer's tensors are written; the reference leaves the others at 0 too.
@@ -100,7 +119,7 @@ public sealed class BatchedDenseTests(AcceleratorFixture fixture)
             for (int r = 0; r < inputRows; r++)
                 moved[r * layer.Inputs + layer.InputsPerGroup] += 1f;
             var y2 = new float[y.Length];
-            BatchedDense.ForwardReference<float>(layer, members, shared, moved, parameters, y2, new float[y.Length], rows);
+            BatchedDense.ForwardReference<float>(layer, members, shared, moved, parameters, y2, new float[y.Length], rows, new float[y.Length]);
             for (int rm = 0; rm < rowMembers; rm++)
                 Assert.Equal(y[rm * layer.Outputs], y2[rm * layer.Outputs]);
             Assert.NotEqual(y, y2);

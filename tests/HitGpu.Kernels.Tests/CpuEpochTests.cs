@@ -45,6 +45,18 @@ public sealed class CpuEpochTests(AcceleratorFixture fixture)
         EpochMatchesTheReference(layout, 50, 8, throughViews, 0.2f);
     }
 
+    [Theory]
+    [InlineData(false, EnsembleKind.Independent, 1)]
+    [InlineData(true, EnsembleKind.Independent, 1)]
+    [InlineData(false, EnsembleKind.Batch, 3)]
+    [InlineData(true, EnsembleKind.Independent, 2)]
+    public void Epoch_with_a_periodic_embedding_matches_the_reference(bool throughViews, EnsembleKind kind, int members)
+    {
+        // 5 features, 3 frequencies each (cosines keep their pre-activations for the slope), 4 dimensions each, then 9-1.
+        var layout = ParameterLayout.WithPeriodicEmbedding(5, 3, 4, [9], kind, members);
+        EpochMatchesTheReference(layout, 50, 8, throughViews, 0.2f);
+    }
+
     private void EpochMatchesTheReference(ParameterLayout layout, int rows, int batchSize, bool throughViews, float dropout)
     {
         int[] widths = [.. layout.Widths];

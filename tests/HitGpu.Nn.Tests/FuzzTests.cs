@@ -323,7 +323,7 @@ public sealed class FuzzTests(AcceleratorFixture fixture) : IDisposable
             ("--schedule", "schedule"), ("--warmup-epochs", "count"), ("--seed", "count"), ("--validation-split", "real"), ("--test-split", "real"),
             ("--early-stopping", "count"), ("--ensemble", "count"), ("--dropout", "real"), ("--inputs", "inputs"), ("--piecewise-bins", "count"),
             ("--log-features", "features"), ("--one-hot", "features"), ("--average-last", "count"), ("--study", "flag"),
-            ("--ensemble-kind", "kind"), ("--embedding", "embedding"), ("--embedding-bins", "count"), ("--embedding-dim", "count"),
+            ("--ensemble-kind", "kind"), ("--embedding", "embedding"), ("--embedding-bins", "count"), ("--embedding-dim", "count"), ("--embedding-frequencies", "count"),
             ("--label-smoothing", "real"), ("--select-on", "metric")],
         ["evaluate"] = [("--model", "model"), ("--data", "input"), ("--accelerator", "accelerator"), ("--json", "flag"), ("--plot", "folder")],
         ["predict"] = [("--model", "model"), ("--data", "input"), ("--accelerator", "accelerator"), ("--out", "output")],

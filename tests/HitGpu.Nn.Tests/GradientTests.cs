@@ -13,13 +13,14 @@ public sealed class GradientTests(AcceleratorFixture fixture)
     /// <summary>The default network, or a smaller one with k members of a kind (small: finite differences visit every parameter).</summary>
     /// <summary>
     /// The default network, or a smaller one with k members of a kind (small: finite differences visit every
-    /// parameter); kind and members negative: behind a per-feature embedding (15 features of 1 + 3 inputs to 2 each).
+    /// parameter), or one behind an embedding: piecewise (15 features of 1 + 3 inputs to 2 each) or periodic
+    /// (3 frequencies to 2 per feature).
     /// </summary>
-    private static ParameterLayout LayoutOf(EnsembleKind kind, int members) => members switch
+    private static ParameterLayout LayoutOf(EnsembleKind kind, int members, NumericEmbedding embedding) => embedding switch
     {
-        1 => Layout,
-        < 0 => ParameterLayout.WithEmbedding(SongData.FeatureCount, 4, 2, [6], kind, -members),
-        _ => ParameterLayout.ForClassifier(SongData.FeatureCount, [12, 7], kind, members),
+        NumericEmbedding.Piecewise => ParameterLayout.WithEmbedding(SongData.FeatureCount, 4, 2, [6], kind, members),
+        NumericEmbedding.Periodic => ParameterLayout.WithPeriodicEmbedding(SongData.FeatureCount, 3, 2, [6], kind, members),
+        _ => members == 1 ? Layout : ParameterLayout.ForClassifier(SongData.FeatureCount, [12, 7], kind, members),
     };
 
     private static int InputsOf(ParameterLayout layout) => layout.Inputs(0);
@@ -37,35 +38,38 @@ public sealed class GradientTests(AcceleratorFixture fixture)
         var x = Enumerable.Range(0, Rows * InputsOf(layout)).Select(_ => rng.NextDouble() * 4 - 2).ToArray();
         // Non-zero piecewise weights of an embedding too (they start at zero).
         for (int l = 0; l < layout.Layers; l++)
-            if (layout[l].Groups > 1)
+            if (layout[l].Groups > 1 && layout[l].Activation != (int)Activation.Cos)
                 for (int e = 0; e < layout[l].Outputs * layout[l].InputsPerGroup * (layout[l].WeightStride > 0 ? layout.Members : 1); e++)
                     parameters[layout.WeightOffset(l) + e] += rng.NextDouble() * 0.4 - 0.2;
         var y = Enumerable.Range(0, Rows).Select(i => (double)(i % 2)).ToArray();
         return (parameters, x, y);
     }
 
-    public static TheoryData<float, EnsembleKind, int> Cases()
+    public static TheoryData<float, EnsembleKind, int, NumericEmbedding> Cases()
     {
-        var data = new TheoryData<float, EnsembleKind, int>();
+        var data = new TheoryData<float, EnsembleKind, int, NumericEmbedding>();
         foreach (float dropout in new[] { 0f, 0.3f })
         {
-            data.Add(dropout, EnsembleKind.Independent, 1);
+            data.Add(dropout, EnsembleKind.Independent, 1, NumericEmbedding.None);
             foreach (var kind in Enum.GetValues<EnsembleKind>())
-                data.Add(dropout, kind, 3);
-            data.Add(dropout, EnsembleKind.Independent, -1); // an embedding before one network
-            data.Add(dropout, EnsembleKind.Mini, -2);        // and before a batched ensemble
+                data.Add(dropout, kind, 3, NumericEmbedding.None);
+            foreach (var embedding in new[] { NumericEmbedding.Piecewise, NumericEmbedding.Periodic })
+            {
+                data.Add(dropout, EnsembleKind.Independent, 1, embedding); // an embedding before one network
+                data.Add(dropout, EnsembleKind.Mini, 2, embedding);        // and before a batched ensemble
+            }
         }
         return data;
     }
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Reference_gradient_matches_finite_differences_for_every_parameter(float dropout, EnsembleKind kind, int members)
+    public void Reference_gradient_matches_finite_differences_for_every_parameter(float dropout, EnsembleKind kind, int members, NumericEmbedding embedding)
     {
         // The mask is a fixed function of (seed, step, row, layer, unit): the loss stays differentiable in the parameters.
         // Label smoothing rides along with dropout.
         var settings = StepSettings.Default with { DropoutRate = dropout, DropoutSeed = 11, LabelSmoothing = dropout > 0 ? 0.1f : 0f };
-        var layout = LayoutOf(kind, members);
+        var layout = LayoutOf(kind, members, embedding);
         var (parameters, x, y) = Problem(layout, seed: 3);
         var analytic = new double[layout.Count];
         NetworkReference.Step<double>(layout, parameters, x, y, Rows, analytic, settings, step: 4);
@@ -92,10 +96,10 @@ public sealed class GradientTests(AcceleratorFixture fixture)
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Device_network_gradient_matches_the_reference(float dropout, EnsembleKind kind, int members)
+    public void Device_network_gradient_matches_the_reference(float dropout, EnsembleKind kind, int members, NumericEmbedding embedding)
     {
         var settings = StepSettings.Default with { DropoutRate = dropout, DropoutSeed = 11, LabelSmoothing = dropout > 0 ? 0.1f : 0f };
-        var layout = LayoutOf(kind, members);
+        var layout = LayoutOf(kind, members, embedding);
         var (parameters, x, y) = Problem(layout, seed: 5);
         var expected = new double[layout.Count];
         double expectedLoss = NetworkReference.Step<double>(layout, parameters, x, y, Rows, expected, settings, step: 4);

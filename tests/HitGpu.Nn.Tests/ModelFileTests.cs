@@ -104,6 +104,24 @@ public sealed class ModelFileTests(AcceleratorFixture fixture) : IDisposable
     }
 
     [Fact]
+    public void A_periodic_embedding_round_trips_with_its_cosines()
+    {
+        var options = new TrainingOptions { Epochs = 2, EnsembleSize = 2, EnsembleKind = EnsembleKind.Batch, Embedding = NumericEmbedding.Periodic, EmbeddingFrequencies = 5, EmbeddingDimension = 3 };
+        var result = Trainer.Train(fixture.Device, Songs.Value, options);
+        Assert.Equal([15, 15 * 5, 15 * 3, 64, 32, 1], result.Model.Layout.Widths);
+        Assert.Equal(Activation.Cos, result.Model.Layout.ActivationOf(0));
+        string path = Path.Combine(folder, "periodic.hitgpu");
+        ModelFile.Save(result.Model, path);
+        var loaded = ModelFile.Load(path);
+        Assert.Equal(result.Model.Layout.Activations, loaded.Layout.Activations);
+        Assert.Equal(result.Model.Layout.Groups, loaded.Layout.Groups);
+        Assert.Equal(InputTransform.Quantile, loaded.Preprocessing.Transform);
+        var test = Songs.Value.Subset(result.Split.Test);
+        Assert.Equal(result.Model.PredictProbabilities(fixture.Device, test), loaded.PredictProbabilities(fixture.Device, test));
+        Assert.True(result.TestAccuracy > 0.75, $"test accuracy {result.TestAccuracy:P2}");
+    }
+
+    [Fact]
     public void Piecewise_linear_inputs_round_trip_and_the_validation_reading_is_the_models()
     {
         var options = TrainingOptions.Study with { Epochs = 1, EnsembleSize = 2, Inputs = InputTransform.Piecewise(4) };

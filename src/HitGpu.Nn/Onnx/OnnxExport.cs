@@ -65,6 +65,7 @@ public static class OnnxExport
                 {
                     Activation.Relu => graph.Op("Relu", h),
                     Activation.Sigmoid => graph.Op("Sigmoid", h),
+                    Activation.Cos => graph.Op("Cos", h),
                     _ => h,
                 };
             }
