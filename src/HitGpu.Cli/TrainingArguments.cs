@@ -32,7 +32,7 @@ public sealed class TrainingArguments
     public Option<float> LabelSmoothing { get; } = new("--label-smoothing") { Description = "train towards y (1 - e) + e / 2 instead of the 0/1 label (RealMLP; 0 = off)", DefaultValueFactory = _ => Defaults.LabelSmoothing };
     public Option<string> SelectOn { get; } = new("--select-on") { Description = "what early stopping watches on the validation part, and the epoch kept: loss or accuracy", DefaultValueFactory = _ => Defaults.SelectOn.ToString().ToLowerInvariant() };
     public Option<float> Dropout { get; } = new("--dropout") { Description = "probability of dropping each hidden unit while training (0 = off)", DefaultValueFactory = _ => Defaults.Dropout };
-    public Option<string> Inputs { get; } = new("--inputs") { Description = "input transform before standardising: standard (none), quantile (normal score of the rank among the training values) or piecewise (piecewise-linear over quantile bins)", DefaultValueFactory = _ => Defaults.Inputs.Scaling.ToString().ToLowerInvariant() };
+    public Option<string> Inputs { get; } = new("--inputs") { Description = "input transform before standardising: standard (none), quantile (normal score of the rank among the training values), piecewise (piecewise-linear over quantile bins) or robust (RealMLP's: (x - median) / IQR, smoothly clipped by x / sqrt(1 + (x / 3)^2))", DefaultValueFactory = _ => Defaults.Inputs.Scaling.ToString().ToLowerInvariant() };
     public Option<int> PiecewiseBins { get; } = new("--piecewise-bins") { Description = "quantile bins of the piecewise-linear inputs (implies --inputs piecewise)", DefaultValueFactory = _ => DefaultPiecewiseBins };
 
     private const int DefaultPiecewiseBins = 8;
@@ -43,7 +43,7 @@ public sealed class TrainingArguments
     public TrainingArguments()
     {
         Schedule.AcceptOnlyFromAmong("constant", "cosine");
-        Inputs.AcceptOnlyFromAmong("standard", "quantile", "piecewise");
+        Inputs.AcceptOnlyFromAmong("standard", "quantile", "piecewise", "robust");
         EnsembleKind.AcceptOnlyFromAmong("independent", "batch", "mini");
         Embedding.AcceptOnlyFromAmong("none", "piecewise", "periodic");
         SelectOn.AcceptOnlyFromAmong("loss", "accuracy");

@@ -74,8 +74,9 @@ public static class ModelFile
     private static (byte[] header, byte[] tensors) Encode(HitModel model)
     {
         var layout = model.Layout;
-        // A plain network keeps format 1, which older versions read; members need format 2.
-        string format = layout.IsPlain ? Format : EnsembleFormat;
+        // A plain network on a transform format 1 knows keeps format 1, which older versions read; members,
+        // embeddings and the named transforms need format 2 (an older version would misread them).
+        string format = layout.IsPlain && NamedTransform(model.Preprocessing.Transform) is null ? Format : EnsembleFormat;
         var tensors = new byte[(long)model.Networks.Count * layout.Count * sizeof(float)];
         var header = new JsonObject();
         long offset = 0;
@@ -105,10 +106,10 @@ public static class ModelFile
             FeatureMedian = model.Preprocessing.Statistics?.Median,
             FeatureMax = model.Preprocessing.Statistics?.Max,
             Members = model.Networks.Count,
-            EnsembleKind = layout.IsPlain ? null : layout.Kind.ToString().ToLowerInvariant(),
-            EnsembleMembers = layout.IsPlain ? 0 : layout.Members,
+            EnsembleKind = format == Format ? null : layout.Kind.ToString().ToLowerInvariant(),
+            EnsembleMembers = format == Format ? 0 : layout.Members,
             Groups = layout.Groups.All(g => g == 1) ? null : layout.Groups.ToArray(),
-            InputTransform = model.Preprocessing.Transform.Scaling == InputScaling.Embedding ? "embedding" : null,
+            InputTransform = NamedTransform(model.Preprocessing.Transform),
             Training = model.Provenance,
         }, JsonOptions);
         header["__metadata__"] = new JsonObject
@@ -223,6 +224,7 @@ public static class ModelFile
             null => metadata.PiecewiseBins != 0 ? InputTransform.Piecewise(metadata.PiecewiseBins)
                 : metadata.QuantileKnots is not null ? InputTransform.Quantile : InputTransform.Standard,
             "embedding" when format == EnsembleFormat => InputTransform.Embedding(metadata.PiecewiseBins),
+            "robust" when format == EnsembleFormat => InputTransform.Robust,
             _ => throw Bad($"unknown input transform '{metadata.InputTransform}'"),
         };
         Preprocessing preprocessing;
@@ -257,6 +259,14 @@ public static class ModelFile
         }
         return new HitModel(layout, preprocessing, networks, metadata.Training);
     }
+
+    /// <summary>The transforms that format 2 stores by name (format 1 tells the others apart by their fields).</summary>
+    private static string? NamedTransform(InputTransform transform) => transform.Scaling switch
+    {
+        InputScaling.Embedding => "embedding",
+        InputScaling.Robust => "robust",
+        _ => null,
+    };
 
     /// <summary>Format 1 names its tensors member{m}.layer{l}.weight (one plain network per member); format 2 network{m}.layer{l}.weight, .input_scale, ...</summary>
     private static string TensorName(string format, int network, int layer, string tensor) =>

@@ -6,18 +6,21 @@
 //      tree ensembles), or a piecewise-linear encoding (each feature becomes B columns, one per quantile bin:
 //      0 below the bin, 1 above it, linear inside, so the first layer can weigh every range of a feature the
 //      way a tree splits on thresholds);
+//      or RealMLP's robust scaling and smooth clipping ((x - median) / IQR, then x / sqrt(1 + (x / 3)^2), so
+//      outliers are squashed smoothly instead of ranked away);
 //      or, for a learned per-feature embedding (TabM's piecewise-linear embeddings), both: each feature
 //      becomes its quantile score followed by its B piecewise-linear columns;
 //   3. standardisation z = (x - mean) / deviation of each network input.
 namespace HitGpu.Nn;
 
-public enum InputScaling { Standard, Quantile, Piecewise, Embedding }
+public enum InputScaling { Standard, Quantile, Piecewise, Embedding, Robust }
 
 /// <summary>The input transform: <see cref="InputScaling"/>, with its number of bins for the piecewise-linear one.</summary>
 public readonly record struct InputTransform(InputScaling Scaling, int Bins = 0)
 {
     public static readonly InputTransform Standard = new(InputScaling.Standard);
     public static readonly InputTransform Quantile = new(InputScaling.Quantile);
+    public static readonly InputTransform Robust = new(InputScaling.Robust);
     public static InputTransform Piecewise(int bins) => new(InputScaling.Piecewise, bins);
 
     /// <summary>The input of a piecewise-linear embedding: per feature its quantile score, then its <paramref name="bins"/> piecewise columns.</summary>
@@ -45,6 +48,7 @@ public readonly record struct InputTransform(InputScaling Scaling, int Bins = 0)
         InputScaling.Piecewise => $"piecewise-linear inputs over {Bins} quantile bins",
         InputScaling.Embedding => $"quantile scores and piecewise-linear encodings over {Bins} quantile bins (embedding inputs)",
         InputScaling.Quantile => "quantile-normalised inputs",
+        InputScaling.Robust => "robust-scaled, smoothly clipped inputs",
         _ => "standardised inputs",
     };
 }
@@ -211,8 +215,32 @@ public sealed record Preprocessing
     {
         InputScaling.Piecewise => Piecewise(features, columns, knots, transform.Bins),
         InputScaling.Embedding => Interleaved(QuantileScores(features, columns, knots), Piecewise(features, columns, knots, transform.Bins), columns, transform.Bins),
+        InputScaling.Robust => RobustClipped(features, columns, knots, inPlace: owned),
         _ => QuantileScores(features, columns, knots, inPlace: owned),
     };
+
+    /// <summary>
+    /// RealMLP's robust scaling and smooth clipping: (v - median) / IQR from the feature's knots (the 25th and
+    /// 75th percentiles; a feature whose IQR is 0 takes its whole range, or 1), then v / sqrt(1 + (v / 3)^2).
+    /// </summary>
+    public static float[] RobustClipped(float[] features, int columns, float[][] knots, bool inPlace = false)
+    {
+        var result = inPlace ? features : new float[features.Length];
+        for (int i = 0; i < features.Length; i++)
+        {
+            var (median, spread) = RobustScale(knots[i % columns]);
+            float v = (features[i] - median) / spread;
+            result[i] = v / MathF.Sqrt(1f + v / 3f * (v / 3f));
+        }
+        return result;
+    }
+
+    /// <summary>A feature's median and interquartile range from its knots; the range 1 when the knots are all one value.</summary>
+    public static (float Median, float Spread) RobustScale(float[] knots)
+    {
+        float iqr = knots[3 * (knots.Length - 1) / 4] - knots[(knots.Length - 1) / 4], range = knots[^1] - knots[0];
+        return (knots[(knots.Length - 1) / 2], iqr > 0f ? iqr : range > 0f ? range : 1f);
+    }
 
     /// <summary>Per row and feature c: the score, then the feature's <paramref name="bins"/> piecewise columns.</summary>
     private static float[] Interleaved(float[] scores, float[] piecewise, int columns, int bins)

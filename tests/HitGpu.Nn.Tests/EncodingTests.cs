@@ -68,6 +68,25 @@ public sealed class EncodingTests
     }
 
     [Fact]
+    public void Robust_scaling_and_smooth_clipping_by_hand()
+    {
+        // Knots 0..8: median 4, quartiles 2 and 6 (IQR 4). A column of one value: spread 1.
+        float[][] knots = [Enumerable.Range(0, 9).Select(i => (float)i).ToArray(), [3, 3, 3, 3, 3, 3, 3, 3, 3]];
+        var scaled = Preprocessing.RobustClipped([4f, 3f, 8f, 3f, 16f, 7f, -44f, 3f], columns: 2, knots);
+        // (4-4)/4 = 0; (8-4)/4 = 1 -> 1/sqrt(1 + 1/9); (16-4)/4 = 3 -> 3/sqrt(2); (-44-4)/4 = -12 -> -12/sqrt(17); (7-3)/1 = 4 -> 4/sqrt(1 + 16/9).
+        float[] expected = [0f, 0f, 1f / MathF.Sqrt(1f + 1f / 9f), 0f, 3f / MathF.Sqrt(2f), 4f / MathF.Sqrt(1f + 16f / 9f), -12f / MathF.Sqrt(17f), 0f];
+        Tolerance.AllClose(expected, scaled, "robust-clipped", abs: 1e-6, rel: 1e-6);
+        Assert.InRange(Preprocessing.RobustClipped([1e9f], 1, [knots[0]])[0], 2.99f, 3f); // never past 3: the clip is smooth but bounded
+
+        // Fitted: one input per feature, standardised after the clip.
+        var rng = new Random(3);
+        var train = Enumerable.Range(0, 500).Select(_ => MathF.Pow(rng.NextSingle(), 3) * 100).ToArray();
+        var s = Preprocessing.Fit(Rows(Instrumentalness, train), FeatureEncoding.Raw, InputTransform.Robust);
+        var z = s.Apply(Rows(Instrumentalness, train));
+        Assert.True(Math.Abs(Enumerable.Range(0, train.Length).Average(r => z[r * s.NetworkInputs + Instrumentalness])) < 1e-4);
+    }
+
+    [Fact]
     public void Piecewise_linear_encoding_by_hand()
     {
         // Knots 0, 1, ..., 8 over two bins: edges 0, 4, 8. And a column of ties: edges 0, 0, 5.

@@ -348,7 +348,7 @@ public sealed class FuzzTests(AcceleratorFixture fixture) : IDisposable
         ["real"] = ["0", "0.1", "0.5", "0.99", "1", "-0.5", "1e30", "NaN", "Infinity", "1e-45", "x", ""],
         ["widths"] = ["8", "8,4", "", "0", "8,-1", "x", "4,,4"],
         ["schedule"] = ["constant", "cosine", "linear", ""],
-        ["inputs"] = ["standard", "quantile", "piecewise", "log", ""],
+        ["inputs"] = ["standard", "quantile", "piecewise", "robust", "log", ""],
         ["kind"] = ["independent", "batch", "mini", "tabm", ""],
         ["embedding"] = ["none", "piecewise", "periodic", ""],
         ["metric"] = ["loss", "accuracy", "auc", ""],

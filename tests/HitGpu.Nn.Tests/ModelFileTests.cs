@@ -104,6 +104,21 @@ public sealed class ModelFileTests(AcceleratorFixture fixture) : IDisposable
     }
 
     [Fact]
+    public void Robust_inputs_make_even_a_plain_network_format_2()
+    {
+        // Format 1 cannot name the robust transform (an older version would read its knots as quantile ones).
+        var result = Trainer.Train(fixture.Device, Songs.Value, TrainingOptions.Study with { Epochs = 2, Inputs = InputTransform.Robust });
+        Assert.True(result.Model.Layout.IsPlain);
+        string path = Path.Combine(folder, "robust.hitgpu");
+        ModelFile.Save(result.Model, path);
+        Assert.Contains(ModelFile.EnsembleFormat, System.Text.Encoding.UTF8.GetString(File.ReadAllBytes(path), 8, 2000));
+        var loaded = ModelFile.Load(path);
+        Assert.Equal(InputTransform.Robust, loaded.Preprocessing.Transform);
+        var test = Songs.Value.Subset(result.Split.Test);
+        Assert.Equal(result.Model.PredictProbabilities(fixture.Device, test), loaded.PredictProbabilities(fixture.Device, test));
+    }
+
+    [Fact]
     public void A_periodic_embedding_round_trips_with_its_cosines()
     {
         var options = new TrainingOptions { Epochs = 2, EnsembleSize = 2, EnsembleKind = EnsembleKind.Batch, Embedding = NumericEmbedding.Periodic, EmbeddingFrequencies = 5, EmbeddingDimension = 3 };

@@ -33,6 +33,14 @@ public static class OnnxExport
             x = QuantileScores(graph, x, preprocessing.Knots!);
         else if (preprocessing.Transform.Scaling == InputScaling.Piecewise)
             x = PiecewiseBins(graph, x, preprocessing.Knots!, preprocessing.Transform.Bins);
+        else if (preprocessing.Transform.Scaling == InputScaling.Robust)
+        {
+            var scales = preprocessing.Knots!.Select(Preprocessing.RobustScale).ToArray();
+            string v = graph.Op("Div", graph.Op("Sub", x, graph.Floats("medians", scales.Select(s => s.Median).ToArray(), 1, scales.Length)),
+                graph.Floats("spreads", scales.Select(s => s.Spread).ToArray(), 1, scales.Length));
+            string third = graph.Op("Div", v, graph.Floats("three", [3f]));
+            x = graph.Op("Div", v, graph.Op("Sqrt", graph.Op("Add", graph.Floats("one", [1f]), graph.Op("Mul", third, third))));
+        }
         else if (preprocessing.Transform.Scaling == InputScaling.Embedding)
         {
             // Per feature its score, then its bins: (N, W, 1) beside (N, W, B), flattened.
