@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine, inside the unpacked publish/ folder (see publish.sh). `run-on-gpu.sh bench`: what
 # ILGPU sees, the study's training on CUDA and on the CPU accelerator (the test accuracy must match within
-# noise), HitGpu beside PyTorch on the same GPU at four batch sizes, the dense forward kernel beside cuBLAS.
+# noise), HitGpu beside PyTorch on the same GPU at four batch sizes, the dense forward kernel beside cuBLAS,
+# and batched ensembles (the default train, and k = 1 and 32 members of each kind beside torch_tabm.py).
 # `run-on-gpu.sh tests`: the kernel and network test programs with the accelerator fixture on CUDA.
 # No argument: both. Logs go to $OUT (the device tool brings back at most 8 files).
 set -uo pipefail
@@ -28,6 +29,14 @@ if [ "$what" = bench ] || [ "$what" = all ]; then
     for b in 32 256 4096 65536; do
       ./HitGpu.Bench compare-run --accelerator cuda --batch-size "$b" --epochs 3 --data songs-1m.csv
       python3 torch_mlp.py --data songs-1m.csv --device cuda --batch-size "$b" --epochs 3
+    done
+    # Batched ensembles: the defaults (whole process) and k members of each kind, loop beside loop.
+    /usr/bin/time -f "hitgpu train (defaults) on cuda: %e s" ./hitgpu train --accelerator cuda | tail -1
+    for kind in independent batch mini; do
+      for k in 1 32; do
+        ./HitGpu.Bench compare-run --accelerator cuda --ensemble "$k" --ensemble-kind "$kind" --epochs 20
+        python3 torch_tabm.py --data dataset-of-90s.csv.gz --device cuda --kind "$kind" --members "$k" --epochs 20
+      done
     done
     for product in forward backward; do
       for variant in simple tiled; do
