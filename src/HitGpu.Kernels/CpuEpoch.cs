@@ -78,6 +78,15 @@ public interface IEpochMemory
 
     /// <summary>scratch[s + i] += d * W[w + i] for i in [0, n).</summary>
     void AddScaledWeights(int s, float d, int w, int n);
+
+    /// <summary>Four rows' sums x_q[x_q + i] W[w + i], each added in order from 0: one weight row read once for four rows.</summary>
+    Sums4 Dot4(bool fromFeatures, int x0, int x1, int x2, int x3, int w, int n);
+
+    /// <summary>gradient[g + i] += d0 x0[i], then + d1 x1[i], + d2 x2[i], + d3 x3[i]: four rows' terms in row order, one load and store of the gradient.</summary>
+    void AddScaledInput4(int g, in Sums4 d, bool fromFeatures, int x0, int x1, int x2, int x3, int n);
+
+    /// <summary>scratch[s + q stride + i] += d_q W[w + i] for the four rows q: one weight row read once for four rows.</summary>
+    void AddScaledWeights4(int s, int stride, in Sums4 d, int w, int n);
 }
 
 public readonly struct ViewMemory(CpuEpochArgs a) : IEpochMemory
@@ -149,6 +158,40 @@ public readonly struct ViewMemory(CpuEpochArgs a) : IEpochMemory
     {
         for (int i = 0; i < n; i++)
             a.Scratch[s + i] += d * a.Parameters[w + i];
+    }
+
+    public Sums4 Dot4(bool fromFeatures, int x0, int x1, int x2, int x3, int w, int n)
+    {
+        var source = fromFeatures ? a.Features : a.Scratch;
+        var s = new Sums4();
+        for (int i = 0; i < n; i++)
+        {
+            float weight = a.Parameters[w + i];
+            s.S0 += source[x0 + i] * weight;
+            s.S1 += source[x1 + i] * weight;
+            s.S2 += source[x2 + i] * weight;
+            s.S3 += source[x3 + i] * weight;
+        }
+        return s;
+    }
+
+    public void AddScaledInput4(int g, in Sums4 d, bool fromFeatures, int x0, int x1, int x2, int x3, int n)
+    {
+        var source = fromFeatures ? a.Features : a.Scratch;
+        for (int i = 0; i < n; i++)
+            a.ThreadGradients[g + i] = a.ThreadGradients[g + i] + d.S0 * source[x0 + i] + d.S1 * source[x1 + i] + d.S2 * source[x2 + i] + d.S3 * source[x3 + i];
+    }
+
+    public void AddScaledWeights4(int s, int stride, in Sums4 d, int w, int n)
+    {
+        for (int i = 0; i < n; i++)
+        {
+            float weight = a.Parameters[w + i];
+            a.Scratch[s + i] += d.S0 * weight;
+            a.Scratch[s + stride + i] += d.S1 * weight;
+            a.Scratch[s + 2 * stride + i] += d.S2 * weight;
+            a.Scratch[s + 3 * stride + i] += d.S3 * weight;
+        }
     }
 }
 
@@ -222,6 +265,45 @@ public readonly unsafe struct PointerMemory(EpochAddresses p) : IEpochMemory
         AddScaled((float*)p.Gradients + g, d, (fromFeatures ? (float*)p.Features : (float*)p.Scratch) + x, n);
 
     public void AddScaledWeights(int s, float d, int w, int n) => AddScaled((float*)p.Scratch + s, d, (float*)p.Parameters + w, n);
+
+    public Sums4 Dot4(bool fromFeatures, int x0, int x1, int x2, int x3, int w, int n)
+    {
+        float* source = fromFeatures ? (float*)p.Features : (float*)p.Scratch, ws = (float*)p.Parameters + w;
+        float* a0 = source + x0, a1 = source + x1, a2 = source + x2, a3 = source + x3;
+        float s0 = 0f, s1 = 0f, s2 = 0f, s3 = 0f;
+        for (int i = 0; i < n; i++)
+        {
+            float weight = ws[i];
+            s0 += a0[i] * weight;
+            s1 += a1[i] * weight;
+            s2 += a2[i] * weight;
+            s3 += a3[i] * weight;
+        }
+        return new Sums4 { S0 = s0, S1 = s1, S2 = s2, S3 = s3 };
+    }
+
+    public void AddScaledInput4(int g, in Sums4 d, bool fromFeatures, int x0, int x1, int x2, int x3, int n)
+    {
+        float* source = fromFeatures ? (float*)p.Features : (float*)p.Scratch, target = (float*)p.Gradients + g;
+        float* a0 = source + x0, a1 = source + x1, a2 = source + x2, a3 = source + x3;
+        float d0 = d.S0, d1 = d.S1, d2 = d.S2, d3 = d.S3;
+        for (int i = 0; i < n; i++)
+            target[i] = target[i] + d0 * a0[i] + d1 * a1[i] + d2 * a2[i] + d3 * a3[i];
+    }
+
+    public void AddScaledWeights4(int s, int stride, in Sums4 d, int w, int n)
+    {
+        float* t0 = (float*)p.Scratch + s, t1 = t0 + stride, t2 = t1 + stride, t3 = t2 + stride, ws = (float*)p.Parameters + w;
+        float d0 = d.S0, d1 = d.S1, d2 = d.S2, d3 = d.S3;
+        for (int i = 0; i < n; i++)
+        {
+            float weight = ws[i];
+            t0[i] += d0 * weight;
+            t1[i] += d1 * weight;
+            t2[i] += d2 * weight;
+            t3[i] += d3 * weight;
+        }
+    }
 
     private static void AddScaled(float* target, float d, float* source, int n)
     {
@@ -362,46 +444,80 @@ public static class CpuEpoch
             mem.Scratch(to + j) = (fromFeatures ? mem.Feature(from + j) : mem.Scratch(from + j)) * mem.Parameter(r + j);
     }
 
+    /// <summary>Up to four dataset rows whose passes run together (the first <c>count</c> of them are used).</summary>
+    private struct Rows4
+    {
+        public int R0, R1, R2, R3;
+    }
+
+    private static int RowOf(in Rows4 rows, int q) => q == 0 ? rows.R0 : q == 1 ? rows.R1 : q == 2 ? rows.R2 : rows.R3;
+
+    private static float Pick(in Sums4 s, int q) => q == 0 ? s.S0 : q == 1 ? s.S1 : q == 2 ? s.S2 : s.S3;
+
+    private static void Put(ref Sums4 s, int q, float value)
+    {
+        if (q == 0) s.S0 = value;
+        else if (q == 1) s.S1 = value;
+        else if (q == 2) s.S2 = value;
+        else s.S3 = value;
+    }
+
+    /// <summary>Where row q's input of a layer starts: its feature row (layer 0), else its scratch row's slot.</summary>
+    private static int InputOf(bool fromFeatures, in Rows4 rows, int q, int inputs, int scratch, int stride) =>
+        fromFeatures ? RowOf(rows, q) * inputs : scratch + q * stride;
+
     /// <summary>
-    /// Member <paramref name="member"/>'s forward pass of one input row into the scratch row at
-    /// <paramref name="at"/>, each layer reading the input row (layer 0) or the previous layer's outputs; hidden
-    /// outputs take the dropout mask of (step, maskRow). Returns where the logit sits in the scratch row.
+    /// Member <paramref name="member"/>'s forward pass of <paramref name="count"/> (1 or 4) input rows into the
+    /// scratch rows at, at + stride, ...: each layer reads the input rows (layer 0) or the previous layer's
+    /// outputs, four rows sharing each weight row's reads; hidden outputs of row q take the dropout mask of
+    /// (step, maskRow + q maskStride). Returns where the logit sits in a scratch row.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static int ForwardMember<TMemory>(TMemory mem, int layers, int row, int at, int member, in StepSettings settings, int step, int maskRow)
-        where TMemory : struct, IEpochMemory
+    private static int ForwardRows<TMemory>(TMemory mem, int layers, in Rows4 rows, int count, int at, int stride, int member,
+        in StepSettings settings, int step, int maskRow, int maskStride) where TMemory : struct, IEpochMemory
     {
         var previous = mem.Layer(0);
         for (int l = 0; l < layers; l++)
         {
             var layer = mem.Layer(l);
             bool fromFeatures = l == 0;
-            int x = l == 0 ? row * layer.Inputs : at + previous.OutputOffset;
+            int scratch = at + previous.OutputOffset, n = layer.InputsPerGroup;
             if (layer.HasInputScale)
             {
-                ScaleInput(mem, fromFeatures, x, at + layer.ScaledInputOffset, layer.InputScale(member), layer.Inputs);
+                for (int q = 0; q < count; q++)
+                    ScaleInput(mem, fromFeatures, InputOf(fromFeatures, rows, q, layer.Inputs, scratch, stride), at + q * stride + layer.ScaledInputOffset,
+                        layer.InputScale(member), layer.Inputs);
                 fromFeatures = false;
-                x = at + layer.ScaledInputOffset;
+                scratch = at + layer.ScaledInputOffset;
             }
+            int x0 = InputOf(fromFeatures, rows, 0, layer.Inputs, scratch, stride), x1 = InputOf(fromFeatures, rows, 1, layer.Inputs, scratch, stride);
+            int x2 = InputOf(fromFeatures, rows, 2, layer.Inputs, scratch, stride), x3 = InputOf(fromFeatures, rows, 3, layer.Inputs, scratch, stride);
             for (int o = 0; o < layer.Outputs; o++)
             {
-                float sum = mem.Dot(fromFeatures, x + layer.FirstInput(o), layer.Weight(member) + o * layer.InputsPerGroup, layer.InputsPerGroup);
+                int w = layer.Weight(member) + o * n, first = layer.FirstInput(o);
+                var sums = count == 4 ? mem.Dot4(fromFeatures, x0 + first, x1 + first, x2 + first, x3 + first, w, n)
+                    : new Sums4 { S0 = mem.Dot(fromFeatures, x0 + first, w, n) };
                 float bias = mem.Parameter(layer.Bias(member) + o);
-                if (layer.HasOutputScale)
+                for (int q = 0; q < count; q++)
                 {
-                    mem.Scratch(at + layer.PreScaleOffset + o) = sum;
-                    sum = sum * mem.Parameter(layer.OutputScale(member) + o) + bias;
+                    float sum = Pick(sums, q);
+                    int row = at + q * stride;
+                    if (layer.HasOutputScale)
+                    {
+                        mem.Scratch(row + layer.PreScaleOffset + o) = sum;
+                        sum = sum * mem.Parameter(layer.OutputScale(member) + o) + bias;
+                    }
+                    else
+                    {
+                        sum += bias;
+                    }
+                    if (layer.KeepsPreActivation)
+                        mem.Scratch(row + layer.PreActivationOffset + o) = sum;
+                    float y = Activations.Apply(layer.Activation, sum);
+                    if (layer.DropsOutputs != 0)
+                        y *= Dropout.Factor(settings.DropoutSeed, step, maskRow + q * maskStride, l, o, settings.DropoutRate);
+                    mem.Scratch(row + layer.OutputOffset + o) = y;
                 }
-                else
-                {
-                    sum += bias;
-                }
-                if (layer.KeepsPreActivation)
-                    mem.Scratch(at + layer.PreActivationOffset + o) = sum;
-                float y = Activations.Apply(layer.Activation, sum);
-                if (layer.DropsOutputs != 0)
-                    y *= Dropout.Factor(settings.DropoutSeed, step, maskRow, l, o, settings.DropoutRate);
-                mem.Scratch(at + layer.OutputOffset + o) = y;
             }
             previous = layer;
         }
@@ -409,99 +525,143 @@ public static class CpuEpoch
     }
 
     /// <summary>
-    /// Member <paramref name="member"/>'s backward pass of one row (BatchedDense's formulas): from dL/dz at its
-    /// logit (in the delta row at <paramref name="deltaAt"/>) down the layers, adding every gradient of its
-    /// tensors to this thread's gradient copy at <paramref name="gradients"/>.
+    /// Member <paramref name="member"/>'s backward pass of <paramref name="count"/> (1 or 4) rows (BatchedDense's
+    /// formulas): from dL/dz at the logits (in the delta rows at <paramref name="deltaAt"/>, stride apart) down
+    /// the layers, adding every gradient of its tensors to this thread's gradient copy at
+    /// <paramref name="gradients"/>, row by row in order (four rows' terms in one pass over each gradient row).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void BackwardMember<TMemory>(TMemory mem, int layers, int row, int at, int deltaAt, int member, int gradients,
-        in StepSettings settings, int step, int maskRow) where TMemory : struct, IEpochMemory
+    private static void BackwardRows<TMemory>(TMemory mem, int layers, in Rows4 rows, int count, int at, int deltaAt, int stride, int member,
+        int gradients, in StepSettings settings, int step, int maskRow, int maskStride) where TMemory : struct, IEpochMemory
     {
         for (int l = layers - 1; l >= 0; l--)
         {
             var layer = mem.Layer(l);
-            int nIn = layer.Inputs;
+            int nIn = layer.Inputs, n = layer.InputsPerGroup, w = layer.Weight(member);
             var previous = mem.Layer(l > 0 ? l - 1 : 0);
-            int layerIn = previous.OutputOffset; // where this layer's input sits in the row's outputs (l > 0)
-            bool hasR = layer.HasInputScale;
-            int xIn = l == 0 ? row * nIn : at + layerIn;                  // the layer's input
-            int xw = hasR ? at + layer.ScaledInputOffset : xIn;            // what W multiplied: x, or x * r
-            bool xwFeatures = l == 0 && !hasR, needG = l > 0 || hasR;
-            int g = hasR ? deltaAt + layer.ScaledInputOffset : deltaAt + layerIn; // the gradient at xw
+            int layerIn = previous.OutputOffset; // where this layer's input sits in a row's outputs (l > 0)
+            bool hasR = layer.HasInputScale, inFeatures = l == 0;
+            bool xwFeatures = inFeatures && !hasR, needG = l > 0 || hasR;
+            int xwScratch = hasR ? at + layer.ScaledInputOffset : at + layerIn;     // what W multiplied: x, or x * r
+            int g = hasR ? deltaAt + layer.ScaledInputOffset : deltaAt + layerIn;   // the gradient at it, row 0
+            int xw0 = InputOf(xwFeatures, rows, 0, nIn, xwScratch, stride), xw1 = InputOf(xwFeatures, rows, 1, nIn, xwScratch, stride);
+            int xw2 = InputOf(xwFeatures, rows, 2, nIn, xwScratch, stride), xw3 = InputOf(xwFeatures, rows, 3, nIn, xwScratch, stride);
             if (needG)
-                for (int i = 0; i < nIn; i++)
-                    mem.Scratch(g + i) = 0f;
-            int w = layer.Weight(member), n = layer.InputsPerGroup;
+                for (int q = 0; q < count; q++)
+                    for (int i = 0; i < nIn; i++)
+                        mem.Scratch(g + q * stride + i) = 0f;
             for (int o = 0; o < layer.Outputs; o++)
             {
                 int first = layer.FirstInput(o);
-                float d = mem.Scratch(deltaAt + layer.OutputOffset + o);
-                mem.Gradient(gradients + layer.Bias(member) + o) += d;
+                var d = new Sums4();
+                for (int q = 0; q < count; q++)
+                {
+                    float dq = mem.Scratch(deltaAt + q * stride + layer.OutputOffset + o);
+                    mem.Gradient(gradients + layer.Bias(member) + o) += dq;
+                    Put(ref d, q, dq);
+                }
                 if (layer.HasOutputScale)
                 {
                     int s = layer.OutputScale(member) + o;
-                    mem.Gradient(gradients + s) += d * mem.Scratch(at + layer.PreScaleOffset + o);
-                    d *= mem.Parameter(s);
+                    for (int q = 0; q < count; q++)
+                        mem.Gradient(gradients + s) += Pick(d, q) * mem.Scratch(at + q * stride + layer.PreScaleOffset + o);
+                    for (int q = 0; q < count; q++)
+                        Put(ref d, q, Pick(d, q) * mem.Parameter(s));
                 }
-                mem.AddScaledInput(gradients + w + o * n, d, xwFeatures, xw + first, n);
-                if (needG)
-                    mem.AddScaledWeights(g + first, d, w + o * n, n);
-            }
-            if (hasR)
-            {
-                int r = layer.InputScale(member);
-                for (int i = 0; i < nIn; i++)
+                if (count == 4)
                 {
-                    float gi = mem.Scratch(g + i);
-                    mem.Gradient(gradients + r + i) += gi * (l == 0 ? mem.Feature(xIn + i) : mem.Scratch(xIn + i));
-                    if (l > 0)
-                        mem.Scratch(deltaAt + layerIn + i) = gi * mem.Parameter(r + i);
+                    mem.AddScaledInput4(gradients + w + o * n, d, xwFeatures, xw0 + first, xw1 + first, xw2 + first, xw3 + first, n);
+                    if (needG)
+                        mem.AddScaledWeights4(g + first, stride, d, w + o * n, n);
+                }
+                else
+                {
+                    mem.AddScaledInput(gradients + w + o * n, d.S0, xwFeatures, xw0 + first, n);
+                    if (needG)
+                        mem.AddScaledWeights(g + first, d.S0, w + o * n, n);
                 }
             }
-            if (l > 0)
-                for (int i = 0; i < nIn; i++)
-                    mem.Scratch(deltaAt + layerIn + i) = mem.Scratch(deltaAt + layerIn + i)
-                        * Activations.Derivative(previous.Activation, mem.Scratch(at + layerIn + i),
-                            previous.KeepsPreActivation ? mem.Scratch(at + previous.PreActivationOffset + i) : 0f)
-                        * (previous.DropsOutputs != 0 ? Dropout.Factor(settings.DropoutSeed, step, maskRow, l - 1, i, settings.DropoutRate) : 1f);
+            for (int q = 0; q < count; q++)
+            {
+                int row = at + q * stride, delta = deltaAt + q * stride;
+                if (hasR)
+                {
+                    int r = layer.InputScale(member), x = InputOf(inFeatures, rows, q, nIn, row + layerIn, 0);
+                    for (int i = 0; i < nIn; i++)
+                    {
+                        float gi = mem.Scratch(g + q * stride + i);
+                        mem.Gradient(gradients + r + i) += gi * (inFeatures ? mem.Feature(x + i) : mem.Scratch(x + i));
+                        if (l > 0)
+                            mem.Scratch(delta + layerIn + i) = gi * mem.Parameter(r + i);
+                    }
+                }
+                if (l > 0)
+                    for (int i = 0; i < nIn; i++)
+                        mem.Scratch(delta + layerIn + i) = mem.Scratch(delta + layerIn + i)
+                            * Activations.Derivative(previous.Activation, mem.Scratch(row + layerIn + i),
+                                previous.KeepsPreActivation ? mem.Scratch(row + previous.PreActivationOffset + i) : 0f)
+                            * (previous.DropsOutputs != 0 ? Dropout.Factor(settings.DropoutSeed, step, maskRow + q * maskStride, l - 1, i, settings.DropoutRate) : 1f);
+            }
         }
     }
+
+    /// <summary>Up to four rows of the order from <paramref name="position"/>: four when that many remain before <paramref name="end"/>, else one.</summary>
+    private static Rows4 NextRows<TMemory>(TMemory mem, int position, int end, out int count) where TMemory : struct, IEpochMemory
+    {
+        count = end - position >= RowsAtOnce ? RowsAtOnce : 1;
+        var rows = new Rows4 { R0 = mem.Order(position) };
+        if (count == 4)
+        {
+            rows.R1 = mem.Order(position + 1);
+            rows.R2 = mem.Order(position + 2);
+            rows.R3 = mem.Order(position + 3);
+        }
+        return rows;
+    }
+
+    /// <summary>Rows whose passes run together (4; 1 runs every row alone).</summary>
+    private const int RowsAtOnce = 4;
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Score<TMemory>(TMemory mem, CpuEpochArgs a) where TMemory : struct, IEpochMemory
     {
         int thread = Group.IdxX, threads = Group.DimX;
-        int layers = (int)a.Layers.Length, k = a.Members, width = a.ActivationWidth;
-        int rowOut = thread * 2 * a.RowsPerThread * k * width;
+        int layers = (int)a.Layers.Length, k = a.Members, width = a.ActivationWidth, stride = k * width;
+        int rowOut = thread * 2 * a.RowsPerThread * k * width; // room for four rows: RowsPerThread >= 2
         int perThread = (a.Rows + threads - 1) / threads;
         int end = Math.Min(a.Rows, (thread + 1) * perThread);
         var noDropout = new StepSettings();
-        for (int position = thread * perThread; position < end; position++)
+        for (int position = thread * perThread; position < end;)
         {
-            int row = mem.Order(position);
-            float y = mem.Label(row);
-            float first = 0f, lossSum = 0f, pSum = 0f, qSum = 0f;
+            var rows = NextRows(mem, position, end, out int count);
+            Sums4 first = default, lossSum = default, pSum = default, qSum = default;
             for (int i = 0; i < k; i++)
             {
                 int at = rowOut + i * width;
-                float z = mem.Scratch(at + ForwardMember(mem, layers, row, at, i, noDropout, 0, 0));
-                Accumulate(k, i, z, y, ref first, ref lossSum, ref pSum, ref qSum);
+                int logit = ForwardRows(mem, layers, rows, count, at, stride, i, noDropout, 0, 0, 0);
+                for (int q = 0; q < count; q++)
+                    Accumulate(k, i, q, mem.Scratch(at + q * stride + logit), mem.Label(RowOf(rows, q)), ref first, ref lossSum, ref pSum, ref qSum);
             }
-            mem.SampleLoss(position) = Loss.EnsembleLoss(k, first, lossSum, pSum, qSum, y, lossOfMean: 1);
-            mem.SampleCorrect(position) = Loss.EnsembleCorrect(k, first, pSum, y);
+            for (int q = 0; q < count; q++)
+            {
+                float y = mem.Label(RowOf(rows, q));
+                mem.SampleLoss(position + q) = Loss.EnsembleLoss(k, Pick(first, q), Pick(lossSum, q), Pick(pSum, q), Pick(qSum, q), y, lossOfMean: 1);
+                mem.SampleCorrect(position + q) = Loss.EnsembleCorrect(k, Pick(first, q), Pick(pSum, q), y);
+            }
+            position += count;
         }
     }
 
-    /// <summary>Member i's logit into a sample's sums (<see cref="Loss.EnsembleLoss"/>): only the first logit when there is one member.</summary>
-    private static void Accumulate(int k, int i, float z, float y, ref float first, ref float lossSum, ref float pSum, ref float qSum)
+    /// <summary>Member i's logit of row q into the row's sums (<see cref="Loss.EnsembleLoss"/>): only the first logit when there is one member.</summary>
+    private static void Accumulate(int k, int i, int q, float z, float y, ref Sums4 first, ref Sums4 lossSum, ref Sums4 pSum, ref Sums4 qSum)
     {
         if (i == 0)
-            first = z;
+            Put(ref first, q, z);
         if (k > 1)
         {
-            lossSum += Loss.BinaryCrossEntropy(z, y);
-            pSum += Activations.Sigmoid(z);
-            qSum += Activations.Sigmoid(-z);
+            Put(ref lossSum, q, Pick(lossSum, q) + Loss.BinaryCrossEntropy(z, y));
+            Put(ref pSum, q, Pick(pSum, q) + Activations.Sigmoid(z));
+            Put(ref qSum, q, Pick(qSum, q) + Activations.Sigmoid(-z));
         }
     }
 
@@ -511,7 +671,7 @@ public static class CpuEpoch
     private static void Train<TMemory>(TMemory mem, CpuEpochArgs a) where TMemory : struct, IEpochMemory
     {
         int thread = Group.IdxX, threads = Group.DimX;
-        int layers = (int)a.Layers.Length, k = a.Members, width = a.ActivationWidth;
+        int layers = (int)a.Layers.Length, k = a.Members, width = a.ActivationWidth, stride = k * width;
         int steps = (a.Rows + a.BatchSize - 1) / a.BatchSize;
         int gradientBase = thread * a.ParameterCount;
         int outputsBase = thread * 2 * a.RowsPerThread * k * width;
@@ -530,29 +690,35 @@ public static class CpuEpoch
             for (int p = 0; p < a.ParameterCount; p++)
                 mem.Gradient(gradientBase + p) = 0f;
 
-            for (int r = 0; r < myRows; r++)
+            for (int r = 0; r < myRows;)
             {
                 int position = batchStart + myStart + r;
-                int row = mem.Order(position);
-                int rowOut = outputsBase + r * k * width;
-                int rowDelta = deltasBase + r * k * width;
-                float y = mem.Label(row), target = Loss.SmoothedTarget(y, a.Settings.LabelSmoothing);
+                var rows = NextRows(mem, position, batchStart + myStart + myRows, out int count);
+                int rowOut = outputsBase + r * stride, rowDelta = deltasBase + r * stride, maskRow = (myStart + r) * k;
 
                 // Forward and loss for every member (sigmoid fused with binary cross-entropy; dL/dz = (p - y) / (batch k)),
                 // then each member's backward pass, the forward reversed.
-                float first = 0f, lossSum = 0f, pSum = 0f, qSum = 0f;
+                Sums4 first = default, lossSum = default, pSum = default, qSum = default;
                 for (int i = 0; i < k; i++)
                 {
-                    int at = rowOut + i * width;
-                    int logitAt = ForwardMember(mem, layers, row, at, i, a.Settings, globalStep, (myStart + r) * k + i);
-                    float z = mem.Scratch(at + logitAt);
-                    mem.Scratch(rowDelta + i * width + logitAt) = Loss.LogitGradient(z, target) * scale;
-                    Accumulate(k, i, z, target, ref first, ref lossSum, ref pSum, ref qSum);
+                    int logitAt = ForwardRows(mem, layers, rows, count, rowOut + i * width, stride, i, a.Settings, globalStep, maskRow + i, k);
+                    for (int q = 0; q < count; q++)
+                    {
+                        float z = mem.Scratch(rowOut + q * stride + i * width + logitAt);
+                        float target = Loss.SmoothedTarget(mem.Label(RowOf(rows, q)), a.Settings.LabelSmoothing);
+                        mem.Scratch(rowDelta + q * stride + i * width + logitAt) = Loss.LogitGradient(z, target) * scale;
+                        Accumulate(k, i, q, z, target, ref first, ref lossSum, ref pSum, ref qSum);
+                    }
                 }
-                mem.SampleLoss(position) = Loss.EnsembleLoss(k, first, lossSum, pSum, qSum, target, lossOfMean: 0);
-                mem.SampleCorrect(position) = Loss.EnsembleCorrect(k, first, pSum, y);
+                for (int q = 0; q < count; q++)
+                {
+                    float y = mem.Label(RowOf(rows, q)), target = Loss.SmoothedTarget(y, a.Settings.LabelSmoothing);
+                    mem.SampleLoss(position + q) = Loss.EnsembleLoss(k, Pick(first, q), Pick(lossSum, q), Pick(pSum, q), Pick(qSum, q), target, lossOfMean: 0);
+                    mem.SampleCorrect(position + q) = Loss.EnsembleCorrect(k, Pick(first, q), Pick(pSum, q), y);
+                }
                 for (int i = 0; i < k; i++)
-                    BackwardMember(mem, layers, row, rowOut + i * width, rowDelta + i * width, i, gradientBase, a.Settings, globalStep, (myStart + r) * k + i);
+                    BackwardRows(mem, layers, rows, count, rowOut + i * width, rowDelta + i * width, stride, i, gradientBase, a.Settings, globalStep, maskRow + i, k);
+                r += count;
             }
             Group.Barrier();
 
@@ -634,7 +800,7 @@ public sealed partial class ComputeDevice
         Check(ref a, layout, "CPU epoch score");
         Require(a.Rows >= 1 && a.Order.Length >= a.Rows && a.SampleLoss.Length >= a.Rows && a.SampleCorrect.Length >= a.Rows,
             "CPU epoch score: order and per-sample outputs must hold the rows");
-        Require(a.Scratch.Length >= (long)CpuEpochThreads * 2 * a.RowsPerThread * a.Members * a.ActivationWidth && a.RowsPerThread >= 1, "CPU epoch score: scratch too small");
+        Require(a.Scratch.Length >= (long)CpuEpochThreads * 2 * a.RowsPerThread * a.Members * a.ActivationWidth && a.RowsPerThread >= 2, "CPU epoch score: scratch too small (four rows a thread)");
         LaunchCpuEpoch(a, throughViews, ref cpuEpochScore, CpuEpoch.ScoreKernel, ref cpuEpochScorePointers, CpuEpoch.ScorePointerKernel);
     }
 

@@ -335,7 +335,7 @@ public sealed class Network : IDisposable
                 identityOrder?.Dispose();
                 identityOrder = device.Upload<int>(Enumerable.Range(0, data.Rows).ToArray(), data.Rows);
             }
-            var buffers = CpuEpoch(1);
+            var buffers = CpuEpoch(2 * device.CpuEpochThreads); // scratch for four rows a thread
             device.ScoreCpuEpoch(new CpuEpochArgs
             {
                 Features = data.Features.View, Labels = data.Labels.View, Order = identityOrder.View, SampleLoss = data.SampleLoss.View, SampleCorrect = data.SampleCorrect.View,

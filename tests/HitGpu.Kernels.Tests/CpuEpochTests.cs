@@ -117,7 +117,7 @@ public sealed class CpuEpochTests(AcceleratorFixture fixture)
         var expectedLoss = samples.Select(e => e.Loss).ToArray();
         var expectedCorrect = samples.Select(e => e.Correct ? 1f : 0f).ToArray();
 
-        var (args, buffers) = Upload(layout, features, labels, order, parameters, 1);
+        var (args, buffers) = Upload(layout, features, labels, order, parameters, 2 * device.CpuEpochThreads);
         using (buffers)
         {
             using var unusedSchedule = device.Allocate<AdamStep>(1);
