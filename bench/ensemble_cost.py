@@ -5,7 +5,7 @@
   2. for each kind and k, the training loop alone (20 epochs after a one-epoch warm-up, batch 32, the study's
      network per member): HitGpu's `compare-run --ensemble k --ensemble-kind KIND` against torch_tabm.py with
      the same kind and k; and HitGpu's k-member loop against its own one-network loop.
-Prints markdown tables of medians. Run through ensemble_cost.sh, which builds HitGpu first."""
+Prints markdown tables of medians. Run through `compare.sh ensembles`, which builds HitGpu first."""
 import argparse, json, os, statistics, sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

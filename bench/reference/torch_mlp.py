@@ -34,8 +34,9 @@ def stratified_split(y, seed, validation=0.15, test=0.15):
     return [np.sort(np.concatenate(p)) for p in parts]
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__)
+def arguments(description):
+    """The command line both peers share: data, epochs, batch, seed, device, threads, warm-up."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--data", required=True, help="CSV or CSV.gz in the dataset's format")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -43,8 +44,13 @@ def main():
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--no-warmup", action="store_true", help="time the first epoch too (whole-process runs)")
-    args = parser.parse_args()
+    return parser
 
+
+def run(args, make_model, loss_of, probability_of, **fields):
+    """Split, standardise, then train a fresh model from make_model() with Adam (lr 1e-3, Keras' epsilon) in
+    shuffled batches, validating each epoch, after a one-epoch warm-up model unless --no-warmup; prints the
+    JSON line. loss_of(outputs, y) is the batch loss, probability_of(outputs) P(hit) per row."""
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
@@ -53,15 +59,13 @@ def main():
     mean, std = x[train].mean(0), x[train].std(0)
     std[std < 1e-12] = 1.0
     xs = (x - mean) / std
-    tensors = {name: (torch.tensor(xs[idx], device=device), torch.tensor(y[idx], device=device).unsqueeze(1))
+    tensors = {name: (torch.tensor(xs[idx], device=device), torch.tensor(y[idx], device=device))
                for name, idx in (("train", train), ("val", val), ("test", test))}
 
     def make():
-        model = torch.nn.Sequential(torch.nn.Linear(15, 64), torch.nn.ReLU(), torch.nn.Linear(64, 32), torch.nn.ReLU(),
-                                    torch.nn.Linear(32, 1)).to(device)
+        model = make_model().to(device)
         return model, torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
 
-    loss_fn = torch.nn.BCEWithLogitsLoss()
     xt, yt = tensors["train"]
     n = xt.shape[0]
 
@@ -70,12 +74,12 @@ def main():
         for start in range(0, n, args.batch_size):
             idx = order[start:start + args.batch_size]
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(xt[idx]), yt[idx])
+            loss = loss_of(model(xt[idx]), yt[idx])
             loss.backward()
             optimizer.step()
         with torch.no_grad():  # per-epoch validation, as HitGpu does
             xv, yv = tensors["val"]
-            loss_fn(model(xv), yv).item()
+            loss_of(model(xv), yv).item()
 
     generator = torch.Generator().manual_seed(args.seed)
     if not args.no_warmup:
@@ -92,10 +96,17 @@ def main():
     seconds = time.perf_counter() - start
     with torch.no_grad():
         xe, ye = tensors["test"]
-        accuracy = ((model(xe) > 0).float() == ye).float().mean().item()
-    print(json.dumps({"peer": "pytorch " + torch.__version__, "device": args.device, "threads": torch.get_num_threads(),
+        accuracy = ((probability_of(model(xe)) > 0.5).float() == ye).float().mean().item()
+    print(json.dumps({"peer": "pytorch " + torch.__version__, "device": args.device, "threads": torch.get_num_threads(), **fields,
                       "batch_size": args.batch_size, "epochs": args.epochs, "loop_seconds": seconds,
                       "samples_per_second": n * args.epochs / seconds, "test_accuracy": accuracy}))
+
+
+def main():
+    args = arguments(__doc__).parse_args()
+    bce = torch.nn.BCEWithLogitsLoss()
+    run(args, lambda: torch.nn.Sequential(torch.nn.Linear(15, 64), torch.nn.ReLU(), torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 1)),
+        loss_of=lambda out, y: bce(out.squeeze(-1), y), probability_of=lambda out: torch.sigmoid(out.squeeze(-1)))
 
 
 if __name__ == "__main__":

@@ -10,12 +10,12 @@ prediction is the members' mean probability. Same data handling as torch_mlp.py 
 Adam lr 1e-3 with Keras' epsilon, batch 32, per-epoch validation).
 
 Prints one JSON line: loop seconds (after a one-epoch warm-up unless --no-warmup) and the test accuracy."""
-import argparse, json, math, os, sys, time
+import math, os, sys
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_mlp import load, stratified_split  # noqa: E402  (the same data handling as the single-network peer)
+from torch_mlp import arguments, run  # noqa: E402  (the same data handling, loop and timing as the single-network peer)
 
 
 def glorot(*shape, fan_in, fan_out):
@@ -79,69 +79,14 @@ class Ensemble(torch.nn.Module):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data", required=True, help="CSV or CSV.gz in the dataset's format")
+    parser = arguments(__doc__)
     parser.add_argument("--kind", choices=["independent", "batch", "mini"], default="batch")
     parser.add_argument("--members", type=int, default=32)
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--no-warmup", action="store_true", help="time the first epoch too (whole-process runs)")
     args = parser.parse_args()
-
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    device = torch.device(args.device)
-    x, y = load(args.data)
-    train, val, test = stratified_split(y, args.seed)
-    mean, std = x[train].mean(0), x[train].std(0)
-    std[std < 1e-12] = 1.0
-    xs = (x - mean) / std
-    tensors = {name: (torch.tensor(xs[idx], device=device), torch.tensor(y[idx], device=device))
-               for name, idx in (("train", train), ("val", val), ("test", test))}
-    loss_fn = torch.nn.BCEWithLogitsLoss()  # the mean over batch and members: the members' mean loss
-
-    def make():
-        model = Ensemble(args.kind, args.members).to(device)
-        return model, torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
-
-    xt, yt = tensors["train"]
-    n = xt.shape[0]
-
-    def epoch(model, optimizer, generator):
-        order = torch.randperm(n, generator=generator).to(device)
-        for start in range(0, n, args.batch_size):
-            idx = order[start:start + args.batch_size]
-            optimizer.zero_grad(set_to_none=True)
-            logits = model(xt[idx])
-            loss = loss_fn(logits, yt[idx].unsqueeze(1).expand_as(logits))
-            loss.backward()
-            optimizer.step()
-        with torch.no_grad():
-            xv, yv = tensors["val"]
-            torch.sigmoid(model(xv)).mean(1)
-
-    generator = torch.Generator().manual_seed(args.seed)
-    if not args.no_warmup:
-        model, optimizer = make()
-        epoch(model, optimizer, generator)
-    model, optimizer = make()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(args.epochs):
-        epoch(model, optimizer, generator)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
-    with torch.no_grad():
-        xe, ye = tensors["test"]
-        accuracy = ((torch.sigmoid(model(xe)).mean(1) > 0.5).float() == ye).float().mean().item()
-    print(json.dumps({"peer": "pytorch " + torch.__version__, "device": args.device, "threads": torch.get_num_threads(),
-                      "kind": args.kind, "members": args.members, "batch_size": args.batch_size, "epochs": args.epochs,
-                      "loop_seconds": seconds, "test_accuracy": accuracy}))
+    bce = torch.nn.BCEWithLogitsLoss()  # the mean over batch and members: the members' mean loss
+    run(args, lambda: Ensemble(args.kind, args.members),
+        loss_of=lambda logits, y: bce(logits, y.unsqueeze(1).expand_as(logits)),
+        probability_of=lambda logits: torch.sigmoid(logits).mean(1), kind=args.kind, members=args.members)
 
 
 if __name__ == "__main__":
