@@ -46,7 +46,8 @@ public static class AccuracyProtocol
 
     /// <summary>
     /// Runs the protocol and reports the test part's accuracy, or with <paramref name="tuning"/> the validation
-    /// part's instead (for choosing options; then nothing of the test part is reported).
+    /// part's instead (for choosing options; then nothing of the test part is reported): the half of it that
+    /// early stopping never saw, so selecting the epoch on validation earns no credit by itself.
     /// </summary>
     public static IReadOnlyList<DecadeResult> Run(ComputeDevice device, IReadOnlyList<(string Decade, SongTable Data)> decades,
         IReadOnlyList<int> seeds, TrainingOptions options, Action<string>? log = null, bool tuning = false)
@@ -59,7 +60,8 @@ public static class AccuracyProtocol
             var aucs = new List<double>();
             foreach (int seed in seeds)
             {
-                var result = Trainer.Train(device, data, options with { Seed = seed });
+                // Tuning reads the half of the validation part that early stopping never saw (TrainingOptions.HoldOutHalfOfValidation).
+                var result = Trainer.Train(device, data, options with { Seed = seed, HoldOutHalfOfValidation = tuning });
                 var evaluation = tuning ? result.Validation : result.Test; // the trainer's one reading of the test part
                 accuracies.Add(evaluation.Accuracy);
                 aucs.Add(evaluation.RocAuc);

@@ -70,6 +70,13 @@ public sealed record TrainingOptions
     public bool DropDuplicates { get; init; } = false;
     /// <summary>Keep the mean of the weights after each of the last this many epochs (weight averaging); 0 = the last epoch's.</summary>
     public int AverageLastEpochs { get; init; } = 0;
+    /// <summary>
+    /// For tuning (<c>hitgpu accuracy --tune</c>): early stopping and the kept epoch see one half of the
+    /// validation part (stratified, seeded), and <see cref="TrainingResult.Validation"/> is the other half's,
+    /// which nothing was chosen on; so a candidate that selects its epoch on validation is not judged by the
+    /// very songs it selected on. Off: both are the whole validation part.
+    /// </summary>
+    public bool HoldOutHalfOfValidation { get; init; } = false;
     /// <summary>Shuffle each epoch on the device (a seeded permutation kernel) or on the host; null: the accelerator's preference (<see cref="ComputeDevice.ShufflesOnDevice"/>).</summary>
     public bool? ShuffleOnDevice { get; init; }
     /// <summary>Layered or the CPU epoch; null: what the accelerator prefers (<see cref="ComputeDevice.PreferredTrainingPath"/>).</summary>
@@ -201,7 +208,8 @@ public static class Trainer
 
         using var trainSet = new DeviceDataset(device, preprocessing.Apply(data.Features, split.Train), preprocessing.NetworkInputs,
             split.Train.Select(r => data.Labels[r]).ToArray());
-        var validationPart = data.Subset(split.Validation);
+        var (selectionRows, reportRows) = ValidationRows(data, split, options);
+        var validationPart = data.Subset(selectionRows);
         using var validationSet = new DeviceDataset(device, preprocessing.Apply(validationPart.Features), preprocessing.NetworkInputs, validationPart.Labels!);
         using var network = new Network(device, layout, Math.Max(options.BatchSize, Network.ChunkRows));
         network.Path = options.Path ?? device.PreferredTrainingPath;
@@ -210,7 +218,8 @@ public static class Trainer
         var outcome = TrainNetwork(device, network, trainSet, validationSet, options, history, onEpoch, onBatch, cancellationToken);
         // The model's own averaged probabilities, on the validation part and then, once, on the test part.
         var model = new HitModel(layout, preprocessing, [outcome.Parameters], Provenance: null);
-        var validation = Evaluation.Of(model.PredictProbabilities(device, validationPart), validationPart.Labels!);
+        var reportPart = data.Subset(reportRows);
+        var validation = Evaluation.Of(model.PredictProbabilities(device, reportPart), reportPart.Labels!);
         var testPart = data.Subset(split.Test);
         var test = Evaluation.Of(model.PredictProbabilities(device, testPart), testPart.Labels!);
         var last = outcome.KeptEpoch > 0 ? history.First(h => h.Epoch == outcome.KeptEpoch) : null;
@@ -249,6 +258,17 @@ public static class Trainer
         }
         var split = Split.Stratified(data.Labels!, options.Seed, options.ValidationFraction, options.TestFraction);
         return (split, new DuplicateReport(repeated, repeated > 0 ? Duplicates.AcrossParts(data, split) : 0, 0));
+    }
+
+    /// <summary>The validation rows that early stopping watches, and those the reported validation figure reads (<see cref="TrainingOptions.HoldOutHalfOfValidation"/>).</summary>
+    private static (int[] Selection, int[] Report) ValidationRows(SongTable data, SplitIndices split, TrainingOptions options)
+    {
+        if (!options.HoldOutHalfOfValidation)
+            return (split.Validation, split.Validation);
+        var halves = Split.Stratified(split.Validation.Select(r => data.Labels![r]).ToArray(), options.Seed + 1, validationFraction: 0.5, testFraction: 0);
+        if (halves.Train.Length == 0 || halves.Validation.Length == 0)
+            throw new InputException($"{data.Source}: the validation part ({split.Validation.Length} songs) is too small to halve for tuning");
+        return (halves.Train.Select(i => split.Validation[i]).ToArray(), halves.Validation.Select(i => split.Validation[i]).ToArray());
     }
 
     private static NetworkOutcome TrainNetwork(ComputeDevice device, Network network, DeviceDataset trainSet, DeviceDataset validationSet,

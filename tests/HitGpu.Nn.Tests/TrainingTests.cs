@@ -278,6 +278,24 @@ public sealed class StoppingTests(AcceleratorFixture fixture)
     }
 
     [Fact]
+    public void Tuning_reads_the_half_of_the_validation_part_that_early_stopping_never_saw()
+    {
+        var options = TrainingOptions.Study with { Epochs = 4, EarlyStoppingPatience = 4, SelectOn = SelectionMetric.Accuracy };
+        var whole = Trainer.Train(fixture.Device, Songs.Value, options);
+        var halved = Trainer.Train(fixture.Device, Songs.Value, options with { HoldOutHalfOfValidation = true });
+        Assert.Equal(whole.ValidationRows, whole.Validation.Count);
+        Assert.InRange(halved.Validation.Count, whole.ValidationRows / 2 - 1, whole.ValidationRows / 2 + 1);
+        // The kept epoch was chosen on the other half (the history's figure): the whole part's correct songs
+        // are the selection half's plus the reported half's.
+        double selectionAccuracy = halved.History.Single(h => h.Epoch == halved.KeptEpoch).ValidationAccuracy;
+        int selectionCount = whole.ValidationRows - halved.Validation.Count;
+        var validationPart = Songs.Value.Subset(halved.Split.Validation);
+        double wholeCorrect = halved.Model.Evaluate(fixture.Device, validationPart).Accuracy * whole.ValidationRows;
+        Assert.Equal(wholeCorrect, selectionAccuracy * selectionCount + halved.Validation.Accuracy * halved.Validation.Count, 6);
+        Assert.Equal(whole.Split.Test, halved.Split.Test); // the test part is the same either way
+    }
+
+    [Fact]
     public void Early_stopping_watches_the_ensembles_mean_probability()
     {
         // The validation loss each epoch is the loss of the members' mean probability: recomputed here from
