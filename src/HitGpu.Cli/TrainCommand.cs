@@ -27,8 +27,11 @@ public static class TrainCommand
             HitGpuCli.CheckOutputs(
                 [parsed.GetValue(outPath), .. SplitFiles.Select(f => In(splitFolder, f)), .. Plots.TrainingCurveFiles.Select(f => In(plotFolder, f))],
                 [splitFolder, plotFolder], parsed.GetValue(data) ?? []);
-            var table = HitGpuCli.LoadData(parsed.GetValue(data), keepNames: splitFolder is not null); // names only for the split files
+            // The device first, so that its kernels load (on the CPU accelerator) while the data is read.
             using var device = HitGpuCli.OpenDevice(parsed.GetValue(accelerator)!);
+            if ((options.Path ?? device.PreferredTrainingPath) == TrainingPath.CpuEpoch)
+                device.PrepareCpuEpoch();
+            var table = HitGpuCli.LoadData(parsed.GetValue(data), keepNames: splitFolder is not null); // names only for the split files
             output.WriteLine($"hitgpu train: {table.Count} songs from {table.Source}; {TrainingArguments.Describe(options)}; accelerator {HitGpuCli.Describe(device)}");
 
             void Warn(string warning) => error.WriteLine($"hitgpu: warning: {warning}");

@@ -230,6 +230,14 @@ public sealed partial class ComputeDevice : IDisposable
 
     public void Dispose()
     {
+        try
+        {
+            FinishPreparation();
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // A kernel that failed to load in the background fails again where it is used; disposing goes on.
+        }
         ones?.Dispose();
         partials?.Dispose();
         Accelerator.Dispose();

@@ -784,11 +784,42 @@ public sealed partial class ComputeDevice
         ref Action<KernelConfig, CpuEpochArgs>? views, Action<CpuEpochArgs> viewKernel,
         ref Action<KernelConfig, CpuEpochArgs, EpochAddresses>? pointers, Action<CpuEpochArgs, EpochAddresses> pointerKernel)
     {
+        FinishPreparation();
         var config = new KernelConfig(1, CpuEpochThreads);
         if (Kind != AcceleratorKind.Cpu || throughViews)
             (views ??= Accelerator.LoadStreamKernel(viewKernel))(config, a);
         else
             (pointers ??= Accelerator.LoadStreamKernel(pointerKernel))(config, a, Addresses(a));
+    }
+
+    private Task? preparation;
+
+    /// <summary>
+    /// On the CPU accelerator, starts loading the CPU epoch's kernels on a worker thread, so that ILGPU's
+    /// one-time start (~0.2 s, most of it the JIT compiling ILGPU itself) overlaps the host's reading and
+    /// preparing of the data; the device waits for it before its first use (<see cref="FinishPreparation"/>).
+    /// Elsewhere it does nothing.
+    /// </summary>
+    public void PrepareCpuEpoch()
+    {
+        if (Kind != AcceleratorKind.Cpu || preparation is not null)
+            return;
+        preparation = Task.Run(() =>
+        {
+            cpuEpochPointers = Accelerator.LoadStreamKernel<CpuEpochArgs, EpochAddresses>(CpuEpoch.TrainPointerKernel);
+            cpuEpochScorePointers = Accelerator.LoadStreamKernel<CpuEpochArgs, EpochAddresses>(CpuEpoch.ScorePointerKernel);
+            cpuEpochPredictPointers = Accelerator.LoadStreamKernel<CpuEpochArgs, EpochAddresses>(CpuEpoch.PredictPointerKernel);
+        });
+    }
+
+    /// <summary>Waits for <see cref="PrepareCpuEpoch"/>'s work, if any: call before the device is used from this thread.</summary>
+    public void FinishPreparation()
+    {
+        var pending = preparation;
+        if (pending is null)
+            return;
+        pending.GetAwaiter().GetResult();
+        preparation = null;
     }
 
     /// <summary>Threads of the one group the CPU epoch kernels run in.</summary>

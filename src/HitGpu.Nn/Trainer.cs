@@ -205,6 +205,7 @@ public static class Trainer
         // Fitted on the training part, read in place by its row indices: no copy of the raw rows.
         var preprocessing = Preprocessing.Fit(data.Features, options.Encoding, options.InputTransform, split.Train);
         var layout = options.LayoutFor(options.Encoding);
+        device.FinishPreparation(); // the device's first use from here: kernels it was loading are ready
 
         using var trainSet = new DeviceDataset(device, preprocessing.Apply(data.Features, split.Train), preprocessing.NetworkInputs,
             split.Train.Select(r => data.Labels[r]).ToArray());

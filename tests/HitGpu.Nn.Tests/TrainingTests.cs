@@ -278,6 +278,18 @@ public sealed class StoppingTests(AcceleratorFixture fixture)
     }
 
     [Fact]
+    public void Kernels_loaded_in_the_background_train_the_same_bits()
+    {
+        // hitgpu train loads the CPU epoch's kernels while it reads the data; the trainer waits for them.
+        using var device = ComputeDevice.Open(AcceleratorKind.Cpu);
+        device.PrepareCpuEpoch();
+        var options = TrainingOptions.Study with { Epochs = 1, EnsembleSize = 2, Path = TrainingPath.CpuEpoch };
+        var prepared = Trainer.Train(device, Songs.Value, options);
+        Assert.Equal(Trainer.Train(fixture.Device, Songs.Value, options).Model.Networks[0], prepared.Model.Networks[0]);
+        device.PrepareCpuEpoch(); // again, and disposed while it may still be loading: no harm
+    }
+
+    [Fact]
     public void Tuning_reads_the_half_of_the_validation_part_that_early_stopping_never_saw()
     {
         var options = TrainingOptions.Study with { Epochs = 4, EarlyStoppingPatience = 4, SelectOn = SelectionMetric.Accuracy };
