@@ -71,8 +71,7 @@ public sealed class TrainingTests(AcceleratorFixture fixture)
     [Fact]
     public void The_defaults_reach_at_least_85_percent_on_the_90s()
     {
-        // Five networks, quantile inputs, dropout 0.15, 30 epochs: docs/ACCURACY.md's configuration
-        // (86.2 +- 0.6 % over seeds 0-4 there). Seed 0 on the CPU accelerator.
+        // docs/ACCURACY.md's configuration (its 90s row: the mean over seeds 0-4). Seed 0 on the CPU accelerator.
         var result = Trainer.Train(fixture.Device, Songs.Value, new TrainingOptions());
         Assert.Single(result.Model.Networks);
         Assert.Equal(new TrainingOptions().EnsembleSize, result.Model.Layout.Members);
