@@ -192,17 +192,29 @@ public sealed class FuzzTests(AcceleratorFixture fixture) : IDisposable
 
     // ---- the model loader ----
 
-    private static readonly Lazy<byte[]> RealModel = new(() =>
+    /// <summary>Real model files to damage: format 1 (a plain network), and format 2 (an ensemble with adapters behind a periodic embedding; robust inputs).</summary>
+    private static readonly Lazy<byte[][]> RealModels = new(() =>
     {
         using var device = ComputeDevice.Open(AcceleratorKind.Cpu);
-        var options = TrainingOptions.Study with { Epochs = 1, Hidden = [8], EnsembleSize = 2, Inputs = InputTransform.Quantile };
-        var model = Trainer.Train(device, SongData.LoadEmbedded90s().Subset(Enumerable.Range(0, 400).ToArray()), options).Model;
-        string path = Path.Combine(Path.GetTempPath(), $"hitgpu-fuzz-model-{Guid.NewGuid():N}.hitgpu");
-        ModelFile.Save(model, path);
-        var bytes = File.ReadAllBytes(path);
-        File.Delete(path);
-        return bytes;
+        var songs = SongData.LoadEmbedded90s().Subset(Enumerable.Range(0, 400).ToArray());
+        var study = TrainingOptions.Study with { Epochs = 1, Hidden = [8] };
+        TrainingOptions[] options =
+        [
+            study with { Inputs = InputTransform.Quantile },
+            study with { EnsembleSize = 2, EnsembleKind = EnsembleKind.Batch, Embedding = NumericEmbedding.Periodic, EmbeddingFrequencies = 2, EmbeddingDimension = 2 },
+            study with { EnsembleSize = 2, Inputs = InputTransform.Robust },
+        ];
+        return options.Select(o =>
+        {
+            string path = Path.Combine(Path.GetTempPath(), $"hitgpu-fuzz-model-{Guid.NewGuid():N}.hitgpu");
+            ModelFile.Save(Trainer.Train(device, songs, o).Model, path);
+            var bytes = File.ReadAllBytes(path);
+            File.Delete(path);
+            return bytes;
+        }).ToArray();
     });
+
+    private static readonly Lazy<byte[]> RealModel = new(() => RealModels.Value[0]);
 
     private static readonly Lazy<SongTable> Songs = new(() => SongData.LoadEmbedded90s().Subset(Enumerable.Range(0, 16).ToArray()));
 
@@ -224,7 +236,7 @@ public sealed class FuzzTests(AcceleratorFixture fixture) : IDisposable
 
         public byte[] Bytes()
         {
-            var bytes = (byte[])RealModel.Value.Clone();
+            var bytes = (byte[])RealModels.Value[Bit % RealModels.Value.Length].Clone(); // Bit picks the file too: flips use it mod 8, this mod 3
             int headerLength = (int)BinaryPrimitives.ReadUInt64LittleEndian(bytes);
             switch (Kind)
             {
