@@ -40,7 +40,7 @@ public struct BatchedLayerArgs
 
 public static class BatchedDense
 {
-    // ---- device functions: one definition of the element, shared by the kernels and the CPU epoch ----
+    // ---- device functions ----
 
     /// <summary>The input row of row-member rm.</summary>
     public static int InputRow(int rm, int members, int inputShared) => inputShared != 0 ? rm / members : rm;

@@ -4,7 +4,8 @@
 // launches per step it takes 2 barriers. It is not a GPU fused MLP: on a GPU it would run on one multiprocessor.
 //
 // Each step, thread t of T takes a contiguous slice of the batch's rows and runs forward, loss and backward
-// for them alone, into its own scratch and its own copy of the gradient (no sharing, no atomics). After a
+// for them alone (every ensemble member of each row, four rows at a time so each weight row is read once for
+// four), into its own scratch and its own copy of the gradient (no sharing, no atomics). After a
 // barrier each thread takes a slice of the parameters, sums the T gradient copies in thread order (fixed
 // order: the same bits each run) and applies Adam. After a second barrier the next step reads the new
 // parameters. Each step's learning rate and bias corrections come from a schedule the host fills.

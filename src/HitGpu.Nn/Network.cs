@@ -135,7 +135,7 @@ public sealed class Network : IDisposable
         Path = device.PreferredTrainingPath;
     }
 
-    /// <summary>New parameters (a member's initial or trained ones) and Adam's moments back to zero.</summary>
+    /// <summary>New parameters (initial or trained ones, all members') and Adam's moments back to zero.</summary>
     public void Reset(float[] parameters)
     {
         Parameters.CopyFrom(parameters);
