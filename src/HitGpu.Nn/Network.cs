@@ -168,8 +168,9 @@ public sealed class Network : IDisposable
         int rowMembers = rows * Layout.Members;
         for (int l = 0; l < Layout.Layers; l++)
         {
-            // A plain network's layers are Dense's (with its tiled variants); members and adapters need the batched kernels.
-            if (Layout.IsPlain)
+            // A layer that is one dense layer over the row-members (a plain network's, TabM-mini's shared hidden
+            // ones) runs on Dense's kernels, tiled on a GPU; members, adapters and groups need the batched kernels.
+            if (Layout.IsDenseOverRowMembers(l))
             {
                 device.DenseForward(new DenseForwardArgs
                 {
@@ -177,7 +178,7 @@ public sealed class Network : IDisposable
                     Weight = Parameters.Slice(Layout.WeightOffset(l), Layout.Outputs(l) * Layout.Inputs(l)),
                     Bias = Parameters.Slice(Layout.BiasOffset(l), Layout.Outputs(l)),
                     Y = outputs[l].View,
-                    Rows = rows, Inputs = Layout.Inputs(l), Outputs = Layout.Outputs(l), Activation = (int)Layout.ActivationOf(l),
+                    Rows = rowMembers, Inputs = Layout.Inputs(l), Outputs = Layout.Outputs(l), Activation = (int)Layout.ActivationOf(l),
                 });
             }
             else
@@ -197,7 +198,7 @@ public sealed class Network : IDisposable
             // Layer 0's input gradient (d / d the network's inputs) only when asked: training never needs it.
             var previousGradient = l > 0 ? deltas[l - 1].View : inputGradient?.View ?? deltas[0].View;
             bool withInputGradient = l > 0 || inputGradient is not null;
-            if (Layout.IsPlain)
+            if (Layout.IsDenseOverRowMembers(l))
             {
                 device.DenseBackward(new DenseBackwardArgs
                 {
@@ -207,7 +208,7 @@ public sealed class Network : IDisposable
                     WeightGradient = Gradients.Slice(Layout.WeightOffset(l), Layout.Outputs(l) * Layout.Inputs(l)),
                     BiasGradient = Gradients.Slice(Layout.BiasOffset(l), Layout.Outputs(l)),
                     InputGradient = previousGradient,
-                    Rows = rows, Inputs = Layout.Inputs(l), Outputs = Layout.Outputs(l),
+                    Rows = rows * Layout.Members, Inputs = Layout.Inputs(l), Outputs = Layout.Outputs(l),
                     InputActivation = (int)Layout.InputActivationOf(l),
                 }, withInputGradient);
             }

@@ -124,16 +124,22 @@ public sealed class TrainingTests(AcceleratorFixture fixture)
         Assert.True(first.TestAccuracy >= 0.8, $"test accuracy {first.TestAccuracy:P2}");
     }
 
-    [Fact]
-    public void The_tiled_dense_kernels_train_the_network_the_simple_ones_do()
+    [Theory]
+    [InlineData(1)]
+    [InlineData(3)]
+    public void The_tiled_dense_kernels_train_the_network_the_simple_ones_do(int miniMembers)
     {
         // The layered path with every product tiled (as on a GPU for large layers) against the simple kernels:
-        // the same steps, sums in another order, so float rounding apart.
+        // the same steps, sums in another order, so float rounding apart. A TabM-mini ensemble's shared hidden
+        // layers are dense layers over the row-members and take the same kernels.
         var device = fixture.Device;
         var before = device.DenseOverride;
         try
         {
-            var options = TrainingOptions.Study with { Epochs = 1, Dropout = 0.2f, Path = TrainingPath.Layered };
+            var options = TrainingOptions.Study with
+            {
+                Epochs = 1, Dropout = 0.2f, Path = TrainingPath.Layered, EnsembleSize = miniMembers, EnsembleKind = EnsembleKind.Mini,
+            };
             device.DenseOverride = DenseVariant.Simple;
             var simple = Trainer.Train(device, Songs.Value, options);
             device.DenseOverride = DenseVariant.Tiled;
