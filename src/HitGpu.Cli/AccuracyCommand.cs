@@ -43,7 +43,8 @@ public static class AccuracyCommand
             if (tuning)
             {
                 output.WriteLine();
-                output.WriteLine("| decade | validation accuracy (%) | validation ROC AUC |");
+                // The half of the validation part that early stopping never saw (AccuracyProtocol.Run).
+                output.WriteLine("| decade | validation accuracy, held-out half (%) | validation ROC AUC |");
                 output.WriteLine("|---|---:|---:|");
                 foreach (var r in results)
                     output.WriteLine(FormattableString.Invariant($"| {r.Decade} | {r.Mean * 100:F2} ± {r.Deviation * 100:F2} | {r.MeanAuc:F4} |"));
