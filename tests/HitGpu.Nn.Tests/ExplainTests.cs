@@ -20,15 +20,31 @@ public sealed class ExplainTests(AcceleratorFixture fixture) : IDisposable
         return Trainer.Train(device, Songs.Value, options).Model;
     });
 
-    [Theory]
-    [InlineData(new[] { 15, 16, 8, 1 })]
-    [InlineData(new[] { 15, 64, 32, 1 })]
-    [InlineData(new[] { 7, 1 })]
-    public void The_probabilitys_input_gradient_matches_finite_differences_of_the_reference(int[] widths)
+    /// <summary>Plain networks, and the members' mean probability of ensembles and embeddings (the input gradient sums over members).</summary>
+    private static ParameterLayout LayoutNamed(string name) => name switch
     {
-        var layout = new ParameterLayout(widths);
-        int rows = 7, inputs = widths[0];
-        var rng = new Random(widths.Sum());
+        "15-16-8-1" => new ParameterLayout([15, 16, 8, 1]),
+        "15-64-32-1" => new ParameterLayout([15, 64, 32, 1]),
+        "7-1" => new ParameterLayout([7, 1]),
+        "batch x3" => ParameterLayout.ForClassifier(15, [16, 8], EnsembleKind.Batch, 3),
+        "independent x2" => ParameterLayout.ForClassifier(15, [16, 8], EnsembleKind.Independent, 2),
+        "mini x3, periodic" => ParameterLayout.WithPeriodicEmbedding(15, 3, 2, [8], EnsembleKind.Mini, 3),
+        _ => ParameterLayout.WithEmbedding(5, 4, 3, [8], EnsembleKind.Batch, 2), // piecewise
+    };
+
+    [Theory]
+    [InlineData("15-16-8-1")]
+    [InlineData("15-64-32-1")]
+    [InlineData("7-1")]
+    [InlineData("batch x3")]
+    [InlineData("independent x2")]
+    [InlineData("mini x3, periodic")]
+    [InlineData("batch x2, piecewise")]
+    public void The_probabilitys_input_gradient_matches_finite_differences_of_the_reference(string name)
+    {
+        var layout = LayoutNamed(name);
+        int rows = 7, inputs = layout.Inputs(0);
+        var rng = new Random(layout.Count);
         var parameters = Tolerance.Random(rng, layout.Count, 0.6f);
         var x = Tolerance.Random(rng, rows * inputs, 2f);
         using var network = new Network(fixture.Device, layout, 4); // fewer rows than asked: the chunks are tested too
@@ -38,9 +54,9 @@ public sealed class ExplainTests(AcceleratorFixture fixture) : IDisposable
         network.ProbabilityGradient(features, rows, gradient);
         Assert.Contains(gradient, g => Math.Abs(g) > 1e-3);
 
-        // p = exp(-loss) with label 1, from the reference in double; central differences per input.
+        // p, the members' mean probability, from the reference in double; central differences per input.
         var p64 = parameters.Select(v => (double)v).ToArray();
-        double P(double[] row) => Math.Exp(-NetworkReference.Step<double>(layout, p64, row, [1.0], 1, [], StepSettings.Default, 0));
+        double P(double[] row) => NetworkReference.Predict<double>(layout, p64, row, 1)[0];
         const double h = 1e-5;
         for (int r = 0; r < rows; r++)
             for (int j = 0; j < inputs; j++)
