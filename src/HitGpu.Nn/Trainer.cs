@@ -212,7 +212,7 @@ public static class Trainer
         var (selectionRows, reportRows) = ValidationRows(data, split, options);
         var validationPart = data.Subset(selectionRows);
         using var validationSet = new DeviceDataset(device, preprocessing.Apply(validationPart.Features), preprocessing.NetworkInputs, validationPart.Labels!);
-        using var network = new Network(device, layout, Math.Max(options.BatchSize, Network.ChunkRows));
+        using var network = NetworkFor(device, layout, options, trainSet.Rows);
         network.Path = options.Path ?? device.PreferredTrainingPath;
 
         var history = new List<EpochMetrics>();
@@ -259,6 +259,25 @@ public static class Trainer
         }
         var split = Split.Stratified(data.Labels!, options.Seed, options.ValidationFraction, options.TestFraction);
         return (split, new DuplicateReport(repeated, repeated > 0 ? Duplicates.AcrossParts(data, split) : 0, 0));
+    }
+
+    /// <summary>
+    /// The device network, with room for the largest batch the data allows (and the chunks of scoring): a
+    /// network whose buffers do not fit in memory is refused in one line that names the options to shrink.
+    /// </summary>
+    private static Network NetworkFor(ComputeDevice device, ParameterLayout layout, TrainingOptions options, int trainRows)
+    {
+        int capacity = Math.Max(Math.Min(options.BatchSize, trainRows), Network.ChunkRows);
+        try
+        {
+            return new Network(device, layout, capacity);
+        }
+        catch (Exception e) when (e is OutOfMemoryException or OverflowException || e.GetType().Name.Contains("OutOfMemory", StringComparison.Ordinal))
+        {
+            double gigabytes = 8.0 * capacity * layout.Members * layout.ActivationWidth / (1 << 30);
+            throw new InputException($"the network's activations for {capacity} rows x {layout.Members} members (about {gigabytes:F1} GiB, twice over) " +
+                $"do not fit in the {device.Kind.ToString().ToLowerInvariant()} accelerator's memory: use a smaller --batch-size, --ensemble or --hidden");
+        }
     }
 
     /// <summary>The validation rows that early stopping watches, and those the reported validation figure reads (<see cref="TrainingOptions.HoldOutHalfOfValidation"/>).</summary>
