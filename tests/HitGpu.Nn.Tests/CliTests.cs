@@ -104,6 +104,18 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void A_network_too_large_for_memory_is_refused_in_one_line()
+    {
+        // 3,864 rows x 32 members x 100,000 hidden units: some 46 GiB for one layer's activations (the parameters, 0.9 GB, fit).
+        string model = Path.Combine(folder, "huge.hitgpu");
+        var (code, _, error) = Run("train", "--accelerator", "cpu", "--ensemble", "32", "--hidden", "100000", "--batch-size", "100000", "--epochs", "1", "--out", model);
+        Assert.Equal(2, code);
+        Assert.Contains("do not fit in the cpu accelerator's memory: use a smaller --batch-size, --ensemble or --hidden", error);
+        Assert.Single(error.Split('\n', StringSplitOptions.RemoveEmptyEntries), l => !l.Contains("warning"));
+        Assert.False(File.Exists(model));
+    }
+
+    [Fact]
     public void Train_takes_several_files_and_a_folder()
     {
         string decades = InFolder("decades");
