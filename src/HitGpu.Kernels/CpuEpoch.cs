@@ -71,8 +71,6 @@ public interface IEpochMemory
     /// <summary>start + x[x + 0] W[w + 0] + x[x + 1] W[w + 1] + ..., added in that order: the layered dense kernel's sum, to the bit.</summary>
     float DotInOrder(float start, bool fromFeatures, int x, int w, int n);
 
-    /// <summary><see cref="DotInOrder"/> for four rows at once, at x, x + stride, x + 2 stride, x + 3 stride: four independent sums.</summary>
-    Sums4 DotInOrder4(float start, bool fromFeatures, int x, int stride, int w, int n);
 
     /// <summary>gradient[g + i] += d * x[x + i] for i in [0, n), x as in <see cref="Dot"/>.</summary>
     void AddScaledInput(int g, float d, bool fromFeatures, int x, int n);
@@ -80,8 +78,8 @@ public interface IEpochMemory
     /// <summary>scratch[s + i] += d * W[w + i] for i in [0, n).</summary>
     void AddScaledWeights(int s, float d, int w, int n);
 
-    /// <summary>Four rows' sums x_q[x_q + i] W[w + i], each added in order from 0: one weight row read once for four rows.</summary>
-    Sums4 Dot4(bool fromFeatures, int x0, int x1, int x2, int x3, int w, int n);
+    /// <summary>Four rows' sums start + x_q[x_q + 0] W[w + 0] + ..., each added in order (<see cref="DotInOrder"/> for four rows at once): one weight row read once for four rows.</summary>
+    Sums4 Dot4(float start, bool fromFeatures, int x0, int x1, int x2, int x3, int w, int n);
 
     /// <summary>gradient[g + i] += d0 x0[i], then + d1 x1[i], + d2 x2[i], + d3 x3[i]: four rows' terms in row order, one load and store of the gradient.</summary>
     void AddScaledInput4(int g, in Sums4 d, bool fromFeatures, int x0, int x1, int x2, int x3, int n);
@@ -133,21 +131,6 @@ public readonly struct ViewMemory(CpuEpochArgs a) : IEpochMemory
         return sum;
     }
 
-    public Sums4 DotInOrder4(float start, bool fromFeatures, int x, int stride, int w, int n)
-    {
-        var source = fromFeatures ? a.Features : a.Scratch;
-        var s = new Sums4 { S0 = start, S1 = start, S2 = start, S3 = start };
-        for (int i = 0; i < n; i++)
-        {
-            float weight = a.Parameters[w + i];
-            s.S0 += source[x + i] * weight;
-            s.S1 += source[x + stride + i] * weight;
-            s.S2 += source[x + 2 * stride + i] * weight;
-            s.S3 += source[x + 3 * stride + i] * weight;
-        }
-        return s;
-    }
-
     public void AddScaledInput(int g, float d, bool fromFeatures, int x, int n)
     {
         var source = fromFeatures ? a.Features : a.Scratch;
@@ -161,10 +144,10 @@ public readonly struct ViewMemory(CpuEpochArgs a) : IEpochMemory
             a.Scratch[s + i] += d * a.Parameters[w + i];
     }
 
-    public Sums4 Dot4(bool fromFeatures, int x0, int x1, int x2, int x3, int w, int n)
+    public Sums4 Dot4(float start, bool fromFeatures, int x0, int x1, int x2, int x3, int w, int n)
     {
         var source = fromFeatures ? a.Features : a.Scratch;
-        var s = new Sums4();
+        var s = new Sums4 { S0 = start, S1 = start, S2 = start, S3 = start };
         for (int i = 0; i < n; i++)
         {
             float weight = a.Parameters[w + i];
@@ -246,32 +229,16 @@ public readonly unsafe struct PointerMemory(EpochAddresses p) : IEpochMemory
         return sum;
     }
 
-    public Sums4 DotInOrder4(float start, bool fromFeatures, int x, int stride, int w, int n)
-    {
-        float* x0 = (fromFeatures ? (float*)p.Features : (float*)p.Scratch) + x, ws = (float*)p.Parameters + w;
-        float* x1 = x0 + stride, x2 = x1 + stride, x3 = x2 + stride;
-        float s0 = start, s1 = start, s2 = start, s3 = start;
-        for (int i = 0; i < n; i++)
-        {
-            float weight = ws[i];
-            s0 += x0[i] * weight;
-            s1 += x1[i] * weight;
-            s2 += x2[i] * weight;
-            s3 += x3[i] * weight;
-        }
-        return new Sums4 { S0 = s0, S1 = s1, S2 = s2, S3 = s3 };
-    }
-
     public void AddScaledInput(int g, float d, bool fromFeatures, int x, int n) =>
         AddScaled((float*)p.Gradients + g, d, (fromFeatures ? (float*)p.Features : (float*)p.Scratch) + x, n);
 
     public void AddScaledWeights(int s, float d, int w, int n) => AddScaled((float*)p.Scratch + s, d, (float*)p.Parameters + w, n);
 
-    public Sums4 Dot4(bool fromFeatures, int x0, int x1, int x2, int x3, int w, int n)
+    public Sums4 Dot4(float start, bool fromFeatures, int x0, int x1, int x2, int x3, int w, int n)
     {
         float* source = fromFeatures ? (float*)p.Features : (float*)p.Scratch, ws = (float*)p.Parameters + w;
         float* a0 = source + x0, a1 = source + x1, a2 = source + x2, a3 = source + x3;
-        float s0 = 0f, s1 = 0f, s2 = 0f, s3 = 0f;
+        float s0 = start, s1 = start, s2 = start, s3 = start;
         for (int i = 0; i < n; i++)
         {
             float weight = ws[i];
@@ -360,14 +327,16 @@ public static class CpuEpoch
         int rowOut = thread * 2 * a.RowsPerThread * k * width; // four rows per member: RowsPerThread >= 2
         int perThread = (a.Rows + threads - 1) / threads;
         int row = thread * perThread, end = Math.Min(a.Rows, (thread + 1) * perThread);
+        var noDropout = new StepSettings();
         while (row < end)
         {
             int count = row + 3 < end ? 4 : 1;
+            var rows = new Rows4 { R0 = row, R1 = row + 1, R2 = row + 2, R3 = row + 3 };
             float p0 = 0f, p1 = 0f, p2 = 0f, p3 = 0f;
             for (int i = 0; i < k; i++)
             {
                 int at = rowOut + i * 4 * width; // member i's rows, width apart
-                int logit = at + ForwardInOrder(mem, layers, row, count, at, width, i);
+                int logit = at + ForwardRows(mem, layers, rows, count, at, width, i, noDropout, 0, 0, 0, likeLayered: true);
                 p0 += Activations.Sigmoid(mem.Scratch(logit));
                 if (count == 4)
                 {
@@ -385,57 +354,6 @@ public static class CpuEpoch
             }
             row += count;
         }
-    }
-
-    /// <summary>
-    /// Member <paramref name="member"/>'s forward pass of <paramref name="count"/> (1 or 4) consecutive input
-    /// rows into scratch rows at, at + width, ..., each output summed as the layered kernel sums it
-    /// (BatchedDense.PreActivation). Returns where the logit sits in a scratch row.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static int ForwardInOrder<TMemory>(TMemory mem, int layers, int row, int count, int at, int width, int member)
-        where TMemory : struct, IEpochMemory
-    {
-        var previous = mem.Layer(0);
-        for (int l = 0; l < layers; l++)
-        {
-            var layer = mem.Layer(l);
-            bool fromFeatures = l == 0;
-            int x = l == 0 ? row * layer.Inputs : at + previous.OutputOffset, stride = l == 0 ? layer.Inputs : width;
-            if (layer.HasInputScale)
-            {
-                for (int q = 0; q < count; q++)
-                    ScaleInput(mem, fromFeatures, x + q * stride, at + q * width + layer.ScaledInputOffset, layer.InputScale(member), layer.Inputs);
-                fromFeatures = false;
-                x = at + layer.ScaledInputOffset;
-                stride = width;
-            }
-            for (int o = 0; o < layer.Outputs; o++)
-            {
-                int n = layer.InputsPerGroup, wRow = layer.Weight(member) + o * n, xo = x + layer.FirstInput(o);
-                float bias = mem.Parameter(layer.Bias(member) + o), start = layer.HasOutputScale ? 0f : bias;
-                var s = count == 4 ? mem.DotInOrder4(start, fromFeatures, xo, stride, wRow, n)
-                    : new Sums4 { S0 = mem.DotInOrder(start, fromFeatures, xo, wRow, n) };
-                if (layer.HasOutputScale)
-                {
-                    float scale = mem.Parameter(layer.OutputScale(member) + o);
-                    s.S0 = s.S0 * scale + bias;
-                    s.S1 = s.S1 * scale + bias;
-                    s.S2 = s.S2 * scale + bias;
-                    s.S3 = s.S3 * scale + bias;
-                }
-                int y = at + layer.OutputOffset + o;
-                mem.Scratch(y) = Activations.Apply(layer.Activation, s.S0);
-                if (count == 4)
-                {
-                    mem.Scratch(y + width) = Activations.Apply(layer.Activation, s.S1);
-                    mem.Scratch(y + 2 * width) = Activations.Apply(layer.Activation, s.S2);
-                    mem.Scratch(y + 3 * width) = Activations.Apply(layer.Activation, s.S3);
-                }
-            }
-            previous = layer;
-        }
-        return previous.OutputOffset;
     }
 
     /// <summary>scratch[to + j] = x[from + j] r[j] for j in [0, n): a layer's input times a member's input scale.</summary>
@@ -471,11 +389,14 @@ public static class CpuEpoch
     /// Member <paramref name="member"/>'s forward pass of <paramref name="count"/> (1 or 4) input rows into the
     /// scratch rows at, at + stride, ...: each layer reads the input rows (layer 0) or the previous layer's
     /// outputs, four rows sharing each weight row's reads; hidden outputs of row q take the dropout mask of
-    /// (step, maskRow + q maskStride). Returns where the logit sits in a scratch row.
+    /// (step, maskRow + q maskStride). With <paramref name="likeLayered"/> each output is summed as the layered
+    /// kernel sums it (BatchedDense.PreActivation: the bias first, then the inputs in order), so prediction gives
+    /// the layered path's bits; training adds the bias after the sum (and sums a lone row in four running parts).
+    /// Returns where the logit sits in a scratch row.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static int ForwardRows<TMemory>(TMemory mem, int layers, in Rows4 rows, int count, int at, int stride, int member,
-        in StepSettings settings, int step, int maskRow, int maskStride) where TMemory : struct, IEpochMemory
+        in StepSettings settings, int step, int maskRow, int maskStride, bool likeLayered = false) where TMemory : struct, IEpochMemory
     {
         var previous = mem.Layer(0);
         for (int l = 0; l < layers; l++)
@@ -496,9 +417,11 @@ public static class CpuEpoch
             for (int o = 0; o < layer.Outputs; o++)
             {
                 int w = layer.Weight(member) + o * n, first = layer.FirstInput(o);
-                var sums = count == 4 ? mem.Dot4(fromFeatures, x0 + first, x1 + first, x2 + first, x3 + first, w, n)
-                    : new Sums4 { S0 = mem.Dot(fromFeatures, x0 + first, w, n) };
                 float bias = mem.Parameter(layer.Bias(member) + o);
+                bool biasFirst = likeLayered && !layer.HasOutputScale;
+                float start = biasFirst ? bias : 0f;
+                var sums = count == 4 ? mem.Dot4(start, fromFeatures, x0 + first, x1 + first, x2 + first, x3 + first, w, n)
+                    : new Sums4 { S0 = likeLayered ? mem.DotInOrder(start, fromFeatures, x0 + first, w, n) : mem.Dot(fromFeatures, x0 + first, w, n) };
                 for (int q = 0; q < count; q++)
                 {
                     float sum = Pick(sums, q);
@@ -508,7 +431,7 @@ public static class CpuEpoch
                         mem.Scratch(row + layer.PreScaleOffset + o) = sum;
                         sum = sum * mem.Parameter(layer.OutputScale(member) + o) + bias;
                     }
-                    else
+                    else if (!biasFirst)
                     {
                         sum += bias;
                     }
