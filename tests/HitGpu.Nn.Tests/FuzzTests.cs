@@ -438,9 +438,13 @@ public sealed class FuzzTests(AcceleratorFixture fixture) : IDisposable
     {
         foreach (var (path, bytes) in before)
             File.WriteAllBytes(path, bytes);
-        if (Directory.Exists(files.OutFolder))
-            Directory.Delete(files.OutFolder, recursive: true);
-        File.Delete(files.Output);
+        // A case may have made either output path a folder (say --plot out.csv): each case starts without both.
+        foreach (string path in new[] { files.OutFolder, files.Output })
+        {
+            if (Directory.Exists(path))
+                Directory.Delete(path, recursive: true);
+            File.Delete(path);
+        }
         var output = new StringWriter();
         var error = new StringWriter();
         // Never a hang: every generated case is a short run (one or two epochs of a small network on 60 songs).
