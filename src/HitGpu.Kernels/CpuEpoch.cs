@@ -583,9 +583,11 @@ public static class CpuEpoch
             Put(ref first, q, z);
         if (k > 1)
         {
-            Put(ref lossSum, q, Pick(lossSum, q) + Loss.BinaryCrossEntropy(z, y));
-            Put(ref pSum, q, Pick(pSum, q) + Activations.Sigmoid(z));
-            Put(ref qSum, q, Pick(qSum, q) + Activations.Sigmoid(-z));
+            float loss = Pick(lossSum, q), p = Pick(pSum, q), notP = Pick(qSum, q);
+            Loss.AddMember(z, y, ref loss, ref p, ref notP);
+            Put(ref lossSum, q, loss);
+            Put(ref pSum, q, p);
+            Put(ref qSum, q, notP);
         }
     }
 

@@ -77,6 +77,14 @@ public static class Loss
     /// <summary>1 when the prediction (logit above 0) matches the label, else 0: the per-sample accuracy slot.</summary>
     public static float Correct(float logit, float label) => (logit > 0f) == (label > 0.5f) ? 1f : 0f;
 
+    /// <summary>One member's logit into its sample's sums for <see cref="EnsembleLoss"/>: its loss, p and 1 - p.</summary>
+    public static void AddMember(float logit, float label, ref float lossSum, ref float pSum, ref float qSum)
+    {
+        lossSum += BinaryCrossEntropy(logit, label);
+        pSum += Activations.Sigmoid(logit);
+        qSum += Activations.Sigmoid(-logit);
+    }
+
     /// <summary>
     /// A sample's loss from its members' sums (<see cref="EnsembleSampleReference"/>): with one member the
     /// logit's own; else the members' mean loss, or with <paramref name="lossOfMean"/> the mean probability's
@@ -108,11 +116,7 @@ public static class Loss
                 float z = a.Logits[r * k + i];
                 a.LogitGradient[r * k + i] = LogitGradient(z, target) * a.GradientScale;
                 if (k > 1)
-                {
-                    lossSum += BinaryCrossEntropy(z, target);
-                    pSum += Activations.Sigmoid(z);
-                    qSum += Activations.Sigmoid(-z);
-                }
+                    AddMember(z, target, ref lossSum, ref pSum, ref qSum);
             }
             a.SampleLoss[a.Labels.Offset + r] = EnsembleLoss(k, a.Logits[r * k], lossSum, pSum, qSum, target, a.LossOfMean);
             a.SampleCorrect[a.Labels.Offset + r] = EnsembleCorrect(k, a.Logits[r * k], pSum, y);
