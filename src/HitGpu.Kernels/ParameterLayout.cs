@@ -326,15 +326,21 @@ public sealed class ParameterLayout
     }
 
     /// <summary>Tensors of layer l, each with its name in the model file and its shape: W, b, then r and s where the layer has them.</summary>
-    public IEnumerable<(string Name, int[] Shape, int Offset)> Tensors(int l)
+    public IEnumerable<LayerTensor> Tensors(int l)
     {
         var layer = layers[l];
         int[] Shape(bool perMember, params int[] dims) => perMember ? [Members, .. dims] : dims;
-        yield return ("weight", Shape(layer.WeightStride > 0, layer.Outputs, layer.InputsPerGroup), layer.WeightOffset);
-        yield return ("bias", Shape(layer.BiasStride > 0, layer.Outputs), layer.BiasOffset);
+        yield return new("weight", Shape(layer.WeightStride > 0, layer.Outputs, layer.InputsPerGroup), layer.WeightOffset);
+        yield return new("bias", Shape(layer.BiasStride > 0, layer.Outputs), layer.BiasOffset);
         if (layer.HasInputScale)
-            yield return ("input_scale", [Members, layer.Inputs], layer.InputScaleOffset);
+            yield return new("input_scale", [Members, layer.Inputs], layer.InputScaleOffset);
         if (layer.HasOutputScale)
-            yield return ("output_scale", [Members, layer.Outputs], layer.OutputScaleOffset);
+            yield return new("output_scale", [Members, layer.Outputs], layer.OutputScaleOffset);
     }
+}
+
+/// <summary>One tensor of a layer: its name in the model file, its shape, and where its Length values start in the flat parameter array.</summary>
+public readonly record struct LayerTensor(string Name, int[] Shape, int Offset)
+{
+    public int Length => Shape.Aggregate(1, (a, b) => a * b);
 }

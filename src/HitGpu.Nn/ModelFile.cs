@@ -86,8 +86,8 @@ public static class ModelFile
             if (parameters.Length != layout.Count)
                 throw new ArgumentException($"network {m} has {parameters.Length} parameters, the layout {layout.Count}");
             for (int l = 0; l < layout.Layers; l++)
-                foreach (var (name, shape, at) in layout.Tensors(l))
-                    offset = AddTensor(header, tensors, offset, TensorName(format, m, l, name), shape, parameters.AsSpan(at, shape.Aggregate(1, (a, b) => a * b)));
+                foreach (var t in layout.Tensors(l))
+                    offset = AddTensor(header, tensors, offset, TensorName(format, m, l, t.Name), t.Shape, parameters.AsSpan(t.Offset, t.Length));
         }
         string metadata = JsonSerializer.Serialize(new Metadata
         {
@@ -253,8 +253,8 @@ public static class ModelFile
         {
             var parameters = new float[layout.Count];
             for (int l = 0; l < layout.Layers; l++)
-                foreach (var (name, shape, at) in layout.Tensors(l))
-                    ReadTensor(header, tensors, TensorName(format, m, l, name), shape, parameters.AsSpan(at, shape.Aggregate(1, (a, b) => a * b)), Bad);
+                foreach (var t in layout.Tensors(l))
+                    ReadTensor(header, tensors, TensorName(format, m, l, t.Name), t.Shape, parameters.AsSpan(t.Offset, t.Length), Bad);
             networks.Add(parameters);
         }
         return new HitModel(layout, preprocessing, networks, metadata.Training);

@@ -31,15 +31,15 @@ public sealed class GradientTests(AcceleratorFixture fixture)
         var parameters = layout.Initialize(seed).Select(p => (double)p).ToArray();
         // Non-zero biases and scales away from 1, so their gradients are not checked at one special point only.
         for (int l = 0; l < layout.Layers; l++)
-            foreach (var (name, shape, at) in layout.Tensors(l))
-                if (name != "weight")
-                    for (int e = 0; e < shape.Aggregate(1, (a, b) => a * b); e++)
-                        parameters[at + e] = name == "bias" ? rng.NextDouble() * 0.2 - 0.1 : parameters[at + e] * (0.7 + 0.6 * rng.NextDouble());
+            foreach (var t in layout.Tensors(l))
+                if (t.Name != "weight")
+                    for (int e = 0; e < t.Length; e++)
+                        parameters[t.Offset + e] = t.Name == "bias" ? rng.NextDouble() * 0.2 - 0.1 : parameters[t.Offset + e] * (0.7 + 0.6 * rng.NextDouble());
         var x = Enumerable.Range(0, Rows * InputsOf(layout)).Select(_ => rng.NextDouble() * 4 - 2).ToArray();
         // Non-zero piecewise weights of an embedding too (they start at zero).
         for (int l = 0; l < layout.Layers; l++)
             if (layout[l].Groups > 1 && layout[l].Activation != (int)Activation.Cos)
-                for (int e = 0; e < layout[l].Outputs * layout[l].InputsPerGroup * (layout[l].WeightStride > 0 ? layout.Members : 1); e++)
+                for (int e = 0; e < layout.Tensors(l).First().Length; e++)
                     parameters[layout.WeightOffset(l) + e] += rng.NextDouble() * 0.4 - 0.2;
         var y = Enumerable.Range(0, Rows).Select(i => (double)(i % 2)).ToArray();
         return (parameters, x, y);
