@@ -219,7 +219,7 @@ public static class Trainer
         var outcome = TrainNetwork(device, network, trainSet, validationSet, options, history, onEpoch, onBatch, cancellationToken);
         // The model's own averaged probabilities, on the validation part and then, once, on the test part.
         var model = new HitModel(layout, preprocessing, [outcome.Parameters], Provenance: null);
-        var reportPart = data.Subset(reportRows);
+        var reportPart = reportRows == selectionRows ? validationPart : data.Subset(reportRows); // one copy unless tuning halves it
         var validation = Evaluation.Of(model.PredictProbabilities(device, reportPart), reportPart.Labels!);
         var testPart = data.Subset(split.Test);
         var test = Evaluation.Of(model.PredictProbabilities(device, testPart), testPart.Labels!);
