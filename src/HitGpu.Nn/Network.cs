@@ -214,6 +214,9 @@ public sealed class Network : IDisposable
             }
             else
             {
+                // The gradient at x r is kept where the layer has r, or where layer 0's members' input gradients are summed.
+                if ((Layout[l].HasInputScale || (l == 0 && withInputGradient)) && scaledInputGradient is null)
+                    scaledInputGradient = device.Allocate<float>(CapacityRows * Layout.Members, Layout.Widths.Take(Layout.Layers).Max());
                 device.BatchedDenseBackward(BatchedLayer(l, input, rows) with { InputGradient = previousGradient }, withInputGradient);
             }
             // The activation's derivative came from the masked output (0 where dropped); the kept units take the scale.
@@ -223,20 +226,15 @@ public sealed class Network : IDisposable
     }
 
     /// <summary>Layer l's batched arguments for a pass over <paramref name="rows"/> rows (the input gradient: none; Backward sets it).</summary>
-    private BatchedLayerArgs BatchedLayer(int l, RowSource input, int rows)
-    {
-        var layer = Layout[l];
-        if ((layer.HasInputScale || l == 0) && scaledInputGradient is null)
-            scaledInputGradient = device.Allocate<float>(CapacityRows * Layout.Members, Layout.Widths.Take(Layout.Layers).Max());
-        return new BatchedLayerArgs
+    private BatchedLayerArgs BatchedLayer(int l, RowSource input, int rows) =>
+        new()
         {
             X = LayerInput(l, input), Parameters = Parameters.View, Gradients = Gradients.View,
             PreScale = preScale[l]?.View ?? Gradients.View, Y = outputs[l].View, OutputGradient = deltas[l].View,
             PreActivation = preActivation[l]?.View ?? Gradients.View, InputPreActivation = (l > 0 ? preActivation[l - 1]?.View : null) ?? Gradients.View,
             ScaledInputGradient = scaledInputGradient?.View ?? Gradients.View, InputGradient = Gradients.View,
-            Layer = layer, Rows = rows, Members = Layout.Members, InputShared = l == 0 ? 1 : 0, InputActivation = (int)Layout.InputActivationOf(l),
+            Layer = Layout[l], Rows = rows, Members = Layout.Members, InputShared = l == 0 ? 1 : 0, InputActivation = (int)Layout.InputActivationOf(l),
         };
-    }
 
     /// <summary>
     /// Forward, loss and backward for rows [offset, offset + rows) of <paramref name="data"/> (in
