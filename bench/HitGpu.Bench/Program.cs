@@ -34,7 +34,7 @@ static int Gemm(string[] args)
     int repeats = int.Parse(ArgOf(args, "--repeats", "10"), CultureInfo.InvariantCulture);
     string product = ArgOf(args, "--product", "forward"); // forward, or backward: dW, db and dX together
     using var device = ComputeDevice.Open(ComputeDevice.ParseKind(ArgOf(args, "--accelerator", "cpu")));
-    device.DenseOverride = Enum.Parse<DenseVariant>(ArgOf(args, "--variant", "tiled"), ignoreCase: true);
+    device.Plan = device.Plan with { DenseOverride = Enum.Parse<DenseVariant>(ArgOf(args, "--variant", "tiled"), ignoreCase: true) };
     var rng = new Random(3);
     float[] R(int count) => Enumerable.Range(0, count).Select(_ => rng.NextSingle() * 2 - 1).ToArray();
     var hostX = R(n * n);
@@ -91,7 +91,7 @@ static int Gemm(string[] args)
     Console.WriteLine(JsonSerializer.Serialize(new
     {
         peer = "hitgpu",
-        kernel = $"dense {product}, {device.DenseVariantFor(n, n, n).ToString().ToLowerInvariant()} kernels",
+        kernel = $"dense {product}, {device.Plan.DenseVariantFor(n, n, n).ToString().ToLowerInvariant()} kernels",
         device = $"{device.Kind.ToString().ToLowerInvariant()} ({device.Name})",
         size = n,
         seconds,
@@ -181,7 +181,7 @@ static int CompareRun(string[] args)
     {
         peer = "hitgpu",
         device = $"{device.Kind.ToString().ToLowerInvariant()} ({device.Name}, {device.Accelerator.MaxNumThreadsPerGroup} threads)",
-        path = device.PreferredTrainingPath.ToString(),
+        path = device.Plan.PathFor().ToString(),
         batch_size = batch,
         epochs,
         members = options.EnsembleSize,

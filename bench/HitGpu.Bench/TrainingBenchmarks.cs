@@ -36,7 +36,7 @@ public class TrainingBenchmarks
         data = new DeviceDataset(device, x, SongData.FeatureCount, y);
         order = device.Upload<int>(Enumerable.Range(0, Batch).ToArray(), Batch);
         var layout = ParameterLayout.ForClassifier(SongData.FeatureCount, [64, 32]);
-        network = new Network(device, layout, Batch) { Path = Path };
+        network = new Network(device, layout, Batch, Path);
         network.Reset(layout.Initialize(0));
         TrainingStep();
         if (!data.SampleLoss.ToArray().All(float.IsFinite))

@@ -29,8 +29,7 @@ public static class TrainCommand
                 [splitFolder, plotFolder], parsed.GetValue(data) ?? []);
             // The device first, so that its kernels load (on the CPU accelerator) while the data is read.
             using var device = HitGpuCli.OpenDevice(parsed.GetValue(accelerator)!);
-            if ((options.Path ?? device.PreferredTrainingPath) == TrainingPath.CpuEpoch)
-                device.PrepareCpuEpoch();
+            device.PrepareKernels(device.Plan.PathFor(options.Path));
             var table = HitGpuCli.LoadData(parsed.GetValue(data), keepNames: splitFolder is not null); // names only for the split files
             output.WriteLine($"hitgpu train: {table.Count} songs from {table.Source}; {TrainingArguments.Describe(options)}; accelerator {HitGpuCli.Describe(device)}");
 

@@ -1,5 +1,5 @@
-// Accelerator choice and launch shapes. The one place that knows how each kind of
-// accelerator wants its work cut up; kernels only see a LaunchShape.
+// Opening an accelerator (ILGPU context and device) and the device object every kernel launcher hangs on.
+// How each kind wants its work cut up is the plan's (DevicePlan); kernels only see a LaunchShape.
 using System.Runtime.InteropServices;
 using ILGPU;
 using ILGPU.Runtime;
@@ -43,14 +43,6 @@ public readonly struct WorkRange
     }
 }
 
-/// <summary>
-/// How a training epoch is run. <see cref="Layered"/>: one launch per layer and pass (10 per step for the
-/// default network, 14 with dropout), many threads each (suits a GPU). <see cref="CpuEpoch"/>: the whole epoch
-/// in one launch of one group (suits the CPU accelerator, where launches and barriers are dear). Both are held
-/// against the same reference (<see cref="NetworkReference"/>).
-/// </summary>
-public enum TrainingPath { Layered, CpuEpoch }
-
 /// <summary>One accelerator ILGPU found, and whether HitGpu can run on it (and why not).</summary>
 public sealed record DeviceInfo(AcceleratorKind Kind, string Name, long MemoryBytes, bool Usable, string Note);
 
@@ -69,11 +61,15 @@ public sealed partial class ComputeDevice : IDisposable
     public AcceleratorKind Kind { get; }
     public string Name => Accelerator.Name;
 
+    /// <summary>Every choice that depends on this accelerator, made once (<see cref="DevicePlan"/>); tests and benchmarks may replace it with a changed copy.</summary>
+    public DevicePlan Plan { get; set; }
+
     private ComputeDevice(Context context, Accelerator accelerator, AcceleratorKind kind)
     {
         this.context = context;
         Accelerator = accelerator;
         Kind = kind;
+        Plan = DevicePlan.For(kind, accelerator.MaxNumThreadsPerGroup, accelerator.NumMultiprocessors);
     }
 
     /// <summary>
@@ -186,31 +182,6 @@ public sealed partial class ComputeDevice : IDisposable
 
     private static Device? First(Context context, AcceleratorType type) => context.Devices.FirstOrDefault(d => d.AcceleratorType == type);
 
-    /// <summary>
-    /// The launch shape for <paramref name="elements"/> independent pieces of work. On the CPU one group of
-    /// all its threads, blocked; on a GPU groups of 256 threads, strided, enough to cover the work.
-    /// </summary>
-    public LaunchShape ShapeFor(int elements)
-    {
-        if (Kind == AcceleratorKind.Cpu)
-            return new LaunchShape(1, Accelerator.MaxNumThreadsPerGroup, Blocked: true);
-        int groupSize = Math.Min(256, Accelerator.MaxNumThreadsPerGroup);
-        int maxGroups = Math.Max(1, Accelerator.NumMultiprocessors * 8);
-        int groups = Math.Clamp((elements + groupSize - 1) / groupSize, 1, maxGroups);
-        return new LaunchShape(groups, groupSize, Blocked: false);
-    }
-
-    /// <summary>
-    /// The training path for this accelerator: the CPU epoch on the CPU, layered on a GPU. The environment
-    /// variable HITGPU_TRAINING_PATH (layered or cpu-epoch) forces one, for tests and benchmarks.
-    /// </summary>
-    public TrainingPath PreferredTrainingPath => Environment.GetEnvironmentVariable("HITGPU_TRAINING_PATH")?.ToLowerInvariant() switch
-    {
-        "layered" => TrainingPath.Layered,
-        "cpu-epoch" => TrainingPath.CpuEpoch,
-        _ => Kind == AcceleratorKind.Cpu ? TrainingPath.CpuEpoch : TrainingPath.Layered,
-    };
-
     public DeviceBuffer<T> Allocate<T>(int rows, int cols = 1) where T : unmanaged => new(this, rows, cols);
 
     public DeviceBuffer<T> Upload<T>(ReadOnlySpan<T> data, int rows, int cols = 1) where T : unmanaged
@@ -304,7 +275,6 @@ public static class KernelCatalog
         .OrderBy(m => m.DeclaringType!.Name + "." + m.Name, StringComparer.Ordinal)
         .ToArray();
 
-    /// <summary>Those a GPU backend can compile: not the CPU-only ones, which take host addresses (<see cref="EpochAddresses"/>).</summary>
-    public static IReadOnlyList<System.Reflection.MethodInfo> ForGpu { get; } =
-        All.Where(m => m.GetParameters().All(p => p.ParameterType != typeof(EpochAddresses))).ToArray();
+    /// <summary>Those a GPU backend can compile: not the CPU epoch's, which read host addresses (<see cref="RowMemory"/>).</summary>
+    public static IReadOnlyList<System.Reflection.MethodInfo> ForGpu { get; } = All.Where(m => m.DeclaringType != typeof(CpuEpoch)).ToArray();
 }

@@ -1,10 +1,8 @@
-// ReLU, sigmoid and cosine: the scalar functions the fused kernels call, their references, and one
-// element-wise kernel (used to turn logits into probabilities). Derivatives are taken from the output, so a
+// ReLU, sigmoid and cosine: the scalar functions the fused kernels call, and their references (no kernel of
+// their own: every layer fuses its activation). Derivatives are taken from the output, so a
 // layer keeps only its activated output, never its pre-activation; the one exception is the cosine of a
 // periodic embedding (its slope -sin z is not a function of cos z), whose layer keeps z as well.
 using System.Numerics;
-using ILGPU;
-using ILGPU.Runtime;
 
 namespace HitGpu.Kernels;
 
@@ -78,46 +76,5 @@ public static class Activations
             return 1f / (1f + MathF.Exp(-z));
         float e = MathF.Exp(z);
         return e / (1f + e);
-    }
-
-    // ---- kernels ----
-
-    /// <summary>output[i] = f(input[i]) for every element.</summary>
-    public static void ApplyKernel(ArrayView<float> input, ArrayView<float> output, int n, int activation, int blocked)
-    {
-        var range = WorkRange.OfThread(n, blocked);
-        for (int i = range.Start; i < range.End; i += range.Step)
-            output[i] = Apply(activation, input[i]);
-    }
-
-    /// <summary>output[i] = f'(z) where input[i] = f(z): the slope, from the activation's output (a sigmoid's: y (1 - y)).</summary>
-    public static void DerivativeKernel(ArrayView<float> input, ArrayView<float> output, int n, int activation, int blocked)
-    {
-        var range = WorkRange.OfThread(n, blocked);
-        for (int i = range.Start; i < range.End; i += range.Step)
-            output[i] = DerivativeFromOutput(activation, input[i]);
-    }
-}
-
-public sealed partial class ComputeDevice
-{
-    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int>? activationApply, activationDerivative;
-
-    /// <summary>output[i] = f'(z) for the first n elements, given their activated values input[i] = f(z).</summary>
-    public void ApplyDerivative(ArrayView<float> input, ArrayView<float> output, int n, Activation activation)
-    {
-        Require(input.Length >= n && output.Length >= n, $"activation derivative: both views must hold {n} elements");
-        var shape = ShapeFor(n);
-        (activationDerivative ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int>(Activations.DerivativeKernel))(
-            shape.Config, input, output, n, (int)activation, shape.BlockedFlag);
-    }
-
-    /// <summary>output[i] = f(input[i]) for the first n elements.</summary>
-    public void ApplyActivation(ArrayView<float> input, ArrayView<float> output, int n, Activation activation)
-    {
-        Require(input.Length >= n && output.Length >= n, $"activation: both views must hold {n} elements");
-        var shape = ShapeFor(n);
-        (activationApply ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int>(Activations.ApplyKernel))(
-            shape.Config, input, output, n, (int)activation, shape.BlockedFlag);
     }
 }

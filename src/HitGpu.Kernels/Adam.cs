@@ -90,7 +90,7 @@ public sealed partial class ComputeDevice
     {
         int n = (int)parameters.Length;
         Require(gradients.Length == n && m.Length == n && v.Length == n, "adam: parameters, gradients and both moments must have one length");
-        var shape = ShapeFor(n);
+        var shape = Plan.ShapeFor(n);
         (adam ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, AdamStep, int>(Adam.Kernel))(
             shape.Config, parameters, gradients, m, v, n, s, shape.BlockedFlag);
     }

@@ -38,6 +38,18 @@ public struct BatchedLayerArgs
     public int InputActivation;                  // the activation that produced X
 }
 
+/// <summary>
+/// The order in which one output's terms are added (<see cref="BatchedDense.SumStart"/>): the bits of a sum
+/// depend on it, so the paths that must agree to the bit name the same one.
+/// </summary>
+public enum SumOrder
+{
+    /// <summary>The bias first, then the inputs in order (Dense's order; without s): the layered kernels, and prediction on every path.</summary>
+    FromBias,
+    /// <summary>The inputs from 0, the bias after: the CPU epoch's training and scoring passes (a lone row in four running sums).</summary>
+    BiasLast,
+}
+
 public static class BatchedDense
 {
     // ---- device functions ----
@@ -46,8 +58,20 @@ public static class BatchedDense
     public static int InputRow(int rm, int members, int inputShared) => inputShared != 0 ? rm / members : rm;
 
     /// <summary>
-    /// The pre-activation of one output: with s, (sum_j (x_j r_j) W_oj) s_o + b_o, the sum from 0; without,
-    /// b_o + sum_j ..., the sum from the bias (Dense's order). Writes the sum before s to <paramref name="preScale"/>.
+    /// Where the sum of one output starts: the one statement of the summation order. Prediction on every path,
+    /// and every layered kernel, sums <see cref="SumOrder.FromBias"/>; the CPU epoch's training passes
+    /// <see cref="SumOrder.BiasLast"/>. With s the sum always starts at 0 (s scales the sum before the bias).
+    /// </summary>
+    public static float SumStart(in LayerShape layer, float bias, SumOrder order) =>
+        order == SumOrder.FromBias && !layer.HasOutputScale ? bias : 0f;
+
+    /// <summary>The pre-activation from the sum over the inputs: sum s + b with s; else sum + b, unless the bias started the sum (<see cref="SumStart"/>).</summary>
+    public static float Epilogue(in LayerShape layer, float sum, float bias, float s, SumOrder order) =>
+        layer.HasOutputScale ? sum * s + bias : order == SumOrder.FromBias ? sum : sum + bias;
+
+    /// <summary>
+    /// The pre-activation of one output, summed <see cref="SumOrder.FromBias"/>: (sum_j (x_j r_j) W_oj) s_o + b_o
+    /// with s, b_o + sum_j ... without. Writes the sum before s to <paramref name="preScale"/>.
     /// </summary>
     public static float PreActivation(ArrayView<float> x, int xStart, ArrayView<float> p, in LayerShape layer, int member, int o, out float preScale)
     {
@@ -55,7 +79,7 @@ public static class BatchedDense
         int w = layer.Weight(member) + o * n, r = layer.InputScale(member) + first;
         xStart += first;
         float bias = p[layer.Bias(member) + o];
-        float sum = layer.HasOutputScale ? 0f : bias;
+        float sum = SumStart(layer, bias, SumOrder.FromBias);
         if (layer.HasInputScale)
             for (int j = 0; j < n; j++)
                 sum += x[xStart + j] * p[r + j] * p[w + j];
@@ -63,7 +87,7 @@ public static class BatchedDense
             for (int j = 0; j < n; j++)
                 sum += x[xStart + j] * p[w + j];
         preScale = sum;
-        return layer.HasOutputScale ? sum * p[layer.OutputScale(member) + o] + bias : sum;
+        return Epilogue(layer, sum, bias, layer.HasOutputScale ? p[layer.OutputScale(member) + o] : 1f, SumOrder.FromBias);
     }
 
     // ---- reference (any float type; the flat arrays as the ParameterLayout says) ----
@@ -351,7 +375,7 @@ public sealed partial class ComputeDevice
     {
         CheckBatched(a, "batched dense forward");
         Require(a.Y.Length >= (long)a.Rows * a.Members * a.Layer.Outputs, "batched dense forward: y must hold (rows k, out)");
-        var shape = ShapeFor(a.Rows * a.Members * a.Layer.Outputs);
+        var shape = Plan.ShapeFor(a.Rows * a.Members * a.Layer.Outputs);
         (batchedForward ??= Accelerator.LoadStreamKernel<BatchedLayerArgs, int>(BatchedDense.ForwardKernel))(shape.Config, a, shape.BlockedFlag);
     }
 
@@ -365,25 +389,25 @@ public sealed partial class ComputeDevice
         Require(a.Gradients.Length == a.Parameters.Length, "batched dense backward: gradients must match the parameters");
         int parameterItems = (layer.WeightStride > 0 ? a.Members : 1) * layer.Outputs * layer.InputsPerGroup
             + (layer.BiasStride > 0 ? a.Members : 1) * layer.Outputs + (layer.HasOutputScale ? a.Members * layer.Outputs : 0);
-        var shape = ShapeFor(parameterItems);
+        var shape = Plan.ShapeFor(parameterItems);
         (batchedParameterGradient ??= Accelerator.LoadStreamKernel<BatchedLayerArgs, int>(BatchedDense.ParameterGradientKernel))(shape.Config, a, shape.BlockedFlag);
         bool stored = layer.HasInputScale || a.InputShared != 0;
         if (!layer.HasInputScale && !withInputGradient)
             return;
         Require(!stored || a.ScaledInputGradient.Length >= (long)rowMembers * layer.Inputs, "batched dense backward: scaled-input gradient must hold (rows k, in)");
         Require(stored || a.InputGradient.Length >= (long)rowMembers * layer.Inputs, "batched dense backward: input gradient must hold (rows k, in)");
-        shape = ShapeFor(rowMembers * layer.Inputs);
+        shape = Plan.ShapeFor(rowMembers * layer.Inputs);
         (batchedScaledInputGradient ??= Accelerator.LoadStreamKernel<BatchedLayerArgs, int>(BatchedDense.ScaledInputGradientKernel))(shape.Config, a, shape.BlockedFlag);
         if (layer.HasInputScale)
         {
-            shape = ShapeFor(a.Members * layer.Inputs);
+            shape = Plan.ShapeFor(a.Members * layer.Inputs);
             (batchedInputScaleGradient ??= Accelerator.LoadStreamKernel<BatchedLayerArgs, int>(BatchedDense.InputScaleGradientKernel))(shape.Config, a, shape.BlockedFlag);
         }
         if (!withInputGradient || !stored)
             return;
         int rows = a.InputShared != 0 ? a.Rows : rowMembers;
         Require(a.InputGradient.Length >= (long)rows * layer.Inputs, "batched dense backward: input gradient must hold its rows");
-        shape = ShapeFor(rows * layer.Inputs);
+        shape = Plan.ShapeFor(rows * layer.Inputs);
         (batchedInputGradient ??= Accelerator.LoadStreamKernel<BatchedLayerArgs, int>(BatchedDense.InputGradientKernel))(shape.Config, a, shape.BlockedFlag);
     }
 }

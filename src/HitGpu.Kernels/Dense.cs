@@ -188,7 +188,7 @@ public sealed partial class ComputeDevice
         Require(a.Weight.Length == (long)a.Outputs * a.Inputs, "dense forward: weight must be (out, in)");
         Require(a.Bias.Length == a.Outputs, "dense forward: bias must be (out)");
         Require(a.Y.Length >= (long)a.Rows * a.Outputs, "dense forward: y must hold (rows, out)");
-        if (DenseVariantFor(a.Rows, a.Outputs, a.Inputs) == DenseVariant.Tiled)
+        if (Plan.DenseVariantFor(a.Rows, a.Outputs, a.Inputs) == DenseVariant.Tiled)
         {
             // Y = f(X W^T + b): B(k, n) = W[n, k], W read transposed.
             TiledProduct(new ProductArgs
@@ -198,7 +198,7 @@ public sealed partial class ComputeDevice
             });
             return;
         }
-        var shape = ShapeFor(a.Rows * a.Outputs);
+        var shape = Plan.ShapeFor(a.Rows * a.Outputs);
         (denseForward ??= Accelerator.LoadStreamKernel<DenseForwardArgs, int>(Dense.ForwardKernel))(shape.Config, a, shape.BlockedFlag);
     }
 
@@ -211,7 +211,7 @@ public sealed partial class ComputeDevice
         Require(a.WeightGradient.Length == (long)a.Outputs * a.Inputs, "dense backward: weight gradient must be (out, in)");
         Require(a.BiasGradient.Length == a.Outputs, "dense backward: bias gradient must be (out)");
         Require(Activations.SlopeFromOutput((Activation)a.InputActivation), "dense backward: the input's activation must take its slope from its output (a cosine needs the batched layer)");
-        if (DenseVariantFor(a.Outputs, a.Inputs, a.Rows) == DenseVariant.Tiled)
+        if (Plan.DenseVariantFor(a.Outputs, a.Inputs, a.Rows) == DenseVariant.Tiled)
         {
             // dW = dZ^T X and db = dZ^T 1: reductions over the rows, tiled like any product (split over the rows
             // when the batch is large: a small layer's few weights would otherwise each walk every row alone).
@@ -238,12 +238,12 @@ public sealed partial class ComputeDevice
             });
             return;
         }
-        var shape = ShapeFor(a.Outputs * (a.Inputs + 1));
+        var shape = Plan.ShapeFor(a.Outputs * (a.Inputs + 1));
         (denseParameterGradient ??= Accelerator.LoadStreamKernel<DenseBackwardArgs, int>(Dense.ParameterGradientKernel))(shape.Config, a, shape.BlockedFlag);
         if (!withInputGradient)
             return;
         Require(a.InputGradient.Length >= (long)a.Rows * a.Inputs, "dense backward: input gradient must hold (rows, in)");
-        shape = ShapeFor(a.Rows * a.Inputs);
+        shape = Plan.ShapeFor(a.Rows * a.Inputs);
         (denseInputGradient ??= Accelerator.LoadStreamKernel<DenseBackwardArgs, int>(Dense.InputGradientKernel))(shape.Config, a, shape.BlockedFlag);
     }
 }

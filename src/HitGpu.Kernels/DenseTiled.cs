@@ -28,9 +28,6 @@ public struct ProductArgs
     public ArrayView<float> Partials;   // (Splits, M, N) the ranges' sums, when Splits > 1
 }
 
-/// <summary>Which dense kernels a launch uses: one output per thread, or shared-memory tiles.</summary>
-public enum DenseVariant { Simple, Tiled }
-
 public static class DenseTiled
 {
     /// <summary>The k-slice of A and B that each step brings into shared memory.</summary>
@@ -136,14 +133,6 @@ public sealed partial class ComputeDevice
     private Action<KernelConfig, ProductArgs, int>? sumPartials;
     private DeviceBuffer<float>? ones, partials;
 
-    /// <summary>
-    /// Ranges the sum over k is cut into (split-K): a product with few outputs and many terms, such as a small
-    /// layer's weight gradient over a large batch, would otherwise leave most of a GPU idle while few threads
-    /// walk all the rows. One range per 256 terms beyond the first 512, at most 64.
-    /// </summary>
-    public static int SplitsFor(int outputs, int depth) =>
-        depth >= 512 && outputs < 256 * 256 ? Math.Min(64, (depth + 255) / 256) : 1;
-
     /// <summary>A column of ones, at least <paramref name="rows"/> long: the bias gradient is dZ^T times it.</summary>
     private ArrayView<float> Ones(int rows)
     {
@@ -153,37 +142,6 @@ public sealed partial class ComputeDevice
             ones = Upload<float>(Enumerable.Repeat(1f, Math.Max(rows, 1024)).ToArray(), Math.Max(rows, 1024));
         }
         return ones.View;
-    }
-
-    /// <summary>
-    /// The dense kernels' variant for a product of (rows, outputs) with <paramref name="depth"/> terms: tiled on a
-    /// GPU once the product is large enough to fill tiles (64 x 64 outputs), or its sum long enough to split
-    /// (<see cref="SplitsFor"/>: a small layer's weight gradient over a large batch); simple otherwise and on
-    /// the CPU accelerator (where the CPU epoch trains anyway). HITGPU_DENSE_KERNEL=simple|tiled forces one.
-    /// </summary>
-    public DenseVariant DenseVariantFor(int rows, int outputs, int depth) =>
-        DenseOverride ?? (Kind != AcceleratorKind.Cpu
-            && (((long)rows * outputs >= 64 * 64 && depth >= DenseTiled.Depth) || SplitsFor(rows * outputs, depth) > 1)
-            ? DenseVariant.Tiled : DenseVariant.Simple);
-
-    /// <summary>Forces a dense variant for every shape (tests, benchmarks); starts as HITGPU_DENSE_KERNEL says (simple or tiled), else none.</summary>
-    public DenseVariant? DenseOverride { get; set; } = Environment.GetEnvironmentVariable("HITGPU_DENSE_KERNEL")?.ToLowerInvariant() switch
-    {
-        "simple" => DenseVariant.Simple,
-        "tiled" => DenseVariant.Tiled,
-        _ => null,
-    };
-
-    /// <summary>The group of the tiled product: 16 x 16 threads on a GPU, what the CPU accelerator allows there (its tests).</summary>
-    public (int X, int Y) TiledGroup
-    {
-        get
-        {
-            int threads = Accelerator.MaxNumThreadsPerGroup;
-            if (Kind == AcceleratorKind.Cpu)
-                return (Math.Min(threads, 4), 1);
-            return threads >= 256 ? (16, 16) : (8, Math.Max(1, threads / 8));
-        }
     }
 
     /// <summary>C = epilogue(A B) by the tiled kernel; sizes checked on the host first.</summary>
@@ -196,10 +154,10 @@ public sealed partial class ComputeDevice
         Require(a.HasBias == 0 || a.Bias.Length >= a.N, "tiled product: the bias must hold N values");
         if (a.HasDerivative != 0)
             a.Derivative.Check(a.M, "tiled product derivative");
-        var (gx, gy) = TiledGroup;
+        var (gx, gy) = Plan.TiledGroup;
         int tileM = gy * DenseTiled.Block, tileN = gx * DenseTiled.Block;
         var launch = a;
-        launch.Splits = SplitsFor(a.M * a.N, a.K);
+        launch.Splits = DevicePlan.SplitsFor(a.M * a.N, a.K);
         if (launch.Splits > 1)
         {
             long room = (long)launch.Splits * a.M * a.N;
@@ -219,7 +177,7 @@ public sealed partial class ComputeDevice
         (tiledProduct ??= Accelerator.LoadStreamKernel<ProductArgs>(DenseTiled.ProductKernel))(config, launch);
         if (launch.Splits > 1)
         {
-            var shape = ShapeFor(a.M * a.N);
+            var shape = Plan.ShapeFor(a.M * a.N);
             (sumPartials ??= Accelerator.LoadStreamKernel<ProductArgs, int>(DenseTiled.SumPartialsKernel))(shape.Config, launch, shape.BlockedFlag);
         }
     }

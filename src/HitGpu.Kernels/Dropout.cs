@@ -66,7 +66,7 @@ public sealed partial class ComputeDevice
     {
         Require(a.Rate is >= 0f and < 1f, $"dropout rate must be in [0, 1), got {a.Rate}");
         Require(a.Values.Length >= (long)a.Rows * a.Cols, "dropout: values must hold (rows, cols)");
-        var shape = ShapeFor(a.Rows * a.Cols);
+        var shape = Plan.ShapeFor(a.Rows * a.Cols);
         (dropout ??= Accelerator.LoadStreamKernel<DropoutArgs, int>(Dropout.Kernel))(shape.Config, a, shape.BlockedFlag);
     }
 }

@@ -99,9 +99,12 @@ public static class Loss
         return -MathF.Log(MathF.Max(label > 0.5f ? pSum / members : qSum / members, 1e-30f));
     }
 
+    /// <summary>The members' mean probability, P(hit), from their sigmoids summed in member order (<see cref="AddMember"/>'s pSum).</summary>
+    public static float MeanProbability(float pSum, int members) => pSum / members;
+
     /// <summary>1 when the members' mean probability is on the label's side of 0.5 (one member: its logit's sign).</summary>
     public static float EnsembleCorrect(int members, float firstLogit, float pSum, float label) =>
-        members == 1 ? Correct(firstLogit, label) : (pSum / members > 0.5f) == (label > 0.5f) ? 1f : 0f;
+        members == 1 ? Correct(firstLogit, label) : (MeanProbability(pSum, members) > 0.5f) == (label > 0.5f) ? 1f : 0f;
 
     public static void Kernel(LossArgs a, int blocked)
     {
@@ -129,10 +132,10 @@ public static class Loss
         var range = WorkRange.OfThread(rows, blocked);
         for (int r = range.Start; r < range.End; r += range.Step)
         {
-            float sum = 0f;
+            float pSum = 0f;
             for (int i = 0; i < members; i++)
-                sum += Activations.Sigmoid(logits[r * members + i]);
-            probabilities[r] = sum / members;
+                pSum += Activations.Sigmoid(logits[r * members + i]);
+            probabilities[r] = MeanProbability(pSum, members);
         }
     }
 
@@ -202,7 +205,7 @@ public sealed partial class ComputeDevice
     public void SumSamples(ArrayView<float> sampleLoss, ArrayView<float> sampleCorrect, int n, ArrayView<float> sums)
     {
         Require(n >= 1 && sampleLoss.Length >= n && sampleCorrect.Length >= n && sums.Length >= 2, $"sample sums: the views must hold {n} samples and 2 sums");
-        int threads = Kind == AcceleratorKind.Cpu ? Accelerator.MaxNumThreadsPerGroup : Math.Min(256, Accelerator.MaxNumThreadsPerGroup);
+        int threads = Plan.OneGroupThreads;
         (sampleSums ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, ArrayView<float>>(SampleSums.Kernel))(
             new KernelConfig(1, threads, SharedMemoryConfig.RequestDynamic<float>(2 * threads)), sampleLoss, sampleCorrect, n, sums);
     }
@@ -221,7 +224,7 @@ public sealed partial class ComputeDevice
         Require(a.Logits.Length >= logits && a.LogitGradient.Length >= logits, "loss: logits and their gradient must hold the batch's (rows k)");
         Require(a.SampleLoss.Length >= a.Labels.Offset + a.Rows && a.SampleCorrect.Length >= a.Labels.Offset + a.Rows,
             "loss: per-sample outputs must hold offset + rows");
-        var shape = ShapeFor(a.Rows);
+        var shape = Plan.ShapeFor(a.Rows);
         (loss ??= Accelerator.LoadStreamKernel<LossArgs, int>(Loss.Kernel))(shape.Config, a, shape.BlockedFlag);
     }
 
@@ -229,7 +232,7 @@ public sealed partial class ComputeDevice
     public void MeanProbability(ArrayView<float> logits, ArrayView<float> probabilities, int rows, int members)
     {
         Require(members >= 1 && logits.Length >= (long)rows * members && probabilities.Length >= rows, "mean probability: views too short");
-        var shape = ShapeFor(rows);
+        var shape = Plan.ShapeFor(rows);
         (meanProbability ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int>(Loss.MeanProbabilityKernel))(
             shape.Config, logits, probabilities, rows, members, shape.BlockedFlag);
     }
@@ -238,7 +241,7 @@ public sealed partial class ComputeDevice
     public void MeanProbabilitySlope(ArrayView<float> logits, ArrayView<float> slopes, int rows, int members)
     {
         Require(members >= 1 && logits.Length >= (long)rows * members && slopes.Length >= (long)rows * members, "mean probability slope: views too short");
-        var shape = ShapeFor(rows * members);
+        var shape = Plan.ShapeFor(rows * members);
         (meanProbabilitySlope ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int>(Loss.MeanProbabilitySlopeKernel))(
             shape.Config, logits, slopes, rows * members, members, shape.BlockedFlag);
     }

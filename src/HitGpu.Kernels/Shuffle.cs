@@ -69,22 +69,11 @@ public sealed partial class ComputeDevice
 {
     private Action<KernelConfig, ArrayView<int>, ArrayView<int>, int, uint, int, int>? permutation;
 
-    /// <summary>
-    /// Whether training shuffles on the device (one launch an epoch) instead of uploading a host-shuffled order:
-    /// on a GPU; the CPU accelerator keeps the host's shuffle. HITGPU_SHUFFLE=device|host forces one.
-    /// </summary>
-    public bool ShufflesOnDevice => Environment.GetEnvironmentVariable("HITGPU_SHUFFLE")?.ToLowerInvariant() switch
-    {
-        "device" => true,
-        "host" => false,
-        _ => Kind != AcceleratorKind.Cpu,
-    };
-
     /// <summary>order[i] = source[Shuffle.Permute(i)] for the first n positions.</summary>
     public void Permute(ArrayView<int> source, ArrayView<int> order, int n, uint seed, int epoch)
     {
         Require(n >= 1 && source.Length >= n && order.Length >= n, $"permutation: both views must hold {n} rows");
-        var shape = ShapeFor(n);
+        var shape = Plan.ShapeFor(n);
         (permutation ??= Accelerator.LoadStreamKernel<ArrayView<int>, ArrayView<int>, int, uint, int, int>(Shuffle.PermutationKernel))(
             shape.Config, source, order, n, seed, epoch, shape.BlockedFlag);
     }

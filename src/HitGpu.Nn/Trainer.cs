@@ -77,9 +77,9 @@ public sealed record TrainingOptions
     /// very songs it selected on. Off: both are the whole validation part.
     /// </summary>
     public bool HoldOutHalfOfValidation { get; init; } = false;
-    /// <summary>Shuffle each epoch on the device (a seeded permutation kernel) or on the host; null: the accelerator's preference (<see cref="ComputeDevice.ShufflesOnDevice"/>).</summary>
+    /// <summary>Shuffle each epoch on the device (a seeded permutation kernel) or on the host; null: the accelerator's preference (<see cref="DevicePlan.ShufflesOnDevice"/>).</summary>
     public bool? ShuffleOnDevice { get; init; }
-    /// <summary>Layered or the CPU epoch; null: what the accelerator prefers (<see cref="ComputeDevice.PreferredTrainingPath"/>).</summary>
+    /// <summary>Layered or the CPU epoch; null: what the accelerator prefers (<see cref="DevicePlan.PathFor"/>).</summary>
     public TrainingPath? Path { get; init; }
 
     /// <summary>The original Keras study: one 15-64-32-1 network, Adam 1e-3, batch 32, 20 epochs, raw standardised features.</summary>
@@ -213,16 +213,17 @@ public static class Trainer
         var validationPart = data.Subset(selectionRows);
         using var validationSet = new DeviceDataset(device, preprocessing.Apply(validationPart.Features), preprocessing.NetworkInputs, validationPart.Labels!);
         using var network = NetworkFor(device, layout, options, trainSet.Rows);
-        network.Path = options.Path ?? device.PreferredTrainingPath;
 
         var history = new List<EpochMetrics>();
         var outcome = TrainNetwork(device, network, trainSet, validationSet, options, history, onEpoch, onBatch, cancellationToken);
-        // The model's own averaged probabilities, on the validation part and then, once, on the test part.
+        // The kept weights' averaged probabilities, from the network that trained: on the validation part
+        // (its rows already on the device unless tuning halves it) and then, once, on the test part.
+        network.Parameters.CopyFrom(outcome.Parameters);
         var model = new HitModel(layout, preprocessing, [outcome.Parameters], Provenance: null);
-        var reportPart = reportRows == selectionRows ? validationPart : data.Subset(reportRows); // one copy unless tuning halves it
-        var validation = Evaluation.Of(model.PredictProbabilities(device, reportPart), reportPart.Labels!);
+        var reportPart = reportRows == selectionRows ? validationPart : data.Subset(reportRows);
+        var validation = Evaluation.Of(reportRows == selectionRows ? Predict(network, validationSet.Features) : Predict(network, preprocessing, reportPart), reportPart.Labels!);
         var testPart = data.Subset(split.Test);
-        var test = Evaluation.Of(model.PredictProbabilities(device, testPart), testPart.Labels!);
+        var test = Evaluation.Of(Predict(network, preprocessing, testPart), testPart.Labels!);
         var last = outcome.KeptEpoch > 0 ? history.First(h => h.Epoch == outcome.KeptEpoch) : null;
         model = model with
         {
@@ -231,6 +232,21 @@ public static class Trainer
         };
         return new TrainingResult(model, history, outcome.KeptEpoch, validation, test, split, clock.Elapsed.TotalSeconds,
             outcome.StoppedEarly, outcome.Diverged) { Duplicates = duplicates };
+    }
+
+    /// <summary>P(hit) of every row of (rows, inputs) network inputs on the device.</summary>
+    private static float[] Predict(Network network, DeviceBuffer<float> inputs)
+    {
+        var p = new float[inputs.Rows];
+        network.PredictProbabilities(inputs, inputs.Rows, p);
+        return p;
+    }
+
+    /// <summary>P(hit) of songs not yet on the device: preprocessed, uploaded once, scored.</summary>
+    private static float[] Predict(Network network, Preprocessing preprocessing, SongTable songs)
+    {
+        using var inputs = network.Device.Upload<float>(preprocessing.Apply(songs.Features), songs.Count, preprocessing.NetworkInputs);
+        return Predict(network, inputs);
     }
 
     /// <summary>
@@ -270,7 +286,7 @@ public static class Trainer
         int capacity = Math.Max(Math.Min(options.BatchSize, trainRows), Network.ChunkRows);
         try
         {
-            return new Network(device, layout, capacity);
+            return new Network(device, layout, capacity, options.Path);
         }
         catch (Exception e) when (e is OutOfMemoryException or OverflowException || e.GetType().Name.Contains("OutOfMemory", StringComparison.Ordinal))
         {
@@ -307,7 +323,7 @@ public static class Trainer
         var progress = new NetworkProgress(options, network.Parameters.ToArray());
         // On the device, each epoch's order is a seeded permutation of the rows, made
         // there: nothing crosses per epoch. On the host (the CPU accelerator), a shuffle uploaded each epoch.
-        using var rows = options.ShuffleOnDevice ?? device.ShufflesOnDevice ? device.Upload<int>(orderOnHost, orderOnHost.Length) : null;
+        using var rows = device.Plan.ShufflesOnDevice(options.ShuffleOnDevice) ? device.Upload<int>(orderOnHost, orderOnHost.Length) : null;
         uint shuffleSeed = (uint)options.Seed * 747796405u + 2891336453u;
         for (int epoch = 1, step = 0; epoch <= options.Epochs; epoch++, step += stepsPerEpoch)
         {

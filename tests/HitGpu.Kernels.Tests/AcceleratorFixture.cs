@@ -4,8 +4,12 @@ namespace HitGpu.Kernels.Tests;
 
 public sealed class AcceleratorFixture : IDisposable
 {
-    public ComputeDevice Device { get; } = ComputeDevice.Open(
-        ComputeDevice.ParseKind(Environment.GetEnvironmentVariable("HITGPU_TEST_ACCELERATOR") ?? "cpu"));
+    private static AcceleratorKind Kind => ComputeDevice.ParseKind(Environment.GetEnvironmentVariable("HITGPU_TEST_ACCELERATOR") ?? "cpu");
+
+    public ComputeDevice Device { get; } = ComputeDevice.Open(Kind);
+
+    /// <summary>What the tests' accelerator runs, known before it opens (theory data): its kind's plan.</summary>
+    public static DevicePlan Plan => DevicePlan.For(Kind, maxGroupSize: 1, multiprocessors: 1);
 
     public void Dispose() => Device.Dispose();
 }

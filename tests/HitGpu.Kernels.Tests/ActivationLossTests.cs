@@ -12,33 +12,28 @@ public sealed class ActivationLossTests(AcceleratorFixture fixture)
     [InlineData(Activation.Sigmoid, 7)]
     [InlineData(Activation.Sigmoid, 4097)]
     [InlineData(Activation.Identity, 65)]
-    public void Activation_kernel_matches_reference(Activation activation, int n)
+    public void Activation_device_function_matches_reference(Activation activation, int n)
     {
+        // Activations.Apply is what every kernel calls (there is no activation kernel of its own: the layers fuse it).
         var rng = new Random(n);
         var input = Tolerance.Random(rng, n, 30f);
         input[0] = activation == Activation.Sigmoid ? -100f : 3f; // a far tail must not overflow
         var expected = input.Select(z => Activations.ApplyReference(activation, z)).ToArray();
-        using var x = device.Upload<float>(input, n);
-        using var y = device.Allocate<float>(n);
-        device.ApplyActivation(x.View, y.View, n, activation);
-        Tolerance.AllClose(expected, y.ToArray(), $"{activation}");
+        Tolerance.AllClose(expected, input.Select(z => Activations.Apply((int)activation, z)).ToArray(), $"{activation}");
     }
 
     [Theory]
     [InlineData(Activation.Relu, 1000)]
     [InlineData(Activation.Sigmoid, 4097)]
     [InlineData(Activation.Identity, 65)]
-    public void Derivative_kernel_matches_reference_and_the_slope_by_finite_differences(Activation activation, int n)
+    public void Derivative_device_function_matches_reference_and_the_slope_by_finite_differences(Activation activation, int n)
     {
-        // Given outputs y = f(z), the kernel writes f'(z): checked against the reference, and against
+        // Given outputs y = f(z), the device function gives f'(z): checked against the reference, and against
         // (f(z + h) - f(z - h)) / 2h in double at the z that gave each y.
         var rng = new Random(n + 5);
         var z = Tolerance.Random(rng, n, 6f);
         var y = z.Select(v => Activations.ApplyReference(activation, v)).ToArray();
-        using var outputs = device.Upload<float>(y, n);
-        using var slopes = device.Allocate<float>(n);
-        device.ApplyDerivative(outputs.View, slopes.View, n, activation);
-        var actual = slopes.ToArray();
+        var actual = y.Select(v => Activations.DerivativeFromOutput((int)activation, v)).ToArray();
         Tolerance.AllClose(y.Select(v => Activations.DerivativeFromOutputReference(activation, v)).ToArray(), actual, $"{activation}'", 0, 0);
         const double h = 1e-6;
         for (int i = 0; i < n; i++)
@@ -111,6 +106,88 @@ public sealed class ActivationLossTests(AcceleratorFixture fixture)
         Tolerance.AllClose(expectedGradient, dz.ToArray(), "dL/dz");
         Tolerance.AllClose(expectedLoss, loss.ToArray(), "loss");
         Tolerance.AllClose(expectedCorrect, correct.ToArray(), "correct", 0, 0);
+    }
+
+    [Theory]
+    [InlineData(1, 3, 0f, 0)]
+    [InlineData(7, 3, 0.1f, 0)]
+    [InlineData(65, 4, 0.2f, 1)]
+    [InlineData(33, 32, 0f, 1)]
+    [InlineData(5, 1, 0.1f, 1)]
+    public void Ensemble_loss_kernel_matches_reference(int rows, int members, float smoothing, int lossOfMean)
+    {
+        // k logits per row, member-minor: dL/dz_i = (sigmoid(z_i) - target) / (rows k) against the smoothed target;
+        // a row's loss the members' mean loss (training) or the mean probability's (scoring); correct by the mean probability.
+        var rng = new Random(rows * 7 + members);
+        int total = rows + 3, offset = 2;
+        var logits = Tolerance.Random(rng, rows * members, 6f);
+        logits[0] = 60f; // a far tail: the loss stays finite
+        var labels = Enumerable.Range(0, total).Select(_ => (float)rng.Next(2)).ToArray();
+        float scale = 1f / (rows * members);
+        var expectedGradient = new float[rows * members];
+        var expectedLoss = new float[total];
+        var expectedCorrect = new float[total];
+        for (int r = 0; r < rows; r++)
+        {
+            float y = labels[offset + r], target = Loss.SmoothedTarget(y, smoothing);
+            var z = logits.AsSpan(r * members, members);
+            for (int i = 0; i < members; i++)
+                expectedGradient[r * members + i] = Loss.GradientReference(z[i], target) * scale;
+            expectedLoss[offset + r] = Loss.EnsembleSampleReference<float>(z, target, lossOfMean != 0).Loss;
+            expectedCorrect[offset + r] = Loss.EnsembleSampleReference<float>(z, y, lossOfMean != 0).Correct ? 1f : 0f;
+        }
+        using var zs = device.Upload<float>(logits, rows * members);
+        using var lab = device.Upload<float>(labels, total);
+        using var noIndex = device.Allocate<int>(1);
+        using var dz = device.Allocate<float>(rows * members);
+        using var loss = device.Allocate<float>(total);
+        using var correct = device.Allocate<float>(total);
+        loss.Clear();
+        correct.Clear();
+        device.BinaryCrossEntropy(new LossArgs
+        {
+            Logits = zs.View, Labels = RowSource.InPlace(lab.View, 1, noIndex.View, offset), LogitGradient = dz.View,
+            SampleLoss = loss.View, SampleCorrect = correct.View, Rows = rows, GradientScale = scale, Members = members,
+            LossOfMean = lossOfMean, LabelSmoothing = smoothing,
+        });
+        Tolerance.AllClose(expectedGradient, dz.ToArray(), "dL/dz");
+        Tolerance.AllClose(expectedLoss, loss.ToArray(), "sample loss", 1e-6, 1e-5);
+        Tolerance.AllClose(expectedCorrect, correct.ToArray(), "correct", 0, 0);
+    }
+
+    [Theory]
+    [InlineData(1, 1)]
+    [InlineData(9, 3)]
+    [InlineData(1025, 5)]
+    [InlineData(4, 32)]
+    public void Mean_probability_kernels_match_the_reference_and_finite_differences(int rows, int members)
+    {
+        // P(hit) of a row: the mean of its members' sigmoids (the reference prediction's formula); its slope per
+        // logit, where explanations start the backward pass: sigma'(z_i) / k, against central differences in double.
+        var rng = new Random(rows + members);
+        var logits = Tolerance.Random(rng, rows * members, 8f);
+        var expected = new float[rows];
+        for (int r = 0; r < rows; r++)
+        {
+            float sum = 0f;
+            for (int i = 0; i < members; i++)
+                sum += Activations.SigmoidReference(logits[r * members + i]);
+            expected[r] = sum / members;
+        }
+        using var zs = device.Upload<float>(logits, rows * members);
+        using var p = device.Allocate<float>(rows);
+        using var slopes = device.Allocate<float>(rows * members);
+        device.MeanProbability(zs.View, p.View, rows, members);
+        device.MeanProbabilitySlope(zs.View, slopes.View, rows, members);
+        Tolerance.AllClose(expected, p.ToArray(), "mean probability");
+        var actual = slopes.ToArray();
+        const double h = 1e-6;
+        for (int e = 0; e < rows * members; e++)
+        {
+            double z = logits[e];
+            double numeric = (Activations.SigmoidReference(z + h) - Activations.SigmoidReference(z - h)) / (2 * h) / members;
+            Tolerance.Close(numeric, actual[e], $"slope of row-member {e}", 1e-7, 1e-4);
+        }
     }
 
     [Theory]

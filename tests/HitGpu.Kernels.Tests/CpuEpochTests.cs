@@ -1,5 +1,5 @@
-// The one-launch CPU epoch against its reference (NetworkReference.Step and Adam per batch), both entries
-// (raw pointers and array views); and the dropout kernel against its reference.
+// The one-launch CPU epoch against its reference (NetworkReference.Step and Adam per batch), scoring and
+// prediction against the reference forward; and the dropout kernel against its reference.
 namespace HitGpu.Kernels.Tests;
 
 [Collection(AcceleratorCollection.Name)]
@@ -7,57 +7,54 @@ public sealed class CpuEpochTests(AcceleratorFixture fixture)
 {
     private readonly ComputeDevice device = fixture.Device;
 
-    public static TheoryData<int[], int, int, bool, float, EnsembleKind, int> Cases()
+    public static TheoryData<int[], int, int, float, EnsembleKind, int> Cases()
     {
-        var data = new TheoryData<int[], int, int, bool, float, EnsembleKind, int>();
-        foreach (bool throughViews in new[] { false, true })
+        var data = new TheoryData<int[], int, int, float, EnsembleKind, int>();
         {
-            data.Add([15, 64, 32, 1], 100, 32, throughViews, 0f, EnsembleKind.Independent, 1);
-            data.Add([15, 64, 32, 1], 100, 32, throughViews, 0.3f, EnsembleKind.Independent, 1); // dropout on both hidden layers
-            data.Add([5, 9, 3, 1], 65, 7, throughViews, 0f, EnsembleKind.Independent, 1);   // odd widths, a partial last batch
-            data.Add([4, 1], 13, 1, throughViews, 0.5f, EnsembleKind.Independent, 1);       // logistic regression (no hidden layer to drop), batch of one
-            data.Add([15, 16, 1], 40, 64, throughViews, 0.2f, EnsembleKind.Independent, 1); // one batch larger than the data
+            data.Add([15, 64, 32, 1], 100, 32, 0f, EnsembleKind.Independent, 1);
+            data.Add([15, 64, 32, 1], 100, 32, 0.3f, EnsembleKind.Independent, 1); // dropout on both hidden layers
+            data.Add([5, 9, 3, 1], 65, 7, 0f, EnsembleKind.Independent, 1);   // odd widths, a partial last batch
+            data.Add([4, 1], 13, 1, 0.5f, EnsembleKind.Independent, 1);       // logistic regression (no hidden layer to drop), batch of one
+            data.Add([15, 16, 1], 40, 64, 0.2f, EnsembleKind.Independent, 1); // one batch larger than the data
             // Members: each kind, with dropout (a mask per row-member) and odd sizes.
-            data.Add([15, 16, 8, 1], 70, 16, throughViews, 0.2f, EnsembleKind.Independent, 3);
-            data.Add([15, 16, 8, 1], 70, 16, throughViews, 0.2f, EnsembleKind.Batch, 4);
-            data.Add([5, 9, 3, 1], 33, 5, throughViews, 0f, EnsembleKind.Batch, 2);
-            data.Add([15, 16, 8, 1], 70, 16, throughViews, 0.2f, EnsembleKind.Mini, 5);
-            data.Add([4, 1], 13, 3, throughViews, 0f, EnsembleKind.Batch, 3);   // one layer: only the per-member head
+            data.Add([15, 16, 8, 1], 70, 16, 0.2f, EnsembleKind.Independent, 3);
+            data.Add([15, 16, 8, 1], 70, 16, 0.2f, EnsembleKind.Batch, 4);
+            data.Add([5, 9, 3, 1], 33, 5, 0f, EnsembleKind.Batch, 2);
+            data.Add([15, 16, 8, 1], 70, 16, 0.2f, EnsembleKind.Mini, 5);
+            data.Add([4, 1], 13, 3, 0f, EnsembleKind.Batch, 3);   // one layer: only the per-member head
         }
         return data;
     }
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Epoch_matches_the_reference_step_by_step(int[] widths, int rows, int batchSize, bool throughViews, float dropout, EnsembleKind kind, int members) =>
-        EpochMatchesTheReference(new ParameterLayout(widths, null, kind, members), rows, batchSize, throughViews, dropout);
+    public void Epoch_matches_the_reference_step_by_step(int[] widths, int rows, int batchSize, float dropout, EnsembleKind kind, int members) =>
+        EpochMatchesTheReference(new ParameterLayout(widths, null, kind, members), rows, batchSize, dropout);
 
     [Theory]
-    [InlineData(false, EnsembleKind.Independent, 1)]
-    [InlineData(true, EnsembleKind.Independent, 1)]
-    [InlineData(false, EnsembleKind.Batch, 3)]
-    [InlineData(true, EnsembleKind.Mini, 4)]
-    [InlineData(false, EnsembleKind.Independent, 2)]
-    public void Epoch_with_a_per_feature_embedding_matches_the_reference(bool throughViews, EnsembleKind kind, int members)
+    [InlineData(EnsembleKind.Independent, 1)]
+    [InlineData(EnsembleKind.Batch, 3)]
+    [InlineData(EnsembleKind.Mini, 4)]
+    [InlineData(EnsembleKind.Independent, 2)]
+    public void Epoch_with_a_per_feature_embedding_matches_the_reference(EnsembleKind kind, int members)
     {
         // 5 features of 1 + 6 inputs each (a scalar and its piecewise encoding) to 4 dimensions each, then 9-1.
         var layout = ParameterLayout.WithEmbedding(5, 7, 4, [9], kind, members);
-        EpochMatchesTheReference(layout, 50, 8, throughViews, 0.2f);
+        EpochMatchesTheReference(layout, 50, 8, 0.2f);
     }
 
     [Theory]
-    [InlineData(false, EnsembleKind.Independent, 1)]
-    [InlineData(true, EnsembleKind.Independent, 1)]
-    [InlineData(false, EnsembleKind.Batch, 3)]
-    [InlineData(true, EnsembleKind.Independent, 2)]
-    public void Epoch_with_a_periodic_embedding_matches_the_reference(bool throughViews, EnsembleKind kind, int members)
+    [InlineData(EnsembleKind.Independent, 1)]
+    [InlineData(EnsembleKind.Batch, 3)]
+    [InlineData(EnsembleKind.Independent, 2)]
+    public void Epoch_with_a_periodic_embedding_matches_the_reference(EnsembleKind kind, int members)
     {
         // 5 features, 3 frequencies each (cosines keep their pre-activations for the slope), 4 dimensions each, then 9-1.
         var layout = ParameterLayout.WithPeriodicEmbedding(5, 3, 4, [9], kind, members);
-        EpochMatchesTheReference(layout, 50, 8, throughViews, 0.2f);
+        EpochMatchesTheReference(layout, 50, 8, 0.2f);
     }
 
-    private void EpochMatchesTheReference(ParameterLayout layout, int rows, int batchSize, bool throughViews, float dropout)
+    private void EpochMatchesTheReference(ParameterLayout layout, int rows, int batchSize, float dropout)
     {
         int[] widths = [.. layout.Widths];
         var rng = new Random(rows * 31 + batchSize);
@@ -77,11 +74,15 @@ public sealed class CpuEpochTests(AcceleratorFixture fixture)
         var expectedCorrect = new float[rows];
         CpuEpoch.TrainReference(layout, features, labels, order, batchSize, schedule, expected, m, v, expectedLoss, expectedCorrect, settings, firstStep: 5);
 
-        var (args, buffers) = Upload(layout, features, labels, order, parameters, Math.Min(batchSize, rows));
-        using (buffers)
+        using var buffers = Upload(layout, features, labels, order, parameters, Math.Min(batchSize, rows));
         {
             using var scheduleOnDevice = device.Upload<AdamStep>(schedule, steps);
-            device.TrainCpuEpoch(args with { Schedule = scheduleOnDevice.View, BatchSize = batchSize, Settings = settings, FirstStep = 5 }, layout, throughViews);
+            device.TrainCpuEpoch(new EpochTrainViews
+            {
+                Network = buffers.Network, Features = buffers.Features.View, Labels = buffers.Labels.View, Order = buffers.Order.View,
+                SampleLoss = buffers.Loss.View, SampleCorrect = buffers.Correct.View, AdamM = buffers.M.View, AdamV = buffers.V.View,
+                ThreadGradients = buffers.Gradients.View, Schedule = scheduleOnDevice.View, Rows = rows, BatchSize = batchSize, Settings = settings, FirstStep = 5,
+            }, layout);
             // The gradient is summed per thread, then across threads: another order than the reference's, so the
             // parameters agree to float rounding carried through Adam, not bit for bit.
             Tolerance.AllClose(expected, buffers.Parameters.ToArray(), "parameters after the epoch", abs: 2e-5, rel: 1e-4);
@@ -93,14 +94,13 @@ public sealed class CpuEpochTests(AcceleratorFixture fixture)
     }
 
     [Theory]
-    [InlineData(false, 1, EnsembleKind.Independent, 1)]
-    [InlineData(true, 1, EnsembleKind.Independent, 1)]
-    [InlineData(false, 829, EnsembleKind.Independent, 1)]
-    [InlineData(true, 65, EnsembleKind.Independent, 1)]
-    [InlineData(false, 65, EnsembleKind.Independent, 3)]
-    [InlineData(true, 66, EnsembleKind.Batch, 4)]
-    [InlineData(false, 67, EnsembleKind.Mini, 5)]
-    public void Score_matches_the_reference_forward(bool throughViews, int rows, EnsembleKind kind, int members)
+    [InlineData(1, EnsembleKind.Independent, 1)]
+    [InlineData(829, EnsembleKind.Independent, 1)]
+    [InlineData(65, EnsembleKind.Independent, 1)]
+    [InlineData(65, EnsembleKind.Independent, 3)]
+    [InlineData(66, EnsembleKind.Batch, 4)]
+    [InlineData(67, EnsembleKind.Mini, 5)]
+    public void Score_matches_the_reference_forward(int rows, EnsembleKind kind, int members)
     {
         // Scoring's loss is the members' mean probability's (one member: the logit's own).
         var layout = ParameterLayout.ForClassifier(15, [64, 32], kind, members);
@@ -117,11 +117,14 @@ public sealed class CpuEpochTests(AcceleratorFixture fixture)
         var expectedLoss = samples.Select(e => e.Loss).ToArray();
         var expectedCorrect = samples.Select(e => e.Correct ? 1f : 0f).ToArray();
 
-        var (args, buffers) = Upload(layout, features, labels, order, parameters, 2 * device.CpuEpochThreads);
-        using (buffers)
+        // Scoring reads rows in place: the rows, in the reference's order, are the data.
+        using var buffers = Upload(layout, x, y, Enumerable.Range(0, rows).ToArray(), parameters, 2 * device.Plan.OneGroupThreads);
         {
-            using var unusedSchedule = device.Allocate<AdamStep>(1);
-            device.ScoreCpuEpoch(args with { Schedule = unusedSchedule.View, BatchSize = 1 }, layout, throughViews);
+            device.ScoreCpuEpoch(new EpochScoreViews
+            {
+                Network = buffers.Network, Features = buffers.Features.View, Labels = buffers.Labels.View,
+                SampleLoss = buffers.Loss.View, SampleCorrect = buffers.Correct.View, Rows = rows,
+            }, layout);
             Tolerance.AllClose(expectedLoss, buffers.Loss.ToArray(), "per-sample loss", abs: 1e-5, rel: 1e-4);
             Tolerance.AllClose(expectedCorrect, buffers.Correct.ToArray(), "per-sample correctness", 0, 0);
             Assert.Equal(parameters, buffers.Parameters.ToArray()); // scoring trains nothing
@@ -129,14 +132,14 @@ public sealed class CpuEpochTests(AcceleratorFixture fixture)
     }
 
     [Theory]
-    [InlineData(false, 1, EnsembleKind.Independent, 1)]
-    [InlineData(true, 6, EnsembleKind.Independent, 1)]
-    [InlineData(false, 829, EnsembleKind.Independent, 1)]
-    [InlineData(true, 65, EnsembleKind.Independent, 1)]
-    [InlineData(false, 65, EnsembleKind.Independent, 3)]
-    [InlineData(true, 7, EnsembleKind.Batch, 4)]
-    [InlineData(false, 66, EnsembleKind.Mini, 5)]
-    public void Predict_matches_the_reference_forward_and_sigmoid(bool throughViews, int rows, EnsembleKind kind, int members)
+    [InlineData(1, EnsembleKind.Independent, 1)]
+    [InlineData(6, EnsembleKind.Independent, 1)]
+    [InlineData(829, EnsembleKind.Independent, 1)]
+    [InlineData(65, EnsembleKind.Independent, 1)]
+    [InlineData(65, EnsembleKind.Independent, 3)]
+    [InlineData(7, EnsembleKind.Batch, 4)]
+    [InlineData(66, EnsembleKind.Mini, 5)]
+    public void Predict_matches_the_reference_forward_and_sigmoid(int rows, EnsembleKind kind, int members)
     {
         var layout = ParameterLayout.ForClassifier(15, [64, 32], kind, members);
         var rng = new Random(rows + 7);
@@ -144,41 +147,36 @@ public sealed class CpuEpochTests(AcceleratorFixture fixture)
         var features = Tolerance.Random(rng, rows * 15, 2f);
         var expected = NetworkReference.Predict<float>(layout, parameters, features, rows);
 
-        var (args, buffers) = Upload(layout, features, new float[rows], Enumerable.Range(0, rows).ToArray(), parameters, 2 * device.CpuEpochThreads);
-        using (buffers)
+        using var buffers = Upload(layout, features, new float[rows], Enumerable.Range(0, rows).ToArray(), parameters, 2 * device.Plan.OneGroupThreads);
         {
             using var probabilities = device.Allocate<float>(rows);
-            using var unusedSchedule = device.Allocate<AdamStep>(1);
-            device.PredictCpuEpoch(args with { Probabilities = probabilities.View, Schedule = unusedSchedule.View, BatchSize = 1 }, layout, throughViews);
+            device.PredictCpuEpoch(new EpochPredictViews { Network = buffers.Network, Features = buffers.Features.View, Probabilities = probabilities.View, Rows = rows }, layout);
             Tolerance.AllClose(expected, probabilities.ToArray(), "probability", abs: 1e-5, rel: 1e-4);
         }
     }
 
-    /// <summary>The CPU epoch's device buffers, sized as Network sizes them for batches of up to <paramref name="batchRows"/> rows.</summary>
-    private (CpuEpochArgs Args, EpochBuffers Buffers) Upload(ParameterLayout layout, float[] features, float[] labels, int[] order, float[] parameters, int batchRows)
+    /// <summary>The CPU epoch's device buffers, sized as its engine sizes them for batches of up to <paramref name="batchRows"/> rows.</summary>
+    private EpochBuffers Upload(ParameterLayout layout, float[] features, float[] labels, int[] order, float[] parameters, int batchRows)
     {
-        int rows = labels.Length, threads = device.CpuEpochThreads;
+        int rows = labels.Length, threads = device.Plan.OneGroupThreads;
         int rowsPerThread = (batchRows + threads - 1) / threads;
         var b = new EpochBuffers(
             device.Upload<float>(features, rows, layout.Inputs(0)), device.Upload<float>(labels, rows), device.Upload<int>(order, rows),
             device.Allocate<float>(rows), device.Allocate<float>(rows), device.Upload<float>(parameters, layout.Count),
             device.Allocate<float>(layout.Count), device.Allocate<float>(layout.Count),
             device.Allocate<float>(threads, layout.Count), device.Allocate<float>(threads, 2 * rowsPerThread * layout.Members * layout.ActivationWidth),
-            device.Upload<LayerShape>(layout.Shapes, layout.Layers));
+            device.Upload<LayerShape>(layout.Shapes, layout.Layers), rowsPerThread);
         b.M.Clear();
         b.V.Clear();
-        return (new CpuEpochArgs
-        {
-            Features = b.Features.View, Labels = b.Labels.View, Order = b.Order.View, SampleLoss = b.Loss.View, SampleCorrect = b.Correct.View,
-            Parameters = b.Parameters.View, AdamM = b.M.View, AdamV = b.V.View, ThreadGradients = b.Gradients.View, Scratch = b.Scratch.View,
-            Layers = b.Layers.View, Probabilities = b.Loss.View, Rows = rows, RowsPerThread = rowsPerThread,
-        }, b);
+        return b;
     }
 
     private sealed record EpochBuffers(DeviceBuffer<float> Features, DeviceBuffer<float> Labels, DeviceBuffer<int> Order, DeviceBuffer<float> Loss,
         DeviceBuffer<float> Correct, DeviceBuffer<float> Parameters, DeviceBuffer<float> M, DeviceBuffer<float> V, DeviceBuffer<float> Gradients,
-        DeviceBuffer<float> Scratch, DeviceBuffer<LayerShape> Layers) : IDisposable
+        DeviceBuffer<float> Scratch, DeviceBuffer<LayerShape> Layers, int RowsPerThread) : IDisposable
     {
+        public EpochNetworkViews Network => new() { Parameters = Parameters.View, Layers = Layers.View, Scratch = Scratch.View, RowsPerThread = RowsPerThread };
+
         public void Dispose()
         {
             foreach (var buffer in new[] { Features, Labels, Loss, Correct, Parameters, M, V, Gradients, Scratch })

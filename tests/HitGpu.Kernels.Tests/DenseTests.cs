@@ -24,15 +24,15 @@ public sealed class DenseTests(AcceleratorFixture fixture)
     /// <summary>Runs <paramref name="launch"/> with the dense variant forced, then lets the device choose again.</summary>
     private void With(DenseVariant variant, Action launch)
     {
-        var before = device.DenseOverride;
-        device.DenseOverride = variant;
+        var before = device.Plan;
+        device.Plan = before with { DenseOverride = variant };
         try
         {
             launch();
         }
         finally
         {
-            device.DenseOverride = before;
+            device.Plan = before;
         }
     }
 
@@ -142,7 +142,7 @@ public sealed class DenseTests(AcceleratorFixture fixture)
     public void Split_K_sums_the_ranges_in_order_to_the_reference(int m, int n, int k)
     {
         // C = A^T B with the sum over k cut into ranges (as for a weight gradient over a large batch).
-        Assert.True(ComputeDevice.SplitsFor(m * n, k) > 1, "the case must split");
+        Assert.True(DevicePlan.SplitsFor(m * n, k) > 1, "the case must split");
         var rng = new Random(m * 31 + n * 7 + k);
         var a = Tolerance.Random(rng, k * m);   // (k, m): read transposed
         var b = Tolerance.Random(rng, k * n);   // (k, n)

@@ -115,7 +115,7 @@ public sealed class StreamingTests(AcceleratorFixture fixture) : IDisposable
         using var features = fixture.Device.Upload<float>(x, rows, 15);
         float[] Predicted(TrainingPath path)
         {
-            using var network = new Network(fixture.Device, layout, 64) { Path = path };
+            using var network = new Network(fixture.Device, layout, 64, path);
             network.Reset(parameters);
             var p = new float[rows];
             network.PredictProbabilities(features, rows, p);

@@ -7,7 +7,8 @@ public sealed class TrainingTests(AcceleratorFixture fixture)
 {
     private static readonly Lazy<SongTable> Songs = new(SongData.LoadEmbedded90s);
 
-    public static TheoryData<TrainingPath> Paths() => [TrainingPath.Layered, TrainingPath.CpuEpoch];
+    /// <summary>The paths the test accelerator runs (the CPU epoch only on the CPU accelerator).</summary>
+    public static TheoryData<TrainingPath> Paths() => [.. AcceleratorFixture.Plan.Paths];
 
     [Theory]
     [MemberData(nameof(Paths))]
@@ -92,23 +93,6 @@ public sealed class TrainingTests(AcceleratorFixture fixture)
         Assert.NotEqual(first.Model.Networks[0], other.Model.Networks[0]);
     }
 
-    [Fact]
-    public void Both_paths_train_the_same_network_to_float_rounding()
-    {
-        // The same batches and Adam steps; only the order of the gradient sums differs.
-        var layered = Trainer.Train(fixture.Device, Songs.Value, TrainingOptions.Study with { Epochs = 1, Path = TrainingPath.Layered });
-        var cpuEpoch = Trainer.Train(fixture.Device, Songs.Value, TrainingOptions.Study with { Epochs = 1, Path = TrainingPath.CpuEpoch });
-        Tolerance.AllClose(layered.Model.Networks[0], cpuEpoch.Model.Networks[0], "parameters after one epoch", abs: 1e-4, rel: 1e-3);
-        Tolerance.Close(layered.History[0].TrainLoss, cpuEpoch.History[0].TrainLoss, "epoch train loss", 1e-5, 1e-4);
-
-        // With dropout too: both draw the same mask from (seed, step, row, layer, unit).
-        var options = TrainingOptions.Study with { Epochs = 1, Dropout = 0.3f };
-        var layeredDropout = Trainer.Train(fixture.Device, Songs.Value, options with { Path = TrainingPath.Layered });
-        var cpuEpochDropout = Trainer.Train(fixture.Device, Songs.Value, options with { Path = TrainingPath.CpuEpoch });
-        Tolerance.AllClose(layeredDropout.Model.Networks[0], cpuEpochDropout.Model.Networks[0], "parameters after one epoch with dropout", abs: 1e-4, rel: 1e-3);
-        Assert.NotEqual(cpuEpoch.Model.Networks[0], cpuEpochDropout.Model.Networks[0]);
-    }
-
     [Theory]
     [MemberData(nameof(Paths))]
     public void Shuffling_on_the_device_trains_reproducibly(TrainingPath path)
@@ -122,35 +106,6 @@ public sealed class TrainingTests(AcceleratorFixture fixture)
         Assert.NotEqual(onHost.Model.Networks[0], first.Model.Networks[0]); // another order of the batches
         Assert.True(first.History[^1].TrainLoss < first.History[0].TrainLoss, "training loss did not fall");
         Assert.True(first.TestAccuracy >= 0.8, $"test accuracy {first.TestAccuracy:P2}");
-    }
-
-    [Theory]
-    [InlineData(1)]
-    [InlineData(3)]
-    public void The_tiled_dense_kernels_train_the_network_the_simple_ones_do(int miniMembers)
-    {
-        // The layered path with every product tiled (as on a GPU for large layers) against the simple kernels:
-        // the same steps, sums in another order, so float rounding apart. A TabM-mini ensemble's shared hidden
-        // layers are dense layers over the row-members and take the same kernels.
-        var device = fixture.Device;
-        var before = device.DenseOverride;
-        try
-        {
-            var options = TrainingOptions.Study with
-            {
-                Epochs = 1, Dropout = 0.2f, Path = TrainingPath.Layered, EnsembleSize = miniMembers, EnsembleKind = EnsembleKind.Mini,
-            };
-            device.DenseOverride = DenseVariant.Simple;
-            var simple = Trainer.Train(device, Songs.Value, options);
-            device.DenseOverride = DenseVariant.Tiled;
-            var tiled = Trainer.Train(device, Songs.Value, options);
-            Tolerance.AllClose(simple.Model.Networks[0], tiled.Model.Networks[0], "parameters after one epoch", abs: 1e-4, rel: 1e-3);
-            Tolerance.Close(simple.History[0].TrainLoss, tiled.History[0].TrainLoss, "epoch train loss", 1e-5, 1e-4);
-        }
-        finally
-        {
-            device.DenseOverride = before;
-        }
     }
 
     [Theory]
@@ -287,11 +242,11 @@ public sealed class StoppingTests(AcceleratorFixture fixture)
     {
         // hitgpu train loads the CPU epoch's kernels while it reads the data; the trainer waits for them.
         using var device = ComputeDevice.Open(AcceleratorKind.Cpu);
-        device.PrepareCpuEpoch();
+        device.PrepareKernels(TrainingPath.CpuEpoch);
         var options = TrainingOptions.Study with { Epochs = 1, EnsembleSize = 2, Path = TrainingPath.CpuEpoch };
         var prepared = Trainer.Train(device, Songs.Value, options);
         Assert.Equal(Trainer.Train(fixture.Device, Songs.Value, options).Model.Networks[0], prepared.Model.Networks[0]);
-        device.PrepareCpuEpoch(); // again, and disposed while it may still be loading: no harm
+        device.PrepareKernels(TrainingPath.CpuEpoch); // again, and disposed while it may still be loading: no harm
     }
 
     [Fact]

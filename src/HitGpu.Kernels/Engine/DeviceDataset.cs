@@ -1,0 +1,60 @@
+// One part of the data on the device (training, validation, test rows): uploaded once, read by every epoch.
+namespace HitGpu.Kernels;
+
+/// <summary>
+/// One part of the data on the device: the network's inputs, labels, and one loss and one correctness slot
+/// per sample, which the kernels fill and <see cref="ReadMetrics"/> sums.
+/// </summary>
+public sealed class DeviceDataset : IDisposable
+{
+    private readonly ComputeDevice device;
+    private readonly DeviceBuffer<float> sums;         // (2) loss and correctness summed on the device (GPUs)
+    public DeviceBuffer<float> Features { get; }      // (rows, network inputs)
+    public DeviceBuffer<float> Labels { get; }        // (rows)
+    public DeviceBuffer<float> SampleLoss { get; }    // (rows)
+    public DeviceBuffer<float> SampleCorrect { get; } // (rows)
+    public int Rows => Labels.Rows;
+
+    /// <param name="inputs">(rows, width) row-major network inputs</param>
+    public DeviceDataset(ComputeDevice device, float[] inputs, int width, float[] labels)
+    {
+        this.device = device;
+        sums = device.Allocate<float>(2);
+        Features = device.Upload<float>(inputs, labels.Length, width);
+        Labels = device.Upload<float>(labels, labels.Length);
+        SampleLoss = device.Allocate<float>(labels.Length);
+        SampleCorrect = device.Allocate<float>(labels.Length);
+    }
+
+    /// <summary>
+    /// Mean loss and accuracy from the per-sample slots: summed on the device where the plan says so (two
+    /// numbers cross), else on the host in double, in a fixed order (the CPU accelerator's memory is the host's).
+    /// </summary>
+    public (double Loss, double Accuracy) ReadMetrics()
+    {
+        if (device.Plan.SumsMetricsOnDevice)
+        {
+            device.SumSamples(SampleLoss.View, SampleCorrect.View, Rows, sums.View);
+            var total = sums.ToArray();
+            return ((double)total[0] / Rows, (double)total[1] / Rows);
+        }
+        var loss = SampleLoss.ToArray();
+        var correct = SampleCorrect.ToArray();
+        double lossSum = 0, correctSum = 0;
+        for (int i = 0; i < loss.Length; i++)
+        {
+            lossSum += loss[i];
+            correctSum += correct[i];
+        }
+        return (lossSum / loss.Length, correctSum / loss.Length);
+    }
+
+    public void Dispose()
+    {
+        sums.Dispose();
+        Features.Dispose();
+        Labels.Dispose();
+        SampleLoss.Dispose();
+        SampleCorrect.Dispose();
+    }
+}

@@ -1,0 +1,141 @@
+// The device plan: every choice that depends on the accelerator or on the shape of the work, made here and
+// nowhere else (STYLE.md 16). The training path and the engine that runs it, the dense kernel variant per
+// product, the tiled product's group, shuffling on the device or the host, where the epoch's metrics are
+// summed, launch shapes and the threads of one-group kernels. The environment overrides are read here, once,
+// when a device opens: HITGPU_TRAINING_PATH=layered|cpu-epoch, HITGPU_DENSE_KERNEL=simple|tiled,
+// HITGPU_SHUFFLE=device|host. Everything else asks the plan (ComputeDevice.Plan) and never re-derives it.
+namespace HitGpu.Kernels;
+
+/// <summary>
+/// How a training epoch is run. <see cref="Layered"/>: one launch per layer and pass (10 per step for the
+/// default network, 14 with dropout), many threads each (suits a GPU). <see cref="CpuEpoch"/>: the whole epoch
+/// in one launch of one group, through host addresses (the CPU accelerator only, where launches and barriers
+/// are dear). Both are held against the same reference (<see cref="NetworkReference"/>).
+/// </summary>
+public enum TrainingPath { Layered, CpuEpoch }
+
+/// <summary>Which dense kernels a launch uses: one output per thread, or shared-memory tiles.</summary>
+public enum DenseVariant { Simple, Tiled }
+
+/// <summary>The plan of one accelerator: what it is, and the overrides read from the environment when it opened.</summary>
+public sealed record DevicePlan
+{
+    public AcceleratorKind Kind { get; init; }
+
+    /// <summary>Threads one group may have on this accelerator.</summary>
+    public int MaxGroupSize { get; init; }
+
+    public int Multiprocessors { get; init; }
+
+    /// <summary>Forces the training path (HITGPU_TRAINING_PATH), unless a run asks for one itself.</summary>
+    public TrainingPath? PathOverride { get; init; }
+
+    /// <summary>Forces a dense variant for every shape (HITGPU_DENSE_KERNEL; tests and benchmarks set it too).</summary>
+    public DenseVariant? DenseOverride { get; init; }
+
+    /// <summary>Forces shuffling on the device (true) or the host (false) (HITGPU_SHUFFLE), unless a run asks itself.</summary>
+    public bool? ShuffleOverride { get; init; }
+
+    /// <summary>The plan of an accelerator of this kind and size, with the overrides the environment gives.</summary>
+    public static DevicePlan For(AcceleratorKind kind, int maxGroupSize, int multiprocessors) => new()
+    {
+        Kind = kind,
+        MaxGroupSize = maxGroupSize,
+        Multiprocessors = multiprocessors,
+        PathOverride = Variable("HITGPU_TRAINING_PATH") switch
+        {
+            "layered" => TrainingPath.Layered,
+            "cpu-epoch" => TrainingPath.CpuEpoch,
+            _ => null,
+        },
+        DenseOverride = Variable("HITGPU_DENSE_KERNEL") switch
+        {
+            "simple" => DenseVariant.Simple,
+            "tiled" => DenseVariant.Tiled,
+            _ => null,
+        },
+        ShuffleOverride = Variable("HITGPU_SHUFFLE") switch
+        {
+            "device" => true,
+            "host" => false,
+            _ => null,
+        },
+    };
+
+    private static string? Variable(string name) => Environment.GetEnvironmentVariable(name)?.ToLowerInvariant();
+
+    private bool OnCpu => Kind == AcceleratorKind.Cpu;
+
+    /// <summary>The paths this accelerator can run: the CPU epoch reads host addresses, so only the CPU accelerator has it.</summary>
+    public IReadOnlyList<TrainingPath> Paths => OnCpu ? [TrainingPath.Layered, TrainingPath.CpuEpoch] : [TrainingPath.Layered];
+
+    /// <summary>
+    /// The training path: the one asked for, else the override, else the CPU epoch on the CPU accelerator and
+    /// layered on a GPU. A path this accelerator cannot run is refused, saying why.
+    /// </summary>
+    public TrainingPath PathFor(TrainingPath? requested = null)
+    {
+        var path = requested ?? PathOverride ?? (OnCpu ? TrainingPath.CpuEpoch : TrainingPath.Layered);
+        if (!Paths.Contains(path))
+            throw new ArgumentException($"the {path} training path runs on the CPU accelerator only (it reads host addresses); this is {Kind}");
+        return path;
+    }
+
+    /// <summary>The engine that trains, scores and predicts for <paramref name="network"/> on <paramref name="path"/>.</summary>
+    internal INetworkEngine EngineFor(Network network, LayeredEngine layered, TrainingPath path) => path switch
+    {
+        TrainingPath.CpuEpoch => new CpuEpochEngine(network),
+        _ => layered,
+    };
+
+    /// <summary>
+    /// Whether the path's kernels are worth loading on a worker thread while the host reads the data: the CPU
+    /// epoch's on the CPU accelerator (ILGPU's one-time start, ~0.2 s, is mostly the JIT compiling ILGPU).
+    /// </summary>
+    public bool LoadsInBackground(TrainingPath path) => OnCpu && path == TrainingPath.CpuEpoch;
+
+    /// <summary>Whether training shuffles on the device (a permutation kernel an epoch, nothing uploaded): on a GPU, unless asked or overridden.</summary>
+    public bool ShufflesOnDevice(bool? requested = null) => requested ?? ShuffleOverride ?? !OnCpu;
+
+    /// <summary>Whether an epoch's metrics are summed on the device (two numbers cross) or read per sample and summed on the host (the CPU accelerator's memory is the host's).</summary>
+    public bool SumsMetricsOnDevice => !OnCpu;
+
+    /// <summary>
+    /// The launch shape for <paramref name="elements"/> independent pieces of work. On the CPU one group of
+    /// all its threads, blocked; on a GPU groups of 256 threads, strided, enough to cover the work.
+    /// </summary>
+    public LaunchShape ShapeFor(int elements)
+    {
+        if (OnCpu)
+            return new LaunchShape(1, MaxGroupSize, Blocked: true);
+        int groupSize = Math.Min(256, MaxGroupSize);
+        int maxGroups = Math.Max(1, Multiprocessors * 8);
+        int groups = Math.Clamp((elements + groupSize - 1) / groupSize, 1, maxGroups);
+        return new LaunchShape(groups, groupSize, Blocked: false);
+    }
+
+    /// <summary>Threads of a kernel that runs in one group (the CPU epoch, the metric sums): every CPU thread, or 256 on a GPU.</summary>
+    public int OneGroupThreads => OnCpu ? MaxGroupSize : Math.Min(256, MaxGroupSize);
+
+    /// <summary>
+    /// The dense kernels' variant for a product of (rows, outputs) with <paramref name="depth"/> terms: tiled on a
+    /// GPU once the product is large enough to fill tiles (64 x 64 outputs), or its sum long enough to split
+    /// (<see cref="SplitsFor"/>: a small layer's weight gradient over a large batch); simple otherwise and on
+    /// the CPU accelerator (where the CPU epoch trains anyway), unless overridden.
+    /// </summary>
+    public DenseVariant DenseVariantFor(int rows, int outputs, int depth) =>
+        DenseOverride ?? (!OnCpu && (((long)rows * outputs >= 64 * 64 && depth >= DenseTiled.Depth) || SplitsFor(rows * outputs, depth) > 1)
+            ? DenseVariant.Tiled : DenseVariant.Simple);
+
+    /// <summary>
+    /// Ranges the sum over k is cut into (split-K): a product with few outputs and many terms, such as a small
+    /// layer's weight gradient over a large batch, would otherwise leave most of a GPU idle while few threads
+    /// walk all the rows. One range per 256 terms beyond the first 512, at most 64.
+    /// </summary>
+    public static int SplitsFor(int outputs, int depth) =>
+        depth >= 512 && outputs < 256 * 256 ? Math.Min(64, (depth + 255) / 256) : 1;
+
+    /// <summary>The group of the tiled product: 16 x 16 threads on a GPU, what the CPU accelerator allows there (its tests).</summary>
+    public (int X, int Y) TiledGroup => OnCpu ? (Math.Min(MaxGroupSize, 4), 1)
+        : MaxGroupSize >= 256 ? (16, 16) : (8, Math.Max(1, MaxGroupSize / 8));
+}
