@@ -58,7 +58,8 @@ public class KernelBenchmarks
         // Check before timing: the forward kernel's first row against the reference.
         DenseForward();
         var expected = new float[outputs];
-        Dense.ForwardReference<float>(hostX.AsSpan(0, inputs), hostW, hostB, expected, 1, inputs, outputs, Activation.Relu);
+        BatchedDense.ForwardReference<float>(new ParameterLayout([inputs, outputs], [Activation.Relu])[0], 1, inputShared: false,
+            hostX.AsSpan(0, inputs), [.. hostW, .. hostB], expected, [], 1);
         var actual = y.ToArray().AsSpan(0, outputs);
         for (int o = 0; o < outputs; o++)
             if (Math.Abs(actual[o] - expected[o]) > 1e-4f * (1 + Math.Abs(expected[o])))

@@ -1,8 +1,8 @@
-// Dense layer y = f(x W^T + b): reference, forward kernel (bias and activation fused), backward kernels
-// (weight and bias gradient in one launch, input gradient fused with the previous activation's
-// derivative), and the launchers. Shapes: x (rows, in), W (out, in) row-major as in PyTorch, b (out),
+// Dense layer y = f(x W^T + b): forward kernel (bias and activation fused), backward kernels (weight and
+// bias gradient in one launch, input gradient fused with the previous activation's derivative), and the
+// launchers. Their reference is the one layer reference, BatchedDense's, at one member without adapters
+// (the tests hold both variants to it). Shapes: x (rows, in), W (out, in) row-major as in PyTorch, b (out),
 // y (rows, out). Every output element is one thread's sum in a fixed order: no atomics, same bits each run.
-using System.Numerics;
 using ILGPU;
 using ILGPU.Runtime;
 
@@ -68,55 +68,6 @@ public struct DenseBackwardArgs
 
 public static class Dense
 {
-    // ---- reference ----
-
-    public static void ForwardReference<T>(ReadOnlySpan<T> x, ReadOnlySpan<T> weight, ReadOnlySpan<T> bias, Span<T> y,
-        int rows, int inputs, int outputs, Activation activation) where T : IFloatingPointIeee754<T>
-    {
-        for (int r = 0; r < rows; r++)
-            for (int o = 0; o < outputs; o++)
-            {
-                T sum = bias[o];
-                for (int i = 0; i < inputs; i++)
-                    sum += x[r * inputs + i] * weight[o * inputs + i];
-                y[r * outputs + o] = Activations.ApplyReference(activation, sum);
-            }
-    }
-
-    /// <summary>
-    /// Given dL/dz at this layer, writes dL/dW, dL/db and (when <paramref name="inputGradient"/> is not empty)
-    /// dL/dz of the previous layer, which is dL/dx times the derivative of the activation that produced x.
-    /// </summary>
-    public static void BackwardReference<T>(ReadOnlySpan<T> x, ReadOnlySpan<T> weight, ReadOnlySpan<T> outputGradient,
-        Span<T> weightGradient, Span<T> biasGradient, Span<T> inputGradient,
-        int rows, int inputs, int outputs, Activation inputActivation) where T : IFloatingPointIeee754<T>
-    {
-        for (int o = 0; o < outputs; o++)
-        {
-            for (int i = 0; i < inputs; i++)
-            {
-                T sum = T.Zero;
-                for (int r = 0; r < rows; r++)
-                    sum += outputGradient[r * outputs + o] * x[r * inputs + i];
-                weightGradient[o * inputs + i] = sum;
-            }
-            T biasSum = T.Zero;
-            for (int r = 0; r < rows; r++)
-                biasSum += outputGradient[r * outputs + o];
-            biasGradient[o] = biasSum;
-        }
-        if (inputGradient.IsEmpty)
-            return;
-        for (int r = 0; r < rows; r++)
-            for (int i = 0; i < inputs; i++)
-            {
-                T sum = T.Zero;
-                for (int o = 0; o < outputs; o++)
-                    sum += outputGradient[r * outputs + o] * weight[o * inputs + i];
-                inputGradient[r * inputs + i] = sum * Activations.DerivativeFromOutputReference(inputActivation, x[r * inputs + i]);
-            }
-    }
-
     // ---- kernels ----
 
     /// <summary>One element of y per work item: y[r, o] = f(b[o] + sum_i x[r, i] W[o, i]).</summary>

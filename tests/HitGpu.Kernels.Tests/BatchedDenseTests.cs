@@ -125,19 +125,4 @@ public sealed class BatchedDenseTests(AcceleratorFixture fixture)
             Assert.NotEqual(y, y2);
         }
     }
-
-    [Fact]
-    public void One_member_without_adapters_is_the_dense_layer_to_the_bit()
-    {
-        // The reference network step uses the batched reference for every layout: for a plain layer it must be Dense's.
-        var layout = ParameterLayout.ForClassifier(15, [64, 32]);
-        var rng = new Random(5);
-        var parameters = Tolerance.Random(rng, layout.Count, 0.5f);
-        var x = Tolerance.Random(rng, 11 * 15, 2f);
-        var batched = new float[11 * 64];
-        var dense = new float[11 * 64];
-        BatchedDense.ForwardReference<float>(layout[0], 1, true, x, parameters, batched, [], 11);
-        Dense.ForwardReference<float>(x, parameters.AsSpan(layout.WeightOffset(0), 64 * 15), parameters.AsSpan(layout.BiasOffset(0), 64), dense, 11, 15, 64, Activation.Relu);
-        Assert.Equal(dense, batched);
-    }
 }

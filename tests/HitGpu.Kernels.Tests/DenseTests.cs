@@ -1,6 +1,6 @@
 // Dense forward and backward kernels, both variants (one output per thread; shared-memory tiles), against the
-// C# reference, on random values and odd shapes (none a multiple of a tile), read in place and gathered
-// through a shuffled index.
+// one layer reference (BatchedDense's, at one member without adapters), on random values and odd shapes (none
+// a multiple of a tile), read in place and gathered through a shuffled index.
 namespace HitGpu.Kernels.Tests;
 
 [Collection(AcceleratorCollection.Name)]
@@ -36,6 +36,10 @@ public sealed class DenseTests(AcceleratorFixture fixture)
         }
     }
 
+    /// <summary>Dense's layer as the layer reference takes it: one member, no adapters, W (out, in) then b in one flat array.</summary>
+    private static (LayerShape Layer, float[] Parameters) AsLayer(float[] weight, float[] bias, int inputs, int outputs, Activation activation) =>
+        (new ParameterLayout([inputs, outputs], [activation])[0], [.. weight, .. bias]);
+
     /// <summary>A source matrix with spare rows, the rows the batch reads, and (gathered) a shuffled index to them.</summary>
     private static (float[] source, int[] index, float[] batch) MakeInput(Random rng, int rows, int inputs, bool gathered, Activation producedBy)
     {
@@ -64,7 +68,8 @@ public sealed class DenseTests(AcceleratorFixture fixture)
         var weight = Tolerance.Random(rng, outputs * inputs);
         var bias = Tolerance.Random(rng, outputs);
         var expected = new float[rows * outputs];
-        Dense.ForwardReference<float>(batch, weight, bias, expected, rows, inputs, outputs, activation);
+        var (layer, parameters) = AsLayer(weight, bias, inputs, outputs, activation);
+        BatchedDense.ForwardReference<float>(layer, 1, inputShared: false, batch, parameters, expected, [], rows);
 
         using var x = device.Upload<float>(source, source.Length / inputs, inputs);
         using var idx = device.Upload<int>(index, index.Length);
@@ -93,10 +98,12 @@ public sealed class DenseTests(AcceleratorFixture fixture)
         var (source, index, batch) = MakeInput(rng, rows, inputs, gathered, inputActivation);
         var weight = Tolerance.Random(rng, outputs * inputs);
         var outputGradient = Tolerance.Random(rng, rows * outputs);
-        var expectedW = new float[outputs * inputs];
-        var expectedB = new float[outputs];
         var expectedX = new float[rows * inputs];
-        Dense.BackwardReference<float>(batch, weight, outputGradient, expectedW, expectedB, expectedX, rows, inputs, outputs, inputActivation);
+        var (layer, parameters) = AsLayer(weight, new float[outputs], inputs, outputs, Activation.Identity);
+        var gradient = new float[parameters.Length];
+        BatchedDense.BackwardReference<float>(layer, 1, inputShared: false, batch, parameters, [], outputGradient, gradient, expectedX, rows, inputActivation);
+        var expectedW = gradient[..(outputs * inputs)];
+        var expectedB = gradient[(outputs * inputs)..];
 
         using var x = device.Upload<float>(source, source.Length / inputs, inputs);
         using var idx = device.Upload<int>(index, index.Length);

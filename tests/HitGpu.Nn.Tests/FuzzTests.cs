@@ -1,7 +1,8 @@
 // Property-based tests (CsCheck) of every entry point a user reaches: the CSV reader, the model loader and
 // the command line. The inputs are generated, not listed: random bytes, valid files with random damage, real
 // model files truncated, bit-flipped or edited, random option combinations. Each property runs a bounded
-// number of cases (FUZZ_ITERATIONS sets it, for a soak run) and CsCheck shrinks a failure to a small case;
+// number of cases (FUZZ_ITERATIONS sets it, for a soak run) from a fixed seed (FUZZ_SEED names another, or
+// "random" for fresh cases), and CsCheck shrinks a failure to a small case;
 // every failure found so far is pinned by a named test in RegressionTests below.
 using System.Buffers.Binary;
 using System.Text;
@@ -19,8 +20,23 @@ public static class Invariant
     public static long Iterations(long normal) =>
         long.TryParse(Environment.GetEnvironmentVariable("FUZZ_ITERATIONS"), out long n) && n > 0 ? n : normal;
 
-    /// <summary>The seed of a run: FUZZ_SEED to replay one that failed, else fresh (CsCheck prints it on failure).</summary>
-    public static string? Seed => Environment.GetEnvironmentVariable("FUZZ_SEED");
+    /// <summary>The seed of a run when FUZZ_SEED names none: fixed, so that CI runs the same cases every time.</summary>
+    public static readonly string DefaultSeed = new PCG(1, 20261201).ToString();
+
+    /// <summary>
+    /// The seed of a run: FUZZ_SEED to replay one (CsCheck prints a failing case's), FUZZ_SEED=random for fresh
+    /// cases each run, else <see cref="DefaultSeed"/>. Written to the test's output.
+    /// </summary>
+    public static string? Seed
+    {
+        get
+        {
+            string? asked = Environment.GetEnvironmentVariable("FUZZ_SEED");
+            string? seed = asked is null or "" ? DefaultSeed : asked == "random" ? null : asked;
+            TestContext.Current.TestOutputHelper?.WriteLine($"fuzz seed: {seed ?? "random (CsCheck prints it on a failure)"}");
+            return seed;
+        }
+    }
 
     /// <summary>A refusal a user can act on: one line, naming the input it is about.</summary>
     public static void OneLine(string message, string names)

@@ -22,20 +22,7 @@ public static class NetworkReference
         where T : IFloatingPointIeee754<T>
     {
         int k = layout.Members, rowMembers = rows * k;
-        // outputs[l + 1]: layer l's activated (and masked) outputs, (rows k, out); outputs[0]: the input rows.
-        var outputs = new T[layout.Layers + 1][];
-        var preScale = new T[layout.Layers][];
-        var preActivation = new T[layout.Layers][];
-        outputs[0] = x[..(rows * layout.Inputs(0))].ToArray();
-        for (int l = 0; l < layout.Layers; l++)
-        {
-            outputs[l + 1] = new T[rowMembers * layout.Outputs(l)];
-            preScale[l] = new T[layout[l].HasOutputScale ? rowMembers * layout.Outputs(l) : 0];
-            preActivation[l] = new T[layout[l].KeepsPreActivation ? rowMembers * layout.Outputs(l) : 0];
-            BatchedDense.ForwardReference<T>(layout[l], k, l == 0, outputs[l], parameters, outputs[l + 1], preScale[l], rows, preActivation[l]);
-            if (layout[l].DropsOutputs != 0)
-                Dropout.ApplyReference<T>(outputs[l + 1], rowMembers, layout.Outputs(l), settings.DropoutSeed, step, l, settings.DropoutRate);
-        }
+        var (outputs, preScale, preActivation) = Forward(layout, parameters, x, rows, settings, step);
 
         T loss = T.Zero, n = T.CreateChecked(rowMembers);
         var delta = new T[rowMembers];
@@ -70,19 +57,34 @@ public static class NetworkReference
         return loss / n;
     }
 
-    /// <summary>The (rows k) logits of every row-member (no dropout).</summary>
-    public static T[] Logits<T>(ParameterLayout layout, ReadOnlySpan<T> parameters, ReadOnlySpan<T> x, int rows) where T : IFloatingPointIeee754<T>
+    /// <summary>
+    /// The forward pass, the one loop over the layers: outputs[l + 1] is layer l's activated (and, as the
+    /// settings say, dropped-out) outputs, (rows k, out), outputs[0] the input rows; preScale[l] and
+    /// preActivation[l] where layer l has s or keeps z.
+    /// </summary>
+    private static (T[][] Outputs, T[][] PreScale, T[][] PreActivation) Forward<T>(ParameterLayout layout, ReadOnlySpan<T> parameters, ReadOnlySpan<T> x,
+        int rows, in StepSettings settings, int step) where T : IFloatingPointIeee754<T>
     {
-        int k = layout.Members;
-        var input = x[..(rows * layout.Inputs(0))].ToArray();
+        int k = layout.Members, rowMembers = rows * k;
+        var outputs = new T[layout.Layers + 1][];
+        var preScale = new T[layout.Layers][];
+        var preActivation = new T[layout.Layers][];
+        outputs[0] = x[..(rows * layout.Inputs(0))].ToArray();
         for (int l = 0; l < layout.Layers; l++)
         {
-            var output = new T[rows * k * layout.Outputs(l)];
-            BatchedDense.ForwardReference<T>(layout[l], k, l == 0, input, parameters, output, new T[output.Length], rows, new T[output.Length]);
-            input = output;
+            outputs[l + 1] = new T[rowMembers * layout.Outputs(l)];
+            preScale[l] = new T[layout[l].HasOutputScale ? rowMembers * layout.Outputs(l) : 0];
+            preActivation[l] = new T[layout[l].KeepsPreActivation ? rowMembers * layout.Outputs(l) : 0];
+            BatchedDense.ForwardReference<T>(layout[l], k, l == 0, outputs[l], parameters, outputs[l + 1], preScale[l], rows, preActivation[l]);
+            if (layout[l].DropsOutputs != 0)
+                Dropout.ApplyReference<T>(outputs[l + 1], rowMembers, layout.Outputs(l), settings.DropoutSeed, step, l, settings.DropoutRate);
         }
-        return input;
+        return (outputs, preScale, preActivation);
     }
+
+    /// <summary>The (rows k) logits of every row-member (no dropout).</summary>
+    public static T[] Logits<T>(ParameterLayout layout, ReadOnlySpan<T> parameters, ReadOnlySpan<T> x, int rows) where T : IFloatingPointIeee754<T> =>
+        Forward(layout, parameters, x, rows, new StepSettings(), 0).Outputs[^1];
 
     /// <summary>P(hit) of each of <paramref name="rows"/> rows: the members' probabilities averaged (no dropout).</summary>
     public static T[] Predict<T>(ParameterLayout layout, ReadOnlySpan<T> parameters, ReadOnlySpan<T> x, int rows) where T : IFloatingPointIeee754<T>
