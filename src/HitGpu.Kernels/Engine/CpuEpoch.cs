@@ -130,44 +130,41 @@ public static class CpuEpoch
         }
     }
 
+    private static void Score(EpochScoreArgs a) =>
+        Evaluate(a.Memory, a.Shape, a.Rows, a.Labels, a.SampleLoss, a.SampleCorrect, probabilities: 0, SumOrder.BiasLast);
+
+    private static void Predict(EpochPredictArgs a) =>
+        Evaluate(a.Memory, a.Shape, a.Rows, labels: 0, sampleLoss: 0, sampleCorrect: 0, a.Probabilities, SumOrder.FromBias);
+
+    /// <summary>
+    /// Scoring and prediction: this thread's contiguous slice of the rows, four at a time, every member's
+    /// forward pass without dropout; with labels each row's loss (of the members' mean probability) and
+    /// correctness, without them its P(hit).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void Score(EpochScoreArgs a)
+    private static unsafe void Evaluate(in RowMemory mem, in EpochShape shape, int rowCount, long labels, long sampleLoss, long sampleCorrect,
+        long probabilities, SumOrder order)
     {
-        int thread = Group.IdxX, threads = Group.DimX, k = a.Shape.Members;
-        int rowOut = thread * 2 * a.Shape.RowsPerThread * k * a.Shape.ActivationWidth; // room for four rows: RowsPerThread >= 2
-        int perThread = (a.Rows + threads - 1) / threads;
-        int end = Math.Min(a.Rows, (thread + 1) * perThread);
-        float* labels = (float*)a.Labels, sampleLoss = (float*)a.SampleLoss, sampleCorrect = (float*)a.SampleCorrect;
+        int thread = Group.IdxX, threads = Group.DimX, k = shape.Members;
+        int rowOut = thread * 2 * shape.RowsPerThread * k * shape.ActivationWidth; // room for four rows: RowsPerThread >= 2
+        int perThread = (rowCount + threads - 1) / threads;
+        int end = Math.Min(rowCount, (thread + 1) * perThread);
         var noDropout = new StepSettings();
         for (int position = thread * perThread; position < end;)
         {
             var rows = CpuEpochRows.NextRows(0, position, end, out int n);
-            var sums = CpuEpochRows.ForwardMembers(a.Memory, a.Shape, rows, n, rowOut, a.Labels, noDropout, 0, 0, SumOrder.BiasLast, 0f, 0);
+            var sums = CpuEpochRows.ForwardMembers(mem, shape, rows, n, rowOut, labels, noDropout, 0, 0, order, 0f, 0);
             for (int q = 0; q < n; q++)
             {
-                float y = labels[rows[q]];
-                sampleLoss[position + q] = Loss.EnsembleLoss(k, sums.First[q], sums.Loss[q], sums.P[q], sums.Q[q], y, lossOfMean: 1);
-                sampleCorrect[position + q] = Loss.EnsembleCorrect(k, sums.First[q], sums.P[q], y);
+                if (labels == 0)
+                {
+                    ((float*)probabilities)[position + q] = Loss.MeanProbability(sums.P[q], k);
+                    continue;
+                }
+                float y = ((float*)labels)[rows[q]];
+                ((float*)sampleLoss)[position + q] = Loss.EnsembleLoss(k, sums.First[q], sums.Loss[q], sums.P[q], sums.Q[q], y, lossOfMean: 1);
+                ((float*)sampleCorrect)[position + q] = Loss.EnsembleCorrect(k, sums.First[q], sums.P[q], y);
             }
-            position += n;
-        }
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void Predict(EpochPredictArgs a)
-    {
-        int thread = Group.IdxX, threads = Group.DimX, k = a.Shape.Members;
-        int rowOut = thread * 2 * a.Shape.RowsPerThread * k * a.Shape.ActivationWidth; // room for four rows: RowsPerThread >= 2
-        int perThread = (a.Rows + threads - 1) / threads;
-        int end = Math.Min(a.Rows, (thread + 1) * perThread);
-        float* probabilities = (float*)a.Probabilities;
-        var noDropout = new StepSettings();
-        for (int position = thread * perThread; position < end;)
-        {
-            var rows = CpuEpochRows.NextRows(0, position, end, out int n);
-            var sums = CpuEpochRows.ForwardMembers(a.Memory, a.Shape, rows, n, rowOut, 0, noDropout, 0, 0, SumOrder.FromBias, 0f, 0);
-            for (int q = 0; q < n; q++)
-                probabilities[position + q] = Loss.MeanProbability(sums.P[q], k);
             position += n;
         }
     }

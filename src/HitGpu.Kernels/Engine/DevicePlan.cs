@@ -62,6 +62,15 @@ public sealed record DevicePlan
         },
     };
 
+    /// <summary>
+    /// ILGPU's IR optimisation level for an accelerator of this kind, chosen before it opens: its optimisations
+    /// pay on a GPU, whose code they shape; on the CPU accelerator the emitted IL is optimised by .NET's JIT
+    /// anyway, and O0 compiles the kernels ~0.15 s sooner (measured: first epoch of the default ensemble
+    /// 0.43 s against 0.59 s) with the same bits. Auto is a GPU's until it finds none.
+    /// </summary>
+    public static ILGPU.OptimizationLevel IrOptimizationFor(AcceleratorKind kind) =>
+        kind == AcceleratorKind.Cpu ? ILGPU.OptimizationLevel.O0 : ILGPU.OptimizationLevel.O2;
+
     private static string? Variable(string name) => Environment.GetEnvironmentVariable(name)?.ToLowerInvariant();
 
     private bool OnCpu => Kind == AcceleratorKind.Cpu;
