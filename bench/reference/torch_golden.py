@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Independent goldens for HitGpu's training trajectory (llm.c's habit: expected losses from a PyTorch reference).
 
-Reads the run HitGpu wrote (tests/HitGpu.Nn.Tests, GoldenTests.Write_the_runs_for_the_PyTorch_reference): the
+Reads the run HitGpu wrote (tests/HitGpu.Nn.Tests/GoldenTests.cs, with HITGPU_GOLDEN_RUNS set): the
 network's tensors (name, shape, place in the flat parameter array) and initial values, the training rows as the
 network sees them, the labels, the batch order of every epoch and Adam's settings. Trains the same network here
 in float64, written from the formulas alone (TabM's BatchEnsemble for k members:

@@ -5,8 +5,9 @@
 // run here, on every path the accelerator has, and its per-step losses (the mean of the batch's sample slots)
 // must agree to 1e-4: float32 against float64, the same steps.
 //
-// To make the files again (after a change that is meant to move the trajectory):
-//   dotnet run --project tests/HitGpu.Nn.Tests -- -method "*Write_the_runs_for_the_PyTorch_reference" -explicit only
+// To make the files again (after a change that is meant to move the trajectory): HITGPU_GOLDEN_RUNS names a
+// folder the test writes each run's inputs into (before it checks), then PyTorch trains them:
+//   HITGPU_GOLDEN_RUNS=/tmp dotnet test tests/HitGpu.Nn.Tests --filter "FullyQualifiedName~GoldenTests"
 //   for run in study batch-ensemble; do
 //     python3 bench/reference/torch_golden.py /tmp/hitgpu-golden-$run.json tests/HitGpu.Nn.Tests/Fixtures/golden/$run.torch.json
 //   done
@@ -90,6 +91,8 @@ public sealed class GoldenTests(AcceleratorFixture fixture)
     public void Training_follows_the_PyTorch_trajectory_step_by_step(string name, TrainingPath path)
     {
         var run = Runs.Single(r => r.Name == name);
+        if (Environment.GetEnvironmentVariable("HITGPU_GOLDEN_RUNS") is { Length: > 0 } folder)
+            WriteRun(run, folder);
         using var file = File.OpenRead(Path.Combine(AppContext.BaseDirectory, "Fixtures", "golden", $"{name}.torch.json"));
         var expected = JsonDocument.Parse(file).RootElement.GetProperty("step_losses").EnumerateArray().Select(e => e.GetDouble()).ToArray();
         var actual = StepLosses(run, path);
@@ -100,38 +103,34 @@ public sealed class GoldenTests(AcceleratorFixture fixture)
         Assert.True(expected[^1] < expected[0] - 0.1, $"the recorded loss fell only from {expected[0]} to {expected[^1]}");
     }
 
-    [Fact(Explicit = true)]
-    public void Write_the_runs_for_the_PyTorch_reference()
+    /// <summary>What torch_golden.py reads: the tensors and their places, the initial weights, the rows, the orders, Adam's settings.</summary>
+    private static void WriteRun(GoldenRun run, string folder)
     {
-        // What torch_golden.py reads: the tensors and their places, the initial weights, the rows, the orders, Adam's settings.
         var (inputs, labels) = TrainingRows();
         var settings = StepSettings.Default;
-        foreach (var run in Runs)
+        var layout = run.Layout;
+        var description = new
         {
-            var layout = run.Layout;
-            var description = new
+            name = run.Name,
+            inputs = layout.Inputs(0),
+            members = layout.Members,
+            layers = Enumerable.Range(0, layout.Layers).Select(l => new
             {
-                name = run.Name,
-                inputs = layout.Inputs(0),
-                members = layout.Members,
-                layers = Enumerable.Range(0, layout.Layers).Select(l => new
-                {
-                    activation = layout.ActivationOf(l).ToString(),
-                    groups = layout[l].Groups,
-                    tensors = layout.Tensors(l).Select(t => new { name = t.Name, shape = t.Shape, offset = t.Offset }),
-                }),
-                initial = layout.Initialize(Seed),
-                features = inputs,
-                labels,
-                orders = Orders(labels.Length, run.Epochs),
-                batchSize = BatchSize,
-                learningRate = (double)LearningRate,
-                beta1 = (double)settings.Beta1,
-                beta2 = (double)settings.Beta2,
-                epsilon = (double)settings.Epsilon,
-                labelSmoothing = (double)run.LabelSmoothing,
-            };
-            File.WriteAllText(Path.Combine(Path.GetTempPath(), $"hitgpu-golden-{run.Name}.json"), JsonSerializer.Serialize(description));
-        }
+                activation = layout.ActivationOf(l).ToString(),
+                groups = layout[l].Groups,
+                tensors = layout.Tensors(l).Select(t => new { name = t.Name, shape = t.Shape, offset = t.Offset }),
+            }),
+            initial = layout.Initialize(Seed),
+            features = inputs,
+            labels,
+            orders = Orders(labels.Length, run.Epochs),
+            batchSize = BatchSize,
+            learningRate = (double)LearningRate,
+            beta1 = (double)settings.Beta1,
+            beta2 = (double)settings.Beta2,
+            epsilon = (double)settings.Epsilon,
+            labelSmoothing = (double)run.LabelSmoothing,
+        };
+        File.WriteAllText(Path.Combine(folder, $"hitgpu-golden-{run.Name}.json"), JsonSerializer.Serialize(description));
     }
 }
