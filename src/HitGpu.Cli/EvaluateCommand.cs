@@ -15,13 +15,15 @@ public static class EvaluateCommand
         var accelerator = HitGpuCli.AcceleratorOption();
         var json = new Option<bool>("--json") { Description = "print the metrics as JSON" };
         var plot = HitGpuCli.PathOption("--plot", "write roc.png into this folder");
+        var format = new HitGpuCli.FormatOptions();
         var command = new Command("evaluate", "Measure a saved model on labelled songs") { model, data, accelerator, json, plot };
+        format.AddTo(command);
         command.SetAction(parsed =>
         {
             string? plotFolder = parsed.GetValue(plot);
             HitGpuCli.CheckOutputs([plotFolder is null ? null : Path.Combine(plotFolder, Plots.RocFile)], [plotFolder], [parsed.GetValue(model), .. parsed.GetValue(data) ?? []]);
             var hitModel = ModelFile.Load(parsed.GetValue(model)!);
-            var songs = HitGpuCli.LoadData(parsed.GetValue(data), keepNames: false);
+            var songs = HitGpuCli.LoadData(parsed.GetValue(data), keepNames: false, format.Read(parsed));
             using var device = HitGpuCli.OpenDevice(parsed.GetValue(accelerator)!);
             var evaluation = Evaluation.Of(hitModel.PredictProbabilities(device, songs), songs.Labels!);
             if (parsed.GetValue(json))
@@ -39,9 +41,8 @@ public static class EvaluateCommand
                 output.Write(Table(evaluation, songs.Source));
             if (plotFolder is not null)
             {
-                Directory.CreateDirectory(plotFolder);
                 string path = Path.Combine(plotFolder, Plots.RocFile);
-                Plots.Roc(evaluation, path);
+                HitGpuCli.WriteAll([plotFolder], () => Plots.Roc(evaluation, path));
                 if (!parsed.GetValue(json))
                     output.WriteLine($"ROC curve written to {path}");
             }

@@ -19,7 +19,9 @@ public static class ExplainCommand
         var global = new Option<bool>("--global") { Description = "permutation importance of each feature over the labelled songs, instead of per-song contributions" };
         var steps = new Option<int>("--steps") { Description = "points on each song's integrated-gradients path", DefaultValueFactory = _ => 64 };
         var plot = HitGpuCli.PathOption("--plot", "with --global: write importance.png into this folder");
+        var format = new HitGpuCli.FormatOptions();
         var command = new Command("explain", "Explain predictions: per-song feature contributions, or global feature importance") { model, data, accelerator, outPath, global, steps, plot };
+        format.AddTo(command);
         command.SetAction(parsed =>
         {
             bool isGlobal = parsed.GetValue(global);
@@ -30,20 +32,18 @@ public static class ExplainCommand
                 throw new ArgumentException($"--steps must be at least 1, got {parsed.GetValue(steps)}");
             HitGpuCli.CheckOutputs([path, plotFolder is null ? null : Path.Combine(plotFolder, Plots.ImportanceFile)], [plotFolder], [parsed.GetValue(model), parsed.GetValue(data)]);
             var hitModel = ModelFile.Load(parsed.GetValue(model)!);
-            var songs = SongData.Load(parsed.GetValue(data)!, requireTarget: isGlobal);
+            var songs = SongData.Load(parsed.GetValue(data)!, requireTarget: isGlobal, format: format.Read(parsed));
             using var device = HitGpuCli.OpenDevice(parsed.GetValue(accelerator)!);
             string csv;
+            Action drawPlot = () => { };
             if (isGlobal)
             {
                 var importance = Explain.PermutationImportance(device, hitModel, songs);
                 csv = Csv(["feature", "accuracy_lost"], Enumerable.Range(0, SongData.FeatureCount).OrderByDescending(c => importance[c])
                     .Select(c => new[] { SongData.FeatureNames[c], importance[c].ToString("F4", CultureInfo.InvariantCulture) }));
                 if (plotFolder is not null)
-                {
-                    Directory.CreateDirectory(plotFolder);
-                    Plots.Bars(SongData.FeatureNames, importance, $"Permutation importance ({songs.Count} songs of {Path.GetFileName(songs.Source)})",
+                    drawPlot = () => Plots.Bars(SongData.FeatureNames, importance, $"Permutation importance ({songs.Count} songs of {Path.GetFileName(songs.Source)})",
                         "accuracy lost when the feature is shuffled", Path.Combine(plotFolder, Plots.ImportanceFile));
-                }
             }
             else
             {
@@ -55,15 +55,17 @@ public static class ExplainCommand
                         .. names ? new[] { songs.Tracks![i], songs.Artists![i] } : [(i + 1).ToString(CultureInfo.InvariantCulture)],
                         F(a.Probabilities[i]), F(a.BaselineProbability), .. a.Of(i).ToArray().Select(F)]));
             }
-            if (path is not null)
+            string? file = path == HitGpuCli.StandardStream ? null : path; // "-": standard output, as without --out
+            HitGpuCli.WriteAll([plotFolder], () =>
             {
-                AtomicFile.WriteText(path, csv);
-                output.WriteLine($"{(isGlobal ? "feature importances" : $"contributions of {songs.Count} songs")} written to {path}");
-            }
+                if (file is not null)
+                    AtomicFile.WriteText(file, csv);
+                drawPlot();
+            });
+            if (file is not null)
+                output.WriteLine($"{(isGlobal ? "feature importances" : $"contributions of {songs.Count} songs")} written to {file}");
             else
-            {
                 output.Write(csv);
-            }
             if (plotFolder is not null)
                 output.WriteLine($"chart written to {Path.Combine(plotFolder, Plots.ImportanceFile)}");
             return HitGpuCli.Ok;

@@ -42,7 +42,7 @@ public static class HitGpuCli
         {
             // System.CommandLine lists allowed values on several lines: keep the error to one.
             string message = string.Join(" ", parsed.Errors[0].Message.Split(['\n', '\r', '\t'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
-            error.WriteLine($"hitgpu: error: {message} (see hitgpu --help)");
+            error.WriteLine($"hitgpu: error: {InputException.OneLine(Plain(message))} (see hitgpu --help)");
             return BadInput;
         }
         try
@@ -54,6 +54,12 @@ public static class HitGpuCli
             error.WriteLine($"hitgpu: error: {InputException.OneLine(e.Message)}");
             return BadInput;
         }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // A read or write the command did not expect to fail (a full disk, a permission): still one line, exit 2.
+            error.WriteLine($"hitgpu: error: {InputException.OneLine(AtomicFile.Why(e))}");
+            return BadInput;
+        }
         catch (Exception e)
         {
             // Unexpected: still one line, with the type, so a report can name it. HITGPU_DEBUG=1 shows the stack.
@@ -62,6 +68,23 @@ public static class HitGpuCli
                 error.WriteLine(e);
             return Failure;
         }
+    }
+
+    /// <summary>System.CommandLine's "cannot parse ... as expected type 'System.Int32'" in the user's words: the option, its range, the value.</summary>
+    private static string Plain(string message)
+    {
+        var match = System.Text.RegularExpressions.Regex.Match(message, @"Cannot parse argument '(.*)' for option '(.*)' as expected type 'System\.(\w+)'");
+        if (!match.Success)
+            return message;
+        string range = match.Groups[3].Value switch
+        {
+            "Int32" => $"a whole number from {int.MinValue} to {int.MaxValue}",
+            "Int64" => $"a whole number from {long.MinValue} to {long.MaxValue}",
+            "Single" or "Double" => "a number (such as 0.001 or 1e-3)",
+            "Boolean" => "true or false",
+            var type => $"a value of type {type}",
+        };
+        return $"{match.Groups[2].Value} takes {range}, got '{match.Groups[1].Value}'";
     }
 
     /// <summary>Levenshtein distance: how many one-letter edits turn one word into the other.</summary>
@@ -103,37 +126,132 @@ public static class HitGpuCli
     }
 
     /// <summary>The songs a <see cref="DataOption"/> names, or the embedded 90s file when it names none.</summary>
-    public static SongTable LoadData(string[]? paths, bool keepNames = true) =>
-        paths is { Length: > 0 } ? SongData.LoadMany(paths, keepNames: keepNames) : SongData.LoadEmbedded90s();
+    public static SongTable LoadData(string[]? paths, bool keepNames = true, CsvFormat? format = null) =>
+        paths is { Length: > 0 } ? SongData.LoadMany(paths, keepNames: keepNames, format: format) : SongData.LoadEmbedded90s();
 
     /// <summary>
-    /// Checks a command's outputs before any work, so that a long run does not fail at its end: each output
-    /// file's folder exists and the file is not a folder; each output folder is not a file; and no output would
-    /// replace a file the command reads (an input named as an output, reached through a link, or inside a
-    /// folder of inputs), which the write would destroy.
+    /// Checks a command's outputs before any work, so that a long run does not fail at its end: each output is
+    /// resolved (every link in every folder of its path) and its temporary file created and removed where it
+    /// will be written (a read-only folder, a missing permission, a name too long fail here); an output folder
+    /// that does not exist yet is proved creatable likewise; and no output may be a file the command reads (by
+    /// device and inode: a link in any folder, or a hard link, to an input), which the write would destroy.
     /// </summary>
     public static void CheckOutputs(IEnumerable<string?> files, IEnumerable<string?> folders, IEnumerable<string?> inputs)
     {
         var outputFolders = folders.OfType<string>().ToArray();
         foreach (var folder in outputFolders)
+        {
             if (File.Exists(folder))
                 throw new InputException($"{folder}: is a file; the output needs a folder here");
-        var outputFiles = files.OfType<string>().ToArray();
-        foreach (var file in outputFiles)
-        {
-            if (Directory.Exists(file))
-                throw new InputException($"{file}: is a folder; the output needs a file name");
-            string? parent = Path.GetDirectoryName(Path.GetFullPath(file));
-            if (parent is not null && !Directory.Exists(parent) && !outputFolders.Any(f => Path.GetFullPath(f) == parent))
-                throw new InputException($"{file}: cannot write: folder {parent} does not exist");
+            if (!Directory.Exists(folder))
+                ProbeCreatable(folder);
         }
         var read = new Dictionary<string, string>();
-        foreach (var input in inputs.OfType<string>())
+        foreach (var input in inputs.OfType<string>().Where(i => i != StandardStream))
             foreach (var file in Directory.Exists(input) ? Directory.GetFiles(input) : [input])
-                read.TryAdd(AtomicFile.Canonical(file), file);
-        foreach (var output in outputFiles)
-            if (read.TryGetValue(AtomicFile.Canonical(output), out var input))
-                throw new InputException($"{output}: this output would replace {input}, which the command reads; write it elsewhere");
+                read.TryAdd(AtomicFile.FileKey(file), file);
+        foreach (var file in files.OfType<string>())
+        {
+            string? parent = Path.GetDirectoryName(Path.GetFullPath(file));
+            if (parent is not null && !Directory.Exists(parent) && !File.Exists(parent))
+            {
+                if (!outputFolders.Any(f => Path.GetFullPath(f) == parent))
+                    throw new InputException($"{file}: cannot write: folder {parent} does not exist");
+                continue; // inside an output folder made later, proved creatable above
+            }
+            var target = OutputTarget.Resolve(file);
+            target.Probe();
+            if (!target.IsStream && read.TryGetValue(AtomicFile.FileKey(target.Path), out var input))
+                throw new InputException($"{file}: this output would replace {input}, which the command reads; write it elsewhere");
+        }
+    }
+
+    /// <summary>"-": standard input as --data, standard output as --out, where one stream makes sense.</summary>
+    public const string StandardStream = "-";
+
+    /// <summary>A folder that does not exist yet: its nearest existing folder must let a file be created in it.</summary>
+    private static void ProbeCreatable(string folder)
+    {
+        string? existing = Path.GetDirectoryName(Path.GetFullPath(folder));
+        while (existing is not null && !Directory.Exists(existing))
+            existing = Path.GetDirectoryName(existing);
+        if (existing is null)
+            return;
+        try
+        {
+            OutputTarget.Resolve(Path.Combine(existing, ".hitgpu-probe")).Probe();
+        }
+        catch (InputException)
+        {
+            throw new InputException($"{folder}: cannot create this folder: {existing} is not writable");
+        }
+    }
+
+    /// <summary>
+    /// Writes a command's several outputs all or none: <paramref name="write"/> makes them (each AtomicFile write
+    /// staged), then they appear together; folders it creates for them go again if nothing is written.
+    /// </summary>
+    public static IReadOnlyList<string> WriteAll(IEnumerable<string?> folders, Action write)
+    {
+        var created = folders.OfType<string>().Where(f => !Directory.Exists(f)).Select(Path.GetFullPath).ToList();
+        try
+        {
+            foreach (var folder in created)
+                Directory.CreateDirectory(folder);
+            using var outputs = OutputSet.Begin();
+            write();
+            return outputs.Commit();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            RemoveEmpty(created);
+            throw new InputException($"cannot write the outputs ({AtomicFile.Why(e)}); nothing was written");
+        }
+        catch (InputException e) when (!e.Message.Contains("written", StringComparison.Ordinal))
+        {
+            RemoveEmpty(created);
+            throw new InputException($"{e.Message}; nothing was written");
+        }
+        catch
+        {
+            RemoveEmpty(created);
+            throw;
+        }
+    }
+
+    private static void RemoveEmpty(IEnumerable<string> folders)
+    {
+        foreach (var folder in folders.Reverse())
+            try
+            {
+                if (Directory.Exists(folder) && !Directory.EnumerateFileSystemEntries(folder).Any())
+                    Directory.Delete(folder);
+            }
+            catch (IOException) { }
+            catch (UnauthorizedAccessException) { }
+    }
+
+    /// <summary>--delimiter and --encoding: how the data files' text is read, for every command that reads songs.</summary>
+    public sealed class FormatOptions
+    {
+        public Option<string?> Delimiter { get; } = new("--delimiter") { Description = "the data files' separator: comma, semicolon or tab (default: the one the header holds most of)" };
+        public Option<string> Encoding { get; } = new("--encoding") { Description = "the data files' text: utf-8 (checked; a file that is not is refused) or latin1 (ISO 8859-1)", DefaultValueFactory = _ => "utf-8" };
+
+        public FormatOptions()
+        {
+            Delimiter.AcceptOnlyFromAmong("comma", "semicolon", "tab", ",", ";");
+            Encoding.AcceptOnlyFromAmong("utf-8", "utf8", "latin1", "iso-8859-1");
+        }
+
+        public void AddTo(Command command)
+        {
+            command.Add(Delimiter);
+            command.Add(Encoding);
+        }
+
+        public CsvFormat Read(ParseResult parsed) => new(
+            parsed.GetValue(Delimiter) switch { "comma" or "," => ',', "semicolon" or ";" => ';', "tab" => '\t', _ => null },
+            parsed.GetValue(Encoding) is "latin1" or "iso-8859-1" ? CsvEncoding.Latin1 : CsvEncoding.Utf8);
     }
 
     public static Option<string> AcceleratorOption()

@@ -6,6 +6,7 @@ using System.Diagnostics;
 using System.Globalization;
 using CsvHelper;
 using HitGpu.Nn;
+using Microsoft.Win32.SafeHandles;
 
 namespace HitGpu.Cli;
 
@@ -20,18 +21,21 @@ public static class PredictCommand
         var data = HitGpuCli.PathOption("--data", "CSV with the 15 feature columns by name (target, track, artist, uri optional)", required: true);
         var accelerator = HitGpuCli.AcceleratorOption();
         var outPath = HitGpuCli.PathOption("--out", "write the predictions to this CSV instead of stdout");
+        var format = new HitGpuCli.FormatOptions();
         var command = new Command("predict", "Score songs with a saved model") { model, data, accelerator, outPath };
+        format.AddTo(command);
         command.SetAction(parsed =>
         {
             string dataPath = parsed.GetValue(data)!;
-            HitGpuCli.CheckOutputs([parsed.GetValue(outPath)], [], [parsed.GetValue(model), dataPath]);
+            string? outFile = parsed.GetValue(outPath) is { } given && given != HitGpuCli.StandardStream ? given : null; // "-": standard output
+            HitGpuCli.CheckOutputs([outFile], [], [parsed.GetValue(model), dataPath]);
             var hitModel = ModelFile.Load(parsed.GetValue(model)!);
             using var device = HitGpuCli.OpenDevice(parsed.GetValue(accelerator)!);
-            var chunks = SongData.ReadAhead(SongData.ReadChunks(dataPath, ChunkRows, requireTarget: false));
+            var chunks = SongData.ReadAhead(SongData.ReadChunks(dataPath, ChunkRows, requireTarget: false, format: format.Read(parsed)));
             // Progress for a person watching stderr, unless the predictions themselves go to that terminal.
             bool watched = ReferenceEquals(error, Console.Error) && !Console.IsErrorRedirected && Environment.GetEnvironmentVariable("CI") is null;
-            var progress = watched && (parsed.GetValue(outPath) is not null || Console.IsOutputRedirected) ? error : null;
-            if (parsed.GetValue(outPath) is { } path)
+            var progress = watched && (outFile is not null || Console.IsOutputRedirected) ? error : null;
+            if (outFile is { } path)
             {
                 var summary = new Summary();
                 AtomicFile.Write(path, stream =>
@@ -43,18 +47,30 @@ public static class PredictCommand
             }
             else
             {
-                // Straight into the stdout stream (Console.Out flushes every write); tests hand a StringWriter instead.
-                using var writer = ReferenceEquals(output, Console.Out)
-                    ? CsvWriter.Create(Console.OpenStandardOutput(), SongData.WriterOptions, leaveOpen: false)
-                    : CsvWriter.Create(output, SongData.WriterOptions, leaveOpen: true);
-                var summary = Write(writer, hitModel, device, chunks, progress);
-                if (summary.FarOutsideNote != "")
-                    error.WriteLine($"hitgpu: note: {summary.FarOutside} of {summary.Rows} songs have a feature far outside the training range");
+                // Straight into the stdout stream, a FileStream on descriptor 1 (Console.Out flushes every write, and
+                // its stream ignores a closed pipe); tests hand a StringWriter instead.
+                try
+                {
+                    using var writer = ReferenceEquals(output, Console.Out)
+                        ? CsvWriter.Create(new FileStream(new SafeFileHandle(1, ownsHandle: false), FileAccess.Write, 1 << 16), SongData.WriterOptions, leaveOpen: false)
+                        : CsvWriter.Create(output, SongData.WriterOptions, leaveOpen: true);
+                    var summary = Write(writer, hitModel, device, chunks, progress);
+                    if (summary.FarOutsideNote != "")
+                        error.WriteLine($"hitgpu: note: {summary.FarOutside} of {summary.Rows} songs have a feature far outside the training range");
+                }
+                catch (IOException e) when (IsClosedPipe(e))
+                {
+                    // The reader went away (`hitgpu predict ... | head`): stop scoring, quietly, as Unix tools do.
+                    progress?.WriteLine();
+                }
             }
             return HitGpuCli.Ok;
         });
         return command;
     }
+
+    /// <summary>A write to a pipe whose reader has closed it (EPIPE).</summary>
+    internal static bool IsClosedPipe(IOException e) => e.HResult == 32 || e.Message.Contains("Broken pipe", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>What a prediction run saw: rows scored, and how many had a feature far outside the training range (null: the model does not know its ranges).</summary>
     public readonly record struct Summary(long Rows, long? FarOutside)

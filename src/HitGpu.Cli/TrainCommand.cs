@@ -14,23 +14,29 @@ public static class TrainCommand
         var data = HitGpuCli.DataOption("CSV file(s) or folder(s) of them; default: the embedded 90s file");
         var accelerator = HitGpuCli.AcceleratorOption();
         var training = new TrainingArguments();
+        var format = new HitGpuCli.FormatOptions();
         var outPath = HitGpuCli.PathOption("--out", "save the model to this file (safetensors)");
         var saveSplits = HitGpuCli.PathOption("--save-splits", "write train.csv, validation.csv and test.csv into this folder");
         var plot = HitGpuCli.PathOption("--plot", "write loss.png and accuracy.png into this folder");
 
         var command = new Command("train", "Train the hit predictor and report train, validation and test accuracy") { data, accelerator, outPath, saveSplits, plot };
         training.AddTo(command);
+        format.AddTo(command);
         command.SetAction(parsed =>
         {
             var options = training.Read(parsed);
             string? splitFolder = parsed.GetValue(saveSplits), plotFolder = parsed.GetValue(plot);
+            if (parsed.GetValue(outPath) == HitGpuCli.StandardStream)
+                throw new ArgumentException("--out -: the model cannot go to standard output, which carries the epochs' lines: name a file");
+            if (splitFolder == HitGpuCli.StandardStream || plotFolder == HitGpuCli.StandardStream)
+                throw new ArgumentException("--save-splits and --plot name folders: '-' (standard output) cannot hold several files");
             HitGpuCli.CheckOutputs(
                 [parsed.GetValue(outPath), .. SplitFiles.Select(f => In(splitFolder, f)), .. Plots.TrainingCurveFiles.Select(f => In(plotFolder, f))],
                 [splitFolder, plotFolder], parsed.GetValue(data) ?? []);
             // The device first, so that its kernels load (on the CPU accelerator) while the data is read.
             using var device = HitGpuCli.OpenDevice(parsed.GetValue(accelerator)!);
             device.PrepareKernels(device.Plan.PathFor(options.Path));
-            var table = HitGpuCli.LoadData(parsed.GetValue(data), keepNames: splitFolder is not null); // names only for the split files
+            var table = HitGpuCli.LoadData(parsed.GetValue(data), keepNames: splitFolder is not null, format.Read(parsed)); // names only for the split files
             output.WriteLine($"hitgpu train: {table.Count} songs from {table.Source}; {TrainingArguments.Describe(options)}; accelerator {HitGpuCli.Describe(device)}");
 
             void Warn(string warning) => error.WriteLine($"hitgpu: warning: {warning}");
@@ -42,20 +48,25 @@ public static class TrainCommand
                 $"({result.TrainRows} train / {result.ValidationRows} validation / {result.TestRows} test songs, {result.Seconds:F1} s)");
             if (result.StoppedEarly is not null)
                 (result.Diverged ? error : output).WriteLine($"{(result.Diverged ? "hitgpu: warning: " : "stopped early: ")}{result.StoppedEarly}");
-            if (parsed.GetValue(outPath) is { } modelPath)
+            // The model, the splits and the plots appear together or not at all.
+            string? modelPath = parsed.GetValue(outPath);
+            IReadOnlyList<string> plots = [];
+            HitGpuCli.WriteAll([splitFolder, plotFolder], () =>
             {
-                ModelFile.Save(result.Model, modelPath);
+                if (modelPath is not null)
+                    ModelFile.Save(result.Model, modelPath);
+                if (splitFolder is not null)
+                    foreach (var (name, rows) in SplitFiles.Zip([result.Split.Train, result.Split.Validation, result.Split.Test]))
+                        SongData.WriteCsv(table.Subset(rows), Path.Combine(splitFolder, name));
+                if (plotFolder is not null)
+                    plots = Plots.TrainingCurves(result.History, plotFolder);
+            });
+            if (modelPath is not null)
                 output.WriteLine($"model saved to {modelPath}");
-            }
             if (splitFolder is not null)
-            {
-                Directory.CreateDirectory(splitFolder);
-                foreach (var (name, rows) in SplitFiles.Zip([result.Split.Train, result.Split.Validation, result.Split.Test]))
-                    SongData.WriteCsv(table.Subset(rows), Path.Combine(splitFolder, name));
                 output.WriteLine($"splits written to {splitFolder}/{string.Join(", ", SplitFiles)}");
-            }
             if (plotFolder is not null)
-                output.WriteLine($"plots written: {string.Join(", ", Plots.TrainingCurves(result.History, plotFolder))}");
+                output.WriteLine($"plots written: {string.Join(", ", plots)}");
             return result.Diverged ? HitGpuCli.Failure : HitGpuCli.Ok;
         });
         return command;

@@ -69,7 +69,7 @@ public sealed partial class ComputeDevice : IDisposable
         this.context = context;
         Accelerator = accelerator;
         Kind = kind;
-        Plan = DevicePlan.For(kind, accelerator.MaxNumThreadsPerGroup, accelerator.NumMultiprocessors);
+        Plan = DevicePlan.For(kind, accelerator.MaxNumThreadsPerGroup, accelerator.NumMultiprocessors, accelerator.MemorySize);
     }
 
     /// <summary>

@@ -142,6 +142,10 @@ public static class ModelFile
 
     public static HitModel Load(string path)
     {
+        if (Directory.Exists(path))
+            throw new InputException($"{path}: is a folder, not a model file (a .hitgpu file that hitgpu train --out wrote)");
+        if (FileSystem.Stat(path) is { Kind: not FileSystem.Kind.Regular } special)
+            throw new InputException($"{path}: is a {special.Kind.ToString().ToLowerInvariant()}, not a model file");
         byte[] bytes;
         try
         {
@@ -174,7 +178,35 @@ public static class ModelFile
         }
     }
 
+    /// <summary>What a file that is not a model file looks like, when it looks like something: said instead of a header error.</summary>
+    private static string? LooksLike(byte[] bytes)
+    {
+        if (bytes.Length == 0)
+            return "the file is empty";
+        var start = bytes.AsSpan(0, Math.Min(bytes.Length, 4096));
+        if (start.Length >= 2 && start[0] == 0x1F && start[1] == 0x8B)
+            return "it is gzip-compressed (unpack it first)";
+        // ONNX: a protobuf ModelProto starts with field 1, ir_version (tag 0x08); HitGpu's export names itself next.
+        if (start[0] == 0x08 && (start.IndexOf("HitGpu"u8) >= 0 || start.IndexOf("onnx"u8) >= 0 || start.IndexOf("pytorch"u8) >= 0))
+            return "it looks like an ONNX model (hitgpu export writes those for other runtimes; hitgpu reads its own .hitgpu files)";
+        int line = start.IndexOf((byte)'\n');
+        var first = line >= 0 ? start[..line] : start;
+        if (first.IndexOf("danceability"u8) >= 0 || (first.IndexOf((byte)',') >= 0 && !first.Contains((byte)0)))
+            return "it looks like a CSV file (songs go to --data; --model takes a .hitgpu file)";
+        return null;
+    }
+
     private static HitModel Interpret(byte[] bytes, Func<string, InputException> Bad)
+    {
+        if (bytes.Length >= 8 && BinaryPrimitives.ReadUInt64LittleEndian(bytes) is var length && length <= MaxHeaderBytes && (long)length <= bytes.Length - 8
+            && length > 0 && bytes[8] == (byte)'{')
+            return Read(bytes, Bad);
+        if (LooksLike(bytes) is { } looks)
+            throw Bad(looks);
+        return Read(bytes, Bad);
+    }
+
+    private static HitModel Read(byte[] bytes, Func<string, InputException> Bad)
     {
         if (bytes.Length < 8)
             throw Bad($"file is {bytes.Length} bytes, too short for a safetensors header (truncated?)");

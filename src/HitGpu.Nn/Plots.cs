@@ -22,7 +22,6 @@ public static class Plots
     /// </summary>
     public static IReadOnlyList<string> TrainingCurves(IReadOnlyList<EpochMetrics> history, string folder)
     {
-        Directory.CreateDirectory(folder);
         double[] epochs = history.Select(h => (double)h.Epoch).ToArray();
         string loss = Path.Combine(folder, TrainingCurveFiles[0]);
         Save(loss, "Binary cross-entropy per epoch", "epoch", "loss", Alignment.UpperRight, integerX: true,

@@ -115,9 +115,9 @@ public static class SongData
 
     /// <summary>Reads one CSV file whole; see <see cref="Parse"/> for the format.</summary>
     /// <param name="keepNames">keep track and artist (only where an output needs them: they cost memory)</param>
-    public static SongTable Load(string path, bool requireTarget = true, bool keepNames = true)
+    public static SongTable Load(string path, bool requireTarget = true, bool keepNames = true, CsvFormat? format = null)
     {
-        using var reader = SongReader.Open(path, requireTarget, keepNames);
+        using var reader = SongReader.Open(path, requireTarget, keepNames, format);
         return Whole(reader, path);
     }
 
@@ -126,16 +126,17 @@ public static class SongData
     /// order. The same file named twice (or two files with the same bytes) is refused: its songs would be in
     /// the training and the test part at once.
     /// </summary>
-    public static SongTable LoadMany(IReadOnlyList<string> paths, bool requireTarget = true, bool keepNames = true)
+    public static SongTable LoadMany(IReadOnlyList<string> paths, bool requireTarget = true, bool keepNames = true, CsvFormat? format = null)
     {
         var files = new List<string>();
         foreach (var path in paths)
         {
             if (Directory.Exists(path))
             {
-                var inFolder = Directory.GetFiles(path, "*.csv").Order(StringComparer.Ordinal).ToList();
+                var inFolder = Directory.GetFiles(path).Where(f => f.EndsWith(".csv", StringComparison.Ordinal) || f.EndsWith(".csv.gz", StringComparison.Ordinal))
+                    .Order(StringComparer.Ordinal).ToList();
                 if (inFolder.Count == 0)
-                    throw new InputException($"{path}: folder holds no .csv file");
+                    throw new InputException($"{path}: folder holds no .csv or .csv.gz file");
                 files.AddRange(inFolder);
             }
             else
@@ -145,9 +146,9 @@ public static class SongData
         }
         var seen = new Dictionary<string, string>();
         foreach (var file in files)
-            if (!seen.TryAdd(AtomicFile.Canonical(file), file))
-                throw new InputException($"{file}: given twice (also as {seen[AtomicFile.Canonical(file)]}): its songs would be in the training and the test part at once");
-        var tables = files.Select(f => Load(f, requireTarget, keepNames)).ToList();
+            if (!seen.TryAdd(AtomicFile.FileKey(file), file))
+                throw new InputException($"{file}: given twice (also as {seen[AtomicFile.FileKey(file)]}): its songs would be in the training and the test part at once");
+        var tables = files.Select(f => Load(f, requireTarget, keepNames, format)).ToList();
         for (int i = 0; i < tables.Count; i++)
             for (int j = 0; j < i; j++)
                 if (tables[i].Files[0].Sha256 == tables[j].Files[0].Sha256)
@@ -159,11 +160,11 @@ public static class SongData
     /// Reads a CSV file in chunks of up to <paramref name="chunkRows"/> songs, for files of any size: memory
     /// holds one chunk. The first bad value stops the enumeration with its file, line and column.
     /// </summary>
-    public static IEnumerable<SongTable> ReadChunks(string path, int chunkRows, bool requireTarget = false, bool keepNames = true)
+    public static IEnumerable<SongTable> ReadChunks(string path, int chunkRows, bool requireTarget = false, bool keepNames = true, CsvFormat? format = null)
     {
         if (chunkRows < 1)
             throw new ArgumentOutOfRangeException(nameof(chunkRows), $"chunks hold at least one row, got {chunkRows}");
-        using var reader = SongReader.Open(path, requireTarget, keepNames);
+        using var reader = SongReader.Open(path, requireTarget, keepNames, format);
         while (reader.ReadChunk(chunkRows) is { } chunk)
             yield return chunk;
     }

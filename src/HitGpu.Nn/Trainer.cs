@@ -205,6 +205,7 @@ public static class Trainer
         // Fitted on the training part, read in place by its row indices: no copy of the raw rows.
         var preprocessing = Preprocessing.Fit(data.Features, options.Encoding, options.InputTransform, split.Train);
         var layout = options.LayoutFor(options.Encoding);
+        WarnOfSmallParts(split, onWarning);
         device.FinishPreparation(); // the device's first use from here: kernels it was loading are ready
 
         using var trainSet = new DeviceDataset(device, preprocessing.Apply(data.Features, split.Train), preprocessing.NetworkInputs,
@@ -284,6 +285,13 @@ public static class Trainer
     private static Network NetworkFor(ComputeDevice device, ParameterLayout layout, TrainingOptions options, int trainRows)
     {
         int capacity = Math.Max(Math.Min(options.BatchSize, trainRows), Network.ChunkRows);
+        // Counted before anything is allocated: the device's buffers, and on the host the copies training keeps
+        // (initial, kept and averaged weights; on the CPU accelerator the host's memory is the device's too).
+        long needed = Network.DeviceBytes(layout, capacity, device.Plan.PathFor(options.Path), device.Plan.OneGroupThreads)
+            + (device.Plan.SumsMetricsOnDevice ? 0 : 4L * 4 * layout.Count);
+        if (needed > device.Plan.MemoryBytes)
+            throw new InputException($"the network needs about {needed / (double)(1L << 30):F1} GiB ({layout.Count:N0} parameters, activations for {capacity} rows x {layout.Members} members); " +
+                $"the {device.Kind.ToString().ToLowerInvariant()} accelerator has {device.Plan.MemoryBytes / (double)(1L << 30):F1} GiB: use a smaller --hidden, --ensemble or --batch-size");
         try
         {
             return new Network(device, layout, capacity, options.Path);
@@ -294,6 +302,18 @@ public static class Trainer
             throw new InputException($"the network's activations for {capacity} rows x {layout.Members} members (about {gigabytes:F1} GiB, twice over) " +
                 $"do not fit in the {device.Kind.ToString().ToLowerInvariant()} accelerator's memory: use a smaller --batch-size, --ensemble or --hidden");
         }
+    }
+
+    /// <summary>Fewer songs than this in the validation or test part: its accuracy is too uncertain to mean much, and the user is told.</summary>
+    public const int SmallPart = 30;
+
+    private static void WarnOfSmallParts(SplitIndices split, Action<string>? onWarning)
+    {
+        int smallest = Math.Min(split.Validation.Length, split.Test.Length);
+        if (smallest >= SmallPart)
+            return;
+        onWarning?.Invoke($"the validation and test parts hold {split.Validation.Length} and {split.Test.Length} songs: an accuracy on fewer than {SmallPart} songs " +
+            $"moves by {100.0 / smallest:F0} points per song and means little; give more songs or larger --validation-split and --test-split");
     }
 
     /// <summary>The validation rows that early stopping watches, and those the reported validation figure reads (<see cref="TrainingOptions.HoldOutHalfOfValidation"/>).</summary>
@@ -320,7 +340,10 @@ public static class Trainer
 
         var shuffleRng = new Random(options.Seed + 1);
         var orderOnHost = Enumerable.Range(0, trainSet.Rows).ToArray();
-        var progress = new NetworkProgress(options, network.Parameters.ToArray());
+        // The untrained network's validation loss and the validation part's share of hits: what divergence is judged against.
+        var (initialLoss, _) = network.Score(validationSet);
+        double hitShare = validationSet.Labels.ToArray().Average(y => (double)y);
+        var progress = new NetworkProgress(options, network.Parameters.ToArray(), initialLoss, hitShare, validationSet.Rows);
         // On the device, each epoch's order is a seeded permutation of the rows, made
         // there: nothing crosses per epoch. On the host (the CPU accelerator), a shuffle uploaded each epoch.
         using var rows = device.Plan.ShufflesOnDevice(options.ShuffleOnDevice) ? device.Upload<int>(orderOnHost, orderOnHost.Length) : null;
@@ -367,8 +390,13 @@ internal sealed record NetworkOutcome(float[] Parameters, int KeptEpoch, string?
 /// best epoch's by validation loss; with weight averaging the mean of the last epochs'), and whether to go on
 /// (not after a loss that is not finite, nor past the early-stopping patience).
 /// </summary>
-internal sealed class NetworkProgress(TrainingOptions options, float[] initial)
+internal sealed class NetworkProgress(TrainingOptions options, float[] initial, double initialLoss, double hitShare, int validationRows)
 {
+    /// <summary>A loss this many times the lowest seen (the untrained network's included) is divergence, as a loss that is not finite is.</summary>
+    public const double DivergedFactor = 100;
+
+    private double lowestLoss = double.IsFinite(initialLoss) ? initialLoss : double.PositiveInfinity;
+    private double bestAccuracy;
     private float[] kept = initial;
     private int keptEpoch;
     private double best = double.PositiveInfinity; // the lowest validation loss, or the highest accuracy negated
@@ -379,13 +407,31 @@ internal sealed class NetworkProgress(TrainingOptions options, float[] initial)
     /// <summary>Takes the epoch's losses (and the current weights, read only when kept); false: stop here.</summary>
     public bool GoesOn(int epoch, double trainLoss, double validationLoss, double validationAccuracy, Func<float[]> currentWeights)
     {
+        string keptNote = keptEpoch > 0 ? $"kept the weights of epoch {keptEpoch}" : "kept the initial weights";
         if (!double.IsFinite(trainLoss) || !double.IsFinite(validationLoss))
         {
-            stoppedEarly = $"loss became {(double.IsFinite(trainLoss) ? validationLoss : trainLoss)} in epoch {epoch} (learning rate too high?); " +
-                (keptEpoch > 0 ? $"kept the weights of epoch {keptEpoch}" : "kept the initial weights");
+            stoppedEarly = $"loss became {(double.IsFinite(trainLoss) ? validationLoss : trainLoss)} in epoch {epoch} (learning rate too high?); {keptNote}";
             diverged = true;
             return false;
         }
+        double loss = Math.Max(trainLoss, validationLoss);
+        if (loss > DivergedFactor * lowestLoss)
+        {
+            stoppedEarly = FormattableString.Invariant($"loss grew to {loss:G3} in epoch {epoch}, over {DivergedFactor:F0} times its lowest ({lowestLoss:G3}): training diverged (learning rate too high?); {keptNote}");
+            diverged = true;
+            return false;
+        }
+        // Every validation song predicted one class, after the network had done better than that: a collapse.
+        double oneClass = 0.5 / validationRows;
+        bool collapsed = Math.Abs(validationAccuracy - hitShare) < oneClass || Math.Abs(validationAccuracy - (1 - hitShare)) < oneClass;
+        if (collapsed && bestAccuracy > Math.Max(hitShare, 1 - hitShare) + 0.02)
+        {
+            stoppedEarly = FormattableString.Invariant($"in epoch {epoch} every validation song is predicted one class (accuracy {validationAccuracy:P2}, down from {bestAccuracy:P2}): training collapsed (learning rate too high?); {keptNote}");
+            diverged = true;
+            return false;
+        }
+        lowestLoss = Math.Min(lowestLoss, Math.Min(trainLoss, validationLoss));
+        bestAccuracy = Math.Max(bestAccuracy, validationAccuracy);
         double watched = options.SelectOn == SelectionMetric.Loss ? validationLoss : -validationAccuracy;
         bool improved = watched < best;
         if (improved)

@@ -27,6 +27,9 @@ public sealed record DevicePlan
 
     public int Multiprocessors { get; init; }
 
+    /// <summary>Memory the accelerator has for HitGpu's buffers: the device's, or on the CPU accelerator what the process may use.</summary>
+    public long MemoryBytes { get; init; }
+
     /// <summary>Forces the training path (HITGPU_TRAINING_PATH), unless a run asks for one itself.</summary>
     public TrainingPath? PathOverride { get; init; }
 
@@ -37,9 +40,10 @@ public sealed record DevicePlan
     public bool? ShuffleOverride { get; init; }
 
     /// <summary>The plan of an accelerator of this kind and size, with the overrides the environment gives.</summary>
-    public static DevicePlan For(AcceleratorKind kind, int maxGroupSize, int multiprocessors) => new()
+    public static DevicePlan For(AcceleratorKind kind, int maxGroupSize, int multiprocessors, long memoryBytes = long.MaxValue) => new()
     {
         Kind = kind,
+        MemoryBytes = kind == AcceleratorKind.Cpu ? GC.GetGCMemoryInfo().TotalAvailableMemoryBytes : memoryBytes,
         MaxGroupSize = maxGroupSize,
         Multiprocessors = multiprocessors,
         PathOverride = Variable("HITGPU_TRAINING_PATH") switch

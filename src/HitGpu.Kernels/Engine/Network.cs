@@ -53,6 +53,20 @@ public sealed class Network : IDisposable
         engine = device.Plan.EngineFor(this, layered, Path);
     }
 
+    /// <summary>
+    /// Device memory a network of this layout takes, about, before it is made: the flat buffers (parameters,
+    /// gradients, two moments), the layered passes' activations for <paramref name="capacityRows"/> rows of k
+    /// row-members, and on the CPU epoch its per-thread gradient copies and scratch rows.
+    /// </summary>
+    public static long DeviceBytes(ParameterLayout layout, int capacityRows, TrainingPath path, int threads)
+    {
+        long flat = 4L * layout.Count;
+        long rowMembers = (long)capacityRows * layout.Members;
+        long activations = 4L * rowMembers * (2L * layout.Widths.Skip(1).Sum(w => (long)w) + layout.ActivationWidth);
+        long cpuEpoch = path == TrainingPath.CpuEpoch ? threads * (flat + 4L * 2 * Math.Max(2, capacityRows / threads + 1) * layout.Members * layout.ActivationWidth) : 0;
+        return 4 * flat + activations + cpuEpoch;
+    }
+
     /// <summary>New parameters (initial or trained ones, all members') and Adam's moments back to zero.</summary>
     public void Reset(float[] parameters)
     {

@@ -124,6 +124,19 @@ public sealed class ParameterLayout
         Members = members;
         Kind = members == 1 ? EnsembleKind.Independent : kind;
         layers = new LayerShape[widths.Count - 1];
+        try
+        {
+            (Count, ActivationWidth) = Lay(widths, activations, groups, members);
+        }
+        catch (OverflowException)
+        {
+            throw new ArgumentException($"a network of widths {string.Join("-", widths)} with {members} member(s) has more than 2^31 parameters or activations per row: use smaller hidden widths or fewer members");
+        }
+    }
+
+    /// <summary>Each layer's shape and offsets into <see cref="layers"/>; the parameter count and one row-member's activation width.</summary>
+    private (int Count, int ActivationWidth) Lay(IReadOnlyList<int> widths, IReadOnlyList<Activation> activations, IReadOnlyList<int> groups, int members)
+    {
         int parameters = 0, activationWidth = 0;
         for (int l = 0; l < layers.Length; l++)
         {
@@ -167,8 +180,7 @@ public sealed class ParameterLayout
             activationWidth = checked(activationWidth + nOut);
             layers[l] = shape;
         }
-        Count = parameters;
-        ActivationWidth = activationWidth;
+        return (parameters, activationWidth);
     }
 
     /// <summary>Most members a network may have: the CPU epoch keeps k rows of activations per batch row.</summary>
