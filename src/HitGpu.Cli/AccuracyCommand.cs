@@ -72,7 +72,7 @@ public static class AccuracyCommand
 
     private static string KeptNotes(string path)
     {
-        if (!File.Exists(path))
+        if (!AtomicFile.IsRegularFile(path)) // nothing kept from a device or a stream (reading /dev/full would never end)
             return "";
         string old = File.ReadAllText(path);
         int at = old.IndexOf(NotesMarker, StringComparison.Ordinal);

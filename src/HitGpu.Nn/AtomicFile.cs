@@ -332,6 +332,9 @@ public static class AtomicFile
                 TryDelete(file);
     }
 
+    /// <summary>Whether the path is a regular file (through links): not a folder, device, FIFO or nothing.</summary>
+    public static bool IsRegularFile(string path) => FileSystem.Stat(path) is { Kind: FileSystem.Kind.Regular };
+
     /// <summary>
     /// What a path names, as a key two names of the same file share: its device and inode (through links in any
     /// folder, and hard links); where the system does not say, its full path with every link resolved.

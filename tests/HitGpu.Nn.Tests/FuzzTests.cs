@@ -66,7 +66,27 @@ public sealed class FuzzTests(AcceleratorFixture fixture) : IDisposable
 {
     private readonly string folder = Directory.CreateTempSubdirectory("hitgpu-fuzz-").FullName;
 
-    public void Dispose() => Directory.Delete(folder, recursive: true);
+    private readonly List<string> mounts = [];
+
+    public void Dispose()
+    {
+        foreach (var mount in mounts)
+            System.Diagnostics.Process.Start("umount", mount)!.WaitForExit();
+        Directory.Delete(folder, recursive: true);
+    }
+
+    /// <summary>A small tmpfs mounted here (read-only, or nearly full), or null where this machine allows no mount: its paths then stay out of the pools.</summary>
+    private string? Mount(string name, string options)
+    {
+        string path = Path.Combine(folder, name);
+        Directory.CreateDirectory(path);
+        using var mount = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("mount", ["-t", "tmpfs", "-o", options, "tmpfs", path]) { RedirectStandardError = true })!;
+        mount.WaitForExit();
+        if (mount.ExitCode != 0)
+            return null;
+        mounts.Add(path);
+        return path;
+    }
 
     private static readonly string[] Lines = Encoding.UTF8.GetString(SongData.Embedded90sBytes()).Split('\n', StringSplitOptions.RemoveEmptyEntries);
     private static readonly string[] Header = CsvText.Split(Lines[0]);
@@ -322,8 +342,14 @@ public sealed class FuzzTests(AcceleratorFixture fixture) : IDisposable
 
     // ---- the command line ----
 
-    /// <summary>Files a generated command may name: tiny data, a model, outputs, and the inputs themselves.</summary>
-    private sealed record CliFiles(string Data, string Unlabelled, string Model, string DecadeFolder, string Output, string OutFolder)
+    /// <summary>
+    /// Files a generated command may name: tiny data, a model, outputs, the inputs themselves, and paths that
+    /// reach them or cannot be written: a link to the folder (so linkdir/songs.csv is the data), a hard link
+    /// of the data, a device, a 237-character name, and where this machine mounts them a read-only and a full
+    /// file system.
+    /// </summary>
+    private sealed record CliFiles(string Data, string Unlabelled, string Model, string DecadeFolder, string Output, string OutFolder,
+        string LinkFolder, string HardLink, string LongName, string? ReadOnly, string? Full)
     {
         public string[] Inputs => [Data, Unlabelled, Model, Path.Combine(DecadeFolder, "dataset-of-90s.csv")];
     }
@@ -333,13 +359,17 @@ public sealed class FuzzTests(AcceleratorFixture fixture) : IDisposable
         var songs = SongData.LoadEmbedded90s();
         var small = songs.Subset([.. Enumerable.Range(0, 30), .. Enumerable.Range(songs.Count - 30, 30)]);
         var files = new CliFiles(Path.Combine(folder, "songs.csv"), Path.Combine(folder, "unlabelled.csv"), Path.Combine(folder, "model.hitgpu"),
-            Path.Combine(folder, "decades"), Path.Combine(folder, "out.csv"), Path.Combine(folder, "out"));
+            Path.Combine(folder, "decades"), Path.Combine(folder, "out.csv"), Path.Combine(folder, "out"),
+            Path.Combine(folder, "linkdir"), Path.Combine(folder, "hard.csv"), Path.Combine(folder, new string('n', 233) + ".csv"),
+            Mount("read-only", "ro,size=64k"), Mount("full", "size=48k"));
+        File.CreateSymbolicLink(files.LinkFolder, folder);
         SongData.WriteCsv(small, files.Data);
         var ten = small.Subset(Enumerable.Range(0, 10).ToArray());
         SongData.WriteCsv(new SongTable { Source = ten.Source, Features = ten.Features, Tracks = ten.Tracks, Artists = ten.Artists }, files.Unlabelled);
         Directory.CreateDirectory(files.DecadeFolder);
         SongData.WriteCsv(small, Path.Combine(files.DecadeFolder, "dataset-of-90s.csv"));
         File.WriteAllBytes(files.Model, RealModel.Value);
+        System.Diagnostics.Process.Start("ln", [files.Data, files.HardLink])!.WaitForExit();
         return files;
     }
 
@@ -368,13 +398,15 @@ public sealed class FuzzTests(AcceleratorFixture fixture) : IDisposable
     private static Dictionary<string, string[]> ValuesByKind(CliFiles f) => new()
     {
         ["input"] = [f.Data, f.Unlabelled, f.DecadeFolder, f.Model, f.Output, "/nonexistent/x.csv", "", f.Data + "," + f.Data],
-        ["output"] = [f.Output, Path.Combine(f.OutFolder, "m.hitgpu"), f.Data, f.Unlabelled, f.Model, "/nonexistent/dir/x", f.DecadeFolder, ""],
-        ["folder"] = [f.OutFolder, f.DecadeFolder, f.Data, "/nonexistent/dir", ""],
+        ["output"] = [f.Output, Path.Combine(f.OutFolder, "m.hitgpu"), f.Data, f.Unlabelled, f.Model, "/nonexistent/dir/x", f.DecadeFolder, "",
+            Path.Combine(f.LinkFolder, "songs.csv"), Path.Combine(f.LinkFolder, "model.hitgpu"), f.HardLink, "/dev/null", "/dev/full", f.LongName,
+            .. new[] { f.ReadOnly, f.Full }.OfType<string>().Select(m => Path.Combine(m, "x.csv"))],
+        ["folder"] = [f.OutFolder, f.DecadeFolder, f.Data, "/nonexistent/dir", "", f.LinkFolder, .. new[] { f.ReadOnly, f.Full }.OfType<string>().Select(m => Path.Combine(m, "out"))],
         ["model"] = [f.Model, f.Data, "/nonexistent/m.hitgpu", f.DecadeFolder, ""],
         ["accelerator"] = ["cpu", "auto", "cuda", "opencl", "tpu", "CPU", ""],
-        ["count"] = ["0", "1", "2", "3", "-1", "40", "2147483648", "1.5", "x", ""],
-        ["real"] = ["0", "0.1", "0.5", "0.99", "1", "-0.5", "1e30", "NaN", "Infinity", "1e-45", "x", ""],
-        ["widths"] = ["8", "8,4", "", "0", "8,-1", "x", "4,,4"],
+        ["count"] = ["0", "1", "2", "3", "-1", "40", "2147483648", "-2147483649", "1.5", "x", ""],
+        ["real"] = ["0", "0.1", "0.5", "0.99", "1", "-0.5", "1e10", "1e30", "NaN", "Infinity", "1e-45", "x", ""],
+        ["widths"] = ["8", "8,4", "", "0", "8,-1", "x", "4,,4", "100000,100000", "60000,60000"],
         ["schedule"] = ["constant", "cosine", "linear", ""],
         ["inputs"] = ["standard", "quantile", "piecewise", "robust", "log", ""],
         ["kind"] = ["independent", "batch", "mini", "tabm", ""],
@@ -455,7 +487,7 @@ public sealed class FuzzTests(AcceleratorFixture fixture) : IDisposable
         foreach (var (path, bytes) in before)
             File.WriteAllBytes(path, bytes);
         // A case may have made either output path a folder (say --plot out.csv): each case starts without both.
-        foreach (string path in new[] { files.OutFolder, files.Output })
+        foreach (string path in new[] { files.OutFolder, files.Output, files.LongName }.Concat(new[] { files.Full }.OfType<string>().SelectMany(f => new[] { Path.Combine(f, "x.csv"), Path.Combine(f, "out") })))
         {
             if (Directory.Exists(path))
                 Directory.Delete(path, recursive: true);
@@ -484,7 +516,8 @@ public sealed class FuzzTests(AcceleratorFixture fixture) : IDisposable
         foreach (var (path, bytes) in before)
             if (read.Any(r => r == path || path.StartsWith(r + Path.DirectorySeparatorChar, StringComparison.Ordinal)))
                 Assert.True(File.Exists(path) && bytes.AsSpan().SequenceEqual(File.ReadAllBytes(path)), $"{command}: changed its input {path}");
-        Assert.Empty(Directory.GetFiles(folder, "*.tmp", SearchOption.AllDirectories));
+        // Every folder below, not through the link back to it.
+        Assert.Empty(Directory.GetFiles(folder, "*.tmp", new EnumerationOptions { RecurseSubdirectories = true, AttributesToSkip = FileAttributes.ReparsePoint }));
         if (code == HitGpuCli.BadInput)
             Assert.False(File.Exists(files.Output) || File.Exists(Path.Combine(files.OutFolder, "m.hitgpu")), $"{command}: an output was written by a failed run");
         return code;
