@@ -6,7 +6,8 @@ namespace HitGpu.Kernels;
 /// <summary>
 /// The network's device state: one flat buffer each for parameters, gradients and Adam's two moments, the
 /// layout's shapes for the kernels, and its engine (<see cref="Path"/>). Nothing is allocated inside a
-/// training step.
+/// training step. Not for several threads at once (its buffers are one pass's state): share a Predictor,
+/// which lets one call at a time use its network.
 /// </summary>
 public sealed class Network : IDisposable
 {
