@@ -11,6 +11,10 @@ public sealed class AcceleratorFixture : IDisposable
     /// <summary>What the tests' accelerator runs, known before it opens (theory data): its kind's plan.</summary>
     public static DevicePlan Plan => DevicePlan.For(Kind, maxGroupSize: 1, multiprocessors: 1);
 
+    /// <summary>For a test of the CPU epoch: skipped, saying why, where the tests run on a GPU (the CPU epoch reads host addresses).</summary>
+    public void RequireCpuEpoch() =>
+        Assert.SkipUnless(Device.Plan.Paths.Contains(TrainingPath.CpuEpoch), $"the CPU epoch runs on the CPU accelerator only; these tests run on {Device.Kind}");
+
     public void Dispose() => Device.Dispose();
 }
 

@@ -56,6 +56,7 @@ public sealed class CpuEpochTests(AcceleratorFixture fixture)
 
     private void EpochMatchesTheReference(ParameterLayout layout, int rows, int batchSize, float dropout)
     {
+        fixture.RequireCpuEpoch();
         int[] widths = [.. layout.Widths];
         var rng = new Random(rows * 31 + batchSize);
         var features = Tolerance.Random(rng, rows * widths[0], 2f);
@@ -102,6 +103,7 @@ public sealed class CpuEpochTests(AcceleratorFixture fixture)
     [InlineData(67, EnsembleKind.Mini, 5)]
     public void Score_matches_the_reference_forward(int rows, EnsembleKind kind, int members)
     {
+        fixture.RequireCpuEpoch();
         // Scoring's loss is the members' mean probability's (one member: the logit's own).
         var layout = ParameterLayout.ForClassifier(15, [64, 32], kind, members);
         var rng = new Random(rows);
@@ -141,6 +143,7 @@ public sealed class CpuEpochTests(AcceleratorFixture fixture)
     [InlineData(66, EnsembleKind.Mini, 5)]
     public void Predict_matches_the_reference_forward_and_sigmoid(int rows, EnsembleKind kind, int members)
     {
+        fixture.RequireCpuEpoch();
         var layout = ParameterLayout.ForClassifier(15, [64, 32], kind, members);
         var rng = new Random(rows + 7);
         var parameters = Tolerance.Random(rng, layout.Count, 0.5f);

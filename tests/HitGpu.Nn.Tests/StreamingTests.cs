@@ -108,6 +108,7 @@ public sealed class StreamingTests(AcceleratorFixture fixture) : IDisposable
     public void The_CPU_epoch_prediction_gives_the_layered_paths_bits(int rows)
     {
         // Rows in groups of four and one at a time, each sum added in the layered dense kernel's order.
+        fixture.RequireCpuEpoch();
         var layout = ParameterLayout.ForClassifier(15, [16, 8]);
         var rng = new Random(rows);
         var parameters = Tolerance.Random(rng, layout.Count, 0.5f);

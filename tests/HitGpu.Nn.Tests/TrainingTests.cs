@@ -183,6 +183,7 @@ public sealed class StoppingTests(AcceleratorFixture fixture)
     {
         // Four members with dropout: both paths take the same steps with the same masks (each row-member its
         // own), so they agree to float rounding; the same seed repeats the bits on the CPU accelerator.
+        fixture.RequireCpuEpoch();
         var options = TrainingOptions.Study with { Epochs = 1, EnsembleSize = 4, EnsembleKind = kind, Dropout = 0.2f, Hidden = [16, 8] };
         var layered = Trainer.Train(fixture.Device, Songs.Value, options with { Path = TrainingPath.Layered });
         var cpuEpoch = Trainer.Train(fixture.Device, Songs.Value, options with { Path = TrainingPath.CpuEpoch });
@@ -241,6 +242,7 @@ public sealed class StoppingTests(AcceleratorFixture fixture)
     public void Kernels_loaded_in_the_background_train_the_same_bits()
     {
         // hitgpu train loads the CPU epoch's kernels while it reads the data; the trainer waits for them.
+        fixture.RequireCpuEpoch();
         using var device = ComputeDevice.Open(AcceleratorKind.Cpu);
         device.PrepareKernels(TrainingPath.CpuEpoch);
         var options = TrainingOptions.Study with { Epochs = 1, EnsembleSize = 2, Path = TrainingPath.CpuEpoch };
