@@ -57,7 +57,11 @@ public static class AccuracyCommand
             string table = AccuracyProtocol.Markdown(results, seedList, commandLine, machine);
             output.WriteLine();
             output.Write(table);
-            if (parsed.GetValue(outPath) is { } path)
+            if (OutputTarget.NamesStandardOutput(parsed.GetValue(outPath)))
+            {
+                output.Write(Report(table, results, options)); // "-", /dev/stdout: the whole report after the table, on standard output
+            }
+            else if (parsed.GetValue(outPath) is { } path)
             {
                 AtomicFile.WriteText(path, Report(table, results, options) + KeptNotes(path));
                 output.WriteLine($"report written to {path}");

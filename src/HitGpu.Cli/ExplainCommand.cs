@@ -55,7 +55,7 @@ public static class ExplainCommand
                         .. names ? new[] { songs.Tracks![i], songs.Artists![i] } : [(i + 1).ToString(CultureInfo.InvariantCulture)],
                         F(a.Probabilities[i]), F(a.BaselineProbability), .. a.Of(i).ToArray().Select(F)]));
             }
-            string? file = path == HitGpuCli.StandardStream ? null : path; // "-": standard output, as without --out
+            string? file = OutputTarget.NamesStandardOutput(path) ? null : path; // "-", /dev/stdout: standard output, as without --out
             HitGpuCli.WriteAll([plotFolder], () =>
             {
                 if (file is not null)

@@ -27,7 +27,7 @@ public static class PredictCommand
         command.SetAction(parsed =>
         {
             string dataPath = parsed.GetValue(data)!;
-            string? outFile = parsed.GetValue(outPath) is { } given && given != HitGpuCli.StandardStream ? given : null; // "-": standard output
+            string? outFile = OutputTarget.NamesStandardOutput(parsed.GetValue(outPath)) ? null : parsed.GetValue(outPath); // "-", /dev/stdout: as without --out
             HitGpuCli.CheckOutputs([outFile], [], [parsed.GetValue(model), dataPath]);
             var hitModel = ModelFile.Load(parsed.GetValue(model)!);
             using var device = HitGpuCli.OpenDevice(parsed.GetValue(accelerator)!);

@@ -26,7 +26,7 @@ public static class TrainCommand
         {
             var options = training.Read(parsed);
             string? splitFolder = parsed.GetValue(saveSplits), plotFolder = parsed.GetValue(plot);
-            if (parsed.GetValue(outPath) == HitGpuCli.StandardStream)
+            if (OutputTarget.NamesStandardOutput(parsed.GetValue(outPath)))
                 throw new ArgumentException("--out -: the model cannot go to standard output, which carries the epochs' lines: name a file");
             if (splitFolder == HitGpuCli.StandardStream || plotFolder == HitGpuCli.StandardStream)
                 throw new ArgumentException("--save-splits and --plot name folders: '-' (standard output) cannot hold several files");

@@ -138,7 +138,7 @@ public sealed partial class ComputeDevice : IDisposable
         foreach (var device in context.Devices)
         {
             var kind = KindOf(device.AcceleratorType);
-            long memory = kind == AcceleratorKind.Cpu ? GC.GetGCMemoryInfo().TotalAvailableMemoryBytes : device.MemorySize;
+            long memory = kind == AcceleratorKind.Cpu ? DevicePlan.CpuMemoryBytes : device.MemorySize;
             try
             {
                 using var accelerator = device.CreateAccelerator(context);

@@ -44,7 +44,11 @@ public struct BatchedLayerArgs
 /// </summary>
 public enum SumOrder
 {
-    /// <summary>The bias first, then the inputs in order (Dense's order; without s): the layered kernels, and prediction on every path.</summary>
+    /// <summary>
+    /// The bias first, then the inputs in order (without s): the simple layered kernels (Dense's and these) and
+    /// the CPU epoch's prediction, so that on the CPU accelerator (whose plan picks the simple kernels)
+    /// prediction gives the same bits on either path. The tiled product adds the bias in its epilogue instead.
+    /// </summary>
     FromBias,
     /// <summary>The inputs from 0, the bias after: the CPU epoch's training and scoring passes (a lone row in four running sums).</summary>
     BiasLast,
@@ -58,8 +62,8 @@ public static class BatchedDense
     public static int InputRow(int rm, int members, int inputShared) => inputShared != 0 ? rm / members : rm;
 
     /// <summary>
-    /// Where the sum of one output starts: the one statement of the summation order. Prediction on every path,
-    /// and every layered kernel, sums <see cref="SumOrder.FromBias"/>; the CPU epoch's training passes
+    /// Where the sum of one output starts: the one statement of the summation order. The simple layered kernels
+    /// and the CPU epoch's prediction sum <see cref="SumOrder.FromBias"/>; the CPU epoch's training passes
     /// <see cref="SumOrder.BiasLast"/>. With s the sum always starts at 0 (s scales the sum before the bias).
     /// </summary>
     public static float SumStart(in LayerShape layer, float bias, SumOrder order) =>

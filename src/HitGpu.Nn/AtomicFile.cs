@@ -32,6 +32,12 @@ public sealed class OutputTarget
     internal FileSystem.Status? Existing { get; }
     internal int StandardHandle { get; } = -1; // 1 or 2 for /dev/stdout, /dev/stderr and their /proc and /dev/fd names
 
+    /// <summary>The process's standard output ("-", /dev/stdout, /dev/fd/1, /proc/self/fd/1): what a command prints to when it has no --out.</summary>
+    public bool IsStandardOutput => StandardHandle == 1;
+
+    /// <summary>Whether an output path names standard output, by any of its names.</summary>
+    public static bool NamesStandardOutput(string? path) => path is not null && StandardHandleOf(path == "-" ? "/dev/stdout" : System.IO.Path.GetFullPath(path)) == 1;
+
     private OutputTarget(string given, string path, bool isStream, FileSystem.Status? existing, int standardHandle)
     {
         Given = given;
@@ -81,7 +87,7 @@ public sealed class OutputTarget
     };
 
     /// <summary>Standard output or error named as a file ("-", /dev/stdout, /dev/fd/1, /proc/self/fd/1): 1 or 2, else 0.</summary>
-    private static int StandardHandleOf(string full) => full switch
+    internal static int StandardHandleOf(string full) => full switch
     {
         "/dev/stdout" or "/dev/fd/1" or "/proc/self/fd/1" => 1,
         "/dev/stderr" or "/dev/fd/2" or "/proc/self/fd/2" => 2,
@@ -96,6 +102,9 @@ public sealed class OutputTarget
     {
         if (IsStream)
             return;
+        int nameBytes = Encoding.UTF8.GetByteCount(System.IO.Path.GetFileName(Path));
+        if (nameBytes > 255)
+            throw new InputException($"{Given}: the file name is {nameBytes} bytes long; file systems take 255 at most");
         string temporary = AtomicFile.TemporaryFor(Path);
         try
         {
@@ -221,7 +230,7 @@ public static class AtomicFile
                 write(stream);
                 stream.Flush(flushToDisk: true);
             }
-            if (target.Existing is { } old && !OperatingSystem.IsWindows())
+            if (target.Existing is { } old && FileSystem.Native && OperatingSystem.IsLinux())
             {
                 File.SetUnixFileMode(temporary, (UnixFileMode)old.Mode);
                 FileSystem.SetOwner(temporary, old.Owner, old.Group);
@@ -327,9 +336,16 @@ public static class AtomicFile
     /// <summary>Temporary files of writes to this target by processes that no longer run (killed mid-write).</summary>
     private static void RemoveStale(string folder, string name)
     {
-        foreach (var file in Directory.EnumerateFiles(folder, ".*.tmp"))
-            if (IsTemporaryOf(Path.GetFileName(file), name, out int processId) && !IsRunning(processId))
-                TryDelete(file);
+        try
+        {
+            foreach (var file in Directory.EnumerateFiles(folder, ".*.tmp"))
+                if (IsTemporaryOf(Path.GetFileName(file), name, out int processId) && !IsRunning(processId))
+                    TryDelete(file);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // A folder that can be written but not listed: nothing stale can be found, and the write goes on.
+        }
     }
 
     /// <summary>Whether the path is a regular file (through links): not a folder, device, FIFO or nothing.</summary>
@@ -361,6 +377,7 @@ public static class AtomicFile
     {
         if (path.Length == 0)
             return;
+        inFlight.TryRemove(path, out _);
         try { File.Delete(path); } catch (IOException) { } catch (UnauthorizedAccessException) { }
     }
 }

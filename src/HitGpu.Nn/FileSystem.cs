@@ -16,27 +16,28 @@ internal static class FileSystem
         public bool SameFileAs(Status other) => Device == other.Device && Inode == other.Inode;
     }
 
-    private static bool Native => OperatingSystem.IsLinux() && RuntimeInformation.ProcessArchitecture is Architecture.X64 or Architecture.Arm64;
+    /// <summary>Whether stat(2) is read here (Linux on x86-64 or arm64): identities, kinds, modes and owners are then the system's.</summary>
+    public static bool Native => OperatingSystem.IsLinux() && RuntimeInformation.ProcessArchitecture is Architecture.X64 or Architecture.Arm64;
 
     /// <summary>The file at <paramref name="path"/>, through every link; null when there is none (or a link points nowhere).</summary>
     public static Status? Stat(string path)
     {
         if (!Native)
-            return File.Exists(path) ? new Status(0, 0, Kind.Regular, 0, 1, 0, 0) : Directory.Exists(path) ? new Status(0, 0, Kind.Directory, 0, 1, 0, 0) : null;
+            return Guessed(path);
         var buffer = new byte[256];
         int result;
+        bool x64 = RuntimeInformation.ProcessArchitecture == Architecture.X64;
         try
         {
             result = stat(path, buffer);
         }
         catch (EntryPointNotFoundException)
         {
-            result = __xstat(1, path, buffer); // glibc before 2.33 exports stat only under this name
+            result = __xstat(x64 ? 1 : 0, path, buffer); // glibc before 2.33 exports stat only under this name; its struct version is 1 on x86-64, 0 on arm64
         }
         if (result != 0)
             return null;
         // struct stat: st_dev and st_ino first on both; then x86-64 has nlink (8 bytes), mode, uid, gid; arm64 mode, nlink (4 bytes), uid, gid.
-        bool x64 = RuntimeInformation.ProcessArchitecture == Architecture.X64;
         ulong device = BitConverter.ToUInt64(buffer, 0), inode = BitConverter.ToUInt64(buffer, 8);
         uint mode = BitConverter.ToUInt32(buffer, x64 ? 24 : 16);
         ulong links = x64 ? BitConverter.ToUInt64(buffer, 16) : BitConverter.ToUInt32(buffer, 20);
@@ -55,12 +56,38 @@ internal static class FileSystem
         return new Status(device, inode, kind, mode & 0xFFF, links, owner, group);
     }
 
+    /// <summary>
+    /// Where stat(2) is not read: what .NET shows. No identity (inode 0), the mode .NET gives, no owner; a path
+    /// under /dev is taken for a device, so that it is written through rather than replaced.
+    /// </summary>
+    private static Status? Guessed(string path)
+    {
+        string full = Path.GetFullPath(path);
+        if (Directory.Exists(full))
+            return new Status(0, 0, Kind.Directory, 0, 1, 0, 0);
+        if (!File.Exists(full))
+            return null;
+        if (full.StartsWith("/dev/", StringComparison.Ordinal))
+            return new Status(0, 0, Kind.CharacterDevice, 0, 1, 0, 0);
+        uint mode = OperatingSystem.IsWindows() ? 0 : (uint)File.GetUnixFileMode(full);
+        return new Status(0, 0, Kind.Regular, mode, 1, 0, 0);
+    }
+
     /// <summary>The absolute path with every link in every component resolved (the file must exist); the full path where that cannot be had.</summary>
     public static string Real(string path)
     {
         string full = Path.GetFullPath(path);
         if (!Native)
-            return full;
+        {
+            try
+            {
+                return new FileInfo(full).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? full; // the last component's links, at least
+            }
+            catch (IOException)
+            {
+                return full;
+            }
+        }
         var resolved = realpath(full, IntPtr.Zero);
         if (resolved == IntPtr.Zero)
             return full;

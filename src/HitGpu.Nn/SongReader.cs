@@ -106,7 +106,7 @@ public sealed class SongReader : IDisposable
         catch (InvalidDataException e)
         {
             hashing?.Dispose();
-            throw new InputException($"{source}: not readable as gzip ({e.Message.TrimEnd('.')})");
+            throw new InputException($"{source}: the compressed data is damaged ({e.Message.TrimEnd('.')})");
         }
         catch
         {
@@ -408,25 +408,34 @@ public sealed class SongReader : IDisposable
         private long line = 1, lineBytes;
         private int pending;            // continuation bytes still due in a UTF-8 sequence that crossed a read
         private byte lead;              // the byte that started it
+        private long leadAt;            // and where in its line (from 1)
         private int lowest = 0x80, highest = 0xBF; // the range of the next continuation byte (overlongs and surrogates refused)
 
         public override int Read(Span<byte> buffer)
         {
-            int n = inner.Read(buffer);
+            int n;
+            try
+            {
+                n = inner.Read(buffer);
+            }
+            catch (InvalidDataException e)
+            {
+                throw new InputException($"{source}:{line}: the compressed data is damaged ({e.Message.TrimEnd('.')})");
+            }
             for (int i = 0; i < n; i++)
             {
                 byte b = buffer[i];
-                if (b == (byte)'\n')
+                if (checkUtf8)
+                    Check(b);
+                if (b is (byte)'\n' or (byte)'\r') // a line ends at LF, CRLF, or a lone CR (old Mac exports)
                 {
-                    line++;
+                    line += b == (byte)'\n' ? 1 : 0;
                     lineBytes = 0;
                 }
                 else if (++lineBytes > MaxLineBytes)
                 {
                     throw new InputException($"{source}:{line}: line longer than {MaxLineBytes} bytes (1 MiB): not a song file?");
                 }
-                if (checkUtf8)
-                    Check(b);
             }
             if (n == 0 && checkUtf8 && pending > 0)
                 throw NotUtf8("the file ends inside a character");
@@ -438,7 +447,7 @@ public sealed class SongReader : IDisposable
             if (pending > 0)
             {
                 if (b < lowest || b > highest)
-                    throw NotUtf8($"byte {lineBytes - 1} of the line, 0x{lead:X2}, starts a character that 0x{b:X2} does not continue");
+                    throw NotUtf8($"byte {leadAt} of the line, 0x{lead:X2}, starts a character that 0x{b:X2} does not continue");
                 pending--;
                 (lowest, highest) = (0x80, 0xBF);
                 return;
@@ -446,6 +455,7 @@ public sealed class SongReader : IDisposable
             if (b < 0x80)
                 return;
             lead = b;
+            leadAt = lineBytes + 1;
             (pending, lowest, highest) = b switch
             {
                 >= 0xC2 and <= 0xDF => (1, 0x80, 0xBF),
@@ -455,7 +465,7 @@ public sealed class SongReader : IDisposable
                 0xF0 => (3, 0x90, 0xBF),
                 >= 0xF1 and <= 0xF3 => (3, 0x80, 0xBF),
                 0xF4 => (3, 0x80, 0x8F),
-                _ => throw NotUtf8($"byte {lineBytes} of the line, 0x{b:X2}, cannot start a character"),
+                _ => throw NotUtf8($"byte {lineBytes + 1} of the line, 0x{b:X2}, cannot start a character"),
             };
         }
 

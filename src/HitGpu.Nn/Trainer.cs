@@ -287,8 +287,8 @@ public static class Trainer
         int capacity = Math.Max(Math.Min(options.BatchSize, trainRows), Network.ChunkRows);
         // Counted before anything is allocated: the device's buffers, and on the host the copies training keeps
         // (initial, kept and averaged weights; on the CPU accelerator the host's memory is the device's too).
-        long needed = Network.DeviceBytes(layout, capacity, device.Plan.PathFor(options.Path), device.Plan.OneGroupThreads)
-            + (device.Plan.SumsMetricsOnDevice ? 0 : 4L * 4 * layout.Count);
+        long needed = Network.DeviceBytes(device, layout, capacity, Math.Min(options.BatchSize, trainRows), device.Plan.PathFor(options.Path))
+            + (device.Plan.SharesHostMemory ? 4L * 4 * layout.Count : 0);
         if (needed > device.Plan.MemoryBytes)
             throw new InputException($"the network needs about {needed / (double)(1L << 30):F1} GiB ({layout.Count:N0} parameters, activations for {capacity} rows x {layout.Members} members); " +
                 $"the {device.Kind.ToString().ToLowerInvariant()} accelerator has {device.Plan.MemoryBytes / (double)(1L << 30):F1} GiB: use a smaller --hidden, --ensemble or --batch-size");
@@ -325,6 +325,17 @@ public static class Trainer
         if (halves.Train.Length == 0 || halves.Validation.Length == 0)
             throw new InputException($"{data.Source}: the validation part ({split.Validation.Length} songs) is too small to halve for tuning");
         return (halves.Train.Select(i => split.Validation[i]).ToArray(), halves.Validation.Select(i => split.Validation[i]).ToArray());
+    }
+
+    /// <summary>Whether the last scoring of <paramref name="data"/> predicted one class for every row: a row is predicted a hit where it is a correctly scored hit or a wrongly scored other song.</summary>
+    private static bool PredictsOneClass(DeviceDataset data)
+    {
+        var correct = data.SampleCorrect.ToArray();
+        var labels = data.Labels.ToArray();
+        int hits = 0;
+        for (int r = 0; r < labels.Length; r++)
+            hits += (correct[r] > 0.5f) == (labels[r] > 0.5f) ? 1 : 0;
+        return hits == 0 || hits == labels.Length;
     }
 
     private static NetworkOutcome TrainNetwork(ComputeDevice device, Network network, DeviceDataset trainSet, DeviceDataset validationSet,
@@ -374,7 +385,7 @@ public static class Trainer
             var metrics = new EpochMetrics(epoch, trainLoss, trainAccuracy, validationLoss, validationAccuracy, epochClock.Elapsed.TotalSeconds);
             history.Add(metrics);
             onEpoch?.Invoke(metrics);
-            if (!progress.GoesOn(epoch, trainLoss, validationLoss, validationAccuracy, network.Parameters.ToArray))
+            if (!progress.GoesOn(epoch, trainLoss, validationLoss, validationAccuracy, network.Parameters.ToArray, () => PredictsOneClass(validationSet)))
                 break;
         }
         return progress.Outcome();
@@ -392,10 +403,15 @@ internal sealed record NetworkOutcome(float[] Parameters, int KeptEpoch, string?
 /// </summary>
 internal sealed class NetworkProgress(TrainingOptions options, float[] initial, double initialLoss, double hitShare, int validationRows)
 {
-    /// <summary>A loss this many times the lowest seen (the untrained network's included) is divergence, as a loss that is not finite is.</summary>
+    /// <summary>
+    /// A loss this many times its own lowest (the training loss against the lowest training loss, the validation
+    /// loss against the lowest validation loss; the untrained network's loss starts both) is divergence, as a
+    /// loss that is not finite is. Overfitting moves validation loss by a few times, not by a hundred.
+    /// </summary>
     public const double DivergedFactor = 100;
 
-    private double lowestLoss = double.IsFinite(initialLoss) ? initialLoss : double.PositiveInfinity;
+    private double lowestTrain = double.IsFinite(initialLoss) ? initialLoss : double.PositiveInfinity;
+    private double lowestValidation = double.IsFinite(initialLoss) ? initialLoss : double.PositiveInfinity;
     private double bestAccuracy;
     private float[] kept = initial;
     private int keptEpoch;
@@ -405,7 +421,8 @@ internal sealed class NetworkProgress(TrainingOptions options, float[] initial, 
     private bool diverged;
 
     /// <summary>Takes the epoch's losses (and the current weights, read only when kept); false: stop here.</summary>
-    public bool GoesOn(int epoch, double trainLoss, double validationLoss, double validationAccuracy, Func<float[]> currentWeights)
+    /// <param name="predictsOneClass">whether this epoch's network predicts one class for every validation song (asked only when the accuracy is that of one class)</param>
+    public bool GoesOn(int epoch, double trainLoss, double validationLoss, double validationAccuracy, Func<float[]> currentWeights, Func<bool>? predictsOneClass = null)
     {
         string keptNote = keptEpoch > 0 ? $"kept the weights of epoch {keptEpoch}" : "kept the initial weights";
         if (!double.IsFinite(trainLoss) || !double.IsFinite(validationLoss))
@@ -414,23 +431,25 @@ internal sealed class NetworkProgress(TrainingOptions options, float[] initial, 
             diverged = true;
             return false;
         }
-        double loss = Math.Max(trainLoss, validationLoss);
-        if (loss > DivergedFactor * lowestLoss)
+        bool trainGrew = trainLoss > DivergedFactor * lowestTrain;
+        if (trainGrew || validationLoss > DivergedFactor * lowestValidation)
         {
-            stoppedEarly = FormattableString.Invariant($"loss grew to {loss:G3} in epoch {epoch}, over {DivergedFactor:F0} times its lowest ({lowestLoss:G3}): training diverged (learning rate too high?); {keptNote}");
+            var (which, loss, lowest) = trainGrew ? ("training", trainLoss, lowestTrain) : ("validation", validationLoss, lowestValidation);
+            stoppedEarly = FormattableString.Invariant($"{which} loss grew to {loss:G3} in epoch {epoch}, over {DivergedFactor:F0} times its lowest ({lowest:G3}): training diverged (learning rate too high?); {keptNote}");
             diverged = true;
             return false;
         }
         // Every validation song predicted one class, after the network had done better than that: a collapse.
         double oneClass = 0.5 / validationRows;
-        bool collapsed = Math.Abs(validationAccuracy - hitShare) < oneClass || Math.Abs(validationAccuracy - (1 - hitShare)) < oneClass;
-        if (collapsed && bestAccuracy > Math.Max(hitShare, 1 - hitShare) + 0.02)
+        bool oneClassAccuracy = Math.Abs(validationAccuracy - hitShare) < oneClass || Math.Abs(validationAccuracy - (1 - hitShare)) < oneClass;
+        if (oneClassAccuracy && bestAccuracy > Math.Max(hitShare, 1 - hitShare) + 0.02 && (predictsOneClass?.Invoke() ?? true))
         {
             stoppedEarly = FormattableString.Invariant($"in epoch {epoch} every validation song is predicted one class (accuracy {validationAccuracy:P2}, down from {bestAccuracy:P2}): training collapsed (learning rate too high?); {keptNote}");
             diverged = true;
             return false;
         }
-        lowestLoss = Math.Min(lowestLoss, Math.Min(trainLoss, validationLoss));
+        lowestTrain = Math.Min(lowestTrain, trainLoss);
+        lowestValidation = Math.Min(lowestValidation, validationLoss);
         bestAccuracy = Math.Max(bestAccuracy, validationAccuracy);
         double watched = options.SelectOn == SelectionMetric.Loss ? validationLoss : -validationAccuracy;
         bool improved = watched < best;

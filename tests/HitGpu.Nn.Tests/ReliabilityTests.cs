@@ -82,7 +82,7 @@ public sealed class ReliabilityTests(AcceleratorFixture fixture) : IDisposable
         var lines = error.Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(l => !l.StartsWith("hitgpu: warning", StringComparison.Ordinal)).ToArray();
         Assert.True(lines.Length == 1, $"expected one error line, got: {error}");
         Assert.StartsWith("hitgpu: error: ", lines[0]);
-        Assert.Contains(contains, lines[0]);
+        Assert.True(lines[0].Contains(contains, StringComparison.Ordinal), $"expected '{contains}' in: {lines[0]}");
     }
 
     // ---- data lost ----
@@ -155,7 +155,19 @@ public sealed class ReliabilityTests(AcceleratorFixture fixture) : IDisposable
             tool.WaitForExit();
             Assert.True(tool.ExitCode == 0, stderr);
             Assert.StartsWith("track,artist,probability,prediction\n", stdout);
-            Assert.Equal(201, stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Count(l => !l.Contains("predictions written")));
+            Assert.Equal(201, stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length); // the predictions alone: no "written to" line among them
+        }
+    }
+
+    [Fact]
+    public void The_model_cannot_go_to_standard_output_by_any_of_its_names()
+    {
+        foreach (var name in new[] { "-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1" })
+        {
+            var (code, output, error) = Run("train", "--accelerator", "cpu", "--epochs", "1", "--out", name);
+            Assert.Equal(2, code);
+            OneErrorLine(error, "the model cannot go to standard output");
+            Assert.DoesNotContain("epoch", output);
         }
     }
 
@@ -202,6 +214,16 @@ public sealed class ReliabilityTests(AcceleratorFixture fixture) : IDisposable
         Assert.True(code == 0, error);
         Assert.True(File.Exists(output));
         Assert.Empty(Directory.GetFiles(folder, "*.tmp"));
+    }
+
+    [Fact]
+    public void A_file_name_longer_than_file_systems_take_is_refused_before_the_work()
+    {
+        var (model, songs) = Files();
+        var (code, output, error) = Run("predict", "--accelerator", "cpu", "--model", model, "--data", songs, "--out", InFolder(new string('b', 252) + ".csv"));
+        Assert.Equal(2, code);
+        OneErrorLine(error, "256 bytes long; file systems take 255 at most");
+        Assert.Equal("", output);
     }
 
     [Fact]
@@ -274,7 +296,7 @@ public sealed class ReliabilityTests(AcceleratorFixture fixture) : IDisposable
         string model = InFolder("diverged.hitgpu");
         var (code, _, error) = Run("train", "--study", "--accelerator", "cpu", "--epochs", "3", "--learning-rate", "1e10", "--out", model);
         Assert.Equal(1, code);
-        Assert.Contains("hitgpu: warning: loss grew to", error);
+        Assert.Contains("hitgpu: warning: training loss grew to", error);
         Assert.Contains("kept the initial weights", error);
         var kept = ModelFile.Load(model);
         Assert.Equal(kept.Layout.Initialize(0), kept.Networks[0]); // the last good weights: none were better than the start
@@ -292,6 +314,15 @@ public sealed class ReliabilityTests(AcceleratorFixture fixture) : IDisposable
         Assert.True(outcome.Diverged);
         Assert.Contains("predicted one class", outcome.StoppedEarly);
         Assert.Equal([3f], outcome.Parameters);
+        // An accuracy that only equals one class's share is no collapse when the predictions are not all one class.
+        var mixed = new NetworkProgress(TrainingOptions.Study, [1f], 0.69, 0.6, 100);
+        Assert.True(mixed.GoesOn(1, 0.6, 0.6, 0.70, () => [2f]));
+        Assert.True(mixed.GoesOn(2, 0.6, 0.6, 0.60, () => [3f], predictsOneClass: () => false));
+        // Overfitting is no divergence: validation loss a few times its lowest, training loss far below its start.
+        var overfit = new NetworkProgress(TrainingOptions.Study, [1f], 0.69, 0.5, 100);
+        Assert.True(overfit.GoesOn(1, 0.3, 0.4, 0.80, () => [2f]));
+        Assert.True(overfit.GoesOn(2, 0.0068, 0.936, 0.75, () => [3f]));
+        Assert.False(overfit.Outcome().Diverged);
         // At the start, one class is no collapse: a network may begin there.
         Assert.True(new NetworkProgress(TrainingOptions.Study, [1f], 0.69, 0.6, 100).GoesOn(1, 0.6, 0.6, 0.60, () => [2f]));
     }
@@ -380,6 +411,33 @@ public sealed class ReliabilityTests(AcceleratorFixture fixture) : IDisposable
         var compressed = Run("predict", "--accelerator", "cpu", "--model", model, "--data", gz);
         Assert.Equal(0, compressed.Code);
         Assert.Equal(plain.Output, compressed.Output);
+    }
+
+    [Fact]
+    public void A_damaged_gzip_file_is_refused_in_one_line()
+    {
+        var (model, songs) = Files();
+        string gz = songs + ".gz";
+        using (var target = File.Create(gz))
+        using (var gzip = new System.IO.Compression.GZipStream(target, System.IO.Compression.CompressionLevel.Optimal))
+            gzip.Write(File.ReadAllBytes(songs));
+        var bytes = File.ReadAllBytes(gz);
+        bytes[^6] ^= 0xFF; // the trailer's checksum
+        File.WriteAllBytes(gz, bytes);
+        var (code, _, error) = Run("predict", "--accelerator", "cpu", "--model", model, "--data", gz);
+        Assert.Equal(2, code);
+        OneErrorLine(error, "the compressed data is damaged");
+    }
+
+    [Fact]
+    public void Lines_ended_by_a_lone_carriage_return_are_lines_in_a_file_over_the_line_cap()
+    {
+        // Old Mac exports: CR alone ends a line. A file of them longer than the line cap reads as its lines do.
+        string cr = InFolder("cr.csv");
+        var body = Enumerable.Range(0, 8000).Select(i => Lines[1 + i % 5000]);
+        File.WriteAllText(cr, Lines[0] + "\r" + string.Join("\r", body) + "\r");
+        Assert.True(new FileInfo(cr).Length > SongReader.MaxLineBytes);
+        Assert.Equal(8000, SongData.Load(cr).Count);
     }
 
     [Theory]

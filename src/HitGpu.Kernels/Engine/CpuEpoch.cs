@@ -61,7 +61,7 @@ public static class CpuEpoch
     /// <summary>Each row's loss (of the members' mean probability) and correctness with the current parameters (no training).</summary>
     public static void ScoreKernel(EpochScoreArgs a) => Score(a);
 
-    /// <summary>P(hit) of rows [0, Rows), each output summed <see cref="SumOrder.FromBias"/> as the layered kernels sum it: prediction gives the same bits on either path.</summary>
+    /// <summary>P(hit) of rows [0, Rows), each output summed <see cref="SumOrder.FromBias"/> as the simple layered kernels sum it: on the CPU accelerator prediction gives the same bits on either path.</summary>
     public static void PredictKernel(EpochPredictArgs a) => Predict(a);
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

@@ -12,16 +12,24 @@ internal sealed class CpuEpochEngine(Network network) : INetworkEngine
     private DeviceBuffer<AdamStep>? schedule;      // (steps) an epoch's Adam steps
     private DeviceBuffer<float>? predictions;      // (rows) P(hit)
 
-    /// <summary>The scratch for batches of up to <paramref name="rows"/> rows (at least four rows a thread, for scoring and prediction).</summary>
+    /// <summary>Scratch rows per thread for batches of <paramref name="rows"/> rows over <paramref name="threads"/> threads.</summary>
+    public static int RowsPerThread(int rows, int threads) => Math.Max(1, (rows + threads - 1) / threads);
+
+    /// <summary>Floats of scratch for all threads: per thread, outputs then deltas for its rows of k row-members.</summary>
+    public static long ScratchFloats(ParameterLayout layout, int rowsPerThread, int threads) =>
+        (long)threads * 2 * rowsPerThread * layout.Members * layout.ActivationWidth;
+
+    /// <summary>The scratch for batches of up to <paramref name="rows"/> rows (scoring and prediction ask for 2 threads' worth: four rows a thread).</summary>
     private EpochNetworkViews Views(int rows)
     {
         int threads = device.Plan.OneGroupThreads;
-        int needed = Math.Max(1, (rows + threads - 1) / threads);
+        int needed = RowsPerThread(rows, threads);
         if (scratch is null || rowsPerThread < needed)
         {
+            // The new buffer first: should it fail, the old one is still whole and in use.
+            var larger = device.Allocate<float>(threads, checked((int)(ScratchFloats(network.Layout, needed, threads) / threads)));
             scratch?.Dispose();
-            rowsPerThread = needed;
-            scratch = device.Allocate<float>(threads, checked(2 * rowsPerThread * network.Layout.Members * network.Layout.ActivationWidth));
+            (scratch, rowsPerThread) = (larger, needed);
         }
         return new EpochNetworkViews { Parameters = network.Parameters.View, Layers = network.LayerShapes.View, Scratch = scratch.View, RowsPerThread = rowsPerThread };
     }
@@ -31,8 +39,9 @@ internal sealed class CpuEpochEngine(Network network) : INetworkEngine
     {
         if (schedule is null || schedule.Rows < steps.Length)
         {
+            var longer = device.Allocate<AdamStep>(steps.Length);
             schedule?.Dispose();
-            schedule = device.Allocate<AdamStep>(steps.Length);
+            schedule = longer;
         }
         schedule.CopyFrom(0, steps);
         threadGradients ??= device.Allocate<float>(device.Plan.OneGroupThreads, network.Layout.Count);
@@ -57,8 +66,9 @@ internal sealed class CpuEpochEngine(Network network) : INetworkEngine
     {
         if (predictions is null || predictions.Rows < rows)
         {
+            var longer = device.Allocate<float>(rows);
             predictions?.Dispose();
-            predictions = device.Allocate<float>(rows);
+            predictions = longer;
         }
         device.PredictCpuEpoch(new EpochPredictViews
         {

@@ -135,15 +135,19 @@ public sealed partial class ComputeDevice
     /// <summary>The buffers every CPU epoch kernel shares, checked against the layout; its shape from the layout.</summary>
     private EpochShape Check(in EpochNetworkViews n, ArrayView<float> features, int rows, ParameterLayout layout, string what)
     {
-        Require(Plan.Paths.Contains(TrainingPath.CpuEpoch), $"{what}: the CPU epoch runs on the CPU accelerator only (it reads host addresses)");
+        // The accelerator's own kind, not only the (replaceable) plan's: host addresses of GPU memory do not exist.
+        Require(Plan.Kind == Kind && Plan.Paths.Contains(TrainingPath.CpuEpoch), $"{what}: the CPU epoch runs on the CPU accelerator only (it reads host addresses)");
         Require(rows >= 1, $"{what}: at least one row");
         Require(n.Layers.Length == layout.Layers, $"{what}: the device layer shapes must hold the layout's {layout.Layers} layers");
         Require(layout.Outputs(layout.Layers - 1) == 1 && layout.ActivationOf(layout.Layers - 1) == Activation.Identity,
             $"{what}: the last layer must be one logit (no activation: the loss applies the sigmoid)");
         Require(features.Length % layout.Inputs(0) == 0 && features.Length / layout.Inputs(0) >= rows, $"{what}: features must be (rows, {layout.Inputs(0)})");
         Require(n.Parameters.Length == layout.Count, $"{what}: parameters must have the layout's {layout.Count} values");
-        Require(n.RowsPerThread >= 1 && n.Scratch.Length >= (long)Plan.OneGroupThreads * 2 * n.RowsPerThread * layout.Members * layout.ActivationWidth,
+        Require(n.RowsPerThread >= 1 && n.Scratch.Length >= CpuEpochEngine.ScratchFloats(layout, n.RowsPerThread, Plan.OneGroupThreads),
             $"{what}: scratch too small");
+        // The kernels index with 32-bit offsets: the scratch and the gradient copies must be addressable so.
+        Require(CpuEpochEngine.ScratchFloats(layout, n.RowsPerThread, Plan.OneGroupThreads) <= int.MaxValue && (long)Plan.OneGroupThreads * layout.Count <= int.MaxValue,
+            $"{what}: the scratch or the gradient copies pass 2^31 floats: use a smaller batch, network or ensemble");
         return new EpochShape
         {
             Layers = layout.Layers, Members = layout.Members, ParameterCount = layout.Count, ActivationWidth = layout.ActivationWidth, RowsPerThread = n.RowsPerThread,

@@ -16,7 +16,7 @@ public struct EpochShape
 {
     public int Layers, Members, ParameterCount;
     public int ActivationWidth;   // one row-member's activations (ParameterLayout.ActivationWidth)
-    public int RowsPerThread;     // scratch rows per thread (at least 2: four rows a thread for scoring and prediction)
+    public int RowsPerThread;     // scratch rows per thread (training: a thread's share of the batch; scoring and prediction: at least 2, for four rows at once)
 }
 
 /// <summary>Up to four dataset rows whose passes run together (the first <c>count</c> of them are used).</summary>

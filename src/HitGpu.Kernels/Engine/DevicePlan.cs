@@ -8,7 +8,7 @@ namespace HitGpu.Kernels;
 
 /// <summary>
 /// How a training epoch is run. <see cref="Layered"/>: one launch per layer and pass (10 per step for the
-/// default network, 14 with dropout), many threads each (suits a GPU). <see cref="CpuEpoch"/>: the whole epoch
+/// study's network, 14 with dropout as the defaults have), many threads each (suits a GPU). <see cref="CpuEpoch"/>: the whole epoch
 /// in one launch of one group, through host addresses (the CPU accelerator only, where launches and barriers
 /// are dear). Both are held against the same reference (<see cref="NetworkReference"/>).
 /// </summary>
@@ -43,7 +43,7 @@ public sealed record DevicePlan
     public static DevicePlan For(AcceleratorKind kind, int maxGroupSize, int multiprocessors, long memoryBytes = long.MaxValue) => new()
     {
         Kind = kind,
-        MemoryBytes = kind == AcceleratorKind.Cpu ? GC.GetGCMemoryInfo().TotalAvailableMemoryBytes : memoryBytes,
+        MemoryBytes = kind == AcceleratorKind.Cpu ? CpuMemoryBytes : memoryBytes,
         MaxGroupSize = maxGroupSize,
         Multiprocessors = multiprocessors,
         PathOverride = Variable("HITGPU_TRAINING_PATH") switch
@@ -79,27 +79,37 @@ public sealed record DevicePlan
 
     private bool OnCpu => Kind == AcceleratorKind.Cpu;
 
+    /// <summary>What the process may use on the CPU accelerator, whose memory is the host's.</summary>
+    public static long CpuMemoryBytes => GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+
     /// <summary>The paths this accelerator can run: the CPU epoch reads host addresses, so only the CPU accelerator has it.</summary>
     public IReadOnlyList<TrainingPath> Paths => OnCpu ? [TrainingPath.Layered, TrainingPath.CpuEpoch] : [TrainingPath.Layered];
 
     /// <summary>
-    /// The training path: the one asked for, else the override, else the CPU epoch on the CPU accelerator and
-    /// layered on a GPU. A path this accelerator cannot run is refused, saying why.
+    /// The training path: the one asked for, else the override where this accelerator runs it, else the CPU
+    /// epoch on the CPU accelerator and layered on a GPU. A path asked for that this accelerator cannot run is
+    /// refused, saying why (an override it cannot run is passed over: it is meant for the accelerators that can).
     /// </summary>
     public TrainingPath PathFor(TrainingPath? requested = null)
     {
-        var path = requested ?? PathOverride ?? (OnCpu ? TrainingPath.CpuEpoch : TrainingPath.Layered);
-        if (!Paths.Contains(path))
-            throw new ArgumentException($"the {path} training path runs on the CPU accelerator only (it reads host addresses); this is {Kind}");
-        return path;
+        if (requested is { } asked && !Paths.Contains(asked))
+            throw new ArgumentException($"the {asked} training path runs on the CPU accelerator only (it reads host addresses); this is {Kind}");
+        return requested ?? (PathOverride is { } forced && Paths.Contains(forced) ? forced : OnCpu ? TrainingPath.CpuEpoch : TrainingPath.Layered);
     }
 
-    /// <summary>The engine that trains, scores and predicts for <paramref name="network"/> on <paramref name="path"/>.</summary>
-    internal INetworkEngine EngineFor(Network network, LayeredEngine layered, TrainingPath path) => path switch
+    /// <summary>Whether the accelerator's memory is the host's (the CPU accelerator): what the host keeps counts against it too.</summary>
+    public bool SharesHostMemory => OnCpu;
+
+    /// <summary>The engine that trains, scores and predicts for <paramref name="network"/> on <paramref name="path"/> (the layered one is the network's own, made on first use).</summary>
+    internal INetworkEngine EngineFor(Network network, Func<LayeredEngine> layered, TrainingPath path) => path switch
     {
         TrainingPath.CpuEpoch => new CpuEpochEngine(network),
-        _ => layered,
+        _ => layered(),
     };
+
+    /// <summary>Device memory of a path's own buffers beyond the network's flat ones and the layered passes (the CPU epoch's gradient copies and scratch rows).</summary>
+    internal long EngineBytes(ParameterLayout layout, int batchRows, TrainingPath path) =>
+        path == TrainingPath.CpuEpoch ? 4L * (OneGroupThreads * (long)layout.Count + CpuEpochEngine.ScratchFloats(layout, CpuEpochEngine.RowsPerThread(batchRows, OneGroupThreads), OneGroupThreads)) : 0;
 
     /// <summary>
     /// Whether the path's kernels are worth loading on a worker thread while the host reads the data: the CPU

@@ -1,5 +1,5 @@
 // The layered engine: one launch per layer and pass, many threads each (suits a GPU). Per step L dense
-// forwards (bias and activation fused), the loss (sigmoid fused: dL/dz = (p - y) / batch), L parameter
+// forwards (bias and activation fused), the loss (sigmoid fused: dL/dz = (p - y) / (batch k)), L parameter
 // gradients and L - 1 input gradients (the activation's derivative fused), Adam over the flat buffer, and two
 // dropout launches per hidden layer when dropout is on. It also runs explanations (d P(hit) / d input) on
 // every path. Its per-layer activations are allocated once for the network's capacity of rows.

@@ -11,8 +11,10 @@ namespace HitGpu.Kernels;
 /// </summary>
 public sealed class Network : IDisposable
 {
-    private readonly LayeredEngine layered;  // the layered passes: the layered path's engine, and explanations on every path
+    private LayeredEngine? layered;  // the layered passes: the layered path's engine, and explanations on every path (made on first use)
     private readonly INetworkEngine engine;
+
+    private LayeredEngine Layered => layered ??= new LayeredEngine(this, Device);
 
     public ComputeDevice Device { get; }
     public ParameterLayout Layout { get; }
@@ -50,22 +52,21 @@ public sealed class Network : IDisposable
         AdamM.Clear();
         AdamV.Clear();
         LayerShapes = device.Upload<LayerShape>(layout.Shapes, layout.Layers);
-        layered = new LayeredEngine(this, device);
-        engine = device.Plan.EngineFor(this, layered, Path);
+        engine = device.Plan.EngineFor(this, () => Layered, Path);
     }
 
     /// <summary>
     /// Device memory a network of this layout takes, about, before it is made: the flat buffers (parameters,
     /// gradients, two moments), the layered passes' activations for <paramref name="capacityRows"/> rows of k
-    /// row-members, and on the CPU epoch its per-thread gradient copies and scratch rows.
+    /// row-members, and its engine's own (the CPU epoch's per-thread gradient copies and scratch rows for
+    /// batches of <paramref name="batchRows"/>).
     /// </summary>
-    public static long DeviceBytes(ParameterLayout layout, int capacityRows, TrainingPath path, int threads)
+    public static long DeviceBytes(ComputeDevice device, ParameterLayout layout, int capacityRows, int batchRows, TrainingPath path)
     {
         long flat = 4L * layout.Count;
         long rowMembers = (long)capacityRows * layout.Members;
         long activations = 4L * rowMembers * (2L * layout.Widths.Skip(1).Sum(w => (long)w) + layout.ActivationWidth);
-        long cpuEpoch = path == TrainingPath.CpuEpoch ? threads * (flat + 4L * 2 * Math.Max(2, capacityRows / threads + 1) * layout.Members * layout.ActivationWidth) : 0;
-        return 4 * flat + activations + cpuEpoch;
+        return 4 * flat + activations + device.Plan.EngineBytes(layout, batchRows, path);
     }
 
     /// <summary>New parameters (initial or trained ones, all members') and Adam's moments back to zero.</summary>
@@ -84,7 +85,7 @@ public sealed class Network : IDisposable
     public void ComputeGradient(DeviceDataset data, int offset, int rows, DeviceBuffer<int>? order, in StepSettings settings, int step)
     {
         CheckInputs(data.Features);
-        layered.ComputeGradient(data, offset, rows, order, settings, step);
+        Layered.ComputeGradient(data, offset, rows, order, settings, step);
     }
 
     /// <summary>
@@ -110,7 +111,10 @@ public sealed class Network : IDisposable
         return data.ReadMetrics();
     }
 
-    /// <summary>P(hit) for the first <paramref name="rows"/> rows of a (n, inputs) matrix, into <paramref name="result"/>: the same bits on either path.</summary>
+    /// <summary>
+    /// P(hit) for the first <paramref name="rows"/> rows of a (n, inputs) matrix, into <paramref name="result"/>.
+    /// On the CPU accelerator the same bits on either path (both sum <see cref="SumOrder.FromBias"/>); a GPU's tiled kernels round otherwise.
+    /// </summary>
     public void PredictProbabilities(DeviceBuffer<float> features, int rows, Span<float> result)
     {
         if (rows > features.Rows || result.Length < rows)
@@ -131,7 +135,7 @@ public sealed class Network : IDisposable
         if (rows > features.Rows || result.Length < (long)rows * inputs)
             throw new ArgumentException($"{rows} rows: the features have {features.Rows}, the result room for {result.Length / inputs}");
         CheckInputs(features);
-        layered.ProbabilityGradient(features, rows, result);
+        Layered.ProbabilityGradient(features, rows, result);
     }
 
     private void CheckInputs(DeviceBuffer<float> features)
@@ -144,7 +148,7 @@ public sealed class Network : IDisposable
     {
         if (!ReferenceEquals(engine, layered))
             engine.Dispose();
-        layered.Dispose();
+        layered?.Dispose();
         LayerShapes.Dispose();
         Parameters.Dispose();
         Gradients.Dispose();

@@ -1,0 +1,40 @@
+// The device plan's choices, read without an accelerator of each kind: the plan of a kind is a value.
+namespace HitGpu.Kernels.Tests;
+
+public sealed class DevicePlanTests
+{
+    private static DevicePlan Cpu => DevicePlan.For(AcceleratorKind.Cpu, maxGroupSize: 2, multiprocessors: 1) with { PathOverride = null, DenseOverride = null, ShuffleOverride = null };
+    private static DevicePlan Gpu => DevicePlan.For(AcceleratorKind.Cuda, maxGroupSize: 1024, multiprocessors: 132, memoryBytes: 1L << 37) with { PathOverride = null, DenseOverride = null, ShuffleOverride = null };
+
+    [Fact]
+    public void Each_accelerator_gets_its_path_and_an_override_it_cannot_run_is_passed_over()
+    {
+        Assert.Equal(TrainingPath.CpuEpoch, Cpu.PathFor());
+        Assert.Equal(TrainingPath.Layered, Gpu.PathFor());
+        Assert.Equal(TrainingPath.Layered, (Cpu with { PathOverride = TrainingPath.Layered }).PathFor());
+        // HITGPU_TRAINING_PATH=cpu-epoch on a GPU machine: meant for the CPU accelerator, so the GPU keeps its own.
+        Assert.Equal(TrainingPath.Layered, (Gpu with { PathOverride = TrainingPath.CpuEpoch }).PathFor());
+        // Asked for by a run: refused, saying why.
+        Assert.Contains("CPU accelerator only", Assert.Throws<ArgumentException>(() => Gpu.PathFor(TrainingPath.CpuEpoch)).Message);
+        Assert.Equal(TrainingPath.Layered, Cpu.PathFor(TrainingPath.Layered)); // a request beats the default
+    }
+
+    [Fact]
+    public void The_dense_variant_shuffle_and_sums_follow_the_accelerator_unless_overridden()
+    {
+        Assert.Equal(DenseVariant.Simple, Cpu.DenseVariantFor(4096, 4096, 4096));
+        Assert.Equal(DenseVariant.Tiled, Gpu.DenseVariantFor(4096, 4096, 4096));
+        Assert.Equal(DenseVariant.Simple, Gpu.DenseVariantFor(32, 1, 32)); // too small to fill a tile, too short to split
+        Assert.Equal(DenseVariant.Tiled, Gpu.DenseVariantFor(64, 15, 4096)); // a small layer's gradient over a large batch: split-K
+        Assert.Equal(DenseVariant.Tiled, (Cpu with { DenseOverride = DenseVariant.Tiled }).DenseVariantFor(1, 1, 1));
+        Assert.False(Cpu.ShufflesOnDevice());
+        Assert.True(Gpu.ShufflesOnDevice());
+        Assert.True((Cpu with { ShuffleOverride = true }).ShufflesOnDevice());
+        Assert.False(Gpu.ShufflesOnDevice(requested: false));
+        Assert.True(Gpu.SumsMetricsOnDevice);
+        Assert.True(Cpu.SharesHostMemory);
+        Assert.Equal(new LaunchShape(1, 2, Blocked: true), Cpu.ShapeFor(1_000_000));
+        Assert.Equal(new LaunchShape(132 * 8, 256, Blocked: false), Gpu.ShapeFor(1_000_000));
+        Assert.Equal(new LaunchShape(1, 256, Blocked: false), Gpu.ShapeFor(7));
+    }
+}
