@@ -147,7 +147,7 @@ public static class HitGpuCli
                 ProbeCreatable(folder);
         }
         var read = new Dictionary<string, string>();
-        foreach (var input in inputs.OfType<string>().Where(i => i != StandardStream))
+        foreach (var input in inputs.OfType<string>().Where(i => i != SongData.StandardStream))
             foreach (var file in Directory.Exists(input) ? Directory.GetFiles(input) : [input])
                 read.TryAdd(AtomicFile.FileKey(file), file);
         foreach (var file in files.OfType<string>())
@@ -165,9 +165,6 @@ public static class HitGpuCli
                 throw new InputException($"{file}: this output would replace {input}, which the command reads; write it elsewhere");
         }
     }
-
-    /// <summary>"-": standard input as --data, standard output as --out, where one stream makes sense.</summary>
-    public const string StandardStream = "-";
 
     /// <summary>A folder that does not exist yet: its nearest existing folder must let a file be created in it.</summary>
     private static void ProbeCreatable(string folder)
@@ -196,21 +193,19 @@ public static class HitGpuCli
         var created = folders.OfType<string>().Where(f => !Directory.Exists(f)).Select(Path.GetFullPath).ToList();
         try
         {
-            foreach (var folder in created)
-                Directory.CreateDirectory(folder);
             using var outputs = OutputSet.Begin();
-            write();
-            return outputs.Commit();
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            RemoveEmpty(created);
-            throw new InputException($"cannot write the outputs ({AtomicFile.Why(e)}); nothing was written");
-        }
-        catch (InputException e) when (!e.Message.Contains("written", StringComparison.Ordinal))
-        {
-            RemoveEmpty(created);
-            throw new InputException($"{e.Message}; nothing was written");
+            try
+            {
+                foreach (var folder in created)
+                    Directory.CreateDirectory(folder);
+                write();
+            }
+            catch (Exception e) when (e is InputException or IOException or UnauthorizedAccessException)
+            {
+                // Staged, not yet renamed: the set's disposal removes every temporary file.
+                throw new InputException($"{(e is InputException ? e.Message : $"cannot write the outputs ({AtomicFile.Why(e)})")}; nothing was written");
+            }
+            return outputs.Commit(); // says itself which outputs were written if one fails
         }
         catch
         {

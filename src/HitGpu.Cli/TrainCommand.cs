@@ -28,7 +28,7 @@ public static class TrainCommand
             string? splitFolder = parsed.GetValue(saveSplits), plotFolder = parsed.GetValue(plot);
             if (OutputTarget.NamesStandardOutput(parsed.GetValue(outPath)))
                 throw new ArgumentException("--out -: the model cannot go to standard output, which carries the epochs' lines: name a file");
-            if (splitFolder == HitGpuCli.StandardStream || plotFolder == HitGpuCli.StandardStream)
+            if (splitFolder == SongData.StandardStream || plotFolder == SongData.StandardStream)
                 throw new ArgumentException("--save-splits and --plot name folders: '-' (standard output) cannot hold several files");
             HitGpuCli.CheckOutputs(
                 [parsed.GetValue(outPath), .. SplitFiles.Select(f => In(splitFolder, f)), .. Plots.TrainingCurveFiles.Select(f => In(plotFolder, f))],

@@ -32,11 +32,11 @@ public sealed class OutputTarget
     internal FileSystem.Status? Existing { get; }
     internal int StandardHandle { get; } = -1; // 1 or 2 for /dev/stdout, /dev/stderr and their /proc and /dev/fd names
 
-    /// <summary>The process's standard output ("-", /dev/stdout, /dev/fd/1, /proc/self/fd/1): what a command prints to when it has no --out.</summary>
-    public bool IsStandardOutput => StandardHandle == 1;
+    /// <summary>Whether an output path names standard output ("-", /dev/stdout, /dev/fd/1, /proc/self/fd/1): what a command prints to when it has no --out.</summary>
+    public static bool NamesStandardOutput(string? path) => path is not null && StandardHandleOf(FullPath(path)) == 1;
 
-    /// <summary>Whether an output path names standard output, by any of its names.</summary>
-    public static bool NamesStandardOutput(string? path) => path is not null && StandardHandleOf(path == "-" ? "/dev/stdout" : System.IO.Path.GetFullPath(path)) == 1;
+    /// <summary>The full path, "-" standing for /dev/stdout.</summary>
+    private static string FullPath(string path) => path == SongData.StandardStream ? "/dev/stdout" : System.IO.Path.GetFullPath(path);
 
     private OutputTarget(string given, string path, bool isStream, FileSystem.Status? existing, int standardHandle)
     {
@@ -50,7 +50,7 @@ public sealed class OutputTarget
     /// <summary>Resolves an output path; throws an <see cref="InputException"/> for one that cannot be written as promised.</summary>
     public static OutputTarget Resolve(string path)
     {
-        string full = path == "-" ? "/dev/stdout" : System.IO.Path.GetFullPath(path);
+        string full = FullPath(path);
         int standard = StandardHandleOf(full);
         if (standard > 0)
             return new OutputTarget(path, full, true, null, standard);
@@ -240,13 +240,11 @@ public static class AtomicFile
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             TryDelete(temporary);
-            inFlight.TryRemove(temporary, out _);
             throw new InputException($"{target.Given}: cannot write ({Why(e)})");
         }
         catch
         {
             TryDelete(temporary);
-            inFlight.TryRemove(temporary, out _);
             throw;
         }
     }

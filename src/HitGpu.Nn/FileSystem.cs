@@ -57,8 +57,8 @@ internal static class FileSystem
     }
 
     /// <summary>
-    /// Where stat(2) is not read: what .NET shows. No identity (inode 0), the mode .NET gives, no owner; a path
-    /// under /dev is taken for a device, so that it is written through rather than replaced.
+    /// Where stat(2) is not read: what .NET shows. No identity (inode 0), no mode or owner (nothing applies them
+    /// there); a path under /dev is taken for a device, so that it is written through rather than replaced.
     /// </summary>
     private static Status? Guessed(string path)
     {
@@ -67,10 +67,7 @@ internal static class FileSystem
             return new Status(0, 0, Kind.Directory, 0, 1, 0, 0);
         if (!File.Exists(full))
             return null;
-        if (full.StartsWith("/dev/", StringComparison.Ordinal))
-            return new Status(0, 0, Kind.CharacterDevice, 0, 1, 0, 0);
-        uint mode = OperatingSystem.IsWindows() ? 0 : (uint)File.GetUnixFileMode(full);
-        return new Status(0, 0, Kind.Regular, mode, 1, 0, 0);
+        return new Status(0, 0, full.StartsWith("/dev/", StringComparison.Ordinal) ? Kind.CharacterDevice : Kind.Regular, 0, 1, 0, 0);
     }
 
     /// <summary>The absolute path with every link in every component resolved (the file must exist); the full path where that cannot be had.</summary>

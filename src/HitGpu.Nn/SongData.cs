@@ -93,6 +93,9 @@ public static class SongData
     ];
 
     public const int FeatureCount = 15;
+
+    /// <summary>"-" as a path: standard input where songs are read, standard output where an output is written.</summary>
+    public const string StandardStream = "-";
     public const string Target = "target";
 
     /// <summary>Name under which the embedded 90s file is reported.</summary>

@@ -34,7 +34,6 @@ public sealed class SongReader : IDisposable
     private readonly int fieldCount, targetColumn, trackColumn, artistColumn, uriColumn, durationFeature;
     private readonly int[] featureColumns = new int[SongData.FeatureCount];
     private readonly string[] header;
-    private readonly string separatorNote;
     private bool finished;
 
     /// <summary>Whether the file has a target column (labels are read).</summary>
@@ -63,7 +62,7 @@ public sealed class SongReader : IDisposable
     /// <param name="keepNames">keep track and artist (only where an output needs them: they cost memory)</param>
     public static SongReader Open(string path, bool requireTarget = true, bool keepNames = true, CsvFormat? format = null)
     {
-        if (path == "-")
+        if (path == SongData.StandardStream)
             return Over(Console.OpenStandardInput(), "stdin", requireTarget, keepNames, format ?? CsvFormat.Default);
         Stream file;
         try
@@ -100,19 +99,17 @@ public sealed class SongReader : IDisposable
             Stream text = new ReplayStream(stream, head[..got]);
             if (got == 2 && head[0] == 0x1F && head[1] == 0x8B)
                 text = new GZipStream(text, CompressionMode.Decompress);
-            hashing = new HashingStream(text);
-            return new SongReader(hashing, source, requireTarget, keepNames, format);
+            // The text's start, looked at for emptiness, a byte-order mark and the separator, then read again.
+            var start = new byte[1 << 16];
+            start = start[..ReadUpTo(text, start)];
+            hashing = new HashingStream(new ReplayStream(text, start));
+            return new SongReader(hashing, start, source, requireTarget, keepNames, format);
         }
-        catch (InvalidDataException e)
+        catch (Exception e)
         {
-            hashing?.Dispose();
-            throw new InputException($"{source}: the compressed data is damaged ({e.Message.TrimEnd('.')})");
-        }
-        catch
-        {
-            if (hashing is null)
-                stream.Dispose();
-            hashing?.Dispose();
+            ((Stream?)hashing ?? stream).Dispose(); // the outermost stream made so far disposes the ones inside it
+            if (e is InvalidDataException)
+                throw new InputException($"{source}: the compressed data is damaged ({e.Message.TrimEnd('.')})");
             throw;
         }
     }
@@ -125,12 +122,10 @@ public sealed class SongReader : IDisposable
         return read;
     }
 
-    private SongReader(HashingStream stream, string source, bool requireTarget, bool keepNames, CsvFormat format)
+    private SongReader(HashingStream stream, ReadOnlySpan<byte> peeked, string source, bool requireTarget, bool keepNames, CsvFormat format)
     {
         this.source = source;
         hash = stream.Hash;
-        var start = new byte[1 << 16];
-        var peeked = start.AsSpan(0, stream.Peek(start));
         if (IsEmpty(peeked))
             throw new InputException($"{source}: file is empty (expected a header line and data rows)");
         char separator = format.Delimiter ?? DetectSeparator(peeked);
@@ -154,7 +149,7 @@ public sealed class SongReader : IDisposable
             throw;
         }
         string how = format.Delimiter is null ? $"split at '{Shown(separator)}', the separator it holds most of; --delimiter names another" : $"split at '{Shown(separator)}'";
-        separatorNote = $" (the header, {how}, has {header.Length} column{(header.Length == 1 ? "" : "s")})";
+        string separatorNote = $" (the header, {how}, has {header.Length} column{(header.Length == 1 ? "" : "s")})";
         fieldCount = header.Length;
         int Column(string name) => Array.FindIndex(header, h => string.Equals(h, name, StringComparison.OrdinalIgnoreCase));
         foreach (var name in SongData.FeatureNames.Append(SongData.Target))
@@ -326,39 +321,14 @@ public sealed class SongReader : IDisposable
 
     public void Dispose() => reader.Dispose();
 
-    /// <summary>A read-only stream that hashes what passes through it, with a small look-ahead for the empty-file check.</summary>
+    /// <summary>A read-only stream that hashes what passes through it.</summary>
     private sealed class HashingStream(Stream inner) : ReadOnlyStream
     {
         public IncrementalHash Hash { get; } = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        private byte[] pending = [];
-        private int pendingAt;
-
-        /// <summary>Reads up to <paramref name="into"/>.Length bytes ahead; the next reads return them again.</summary>
-        public int Peek(Span<byte> into)
-        {
-            var buffer = new byte[into.Length];
-            int read = 0, n;
-            while (read < buffer.Length && (n = inner.Read(buffer, read, buffer.Length - read)) > 0)
-                read += n;
-            pending = buffer[..read];
-            pendingAt = 0;
-            pending.CopyTo(into);
-            return read;
-        }
 
         public override int Read(Span<byte> buffer)
         {
-            int n;
-            if (pendingAt < pending.Length)
-            {
-                n = Math.Min(buffer.Length, pending.Length - pendingAt);
-                pending.AsSpan(pendingAt, n).CopyTo(buffer);
-                pendingAt += n;
-            }
-            else
-            {
-                n = inner.Read(buffer);
-            }
+            int n = inner.Read(buffer);
             Hash.AppendData(buffer[..n]);
             return n;
         }

@@ -221,8 +221,9 @@ public static class Trainer
         // (its rows already on the device unless tuning halves it) and then, once, on the test part.
         network.Parameters.CopyFrom(outcome.Parameters);
         var model = new HitModel(layout, preprocessing, [outcome.Parameters], Provenance: null);
-        var reportPart = reportRows == selectionRows ? validationPart : data.Subset(reportRows);
-        var validation = Evaluation.Of(reportRows == selectionRows ? Predict(network, validationSet.Features) : Predict(network, preprocessing, reportPart), reportPart.Labels!);
+        bool halved = reportRows != selectionRows; // tuning: the reported half is not on the device yet
+        var reportPart = halved ? data.Subset(reportRows) : validationPart;
+        var validation = Evaluation.Of(halved ? Predict(network, preprocessing, reportPart) : Predict(network, validationSet.Features), reportPart.Labels!);
         var testPart = data.Subset(split.Test);
         var test = Evaluation.Of(Predict(network, preprocessing, testPart), testPart.Labels!);
         var last = outcome.KeptEpoch > 0 ? history.First(h => h.Epoch == outcome.KeptEpoch) : null;
@@ -327,11 +328,10 @@ public static class Trainer
         return (halves.Train.Select(i => split.Validation[i]).ToArray(), halves.Validation.Select(i => split.Validation[i]).ToArray());
     }
 
-    /// <summary>Whether the last scoring of <paramref name="data"/> predicted one class for every row: a row is predicted a hit where it is a correctly scored hit or a wrongly scored other song.</summary>
-    private static bool PredictsOneClass(DeviceDataset data)
+    /// <summary>Whether the last scoring of <paramref name="data"/> (whose labels these are) predicted one class for every row: a row is predicted a hit where it is a correctly scored hit or a wrongly scored other song.</summary>
+    private static bool PredictsOneClass(DeviceDataset data, float[] labels)
     {
         var correct = data.SampleCorrect.ToArray();
-        var labels = data.Labels.ToArray();
         int hits = 0;
         for (int r = 0; r < labels.Length; r++)
             hits += (correct[r] > 0.5f) == (labels[r] > 0.5f) ? 1 : 0;
@@ -353,7 +353,8 @@ public static class Trainer
         var orderOnHost = Enumerable.Range(0, trainSet.Rows).ToArray();
         // The untrained network's validation loss and the validation part's share of hits: what divergence is judged against.
         var (initialLoss, _) = network.Score(validationSet);
-        double hitShare = validationSet.Labels.ToArray().Average(y => (double)y);
+        var validationLabels = validationSet.Labels.ToArray();
+        double hitShare = validationLabels.Average(y => (double)y);
         var progress = new NetworkProgress(options, network.Parameters.ToArray(), initialLoss, hitShare, validationSet.Rows);
         // On the device, each epoch's order is a seeded permutation of the rows, made
         // there: nothing crosses per epoch. On the host (the CPU accelerator), a shuffle uploaded each epoch.
@@ -385,7 +386,7 @@ public static class Trainer
             var metrics = new EpochMetrics(epoch, trainLoss, trainAccuracy, validationLoss, validationAccuracy, epochClock.Elapsed.TotalSeconds);
             history.Add(metrics);
             onEpoch?.Invoke(metrics);
-            if (!progress.GoesOn(epoch, trainLoss, validationLoss, validationAccuracy, network.Parameters.ToArray, () => PredictsOneClass(validationSet)))
+            if (!progress.GoesOn(epoch, trainLoss, validationLoss, validationAccuracy, network.Parameters.ToArray, () => PredictsOneClass(validationSet, validationLabels)))
                 break;
         }
         return progress.Outcome();
