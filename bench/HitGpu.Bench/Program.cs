@@ -1,7 +1,8 @@
 // BenchmarkDotNet suite (any arguments BenchmarkDotNet takes, e.g. --filter '*Kernel*'), plus the
 // 'compare-run' mode that bench/compare.py calls to time HitGpu beside the PyTorch reference, and the
 // 'gemm' mode that times the dense forward kernel on one large square product (beside torch_matmul.py), and
-// the 'resample' mode that makes large song files from the embedded 90s file (bench/scale.sh).
+// the 'resample' mode that makes large song files from the embedded 90s file (bench/scale.sh), and the
+// 'machine-code' mode that prints what ptxas makes of every GPU kernel (bench/gpu/machine-code.sh).
 using System.Globalization;
 using System.Text.Json;
 using BenchmarkDotNet.Running;
@@ -16,8 +17,22 @@ if (args.Length > 0 && args[0] == "resample")
     return Resample(args[1..]);
 if (args.Length > 0 && args[0] == "load")
     return Load(args[1..]);
+if (args.Length > 0 && args[0] == "machine-code")
+    return MachineCode();
 BenchmarkSwitcher.FromAssembly(typeof(HitGpu.Bench.BenchConfig).Assembly).Run(args);
 return 0;
+
+// The machine-code report (bench/gpu/machine-code.sh): every GPU kernel through ptxas for sm_90, one table.
+static int MachineCode()
+{
+    if (HitGpu.MachineCode.MachineCodeReport.ToolsFolder() is not { } tools)
+    {
+        Console.Error.WriteLine("ptxas and cuobjdump not found: run bench/gpu/cuda-tools.sh (or set HITGPU_CUDA_TOOLS)");
+        return 2;
+    }
+    Console.Write(HitGpu.MachineCode.MachineCodeReport.Table(HitGpu.MachineCode.MachineCodeReport.ReadAll(tools)));
+    return 0;
+}
 
 static string ArgOf(string[] args, string name, string fallback)
 {

@@ -269,8 +269,15 @@ public static class KernelCatalog
     public static IReadOnlyList<System.Reflection.MethodInfo> All { get; } = typeof(KernelCatalog).Assembly.GetTypes()
         .SelectMany(t => t.GetMethods(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Static | System.Reflection.BindingFlags.DeclaredOnly))
         .Where(m => m.Name.EndsWith("Kernel", StringComparison.Ordinal) && m.ReturnType == typeof(void))
+        .SelectMany(Instances)
         .OrderBy(m => m.DeclaringType!.Name + "." + m.Name, StringComparer.Ordinal)
         .ToArray();
+
+    /// <summary>A kernel, or a generic kernel's instances: the tiled product's, one per tile and operand storage.</summary>
+    private static IEnumerable<System.Reflection.MethodInfo> Instances(System.Reflection.MethodInfo kernel) =>
+        !kernel.IsGenericMethodDefinition ? [kernel]
+        : kernel.DeclaringType == typeof(DenseTiled) ? DenseTiled.ProductKernels()
+        : throw new InvalidOperationException($"the generic kernel {kernel.Name} has no list of its instances");
 
     /// <summary>Those a GPU backend can compile: not the CPU epoch's, which read host addresses (<see cref="RowMemory"/>).</summary>
     public static IReadOnlyList<System.Reflection.MethodInfo> ForGpu { get; } = All.Where(m => m.DeclaringType != typeof(CpuEpoch)).ToArray();

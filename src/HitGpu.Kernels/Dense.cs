@@ -141,12 +141,12 @@ public sealed partial class ComputeDevice
         Require(a.Y.Length >= (long)a.Rows * a.Outputs, "dense forward: y must hold (rows, out)");
         if (Plan.DenseVariantFor(a.Rows, a.Outputs, a.Inputs) == DenseVariant.Tiled)
         {
-            // Y = f(X W^T + b): B(k, n) = W[n, k], W read transposed.
+            // Y = f(X W^T + b): B(k, n) = W[n, k], k along W's rows as along X's.
             TiledProduct(new ProductArgs
             {
-                A = a.X, B = RowSource.InPlace(a.Weight, a.Inputs, a.X.Index), BTransposed = 1, C = a.Y, Bias = a.Bias,
-                M = a.Rows, N = a.Outputs, K = a.Inputs, HasBias = 1, Activation = a.Activation, Derivative = a.X,
-            });
+                A = ProductOperand.Of(a.X), B = ProductOperand.Of(RowSource.InPlace(a.Weight, a.Inputs, a.X.Index)), C = a.Y,
+                HasBias = 1, Bias = a.Bias, M = a.Rows, N = a.Outputs, K = a.Inputs, Activation = a.Activation,
+            }, aKAlongRows: true, bKAlongRows: true);
             return;
         }
         var shape = Plan.ShapeFor(a.Rows * a.Outputs);
@@ -166,27 +166,24 @@ public sealed partial class ComputeDevice
         {
             // dW = dZ^T X and db = dZ^T 1: reductions over the rows, tiled like any product (split over the rows
             // when the batch is large: a small layer's few weights would otherwise each walk every row alone).
-            var outputGradient = RowSource.InPlace(a.OutputGradient, a.Outputs, a.X.Index);
+            var outputGradient = ProductOperand.Of(RowSource.InPlace(a.OutputGradient, a.Outputs, a.X.Index));
             TiledProduct(new ProductArgs
             {
-                A = outputGradient, ATransposed = 1, B = a.X, C = a.WeightGradient, Bias = a.BiasGradient,
-                M = a.Outputs, N = a.Inputs, K = a.Rows, Activation = (int)Activation.Identity, Derivative = a.X,
-            });
+                A = outputGradient, B = ProductOperand.Of(a.X), C = a.WeightGradient, M = a.Outputs, N = a.Inputs, K = a.Rows,
+            }, aKAlongRows: false, bKAlongRows: false);
             TiledProduct(new ProductArgs
             {
-                A = outputGradient, ATransposed = 1, B = RowSource.InPlace(Ones(a.Rows), 1, a.X.Index), C = a.BiasGradient, Bias = a.BiasGradient,
-                M = a.Outputs, N = 1, K = a.Rows, Activation = (int)Activation.Identity, Derivative = a.X,
-            });
+                A = outputGradient, B = ProductOperand.Of(RowSource.InPlace(Ones(a.Rows), 1, a.X.Index)), C = a.BiasGradient, M = a.Outputs, N = 1, K = a.Rows,
+            }, aKAlongRows: false, bKAlongRows: false);
             if (!withInputGradient)
                 return;
             Require(a.InputGradient.Length >= (long)a.Rows * a.Inputs, "dense backward: input gradient must hold (rows, in)");
             // dX = (dZ W) * f'(X).
             TiledProduct(new ProductArgs
             {
-                A = outputGradient, B = RowSource.InPlace(a.Weight, a.Inputs, a.X.Index), C = a.InputGradient, Bias = a.BiasGradient,
-                M = a.Rows, N = a.Inputs, K = a.Outputs, Activation = (int)Activation.Identity,
-                Derivative = a.X, HasDerivative = 1, DerivativeActivation = a.InputActivation,
-            });
+                A = outputGradient, B = ProductOperand.Of(RowSource.InPlace(a.Weight, a.Inputs, a.X.Index)), C = a.InputGradient,
+                M = a.Rows, N = a.Inputs, K = a.Outputs, HasDerivative = 1, Derivative = a.X, DerivativeActivation = a.InputActivation,
+            }, aKAlongRows: true, bKAlongRows: false);
             return;
         }
         var shape = Plan.ShapeFor(a.Outputs * (a.Inputs + 1));

@@ -9,6 +9,7 @@ using ILGPU.Backends.PTX;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
 using ILGPU.Runtime.OpenCL;
+using HitGpu.MachineCode;
 
 namespace HitGpu.Kernels.Tests;
 
@@ -21,12 +22,11 @@ public sealed class BackendCompileTests
     {
         var data = new TheoryData<string>();
         foreach (var method in KernelCatalog.ForGpu)
-            data.Add(method.DeclaringType!.Name + "." + method.Name);
+            data.Add(MachineCodeReport.NameOf(method));
         return data;
     }
 
-    private static MethodInfo Find(string name) =>
-        KernelCatalog.ForGpu.Single(m => m.DeclaringType!.Name + "." + m.Name == name);
+    private static MethodInfo Find(string name) => KernelCatalog.ForGpu.Single(m => MachineCodeReport.NameOf(m) == name);
 
     [Theory]
     [MemberData(nameof(Kernels))]
@@ -61,27 +61,32 @@ public sealed class BackendCompileTests
     {
         // Found by reflection: a kernel added under the naming rule is compiled by the tests above without
         // anyone editing a list. The CPU epoch's kernels take host addresses and can only run on the CPU.
-        var all = KernelCatalog.All.Select(m => m.DeclaringType!.Name + "." + m.Name).ToArray();
-        var gpu = KernelCatalog.ForGpu.Select(m => m.DeclaringType!.Name + "." + m.Name).ToArray();
+        var all = KernelCatalog.All.Select(MachineCodeReport.NameOf).ToArray();
+        var gpu = KernelCatalog.ForGpu.Select(MachineCodeReport.NameOf).ToArray();
         Assert.Contains("Dense.ForwardKernel", gpu);
         Assert.Contains("CpuEpoch.TrainKernel", all);
+        // The tiled product's instances: 2 tiles x 2 storages of A x 2 of B x 2 kinds of load.
+        Assert.Equal(16, gpu.Count(name => name.StartsWith("DenseTiled.ProductKernel<", StringComparison.Ordinal)));
         Assert.Equal(["CpuEpoch.PredictKernel", "CpuEpoch.ScoreKernel", "CpuEpoch.TrainKernel"], all.Except(gpu).Order(StringComparer.Ordinal));
         Assert.All(KernelCatalog.All, m => Assert.True(m.IsStatic && m.ReturnType == typeof(void), m.Name));
     }
 
-    [Fact]
-    public void The_tiled_product_uses_shared_memory_and_keeps_its_accumulators_in_registers()
+    [Theory]
+    [InlineData(ProductTileSize.Large)]
+    [InlineData(ProductTileSize.Small)]
+    public void The_tiled_product_reads_shared_memory_in_16_bytes_and_keeps_its_sums_in_registers(ProductTileSize tile)
     {
-        // What ILGPU emits, checked without a GPU: the tiles go through shared memory, and nothing spills to
-        // local memory (an accumulator array or a register spill would show as .local).
+        // What ILGPU emits, checked without a GPU (ptxas's view is MachineCodeTests'): the slices go through
+        // shared memory in 16-byte loads, global loads are 16 bytes wide on the vector path, the group size is
+        // declared, and nothing is in local memory (an accumulator array or a register spill would be .local).
         using var context = Context.Create(builder => builder.Optimize(OptimizationLevel.O2).EnableAlgorithms());
-        using var backend = new PTXBackend(context, CudaArchitecture.SM_80, CudaInstructionSet.ISA_70, nvvmAPI: null!);
-        var ptx = ((PTXCompiledKernel)backend.Compile(
-            EntryPointDescription.FromExplicitlyGroupedKernel(((Action<ProductArgs>)DenseTiled.ProductKernel).Method), KernelSpecialization.Empty)).PTXAssembly;
-        Assert.Contains(".shared", ptx);
+        var kernel = DenseTiled.ProductKernelFor(tile, aKAlongRows: true, bKAlongRows: true, vector: true);
+        var ptx = MachineCodeReport.Ptx(context, kernel, DevicePlan.GpuLaunchOf(kernel).Specialization);
         Assert.Contains("bar.sync", ptx);
+        Assert.Contains("ld.shared.v4.f32", ptx);
+        Assert.Contains("ld.global.v4.f32", ptx);
+        Assert.Contains($".maxntid {DenseTiled.Side(tile) * DenseTiled.Side(tile)}", ptx);
         Assert.DoesNotContain(".local", ptx);
-        Assert.True(System.Text.RegularExpressions.Regex.Matches(ptx, @"\bfma\.rn\.f32|\bmul\.rn\.f32|\bmul\.f32").Count >= 16,
-            "the 16 multiply-adds of the 4 x 4 block are not in the kernel");
+        Assert.Equal(32, System.Text.RegularExpressions.Regex.Matches(ptx, @"ld\.shared\.v4\.f32").Count); // 8 k-steps x 4
     }
 }

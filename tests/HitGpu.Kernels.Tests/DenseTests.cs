@@ -1,40 +1,32 @@
-// Dense forward and backward kernels, both variants (one output per thread; shared-memory tiles), against the
-// one layer reference (BatchedDense's, at one member without adapters), on random values and odd shapes (none
-// a multiple of a tile), read in place and gathered through a shuffled index.
+// Dense forward and backward kernels, every variant (one output per thread; the tiled product with its small
+// and its large tile), against the one layer reference (BatchedDense's, at one member without adapters), on
+// random values and odd shapes (none a multiple of a tile; some that take the 16-byte vector loads, some the
+// guarded scalar ones), read in place and gathered through a shuffled index. The tiled kernels need groups of
+// 64 and 256 threads, which the CPU accelerator's default device does not have: they run on CPU devices
+// opened with that many (TiledDevices), or on the tests' GPU.
 namespace HitGpu.Kernels.Tests;
 
 [Collection(AcceleratorCollection.Name)]
 public sealed class DenseTests(AcceleratorFixture fixture)
 {
-    private readonly ComputeDevice device = fixture.Device;
-
-    public static TheoryData<int, int, int, Activation, bool, DenseVariant> Shapes()
+    public static TheoryData<int, int, int, Activation, bool, DenseKernels> Shapes()
     {
-        var data = new TheoryData<int, int, int, Activation, bool, DenseVariant>();
-        // The last two: a batched ensemble's layer (batch 32 x 3 members; 257 rows of 33 to 17).
-        int[][] shapes = [[1, 1, 1], [7, 15, 64], [63, 64, 32], [65, 32, 1], [1000, 15, 7], [33, 3, 65], [96, 64, 64], [257, 33, 17]];
-        foreach (var variant in Enum.GetValues<DenseVariant>())
+        var data = new TheoryData<int, int, int, Activation, bool, DenseKernels>();
+        // [96, 64, 64] and [136, 72, 80] take the vector loads in every product (rows, inputs and outputs
+        // multiples of 8), the rest the scalar ones somewhere; [257, 33, 17] is a batched ensemble's layer.
+        int[][] shapes = [[1, 1, 1], [7, 15, 64], [63, 64, 32], [65, 32, 1], [1000, 15, 7], [33, 3, 65], [96, 64, 64], [257, 33, 17], [136, 72, 80]];
+        foreach (var kernels in Enum.GetValues<DenseKernels>())
             foreach (var s in shapes)
                 foreach (var activation in Enum.GetValues<Activation>().Where(Activations.SlopeFromOutput)) // Dense's layers: no cosine
                     foreach (bool gathered in new[] { false, true })
-                        data.Add(s[0], s[1], s[2], activation, gathered, variant);
+                        // The large tile's 256 threads are slow on the CPU accelerator: two activations are enough there.
+                        if (kernels != DenseKernels.TiledLarge || activation is Activation.Relu or Activation.Sigmoid)
+                            data.Add(s[0], s[1], s[2], activation, gathered, kernels);
         return data;
     }
 
-    /// <summary>Runs <paramref name="launch"/> with the dense variant forced, then lets the device choose again.</summary>
-    private void With(DenseVariant variant, Action launch)
-    {
-        var before = device.Plan;
-        device.Plan = before with { DenseOverride = variant };
-        try
-        {
-            launch();
-        }
-        finally
-        {
-            device.Plan = before;
-        }
-    }
+    /// <summary>Runs <paramref name="launch"/> on a device that has the kernels, with them forced, then lets it choose again.</summary>
+    private void With(DenseKernels kernels, Action<ComputeDevice> launch) => TiledDevices.With(fixture.Device, kernels, launch);
 
     /// <summary>Dense's layer as the layer reference takes it: one member, no adapters, W (out, in) then b in one flat array.</summary>
     private static (LayerShape Layer, float[] Parameters) AsLayer(float[] weight, float[] bias, int inputs, int outputs, Activation activation) =>
@@ -61,7 +53,7 @@ public sealed class DenseTests(AcceleratorFixture fixture)
 
     [Theory]
     [MemberData(nameof(Shapes))]
-    public void Forward_matches_reference(int rows, int inputs, int outputs, Activation activation, bool gathered, DenseVariant variant)
+    public void Forward_matches_reference(int rows, int inputs, int outputs, Activation activation, bool gathered, DenseKernels variant)
     {
         var rng = new Random(rows * 7919 + inputs * 31 + outputs);
         var (source, index, batch) = MakeInput(rng, rows, inputs, gathered, Activation.Identity);
@@ -71,28 +63,33 @@ public sealed class DenseTests(AcceleratorFixture fixture)
         var (layer, parameters) = AsLayer(weight, bias, inputs, outputs, activation);
         BatchedDense.ForwardReference<float>(layer, 1, inputShared: false, batch, parameters, expected, [], rows);
 
-        using var x = device.Upload<float>(source, source.Length / inputs, inputs);
-        using var idx = device.Upload<int>(index, index.Length);
-        using var w = device.Upload<float>(weight, outputs, inputs);
-        using var b = device.Upload<float>(bias, outputs);
-        using var y = device.Allocate<float>(rows, outputs);
-        With(variant, () => device.DenseForward(new DenseForwardArgs
+        float[] actual = [];
+        With(variant, device =>
         {
-            X = gathered ? RowSource.Gather(x.View, inputs, idx.View, 3) : RowSource.InPlace(x.View, inputs, idx.View, 3),
-            Weight = w.View, Bias = b.View, Y = y.View,
-            Rows = rows, Inputs = inputs, Outputs = outputs, Activation = (int)activation,
-        }));
+            using var x = device.Upload<float>(source, source.Length / inputs, inputs);
+            using var idx = device.Upload<int>(index, index.Length);
+            using var w = device.Upload<float>(weight, outputs, inputs);
+            using var b = device.Upload<float>(bias, outputs);
+            using var y = device.Allocate<float>(rows, outputs);
+            device.DenseForward(new DenseForwardArgs
+            {
+                X = gathered ? RowSource.Gather(x.View, inputs, idx.View, 3) : RowSource.InPlace(x.View, inputs, idx.View, 3),
+                Weight = w.View, Bias = b.View, Y = y.View,
+                Rows = rows, Inputs = inputs, Outputs = outputs, Activation = (int)activation,
+            });
+            actual = y.ToArray();
+        });
         // Float rounding in proportion to the terms summed, as in the backward test: the CUDA compiler fuses
         // multiply-adds (one rounding each), the C# reference rounds twice, so the last bits differ
         // (seen on an H200: 1.4e-6 on a 64-term sum of 0.024).
-        Tolerance.AllClose(expected, y.ToArray(), $"y ({rows}x{inputs}->{outputs}, {activation}, gathered={gathered}, {variant})", abs: 1e-6 * (inputs + 1));
+        Tolerance.AllClose(expected, actual, $"y ({rows}x{inputs}->{outputs}, {activation}, gathered={gathered}, {variant})", abs: 1e-6 * (inputs + 1));
         if (activation == Activation.Relu && expected.Length >= 16)
             Assert.Contains(expected, v => v > 0f); // the test is not passing on all-zero outputs
     }
 
     [Theory]
     [MemberData(nameof(Shapes))]
-    public void Backward_matches_reference(int rows, int inputs, int outputs, Activation inputActivation, bool gathered, DenseVariant variant)
+    public void Backward_matches_reference(int rows, int inputs, int outputs, Activation inputActivation, bool gathered, DenseKernels variant)
     {
         var rng = new Random(rows * 104729 + inputs * 17 + outputs);
         var (source, index, batch) = MakeInput(rng, rows, inputs, gathered, inputActivation);
@@ -105,31 +102,37 @@ public sealed class DenseTests(AcceleratorFixture fixture)
         var expectedW = gradient[..(outputs * inputs)];
         var expectedB = gradient[(outputs * inputs)..];
 
-        using var x = device.Upload<float>(source, source.Length / inputs, inputs);
-        using var idx = device.Upload<int>(index, index.Length);
-        using var w = device.Upload<float>(weight, outputs, inputs);
-        using var dz = device.Upload<float>(outputGradient, rows, outputs);
-        using var dw = device.Allocate<float>(outputs, inputs);
-        using var db = device.Allocate<float>(outputs);
-        using var dx = device.Allocate<float>(rows, inputs);
-        With(variant, () => device.DenseBackward(new DenseBackwardArgs
+        float[] actualW = [], actualB = [], actualX = [];
+        With(variant, device =>
         {
-            X = gathered ? RowSource.Gather(x.View, inputs, idx.View, 3) : RowSource.InPlace(x.View, inputs, idx.View, 3),
-            Weight = w.View, OutputGradient = dz.View,
-            WeightGradient = dw.View, BiasGradient = db.View, InputGradient = dx.View,
-            Rows = rows, Inputs = inputs, Outputs = outputs, InputActivation = (int)inputActivation,
-        }, withInputGradient: true));
+            using var x = device.Upload<float>(source, source.Length / inputs, inputs);
+            using var idx = device.Upload<int>(index, index.Length);
+            using var w = device.Upload<float>(weight, outputs, inputs);
+            using var dz = device.Upload<float>(outputGradient, rows, outputs);
+            using var dw = device.Allocate<float>(outputs, inputs);
+            using var db = device.Allocate<float>(outputs);
+            using var dx = device.Allocate<float>(rows, inputs);
+            device.DenseBackward(new DenseBackwardArgs
+            {
+                X = gathered ? RowSource.Gather(x.View, inputs, idx.View, 3) : RowSource.InPlace(x.View, inputs, idx.View, 3),
+                Weight = w.View, OutputGradient = dz.View,
+                WeightGradient = dw.View, BiasGradient = db.View, InputGradient = dx.View,
+                Rows = rows, Inputs = inputs, Outputs = outputs, InputActivation = (int)inputActivation,
+            }, withInputGradient: true);
+            (actualW, actualB, actualX) = (dw.ToArray(), db.ToArray(), dx.ToArray());
+        });
         string what = $"({rows}x{inputs}->{outputs}, {inputActivation}, gathered={gathered}, {variant})";
         // Sums over up to 1000 rows: allow float rounding in proportion to the terms' size.
         double abs = 1e-6 * Math.Max(rows, outputs);
-        Tolerance.AllClose(expectedW, dw.ToArray(), "dW " + what, abs);
-        Tolerance.AllClose(expectedB, db.ToArray(), "db " + what, abs);
-        Tolerance.AllClose(expectedX, dx.ToArray(), "dx " + what, abs);
+        Tolerance.AllClose(expectedW, actualW, "dW " + what, abs);
+        Tolerance.AllClose(expectedB, actualB, "db " + what, abs);
+        Tolerance.AllClose(expectedX, actualX, "dx " + what, abs);
     }
 
     [Fact]
     public void Forward_rejects_a_weight_of_the_wrong_shape()
     {
+        var device = fixture.Device;
         using var x = device.Allocate<float>(4, 3);
         using var w = device.Allocate<float>(2, 4);
         using var b = device.Allocate<float>(2);
@@ -146,8 +149,10 @@ public sealed class DenseTests(AcceleratorFixture fixture)
     [InlineData(64, 15, 4096)]   // the default network's first weight gradient at batch 4096: 17 ranges
     [InlineData(3, 5, 1000)]     // a range that ends inside a Depth slice
     [InlineData(1, 1, 777)]
+    [InlineData(16, 16, 2048)]   // 16-byte loads
     public void Split_K_sums_the_ranges_in_order_to_the_reference(int m, int n, int k)
     {
+        // Both tiles; n = 16 takes the vector loads (k a multiple of 8 in the first case).
         // C = A^T B with the sum over k cut into ranges (as for a weight gradient over a large batch).
         Assert.True(DevicePlan.SplitsFor(m * n, k) > 1, "the case must split");
         var rng = new Random(m * 31 + n * 7 + k);
@@ -163,22 +168,25 @@ public sealed class DenseTests(AcceleratorFixture fixture)
                     sum += (double)a[r * m + i] * b[r * n + j];
                 expected[i * n + j] = Math.Max(0, sum + bias[j]);
             }
-        using var da = device.Upload<float>(a, k, m);
-        using var db = device.Upload<float>(b, k, n);
-        using var dbias = device.Upload<float>(bias, n);
-        using var c = device.Allocate<float>(m, n);
-        using var noIndex = device.Allocate<int>(1);
-        var args = new ProductArgs
-        {
-            A = RowSource.InPlace(da.View, m, noIndex.View), ATransposed = 1, B = RowSource.InPlace(db.View, n, noIndex.View),
-            Derivative = RowSource.InPlace(db.View, n, noIndex.View), C = c.View, Bias = dbias.View,
-            M = m, N = n, K = k, HasBias = 1, Activation = (int)Activation.Relu,
-        };
-        device.TiledProduct(args);
-        var first = c.ToArray();
-        for (int i = 0; i < m * n; i++)
-            Tolerance.Close(expected[i], first[i], $"C[{i}] ({m}x{n}, k {k})", abs: 1e-6 * k, rel: 1e-5);
-        device.TiledProduct(args);
-        Assert.Equal(first, c.ToArray()); // a fixed order of sums: the same bits
+        foreach (var kernels in new[] { DenseKernels.TiledSmall, DenseKernels.TiledLarge })
+            With(kernels, device =>
+            {
+                using var da = device.Upload<float>(a, k, m);
+                using var db = device.Upload<float>(b, k, n);
+                using var dbias = device.Upload<float>(bias, n);
+                using var c = device.Allocate<float>(m, n);
+                using var noIndex = device.Allocate<int>(1);
+                var args = new ProductArgs
+                {
+                    A = ProductOperand.Of(RowSource.InPlace(da.View, m, noIndex.View)), B = ProductOperand.Of(RowSource.InPlace(db.View, n, noIndex.View)),
+                    C = c.View, Bias = dbias.View, M = m, N = n, K = k, HasBias = 1, Activation = (int)Activation.Relu,
+                };
+                device.TiledProduct(args, aKAlongRows: false, bKAlongRows: false);
+                var first = c.ToArray();
+                for (int i = 0; i < m * n; i++)
+                    Tolerance.Close(expected[i], first[i], $"C[{i}] ({m}x{n}, k {k}, {kernels})", abs: 1e-6 * k, rel: 1e-5);
+                device.TiledProduct(args, aKAlongRows: false, bKAlongRows: false);
+                Assert.Equal(first, c.ToArray()); // a fixed order of sums: the same bits
+            });
     }
 }

@@ -36,6 +36,9 @@ public sealed record DevicePlan
     /// <summary>Forces a dense variant for every shape (HITGPU_DENSE_KERNEL; tests and benchmarks set it too).</summary>
     public DenseVariant? DenseOverride { get; init; }
 
+    /// <summary>Forces the tiled product's tile for every shape (HITGPU_PRODUCT_TILE=small|large; tests set it too).</summary>
+    public ProductTileSize? TileOverride { get; init; }
+
     /// <summary>Forces shuffling on the device (true) or the host (false) (HITGPU_SHUFFLE), unless a run asks itself.</summary>
     public bool? ShuffleOverride { get; init; }
 
@@ -56,6 +59,12 @@ public sealed record DevicePlan
         {
             "simple" => DenseVariant.Simple,
             "tiled" => DenseVariant.Tiled,
+            _ => null,
+        },
+        TileOverride = Variable("HITGPU_PRODUCT_TILE") switch
+        {
+            "small" => ProductTileSize.Small,
+            "large" => ProductTileSize.Large,
             _ => null,
         },
         ShuffleOverride = Variable("HITGPU_SHUFFLE") switch
@@ -142,7 +151,7 @@ public sealed record DevicePlan
 
     /// <summary>
     /// The dense kernels' variant for a product of (rows, outputs) with <paramref name="depth"/> terms: tiled on a
-    /// GPU once the product is large enough to fill tiles (64 x 64 outputs), or its sum long enough to split
+    /// GPU once the product is large enough to fill a small tile (64 x 64 outputs), or its sum long enough to split
     /// (<see cref="SplitsFor"/>: a small layer's weight gradient over a large batch); simple otherwise and on
     /// the CPU accelerator (where the CPU epoch trains anyway), unless overridden.
     /// </summary>
@@ -158,7 +167,53 @@ public sealed record DevicePlan
     public static int SplitsFor(int outputs, int depth) =>
         depth >= 512 && outputs < 256 * 256 ? Math.Min(64, (depth + 255) / 256) : 1;
 
-    /// <summary>The group of the tiled product: 16 x 16 threads on a GPU, what the CPU accelerator allows there (its tests).</summary>
-    public (int X, int Y) TiledGroup => OnCpu ? (Math.Min(MaxGroupSize, 4), 1)
-        : MaxGroupSize >= 256 ? (16, 16) : (8, Math.Max(1, MaxGroupSize / 8));
+    /// <summary>
+    /// The tiled product's tile for (m, n) outputs in <paramref name="slabs"/> slabs: the large one (128 x 128,
+    /// 256 threads) once its tiles fill every multiprocessor, else the small one (64 x 64, 64 threads), whose
+    /// four times as many tiles keep more of the GPU busy on a mid-sized layer; unless overridden. A tile needs
+    /// as many threads in a group as it has (the CPU accelerator's default group is smaller: its tests open
+    /// one that is not).
+    /// </summary>
+    public ProductTileSize TileFor(int m, int n, int slabs)
+    {
+        int large = DenseTiled.TileOutputs(ProductTileSize.Large);
+        long largeTiles = (long)((m + large - 1) / large) * ((n + large - 1) / large) * slabs;
+        var tile = TileOverride ?? (MaxGroupSize >= Threads(ProductTileSize.Large) && largeTiles >= Multiprocessors ? ProductTileSize.Large : ProductTileSize.Small);
+        if (Threads(tile) > MaxGroupSize)
+            throw new ArgumentException($"the tiled product's {tile.ToString().ToLowerInvariant()} tile needs groups of {Threads(tile)} threads; this {Kind} accelerator allows {MaxGroupSize}");
+        return tile;
+    }
+
+    /// <summary>
+    /// What a GPU's compiler is told of the tiled product's launches: its group size (which lets ptxas keep the
+    /// large tile's kernels at 114-119 registers, no spills: two groups a multiprocessor), and for the small tile
+    /// six groups a multiprocessor (168 registers at most). Measured by bench/gpu/machine-code.sh: asking two
+    /// large groups of it as well made ptxas cap at 128 and spill. The CPU accelerator takes no such hint.
+    /// </summary>
+    public ILGPU.Runtime.KernelSpecialization ProductSpecialization(ProductTileSize tile) =>
+        OnCpu ? ILGPU.Runtime.KernelSpecialization.Empty : GpuProductSpecialization(tile);
+
+    internal static ILGPU.Runtime.KernelSpecialization GpuProductSpecialization(ProductTileSize tile) =>
+        new(Threads(tile), tile == ProductTileSize.Small ? 6 : 1);
+
+    private static int Threads(ProductTileSize tile) => DenseTiled.Side(tile) * DenseTiled.Side(tile);
+
+    /// <summary>
+    /// How a GPU launches a kernel: the threads of its groups and the dynamic shared memory each takes (the
+    /// machine-code report, bench/gpu/MachineCode.cs, judges occupancy by it). The tiled product by its tile,
+    /// the metric sums in one group of <see cref="OneGroupThreads"/>, every other kernel in groups of
+    /// <see cref="ShapeFor"/>'s 256 threads.
+    /// </summary>
+    public static (int Threads, int DynamicSharedBytes, ILGPU.Runtime.KernelSpecialization Specialization) GpuLaunchOf(System.Reflection.MethodInfo kernel)
+    {
+        var gpu = For(AcceleratorKind.Cuda, maxGroupSize: 1024, multiprocessors: 132);
+        if (kernel.IsGenericMethod && kernel.GetGenericMethodDefinition() == typeof(DenseTiled).GetMethod(nameof(DenseTiled.ProductKernel)))
+        {
+            var tile = kernel.GetGenericArguments()[0] == typeof(LargeTile) ? ProductTileSize.Large : ProductTileSize.Small;
+            return (Threads(tile), DenseTiled.SharedBytes(tile), GpuProductSpecialization(tile));
+        }
+        if (kernel.DeclaringType == typeof(SampleSums))
+            return (gpu.OneGroupThreads, 2 * 4 * gpu.OneGroupThreads, ILGPU.Runtime.KernelSpecialization.Empty);
+        return (gpu.ShapeFor(int.MaxValue).GroupSize, 0, ILGPU.Runtime.KernelSpecialization.Empty);
+    }
 }

@@ -1,0 +1,83 @@
+// The goals of the GPU kernels' machine code (issue 20), read without a GPU: every GPU kernel through ptxas
+// for Hopper (sm_90) and cuobjdump, as bench/gpu/machine-code.sh prints them (bench/gpu/MachineCode.cs). The
+// tools come from bench/gpu/cuda-tools.sh, which .ci/run calls; where they are missing the test is skipped,
+// saying so.
+using HitGpu.MachineCode;
+
+namespace HitGpu.Kernels.Tests;
+
+public sealed class MachineCodeTests
+{
+    private static readonly Lazy<IReadOnlyList<KernelFigures>> Figures = new(() => MachineCodeReport.ReadAll(MachineCodeReport.ToolsFolder()!));
+
+    private static IReadOnlyList<KernelFigures> Read()
+    {
+        Assert.SkipWhen(MachineCodeReport.ToolsFolder() is null,
+            "ptxas and cuobjdump not found (bench/gpu/cuda-tools.sh fetches them; HITGPU_CUDA_TOOLS names their folder)");
+        return Figures.Value;
+    }
+
+    private static bool IsProduct(KernelFigures k) => k.Name.StartsWith("DenseTiled.ProductKernel<", StringComparison.Ordinal);
+
+    [Fact]
+    public void No_GPU_kernel_spills_to_local_memory()
+    {
+        var kernels = Read();
+        Assert.Equal(KernelCatalog.ForGpu.Count, kernels.Count);
+        Assert.All(kernels, k => Assert.True(k.SpillStores == 0 && k.SpillLoads == 0, $"{k.Name}: {k.SpillStores} bytes spilled, {k.SpillLoads} reloaded"));
+    }
+
+    [Fact]
+    public void The_large_tile_multiplies_in_at_least_three_quarters_of_its_main_loop_from_16_byte_shared_loads()
+    {
+        // The vector kernels are what large products run (the 4096^3 forward, weight and input gradients).
+        var large = Read().Where(k => IsProduct(k) && k.Name.Contains("LargeTile", StringComparison.Ordinal) && k.Name.Contains("VectorLoads", StringComparison.Ordinal)).ToArray();
+        Assert.Equal(4, large.Length);
+        Assert.All(large, k =>
+        {
+            var loop = k.MainLoop!;
+            Assert.True(loop.FfmaShare >= 0.75, $"{k.Name}: FFMA {loop.Ffma} of {loop.Instructions} instructions");
+            Assert.Equal(512, loop.Ffma); // 8 x 8 outputs, 8 k-steps a slice
+            Assert.Equal(32, loop.Shared128);
+            Assert.Equal(0, loop.SharedScalar);
+            Assert.True(loop.Global128 >= 2 && loop.GlobalScalar <= 2, $"{k.Name}: global loads {loop.GlobalScalar} scalar, {loop.Global128} of 16 bytes");
+        });
+    }
+
+    [Fact]
+    public void The_large_tile_keeps_two_groups_on_a_multiprocessor()
+    {
+        Assert.All(Read().Where(k => IsProduct(k) && k.Name.Contains("LargeTile", StringComparison.Ordinal)),
+            k => Assert.True(k.GroupsPerMultiprocessor >= 2, $"{k.Name}: {k.Registers} registers, {k.StaticShared + k.DynamicShared} bytes shared: {k.GroupsPerMultiprocessor} group(s)"));
+    }
+
+    [Fact]
+    public void Every_product_kernel_and_batched_layer_kernel_is_at_least_a_quarter_multiply_adds()
+    {
+        // The batched-ensemble layers run as products on a GPU (BatchedDense.cs); the edges' scalar path too.
+        var kernels = Read().Where(k => IsProduct(k) || k.Name.StartsWith("BatchedDense.", StringComparison.Ordinal) && !k.Name.Contains("Simple", StringComparison.Ordinal)).ToArray();
+        Assert.NotEmpty(kernels);
+        Assert.All(kernels, k => Assert.True(k.MainLoop is { } loop && loop.FfmaShare >= 0.25,
+            $"{k.Name}: main loop {k.MainLoop?.Ffma} FFMA of {k.MainLoop?.Instructions}"));
+    }
+
+    [Fact]
+    public void The_main_loop_is_read_from_the_innermost_backward_branch()
+    {
+        // The parser on a hand-written listing: an outer loop (0x10-0x60) around an inner one (0x20-0x40).
+        const string sass = """
+                /*0010*/                   FFMA R1, R2, R3, R1 ;
+                /*0020*/                   LDS.128 R4, [R0] ;
+                /*0030*/                   FFMA R1, R4, R5, R1 ;
+                /*0040*/              @!P0 BRA 0x20 ;
+                /*0050*/                   LDG.E R6, [R2.64] ;
+                /*0060*/               @P1 BRA 0x10 ;
+                /*0070*/                   EXIT ;
+            """;
+        var loop = MachineCodeReport.MainLoop(sass)!;
+        Assert.Equal(new LoopFigures(3, 1, 0, 1, 0, 0), loop);
+        Assert.Null(MachineCodeReport.MainLoop("        /*0000*/                   EXIT ;"));
+        Assert.Equal(2, MachineCodeReport.GroupsPerMultiprocessor(registers: 117, threads: 256, sharedBytes: 16896));
+        Assert.Equal(1, MachineCodeReport.GroupsPerMultiprocessor(registers: 129, threads: 256, sharedBytes: 16896));
+    }
+}
