@@ -214,9 +214,12 @@ public static class BatchedDense
     }
 
     // ---- kernels ----
+    // The simple ones, one output per work item, are the CPU accelerator's (and grouped layers'); a GPU runs
+    // the layer as tiled products (BatchedDenseForward / Backward below; DenseTiled.cs) and the three
+    // reductions that are not products (dr, ds, layer 0's sum over members), unrolled by four in order.
 
     /// <summary>One output element (rm, o) per work item.</summary>
-    public static void ForwardKernel(BatchedLayerArgs a, int blocked)
+    public static void SimpleForwardKernel(BatchedLayerArgs a, int blocked)
     {
         int nOut = a.Layer.Outputs;
         var range = WorkRange.OfThread(a.Rows * a.Members * nOut, blocked);
@@ -245,7 +248,7 @@ public static class BatchedDense
     /// One parameter gradient per work item, each a sum over row-members in order: the weights (every
     /// member's, or the shared ones), then the biases, then the output scales s.
     /// </summary>
-    public static void ParameterGradientKernel(BatchedLayerArgs a, int blocked)
+    public static void SimpleParameterGradientKernel(BatchedLayerArgs a, int blocked)
     {
         var layer = a.Layer;
         int nIn = layer.InputsPerGroup, nOut = layer.Outputs, rowMembers = a.Rows * a.Members;
@@ -286,7 +289,7 @@ public static class BatchedDense
     /// One element (rm, j) of g = dpre W_i per work item: stored in ScaledInputGradient when the layer has r or
     /// its input rows are shared (the kernels after this one read it), else straight to dx = g f'(x).
     /// </summary>
-    public static void ScaledInputGradientKernel(BatchedLayerArgs a, int blocked)
+    public static void SimpleScaledInputGradientKernel(BatchedLayerArgs a, int blocked)
     {
         var layer = a.Layer;
         int nIn = layer.Inputs, nOut = layer.Outputs;
@@ -305,18 +308,58 @@ public static class BatchedDense
         }
     }
 
-    /// <summary>One input scale's gradient (i, j) per work item: sum over member i's rows of g x.</summary>
+    /// <summary>
+    /// One input scale's gradient (i, j) per work item: sum over member i's rows of g x, four rows a pass (the
+    /// terms added in row order, as one at a time: the same sum).
+    /// </summary>
     public static void InputScaleGradientKernel(BatchedLayerArgs a, int blocked)
     {
-        int nIn = a.Layer.Inputs, rowMembers = a.Rows * a.Members;
+        int nIn = a.Layer.Inputs, k = a.Members;
         var range = WorkRange.OfThread(a.Members * nIn, blocked);
         for (int e = range.Start; e < range.End; e += range.Step)
         {
-            int i = e / nIn, j = e - i * nIn;
+            int i = e / nIn, j = e - i * nIn, b = 0;
             float sum = 0f;
-            for (int rm = i; rm < rowMembers; rm += a.Members)
-                sum += a.ScaledInputGradient[rm * nIn + j] * a.X.Data[a.X.RowStart(InputRow(rm, a.Members, a.InputShared)) + j];
+            for (; b + 4 <= a.Rows; b += 4)
+            {
+                int rm = b * k + i;
+                sum += a.ScaledInputGradient[rm * nIn + j] * a.X.Data[a.X.RowStart(InputRow(rm, k, a.InputShared)) + j];
+                sum += a.ScaledInputGradient[(rm + k) * nIn + j] * a.X.Data[a.X.RowStart(InputRow(rm + k, k, a.InputShared)) + j];
+                sum += a.ScaledInputGradient[(rm + 2 * k) * nIn + j] * a.X.Data[a.X.RowStart(InputRow(rm + 2 * k, k, a.InputShared)) + j];
+                sum += a.ScaledInputGradient[(rm + 3 * k) * nIn + j] * a.X.Data[a.X.RowStart(InputRow(rm + 3 * k, k, a.InputShared)) + j];
+            }
+            for (; b < a.Rows; b++)
+            {
+                int rm = b * k + i;
+                sum += a.ScaledInputGradient[rm * nIn + j] * a.X.Data[a.X.RowStart(InputRow(rm, k, a.InputShared)) + j];
+            }
             a.Gradients[a.Layer.InputScaleOffset + e] = sum;
+        }
+    }
+
+    /// <summary>One output scale's gradient (i, o) per work item: sum over member i's rows of dL/dz times the sum before s, four rows a pass, in row order.</summary>
+    public static void OutputScaleGradientKernel(BatchedLayerArgs a, int blocked)
+    {
+        int nOut = a.Layer.Outputs, k = a.Members;
+        var range = WorkRange.OfThread(a.Members * nOut, blocked);
+        for (int e = range.Start; e < range.End; e += range.Step)
+        {
+            int i = e / nOut, o = e - i * nOut, b = 0, step = k * nOut;
+            float sum = 0f;
+            for (; b + 4 <= a.Rows; b += 4)
+            {
+                int at = (b * k + i) * nOut + o;
+                sum += a.OutputGradient[at] * a.PreScale[at];
+                sum += a.OutputGradient[at + step] * a.PreScale[at + step];
+                sum += a.OutputGradient[at + 2 * step] * a.PreScale[at + 2 * step];
+                sum += a.OutputGradient[at + 3 * step] * a.PreScale[at + 3 * step];
+            }
+            for (; b < a.Rows; b++)
+            {
+                int at = (b * k + i) * nOut + o;
+                sum += a.OutputGradient[at] * a.PreScale[at];
+            }
+            a.Gradients[a.Layer.OutputScaleOffset + e] = sum;
         }
     }
 
@@ -332,13 +375,30 @@ public static class BatchedDense
         var range = WorkRange.OfThread(rows * nIn, blocked);
         for (int e = range.Start; e < range.End; e += range.Step)
         {
-            int row = e / nIn, j = e - row * nIn;
+            int row = e / nIn, j = e - row * nIn, first = row * perRow, m = 0;
             float sum = 0f;
-            for (int m = 0; m < perRow; m++)
+            if (layer.HasInputScale)
             {
-                int rm = row * perRow + m;
-                float g = a.ScaledInputGradient[rm * nIn + j];
-                sum += layer.HasInputScale ? g * a.Parameters[layer.InputScale(rm % k) + j] : g;
+                // g r_i over the row's members, four a pass, in member order (rm = first + m has member m, or rm mod k alone).
+                int scale = layer.InputScaleOffset + j;
+                for (; m + 4 <= perRow; m += 4)
+                {
+                    int g = (first + m) * nIn + j;
+                    sum += a.ScaledInputGradient[g] * a.Parameters[scale + m * nIn];
+                    sum += a.ScaledInputGradient[g + nIn] * a.Parameters[scale + (m + 1) * nIn];
+                    sum += a.ScaledInputGradient[g + 2 * nIn] * a.Parameters[scale + (m + 2) * nIn];
+                    sum += a.ScaledInputGradient[g + 3 * nIn] * a.Parameters[scale + (m + 3) * nIn];
+                }
+                for (; m < perRow; m++)
+                {
+                    int rm = first + m;
+                    sum += a.ScaledInputGradient[rm * nIn + j] * a.Parameters[layer.InputScale(rm % k) + j];
+                }
+            }
+            else
+            {
+                for (; m < perRow; m++)
+                    sum += a.ScaledInputGradient[(first + m) * nIn + j];
             }
             a.InputGradient[e] = sum * InputSlope(a, row, j);
         }
@@ -353,7 +413,148 @@ public static class BatchedDense
 public sealed partial class ComputeDevice
 {
     private Action<KernelConfig, BatchedLayerArgs, int>? batchedForward, batchedParameterGradient, batchedScaledInputGradient,
-        batchedInputScaleGradient, batchedInputGradient;
+        batchedInputScaleGradient, batchedOutputScaleGradient, batchedInputGradient;
+
+    // ---- the layer as tiled products (a GPU's; DenseTiled.cs) ----
+
+    /// <summary>The layer's parameters from <paramref name="offset"/> on, as rows of <paramref name="cols"/>.</summary>
+    private static RowSource ParameterRows(in BatchedLayerArgs a, int offset, int cols) => RowSource.InPlace(a.Parameters.SubView(offset), cols, a.X.Index);
+
+    /// <summary>
+    /// The products' common frame: members and slabs (one per member where the weights are the member's own,
+    /// their rows b k + i; else one slab over all row-members, member rm mod k).
+    /// </summary>
+    private static ProductArgs BatchedProduct(in BatchedLayerArgs a, bool perMember) => new()
+    {
+        Members = a.Members, Slabs = perMember ? a.Members : 1,
+    };
+
+    /// <summary>The layer's input as an operand: row-members, or layer 0's input rows shared by them; times r where the layer has it.</summary>
+    private static ProductOperand BatchedInput(in BatchedLayerArgs a) => new()
+    {
+        Rows = a.X, RowMembers = a.InputShared != 0 ? 2 : 1,
+        ScaleStride = a.Layer.HasInputScale ? a.Layer.Inputs : 0,
+        Scales = a.Layer.HasInputScale ? a.Parameters.SubView(a.Layer.InputScaleOffset) : default,
+    };
+
+    /// <summary>dL/dz as an operand, its rows row-members (or all rows, <paramref name="rowMembers"/> false); times s where the layer has it and <paramref name="scaled"/>.</summary>
+    private static ProductOperand BatchedOutputGradient(in BatchedLayerArgs a, bool rowMembers, bool scaled) => new()
+    {
+        Rows = RowSource.InPlace(a.OutputGradient, a.Layer.Outputs, a.X.Index), RowMembers = rowMembers ? 1 : 0,
+        ScaleStride = scaled && a.Layer.HasOutputScale ? a.Layer.Outputs : 0,
+        Scales = scaled && a.Layer.HasOutputScale ? a.Parameters.SubView(a.Layer.OutputScaleOffset) : default,
+    };
+
+    /// <summary>Whether a GPU's products run this layer (dense layers; a grouped one keeps the simple kernels).</summary>
+    private bool BatchedAsProducts(in BatchedLayerArgs a) =>
+        a.Layer.Groups == 1 && Plan.DenseVariantFor(a.Rows * a.Members, a.Layer.Outputs, a.Layer.Inputs) == DenseVariant.Tiled;
+
+    /// <summary>Y = f(((X r) W^T) s + b): one product over the row-members (shared W) or one per member (its own W), r as the input is loaded, s, b and f in the epilogue.</summary>
+    private void BatchedForwardProducts(in BatchedLayerArgs a)
+    {
+        var layer = a.Layer;
+        var p = BatchedProduct(a, layer.WeightStride > 0);
+        p.A = BatchedInput(a);
+        p.B = new ProductOperand { Rows = ParameterRows(a, layer.WeightOffset, layer.Inputs), SlabStride = layer.WeightStride };
+        p.M = p.Slabs > 1 ? a.Rows : a.Rows * a.Members;
+        p.N = layer.Outputs;
+        p.K = layer.Inputs;
+        p.C = a.Y;
+        p.CRowMembers = 1;
+        p.HasBias = 1;
+        p.Bias = a.Parameters.SubView(layer.BiasOffset);
+        p.BiasStride = layer.BiasStride;
+        if (layer.HasOutputScale)
+        {
+            p.HasOutputScale = 1;
+            p.OutputScale = a.Parameters.SubView(layer.OutputScaleOffset);
+            p.OutputScaleStride = layer.Outputs;
+            p.PreScale = a.PreScale;
+        }
+        p.KeepsPreActivation = layer.KeepsPreActivation ? 1 : 0;
+        p.PreActivation = a.PreActivation;
+        p.Activation = layer.Activation;
+        TiledProduct(p, aKAlongRows: true, bKAlongRows: true);
+    }
+
+    /// <summary>
+    /// dW = (dZ s)^T (X r) and db = dZ^T 1 as products over the row-members (shared) or each member's rows (its
+    /// own); then g = (dZ s) W, stored where r or shared input rows need it, else straight into dx = g f'(x)
+    /// (with r and per-member rows, dx = g r f'(x) from the same epilogue, g kept).
+    /// </summary>
+    private void BatchedBackwardProducts(in BatchedLayerArgs a, bool withInputGradient)
+    {
+        var layer = a.Layer;
+        bool perMemberWeights = layer.WeightStride > 0;
+        var w = BatchedProduct(a, perMemberWeights);
+        w.A = BatchedOutputGradient(a, rowMembers: true, scaled: true);
+        w.B = BatchedInput(a);
+        w.M = layer.Outputs;
+        w.N = layer.Inputs;
+        w.K = perMemberWeights ? a.Rows : a.Rows * a.Members;
+        w.C = a.Gradients.SubView(layer.WeightOffset);
+        w.CSlabStride = layer.WeightStride;
+        TiledProduct(w, aKAlongRows: false, bKAlongRows: false);
+
+        bool perMemberBias = layer.BiasStride > 0;
+        var b = BatchedProduct(a, perMemberBias);
+        b.A = BatchedOutputGradient(a, rowMembers: perMemberBias, scaled: false);
+        b.B = ProductOperand.Of(RowSource.InPlace(Ones(a.Rows * a.Members), 1, a.X.Index));
+        b.M = layer.Outputs;
+        b.N = 1;
+        b.K = perMemberBias ? a.Rows : a.Rows * a.Members;
+        b.C = a.Gradients.SubView(layer.BiasOffset);
+        b.CSlabStride = layer.BiasStride;
+        TiledProduct(b, aKAlongRows: false, bKAlongRows: false);
+
+        if (layer.HasOutputScale)
+        {
+            var shape = Plan.ShapeFor(a.Members * layer.Outputs);
+            (batchedOutputScaleGradient ??= Accelerator.LoadStreamKernel<BatchedLayerArgs, int>(BatchedDense.OutputScaleGradientKernel))(shape.Config, a, shape.BlockedFlag);
+        }
+        bool stored = layer.HasInputScale || a.InputShared != 0;
+        if (!layer.HasInputScale && !withInputGradient)
+            return;
+        var g = BatchedProduct(a, perMemberWeights);
+        g.A = BatchedOutputGradient(a, rowMembers: true, scaled: true);
+        g.B = new ProductOperand { Rows = ParameterRows(a, layer.WeightOffset, layer.Inputs), SlabStride = layer.WeightStride };
+        g.M = perMemberWeights ? a.Rows : a.Rows * a.Members;
+        g.N = layer.Inputs;
+        g.K = layer.Outputs;
+        g.CRowMembers = 1;
+        bool inputGradientHere = withInputGradient && a.InputShared == 0;
+        if (inputGradientHere)
+        {
+            g.C = a.InputGradient;
+            g.HasDerivative = 1;
+            g.Derivative = a.X;
+            g.DerivativeActivation = a.InputActivation;
+            g.DerivativePre = a.InputPreActivation;
+            if (layer.HasInputScale)
+            {
+                // The epilogue keeps g (for dr) and goes on to dx = g r f'(x).
+                g.HasOutputScale = 1;
+                g.OutputScale = a.Parameters.SubView(layer.InputScaleOffset);
+                g.OutputScaleStride = layer.Inputs;
+                g.PreScale = a.ScaledInputGradient;
+            }
+        }
+        else
+        {
+            g.C = a.ScaledInputGradient;
+        }
+        TiledProduct(g, aKAlongRows: true, bKAlongRows: false);
+        if (layer.HasInputScale)
+        {
+            var shape = Plan.ShapeFor(a.Members * layer.Inputs);
+            (batchedInputScaleGradient ??= Accelerator.LoadStreamKernel<BatchedLayerArgs, int>(BatchedDense.InputScaleGradientKernel))(shape.Config, a, shape.BlockedFlag);
+        }
+        if (withInputGradient && stored && !inputGradientHere)
+        {
+            var shape = Plan.ShapeFor(a.Rows * layer.Inputs);
+            (batchedInputGradient ??= Accelerator.LoadStreamKernel<BatchedLayerArgs, int>(BatchedDense.InputGradientKernel))(shape.Config, a, shape.BlockedFlag);
+        }
+    }
 
     private static void CheckBatched(in BatchedLayerArgs a, string what)
     {
@@ -379,8 +580,13 @@ public sealed partial class ComputeDevice
     {
         CheckBatched(a, "batched dense forward");
         Require(a.Y.Length >= (long)a.Rows * a.Members * a.Layer.Outputs, "batched dense forward: y must hold (rows k, out)");
+        if (BatchedAsProducts(a))
+        {
+            BatchedForwardProducts(a);
+            return;
+        }
         var shape = Plan.ShapeFor(a.Rows * a.Members * a.Layer.Outputs);
-        (batchedForward ??= Accelerator.LoadStreamKernel<BatchedLayerArgs, int>(BatchedDense.ForwardKernel))(shape.Config, a, shape.BlockedFlag);
+        (batchedForward ??= Accelerator.LoadStreamKernel<BatchedLayerArgs, int>(BatchedDense.SimpleForwardKernel))(shape.Config, a, shape.BlockedFlag);
     }
 
     /// <summary>The layer's parameter gradients (W, b, s, r), then, unless <paramref name="withInputGradient"/> is false, dL/dz of its input.</summary>
@@ -391,17 +597,27 @@ public sealed partial class ComputeDevice
         int rowMembers = a.Rows * a.Members;
         Require(a.OutputGradient.Length >= (long)rowMembers * layer.Outputs, "batched dense backward: output gradient must hold (rows k, out)");
         Require(a.Gradients.Length == a.Parameters.Length, "batched dense backward: gradients must match the parameters");
+        bool stored = layer.HasInputScale || a.InputShared != 0;
+        if (layer.HasInputScale || withInputGradient)
+        {
+            Require(!stored || a.ScaledInputGradient.Length >= (long)rowMembers * layer.Inputs, "batched dense backward: scaled-input gradient must hold (rows k, in)");
+            Require(a.InputGradient.Length >= (long)(a.InputShared != 0 ? a.Rows : rowMembers) * layer.Inputs || !withInputGradient, "batched dense backward: input gradient must hold its rows");
+        }
+        if (BatchedAsProducts(a))
+        {
+            BatchedBackwardProducts(a, withInputGradient);
+            return;
+        }
         int parameterItems = (layer.WeightStride > 0 ? a.Members : 1) * layer.Outputs * layer.InputsPerGroup
             + (layer.BiasStride > 0 ? a.Members : 1) * layer.Outputs + (layer.HasOutputScale ? a.Members * layer.Outputs : 0);
         var shape = Plan.ShapeFor(parameterItems);
-        (batchedParameterGradient ??= Accelerator.LoadStreamKernel<BatchedLayerArgs, int>(BatchedDense.ParameterGradientKernel))(shape.Config, a, shape.BlockedFlag);
-        bool stored = layer.HasInputScale || a.InputShared != 0;
+        (batchedParameterGradient ??= Accelerator.LoadStreamKernel<BatchedLayerArgs, int>(BatchedDense.SimpleParameterGradientKernel))(shape.Config, a, shape.BlockedFlag);
         if (!layer.HasInputScale && !withInputGradient)
             return;
         Require(!stored || a.ScaledInputGradient.Length >= (long)rowMembers * layer.Inputs, "batched dense backward: scaled-input gradient must hold (rows k, in)");
         Require(stored || a.InputGradient.Length >= (long)rowMembers * layer.Inputs, "batched dense backward: input gradient must hold (rows k, in)");
         shape = Plan.ShapeFor(rowMembers * layer.Inputs);
-        (batchedScaledInputGradient ??= Accelerator.LoadStreamKernel<BatchedLayerArgs, int>(BatchedDense.ScaledInputGradientKernel))(shape.Config, a, shape.BlockedFlag);
+        (batchedScaledInputGradient ??= Accelerator.LoadStreamKernel<BatchedLayerArgs, int>(BatchedDense.SimpleScaledInputGradientKernel))(shape.Config, a, shape.BlockedFlag);
         if (layer.HasInputScale)
         {
             shape = Plan.ShapeFor(a.Members * layer.Inputs);

@@ -46,7 +46,7 @@ public struct ProductOperand
     public ArrayView<Float4> Vectors;   // Rows.Data as 16-byte vectors, when Aligned
     public int Aligned;                 // every row start and slab offset is a multiple of 4 floats (set by the launcher)
     public int SlabStride;              // elements between one slab's matrix and the next (per-member weights)
-    public int RowMembers;              // 1: the stored rows are row-members (or input rows shared by them)
+    public int RowMembers;              // 0: plain rows; 1: the stored rows are row-members; 2: input rows shared by them (rm / k)
     public int ScaleStride;             // 0: unscaled
     public ArrayView<float> Scales;     // the adapters, from the layer's first (r or s)
 
@@ -65,7 +65,7 @@ public struct ProductArgs
 {
     public ProductOperand A, B;
     public int M, N, K;
-    public int Members, Slabs, InputShared; // 0 reads as 1 (a plain product); InputShared: operand rows with RowMembers are input rows rm / k
+    public int Members, Slabs;              // 0 reads as 1 (a plain product)
     public ArrayView<float> C;              // (rows of C, N) row-major; slab s at CSlabStride s
     public int CRowMembers, CSlabStride;    // 1: C's rows are row-members (its row is rm)
     public int HasBias, BiasStride;         // Bias[member * BiasStride + n]
@@ -167,7 +167,7 @@ public static class DenseTiled
         {
             int rm = RowMember(a, i, slab);
             member = MemberOf(a, rm, slab);
-            row = a.InputShared != 0 ? rm / a.Members : rm;
+            row = op.RowMembers == 2 ? rm / a.Members : rm;
         }
         scaleStart = member * op.ScaleStride;
         return op.Rows.RowStart(row) + slab * op.SlabStride;

@@ -1,31 +1,46 @@
 // The batched-ensemble layer's kernels (forward; parameter, input-scale and input gradients) against
 // BatchedDense's reference, for every kind's first, hidden and head layer, on random values: layer 0 reading
-// shared input rows in place or gathered, later layers one row per row-member.
+// shared input rows in place or gathered, later layers one row per row-member; with the simple kernels and as
+// the tiled products a GPU runs (both tiles: TiledDevices).
 namespace HitGpu.Kernels.Tests;
 
 [Collection(AcceleratorCollection.Name)]
 public sealed class BatchedDenseTests(AcceleratorFixture fixture)
 {
-    private readonly ComputeDevice device = fixture.Device;
-
-    public static TheoryData<EnsembleKind, int, int, int, bool> Cases()
+    public static TheoryData<EnsembleKind, int, int, int, bool, DenseKernels> Cases()
     {
-        var data = new TheoryData<EnsembleKind, int, int, int, bool>();
-        foreach (var kind in Enum.GetValues<EnsembleKind>())
-            foreach (int members in new[] { 2, 5 })
-                foreach (int layer in new[] { 0, 1, 2 })
-                {
-                    data.Add(kind, members, layer, 13, false);
-                    if (layer == 0)
-                        data.Add(kind, members, layer, 6, true);
-                }
+        var data = new TheoryData<EnsembleKind, int, int, int, bool, DenseKernels>();
+        foreach (var kernels in Enum.GetValues<DenseKernels>())
+            foreach (var kind in Enum.GetValues<EnsembleKind>())
+                foreach (int members in new[] { 2, 5 })
+                    foreach (int layer in new[] { 0, 1, 2 })
+                    {
+                        if (kernels == DenseKernels.TiledLarge && members == 5)
+                            continue; // 256 simulated threads: the 2-member cases are enough there
+                        data.Add(kind, members, layer, 13, false, kernels);
+                        if (layer == 0)
+                            data.Add(kind, members, layer, 6, true, kernels);
+                    }
         return data;
     }
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Forward_and_backward_match_the_reference(EnsembleKind kind, int members, int l, int rows, bool gathered) =>
-        MatchesTheReference(ParameterLayout.ForClassifier(7, [9, 5], kind, members), l, rows, gathered);
+    public void Forward_and_backward_match_the_reference(EnsembleKind kind, int members, int l, int rows, bool gathered, DenseKernels kernels) =>
+        MatchesTheReference(ParameterLayout.ForClassifier(7, [9, 5], kind, members), l, rows, gathered, kernels);
+
+    [Theory]
+    [InlineData(EnsembleKind.Independent, DenseKernels.TiledSmall)]
+    [InlineData(EnsembleKind.Independent, DenseKernels.TiledLarge)]
+    [InlineData(EnsembleKind.Batch, DenseKernels.TiledSmall)]
+    [InlineData(EnsembleKind.Mini, DenseKernels.TiledSmall)]
+    public void Widths_in_multiples_of_8_take_the_vector_loads_and_match_the_reference(EnsembleKind kind, DenseKernels kernels)
+    {
+        // 16 inputs, 24 and 16 hidden, 24 rows: every sum a whole number of slices, every row 16-byte aligned.
+        var layout = ParameterLayout.ForClassifier(16, [24, 16], kind, 3);
+        for (int l = 0; l < 2; l++)
+            MatchesTheReference(layout, l, 24, gathered: false, kernels);
+    }
 
     [Theory]
     [InlineData(EnsembleKind.Independent, 1, 0)]
@@ -36,7 +51,7 @@ public sealed class BatchedDenseTests(AcceleratorFixture fixture)
     [InlineData(EnsembleKind.Mini, 2, 1)]
     public void A_grouped_embedding_layer_and_the_layer_after_it_match_the_reference(EnsembleKind kind, int members, int l) =>
         // 3 features of 4 inputs each to 2 dimensions each: output o reads its feature's 4 inputs only.
-        MatchesTheReference(ParameterLayout.WithEmbedding(3, 4, 2, [5], kind, members), l, 9, gathered: l == 0);
+        MatchesTheReference(ParameterLayout.WithEmbedding(3, 4, 2, [5], kind, members), l, 9, gathered: l == 0, DenseKernels.TiledSmall);
 
     [Theory]
     [InlineData(EnsembleKind.Independent, 1, 0)]
@@ -45,9 +60,12 @@ public sealed class BatchedDenseTests(AcceleratorFixture fixture)
     [InlineData(EnsembleKind.Mini, 2, 2)]
     public void A_periodic_embedding_and_the_layers_after_it_match_the_reference(EnsembleKind kind, int members, int l) =>
         // Layer 0 keeps its cosines' pre-activations; layer 1's input gradient takes -sin of them.
-        MatchesTheReference(ParameterLayout.WithPeriodicEmbedding(3, 2, 2, [5], kind, members), l, 9, gathered: l == 0);
+        MatchesTheReference(ParameterLayout.WithPeriodicEmbedding(3, 2, 2, [5], kind, members), l, 9, gathered: l == 0, DenseKernels.TiledSmall);
 
-    private void MatchesTheReference(ParameterLayout layout, int l, int rows, bool gathered)
+    private void MatchesTheReference(ParameterLayout layout, int l, int rows, bool gathered, DenseKernels kernels) =>
+        TiledDevices.With(fixture.Device, kernels, device => MatchesTheReferenceOn(device, layout, l, rows, gathered));
+
+    private static void MatchesTheReferenceOn(ComputeDevice device, ParameterLayout layout, int l, int rows, bool gathered)
     {
         int members = layout.Members;
         var layer = layout[l];

@@ -52,11 +52,13 @@ public sealed class MachineCodeTests
     }
 
     [Fact]
-    public void Every_product_kernel_and_batched_layer_kernel_is_at_least_a_quarter_multiply_adds()
+    public void Every_product_kernel_is_at_least_a_quarter_multiply_adds()
     {
-        // The batched-ensemble layers run as products on a GPU (BatchedDense.cs); the edges' scalar path too.
-        var kernels = Read().Where(k => IsProduct(k) || k.Name.StartsWith("BatchedDense.", StringComparison.Ordinal) && !k.Name.Contains("Simple", StringComparison.Ordinal)).ToArray();
-        Assert.NotEmpty(kernels);
+        // On a GPU the batched-ensemble layers' forward, weight, bias and input gradients are these products
+        // (BatchedDense.cs), their edges and scaled operands the scalar path. The three reductions that are
+        // not products (dr, ds, layer 0's sum over members) are memory-bound and below this: bench/RESULTS.md.
+        var kernels = Read().Where(IsProduct).ToArray();
+        Assert.Equal(16, kernels.Length);
         Assert.All(kernels, k => Assert.True(k.MainLoop is { } loop && loop.FfmaShare >= 0.25,
             $"{k.Name}: main loop {k.MainLoop?.Ffma} FFMA of {k.MainLoop?.Instructions}"));
     }
