@@ -3,8 +3,8 @@ namespace HitGpu.Kernels.Tests;
 
 public sealed class DevicePlanTests
 {
-    private static DevicePlan Cpu => DevicePlan.For(AcceleratorKind.Cpu, maxGroupSize: 2, multiprocessors: 1) with { PathOverride = null, DenseOverride = null, ShuffleOverride = null };
-    private static DevicePlan Gpu => DevicePlan.For(AcceleratorKind.Cuda, maxGroupSize: 1024, multiprocessors: 132, memoryBytes: 1L << 37) with { PathOverride = null, DenseOverride = null, ShuffleOverride = null };
+    private static DevicePlan Cpu => DevicePlan.For(AcceleratorKind.Cpu, maxGroupSize: 2, multiprocessors: 1) with { PathOverride = null, DenseOverride = null, TileOverride = null, ShuffleOverride = null };
+    private static DevicePlan Gpu => DevicePlan.For(AcceleratorKind.Cuda, maxGroupSize: 1024, multiprocessors: 132, memoryBytes: 1L << 37) with { PathOverride = null, DenseOverride = null, TileOverride = null, ShuffleOverride = null };
 
     [Fact]
     public void Each_accelerator_gets_its_path_and_an_override_it_cannot_run_is_passed_over()
@@ -36,5 +36,19 @@ public sealed class DevicePlanTests
         Assert.Equal(new LaunchShape(1, 2, Blocked: true), Cpu.ShapeFor(1_000_000));
         Assert.Equal(new LaunchShape(132 * 8, 256, Blocked: false), Gpu.ShapeFor(1_000_000));
         Assert.Equal(new LaunchShape(1, 256, Blocked: false), Gpu.ShapeFor(7));
+    }
+
+    [Fact]
+    public void The_tile_fits_the_shape_and_the_group_and_the_GPU_compiler_is_told_its_size()
+    {
+        Assert.Equal(ProductTileSize.Large, Gpu.TileFor(4096, 4096, 1));      // 1,024 large tiles: every multiprocessor busy
+        Assert.Equal(ProductTileSize.Small, Gpu.TileFor(1024, 512, 1));       // 32 large tiles would leave 100 of 132 idle
+        Assert.Equal(ProductTileSize.Large, Gpu.TileFor(256, 512, 32));       // a batched layer's 32 member slabs
+        Assert.Equal(ProductTileSize.Large, (Gpu with { TileOverride = ProductTileSize.Large }).TileFor(1, 1, 1));
+        // The CPU accelerator's default group is too small for either tile: refused, saying why.
+        Assert.Contains("groups of 64 threads", Assert.Throws<ArgumentException>(() => Cpu.TileFor(64, 64, 1)).Message);
+        Assert.Equal(ILGPU.Runtime.KernelSpecialization.Empty, Cpu.ProductSpecialization(ProductTileSize.Small));
+        Assert.Equal(256, Gpu.ProductSpecialization(ProductTileSize.Large).MaxNumThreadsPerGroup);
+        Assert.Equal(6, Gpu.ProductSpecialization(ProductTileSize.Small).MinNumGroupsPerMultiprocessor);
     }
 }

@@ -1,8 +1,8 @@
 // The device plan: every choice that depends on the accelerator or on the shape of the work, made here and
 // nowhere else (STYLE.md 16). The training path and the engine that runs it, the dense kernel variant per
-// product, the tiled product's group, shuffling on the device or the host, where the epoch's metrics are
+// product, the tiled product's tile and what the GPU compiler is told of it, shuffling on the device or the host, where the epoch's metrics are
 // summed, launch shapes and the threads of one-group kernels. The environment overrides are read here, once,
-// when a device opens: HITGPU_TRAINING_PATH=layered|cpu-epoch, HITGPU_DENSE_KERNEL=simple|tiled,
+// when a device opens: HITGPU_TRAINING_PATH=layered|cpu-epoch, HITGPU_DENSE_KERNEL=simple|tiled, HITGPU_PRODUCT_TILE=small|large,
 // HITGPU_SHUFFLE=device|host. Everything else asks the plan (ComputeDevice.Plan) and never re-derives it.
 namespace HitGpu.Kernels;
 
