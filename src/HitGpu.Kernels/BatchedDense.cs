@@ -597,12 +597,12 @@ public sealed partial class ComputeDevice
         int rowMembers = a.Rows * a.Members;
         Require(a.OutputGradient.Length >= (long)rowMembers * layer.Outputs, "batched dense backward: output gradient must hold (rows k, out)");
         Require(a.Gradients.Length == a.Parameters.Length, "batched dense backward: gradients must match the parameters");
+        // Every buffer checked before anything is launched (both routes below read them).
         bool stored = layer.HasInputScale || a.InputShared != 0;
-        if (layer.HasInputScale || withInputGradient)
-        {
-            Require(!stored || a.ScaledInputGradient.Length >= (long)rowMembers * layer.Inputs, "batched dense backward: scaled-input gradient must hold (rows k, in)");
-            Require(a.InputGradient.Length >= (long)(a.InputShared != 0 ? a.Rows : rowMembers) * layer.Inputs || !withInputGradient, "batched dense backward: input gradient must hold its rows");
-        }
+        Require(!(stored && (layer.HasInputScale || withInputGradient)) || a.ScaledInputGradient.Length >= (long)rowMembers * layer.Inputs,
+            "batched dense backward: scaled-input gradient must hold (rows k, in)");
+        Require(!withInputGradient || a.InputGradient.Length >= (long)(a.InputShared != 0 ? a.Rows : rowMembers) * layer.Inputs,
+            "batched dense backward: input gradient must hold its rows");
         if (BatchedAsProducts(a))
         {
             BatchedBackwardProducts(a, withInputGradient);
@@ -614,8 +614,6 @@ public sealed partial class ComputeDevice
         (batchedParameterGradient ??= Accelerator.LoadStreamKernel<BatchedLayerArgs, int>(BatchedDense.SimpleParameterGradientKernel))(shape.Config, a, shape.BlockedFlag);
         if (!layer.HasInputScale && !withInputGradient)
             return;
-        Require(!stored || a.ScaledInputGradient.Length >= (long)rowMembers * layer.Inputs, "batched dense backward: scaled-input gradient must hold (rows k, in)");
-        Require(stored || a.InputGradient.Length >= (long)rowMembers * layer.Inputs, "batched dense backward: input gradient must hold (rows k, in)");
         shape = Plan.ShapeFor(rowMembers * layer.Inputs);
         (batchedScaledInputGradient ??= Accelerator.LoadStreamKernel<BatchedLayerArgs, int>(BatchedDense.SimpleScaledInputGradientKernel))(shape.Config, a, shape.BlockedFlag);
         if (layer.HasInputScale)
@@ -625,9 +623,7 @@ public sealed partial class ComputeDevice
         }
         if (!withInputGradient || !stored)
             return;
-        int rows = a.InputShared != 0 ? a.Rows : rowMembers;
-        Require(a.InputGradient.Length >= (long)rows * layer.Inputs, "batched dense backward: input gradient must hold its rows");
-        shape = Plan.ShapeFor(rows * layer.Inputs);
+        shape = Plan.ShapeFor((a.InputShared != 0 ? a.Rows : rowMembers) * layer.Inputs);
         (batchedInputGradient ??= Accelerator.LoadStreamKernel<BatchedLayerArgs, int>(BatchedDense.InputGradientKernel))(shape.Config, a, shape.BlockedFlag);
     }
 }
