@@ -18,19 +18,21 @@ if (args.Length > 0 && args[0] == "resample")
 if (args.Length > 0 && args[0] == "load")
     return Load(args[1..]);
 if (args.Length > 0 && args[0] == "machine-code")
-    return MachineCode();
+    return MachineCode(args[1..]);
 BenchmarkSwitcher.FromAssembly(typeof(HitGpu.Bench.BenchConfig).Assembly).Run(args);
 return 0;
 
-// The machine-code report (bench/gpu/machine-code.sh): every GPU kernel through ptxas for sm_90, one table.
-static int MachineCode()
+// The machine-code report (bench/gpu/machine-code.sh): every GPU kernel through ptxas for sm_90, one table;
+// --keep DIR leaves each kernel's PTX and SASS there; --only TEXT reads the kernels whose names contain TEXT.
+static int MachineCode(string[] args)
 {
     if (HitGpu.MachineCode.MachineCodeReport.ToolsFolder() is not { } tools)
     {
         Console.Error.WriteLine("ptxas and cuobjdump not found: run bench/gpu/cuda-tools.sh (or set HITGPU_CUDA_TOOLS)");
         return 2;
     }
-    Console.Write(HitGpu.MachineCode.MachineCodeReport.Table(HitGpu.MachineCode.MachineCodeReport.ReadAll(tools)));
+    Console.Write(HitGpu.MachineCode.MachineCodeReport.Table(HitGpu.MachineCode.MachineCodeReport.ReadAll(tools,
+        ArgOf(args, "--keep", "") is { Length: > 0 } keep ? keep : null, ArgOf(args, "--only", "") is { Length: > 0 } only ? only : null)));
     return 0;
 }
 

@@ -52,14 +52,18 @@ public static partial class MachineCodeReport
         return ((PTXCompiledKernel)backend.Compile(EntryPointDescription.FromExplicitlyGroupedKernel(kernel), specialization)).PTXAssembly;
     }
 
-    /// <summary>Every GPU kernel's figures, each launched as the device plan of a Hopper GPU launches it.</summary>
-    public static IReadOnlyList<KernelFigures> ReadAll(string tools)
+    /// <summary>
+    /// Every GPU kernel's figures, each launched as the device plan of a Hopper GPU launches it; with
+    /// <paramref name="keepIn"/>, each kernel's PTX, cubin and SASS are left there (to read a loop), else in a
+    /// scratch folder removed after; with <paramref name="only"/>, the kernels whose names contain it.
+    /// </summary>
+    public static IReadOnlyList<KernelFigures> ReadAll(string tools, string? keepIn = null, string? only = null)
     {
         using var context = Context.Create(builder => builder.Optimize(OptimizationLevel.O2).EnableAlgorithms());
-        string scratch = Directory.CreateTempSubdirectory("hitgpu-sass-").FullName;
+        string scratch = keepIn is null ? Directory.CreateTempSubdirectory("hitgpu-sass-").FullName : Directory.CreateDirectory(keepIn).FullName;
         try
         {
-            return KernelCatalog.ForGpu.Select(kernel =>
+            return KernelCatalog.ForGpu.Where(kernel => only is null || NameOf(kernel).Contains(only, StringComparison.Ordinal)).Select(kernel =>
             {
                 var (threads, dynamicShared, specialization) = DevicePlan.GpuLaunchOf(kernel);
                 return Read(NameOf(kernel), Ptx(context, kernel, specialization), tools, scratch, threads, dynamicShared);
@@ -67,7 +71,8 @@ public static partial class MachineCodeReport
         }
         finally
         {
-            Directory.Delete(scratch, recursive: true);
+            if (keepIn is null)
+                Directory.Delete(scratch, recursive: true);
         }
     }
 
@@ -78,6 +83,7 @@ public static partial class MachineCodeReport
         File.WriteAllText(stem + ".ptx", ptx);
         string info = Run(Path.Combine(tools, "ptxas"), $"-arch=sm_90 -v -o \"{stem}.cubin\" \"{stem}.ptx\"");
         string sass = Run(Path.Combine(tools, "cuobjdump"), $"-sass \"{stem}.cubin\"");
+        File.WriteAllText(stem + ".sass", sass);
         int registers = Number(info, @"Used (\d+) registers");
         int staticShared = Number(info, @"(\d+) bytes smem");
         return new KernelFigures(name, registers, Number(info, @"(\d+) bytes spill stores"), Number(info, @"(\d+) bytes spill loads"),

@@ -273,11 +273,24 @@ public static class KernelCatalog
         .OrderBy(m => m.DeclaringType!.Name + "." + m.Name, StringComparer.Ordinal)
         .ToArray();
 
-    /// <summary>A kernel, or a generic kernel's instances: the tiled product's, one per tile and operand storage.</summary>
-    private static IEnumerable<System.Reflection.MethodInfo> Instances(System.Reflection.MethodInfo kernel) =>
-        !kernel.IsGenericMethodDefinition ? [kernel]
-        : kernel.DeclaringType == typeof(DenseTiled) ? DenseTiled.ProductKernels()
-        : throw new InvalidOperationException($"the generic kernel {kernel.Name} has no list of its instances");
+    /// <summary>
+    /// A kernel, or a generic kernel's instances: each type parameter drawn from the structs that implement its
+    /// constraint (a tile, an operand's storage, the kind of load), every combination.
+    /// </summary>
+    private static IEnumerable<System.Reflection.MethodInfo> Instances(System.Reflection.MethodInfo kernel)
+    {
+        if (!kernel.IsGenericMethodDefinition)
+            return [kernel];
+        IEnumerable<Type[]> choices = [[]];
+        foreach (var parameter in kernel.GetGenericArguments())
+        {
+            var constraint = parameter.GetGenericParameterConstraints().Single(c => c.IsInterface);
+            var options = typeof(KernelCatalog).Assembly.GetTypes().Where(t => t.IsValueType && constraint.IsAssignableFrom(t))
+                .OrderBy(t => t.Name, StringComparer.Ordinal).ToArray();
+            choices = choices.SelectMany(chosen => options.Select(option => chosen.Append(option).ToArray())).ToArray();
+        }
+        return choices.Select(kernel.MakeGenericMethod);
+    }
 
     /// <summary>Those a GPU backend can compile: not the CPU epoch's, which read host addresses (<see cref="RowMemory"/>).</summary>
     public static IReadOnlyList<System.Reflection.MethodInfo> ForGpu { get; } = All.Where(m => m.DeclaringType != typeof(CpuEpoch)).ToArray();

@@ -54,6 +54,110 @@ public enum SumOrder
     BiasLast,
 }
 
+/// <summary>Eight floats: a column window's values, two 16-byte vectors.</summary>
+public struct Float8
+{
+    public Float4 Lo, Hi;
+
+    public Float8(Float4 lo, Float4 hi) => (Lo, Hi) = (lo, hi);
+
+    /// <summary>sum + a b, column by column (each column's sum as one at a time would add it).</summary>
+    public static Float8 Fma(Float8 sum, Float8 a, Float8 b) => new(Fma(sum.Lo, a.Lo, b.Lo), Fma(sum.Hi, a.Hi, b.Hi));
+
+    public static Float8 Add(Float8 sum, Float8 a) => new(
+        new Float4(sum.Lo.X + a.Lo.X, sum.Lo.Y + a.Lo.Y, sum.Lo.Z + a.Lo.Z, sum.Lo.W + a.Lo.W),
+        new Float4(sum.Hi.X + a.Hi.X, sum.Hi.Y + a.Hi.Y, sum.Hi.Z + a.Hi.Z, sum.Hi.W + a.Hi.W));
+
+    private static Float4 Fma(Float4 s, Float4 a, Float4 b) => new(s.X + a.X * b.X, s.Y + a.Y * b.Y, s.Z + a.Z * b.Z, s.W + a.W * b.W);
+}
+
+/// <summary>
+/// Eight neighbouring columns of a row: a batched reduction's share of work. The window read is always eight
+/// columns inside the row from <see cref="First"/> (the last window of a row moved back to end at the row's
+/// end, its first <see cref="Skip"/> columns the window before's, summed twice and stored once), so one row's
+/// loads sit at fixed offsets from one address: two 16-byte loads where the rows are aligned (VectorLoads),
+/// eight scalar ones otherwise. A row narrower than eight has one window, its loads clamped to the row
+/// (RowCursor.LoadClamped; <see cref="Wide"/> false).
+/// </summary>
+public readonly struct ColumnWindow
+{
+    public const int Width = 8;
+    public readonly int First, Skip, Columns;      // the window's first column; those stored: [First + Skip, First + Columns)
+    private readonly int last;                     // the window's last column in the row, from First (clamps the loads)
+
+    private ColumnWindow(int window, int cols)
+    {
+        First = cols >= Width ? Math.Min(Width * window, cols - Width) : 0;
+        Skip = Width * window - First;
+        Columns = Math.Min(Width, cols - First);
+        last = Columns - 1;
+    }
+
+    /// <summary>How many windows cover <paramref name="cols"/> columns.</summary>
+    public static int Count(int cols) => (cols + Width - 1) / Width;
+
+    public static ColumnWindow Of(int window, int cols) => new(window, cols);
+
+    /// <summary>Whether the window is eight columns of the row (RowCursor.Load may read it).</summary>
+    public bool Wide => Columns == Width;
+
+    /// <summary>The column First + c of the window, clamped to the row.</summary>
+    public int Clamped(int c) => Math.Min(c, last);
+
+    /// <summary>The window's own columns of <paramref name="v"/>, from element <paramref name="at"/> (its column First).</summary>
+    public void Store(ArrayView<float> data, long at, Float8 v)
+    {
+        StoreOne(data, at, 0, v.Lo.X);
+        StoreOne(data, at, 1, v.Lo.Y);
+        StoreOne(data, at, 2, v.Lo.Z);
+        StoreOne(data, at, 3, v.Lo.W);
+        StoreOne(data, at, 4, v.Hi.X);
+        StoreOne(data, at, 5, v.Hi.Y);
+        StoreOne(data, at, 6, v.Hi.Z);
+        StoreOne(data, at, 7, v.Hi.W);
+    }
+
+    private void StoreOne(ArrayView<float> data, long at, int c, float value)
+    {
+        if (c >= Skip && c < Columns)
+            data[at + c] = value;
+    }
+}
+
+/// <summary>
+/// A view of one row from a column window on, that steps a row at a time: 16-byte vectors for vector loads
+/// (cast from the kernel's argument), floats otherwise. A cursor starts each pass of a loop afresh from
+/// the row's index and steps only inside it, to rows that exist: ILGPU checks a view's bounds on the CPU
+/// accelerator, and a cursor carried from pass to pass through a choice loses its alignment (scalar loads).
+/// </summary>
+public readonly struct RowCursor<TLoads> where TLoads : struct, IProductLoads
+{
+    private readonly ArrayView<float> scalars;
+    private readonly ArrayView<Float4> vectors;
+
+    private RowCursor(ArrayView<float> scalars, ArrayView<Float4> vectors) => (this.scalars, this.vectors) = (scalars, vectors);
+
+    /// <summary>A cursor at element <paramref name="at"/> of <paramref name="data"/> (a multiple of 4 for vector loads).</summary>
+    public static RowCursor<TLoads> At(ArrayView<float> data, long at) =>
+        default(TLoads).Vector ? new(default, data.Cast<Float4>().SubView(at >> 2)) : new(data.SubView(at), default);
+
+    /// <summary>A step of <paramref name="elements"/> (a multiple of 4 for vector loads) in the cursor's units, found once before a loop.</summary>
+    public static long Units(long elements) => default(TLoads).Vector ? elements >> 2 : elements;
+
+    /// <summary>The cursor <paramref name="units"/> on (<see cref="Units"/>): a row that exists, or an element of one.</summary>
+    public RowCursor<TLoads> Next(long units) =>
+        default(TLoads).Vector ? new(default, vectors.SubView(units)) : new(scalars.SubView(units), default);
+
+    /// <summary>The window's eight values, when it is eight columns of the row (<see cref="ColumnWindow.Wide"/>).</summary>
+    public Float8 Load() => default(TLoads).Vector ? new Float8(vectors[0], vectors[1])
+        : new Float8(new Float4(scalars[0], scalars[1], scalars[2], scalars[3]), new Float4(scalars[4], scalars[5], scalars[6], scalars[7]));
+
+    /// <summary>The window's values, any width (past the row's end, its last column again).</summary>
+    public Float8 LoadClamped(in ColumnWindow w) => w.Wide ? Load()
+        : new Float8(new Float4(scalars[0], scalars[w.Clamped(1)], scalars[w.Clamped(2)], scalars[w.Clamped(3)]),
+            new Float4(scalars[w.Clamped(4)], scalars[w.Clamped(5)], scalars[w.Clamped(6)], scalars[w.Clamped(7)]));
+}
+
 public static class BatchedDense
 {
     // ---- device functions ----
@@ -215,8 +319,8 @@ public static class BatchedDense
 
     // ---- kernels ----
     // The simple ones, one output per work item, are the CPU accelerator's (and grouped layers'); a GPU runs
-    // the layer as tiled products (BatchedDenseForward / Backward below; DenseTiled.cs) and the three
-    // reductions that are not products (dr, ds, layer 0's sum over members), unrolled by four in order.
+    // the layer as tiled products (BatchedDenseForward / Backward below; DenseTiled.cs). Both run the three
+    // reductions below.
 
     /// <summary>One output element (rm, o) per work item.</summary>
     public static void SimpleForwardKernel(BatchedLayerArgs a, int blocked)
@@ -308,101 +412,180 @@ public static class BatchedDense
         }
     }
 
-    /// <summary>
-    /// One input scale's gradient (i, j) per work item: sum over member i's rows of g x, four rows a pass (the
-    /// terms added in row order, as one at a time: the same sum).
-    /// </summary>
-    public static void InputScaleGradientKernel(BatchedLayerArgs a, int blocked)
-    {
-        int nIn = a.Layer.Inputs, k = a.Members;
-        var range = WorkRange.OfThread(a.Members * nIn, blocked);
-        for (int e = range.Start; e < range.End; e += range.Step)
-        {
-            int i = e / nIn, j = e - i * nIn, b = 0;
-            float sum = 0f;
-            for (; b + 4 <= a.Rows; b += 4)
-            {
-                int rm = b * k + i;
-                sum += a.ScaledInputGradient[rm * nIn + j] * a.X.Data[a.X.RowStart(InputRow(rm, k, a.InputShared)) + j];
-                sum += a.ScaledInputGradient[(rm + k) * nIn + j] * a.X.Data[a.X.RowStart(InputRow(rm + k, k, a.InputShared)) + j];
-                sum += a.ScaledInputGradient[(rm + 2 * k) * nIn + j] * a.X.Data[a.X.RowStart(InputRow(rm + 2 * k, k, a.InputShared)) + j];
-                sum += a.ScaledInputGradient[(rm + 3 * k) * nIn + j] * a.X.Data[a.X.RowStart(InputRow(rm + 3 * k, k, a.InputShared)) + j];
-            }
-            for (; b < a.Rows; b++)
-            {
-                int rm = b * k + i;
-                sum += a.ScaledInputGradient[rm * nIn + j] * a.X.Data[a.X.RowStart(InputRow(rm, k, a.InputShared)) + j];
-            }
-            a.Gradients[a.Layer.InputScaleOffset + e] = sum;
-        }
-    }
-
-    /// <summary>One output scale's gradient (i, o) per work item: sum over member i's rows of dL/dz times the sum before s, four rows a pass, in row order.</summary>
-    public static void OutputScaleGradientKernel(BatchedLayerArgs a, int blocked)
-    {
-        int nOut = a.Layer.Outputs, k = a.Members;
-        var range = WorkRange.OfThread(a.Members * nOut, blocked);
-        for (int e = range.Start; e < range.End; e += range.Step)
-        {
-            int i = e / nOut, o = e - i * nOut, b = 0, step = k * nOut;
-            float sum = 0f;
-            for (; b + 4 <= a.Rows; b += 4)
-            {
-                int at = (b * k + i) * nOut + o;
-                sum += a.OutputGradient[at] * a.PreScale[at];
-                sum += a.OutputGradient[at + step] * a.PreScale[at + step];
-                sum += a.OutputGradient[at + 2 * step] * a.PreScale[at + 2 * step];
-                sum += a.OutputGradient[at + 3 * step] * a.PreScale[at + 3 * step];
-            }
-            for (; b < a.Rows; b++)
-            {
-                int at = (b * k + i) * nOut + o;
-                sum += a.OutputGradient[at] * a.PreScale[at];
-            }
-            a.Gradients[a.Layer.OutputScaleOffset + e] = sum;
-        }
-    }
+    // The three reductions that are not products (dr, ds, layer 0's sum over members) sum eight neighbouring
+    // columns a work item (ColumnWindow) through cursors that step a row at a time (RowCursor): a row's terms
+    // are then two 16-byte loads (or eight scalar ones from one address) per operand and eight multiply-adds,
+    // not two loads and an address per multiply-add. Each column's terms are still added in row (or member)
+    // order: the bits of one column at a time.
 
     /// <summary>
-    /// One element of dx per work item from the stored g: dx[rm] = g r_i f'(x) per row-member, or, for shared
-    /// input rows, dx[b] = sum_i g[b k + i] r_i f'(x) (the inputs' gradient, for explanations).
+    /// Input scale gradients, the sums over each member's rows of g x, eight j a work item. Shared input rows
+    /// (layer 0): four members a work item, a row a pass: their g are neighbouring rows and their x one row,
+    /// looked up once (gathered rows) for all four; past the last member the loads repeat it and the stores
+    /// stop. A row-member's own input rows (in place, as g's): one member a work item, four rows a pass, x and
+    /// g stepping a row of k on together. A window narrower than eight sums one member a row at a time.
     /// </summary>
-    public static void InputGradientKernel(BatchedLayerArgs a, int blocked)
+    public static void InputScaleGradientKernel<TLoads>(BatchedLayerArgs a, int blocked) where TLoads : struct, IProductLoads
     {
-        var layer = a.Layer;
-        int nIn = layer.Inputs, k = a.Members;
-        int rows = a.InputShared != 0 ? a.Rows : a.Rows * k, perRow = a.InputShared != 0 ? k : 1;
-        var range = WorkRange.OfThread(rows * nIn, blocked);
+        int nIn = a.Layer.Inputs, k = a.Members, windows = ColumnWindow.Count(nIn);
+        bool shared = a.InputShared != 0;
+        int perItem = shared ? 4 : 1;
+        long gStep = (long)k * nIn, gUnits = RowCursor<TLoads>.Units(gStep);
+        var range = WorkRange.OfThread((k + perItem - 1) / perItem * windows, blocked);
         for (int e = range.Start; e < range.End; e += range.Step)
         {
-            int row = e / nIn, j = e - row * nIn, first = row * perRow, m = 0;
-            float sum = 0f;
-            if (layer.HasInputScale)
+            int item = e / windows, i = perItem * item;
+            var w = ColumnWindow.Of(e - item * windows, nIn);
+            // Members i + m1..m3 of shared rows: the next three, clamped to the last (i itself for one a work item).
+            int last = shared ? k - 1 - i : 0, m1 = Math.Min(1, last), m2 = Math.Min(2, last), m3 = Math.Min(3, last);
+            Float8 s0 = default, s1 = default, s2 = default, s3 = default;
+            long at = (long)i * nIn + w.First;
+            if (!w.Wide)
             {
-                // g r_i over the row's members, four a pass, in member order (rm = first + m has member m, or rm mod k alone).
-                int scale = layer.InputScaleOffset + j;
-                for (; m + 4 <= perRow; m += 4)
+                s0 = NarrowInputScaleSum<TLoads>(a, w, i);
+                s1 = NarrowInputScaleSum<TLoads>(a, w, i + m1);
+                s2 = NarrowInputScaleSum<TLoads>(a, w, i + m2);
+                s3 = NarrowInputScaleSum<TLoads>(a, w, i + m3);
+            }
+            else if (shared)
+            {
+                long g1 = RowCursor<TLoads>.Units((long)m1 * nIn), g2 = RowCursor<TLoads>.Units((long)(m2 - m1) * nIn), g3 = RowCursor<TLoads>.Units((long)(m3 - m2) * nIn);
+                for (int b = 0; b < a.Rows; b++, at += gStep)
                 {
-                    int g = (first + m) * nIn + j;
-                    sum += a.ScaledInputGradient[g] * a.Parameters[scale + m * nIn];
-                    sum += a.ScaledInputGradient[g + nIn] * a.Parameters[scale + (m + 1) * nIn];
-                    sum += a.ScaledInputGradient[g + 2 * nIn] * a.Parameters[scale + (m + 2) * nIn];
-                    sum += a.ScaledInputGradient[g + 3 * nIn] * a.Parameters[scale + (m + 3) * nIn];
-                }
-                for (; m < perRow; m++)
-                {
-                    int rm = first + m;
-                    sum += a.ScaledInputGradient[rm * nIn + j] * a.Parameters[layer.InputScale(rm % k) + j];
+                    var x = RowCursor<TLoads>.At(a.X.Data, (long)a.X.RowStart(b) + w.First).Load();
+                    var g = RowCursor<TLoads>.At(a.ScaledInputGradient, at);
+                    s0 = Float8.Fma(s0, g.Load(), x);
+                    g = g.Next(g1);
+                    s1 = Float8.Fma(s1, g.Load(), x);
+                    g = g.Next(g2);
+                    s2 = Float8.Fma(s2, g.Load(), x);
+                    g = g.Next(g3);
+                    s3 = Float8.Fma(s3, g.Load(), x);
                 }
             }
             else
             {
-                for (; m < perRow; m++)
-                    sum += a.ScaledInputGradient[(first + m) * nIn + j];
+                // x's rows in place: row rm at (Offset + rm) Cols, Cols = nIn: from Offset on, where g's row rm is.
+                var xRows = RowCursor<TLoads>.At(a.X.Data, a.X.RowStart(0));
+                int b = 0;
+                for (; b + 4 <= a.Rows; b += 4, at += 4 * gStep)
+                {
+                    RowCursor<TLoads> g = RowCursor<TLoads>.At(a.ScaledInputGradient, at), x = xRows.Next(RowCursor<TLoads>.Units(at));
+                    s0 = Float8.Fma(s0, g.Load(), x.Load());
+                    (g, x) = (g.Next(gUnits), x.Next(gUnits));
+                    s0 = Float8.Fma(s0, g.Load(), x.Load());
+                    (g, x) = (g.Next(gUnits), x.Next(gUnits));
+                    s0 = Float8.Fma(s0, g.Load(), x.Load());
+                    (g, x) = (g.Next(gUnits), x.Next(gUnits));
+                    s0 = Float8.Fma(s0, g.Load(), x.Load());
+                }
+                for (; b < a.Rows; b++, at += gStep)
+                    s0 = Float8.Fma(s0, RowCursor<TLoads>.At(a.ScaledInputGradient, at).Load(), xRows.Next(RowCursor<TLoads>.Units(at)).Load());
             }
-            a.InputGradient[e] = sum * InputSlope(a, row, j);
+            w.Store(a.Gradients, a.Layer.InputScale(i) + w.First, s0);
+            if (m1 > 0)
+                w.Store(a.Gradients, a.Layer.InputScale(i + m1) + w.First, s1);
+            if (m2 > m1)
+                w.Store(a.Gradients, a.Layer.InputScale(i + m2) + w.First, s2);
+            if (m3 > m2)
+                w.Store(a.Gradients, a.Layer.InputScale(i + m3) + w.First, s3);
         }
     }
+
+    /// <summary>Member i's sum of g x over its rows for a window narrower than eight (loads clamped), in row order.</summary>
+    private static Float8 NarrowInputScaleSum<TLoads>(in BatchedLayerArgs a, in ColumnWindow w, int i) where TLoads : struct, IProductLoads
+    {
+        int nIn = a.Layer.Inputs, k = a.Members, xRowStep = a.InputShared != 0 ? 1 : k, xRow = a.InputShared != 0 ? 0 : i;
+        var sum = default(Float8);
+        long at = (long)i * nIn + w.First;
+        for (int b = 0; b < a.Rows; b++, at += (long)k * nIn, xRow += xRowStep)
+            sum = Float8.Fma(sum, RowCursor<TLoads>.At(a.ScaledInputGradient, at).LoadClamped(w),
+                RowCursor<TLoads>.At(a.X.Data, (long)a.X.RowStart(xRow) + w.First).LoadClamped(w));
+        return sum;
+    }
+
+    /// <summary>One output scale's gradients (i, eight o) per work item: the sums over member i's rows of dL/dz times the sum before s, four rows a pass, in row order.</summary>
+    public static void OutputScaleGradientKernel<TLoads>(BatchedLayerArgs a, int blocked) where TLoads : struct, IProductLoads
+    {
+        int nOut = a.Layer.Outputs, k = a.Members, windows = ColumnWindow.Count(nOut);
+        long step = (long)k * nOut, units = RowCursor<TLoads>.Units(step);
+        var range = WorkRange.OfThread(k * windows, blocked);
+        for (int e = range.Start; e < range.End; e += range.Step)
+        {
+            int i = e / windows, b = 0;
+            var w = ColumnWindow.Of(e - i * windows, nOut);
+            long at = (long)i * nOut + w.First;
+            var sum = default(Float8);
+            for (; w.Wide && b + 4 <= a.Rows; b += 4, at += 4 * step)
+            {
+                RowCursor<TLoads> d = RowCursor<TLoads>.At(a.OutputGradient, at), p = RowCursor<TLoads>.At(a.PreScale, at);
+                sum = Float8.Fma(sum, d.Load(), p.Load());
+                (d, p) = (d.Next(units), p.Next(units));
+                sum = Float8.Fma(sum, d.Load(), p.Load());
+                (d, p) = (d.Next(units), p.Next(units));
+                sum = Float8.Fma(sum, d.Load(), p.Load());
+                (d, p) = (d.Next(units), p.Next(units));
+                sum = Float8.Fma(sum, d.Load(), p.Load());
+            }
+            for (; b < a.Rows; b++, at += step)
+                sum = Float8.Fma(sum, RowCursor<TLoads>.At(a.OutputGradient, at).LoadClamped(w), RowCursor<TLoads>.At(a.PreScale, at).LoadClamped(w));
+            w.Store(a.Gradients, a.Layer.OutputScale(i) + w.First, sum);
+        }
+    }
+
+    /// <summary>
+    /// Eight elements of dx per work item from the stored g: dx[rm] = g r_i f'(x) per row-member, or, for shared
+    /// input rows, dx[b] = sum_i g[b k + i] r_i f'(x) (the inputs' gradient, for explanations), members in order,
+    /// four a pass.
+    /// </summary>
+    public static void InputGradientKernel<TLoads>(BatchedLayerArgs a, int blocked) where TLoads : struct, IProductLoads
+    {
+        var layer = a.Layer;
+        int nIn = layer.Inputs, k = a.Members, windows = ColumnWindow.Count(nIn);
+        int rows = a.InputShared != 0 ? a.Rows : a.Rows * k, perRow = a.InputShared != 0 ? k : 1;
+        long units = RowCursor<TLoads>.Units(nIn);
+        var range = WorkRange.OfThread(rows * windows, blocked);
+        for (int e = range.Start; e < range.End; e += range.Step)
+        {
+            int row = e / windows, m = 0;
+            var w = ColumnWindow.Of(e - row * windows, nIn);
+            long g = (long)row * perRow * nIn + w.First;
+            var sum = default(Float8);
+            if (layer.HasInputScale)
+            {
+                // Row-member row perRow + m has member m with shared rows (perRow = k), else its row mod k alone.
+                long r = layer.InputScale(row * perRow % k) + w.First;
+                for (; w.Wide && m + 4 <= perRow; m += 4, g += 4 * nIn, r += 4 * nIn)
+                {
+                    RowCursor<TLoads> gm = RowCursor<TLoads>.At(a.ScaledInputGradient, g), rm = RowCursor<TLoads>.At(a.Parameters, r);
+                    sum = Float8.Fma(sum, gm.Load(), rm.Load());
+                    (gm, rm) = (gm.Next(units), rm.Next(units));
+                    sum = Float8.Fma(sum, gm.Load(), rm.Load());
+                    (gm, rm) = (gm.Next(units), rm.Next(units));
+                    sum = Float8.Fma(sum, gm.Load(), rm.Load());
+                    (gm, rm) = (gm.Next(units), rm.Next(units));
+                    sum = Float8.Fma(sum, gm.Load(), rm.Load());
+                }
+                for (; m < perRow; m++, g += nIn, r += nIn)
+                    sum = Float8.Fma(sum, RowCursor<TLoads>.At(a.ScaledInputGradient, g).LoadClamped(w), RowCursor<TLoads>.At(a.Parameters, r).LoadClamped(w));
+            }
+            else
+            {
+                for (; m < perRow; m++, g += nIn)
+                    sum = Float8.Add(sum, RowCursor<TLoads>.At(a.ScaledInputGradient, g).LoadClamped(w));
+            }
+            int j = w.First;
+            w.Store(a.InputGradient, (long)row * nIn + j, new Float8(
+                new Float4(sum.Lo.X * InputSlope(a, row, j), sum.Lo.Y * InputSlope(a, row, j + w.Clamped(1)),
+                    sum.Lo.Z * InputSlope(a, row, j + w.Clamped(2)), sum.Lo.W * InputSlope(a, row, j + w.Clamped(3))),
+                new Float4(sum.Hi.X * InputSlope(a, row, j + w.Clamped(4)), sum.Hi.Y * InputSlope(a, row, j + w.Clamped(5)),
+                    sum.Hi.Z * InputSlope(a, row, j + w.Clamped(6)), sum.Hi.W * InputSlope(a, row, j + w.Clamped(7)))));
+        }
+    }
+
+    /// <summary>One of the three reductions above, by name, with 16-byte or scalar loads.</summary>
+    public static System.Reflection.MethodInfo ReductionKernelFor(string name, bool vector) =>
+        typeof(BatchedDense).GetMethod(name)!.MakeGenericMethod(vector ? typeof(VectorLoads) : typeof(ScalarLoads));
 
     /// <summary>The slope of the activation that produced input (row, j): from the input, or for a cosine from its stored pre-activation.</summary>
     private static float InputSlope(in BatchedLayerArgs a, int row, int j) =>
@@ -412,8 +595,33 @@ public static class BatchedDense
 
 public sealed partial class ComputeDevice
 {
-    private Action<KernelConfig, BatchedLayerArgs, int>? batchedForward, batchedParameterGradient, batchedScaledInputGradient,
-        batchedInputScaleGradient, batchedOutputScaleGradient, batchedInputGradient;
+    private Action<KernelConfig, BatchedLayerArgs, int>? batchedForward, batchedParameterGradient, batchedScaledInputGradient;
+    private readonly Dictionary<(string, bool), Action<KernelConfig, BatchedLayerArgs, int>> batchedReductions = [];
+
+    /// <summary>
+    /// One of the three reductions (a kernel of BatchedDense by name) over <paramref name="rows"/> rows of
+    /// <paramref name="cols"/> columns, eight a work item; 16-byte loads where the columns and every operand it
+    /// reads allow them.
+    /// </summary>
+    private void BatchedReduction(string kernel, in BatchedLayerArgs a, int rows, int cols, ArrayView<float> first, ArrayView<float> second, int secondOffset = 0)
+    {
+        bool vector = cols % 4 == 0 && cols >= ColumnWindow.Width && IsVectorAligned(first) && IsVectorAligned(second) && secondOffset % 4 == 0;
+        if (!batchedReductions.TryGetValue((kernel, vector), out var launch))
+            batchedReductions[(kernel, vector)] = launch = Accelerator.LoadStreamKernel<BatchedLayerArgs, int>(
+                BatchedDense.ReductionKernelFor(kernel, vector).CreateDelegate<Action<BatchedLayerArgs, int>>());
+        var shape = Plan.ShapeFor(rows * ColumnWindow.Count(cols));
+        launch(shape.Config, a, shape.BlockedFlag);
+    }
+
+    private void InputScaleGradient(in BatchedLayerArgs a) =>
+        BatchedReduction(nameof(BatchedDense.InputScaleGradientKernel), a, a.InputShared != 0 ? (a.Members + 3) / 4 : a.Members, a.Layer.Inputs, a.ScaledInputGradient, a.X.Data);
+
+    private void OutputScaleGradient(in BatchedLayerArgs a) =>
+        BatchedReduction(nameof(BatchedDense.OutputScaleGradientKernel), a, a.Members, a.Layer.Outputs, a.OutputGradient, a.PreScale);
+
+    private void BatchedInputGradient(in BatchedLayerArgs a) =>
+        BatchedReduction(nameof(BatchedDense.InputGradientKernel), a, (a.InputShared != 0 ? 1 : a.Members) * a.Rows, a.Layer.Inputs,
+            a.ScaledInputGradient, a.Parameters, a.Layer.HasInputScale ? a.Layer.InputScaleOffset : 0);
 
     // ---- the layer as tiled products (a GPU's; DenseTiled.cs) ----
 
@@ -508,10 +716,7 @@ public sealed partial class ComputeDevice
         TiledProduct(b, aKAlongRows: false, bKAlongRows: false);
 
         if (layer.HasOutputScale)
-        {
-            var shape = Plan.ShapeFor(a.Members * layer.Outputs);
-            (batchedOutputScaleGradient ??= Accelerator.LoadStreamKernel<BatchedLayerArgs, int>(BatchedDense.OutputScaleGradientKernel))(shape.Config, a, shape.BlockedFlag);
-        }
+            OutputScaleGradient(a);
         bool stored = layer.HasInputScale || a.InputShared != 0;
         if (!layer.HasInputScale && !withInputGradient)
             return;
@@ -545,15 +750,9 @@ public sealed partial class ComputeDevice
         }
         TiledProduct(g, aKAlongRows: true, bKAlongRows: false);
         if (layer.HasInputScale)
-        {
-            var shape = Plan.ShapeFor(a.Members * layer.Inputs);
-            (batchedInputScaleGradient ??= Accelerator.LoadStreamKernel<BatchedLayerArgs, int>(BatchedDense.InputScaleGradientKernel))(shape.Config, a, shape.BlockedFlag);
-        }
+            InputScaleGradient(a);
         if (withInputGradient && stored && !inputGradientHere)
-        {
-            var shape = Plan.ShapeFor(a.Rows * layer.Inputs);
-            (batchedInputGradient ??= Accelerator.LoadStreamKernel<BatchedLayerArgs, int>(BatchedDense.InputGradientKernel))(shape.Config, a, shape.BlockedFlag);
-        }
+            BatchedInputGradient(a);
     }
 
     private static void CheckBatched(in BatchedLayerArgs a, string what)
@@ -562,6 +761,7 @@ public sealed partial class ComputeDevice
         Require(a.Members >= 1 && a.Rows >= 0, $"{what}: members must be at least 1");
         a.X.Check(a.InputShared != 0 ? a.Rows : a.Rows * a.Members, $"{what} x");
         Require(a.X.Cols == layer.Inputs, $"{what}: x must have the layer's {layer.Inputs} columns");
+        Require(a.X.Gathered == 0 || a.InputShared != 0, $"{what}: gathered input rows must be shared by the members (layer 0's)");
         Require(layer.Groups >= 1 && layer.Inputs % layer.Groups == 0 && layer.Outputs % layer.Groups == 0, $"{what}: the groups must divide the widths");
         long weights = (layer.WeightStride > 0 ? (long)a.Members : 1) * layer.Outputs * layer.InputsPerGroup;
         Require(layer.WeightOffset >= 0 && layer.WeightOffset + weights <= a.Parameters.Length
@@ -617,13 +817,8 @@ public sealed partial class ComputeDevice
         shape = Plan.ShapeFor(rowMembers * layer.Inputs);
         (batchedScaledInputGradient ??= Accelerator.LoadStreamKernel<BatchedLayerArgs, int>(BatchedDense.SimpleScaledInputGradientKernel))(shape.Config, a, shape.BlockedFlag);
         if (layer.HasInputScale)
-        {
-            shape = Plan.ShapeFor(a.Members * layer.Inputs);
-            (batchedInputScaleGradient ??= Accelerator.LoadStreamKernel<BatchedLayerArgs, int>(BatchedDense.InputScaleGradientKernel))(shape.Config, a, shape.BlockedFlag);
-        }
-        if (!withInputGradient || !stored)
-            return;
-        shape = Plan.ShapeFor((a.InputShared != 0 ? a.Rows : rowMembers) * layer.Inputs);
-        (batchedInputGradient ??= Accelerator.LoadStreamKernel<BatchedLayerArgs, int>(BatchedDense.InputGradientKernel))(shape.Config, a, shape.BlockedFlag);
+            InputScaleGradient(a);
+        if (withInputGradient && stored)
+            BatchedInputGradient(a);
     }
 }

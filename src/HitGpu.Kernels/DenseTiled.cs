@@ -459,14 +459,6 @@ public static class DenseTiled
             tile == ProductTileSize.Large ? typeof(LargeTile) : typeof(SmallTile),
             aKAlongRows ? typeof(KAlongRows) : typeof(KAcrossRows), bKAlongRows ? typeof(KAlongRows) : typeof(KAcrossRows),
             vector ? typeof(VectorLoads) : typeof(ScalarLoads));
-
-    /// <summary>Every instance of the product kernel: 2 tiles x 4 storages x 2 kinds of load.</summary>
-    public static IEnumerable<System.Reflection.MethodInfo> ProductKernels() =>
-        from tile in Enum.GetValues<ProductTileSize>()
-        from aAlong in new[] { true, false }
-        from bAlong in new[] { true, false }
-        from vector in new[] { true, false }
-        select ProductKernelFor(tile, aAlong, bAlong, vector);
 }
 
 public sealed partial class ComputeDevice
@@ -486,10 +478,13 @@ public sealed partial class ComputeDevice
         return ones.View;
     }
 
+    /// <summary>Whether a view starts on 16 bytes (its buffer does): element 4 n of it can be read as a Float4.</summary>
+    internal static bool IsVectorAligned(ArrayView<float> view) => ((IContiguousArrayView)view).Index % 4 == 0;
+
     /// <summary>An operand whose every row start is a multiple of 4 floats gets its 16-byte view.</summary>
     private static ProductOperand Vectorised(ProductOperand op)
     {
-        bool aligned = ((IContiguousArrayView)op.Rows.Data).Index % 4 == 0 && op.Rows.Cols % 4 == 0 && op.SlabStride % 4 == 0 && op.Rows.Data.Length >= 4;
+        bool aligned = IsVectorAligned(op.Rows.Data) && op.Rows.Cols % 4 == 0 && op.SlabStride % 4 == 0 && op.Rows.Data.Length >= 4;
         op.Aligned = aligned ? 1 : 0;
         op.Vectors = aligned ? op.Rows.Data.SubView(0, op.Rows.Data.Length / 4 * 4).Cast<Float4>() : default;
         return op;

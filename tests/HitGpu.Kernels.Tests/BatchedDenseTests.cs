@@ -27,19 +27,36 @@ public sealed class BatchedDenseTests(AcceleratorFixture fixture)
     [Theory]
     [MemberData(nameof(Cases))]
     public void Forward_and_backward_match_the_reference(EnsembleKind kind, int members, int l, int rows, bool gathered, DenseKernels kernels) =>
-        MatchesTheReference(ParameterLayout.ForClassifier(7, [9, 5], kind, members), l, rows, gathered, kernels);
+        MatchesTheReference(ParameterLayout.ForClassifier(11, [9, 5], kind, members), l, rows, gathered, kernels);
 
     [Theory]
     [InlineData(EnsembleKind.Independent, DenseKernels.TiledSmall)]
     [InlineData(EnsembleKind.Independent, DenseKernels.TiledLarge)]
     [InlineData(EnsembleKind.Batch, DenseKernels.TiledSmall)]
     [InlineData(EnsembleKind.Mini, DenseKernels.TiledSmall)]
+    [InlineData(EnsembleKind.Batch, DenseKernels.Simple)]
+    [InlineData(EnsembleKind.Mini, DenseKernels.Simple)]
     public void Widths_in_multiples_of_8_take_the_vector_loads_and_match_the_reference(EnsembleKind kind, DenseKernels kernels)
     {
-        // 16 inputs, 24 and 16 hidden, 24 rows: every sum a whole number of slices, every row 16-byte aligned.
+        // 16 inputs, 24 and 16 hidden, 24 rows: every sum a whole number of slices, every row 16-byte aligned
+        // (the products' and the reductions' 16-byte loads; the simple kernels run the reductions too).
         var layout = ParameterLayout.ForClassifier(16, [24, 16], kind, 3);
         for (int l = 0; l < 2; l++)
             MatchesTheReference(layout, l, 24, gathered: false, kernels);
+        MatchesTheReference(layout, 0, 24, gathered: true, kernels);
+    }
+
+    [Theory]
+    [InlineData(EnsembleKind.Batch, DenseKernels.Simple)]
+    [InlineData(EnsembleKind.Batch, DenseKernels.TiledSmall)]
+    [InlineData(EnsembleKind.Mini, DenseKernels.Simple)]
+    [InlineData(EnsembleKind.Mini, DenseKernels.TiledSmall)]
+    public void Layers_narrower_than_four_columns_match_the_reference(EnsembleKind kind, DenseKernels kernels)
+    {
+        // 3 inputs, 2 and 3 hidden: the reductions' one window a row, its loads clamped.
+        var layout = ParameterLayout.ForClassifier(3, [2, 3], kind, 3);
+        for (int l = 0; l < 3; l++)
+            MatchesTheReference(layout, l, 9, gathered: l == 0, kernels);
     }
 
     [Theory]
