@@ -655,7 +655,7 @@ public sealed partial class ComputeDevice
 
     /// <summary>Whether a GPU's products run this layer (dense layers; a grouped one keeps the simple kernels).</summary>
     private bool BatchedAsProducts(in BatchedLayerArgs a) =>
-        a.Layer.Groups == 1 && Plan.DenseVariantFor(a.Rows * a.Members, a.Layer.Outputs, a.Layer.Inputs) == DenseVariant.Tiled;
+        Plan.BatchedVariantFor(a.Layer.Groups) == DenseVariant.Tiled;
 
     /// <summary>Y = f(((X r) W^T) s + b): one product over the row-members (shared W) or one per member (its own W), r as the input is loaded, s, b and f in the epilogue.</summary>
     private void BatchedForwardProducts(in BatchedLayerArgs a)

@@ -27,6 +27,12 @@ public sealed class DevicePlanTests
         Assert.Equal(DenseVariant.Simple, Gpu.DenseVariantFor(32, 1, 32)); // too small to fill a tile, too short to split
         Assert.Equal(DenseVariant.Tiled, Gpu.DenseVariantFor(64, 15, 4096)); // a small layer's gradient over a large batch: split-K
         Assert.Equal(DenseVariant.Tiled, (Cpu with { DenseOverride = DenseVariant.Tiled }).DenseVariantFor(1, 1, 1));
+        // Batched layers: products on a GPU at any size, unless grouped; simple on the CPU accelerator.
+        Assert.Equal(DenseVariant.Tiled, Gpu.BatchedVariantFor(groups: 1));
+        Assert.Equal(DenseVariant.Simple, Gpu.BatchedVariantFor(groups: 15));
+        Assert.Equal(DenseVariant.Simple, Cpu.BatchedVariantFor(groups: 1));
+        Assert.Equal(DenseVariant.Tiled, (Cpu with { DenseOverride = DenseVariant.Tiled }).BatchedVariantFor(groups: 1));
+        Assert.Equal(DenseVariant.Simple, (Gpu with { DenseOverride = DenseVariant.Simple }).BatchedVariantFor(groups: 1));
         Assert.False(Cpu.ShufflesOnDevice());
         Assert.True(Gpu.ShufflesOnDevice());
         Assert.True((Cpu with { ShuffleOverride = true }).ShufflesOnDevice());

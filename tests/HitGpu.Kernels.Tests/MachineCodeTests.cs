@@ -54,11 +54,11 @@ public sealed class MachineCodeTests
     [Fact]
     public void Every_kernel_a_GPU_runs_for_a_dense_layer_is_at_least_a_quarter_multiply_adds()
     {
-        // On a GPU a dense layer of a product's size, plain or batched-ensemble, runs as these products
-        // (BatchedDense.cs; edges and scaled operands take the scalar path) and, batched, the three reductions
-        // that are not products (dr, ds, layer 0's sum over members), in both kinds of load. Smaller layers
-        // (DevicePlan.DenseVariantFor), grouped ones (embeddings) and the CPU accelerator run the simple
-        // kernels, one output a work item, which are not held to this (bench/RESULTS.md).
+        // On a GPU a dense batched-ensemble layer runs as these products (BatchedDense.cs; edges and scaled
+        // operands take the scalar path) and the three reductions that are not products (dr, ds, layer 0's
+        // sum over members), in both kinds of load (DevicePlan.BatchedVariantFor). Grouped layers (embeddings)
+        // and the CPU accelerator run the simple kernels, one output a work item, not held to this
+        // (bench/RESULTS.md).
         var kernels = Read().Where(k => IsProduct(k) || IsBatchedReduction(k)).ToArray();
         Assert.Equal(16 + 6, kernels.Length);
         Assert.All(kernels, k => Assert.True(k.MainLoop is { } loop && loop.FfmaShare >= 0.25,

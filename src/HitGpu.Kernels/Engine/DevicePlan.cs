@@ -160,6 +160,15 @@ public sealed record DevicePlan
             ? DenseVariant.Tiled : DenseVariant.Simple);
 
     /// <summary>
+    /// A batched-ensemble layer's kernels. On a GPU a dense one runs as tiled products and the reductions at
+    /// every size: the simple kernels, one output a work item, are the worst machine code a GPU could run
+    /// (bench/RESULTS.md), and where a tile would not fill, the launch costs more than the work either way.
+    /// Grouped layers (embeddings), which the products do not cut, and the CPU accelerator take the simple ones.
+    /// </summary>
+    public DenseVariant BatchedVariantFor(int groups) =>
+        groups > 1 ? DenseVariant.Simple : DenseOverride ?? (OnCpu ? DenseVariant.Simple : DenseVariant.Tiled);
+
+    /// <summary>
     /// Ranges the sum over k is cut into (split-K): a product with few outputs and many terms, such as a small
     /// layer's weight gradient over a large batch, would otherwise leave most of a GPU idle while few threads
     /// walk all the rows. One range per 256 terms beyond the first 512, at most 64.
