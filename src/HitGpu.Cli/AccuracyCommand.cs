@@ -16,15 +16,21 @@ public static class AccuracyCommand
         var seeds = new Option<string>("--seeds") { Description = "seeds of the runs, comma-separated", DefaultValueFactory = _ => "0,1,2,3,4" };
         var outPath = HitGpuCli.PathOption("--out", "write the report (markdown) to this file");
         var tune = new Option<bool>("--tune") { Description = "report the validation part's accuracy instead, for choosing options (the test part is not reported)" };
+        var candidates = HitGpuCli.PathOption("--candidates", "with --tune: a file of training options, one candidate a line (the first the baseline; 'defaults' for none; # comments); trains every candidate's runs and prints one ranked table, which --out writes");
         var accelerator = HitGpuCli.AcceleratorOption();
         var training = new TrainingArguments();
-        var command = new Command("accuracy", "Run the accuracy protocol over decades and seeds and compare with the peers") { folder, decades, seeds, outPath, tune, accelerator };
+        var command = new Command("accuracy", "Run the accuracy protocol over decades and seeds and compare with the peers") { folder, decades, seeds, outPath, tune, candidates, accelerator };
         training.AddTo(command);
         command.SetAction(parsed =>
         {
             var options = training.Read(parsed);
             bool tuning = parsed.GetValue(tune);
-            if (tuning && parsed.GetValue(outPath) is not null)
+            string? candidatesFile = parsed.GetValue(candidates);
+            if (candidatesFile is not null && !tuning)
+                throw new ArgumentException("--candidates ranks options on the validation part: it needs --tune");
+            if (candidatesFile is not null && training.All.FirstOrDefault(o => parsed.GetResult(o) is { Implicit: false }) is { } given)
+                throw new ArgumentException($"with --candidates the training options go in the file, one candidate a line ({given.Name} was given here)");
+            if (tuning && candidatesFile is null && parsed.GetValue(outPath) is not null)
                 throw new ArgumentException("--tune reports validation accuracy, which is not the report --out writes; leave one of them out");
             var seedList = parsed.GetValue(seeds)!.Split(',').Select(s => int.TryParse(s.Trim(), out int v) ? v
                 : throw new ArgumentException($"--seeds takes whole numbers separated by commas, got '{parsed.GetValue(seeds)}'")).ToArray();
@@ -35,9 +41,12 @@ public static class AccuracyCommand
                 if (!AccuracyProtocol.Decades.Contains(d))
                     throw new ArgumentException($"unknown decade '{d}' (expected {string.Join(", ", AccuracyProtocol.Decades)})");
             var files = decadeList.Select(d => Path.Combine(parsed.GetValue(folder)!, $"dataset-of-{d}.csv")).ToArray();
-            HitGpuCli.CheckOutputs([parsed.GetValue(outPath)], [], files);
+            HitGpuCli.CheckOutputs([parsed.GetValue(outPath)], [], [.. files, candidatesFile]);
+            var candidateList = candidatesFile is null ? null : ReadCandidates(candidatesFile);
             var data = decadeList.Zip(files, (d, file) => (d, SongData.Load(file))).ToList();
             using var device = HitGpuCli.OpenDevice(parsed.GetValue(accelerator)!);
+            if (candidateList is not null)
+                return Rank(output, device, data, seedList, candidateList, parsed.GetValue(outPath));
             output.WriteLine($"hitgpu accuracy: {TrainingArguments.Describe(options)}; seeds {string.Join(",", seedList)}; accelerator {HitGpuCli.Describe(device)}");
             var results = AccuracyProtocol.Run(device, data, seedList, options with { Seed = seedList[0] }, output.WriteLine, tuning);
             if (tuning)
@@ -69,6 +78,43 @@ public static class AccuracyCommand
             return HitGpuCli.Ok;
         });
         return command;
+    }
+
+    /// <summary>The candidates of a --candidates file: each line's number, its text and its options (blank lines and # comments skipped).</summary>
+    private static IReadOnlyList<(int Line, string Text, TrainingOptions Options)> ReadCandidates(string file)
+    {
+        var list = new List<(int, string, TrainingOptions)>();
+        string[] lines = File.ReadAllLines(file);
+        for (int i = 0; i < lines.Length; i++)
+        {
+            string text = (lines[i].IndexOf('#') is int hash and >= 0 ? lines[i][..hash] : lines[i]).Trim();
+            if (text.Length > 0)
+                list.Add((i + 1, text, TrainingArguments.ReadLine(text, file, i + 1)));
+        }
+        return list.Count > 0 ? list : throw new InputException($"{file}: no candidate in it (one line of training options a candidate, the first the baseline)");
+    }
+
+    /// <summary>--tune --candidates: every candidate's runs, then the ranked table (written to --out too).</summary>
+    private static int Rank(TextWriter output, HitGpu.Kernels.ComputeDevice device, IReadOnlyList<(string, SongTable)> data, int[] seeds,
+        IReadOnlyList<(int Line, string Text, TrainingOptions Options)> candidates, string? outPath)
+    {
+        int perCandidate = data.Count * seeds.Length;
+        output.WriteLine($"hitgpu accuracy --tune: {candidates.Count} candidates x {data.Count} decades x {seeds.Length} seeds = {candidates.Count * perCandidate} runs; accelerator {HitGpuCli.Describe(device)}");
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var results = AccuracyProtocol.TrainRuns(device, data, seeds, candidates.Select(c => c.Options).ToArray(), tuning: true, log: null,
+            progress: (done, all) => output.WriteLine(FormattableString.Invariant($"runs {done}/{all}, {done / clock.Elapsed.TotalSeconds:F2} runs/s")));
+        var scores = AccuracyProtocol.Rank(candidates.Select(c => (c.Line, c.Text)).ToArray(), results);
+        string table = AccuracyProtocol.RankedTable(scores, perCandidate);
+        output.WriteLine();
+        output.Write(table);
+        if (OutputTarget.NamesStandardOutput(outPath))
+            return HitGpuCli.Ok; // the table is on standard output already
+        if (outPath is not null)
+        {
+            AtomicFile.WriteText(outPath, table);
+            output.WriteLine($"ranked table written to {outPath}");
+        }
+        return HitGpuCli.Ok;
     }
 
     /// <summary>A line in the report after which the text is written by hand and kept when the report is made again.</summary>

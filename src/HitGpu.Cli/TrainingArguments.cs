@@ -49,11 +49,45 @@ public sealed class TrainingArguments
         SelectOn.AcceptOnlyFromAmong("loss", "accuracy");
     }
 
+    /// <summary>Every training option.</summary>
+    public IReadOnlyList<Option> All => [Epochs, BatchSize, Hidden, LearningRate, WeightDecay, Schedule, WarmupEpochs, Seed, ValidationSplit, TestSplit,
+        EarlyStopping, SelectOn, Ensemble, EnsembleKind, Embedding, EmbeddingBins, EmbeddingDimension, EmbeddingFrequencies, Dropout, LabelSmoothing, LogFeatures, OneHot, Inputs, PiecewiseBins, AverageLast, DropDuplicates, Study];
+
     public void AddTo(Command command)
     {
-        foreach (var option in new Option[] { Epochs, BatchSize, Hidden, LearningRate, WeightDecay, Schedule, WarmupEpochs, Seed, ValidationSplit, TestSplit,
-                     EarlyStopping, SelectOn, Ensemble, EnsembleKind, Embedding, EmbeddingBins, EmbeddingDimension, EmbeddingFrequencies, Dropout, LabelSmoothing, LogFeatures, OneHot, Inputs, PiecewiseBins, AverageLast, DropDuplicates, Study })
+        foreach (var option in All)
             command.Add(option);
+    }
+
+    /// <summary>
+    /// The options of one line of a candidates file (`hitgpu accuracy --tune --candidates`): the same options
+    /// as the command line, from the defaults (or the study's, with --study); "defaults" alone is the defaults.
+    /// A mistake is refused naming the file, the line and the column of the word it is about.
+    /// </summary>
+    public static TrainingOptions ReadLine(string line, string file, int lineNumber)
+    {
+        var arguments = new TrainingArguments();
+        var command = new Command("candidate");
+        arguments.AddTo(command);
+        string text = line.Trim() == "defaults" ? "" : line;
+        var parsed = command.Parse(text);
+        string? problem = parsed.Errors.Count > 0 ? parsed.Errors[0].Message : null;
+        if (problem is null)
+        {
+            try
+            {
+                return arguments.Read(parsed);
+            }
+            catch (ArgumentException e)
+            {
+                problem = e.Message;
+            }
+        }
+        // The column of the first word the message quotes, else of the line's first word.
+        var words = System.Text.RegularExpressions.Regex.Matches(line, @"\S+");
+        var quoted = words.FirstOrDefault(w => problem.Contains($"'{w.Value}'", StringComparison.Ordinal) || problem.Contains(w.Value, StringComparison.Ordinal) && w.Value.StartsWith("--", StringComparison.Ordinal));
+        int column = (quoted ?? words.FirstOrDefault())?.Index + 1 ?? 1;
+        throw new InputException($"{file}: line {lineNumber}, column {column}: {problem}");
     }
 
     /// <summary>The options as given; --study starts from the study's setup instead of the defaults, and options named explicitly still apply.</summary>

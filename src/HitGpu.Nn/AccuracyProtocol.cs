@@ -52,24 +52,72 @@ public static class AccuracyProtocol
     public static IReadOnlyList<DecadeResult> Run(ComputeDevice device, IReadOnlyList<(string Decade, SongTable Data)> decades,
         IReadOnlyList<int> seeds, TrainingOptions options, Action<string>? log = null, bool tuning = false)
     {
+        var results = TrainRuns(device, decades, seeds, [options], tuning, log, progress: null)[0];
+        return decades.Select((d, k) => new DecadeResult(d.Decade,
+            results.Skip(k * seeds.Count).Take(seeds.Count).Select(r => Reading(r, tuning).Accuracy).ToArray(),
+            results.Skip(k * seeds.Count).Take(seeds.Count).Select(r => Reading(r, tuning).RocAuc).ToArray())).ToArray();
+    }
+
+    /// <summary>
+    /// Every candidate's runs (each decade x each seed) trained together through <see cref="Trainer.TrainMany"/>;
+    /// per candidate, its results in decade-then-seed order. Tuning reads the half of the validation part that
+    /// early stopping never saw (TrainingOptions.HoldOutHalfOfValidation).
+    /// </summary>
+    public static IReadOnlyList<IReadOnlyList<TrainingResult>> TrainRuns(ComputeDevice device, IReadOnlyList<(string Decade, SongTable Data)> decades,
+        IReadOnlyList<int> seeds, IReadOnlyList<TrainingOptions> candidates, bool tuning, Action<string>? log, Action<int, int>? progress)
+    {
         string part = tuning ? "validation" : "test";
-        var results = new List<DecadeResult>();
-        foreach (var (decade, data) in decades)
+        var runs = (from options in candidates from d in decades from seed in seeds
+                    select (d.Decade, Seed: seed, Run: new TrainingRun(d.Data, options with { Seed = seed, HoldOutHalfOfValidation = tuning }))).ToArray();
+        var flat = Trainer.TrainMany(device, runs.Select(r => r.Run).ToArray(), (i, result) =>
         {
-            var accuracies = new List<double>();
-            var aucs = new List<double>();
-            foreach (int seed in seeds)
-            {
-                // Tuning reads the half of the validation part that early stopping never saw (TrainingOptions.HoldOutHalfOfValidation).
-                var result = Trainer.Train(device, data, options with { Seed = seed, HoldOutHalfOfValidation = tuning });
-                var evaluation = tuning ? result.Validation : result.Test; // the trainer's one reading of the test part
-                accuracies.Add(evaluation.Accuracy);
-                aucs.Add(evaluation.RocAuc);
-                log?.Invoke($"{decade} seed {seed}: {part} accuracy {evaluation.Accuracy * 100:F2}%, ROC AUC {evaluation.RocAuc:F4} ({result.Seconds:F1} s)");
-            }
-            results.Add(new DecadeResult(decade, accuracies, aucs));
-        }
-        return results;
+            var evaluation = Reading(result, tuning); // the trainer's one reading of the test part
+            if (candidates.Count == 1)
+                log?.Invoke($"{runs[i].Decade} seed {runs[i].Seed}: {part} accuracy {evaluation.Accuracy * 100:F2}%, ROC AUC {evaluation.RocAuc:F4} ({result.Seconds:F1} s)");
+            progress?.Invoke(i + 1, runs.Length);
+        });
+        int perCandidate = decades.Count * seeds.Count;
+        return candidates.Select((_, c) => (IReadOnlyList<TrainingResult>)flat.Skip(c * perCandidate).Take(perCandidate).ToArray()).ToArray();
+    }
+
+    /// <summary>The part a run is judged on: the held-out half of validation when tuning, else the test part.</summary>
+    public static Evaluation Reading(TrainingResult result, bool tuning) => tuning ? result.Validation : result.Test;
+
+    /// <summary>
+    /// One candidate's line of the ranked table: its mean validation accuracy over all its runs, the paired
+    /// difference against the baseline (the same decade and seed: the same split) with its standard error,
+    /// and the seconds its runs trained.
+    /// </summary>
+    public sealed record CandidateScore(int Line, string Options, double MeanAccuracy, double Difference, double StandardError, double Seconds);
+
+    /// <summary>Scores per candidate (the first is the baseline), best mean validation accuracy first.</summary>
+    public static IReadOnlyList<CandidateScore> Rank(IReadOnlyList<(int Line, string Options)> candidates, IReadOnlyList<IReadOnlyList<TrainingResult>> results)
+    {
+        var baseline = results[0].Select(r => r.Validation.Accuracy).ToArray();
+        return candidates.Select((c, i) =>
+        {
+            var accuracies = results[i].Select(r => r.Validation.Accuracy).ToArray();
+            var differences = accuracies.Zip(baseline, (a, b) => a - b).ToArray();
+            double se = differences.Length > 1 ? DecadeResult.StandardDeviation(differences) / Math.Sqrt(differences.Length) : double.NaN;
+            return new CandidateScore(c.Line, c.Options, accuracies.Average(), differences.Average(), se, results[i].Sum(r => r.Seconds));
+        }).OrderByDescending(s => s.MeanAccuracy).ThenBy(s => s.Line).ToArray();
+    }
+
+    /// <summary>The ranked table, markdown.</summary>
+    public static string RankedTable(IReadOnlyList<CandidateScore> scores, int runsPerCandidate)
+    {
+        string P(double v) => (v * 100).ToString("F2", CultureInfo.InvariantCulture);
+        var text = new StringBuilder();
+        text.AppendLine($"| rank | line | options | mean validation accuracy (%) | vs line 1 (paired, pp) | training s |");
+        text.AppendLine("|---:|---:|---|---:|---:|---:|");
+        int rank = 0;
+        foreach (var s in scores)
+            text.AppendLine($"| {++rank} | {s.Line} | {(s.Options.Length == 0 ? "(defaults)" : "`" + s.Options + "`")} | {P(s.MeanAccuracy)} | " +
+                $"{(s.Difference >= 0 ? "+" : "")}{P(s.Difference)} ± {(double.IsNaN(s.StandardError) ? "-" : P(s.StandardError))} | {s.Seconds.ToString("F1", CultureInfo.InvariantCulture)} |");
+        text.AppendLine();
+        text.AppendLine($"Each line: {runsPerCandidate} runs (decades x seeds); validation accuracy on the held-out half of the validation part;");
+        text.AppendLine("the paired difference is against line 1 on the same splits, ± its standard error.");
+        return text.ToString();
     }
 
     /// <summary>The table of docs/ACCURACY.md: the peers, our row, the gap to the best peer per decade.</summary>

@@ -180,8 +180,33 @@ public sealed record TrainingResult(
     public int TestRows => Split.Test.Length;
 }
 
+/// <summary>One of many independent trainings (<see cref="Trainer.TrainMany"/>): its data (rows and split come from its options' seed and fractions) and options.</summary>
+public sealed record TrainingRun(SongTable Data, TrainingOptions Options);
+
 public static class Trainer
 {
+    /// <summary>
+    /// Trains independent runs and returns one result per run, in their order. Today every accelerator trains
+    /// them one after another through <see cref="Train(ComputeDevice, SongTable, TrainingOptions, Action{EpochMetrics}?, Action{int, int, int}?, Action{string}?, CancellationToken)"/>,
+    /// so each run's result is the one training it alone gives (bit for bit on the CPU accelerator); a GPU
+    /// epoch that trains many runs in one launch is issue 21's remaining work. <paramref name="onRunDone"/>
+    /// hears each run's index and result as it finishes.
+    /// </summary>
+    public static IReadOnlyList<TrainingResult> TrainMany(ComputeDevice device, IReadOnlyList<TrainingRun> runs,
+        Action<int, TrainingResult>? onRunDone = null, CancellationToken cancellationToken = default)
+    {
+        foreach (var run in runs)
+            run.Options.Validate(); // every run's options checked before the first trains
+        var results = new TrainingResult[runs.Count];
+        for (int i = 0; i < runs.Count; i++)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            results[i] = Train(device, runs[i].Data, runs[i].Options, cancellationToken: cancellationToken);
+            onRunDone?.Invoke(i, results[i]);
+        }
+        return results;
+    }
+
     /// <summary>
     /// Trains the network (all its members at once) on one stratified split. <paramref name="onEpoch"/> hears
     /// each epoch's metrics; <paramref name="onBatch"/> (epoch, batches done, batches per epoch) is called on

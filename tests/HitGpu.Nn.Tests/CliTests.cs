@@ -232,6 +232,48 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void Tune_with_candidates_ranks_every_candidate_against_the_first_on_the_same_splits()
+    {
+        string data = InFolder("decades"), candidates = InFolder("candidates.txt"), table = InFolder("ranked.md");
+        Directory.CreateDirectory(data);
+        SongData.WriteCsv(SongData.LoadEmbedded90s(), Path.Combine(data, "dataset-of-90s.csv"));
+        string[] common = ["--data-dir", data, "--decades", "90s", "--seeds", "0,1", "--accelerator", "cpu", "--tune"];
+        File.WriteAllText(candidates, "# baseline first\n--study --epochs 1\n\n--study --epochs 1 --learning-rate 0.01  # faster\n");
+
+        var (code, output, error) = Run(["accuracy", .. common, "--candidates", candidates, "--out", table]);
+        Assert.True(code == 0, error);
+        Assert.Contains("2 candidates x 1 decades x 2 seeds = 4 runs", output);
+        Assert.Contains("runs 4/4, ", output);
+        string ranked = File.ReadAllText(table);
+        var rows = System.Text.RegularExpressions.Regex.Matches(ranked, @"\| (\d) \| (\d) \| `([^`]*)` \| (\d+\.\d\d) \| ([+-]\d+\.\d\d) ± (\d+\.\d\d) \|");
+        Assert.Equal(2, rows.Count);
+        var baseline = rows.Single(r => r.Groups[2].Value == "2"); // the file's line 2: the first candidate
+        Assert.Equal("--study --epochs 1", baseline.Groups[3].Value);
+        Assert.Equal(("+0.00", "0.00"), (baseline.Groups[5].Value, baseline.Groups[6].Value));
+        Assert.Equal("--study --epochs 1 --learning-rate 0.01", rows.Single(r => r.Groups[2].Value == "4").Groups[3].Value);
+        // Ranked by mean validation accuracy.
+        Assert.True(double.Parse(rows[0].Groups[4].Value, System.Globalization.CultureInfo.InvariantCulture)
+            >= double.Parse(rows[1].Groups[4].Value, System.Globalization.CultureInfo.InvariantCulture));
+
+        // Each candidate's mean is the one --tune alone prints for its options (the same runs).
+        (code, output, error) = Run(["accuracy", .. common, "--study", "--epochs", "1"]);
+        Assert.True(code == 0, error);
+        string alone = System.Text.RegularExpressions.Regex.Match(output, @"mean validation accuracy over 1 decades: (\d+\.\d\d)%").Groups[1].Value;
+        Assert.Equal(alone, baseline.Groups[4].Value);
+
+        // A mistake in the file: its line and column, nothing written.
+        File.WriteAllText(candidates, "--study\n--epochs 1 --learning-rat 0.1\n");
+        File.Delete(table);
+        (code, _, error) = Run(["accuracy", .. common, "--candidates", candidates, "--out", table]);
+        AssertOneLineError(code, error, $"{candidates}: line 2, column 12:");
+        Assert.False(File.Exists(table));
+        (code, _, error) = Run(["accuracy", "--data-dir", data, "--decades", "90s", "--accelerator", "cpu", "--candidates", candidates]);
+        AssertOneLineError(code, error, "needs --tune");
+        (code, _, error) = Run(["accuracy", .. common, "--candidates", candidates, "--epochs", "3"]);
+        AssertOneLineError(code, error, "--epochs was given here");
+    }
+
+    [Fact]
     public void Train_prints_one_line_per_epoch_and_the_test_accuracy()
     {
         var (code, output, error) = Run("train", "--accelerator", "cpu", "--study", "--epochs", "2", "--batch-size", "64");

@@ -10,6 +10,31 @@ public sealed class TrainingTests(AcceleratorFixture fixture)
     /// <summary>The paths the test accelerator runs (the CPU epoch only on the CPU accelerator).</summary>
     public static TheoryData<TrainingPath> Paths() => [.. AcceleratorFixture.Plan.Paths];
 
+    [Fact]
+    public void Many_runs_trained_together_give_each_run_the_bits_of_training_it_alone()
+    {
+        // Independent runs of different seeds and options through the one library call: each result is the
+        // one Train gives it alone (weights, validation and test figures), in the runs' order.
+        var runs = new[]
+        {
+            new TrainingRun(Songs.Value, TrainingOptions.Study with { Epochs = 2, Seed = 3 }),
+            new TrainingRun(Songs.Value, new TrainingOptions { Epochs = 2, Seed = 1, EnsembleSize = 2, LearningRate = 3e-3f }),
+            new TrainingRun(Songs.Value, TrainingOptions.Study with { Epochs = 1, Seed = 3, Dropout = 0.1f }),
+        };
+        var heard = new List<int>();
+        var together = Trainer.TrainMany(fixture.Device, runs, (i, _) => heard.Add(i));
+        Assert.Equal([0, 1, 2], heard);
+        for (int i = 0; i < runs.Length; i++)
+        {
+            var alone = Trainer.Train(fixture.Device, runs[i].Data, runs[i].Options);
+            Assert.Equal(alone.Model.Networks.Count, together[i].Model.Networks.Count);
+            for (int n = 0; n < alone.Model.Networks.Count; n++)
+                Assert.Equal(alone.Model.Networks[n], together[i].Model.Networks[n]);
+            Assert.Equal((alone.Validation.Accuracy, alone.Test.Accuracy), (together[i].Validation.Accuracy, together[i].Test.Accuracy));
+        }
+        Assert.NotEqual(together[0].Model.Networks[0], together[2].Model.Networks[0]);
+    }
+
     [Theory]
     [MemberData(nameof(Paths))]
     public void The_study_setup_reaches_at_least_83_percent_test_accuracy(TrainingPath path)
