@@ -53,9 +53,9 @@ public static class AccuracyProtocol
         IReadOnlyList<int> seeds, TrainingOptions options, Action<string>? log = null, bool tuning = false)
     {
         var results = TrainRuns(device, decades, seeds, [options], tuning, log, progress: null)[0];
-        return decades.Select((d, k) => new DecadeResult(d.Decade,
-            results.Skip(k * seeds.Count).Take(seeds.Count).Select(r => Reading(r, tuning).Accuracy).ToArray(),
-            results.Skip(k * seeds.Count).Take(seeds.Count).Select(r => Reading(r, tuning).RocAuc).ToArray())).ToArray();
+        // Decade-major: each decade's seeds in a row.
+        return decades.Zip(results.Chunk(seeds.Count), (d, runs) => new DecadeResult(d.Decade,
+            runs.Select(r => Reading(r, tuning).Accuracy).ToArray(), runs.Select(r => Reading(r, tuning).RocAuc).ToArray())).ToArray();
     }
 
     /// <summary>
