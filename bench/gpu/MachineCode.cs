@@ -111,10 +111,15 @@ public static partial class MachineCodeReport
     [GeneratedRegex(@"/\*([0-9a-f]{4,})\*/\s+(.*?)\s*;")]
     private static partial Regex SassLine();
 
+    [GeneratedRegex(@"\bMUFU\.(EX2|LG2|RSQ|SQRT)\b")]
+    private static partial Regex SpecialFunction();
+
     /// <summary>
     /// The main loop of a kernel's SASS: of the loops (a branch to an earlier address, the body from that
     /// address to the branch), those enclosing no other, the one with the most FFMA (then the longest); null
-    /// when the kernel has no loop.
+    /// when the kernel has no loop. A loop of exponentials, logarithms or square roots (MUFU.EX2, LG2, RSQ,
+    /// SQRT: their expansions carry FFMA) counts only where no loop with FFMA is left: it is a loss's or
+    /// Adam's loop, not a product's (the GPU epoch has all three).
     /// </summary>
     public static LoopFigures? MainLoop(string sass)
     {
@@ -137,8 +142,9 @@ public static partial class MachineCodeReport
         var innermost = loops.Where(l => !loops.Any(o => o != l && o.Start >= l.Start && o.End <= l.End)).ToArray();
         if (innermost.Length == 0)
             return null;
-        return innermost.Select(l => Count(code.Where(c => c.Address >= l.Start && c.Address <= l.End).Select(c => c.Text)))
-            .OrderByDescending(f => f.Ffma).ThenByDescending(f => f.Instructions).First();
+        return innermost.Select(l => code.Where(c => c.Address >= l.Start && c.Address <= l.End).Select(c => c.Text).ToArray())
+            .Select(body => (Special: body.Any(text => SpecialFunction().IsMatch(text)), Figures: Count(body)))
+            .OrderBy(loop => loop.Special || loop.Figures.Ffma == 0).ThenByDescending(loop => loop.Figures.Ffma).ThenByDescending(loop => loop.Figures.Instructions).First().Figures;
     }
 
     private static LoopFigures Count(IEnumerable<string> instructions)

@@ -69,7 +69,9 @@ public sealed partial class ComputeDevice : IDisposable
         this.context = context;
         Accelerator = accelerator;
         Kind = kind;
-        Plan = DevicePlan.For(kind, accelerator.MaxNumThreadsPerGroup, accelerator.NumMultiprocessors, accelerator.MemorySize);
+        // On CUDA a kernel may have the driver's opt-in limit of shared memory once it asks (CudaSharedMemory).
+        long shared = accelerator is CudaAccelerator cuda ? CudaSharedMemory.OptInBytes(cuda) ?? accelerator.MaxSharedMemoryPerGroup : accelerator.MaxSharedMemoryPerGroup;
+        Plan = DevicePlan.For(kind, accelerator.MaxNumThreadsPerGroup, accelerator.NumMultiprocessors, accelerator.MemorySize, shared);
     }
 
     /// <summary>

@@ -3,7 +3,7 @@ namespace HitGpu.Kernels.Tests;
 
 public sealed class DevicePlanTests
 {
-    private static DevicePlan Cpu => DevicePlan.For(AcceleratorKind.Cpu, maxGroupSize: 2, multiprocessors: 1) with { PathOverride = null, DenseOverride = null, TileOverride = null, ShuffleOverride = null };
+    private static DevicePlan Cpu => DevicePlan.For(AcceleratorKind.Cpu, maxGroupSize: 2, multiprocessors: 1, sharedBytesPerGroup: int.MaxValue) with { PathOverride = null, DenseOverride = null, TileOverride = null, ShuffleOverride = null };
     private static DevicePlan Gpu => DevicePlan.For(AcceleratorKind.Cuda, maxGroupSize: 1024, multiprocessors: 132, memoryBytes: 1L << 37) with { PathOverride = null, DenseOverride = null, TileOverride = null, ShuffleOverride = null };
 
     [Fact]
@@ -17,6 +17,30 @@ public sealed class DevicePlanTests
         // Asked for by a run: refused, saying why.
         Assert.Contains("CPU accelerator only", Assert.Throws<ArgumentException>(() => Gpu.PathFor(TrainingPath.CpuEpoch)).Message);
         Assert.Equal(TrainingPath.Layered, Cpu.PathFor(TrainingPath.Layered)); // a request beats the default
+    }
+
+    [Fact]
+    public void A_GPU_trains_a_network_that_fits_in_a_group_s_shared_memory_in_the_GPU_epoch_and_says_why_not_otherwise()
+    {
+        var study = ParameterLayout.ForClassifier(15, [64, 32]);
+        // 3,137 parameters + 32 rows x 15 inputs + 2 x 32 rows x 97 activations = 9,825 floats, 38 KB of the 48 KB a CUDA group may ask for.
+        Assert.Equal(9825, GpuEpoch.TrainSharedFloats(study, 32));
+        Assert.Equal(TrainingPath.GpuEpoch, Gpu.PathFor(null, study, 32));
+        Assert.Equal(TrainingPath.Layered, Gpu.PathFor(null, study, 256));   // a batch of 256 rows' activations do not fit
+        Assert.Equal(TrainingPath.Layered, Gpu.PathFor(null, ParameterLayout.ForClassifier(15, [256, 256]), 32));
+        Assert.Equal(TrainingPath.Layered, Gpu.PathFor(TrainingPath.Layered, study, 32)); // asked for
+        string why = Assert.Throws<ArgumentException>(() => Gpu.PathFor(TrainingPath.GpuEpoch, study, 4096)).Message;
+        Assert.Contains("KB of shared memory, a group has 48.0 KB", why);
+        Assert.Contains("--batch-size", why);
+        // The CPU accelerator keeps its own epoch unless the GPU epoch is asked for (its tests) or forced.
+        Assert.Equal(TrainingPath.CpuEpoch, Cpu.PathFor(null, study, 32));
+        Assert.Equal(TrainingPath.GpuEpoch, Cpu.PathFor(TrainingPath.GpuEpoch, study, 32));
+        Assert.Equal(TrainingPath.GpuEpoch, (Cpu with { PathOverride = TrainingPath.GpuEpoch }).PathFor(null, study, 32));
+        // Forced where it does not fit: passed over, like an override the accelerator cannot run.
+        Assert.Equal(TrainingPath.Layered, (Gpu with { PathOverride = TrainingPath.GpuEpoch }).PathFor(null, study, 4096));
+        // Scoring: 48 KB / (4 bytes x (15 + 97)) = 109 rows a group; at most 256.
+        Assert.Equal(109, Gpu.GpuEpochScoreRows(study));
+        Assert.Equal(256, Cpu.GpuEpochScoreRows(study));
     }
 
     [Fact]

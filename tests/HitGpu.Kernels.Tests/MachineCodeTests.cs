@@ -65,6 +65,16 @@ public sealed class MachineCodeTests
             $"{k.Name}: main loop {k.MainLoop?.Ffma} FFMA of {k.MainLoop?.Instructions}"));
     }
 
+    [Fact]
+    public void The_GPU_epoch_keeps_two_groups_of_the_study_network_on_a_multiprocessor()
+    {
+        // Its shared memory at the study network, batch 32 (DevicePlan.GpuLaunchOf): 38 KB a group; registers
+        // must not be what keeps a second group (or a second run) off a multiprocessor.
+        var epoch = Read().Where(k => k.Name.StartsWith("GpuEpoch.", StringComparison.Ordinal)).ToArray();
+        Assert.Equal(2, epoch.Length);
+        Assert.All(epoch, k => Assert.True(k.GroupsPerMultiprocessor >= 2, $"{k.Name}: {k.Registers} registers, {k.DynamicShared} bytes shared: {k.GroupsPerMultiprocessor} group(s)"));
+    }
+
     private static bool IsBatchedReduction(KernelFigures k) =>
         k.Name.StartsWith("BatchedDense.", StringComparison.Ordinal) && k.Name.Contains("Loads>", StringComparison.Ordinal);
 
@@ -83,6 +93,19 @@ public sealed class MachineCodeTests
             """;
         var loop = MachineCodeReport.MainLoop(sass)!;
         Assert.Equal(new LoopFigures(3, 1, 0, 1, 0, 0), loop);
+        // A loop of exponentials (a loss's) gives way to a product's loop with fewer FFMA, unless it is alone.
+        const string lossThenProduct = """
+                /*0010*/                   FFMA R1, R2, R3, R1 ;
+                /*0020*/                   MUFU.EX2 R4, R4 ;
+                /*0030*/                   FFMA R1, R4, R3, R1 ;
+                /*0040*/              @!P0 BRA 0x10 ;
+                /*0050*/                   LDS R5, [R0] ;
+                /*0060*/                   FFMA R6, R5, R5, R6 ;
+                /*0070*/              @!P1 BRA 0x50 ;
+                /*0080*/                   EXIT ;
+            """;
+        Assert.Equal(new LoopFigures(3, 1, 1, 0, 0, 0), MachineCodeReport.MainLoop(lossThenProduct));
+        Assert.Equal(new LoopFigures(4, 2, 0, 0, 0, 0), MachineCodeReport.MainLoop(lossThenProduct[..lossThenProduct.IndexOf("/*0050*/", StringComparison.Ordinal)]));
         Assert.Null(MachineCodeReport.MainLoop("        /*0000*/                   EXIT ;"));
         Assert.Equal(2, MachineCodeReport.GroupsPerMultiprocessor(registers: 117, threads: 256, sharedBytes: 16896));
         Assert.Equal(1, MachineCodeReport.GroupsPerMultiprocessor(registers: 129, threads: 256, sharedBytes: 16896));

@@ -2,7 +2,7 @@
 // nowhere else (STYLE.md 16). The training path and the engine that runs it, the dense kernel variant per
 // product, the tiled product's tile and what the GPU compiler is told of it, shuffling on the device or the host, where the epoch's metrics are
 // summed, launch shapes and the threads of one-group kernels. The environment overrides are read here, once,
-// when a device opens: HITGPU_TRAINING_PATH=layered|cpu-epoch, HITGPU_DENSE_KERNEL=simple|tiled, HITGPU_PRODUCT_TILE=small|large,
+// when a device opens: HITGPU_TRAINING_PATH=layered|cpu-epoch|gpu-epoch, HITGPU_DENSE_KERNEL=simple|tiled, HITGPU_PRODUCT_TILE=small|large,
 // HITGPU_SHUFFLE=device|host. Everything else asks the plan (ComputeDevice.Plan) and never re-derives it.
 namespace HitGpu.Kernels;
 
@@ -10,9 +10,11 @@ namespace HitGpu.Kernels;
 /// How a training epoch is run. <see cref="Layered"/>: one launch per layer and pass (10 per step for the
 /// study's network, 14 with dropout as the defaults have), many threads each (suits a GPU). <see cref="CpuEpoch"/>: the whole epoch
 /// in one launch of one group, through host addresses (the CPU accelerator only, where launches and barriers
-/// are dear). Both are held against the same reference (<see cref="NetworkReference"/>).
+/// are dear). <see cref="GpuEpoch"/>: the whole epoch in one launch of one group per network, its parameters and
+/// activations in shared memory (a GPU's path for networks that fit; the CPU accelerator runs it too, for its
+/// tests). All are held against the same reference (<see cref="NetworkReference"/>).
 /// </summary>
-public enum TrainingPath { Layered, CpuEpoch }
+public enum TrainingPath { Layered, CpuEpoch, GpuEpoch }
 
 /// <summary>Which dense kernels a launch uses: one output per thread, or shared-memory tiles.</summary>
 public enum DenseVariant { Simple, Tiled }
@@ -30,6 +32,13 @@ public sealed record DevicePlan
     /// <summary>Memory the accelerator has for HitGpu's buffers: the device's, or on the CPU accelerator what the process may use.</summary>
     public long MemoryBytes { get; init; }
 
+    /// <summary>
+    /// Shared memory one group may take: on CUDA the driver's opt-in limit (227 KB on Hopper; the GPU epoch's
+    /// launcher asks for it, CudaSharedMemory.cs, since ILGPU 1.5.3 does not), the device's on OpenCL,
+    /// unbounded on the CPU accelerator; 48 KB, what any CUDA kernel may take, where nothing is said.
+    /// </summary>
+    public long SharedBytesPerGroup { get; init; } = 48 * 1024;
+
     /// <summary>Forces the training path (HITGPU_TRAINING_PATH), unless a run asks for one itself.</summary>
     public TrainingPath? PathOverride { get; init; }
 
@@ -43,9 +52,10 @@ public sealed record DevicePlan
     public bool? ShuffleOverride { get; init; }
 
     /// <summary>The plan of an accelerator of this kind and size, with the overrides the environment gives.</summary>
-    public static DevicePlan For(AcceleratorKind kind, int maxGroupSize, int multiprocessors, long memoryBytes = long.MaxValue) => new()
+    public static DevicePlan For(AcceleratorKind kind, int maxGroupSize, int multiprocessors, long memoryBytes = long.MaxValue, long sharedBytesPerGroup = 48 * 1024) => new()
     {
         Kind = kind,
+        SharedBytesPerGroup = sharedBytesPerGroup,
         MemoryBytes = kind == AcceleratorKind.Cpu ? CpuMemoryBytes : memoryBytes,
         MaxGroupSize = maxGroupSize,
         Multiprocessors = multiprocessors,
@@ -53,6 +63,7 @@ public sealed record DevicePlan
         {
             "layered" => TrainingPath.Layered,
             "cpu-epoch" => TrainingPath.CpuEpoch,
+            "gpu-epoch" => TrainingPath.GpuEpoch,
             _ => null,
         },
         DenseOverride = Variable("HITGPU_DENSE_KERNEL") switch
@@ -91,20 +102,49 @@ public sealed record DevicePlan
     /// <summary>What the process may use on the CPU accelerator, whose memory is the host's.</summary>
     public static long CpuMemoryBytes => GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
 
-    /// <summary>The paths this accelerator can run: the CPU epoch reads host addresses, so only the CPU accelerator has it.</summary>
-    public IReadOnlyList<TrainingPath> Paths => OnCpu ? [TrainingPath.Layered, TrainingPath.CpuEpoch] : [TrainingPath.Layered];
+    /// <summary>
+    /// The paths this accelerator can run: the CPU epoch reads host addresses, so only the CPU accelerator has
+    /// it; the GPU epoch runs everywhere (on the CPU accelerator for its tests: a barrier there costs microseconds).
+    /// </summary>
+    public IReadOnlyList<TrainingPath> Paths => OnCpu ? [TrainingPath.Layered, TrainingPath.CpuEpoch, TrainingPath.GpuEpoch] : [TrainingPath.Layered, TrainingPath.GpuEpoch];
 
     /// <summary>
-    /// The training path: the one asked for, else the override where this accelerator runs it, else the CPU
-    /// epoch on the CPU accelerator and layered on a GPU. A path asked for that this accelerator cannot run is
-    /// refused, saying why (an override it cannot run is passed over: it is meant for the accelerators that can).
+    /// The training path for a network of <paramref name="layout"/> trained in batches of <paramref name="batchRows"/>:
+    /// the one asked for, else the override where this accelerator runs it, else the CPU epoch on the CPU
+    /// accelerator, and on a GPU the GPU epoch where the network and a batch's activations fit in a group's
+    /// shared memory (<see cref="GpuEpochDoesNotFit"/>), layered where they do not or no layout is given. A path
+    /// asked for that this accelerator cannot run, or a GPU epoch that does not fit, is refused, saying why (an
+    /// override it cannot run is passed over: it is meant for the accelerators and networks that can).
     /// </summary>
-    public TrainingPath PathFor(TrainingPath? requested = null)
+    public TrainingPath PathFor(TrainingPath? requested = null, ParameterLayout? layout = null, int batchRows = 0)
     {
         if (requested is { } asked && !Paths.Contains(asked))
             throw new ArgumentException($"the {asked} training path runs on the CPU accelerator only (it reads host addresses); this is {Kind}");
-        return requested ?? (PathOverride is { } forced && Paths.Contains(forced) ? forced : OnCpu ? TrainingPath.CpuEpoch : TrainingPath.Layered);
+        string? doesNotFit = layout is null ? "no network given" : GpuEpochDoesNotFit(layout, batchRows);
+        if (requested == TrainingPath.GpuEpoch && layout is not null && doesNotFit is not null)
+            throw new ArgumentException($"the GPU epoch cannot train this network: {doesNotFit}");
+        if (requested is { } chosen)
+            return chosen;
+        if (PathOverride is { } forced && Paths.Contains(forced) && (forced != TrainingPath.GpuEpoch || doesNotFit is null))
+            return forced;
+        return OnCpu ? TrainingPath.CpuEpoch : doesNotFit is null ? TrainingPath.GpuEpoch : TrainingPath.Layered;
     }
+
+    /// <summary>
+    /// Why the GPU epoch cannot train a network of <paramref name="layout"/> in batches of <paramref name="batchRows"/>
+    /// (null when it can): its parameters and a batch's inputs, outputs and deltas must fit in one group's shared memory.
+    /// </summary>
+    public string? GpuEpochDoesNotFit(ParameterLayout layout, int batchRows)
+    {
+        long bytes = 4 * GpuEpoch.TrainSharedFloats(layout, Math.Max(1, batchRows));
+        return bytes <= SharedBytesPerGroup ? null
+            : $"its {layout.Count:N0} parameters and a batch's inputs and activations ({Math.Max(1, batchRows)} rows x {layout.Members} members x {layout.ActivationWidth}, twice) " +
+              $"take {bytes / 1024.0:F1} KB of shared memory, a group has {SharedBytesPerGroup / 1024.0:F1} KB: use a smaller --batch-size, --hidden or --ensemble";
+    }
+
+    /// <summary>Rows one group of the GPU epoch scores at once: as many of 256 as a group's shared memory holds the inputs and activations of.</summary>
+    public int GpuEpochScoreRows(ParameterLayout layout) =>
+        (int)Math.Clamp(SharedBytesPerGroup / (4 * GpuEpoch.ScoreSharedFloats(layout, 1)), 1, 256);
 
     /// <summary>Whether the accelerator's memory is the host's (the CPU accelerator): what the host keeps counts against it too.</summary>
     public bool SharesHostMemory => OnCpu;
@@ -113,6 +153,7 @@ public sealed record DevicePlan
     internal INetworkEngine EngineFor(Network network, Func<LayeredEngine> layered, TrainingPath path) => path switch
     {
         TrainingPath.CpuEpoch => new CpuEpochEngine(network),
+        TrainingPath.GpuEpoch => new GpuEpochEngine(network),
         _ => layered(),
     };
 
@@ -210,7 +251,7 @@ public sealed record DevicePlan
     /// <summary>
     /// How a GPU launches a kernel: the threads of its groups and the dynamic shared memory each takes (the
     /// machine-code report, bench/gpu/MachineCode.cs, judges occupancy by it). The tiled product by its tile,
-    /// the metric sums in one group of <see cref="OneGroupThreads"/>, every other kernel in groups of
+    /// the metric sums and the GPU epoch (its shared memory at the study network, batch 32) in one group of <see cref="OneGroupThreads"/>, every other kernel in groups of
     /// <see cref="ShapeFor"/>'s 256 threads.
     /// </summary>
     public static (int Threads, int DynamicSharedBytes, ILGPU.Runtime.KernelSpecialization Specialization) GpuLaunchOf(System.Reflection.MethodInfo kernel)
@@ -220,6 +261,13 @@ public sealed record DevicePlan
         {
             var tile = kernel.GetGenericArguments()[0] == typeof(LargeTile) ? ProductTileSize.Large : ProductTileSize.Small;
             return (Threads(tile), DenseTiled.SharedBytes(tile), GpuProductSpecialization(tile));
+        }
+        if (kernel.DeclaringType == typeof(GpuEpoch))
+        {
+            // The study's network, batch 32: what the report reads the GPU epoch's occupancy at.
+            var study = ParameterLayout.ForClassifier(15, [64, 32]);
+            long floats = kernel.Name == nameof(GpuEpoch.TrainKernel) ? GpuEpoch.TrainSharedFloats(study, 32) : GpuEpoch.ScoreSharedFloats(study, gpu.GpuEpochScoreRows(study));
+            return (gpu.OneGroupThreads, (int)(4 * floats), ILGPU.Runtime.KernelSpecialization.Empty);
         }
         if (kernel.DeclaringType == typeof(SampleSums))
             return (gpu.OneGroupThreads, 2 * 4 * gpu.OneGroupThreads, ILGPU.Runtime.KernelSpecialization.Empty);

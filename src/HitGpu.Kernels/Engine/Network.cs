@@ -34,12 +34,15 @@ public sealed class Network : IDisposable
     /// <summary>Forward passes outside training (scoring, prediction) take up to this many rows at a time.</summary>
     public const int ChunkRows = 1024;
 
-    /// <summary>A network of the layout's shape with all parameters zero (<see cref="Reset"/> gives it its own), on the path the plan picks unless one is asked for.</summary>
-    public Network(ComputeDevice device, ParameterLayout layout, int capacityRows, TrainingPath? path = null)
+    /// <summary>
+    /// A network of the layout's shape with all parameters zero (<see cref="Reset"/> gives it its own), on the
+    /// path the plan picks for batches of <paramref name="batchRows"/> (default: the capacity) unless one is asked for.
+    /// </summary>
+    public Network(ComputeDevice device, ParameterLayout layout, int capacityRows, TrainingPath? path = null, int? batchRows = null)
     {
         if (layout.Outputs(layout.Layers - 1) != 1 || layout.ActivationOf(layout.Layers - 1) != Activation.Identity)
             throw new ArgumentException("the network ends in one logit with no activation (the loss applies the sigmoid)");
-        Path = device.Plan.PathFor(path);
+        Path = device.Plan.PathFor(path, layout, batchRows ?? capacityRows);
         Device = device;
         Layout = layout;
         CapacityRows = capacityRows;
