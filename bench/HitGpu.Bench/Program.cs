@@ -1,8 +1,9 @@
 // BenchmarkDotNet suite (any arguments BenchmarkDotNet takes, e.g. --filter '*Kernel*'), plus the
 // 'compare-run' mode that bench/compare.py calls to time HitGpu beside the PyTorch reference, and the
 // 'gemm' mode that times the dense forward kernel on one large square product (beside torch_matmul.py), and
-// the 'resample' mode that makes large song files from the embedded 90s file (bench/scale.sh), and the
-// 'machine-code' mode that prints what ptxas makes of every GPU kernel (bench/gpu/machine-code.sh).
+// the 'resample' mode that makes large song files from the embedded 90s file (bench/scale.sh), the
+// 'machine-code' mode that prints what ptxas makes of every GPU kernel (bench/gpu/machine-code.sh), and the
+// 'many-runs' mode that times many study trainings through one TrainMany call (beside torch_many.py).
 using System.Globalization;
 using System.Text.Json;
 using BenchmarkDotNet.Running;
@@ -19,6 +20,8 @@ if (args.Length > 0 && args[0] == "load")
     return Load(args[1..]);
 if (args.Length > 0 && args[0] == "machine-code")
     return MachineCode(args[1..]);
+if (args.Length > 0 && args[0] == "many-runs")
+    return ManyRuns(args[1..]);
 BenchmarkSwitcher.FromAssembly(typeof(HitGpu.Bench.BenchConfig).Assembly).Run(args);
 return 0;
 
@@ -33,6 +36,37 @@ static int MachineCode(string[] args)
     }
     Console.Write(HitGpu.MachineCode.MachineCodeReport.Table(HitGpu.MachineCode.MachineCodeReport.ReadAll(tools,
         ArgOf(args, "--keep", "") is { Length: > 0 } keep ? keep : null, ArgOf(args, "--only", "") is { Length: > 0 } only ? only : null)));
+    return 0;
+}
+
+// --runs R study trainings (seed r: its own split, weights and order) through one Trainer.TrainMany call, after
+// a warm-up of two one-epoch runs: one JSON line with the whole call's seconds (splits and preprocessing
+// included) and the total training samples per second, beside bench/reference/torch_many.py.
+static int ManyRuns(string[] args)
+{
+    int runs = int.Parse(ArgOf(args, "--runs", "132"), CultureInfo.InvariantCulture);
+    int epochs = int.Parse(ArgOf(args, "--epochs", "20"), CultureInfo.InvariantCulture);
+    int batch = int.Parse(ArgOf(args, "--batch-size", "32"), CultureInfo.InvariantCulture);
+    var songs = SongData.LoadEmbedded90s();
+    using var device = ComputeDevice.Open(ComputeDevice.ParseKind(ArgOf(args, "--accelerator", "cpu")));
+    TrainingRun[] Runs(int count, int epochCount) =>
+        Enumerable.Range(0, count).Select(seed => new TrainingRun(songs, TrainingOptions.Study with { Seed = seed, Epochs = epochCount, BatchSize = batch })).ToArray();
+    Trainer.TrainMany(device, Runs(2, 1));
+    var clock = System.Diagnostics.Stopwatch.StartNew();
+    var results = Trainer.TrainMany(device, Runs(runs, epochs));
+    double seconds = clock.Elapsed.TotalSeconds;
+    Console.WriteLine(JsonSerializer.Serialize(new
+    {
+        peer = "hitgpu TrainMany",
+        device = $"{device.Kind.ToString().ToLowerInvariant()} ({device.Name}, {device.Accelerator.MaxNumThreadsPerGroup} threads)",
+        path = results[0].Path.ToString(),
+        runs,
+        batch_size = batch,
+        epochs,
+        seconds,
+        samples_per_second = results.Sum(r => (double)r.TrainRows * r.History.Count) / seconds,
+        mean_test_accuracy = results.Average(r => r.TestAccuracy),
+    }));
     return 0;
 }
 
@@ -198,7 +232,7 @@ static int CompareRun(string[] args)
     {
         peer = "hitgpu",
         device = $"{device.Kind.ToString().ToLowerInvariant()} ({device.Name}, {device.Accelerator.MaxNumThreadsPerGroup} threads)",
-        path = device.Plan.PathFor().ToString(),
+        path = result.Path.ToString(),
         batch_size = batch,
         epochs,
         members = options.EnsembleSize,

@@ -11,7 +11,7 @@ rm -rf "$out"
 for project in src/HitGpu.Cli bench/HitGpu.Bench tests/HitGpu.Kernels.Tests tests/HitGpu.Nn.Tests; do
   dotnet publish "$project" -c Release -r linux-x64 --self-contained -p:InvariantGlobalization=true -o "$out" >/dev/null
 done
-cp bench/reference/torch_mlp.py bench/reference/torch_tabm.py bench/reference/torch_matmul.py bench/gpu/run-on-gpu.sh bench/gpu/tune-on-gpu.sh "$out"/
+cp bench/reference/torch_mlp.py bench/reference/torch_tabm.py bench/reference/torch_matmul.py bench/reference/torch_many.py bench/gpu/run-on-gpu.sh bench/gpu/tune-on-gpu.sh "$out"/
 cp src/HitGpu.Nn/Data/dataset-of-90s.csv.gz "$out"/
 tar -C bench/gpu -cJf bench/gpu/hitgpu-linux-x64.tar.xz publish
 ls -l bench/gpu/hitgpu-linux-x64.tar.xz

@@ -79,7 +79,7 @@ public sealed record TrainingOptions
     public bool HoldOutHalfOfValidation { get; init; } = false;
     /// <summary>Shuffle each epoch on the device (a seeded permutation kernel) or on the host; null: the accelerator's preference (<see cref="DevicePlan.ShufflesOnDevice"/>).</summary>
     public bool? ShuffleOnDevice { get; init; }
-    /// <summary>Layered or the CPU epoch; null: what the accelerator prefers (<see cref="DevicePlan.PathFor"/>).</summary>
+    /// <summary>Layered, the CPU epoch or the GPU epoch; null: what the accelerator prefers for the network (<see cref="DevicePlan.PathFor"/>).</summary>
     public TrainingPath? Path { get; init; }
 
     /// <summary>The original Keras study: one 15-64-32-1 network, Adam 1e-3, batch 32, 20 epochs, raw standardised features.</summary>
@@ -175,6 +175,9 @@ public sealed record TrainingResult(
     /// <summary>Songs that appear more than once, and how many cross the parts (or were dropped).</summary>
     public DuplicateReport Duplicates { get; init; } = new(0, 0, 0);
 
+    /// <summary>The path that trained it (<see cref="DevicePlan.PathFor"/>'s choice for the network and batch, or the one asked for).</summary>
+    public TrainingPath Path { get; init; }
+
     public int TrainRows => Split.Train.Length;
     public int ValidationRows => Split.Validation.Length;
     public int TestRows => Split.Test.Length;
@@ -183,14 +186,16 @@ public sealed record TrainingResult(
 /// <summary>One of many independent trainings (<see cref="Trainer.TrainMany"/>): its data (rows and split come from its options' seed and fractions) and options.</summary>
 public sealed record TrainingRun(SongTable Data, TrainingOptions Options);
 
-public static class Trainer
+public static partial class Trainer
 {
     /// <summary>
-    /// Trains independent runs and returns one result per run, in their order. Today every accelerator trains
-    /// them one after another through <see cref="Train(ComputeDevice, SongTable, TrainingOptions, Action{EpochMetrics}?, Action{int, int, int}?, Action{string}?, CancellationToken)"/>,
-    /// so each run's result is the one training it alone gives (bit for bit on the CPU accelerator); a GPU
-    /// epoch that trains many runs in one launch is issue 21's remaining work. <paramref name="onRunDone"/>
-    /// hears each run's index and result as it finishes.
+    /// Trains independent runs and returns one result per run, in their order. Runs the device plan trains on
+    /// the GPU epoch (a GPU's path for networks that fit, <see cref="DevicePlan.PathFor"/>) that share a network
+    /// shape and batch size train together: one launch an epoch for all, a group a run, each run's result the
+    /// one training it alone on that path gives. The others (the CPU accelerator's, networks too large for a
+    /// group) train one after another through <see cref="Train(ComputeDevice, SongTable, TrainingOptions, Action{EpochMetrics}?, Action{int, int, int}?, Action{string}?, CancellationToken)"/>,
+    /// bit for bit as alone. <paramref name="onRunDone"/> hears each run's index and result as it finishes
+    /// (a group's together).
     /// </summary>
     public static IReadOnlyList<TrainingResult> TrainMany(ComputeDevice device, IReadOnlyList<TrainingRun> runs,
         Action<int, TrainingResult>? onRunDone = null, CancellationToken cancellationToken = default)
@@ -198,7 +203,33 @@ public static class Trainer
         foreach (var run in runs)
             run.Options.Validate(); // every run's options checked before the first trains
         var results = new TrainingResult[runs.Count];
+        var groups = new List<List<(int Index, PreparedRun Run)>>();
+        var alone = new List<int>();
         for (int i = 0; i < runs.Count; i++)
+        {
+            var options = runs[i].Options;
+            if (device.Plan.PathFor(options.Path, options.LayoutFor(options.Encoding), options.BatchSize) != TrainingPath.GpuEpoch)
+            {
+                alone.Add(i);
+                continue;
+            }
+            var prepared = Prepare(runs[i].Data, options, onWarning: null);
+            var group = groups.FirstOrDefault(g => g[0].Run.Options.BatchSize == options.BatchSize && SameShape(g[0].Run.Layout, prepared.Layout));
+            if (group is null)
+                groups.Add(group = []);
+            group.Add((i, prepared));
+        }
+        foreach (var group in groups)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var trained = TrainGroup(device, group.Select(g => g.Run).ToArray(), cancellationToken);
+            for (int g = 0; g < group.Count; g++)
+            {
+                results[group[g].Index] = trained[g];
+                onRunDone?.Invoke(group[g].Index, trained[g]);
+            }
+        }
+        foreach (int i in alone)
         {
             cancellationToken.ThrowIfCancellationRequested();
             results[i] = Train(device, runs[i].Data, runs[i].Options, cancellationToken: cancellationToken);
@@ -217,11 +248,42 @@ public static class Trainer
         CancellationToken cancellationToken = default)
     {
         options.Validate();
+        var clock = Stopwatch.StartNew();
+        var run = Prepare(data, options, onWarning);
+        device.FinishPreparation(); // the device's first use from here: kernels it was loading are ready
+
+        using var trainSet = new DeviceDataset(device, run.TrainInputs, run.Preprocessing.NetworkInputs, run.TrainLabels);
+        using var validationSet = new DeviceDataset(device, run.SelectionInputs, run.Preprocessing.NetworkInputs, run.SelectionPart.Labels!);
+        using var network = NetworkFor(device, run.Layout, options, trainSet.Rows);
+
+        var history = new List<EpochMetrics>();
+        var outcome = TrainNetwork(device, network, trainSet, validationSet, options, history, onEpoch, onBatch, cancellationToken);
+        // The kept weights' averaged probabilities, from the network that trained: on the validation part
+        // (its rows already on the device unless tuning halves it) and then, once, on the test part.
+        network.Parameters.CopyFrom(outcome.Parameters);
+        var validation = run.Halved ? Predict(network, run.Preprocessing, run.ReportPart) : Predict(network, validationSet.Features);
+        var test = Predict(network, run.Preprocessing, run.TestPart);
+        return Finish(run, outcome, history, validation, test, clock.Elapsed.TotalSeconds, network.Path);
+    }
+
+    /// <summary>
+    /// One run made ready to train, all on the host: its parts (split without leaks), the preprocessing fitted
+    /// on its training part, its layout, and the network inputs of its training part and of the validation rows
+    /// early stopping watches (<see cref="ValidationRows"/>).
+    /// </summary>
+    private sealed record PreparedRun(TrainingOptions Options, SongTable Data, SplitIndices Split, DuplicateReport Duplicates, Preprocessing Preprocessing,
+        ParameterLayout Layout, float[] TrainInputs, float[] TrainLabels, SongTable SelectionPart, float[] SelectionInputs, SongTable ReportPart, SongTable TestPart)
+    {
+        /// <summary>Whether the reported validation rows are another half than those early stopping watched (tuning).</summary>
+        public bool Halved => !ReferenceEquals(ReportPart, SelectionPart);
+    }
+
+    private static PreparedRun Prepare(SongTable data, TrainingOptions options, Action<string>? onWarning)
+    {
         if (data.Labels is null)
             throw new InputException($"{data.Source}: training needs a target column");
         if (data.Labels.All(y => y == data.Labels[0]))
             throw new InputException($"{data.Source}: every song's target is {data.Labels[0]}: training needs hits and songs that are not hits");
-        var clock = Stopwatch.StartNew();
         var (split, duplicates) = SplitWithoutLeaks(data, options);
         if (duplicates.Warning is { } warning)
             onWarning?.Invoke(warning);
@@ -231,34 +293,26 @@ public static class Trainer
         var preprocessing = Preprocessing.Fit(data.Features, options.Encoding, options.InputTransform, split.Train);
         var layout = options.LayoutFor(options.Encoding);
         WarnOfSmallParts(split, onWarning);
-        device.FinishPreparation(); // the device's first use from here: kernels it was loading are ready
-
-        using var trainSet = new DeviceDataset(device, preprocessing.Apply(data.Features, split.Train), preprocessing.NetworkInputs,
-            split.Train.Select(r => data.Labels[r]).ToArray());
         var (selectionRows, reportRows) = ValidationRows(data, split, options);
-        var validationPart = data.Subset(selectionRows);
-        using var validationSet = new DeviceDataset(device, preprocessing.Apply(validationPart.Features), preprocessing.NetworkInputs, validationPart.Labels!);
-        using var network = NetworkFor(device, layout, options, trainSet.Rows);
+        var selectionPart = data.Subset(selectionRows);
+        return new PreparedRun(options, data, split, duplicates, preprocessing, layout, preprocessing.Apply(data.Features, split.Train),
+            split.Train.Select(r => data.Labels[r]).ToArray(), selectionPart, preprocessing.Apply(selectionPart.Features),
+            reportRows != selectionRows ? data.Subset(reportRows) : selectionPart, data.Subset(split.Test));
+    }
 
-        var history = new List<EpochMetrics>();
-        var outcome = TrainNetwork(device, network, trainSet, validationSet, options, history, onEpoch, onBatch, cancellationToken);
-        // The kept weights' averaged probabilities, from the network that trained: on the validation part
-        // (its rows already on the device unless tuning halves it) and then, once, on the test part.
-        network.Parameters.CopyFrom(outcome.Parameters);
-        var model = new HitModel(layout, preprocessing, [outcome.Parameters], Provenance: null);
-        bool halved = reportRows != selectionRows; // tuning: the reported half is not on the device yet
-        var reportPart = halved ? data.Subset(reportRows) : validationPart;
-        var validation = Evaluation.Of(halved ? Predict(network, preprocessing, reportPart) : Predict(network, validationSet.Features), reportPart.Labels!);
-        var testPart = data.Subset(split.Test);
-        var test = Evaluation.Of(Predict(network, preprocessing, testPart), testPart.Labels!);
+    /// <summary>The run's result from what training kept and the kept weights' P(hit) of the reported validation rows and of the test part.</summary>
+    private static TrainingResult Finish(PreparedRun run, NetworkOutcome outcome, List<EpochMetrics> history, float[] validationProbabilities,
+        float[] testProbabilities, double seconds, TrainingPath path)
+    {
+        var options = run.Options;
+        var validation = Evaluation.Of(validationProbabilities, run.ReportPart.Labels!);
+        var test = Evaluation.Of(testProbabilities, run.TestPart.Labels!);
         var last = outcome.KeptEpoch > 0 ? history.First(h => h.Epoch == outcome.KeptEpoch) : null;
-        model = model with
-        {
-            Provenance = new ModelProvenance(data.Files, options.Seed, outcome.KeptEpoch, options.BatchSize, options.LearningRate,
-                last?.TrainLoss ?? double.NaN, last?.TrainAccuracy ?? double.NaN, last?.ValidationLoss ?? double.NaN, last?.ValidationAccuracy ?? double.NaN, test.Accuracy),
-        };
-        return new TrainingResult(model, history, outcome.KeptEpoch, validation, test, split, clock.Elapsed.TotalSeconds,
-            outcome.StoppedEarly, outcome.Diverged) { Duplicates = duplicates };
+        var model = new HitModel(run.Layout, run.Preprocessing, [outcome.Parameters], Provenance: new ModelProvenance(run.Data.Files, options.Seed, outcome.KeptEpoch,
+            options.BatchSize, options.LearningRate, last?.TrainLoss ?? double.NaN, last?.TrainAccuracy ?? double.NaN, last?.ValidationLoss ?? double.NaN,
+            last?.ValidationAccuracy ?? double.NaN, test.Accuracy));
+        return new TrainingResult(model, history, outcome.KeptEpoch, validation, test, run.Split, seconds,
+            outcome.StoppedEarly, outcome.Diverged) { Duplicates = run.Duplicates, Path = path };
     }
 
     /// <summary>P(hit) of every row of (rows, inputs) network inputs on the device.</summary>
@@ -313,14 +367,14 @@ public static class Trainer
         int capacity = Math.Max(Math.Min(options.BatchSize, trainRows), Network.ChunkRows);
         // Counted before anything is allocated: the device's buffers, and on the host the copies training keeps
         // (initial, kept and averaged weights; on the CPU accelerator the host's memory is the device's too).
-        long needed = Network.DeviceBytes(device, layout, capacity, Math.Min(options.BatchSize, trainRows), device.Plan.PathFor(options.Path))
+        long needed = Network.DeviceBytes(device, layout, capacity, Math.Min(options.BatchSize, trainRows), device.Plan.PathFor(options.Path, layout, Math.Min(options.BatchSize, trainRows)))
             + (device.Plan.SharesHostMemory ? 4L * 4 * layout.Count : 0);
         if (needed > device.Plan.MemoryBytes)
             throw new InputException($"the network needs about {needed / (double)(1L << 30):F1} GiB ({layout.Count:N0} parameters, activations for {capacity} rows x {layout.Members} members); " +
                 $"the {device.Kind.ToString().ToLowerInvariant()} accelerator has {device.Plan.MemoryBytes / (double)(1L << 30):F1} GiB: use a smaller --hidden, --ensemble or --batch-size");
         try
         {
-            return new Network(device, layout, capacity, options.Path);
+            return new Network(device, layout, capacity, options.Path, Math.Min(options.BatchSize, trainRows));
         }
         catch (Exception e) when (e is OutOfMemoryException or OverflowException || e.GetType().Name.Contains("OutOfMemory", StringComparison.Ordinal))
         {
@@ -363,6 +417,9 @@ public static class Trainer
         return hits == 0 || hits == labels.Length;
     }
 
+    /// <summary>The seed of a run's device permutations (<see cref="Shuffle"/>), one per epoch from it.</summary>
+    private static uint ShuffleSeed(TrainingOptions options) => (uint)options.Seed * 747796405u + 2891336453u;
+
     private static NetworkOutcome TrainNetwork(ComputeDevice device, Network network, DeviceDataset trainSet, DeviceDataset validationSet,
         TrainingOptions options, List<EpochMetrics> history, Action<EpochMetrics>? onEpoch, Action<int, int, int>? onBatch,
         CancellationToken cancellationToken)
@@ -384,7 +441,7 @@ public static class Trainer
         // On the device, each epoch's order is a seeded permutation of the rows, made
         // there: nothing crosses per epoch. On the host (the CPU accelerator), a shuffle uploaded each epoch.
         using var rows = device.Plan.ShufflesOnDevice(options.ShuffleOnDevice) ? device.Upload<int>(orderOnHost, orderOnHost.Length) : null;
-        uint shuffleSeed = (uint)options.Seed * 747796405u + 2891336453u;
+        uint shuffleSeed = ShuffleSeed(options);
         for (int epoch = 1, step = 0; epoch <= options.Epochs; epoch++, step += stepsPerEpoch)
         {
             cancellationToken.ThrowIfCancellationRequested();

@@ -35,6 +35,39 @@ public sealed class TrainingTests(AcceleratorFixture fixture)
         Assert.NotEqual(together[0].Model.Networks[0], together[2].Model.Networks[0]);
     }
 
+    [Fact]
+    public void Runs_on_the_GPU_epoch_train_together_in_one_launch_an_epoch_with_the_bits_of_each_alone()
+    {
+        // Runs of one shape and batch size on the GPU epoch (asked for here: on a GPU the plan picks it): one
+        // launch an epoch trains them all, a group each. Different seeds, rates, dropout, label smoothing,
+        // epochs, early stopping, weight averaging, a halved validation part and a smaller subset of the songs:
+        // each result is the one Train gives it alone on that path, and a run of another batch size trains apart.
+        var shape = new TrainingOptions { Epochs = 3, Hidden = [16, 8], EnsembleSize = 2, Path = TrainingPath.GpuEpoch };
+        var fewer = Songs.Value.Subset(Enumerable.Range(0, 1500).ToArray());
+        var runs = new[]
+        {
+            new TrainingRun(Songs.Value, shape with { Seed = 0 }),
+            new TrainingRun(Songs.Value, shape with { Seed = 1, LearningRate = 3e-3f, Dropout = 0.2f, LabelSmoothing = 0.1f }),
+            new TrainingRun(fewer, shape with { Seed = 2, Epochs = 5, EarlyStoppingPatience = 1 }),
+            new TrainingRun(Songs.Value, shape with { Seed = 3, Epochs = 2, AverageLastEpochs = 2, HoldOutHalfOfValidation = true }),
+            new TrainingRun(Songs.Value, shape with { Seed = 4, BatchSize = 64 }),
+        };
+        var heard = new List<int>();
+        var together = Trainer.TrainMany(fixture.Device, runs, (i, _) => heard.Add(i));
+        Assert.Equal([0, 1, 2, 3, 4], heard.Order());
+        for (int i = 0; i < runs.Length; i++)
+        {
+            var alone = Trainer.Train(fixture.Device, runs[i].Data, runs[i].Options);
+            Assert.Equal(TrainingPath.GpuEpoch, together[i].Path);
+            Assert.Equal(alone.Model.Networks[0], together[i].Model.Networks[0]);
+            Assert.Equal(alone.History.Select(h => (h.TrainLoss, h.ValidationLoss, h.ValidationAccuracy)), together[i].History.Select(h => (h.TrainLoss, h.ValidationLoss, h.ValidationAccuracy)));
+            Assert.Equal((alone.KeptEpoch, alone.StoppedEarly), (together[i].KeptEpoch, together[i].StoppedEarly));
+            Assert.Equal((alone.Validation.Accuracy, alone.Validation.LogLoss, alone.Test.Accuracy, alone.Test.LogLoss),
+                (together[i].Validation.Accuracy, together[i].Validation.LogLoss, together[i].Test.Accuracy, together[i].Test.LogLoss));
+        }
+        Assert.NotEqual(together[0].Model.Networks[0], together[1].Model.Networks[0]);
+    }
+
     [Theory]
     [MemberData(nameof(Paths))]
     public void The_study_setup_reaches_at_least_83_percent_test_accuracy(TrainingPath path)

@@ -3,7 +3,7 @@ namespace HitGpu.Kernels;
 
 /// <summary>
 /// One part of the data on the device: the network's inputs, labels, and one loss and one correctness slot
-/// per sample, which the kernels fill and <see cref="ReadMetrics"/> sums.
+/// per sample, which the kernels fill and <see cref="ReadMetrics()"/> sums.
 /// </summary>
 public sealed class DeviceDataset : IDisposable
 {
@@ -30,16 +30,25 @@ public sealed class DeviceDataset : IDisposable
     /// Mean loss and accuracy from the per-sample slots: summed on the device where the plan says so (two
     /// numbers cross), else on the host in double, in a fixed order (the CPU accelerator's memory is the host's).
     /// </summary>
-    public (double Loss, double Accuracy) ReadMetrics()
+    public (double Loss, double Accuracy) ReadMetrics() => ReadMetrics(device, SampleLoss, SampleCorrect, 0, Rows, sums);
+
+    /// <summary>
+    /// <see cref="ReadMetrics()"/> of the slots [start, start + rows) of any per-sample buffers (many runs' slots
+    /// side by side), <paramref name="sums"/> (2) the device's room for the two sums.
+    /// </summary>
+    public static (double Loss, double Accuracy) ReadMetrics(ComputeDevice device, DeviceBuffer<float> sampleLoss, DeviceBuffer<float> sampleCorrect, int start, int rows,
+        DeviceBuffer<float> sums)
     {
         if (device.Plan.SumsMetricsOnDevice)
         {
-            device.SumSamples(SampleLoss.View, SampleCorrect.View, Rows, sums.View);
+            device.SumSamples(sampleLoss.Slice(start, rows), sampleCorrect.Slice(start, rows), rows, sums.View);
             var total = sums.ToArray();
-            return ((double)total[0] / Rows, (double)total[1] / Rows);
+            return ((double)total[0] / rows, (double)total[1] / rows);
         }
-        var loss = SampleLoss.ToArray();
-        var correct = SampleCorrect.ToArray();
+        var loss = new float[rows];
+        var correct = new float[rows];
+        sampleLoss.CopyTo(start, loss);
+        sampleCorrect.CopyTo(start, correct);
         double lossSum = 0, correctSum = 0;
         for (int i = 0; i < loss.Length; i++)
         {
