@@ -26,7 +26,8 @@ BenchmarkSwitcher.FromAssembly(typeof(HitGpu.Bench.BenchConfig).Assembly).Run(ar
 return 0;
 
 // The machine-code report (bench/gpu/machine-code.sh): every GPU kernel through ptxas for sm_90, one table;
-// --keep DIR leaves each kernel's PTX and SASS there; --only TEXT reads the kernels whose names contain TEXT.
+// --keep DIR leaves each kernel's PTX and SASS there; --only TEXT reads the kernels whose names contain TEXT;
+// --loops also lists every innermost loop with multiply-adds of each kernel.
 static int MachineCode(string[] args)
 {
     if (HitGpu.MachineCode.MachineCodeReport.ToolsFolder() is not { } tools)
@@ -34,8 +35,11 @@ static int MachineCode(string[] args)
         Console.Error.WriteLine("ptxas and cuobjdump not found: run bench/gpu/cuda-tools.sh (or set HITGPU_CUDA_TOOLS)");
         return 2;
     }
-    Console.Write(HitGpu.MachineCode.MachineCodeReport.Table(HitGpu.MachineCode.MachineCodeReport.ReadAll(tools,
-        ArgOf(args, "--keep", "") is { Length: > 0 } keep ? keep : null, ArgOf(args, "--only", "") is { Length: > 0 } only ? only : null)));
+    var kernels = HitGpu.MachineCode.MachineCodeReport.ReadAll(tools,
+        ArgOf(args, "--keep", "") is { Length: > 0 } keep ? keep : null, ArgOf(args, "--only", "") is { Length: > 0 } only ? only : null);
+    Console.Write(HitGpu.MachineCode.MachineCodeReport.Table(kernels));
+    if (args.Contains("--loops"))
+        Console.Write(Environment.NewLine + HitGpu.MachineCode.MachineCodeReport.LoopLines(kernels));
     return 0;
 }
 

@@ -28,7 +28,11 @@ public sealed record LoopFigures(int Instructions, int Ffma, int SharedScalar, i
 
 /// <summary>What ptxas and the SASS say of one kernel, launched with groups of <paramref name="GroupThreads"/> threads.</summary>
 public sealed record KernelFigures(string Name, int Registers, int SpillStores, int SpillLoads, int StaticShared, int DynamicShared,
-    int GroupThreads, int GroupsPerMultiprocessor, LoopFigures? MainLoop);
+    int GroupThreads, int GroupsPerMultiprocessor, LoopFigures? MainLoop)
+{
+    /// <summary>Every innermost loop, in address order (a kernel such as the GPU epoch has several hot ones).</summary>
+    public IReadOnlyList<LoopFigures> Loops { get; init; } = [];
+}
 
 public static partial class MachineCodeReport
 {
@@ -88,7 +92,7 @@ public static partial class MachineCodeReport
         int staticShared = Number(info, @"(\d+) bytes smem");
         return new KernelFigures(name, registers, Number(info, @"(\d+) bytes spill stores"), Number(info, @"(\d+) bytes spill loads"),
             staticShared, dynamicShared, groupThreads, GroupsPerMultiprocessor(registers, groupThreads, staticShared + dynamicShared),
-            MainLoop(sass));
+            MainLoop(sass)) { Loops = InnermostLoops(sass).Select(l => l.Figures).ToArray() };
     }
 
     private static int Number(string text, string pattern)
@@ -121,7 +125,12 @@ public static partial class MachineCodeReport
     /// SQRT: their expansions carry FFMA) counts only where no loop with FFMA is left: it is a loss's or
     /// Adam's loop, not a product's (the GPU epoch has all three).
     /// </summary>
-    public static LoopFigures? MainLoop(string sass)
+    public static LoopFigures? MainLoop(string sass) =>
+        InnermostLoops(sass).OrderBy(loop => loop.Special || loop.Figures.Ffma == 0).ThenByDescending(loop => loop.Figures.Ffma)
+            .ThenByDescending(loop => loop.Figures.Instructions).Select(loop => loop.Figures).FirstOrDefault();
+
+    /// <summary>The loops enclosing no other, in address order, each with whether it evaluates special functions (<see cref="MainLoop"/>).</summary>
+    public static IReadOnlyList<(bool Special, LoopFigures Figures)> InnermostLoops(string sass)
     {
         var code = new List<(long Address, string Text)>();
         foreach (Match m in SassLine().Matches(sass))
@@ -133,18 +142,13 @@ public static partial class MachineCodeReport
         var loops = new List<(long Start, long End)>();
         foreach (var (address, text) in code)
         {
-
             var target = Regex.Match(text, @"\bBRA\b[^0-9]*0x([0-9a-f]+)");
             if (target.Success && long.Parse(target.Groups[1].Value, NumberStyles.HexNumber, CultureInfo.InvariantCulture) is var to && to <= address)
                 loops.Add((to, address));
-
         }
-        var innermost = loops.Where(l => !loops.Any(o => o != l && o.Start >= l.Start && o.End <= l.End)).ToArray();
-        if (innermost.Length == 0)
-            return null;
-        return innermost.Select(l => code.Where(c => c.Address >= l.Start && c.Address <= l.End).Select(c => c.Text).ToArray())
-            .Select(body => (Special: body.Any(text => SpecialFunction().IsMatch(text)), Figures: Count(body)))
-            .OrderBy(loop => loop.Special || loop.Figures.Ffma == 0).ThenByDescending(loop => loop.Figures.Ffma).ThenByDescending(loop => loop.Figures.Instructions).First().Figures;
+        return loops.Where(l => !loops.Any(o => o != l && o.Start >= l.Start && o.End <= l.End)).OrderBy(l => l.Start)
+            .Select(l => code.Where(c => c.Address >= l.Start && c.Address <= l.End).Select(c => c.Text).ToArray())
+            .Select(body => (body.Any(text => SpecialFunction().IsMatch(text)), Count(body))).ToArray();
     }
 
     private static LoopFigures Count(IEnumerable<string> instructions)
@@ -181,6 +185,17 @@ public static partial class MachineCodeReport
         int byWarps = 64 / warps, byRegisters = 65536 / registersPerWarp / warps;
         int byShared = sharedBytes == 0 ? 32 : 228 * 1024 / (sharedBytes + 1024);
         return Math.Min(32, Math.Min(byWarps, Math.Min(byRegisters, byShared)));
+    }
+
+    /// <summary>Each kernel's innermost loops with multiply-adds, one line each in address order (machine-code --loops).</summary>
+    public static string LoopLines(IEnumerable<KernelFigures> kernels)
+    {
+        var text = new StringBuilder();
+        foreach (var k in kernels)
+            foreach (var l in k.Loops.Where(l => l.Ffma > 0))
+                text.AppendLine(FormattableString.Invariant(
+                    $"{k.Name}: {l.Instructions} instructions, {l.Ffma} FFMA ({100 * l.FfmaShare:F1}%), LDS {l.SharedScalar}/{l.Shared128}, LDG {l.GlobalScalar}/{l.Global128}"));
+        return text.ToString();
     }
 
     /// <summary>The table bench/gpu/machine-code.sh prints (one row per kernel; the main loop's counts last).</summary>

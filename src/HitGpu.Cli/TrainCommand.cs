@@ -38,6 +38,8 @@ public static class TrainCommand
             device.PrepareKernels(device.Plan.PathFor(options.Path));
             var table = HitGpuCli.LoadData(parsed.GetValue(data), keepNames: splitFolder is not null, format.Read(parsed)); // names only for the split files
             output.WriteLine($"hitgpu train: {table.Count} songs from {table.Source}; {TrainingArguments.Describe(options)}; accelerator {HitGpuCli.Describe(device)}");
+            if (PathLine(device.Plan, options) is { } pathLine)
+                output.WriteLine(pathLine);
 
             void Warn(string warning) => error.WriteLine($"hitgpu: warning: {warning}");
             var result = interactive
@@ -76,6 +78,24 @@ public static class TrainCommand
     private static readonly string[] SplitFiles = ["train.csv", "validation.csv", "test.csv"];
 
     private static string? In(string? folder, string file) => folder is null ? null : Path.Combine(folder, file);
+
+    /// <summary>
+    /// On a GPU, which path trains and, where it is the layered one, why not the GPU epoch (the options to
+    /// shrink); null on the CPU accelerator, whose one path for training is its CPU epoch.
+    /// </summary>
+    public static string? PathLine(DevicePlan plan, TrainingOptions options)
+    {
+        if (plan.SharesHostMemory)
+            return null;
+        var layout = options.LayoutFor(options.Encoding);
+        string? why = plan.GpuEpochDoesNotFit(layout, options.BatchSize);
+        return plan.PathFor(options.Path, layout, options.BatchSize) switch
+        {
+            TrainingPath.GpuEpoch => "training path: the GPU epoch (one launch an epoch)",
+            var path when why is not null => $"training path: {path.ToString().ToLowerInvariant()}, not the GPU epoch: {why}",
+            var path => $"training path: {path.ToString().ToLowerInvariant()} ({(options.Path is null ? "HITGPU_TRAINING_PATH" : "asked for")})",
+        };
+    }
 
     public static string EpochLine(EpochMetrics m, TrainingOptions options) =>
         $"epoch {m.Epoch.ToString().PadLeft(options.Epochs.ToString().Length)}/{options.Epochs}  " +

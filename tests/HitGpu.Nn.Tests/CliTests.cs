@@ -232,6 +232,21 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void On_a_GPU_train_says_which_path_trains_and_why_not_the_GPU_epoch()
+    {
+        // Plans of a CUDA device without its driver: the 48 KB any kernel may take, and Hopper's opt-in limit.
+        var cuda = HitGpu.Kernels.DevicePlan.For(HitGpu.Kernels.AcceleratorKind.Cuda, 1024, 132) with { PathOverride = null };
+        var hopper = HitGpu.Kernels.DevicePlan.For(HitGpu.Kernels.AcceleratorKind.Cuda, 1024, 132, sharedBytesPerGroup: 227 * 1024) with { PathOverride = null };
+        Assert.Equal("training path: the GPU epoch (one launch an epoch)", TrainCommand.PathLine(cuda, TrainingOptions.Study));
+        string why = TrainCommand.PathLine(cuda, new TrainingOptions())!; // the defaults' three members do not fit in 48 KB
+        Assert.StartsWith("training path: layered, not the GPU epoch: its 9,411 parameters", why);
+        Assert.Contains("use a smaller --batch-size, --hidden or --ensemble", why);
+        Assert.Equal("training path: the GPU epoch (one launch an epoch)", TrainCommand.PathLine(hopper, new TrainingOptions()));
+        Assert.Equal("training path: layered (HITGPU_TRAINING_PATH)", TrainCommand.PathLine(cuda with { PathOverride = HitGpu.Kernels.TrainingPath.Layered }, TrainingOptions.Study));
+        Assert.Null(TrainCommand.PathLine(HitGpu.Kernels.DevicePlan.For(HitGpu.Kernels.AcceleratorKind.Cpu, 2, 1), TrainingOptions.Study));
+    }
+
+    [Fact]
     public void Tune_with_candidates_ranks_every_candidate_against_the_first_on_the_same_splits()
     {
         string data = InFolder("decades"), candidates = InFolder("candidates.txt"), table = InFolder("ranked.md");

@@ -349,9 +349,9 @@ public sealed class FuzzTests(AcceleratorFixture fixture) : IDisposable
     /// file system.
     /// </summary>
     private sealed record CliFiles(string Data, string Unlabelled, string Model, string DecadeFolder, string Output, string OutFolder,
-        string LinkFolder, string HardLink, string LongName, string? ReadOnly, string? Full)
+        string LinkFolder, string HardLink, string LongName, string? ReadOnly, string? Full, string Candidates, string BadCandidates)
     {
-        public string[] Inputs => [Data, Unlabelled, Model, Path.Combine(DecadeFolder, "dataset-of-90s.csv")];
+        public string[] Inputs => [Data, Unlabelled, Model, Path.Combine(DecadeFolder, "dataset-of-90s.csv"), Candidates, BadCandidates];
     }
 
     private CliFiles MakeFiles()
@@ -361,7 +361,7 @@ public sealed class FuzzTests(AcceleratorFixture fixture) : IDisposable
         var files = new CliFiles(Path.Combine(folder, "songs.csv"), Path.Combine(folder, "unlabelled.csv"), Path.Combine(folder, "model.hitgpu"),
             Path.Combine(folder, "decades"), Path.Combine(folder, "out.csv"), Path.Combine(folder, "out"),
             Path.Combine(folder, "linkdir"), Path.Combine(folder, "hard.csv"), Path.Combine(folder, new string('n', 233) + ".csv"),
-            Mount("read-only", "ro,size=64k"), Mount("full", "size=48k"));
+            Mount("read-only", "ro,size=64k"), Mount("full", "size=48k"), Path.Combine(folder, "candidates.txt"), Path.Combine(folder, "bad-candidates.txt"));
         File.CreateSymbolicLink(files.LinkFolder, folder);
         SongData.WriteCsv(small, files.Data);
         var ten = small.Subset(Enumerable.Range(0, 10).ToArray());
@@ -369,6 +369,8 @@ public sealed class FuzzTests(AcceleratorFixture fixture) : IDisposable
         Directory.CreateDirectory(files.DecadeFolder);
         SongData.WriteCsv(small, Path.Combine(files.DecadeFolder, "dataset-of-90s.csv"));
         File.WriteAllBytes(files.Model, RealModel.Value);
+        File.WriteAllText(files.Candidates, "# baseline\ndefaults\n--learning-rate 0.01\n");
+        File.WriteAllText(files.BadCandidates, "defaults\n--learning-rate x\n--no-such-option 1\n");
         System.Diagnostics.Process.Start("ln", [files.Data, files.HardLink])!.WaitForExit();
         return files;
     }
@@ -387,7 +389,7 @@ public sealed class FuzzTests(AcceleratorFixture fixture) : IDisposable
         ["predict"] = [("--model", "model"), ("--data", "input"), ("--accelerator", "accelerator"), ("--out", "output")],
         ["accuracy"] = [("--data-dir", "folder"), ("--decades", "decades"), ("--seeds", "seeds"), ("--out", "output"), ("--tune", "flag"),
             ("--accelerator", "accelerator"), ("--epochs", "count"), ("--ensemble", "count"), ("--study", "flag"), ("--inputs", "inputs"),
-            ("--ensemble-kind", "kind"), ("--embedding", "embedding")],
+            ("--ensemble-kind", "kind"), ("--embedding", "embedding"), ("--candidates", "candidates")],
         ["devices"] = [],
         ["export"] = [("--model", "model"), ("--onnx", "output")],
         ["explain"] = [("--model", "model"), ("--data", "input"), ("--accelerator", "accelerator"), ("--out", "output"), ("--global", "flag"),
@@ -403,6 +405,7 @@ public sealed class FuzzTests(AcceleratorFixture fixture) : IDisposable
             .. new[] { f.ReadOnly, f.Full }.OfType<string>().Select(m => Path.Combine(m, "x.csv"))],
         ["folder"] = [f.OutFolder, f.DecadeFolder, f.Data, "/nonexistent/dir", "", f.LinkFolder, .. new[] { f.ReadOnly, f.Full }.OfType<string>().Select(m => Path.Combine(m, "out"))],
         ["model"] = [f.Model, f.Data, "/nonexistent/m.hitgpu", f.DecadeFolder, ""],
+        ["candidates"] = [f.Candidates, f.BadCandidates, f.Data, f.Model, "/nonexistent/c.txt", f.DecadeFolder, ""],
         ["accelerator"] = ["cpu", "auto", "cuda", "opencl", "tpu", "CPU", ""],
         ["count"] = ["0", "1", "2", "3", "-1", "40", "2147483648", "-2147483649", "1.5", "x", ""],
         ["real"] = ["0", "0.1", "0.5", "0.99", "1", "-0.5", "1e10", "1e30", "NaN", "Infinity", "1e-45", "x", ""],
@@ -512,7 +515,7 @@ public sealed class FuzzTests(AcceleratorFixture fixture) : IDisposable
         if (code == HitGpuCli.Failure)
             Assert.StartsWith("hitgpu: warning: ", err);
         // The files this command reads (named by --data, --model, --data-dir, or inside a folder they name) are as they were.
-        var read = args.Zip(args.Skip(1)).Where(p => p.First is "--data" or "--model" or "--data-dir").Select(p => Path.GetFullPath(p.Second == "" ? "." : p.Second)).ToArray();
+        var read = args.Zip(args.Skip(1)).Where(p => p.First is "--data" or "--model" or "--data-dir" or "--candidates").Select(p => Path.GetFullPath(p.Second == "" ? "." : p.Second)).ToArray();
         foreach (var (path, bytes) in before)
             if (read.Any(r => r == path || path.StartsWith(r + Path.DirectorySeparatorChar, StringComparison.Ordinal)))
                 Assert.True(File.Exists(path) && bytes.AsSpan().SequenceEqual(File.ReadAllBytes(path)), $"{command}: changed its input {path}");
