@@ -35,6 +35,16 @@ public static partial class Trainer
             validationBase[r] = rowsSoFar;
             rowsSoFar += runs[r].SelectionPart.Count;
         }
+        int positions = runs.Max(r => r.TrainLabels.Length), validationPositions = runs.Max(r => r.SelectionPart.Count);
+        int steps = (positions + batchSize - 1) / batchSize;
+        if ((long)n * Math.Max(count, Math.Max(positions, validationPositions)) > int.MaxValue || (long)rowsSoFar * inputs > int.MaxValue)
+            throw new InputException($"{n} runs trained together pass 2^31 values in one buffer: train fewer runs at once");
+        // Counted before anything is allocated: the rows, each run's parameters, moments and per-sample slots.
+        long bytes = 4L * ((long)rowsSoFar * (inputs + 1) + 3L * n * count + 3L * n * (positions + validationPositions) + (long)n * steps * 7);
+        if (bytes > device.Plan.MemoryBytes)
+            throw new InputException($"{n} runs trained together need about {bytes / (double)(1L << 30):F1} GiB; the {device.Kind.ToString().ToLowerInvariant()} accelerator has " +
+                $"{device.Plan.MemoryBytes / (double)(1L << 30):F1} GiB: train fewer runs at once");
+
         var features = new float[(long)rowsSoFar * inputs];
         var labels = new float[rowsSoFar];
         for (int r = 0; r < n; r++)
@@ -44,14 +54,6 @@ public static partial class Trainer
             runs[r].SelectionInputs.CopyTo(features, (long)validationBase[r] * inputs);
             runs[r].SelectionPart.Labels!.CopyTo(labels, validationBase[r]);
         }
-        int positions = runs.Max(r => r.TrainLabels.Length), validationPositions = runs.Max(r => r.SelectionPart.Count);
-        int steps = (positions + batchSize - 1) / batchSize;
-        // Counted before anything is allocated: the rows, each run's parameters, moments and per-sample slots.
-        long bytes = 4L * ((long)rowsSoFar * (inputs + 1) + 3L * n * count + 3L * n * (positions + validationPositions) + (long)n * steps * 7);
-        if (bytes > device.Plan.MemoryBytes)
-            throw new InputException($"{n} runs trained together need about {bytes / (double)(1L << 30):F1} GiB; the {device.Kind.ToString().ToLowerInvariant()} accelerator has " +
-                $"{device.Plan.MemoryBytes / (double)(1L << 30):F1} GiB: train fewer runs at once");
-
         device.FinishPreparation();
         using var x = device.Upload<float>(features, rowsSoFar, inputs);
         using var y = device.Upload<float>(labels, rowsSoFar);

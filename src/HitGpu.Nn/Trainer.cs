@@ -208,7 +208,7 @@ public static partial class Trainer
         for (int i = 0; i < runs.Count; i++)
         {
             var options = runs[i].Options;
-            if (device.Plan.PathFor(options.Path, options.LayoutFor(options.Encoding), options.BatchSize) != TrainingPath.GpuEpoch)
+            if (!TrainsOnTheGpuEpoch(device, options))
             {
                 alone.Add(i);
                 continue;
@@ -236,6 +236,22 @@ public static partial class Trainer
             onRunDone?.Invoke(i, results[i]);
         }
         return results;
+    }
+
+    /// <summary>
+    /// Whether the plan trains a run of these options on the GPU epoch at its full batch size (one that only a
+    /// smaller part than a batch would let fit trains alone, where Train decides it, and refuses it if asked for).
+    /// </summary>
+    private static bool TrainsOnTheGpuEpoch(ComputeDevice device, TrainingOptions options)
+    {
+        try
+        {
+            return device.Plan.PathFor(options.Path, options.LayoutFor(options.Encoding), options.BatchSize) == TrainingPath.GpuEpoch;
+        }
+        catch (ArgumentException)
+        {
+            return false;
+        }
     }
 
     /// <summary>

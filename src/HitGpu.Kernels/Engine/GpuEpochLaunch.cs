@@ -72,6 +72,8 @@ public sealed partial class ComputeDevice
     {
         int chunk = Plan.GpuEpochScoreRows(layout);
         var shape = CheckGpuEpoch(a.Layers, a.Features, a.Parameters, a.RunCount, layout, chunk, "GPU epoch score");
+        Require(4 * GpuEpoch.ScoreSharedFloats(layout, chunk) <= Plan.SharedBytesPerGroup,
+            $"GPU epoch score: one row's inputs and activations ({4 * GpuEpoch.ScoreSharedFloats(layout, 1)} bytes) do not fit in a group's {Plan.SharedBytesPerGroup} bytes of shared memory");
         Require(a.MaxRows >= 1 && a.Runs.Length >= a.RunCount, "GPU epoch score: at least one row, and a run entry per run");
         Require(a.Order.Length == 0 ? a.MaxRows <= a.Features.Length / layout.Inputs(0) : a.Order.Length >= (long)a.RunCount * a.Positions,
             "GPU epoch score: the rows must be in the features, or the order hold every run's positions");

@@ -36,13 +36,15 @@ public sealed class Network : IDisposable
 
     /// <summary>
     /// A network of the layout's shape with all parameters zero (<see cref="Reset"/> gives it its own), on the
-    /// path the plan picks for batches of <paramref name="batchRows"/> (default: the capacity) unless one is asked for.
+    /// path the plan picks for training in batches of <paramref name="batchRows"/> unless one is asked for. Without
+    /// a batch (a network that only predicts or explains) the plan's path for no particular network: on a GPU
+    /// the layered one, whose passes explanations run anyway.
     /// </summary>
     public Network(ComputeDevice device, ParameterLayout layout, int capacityRows, TrainingPath? path = null, int? batchRows = null)
     {
         if (layout.Outputs(layout.Layers - 1) != 1 || layout.ActivationOf(layout.Layers - 1) != Activation.Identity)
             throw new ArgumentException("the network ends in one logit with no activation (the loss applies the sigmoid)");
-        Path = device.Plan.PathFor(path, layout, batchRows ?? capacityRows);
+        Path = batchRows is { } rows ? device.Plan.PathFor(path, layout, rows) : device.Plan.PathFor(path);
         Device = device;
         Layout = layout;
         CapacityRows = capacityRows;
