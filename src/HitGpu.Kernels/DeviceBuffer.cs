@@ -24,6 +24,19 @@ public sealed class DeviceBuffer<T> : IDisposable where T : unmanaged
         buffer = device.Accelerator.Allocate1D<T>(Math.Max(1, (long)rows * cols));
     }
 
+    /// <summary>
+    /// <paramref name="buffer"/> when it holds <paramref name="rows"/> rows of <paramref name="cols"/>, else a
+    /// new one in its place (made first: should that fail, the old one is still whole), the old one disposed.
+    /// </summary>
+    public static DeviceBuffer<T> AtLeast(ComputeDevice device, [System.Diagnostics.CodeAnalysis.NotNull] ref DeviceBuffer<T>? buffer, int rows, int cols = 1)
+    {
+        if (buffer is not null && buffer.Rows >= rows && buffer.Cols == cols)
+            return buffer;
+        var larger = new DeviceBuffer<T>(device, rows, cols);
+        buffer?.Dispose();
+        return buffer = larger;
+    }
+
     /// <summary>Elements [start, start + length) as a view.</summary>
     public ArrayView<T> Slice(int start, int length) => buffer.View.SubView(start, length);
 

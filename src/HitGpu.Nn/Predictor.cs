@@ -32,11 +32,7 @@ public sealed class Predictor : IDisposable
     private float[] PredictAlone(SongTable songs)
     {
         int rows = songs.Count, width = model.Preprocessing.NetworkInputs;
-        if (inputs is null || inputs.Rows < rows)
-        {
-            inputs?.Dispose();
-            inputs = device.Allocate<float>(Math.Max(1, rows), width);
-        }
+        DeviceBuffer<float>.AtLeast(device, ref inputs, Math.Max(1, rows), width);
         inputs.CopyFrom(0, model.Preprocessing.Apply(songs.Features));
         var sum = new double[rows];
         var p = new float[rows];

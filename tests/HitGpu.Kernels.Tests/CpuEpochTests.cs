@@ -31,11 +31,15 @@ public sealed class CpuEpochTests(AcceleratorFixture fixture)
     public void Epoch_matches_the_reference_step_by_step(int[] widths, int rows, int batchSize, float dropout, EnsembleKind kind, int members) =>
         EpochMatchesTheReference(new ParameterLayout(widths, null, kind, members), rows, batchSize, dropout);
 
+    /// <summary>The ensembles the embedding cases train (shared with the GPU epoch's tests).</summary>
+    public static TheoryData<EnsembleKind, int> PerFeatureEmbeddingEnsembles() =>
+        new() { { EnsembleKind.Independent, 1 }, { EnsembleKind.Batch, 3 }, { EnsembleKind.Mini, 4 }, { EnsembleKind.Independent, 2 } };
+
+    public static TheoryData<EnsembleKind, int> PeriodicEmbeddingEnsembles() =>
+        new() { { EnsembleKind.Independent, 1 }, { EnsembleKind.Batch, 3 }, { EnsembleKind.Independent, 2 } };
+
     [Theory]
-    [InlineData(EnsembleKind.Independent, 1)]
-    [InlineData(EnsembleKind.Batch, 3)]
-    [InlineData(EnsembleKind.Mini, 4)]
-    [InlineData(EnsembleKind.Independent, 2)]
+    [MemberData(nameof(PerFeatureEmbeddingEnsembles))]
     public void Epoch_with_a_per_feature_embedding_matches_the_reference(EnsembleKind kind, int members)
     {
         // 5 features of 1 + 6 inputs each (a scalar and its piecewise encoding) to 4 dimensions each, then 9-1.
@@ -44,9 +48,7 @@ public sealed class CpuEpochTests(AcceleratorFixture fixture)
     }
 
     [Theory]
-    [InlineData(EnsembleKind.Independent, 1)]
-    [InlineData(EnsembleKind.Batch, 3)]
-    [InlineData(EnsembleKind.Independent, 2)]
+    [MemberData(nameof(PeriodicEmbeddingEnsembles))]
     public void Epoch_with_a_periodic_embedding_matches_the_reference(EnsembleKind kind, int members)
     {
         // 5 features, 3 frequencies each (cosines keep their pre-activations for the slope), 4 dimensions each, then 9-1.

@@ -20,17 +20,12 @@ public sealed class GpuEpochTests(AcceleratorFixture fixture)
         EpochMatchesTheReference(new ParameterLayout(widths, null, kind, members), rows, batchSize, dropout);
 
     [Theory]
-    [InlineData(EnsembleKind.Independent, 1)]
-    [InlineData(EnsembleKind.Batch, 3)]
-    [InlineData(EnsembleKind.Mini, 4)]
-    [InlineData(EnsembleKind.Independent, 2)]
+    [MemberData(nameof(CpuEpochTests.PerFeatureEmbeddingEnsembles), MemberType = typeof(CpuEpochTests))]
     public void Epoch_with_a_per_feature_embedding_matches_the_reference(EnsembleKind kind, int members) =>
         EpochMatchesTheReference(ParameterLayout.WithEmbedding(5, 7, 4, [9], kind, members), 50, 8, 0.2f);
 
     [Theory]
-    [InlineData(EnsembleKind.Independent, 1)]
-    [InlineData(EnsembleKind.Batch, 3)]
-    [InlineData(EnsembleKind.Independent, 2)]
+    [MemberData(nameof(CpuEpochTests.PeriodicEmbeddingEnsembles), MemberType = typeof(CpuEpochTests))]
     public void Epoch_with_a_periodic_embedding_matches_the_reference(EnsembleKind kind, int members) =>
         EpochMatchesTheReference(ParameterLayout.WithPeriodicEmbedding(5, 3, 4, [9], kind, members), 50, 8, 0.2f);
 

@@ -37,13 +37,7 @@ internal sealed class CpuEpochEngine(Network network) : INetworkEngine
     public void TrainEpoch(DeviceDataset data, DeviceBuffer<int> order, int batchSize, ReadOnlySpan<AdamStep> steps, in StepSettings settings,
         int firstStep, Action<int, int>? onBatch)
     {
-        if (schedule is null || schedule.Rows < steps.Length)
-        {
-            var longer = device.Allocate<AdamStep>(steps.Length);
-            schedule?.Dispose();
-            schedule = longer;
-        }
-        schedule.CopyFrom(0, steps);
+        DeviceBuffer<AdamStep>.AtLeast(device, ref schedule, steps.Length).CopyFrom(0, steps);
         threadGradients ??= device.Allocate<float>(device.Plan.OneGroupThreads, network.Layout.Count);
         device.TrainCpuEpoch(new EpochTrainViews
         {
@@ -64,12 +58,7 @@ internal sealed class CpuEpochEngine(Network network) : INetworkEngine
 
     public void Predict(DeviceBuffer<float> features, int rows, Span<float> result)
     {
-        if (predictions is null || predictions.Rows < rows)
-        {
-            var longer = device.Allocate<float>(rows);
-            predictions?.Dispose();
-            predictions = longer;
-        }
+        DeviceBuffer<float>.AtLeast(device, ref predictions, rows);
         device.PredictCpuEpoch(new EpochPredictViews
         {
             Network = Views(2 * device.Plan.OneGroupThreads), Features = features.View, Probabilities = predictions.View, Rows = rows,

@@ -12,13 +12,7 @@ internal sealed class GpuEpochEngine(Network network) : INetworkEngine
     public void TrainEpoch(DeviceDataset data, DeviceBuffer<int> order, int batchSize, ReadOnlySpan<AdamStep> steps, in StepSettings settings,
         int firstStep, Action<int, int>? onBatch)
     {
-        if (schedule is null || schedule.Rows < steps.Length)
-        {
-            var longer = device.Allocate<AdamStep>(steps.Length);
-            schedule?.Dispose();
-            schedule = longer;
-        }
-        schedule.CopyFrom(0, steps);
+        DeviceBuffer<AdamStep>.AtLeast(device, ref schedule, steps.Length).CopyFrom(0, steps);
         run.CopyFrom([new EpochRun { Rows = data.Rows, FirstStep = firstStep, Settings = settings }]);
         device.TrainGpuEpoch(new GpuEpochTrainViews
         {
@@ -42,12 +36,7 @@ internal sealed class GpuEpochEngine(Network network) : INetworkEngine
 
     public void Predict(DeviceBuffer<float> features, int rows, Span<float> result)
     {
-        if (predictions is null || predictions.Rows < rows)
-        {
-            var longer = device.Allocate<float>(rows);
-            predictions?.Dispose();
-            predictions = longer;
-        }
+        DeviceBuffer<float>.AtLeast(device, ref predictions, rows);
         run.CopyFrom([new EpochRun { Rows = rows }]);
         device.ScoreGpuEpoch(new GpuEpochScoreViews
         {
