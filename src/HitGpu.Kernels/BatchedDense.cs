@@ -158,6 +158,183 @@ public readonly struct RowCursor<TLoads> where TLoads : struct, IProductLoads
             new Float4(scalars[w.Clamped(4)], scalars[w.Clamped(5)], scalars[w.Clamped(6)], scalars[w.Clamped(7)]));
 }
 
+/// <summary>
+/// Four-way work items over n things (row-members, inputs): item q takes q, q + lanes, q + 2 lanes, q + 3 lanes
+/// (those below n). Neighbouring threads take neighbouring things; lanes is a multiple of the members, so an
+/// item's row-members are one member's (one weight row, one r, one s for the four). The GPU epoch's passes and
+/// the lanes kernels below, written once.
+/// </summary>
+/// <summary>
+/// How an unrolled lanes loop addresses its operands, by what ptxas makes of it: shared memory wants views taken
+/// at each step and read at fixed offsets (its 32-bit addresses then fold them; a 64-bit index does not);
+/// global memory views taken once and a 64-bit index (a view per step costs its 64-bit address each step).
+/// </summary>
+public interface ILaneViews
+{
+    bool PerStep { get; }
+}
+
+public readonly struct SharedLaneViews : ILaneViews
+{
+    public bool PerStep => true;
+}
+
+public readonly struct GlobalLaneViews : ILaneViews
+{
+    public bool PerStep => false;
+}
+
+public static class FourLanes
+{
+    public static int Of(int n, int members) => ((n + 3) / 4 + members - 1) / members * members;
+
+    /// <summary>Thing q + c lanes of an item, or q where that passes n (read, not written: its result is dropped).</summary>
+    public static int Or(int q, int c, int lanes, int n) => q + c * lanes < n ? q + c * lanes : q;
+
+    /// <summary>sums_c += v_c[at_c] f for the four c (the shared factor on the right: each product's operands in the references' order).</summary>
+    public static void Term(ref Sums4 sums, ArrayView<float> v0, ArrayView<float> v1, ArrayView<float> v2, ArrayView<float> v3, long at0, long at1, long at2, long at3, float f)
+    {
+        sums.S0 += v0[at0] * f;
+        sums.S1 += v1[at1] * f;
+        sums.S2 += v2[at2] * f;
+        sums.S3 += v3[at3] * f;
+    }
+
+    public static void Term(ref Sums4 sums, ArrayView<float> v0, ArrayView<float> v1, ArrayView<float> v2, ArrayView<float> v3, long at, float f) =>
+        Term(ref sums, v0, v1, v2, v3, at, at, at, at, f);
+
+    /// <summary>sums_c += (v_c[at] s) w: a delta through its output scale, times a weight, in the references' order.</summary>
+    public static void ScaledTerm(ref Sums4 sums, ArrayView<float> v0, ArrayView<float> v1, ArrayView<float> v2, ArrayView<float> v3, long at, float s, float w)
+    {
+        sums.S0 += v0[at] * s * w;
+        sums.S1 += v1[at] * s * w;
+        sums.S2 += v2[at] * s * w;
+        sums.S3 += v3[at] * s * w;
+    }
+
+    /// <summary>
+    /// Four dot products start + sum_j v_c[x_c + j] w[at + j] (or, with <paramref name="scales"/>, (v_c[x_c + j]
+    /// r[scales + j]) w[at + j]), each added in j order: the weight row read once for four. Unrolled by hand
+    /// (ILGPU does not unroll), through views taken at j and read at fixed offsets, which ptxas folds into the loads.
+    /// </summary>
+    public static Sums4 Dots<TViews>(float start, ArrayView<float> v, long x0, long x1, long x2, long x3, ArrayView<float> p, long at, long scales, int n)
+        where TViews : struct, ILaneViews
+    {
+        var sums = new Sums4 { S0 = start, S1 = start, S2 = start, S3 = start };
+        if (scales >= 0)
+        {
+            for (int j = 0; j < n; j++)
+            {
+                float rj = p[scales + j], wj = p[at + j];
+                sums.S0 += v[x0 + j] * rj * wj;
+                sums.S1 += v[x1 + j] * rj * wj;
+                sums.S2 += v[x2 + j] * rj * wj;
+                sums.S3 += v[x3 + j] * rj * wj;
+            }
+            return sums;
+        }
+        if (default(TViews).PerStep)
+        {
+            int i = 0;
+            for (; i + 3 < n; i += 4)
+            {
+                ArrayView<float> v0 = v.SubView(x0 + i), v1 = v.SubView(x1 + i), v2 = v.SubView(x2 + i), v3 = v.SubView(x3 + i);
+                var weights = p.SubView(at + i);
+                Term(ref sums, v0, v1, v2, v3, 0, weights[0]);
+                Term(ref sums, v0, v1, v2, v3, 1, weights[1]);
+                Term(ref sums, v0, v1, v2, v3, 2, weights[2]);
+                Term(ref sums, v0, v1, v2, v3, 3, weights[3]);
+            }
+            for (; i < n; i++)
+                Term(ref sums, v, v, v, v, x0 + i, x1 + i, x2 + i, x3 + i, p[at + i]);
+            return sums;
+        }
+        {
+            ArrayView<float> v0 = v.SubView(x0), v1 = v.SubView(x1), v2 = v.SubView(x2), v3 = v.SubView(x3), weights = p.SubView(at);
+            long i = 0;
+            for (; i + 3 < n; i += 4)
+            {
+                Term(ref sums, v0, v1, v2, v3, i, weights[i]);
+                Term(ref sums, v0, v1, v2, v3, i + 1, weights[i + 1]);
+                Term(ref sums, v0, v1, v2, v3, i + 2, weights[i + 2]);
+                Term(ref sums, v0, v1, v2, v3, i + 3, weights[i + 3]);
+            }
+            for (; i < n; i++)
+                Term(ref sums, v0, v1, v2, v3, i, weights[i]);
+            return sums;
+        }
+    }
+
+    /// <summary>
+    /// Four sums sum_o (v_c[d_c + o] (s[scales + o])) w[at + o stride] over o in [first, end), each in o order:
+    /// the gradient at four row-members' inputs j, each weight read once for four.
+    /// </summary>
+    public static Sums4 Transposed<TViews>(ArrayView<float> v, long d0, long d1, long d2, long d3, ArrayView<float> p, long at, int stride, long scales, int first, int end)
+        where TViews : struct, ILaneViews
+    {
+        var g = new Sums4();
+        if (default(TViews).PerStep)
+        {
+            int o = first;
+            if (scales >= 0)
+            {
+                for (; o + 3 < end; o += 4)
+                {
+                    ArrayView<float> v0 = v.SubView(d0 + o), v1 = v.SubView(d1 + o), v2 = v.SubView(d2 + o), v3 = v.SubView(d3 + o);
+                    ArrayView<float> weights = p.SubView(at + o * stride), s = p.SubView(scales + o);
+                    ScaledTerm(ref g, v0, v1, v2, v3, 0, s[0], weights[0]);
+                    ScaledTerm(ref g, v0, v1, v2, v3, 1, s[1], weights[stride]);
+                    ScaledTerm(ref g, v0, v1, v2, v3, 2, s[2], weights[2 * stride]);
+                    ScaledTerm(ref g, v0, v1, v2, v3, 3, s[3], weights[3 * stride]);
+                }
+                for (; o < end; o++)
+                    ScaledTerm(ref g, v.SubView(d0), v.SubView(d1), v.SubView(d2), v.SubView(d3), o, p[scales + o], p[at + o * stride]);
+                return g;
+            }
+            for (; o + 3 < end; o += 4)
+            {
+                ArrayView<float> v0 = v.SubView(d0 + o), v1 = v.SubView(d1 + o), v2 = v.SubView(d2 + o), v3 = v.SubView(d3 + o);
+                var weights = p.SubView(at + o * stride);
+                Term(ref g, v0, v1, v2, v3, 0, weights[0]);
+                Term(ref g, v0, v1, v2, v3, 1, weights[stride]);
+                Term(ref g, v0, v1, v2, v3, 2, weights[2 * stride]);
+                Term(ref g, v0, v1, v2, v3, 3, weights[3 * stride]);
+            }
+            for (; o < end; o++)
+                Term(ref g, v, v, v, v, d0 + o, d1 + o, d2 + o, d3 + o, p[at + o * stride]);
+            return g;
+        }
+        {
+            ArrayView<float> v0 = v.SubView(d0), v1 = v.SubView(d1), v2 = v.SubView(d2), v3 = v.SubView(d3), weights = p.SubView(at);
+            long o = first, w = (long)first * stride;
+            if (scales >= 0)
+            {
+                var s = p.SubView(scales);
+                for (; o + 3 < end; o += 4, w += 4L * stride)
+                {
+                    ScaledTerm(ref g, v0, v1, v2, v3, o, s[o], weights[w]);
+                    ScaledTerm(ref g, v0, v1, v2, v3, o + 1, s[o + 1], weights[w + stride]);
+                    ScaledTerm(ref g, v0, v1, v2, v3, o + 2, s[o + 2], weights[w + 2 * stride]);
+                    ScaledTerm(ref g, v0, v1, v2, v3, o + 3, s[o + 3], weights[w + 3 * stride]);
+                }
+                for (; o < end; o++, w += stride)
+                    ScaledTerm(ref g, v0, v1, v2, v3, o, s[o], weights[w]);
+                return g;
+            }
+            for (; o + 3 < end; o += 4, w += 4L * stride)
+            {
+                Term(ref g, v0, v1, v2, v3, o, weights[w]);
+                Term(ref g, v0, v1, v2, v3, o + 1, weights[w + stride]);
+                Term(ref g, v0, v1, v2, v3, o + 2, weights[w + 2 * stride]);
+                Term(ref g, v0, v1, v2, v3, o + 3, weights[w + 3 * stride]);
+            }
+            for (; o < end; o++, w += stride)
+                Term(ref g, v0, v1, v2, v3, o, weights[w]);
+            return g;
+        }
+    }
+}
+
 public static class BatchedDense
 {
     // ---- device functions ----
@@ -371,22 +548,33 @@ public static class BatchedDense
                     sum += ScaledGradient(a, rm, o) * ScaledInput(a, rm, input);
                 a.Gradients[layer.WeightOffset + e] = sum;
             }
-            else if (e < weights + biases)
-            {
-                int owner = (e - weights) / nOut, o = e - weights - owner * nOut;
-                int first = biasOwners > 1 ? owner : 0, step = biasOwners > 1 ? a.Members : 1;
-                for (int rm = first; rm < rowMembers; rm += step)
-                    sum += a.OutputGradient[rm * nOut + o];
-                a.Gradients[layer.BiasOffset + e - weights] = sum;
-            }
             else
-            {
-                int io = e - weights - biases, i = io / nOut, o = io - i * nOut;
-                for (int rm = i; rm < rowMembers; rm += a.Members)
-                    sum += a.OutputGradient[rm * nOut + o] * a.PreScale[rm * nOut + o];
-                a.Gradients[layer.OutputScaleOffset + io] = sum;
-            }
+                BiasOrScaleGradient(a, e - weights);
         }
+    }
+
+    /// <summary>
+    /// Element e of the layer's biases (every member's, or the shared ones) then output scales s: each a sum
+    /// over the row-members in order, of dz, or of dz times the sum before s.
+    /// </summary>
+    private static void BiasOrScaleGradient(in BatchedLayerArgs a, int e)
+    {
+        var layer = a.Layer;
+        int nOut = layer.Outputs, rowMembers = a.Rows * a.Members, biasOwners = layer.BiasStride > 0 ? a.Members : 1, biases = biasOwners * nOut;
+        float sum = 0f;
+        if (e < biases)
+        {
+            int owner = e / nOut, o = e - owner * nOut;
+            int first = biasOwners > 1 ? owner : 0, step = biasOwners > 1 ? a.Members : 1;
+            for (int rm = first; rm < rowMembers; rm += step)
+                sum += a.OutputGradient[rm * nOut + o];
+            a.Gradients[layer.BiasOffset + e] = sum;
+            return;
+        }
+        int io = e - biases, i = io / nOut, oi = io - i * nOut;
+        for (int rm = i; rm < rowMembers; rm += a.Members)
+            sum += a.OutputGradient[rm * nOut + oi] * a.PreScale[rm * nOut + oi];
+        a.Gradients[layer.OutputScaleOffset + io] = sum;
     }
 
     /// <summary>
@@ -409,6 +597,213 @@ public static class BatchedDense
                 a.ScaledInputGradient[e] = g;
             else
                 a.InputGradient[e] = g * InputSlope(a, rm, j);
+        }
+    }
+
+    // The lanes kernels: what a GPU runs for the layers its products do not cut (grouped ones, the embeddings).
+    // A work item takes four outputs that share their weights (FourLanes: four row-members of one member, or
+    // four inputs of one weight row), each summed exactly as the simple kernel sums it (the same terms in the
+    // same order: the same bits), with the weight or the dz read once for four and the loops unrolled.
+
+    /// <summary>Y = f(((X r) W^T) s + b): one output o of four row-members of one member a work item.</summary>
+    public static void LanesForwardKernel(BatchedLayerArgs a, int blocked)
+    {
+        var layer = a.Layer;
+        int k = a.Members, nOut = layer.Outputs, n = layer.InputsPerGroup, rowMembers = a.Rows * k, lanes = FourLanes.Of(rowMembers, k);
+        var range = WorkRange.OfThread(lanes * nOut, blocked);
+        for (int e = range.Start; e < range.End; e += range.Step)
+        {
+            int o = e / lanes, q = e - o * lanes;
+            if (q >= rowMembers)
+                continue;
+            int i = q % k, first = layer.FirstInput(o);
+            long x0 = a.X.RowStart(InputRow(q, k, a.InputShared)) + first, x1 = a.X.RowStart(InputRow(FourLanes.Or(q, 1, lanes, rowMembers), k, a.InputShared)) + first;
+            long x2 = a.X.RowStart(InputRow(FourLanes.Or(q, 2, lanes, rowMembers), k, a.InputShared)) + first;
+            long x3 = a.X.RowStart(InputRow(FourLanes.Or(q, 3, lanes, rowMembers), k, a.InputShared)) + first;
+            float bias = a.Parameters[layer.Bias(i) + o];
+            var sums = FourLanes.Dots<GlobalLaneViews>(SumStart(layer, bias, SumOrder.FromBias), a.X.Data, x0, x1, x2, x3, a.Parameters, layer.Weight(i) + (long)o * n,
+                layer.HasInputScale ? layer.InputScale(i) + first : -1, n);
+            float s = layer.HasOutputScale ? a.Parameters[layer.OutputScale(i) + o] : 1f;
+            for (int c = 0; c < 4 && q + c * lanes < rowMembers; c++)
+            {
+                int at = (q + c * lanes) * nOut + o;
+                if (layer.HasOutputScale)
+                    a.PreScale[at] = sums[c];
+                float z = Epilogue(layer, sums[c], bias, s, SumOrder.FromBias);
+                if (layer.KeepsPreActivation)
+                    a.PreActivation[at] = z;
+                a.Y[at] = Activations.Apply(layer.Activation, z);
+            }
+        }
+    }
+
+    /// <summary>
+    /// The parameter gradients: a work item four outputs by four inputs of one group's weights (16 of them,
+    /// lanes of the group's outputs and inputs), each a sum over the row-members in order of (dz s)(x r): a
+    /// row-member's four dz s and four x r read once for sixteen; then one bias or output scale a work item, as
+    /// the simple kernel does.
+    /// </summary>
+    public static void LanesParameterGradientKernel(BatchedLayerArgs a, int blocked)
+    {
+        var layer = a.Layer;
+        int k = a.Members, n = layer.InputsPerGroup, perGroup = layer.OutputsPerGroup, nOut = layer.Outputs, rowMembers = a.Rows * k;
+        int inputLanes = FourLanes.Of(n, 1), outputLanes = FourLanes.Of(perGroup, 1), tiles = layer.Groups * outputLanes * inputLanes;
+        int weightOwners = layer.WeightStride > 0 ? k : 1, biasOwners = layer.BiasStride > 0 ? k : 1;
+        int weightItems = weightOwners * tiles, total = weightItems + biasOwners * nOut + (layer.HasOutputScale ? k * nOut : 0);
+        var range = WorkRange.OfThread(total, blocked);
+        for (int e = range.Start; e < range.End; e += range.Step)
+        {
+            if (e >= weightItems)
+            {
+                BiasOrScaleGradient(a, e - weightItems);
+                continue;
+            }
+            int owner = e / tiles, rest = e - owner * tiles, group = rest / (outputLanes * inputLanes);
+            rest -= group * outputLanes * inputLanes;
+            int oq = rest / inputLanes, jq = rest - oq * inputLanes;
+            int o0 = group * perGroup + oq, o1 = group * perGroup + FourLanes.Or(oq, 1, outputLanes, perGroup);
+            int o2 = group * perGroup + FourLanes.Or(oq, 2, outputLanes, perGroup), o3 = group * perGroup + FourLanes.Or(oq, 3, outputLanes, perGroup);
+            int j0 = group * n + jq, j1 = group * n + FourLanes.Or(jq, 1, inputLanes, n), j2 = group * n + FourLanes.Or(jq, 2, inputLanes, n), j3 = group * n + FourLanes.Or(jq, 3, inputLanes, n);
+            // The row-members in order: every one (shared W: member i = rm mod k) or the owner's (rm = owner + t k),
+            // with the input row followed as rm moves (layer 0's rows are shared: rm / k), no division a pass.
+            bool perMember = weightOwners > 1, shared = a.InputShared != 0;
+            int rm = perMember ? owner : 0, i = rm, row = shared ? 0 : rm;
+            Sums4 s0 = default, s1 = default, s2 = default, s3 = default;
+            var tile = new WeightTile { O0 = o0, O1 = o1, O2 = o2, O3 = o3, J0 = j0, J1 = j1, J2 = j2, J3 = j3, Outputs = nOut,
+                OutputScale = layer.HasOutputScale ? layer.OutputScaleOffset : -1, InputScale = layer.HasInputScale ? layer.InputScaleOffset : -1, Inputs = layer.Inputs };
+            // The first row-member outside the loop: the tile's indices are then used before it, and ILGPU's code
+            // placement cannot sink their computation into every pass.
+            if (rm < rowMembers)
+                WeightStep(ref s0, ref s1, ref s2, ref s3, a, tile, rm, i, row);
+            while (true)
+            {
+                if (perMember)
+                {
+                    rm += k;
+                    row += shared ? 1 : k;
+                }
+                else
+                {
+                    rm++;
+                    i = i + 1 == k ? 0 : i + 1;
+                    row += !shared || i == 0 ? 1 : 0;
+                }
+                if (rm >= rowMembers)
+                    break;
+                WeightStep(ref s0, ref s1, ref s2, ref s3, a, tile, rm, i, row);
+            }
+            long w = layer.Weight(owner) - (long)group * n;
+            for (int c = 0; c < 4 && oq + c * outputLanes < perGroup; c++)
+            {
+                var sums = c == 0 ? s0 : c == 1 ? s1 : c == 2 ? s2 : s3;
+                long at = w + (long)(group * perGroup + oq + c * outputLanes) * n + group * n + jq;
+                for (int q = 0; q < 4 && jq + q * inputLanes < n; q++)
+                    a.Gradients[at + q * inputLanes] = sums[q];
+            }
+        }
+    }
+
+    /// <summary>One output's terms of a 4 x 4 input-gradient tile: four dz (times s) by four weights, in the simple kernel's order.</summary>
+    private static void TransposedStep(ref Sums4 g0, ref Sums4 g1, ref Sums4 g2, ref Sums4 g3, ArrayView<float> d0, ArrayView<float> d1, ArrayView<float> d2,
+        ArrayView<float> d3, ArrayView<float> w0, ArrayView<float> w1, ArrayView<float> w2, ArrayView<float> w3, ArrayView<float> scales, int scaled, long o, long wo)
+    {
+        var d = new Sums4 { S0 = d0[o], S1 = d1[o], S2 = d2[o], S3 = d3[o] };
+        if (scaled != 0)
+        {
+            float s = scales[o];
+            d = new Sums4 { S0 = d.S0 * s, S1 = d.S1 * s, S2 = d.S2 * s, S3 = d.S3 * s };
+        }
+        var weights = new Sums4 { S0 = w0[wo], S1 = w1[wo], S2 = w2[wo], S3 = w3[wo] };
+        AddOuter(ref g0, d.S0, weights);
+        AddOuter(ref g1, d.S1, weights);
+        AddOuter(ref g2, d.S2, weights);
+        AddOuter(ref g3, d.S3, weights);
+    }
+
+    /// <summary>A 4 x 4 tile of a layer's weight gradient: its outputs and inputs, and where the adapters are (-1: none).</summary>
+    private struct WeightTile
+    {
+        public long O0, O1, O2, O3, J0, J1, J2, J3; // 64-bit: a load's address is then its row's plus a constant
+        public int Outputs, Inputs, OutputScale, InputScale;
+    }
+
+    /// <summary>Row-member rm's terms of a weight-gradient tile: four dz s by four x r, in the simple kernel's order.</summary>
+    private static void WeightStep(ref Sums4 s0, ref Sums4 s1, ref Sums4 s2, ref Sums4 s3, in BatchedLayerArgs a, in WeightTile t, int rm, int i, int row)
+    {
+        var d = Row4(a.OutputGradient.SubView((long)rm * t.Outputs), t.O0, t.O1, t.O2, t.O3);
+        if (t.OutputScale >= 0)
+            d = Scaled4(d, a.Parameters.SubView(t.OutputScale + (long)i * t.Outputs), t.O0, t.O1, t.O2, t.O3);
+        var x = Row4(a.X.Data.SubView(a.X.RowStart(row)), t.J0, t.J1, t.J2, t.J3);
+        if (t.InputScale >= 0)
+            x = Scaled4(x, a.Parameters.SubView(t.InputScale + (long)i * t.Inputs), t.J0, t.J1, t.J2, t.J3);
+        AddOuter(ref s0, d.S0, x);
+        AddOuter(ref s1, d.S1, x);
+        AddOuter(ref s2, d.S2, x);
+        AddOuter(ref s3, d.S3, x);
+    }
+
+    /// <summary>Elements c_0..c_3 of a view.</summary>
+    private static Sums4 Row4(ArrayView<float> v, long c0, long c1, long c2, long c3) => new() { S0 = v[c0], S1 = v[c1], S2 = v[c2], S3 = v[c3] };
+
+    /// <summary>Each of four values times its scale c (r or s) of a view, as the simple kernels multiply them.</summary>
+    private static Sums4 Scaled4(Sums4 v, ArrayView<float> p, long c0, long c1, long c2, long c3) =>
+        new() { S0 = v.S0 * p[c0], S1 = v.S1 * p[c1], S2 = v.S2 * p[c2], S3 = v.S3 * p[c3] };
+
+    /// <summary>sums_q += d x_q for the four q (d on the left: the simple kernels' order).</summary>
+    private static void AddOuter(ref Sums4 sums, float d, in Sums4 x)
+    {
+        sums.S0 += d * x.S0;
+        sums.S1 += d * x.S1;
+        sums.S2 += d * x.S2;
+        sums.S3 += d * x.S3;
+    }
+
+    /// <summary>
+    /// g = (dz s) W_i at the layer's input: a work item four inputs of one group by four row-members of one
+    /// member (16 of them), each summed over the group's outputs in order: per output four dz s and four
+    /// weights read once for sixteen; then stored as the simple kernel stores it.
+    /// </summary>
+    public static void LanesScaledInputGradientKernel(BatchedLayerArgs a, int blocked)
+    {
+        var layer = a.Layer;
+        int k = a.Members, nIn = layer.Inputs, nOut = layer.Outputs, n = layer.InputsPerGroup, rowMembers = a.Rows * k;
+        int lanes = FourLanes.Of(rowMembers, k), inputLanes = FourLanes.Of(n, 1), perGroupItems = inputLanes * lanes;
+        var range = WorkRange.OfThread(layer.Groups * perGroupItems, blocked);
+        for (int e = range.Start; e < range.End; e += range.Step)
+        {
+            int group = e / perGroupItems, rest = e - group * perGroupItems, jq = rest / lanes, q = rest - jq * lanes;
+            if (q >= rowMembers)
+                continue;
+            int i = q % k, first = group * layer.OutputsPerGroup, end = first + layer.OutputsPerGroup;
+            int c1 = FourLanes.Or(jq, 1, inputLanes, n), c2 = FourLanes.Or(jq, 2, inputLanes, n), c3 = FourLanes.Or(jq, 3, inputLanes, n);
+            long r0 = (long)q * nOut, r1 = (long)FourLanes.Or(q, 1, lanes, rowMembers) * nOut;
+            long r2 = (long)FourLanes.Or(q, 2, lanes, rowMembers) * nOut, r3 = (long)FourLanes.Or(q, 3, lanes, rowMembers) * nOut;
+            // Views taken once, read at an index that steps (a view per step would cost its 64-bit address each step).
+            ArrayView<float> d0 = a.OutputGradient.SubView(r0), d1 = a.OutputGradient.SubView(r1), d2 = a.OutputGradient.SubView(r2), d3 = a.OutputGradient.SubView(r3);
+            ArrayView<float> w0 = a.Parameters.SubView(layer.Weight(i) + jq), w1 = a.Parameters.SubView(layer.Weight(i) + c1);
+            ArrayView<float> w2 = a.Parameters.SubView(layer.Weight(i) + c2), w3 = a.Parameters.SubView(layer.Weight(i) + c3);
+            var scales = a.Parameters.SubView(layer.HasOutputScale ? layer.OutputScale(i) : 0);
+            Sums4 g0 = default, g1 = default, g2 = default, g3 = default; // g_r: row-member lane r's four inputs
+            // The first output outside the loop: the item's indices are then used before it, and ILGPU's code
+            // placement cannot sink their computation (divisions among them) into every pass.
+            int scaled = layer.HasOutputScale ? 1 : 0;
+            if (first < end) // always (a group has outputs), but it puts the loop's bound before the loop too
+                TransposedStep(ref g0, ref g1, ref g2, ref g3, d0, d1, d2, d3, w0, w1, w2, w3, scales, scaled, first, (long)first * n);
+            for (long o = first + 1, wo = o * n; o < end; o++, wo += n)
+                TransposedStep(ref g0, ref g1, ref g2, ref g3, d0, d1, d2, d3, w0, w1, w2, w3, scales, scaled, o, wo);
+            for (int r = 0; r < 4 && q + r * lanes < rowMembers; r++)
+            {
+                int rm = q + r * lanes;
+                var g = r == 0 ? g0 : r == 1 ? g1 : r == 2 ? g2 : g3;
+                for (int c = 0; c < 4 && jq + c * inputLanes < n; c++)
+                {
+                    int j = group * n + jq + c * inputLanes, at = rm * nIn + j;
+                    if (layer.HasInputScale || a.InputShared != 0)
+                        a.ScaledInputGradient[at] = g[c];
+                    else
+                        a.InputGradient[at] = g[c] * InputSlope(a, rm, j);
+                }
+            }
         }
     }
 
@@ -596,6 +991,7 @@ public static class BatchedDense
 public sealed partial class ComputeDevice
 {
     private Action<KernelConfig, BatchedLayerArgs, int>? batchedForward, batchedParameterGradient, batchedScaledInputGradient;
+    private Action<KernelConfig, BatchedLayerArgs, int>? lanesForward, lanesParameterGradient, lanesScaledInputGradient;
     private readonly Dictionary<(string, bool), Action<KernelConfig, BatchedLayerArgs, int>> batchedReductions = [];
 
     /// <summary>
@@ -653,9 +1049,6 @@ public sealed partial class ComputeDevice
         Scales = scaled && a.Layer.HasOutputScale ? a.Parameters.SubView(a.Layer.OutputScaleOffset) : default,
     };
 
-    /// <summary>Whether a GPU's products run this layer (dense layers; a grouped one keeps the simple kernels).</summary>
-    private bool BatchedAsProducts(in BatchedLayerArgs a) =>
-        Plan.BatchedVariantFor(a.Layer.Groups) == DenseVariant.Tiled;
 
     /// <summary>Y = f(((X r) W^T) s + b): one product over the row-members (shared W) or one per member (its own W), r as the input is loaded, s, b and f in the epilogue.</summary>
     private void BatchedForwardProducts(in BatchedLayerArgs a)
@@ -780,13 +1173,17 @@ public sealed partial class ComputeDevice
     {
         CheckBatched(a, "batched dense forward");
         Require(a.Y.Length >= (long)a.Rows * a.Members * a.Layer.Outputs, "batched dense forward: y must hold (rows k, out)");
-        if (BatchedAsProducts(a))
+        var variant = Plan.BatchedVariantFor(a.Layer.Groups);
+        if (variant == DenseVariant.Tiled)
         {
             BatchedForwardProducts(a);
             return;
         }
         var shape = Plan.ShapeFor(a.Rows * a.Members * a.Layer.Outputs);
-        (batchedForward ??= Accelerator.LoadStreamKernel<BatchedLayerArgs, int>(BatchedDense.SimpleForwardKernel))(shape.Config, a, shape.BlockedFlag);
+        if (variant == DenseVariant.Lanes)
+            (lanesForward ??= Accelerator.LoadStreamKernel<BatchedLayerArgs, int>(BatchedDense.LanesForwardKernel))(shape.Config, a, shape.BlockedFlag);
+        else
+            (batchedForward ??= Accelerator.LoadStreamKernel<BatchedLayerArgs, int>(BatchedDense.SimpleForwardKernel))(shape.Config, a, shape.BlockedFlag);
     }
 
     /// <summary>The layer's parameter gradients (W, b, s, r), then, unless <paramref name="withInputGradient"/> is false, dL/dz of its input.</summary>
@@ -803,19 +1200,23 @@ public sealed partial class ComputeDevice
             "batched dense backward: scaled-input gradient must hold (rows k, in)");
         Require(!withInputGradient || a.InputGradient.Length >= (long)(a.InputShared != 0 ? a.Rows : rowMembers) * layer.Inputs,
             "batched dense backward: input gradient must hold its rows");
-        if (BatchedAsProducts(a))
+        var variant = Plan.BatchedVariantFor(layer.Groups);
+        if (variant == DenseVariant.Tiled)
         {
             BatchedBackwardProducts(a, withInputGradient);
             return;
         }
+        bool lanes = variant == DenseVariant.Lanes;
         int parameterItems = (layer.WeightStride > 0 ? a.Members : 1) * layer.Outputs * layer.InputsPerGroup
             + (layer.BiasStride > 0 ? a.Members : 1) * layer.Outputs + (layer.HasOutputScale ? a.Members * layer.Outputs : 0);
         var shape = Plan.ShapeFor(parameterItems);
-        (batchedParameterGradient ??= Accelerator.LoadStreamKernel<BatchedLayerArgs, int>(BatchedDense.SimpleParameterGradientKernel))(shape.Config, a, shape.BlockedFlag);
+        (lanes ? lanesParameterGradient ??= Accelerator.LoadStreamKernel<BatchedLayerArgs, int>(BatchedDense.LanesParameterGradientKernel)
+            : batchedParameterGradient ??= Accelerator.LoadStreamKernel<BatchedLayerArgs, int>(BatchedDense.SimpleParameterGradientKernel))(shape.Config, a, shape.BlockedFlag);
         if (!layer.HasInputScale && !withInputGradient)
             return;
         shape = Plan.ShapeFor(rowMembers * layer.Inputs);
-        (batchedScaledInputGradient ??= Accelerator.LoadStreamKernel<BatchedLayerArgs, int>(BatchedDense.SimpleScaledInputGradientKernel))(shape.Config, a, shape.BlockedFlag);
+        (lanes ? lanesScaledInputGradient ??= Accelerator.LoadStreamKernel<BatchedLayerArgs, int>(BatchedDense.LanesScaledInputGradientKernel)
+            : batchedScaledInputGradient ??= Accelerator.LoadStreamKernel<BatchedLayerArgs, int>(BatchedDense.SimpleScaledInputGradientKernel))(shape.Config, a, shape.BlockedFlag);
         if (layer.HasInputScale)
             InputScaleGradient(a);
         if (withInputGradient && stored)

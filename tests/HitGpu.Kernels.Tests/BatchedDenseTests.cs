@@ -1,7 +1,8 @@
 // The batched-ensemble layer's kernels (forward; parameter, input-scale and input gradients) against
 // BatchedDense's reference, for every kind's first, hidden and head layer, on random values: layer 0 reading
-// shared input rows in place or gathered, later layers one row per row-member; with the simple kernels and as
-// the tiled products a GPU runs (both tiles: TiledDevices).
+// shared input rows in place or gathered, later layers one row per row-member; with the simple kernels, as
+// the tiled products a GPU runs (both tiles: TiledDevices) and as the lanes kernels it runs for grouped layers
+// (which give the simple kernels' bits).
 namespace HitGpu.Kernels.Tests;
 
 [Collection(AcceleratorCollection.Name)]
@@ -59,25 +60,86 @@ public sealed class BatchedDenseTests(AcceleratorFixture fixture)
             MatchesTheReference(layout, l, 9, gathered: l == 0, kernels);
     }
 
-    [Theory]
-    [InlineData(EnsembleKind.Independent, 1, 0)]
-    [InlineData(EnsembleKind.Independent, 1, 1)]
-    [InlineData(EnsembleKind.Independent, 3, 0)]
-    [InlineData(EnsembleKind.Batch, 3, 0)]
-    [InlineData(EnsembleKind.Batch, 3, 1)]
-    [InlineData(EnsembleKind.Mini, 2, 1)]
-    public void A_grouped_embedding_layer_and_the_layer_after_it_match_the_reference(EnsembleKind kind, int members, int l) =>
-        // 3 features of 4 inputs each to 2 dimensions each: output o reads its feature's 4 inputs only.
-        MatchesTheReference(ParameterLayout.WithEmbedding(3, 4, 2, [5], kind, members), l, 9, gathered: l == 0, DenseKernels.TiledSmall);
+    /// <summary>Cases of the embedding layouts: each (kind, members, layer) with the simple kernels (the CPU's), the products or lanes a GPU runs.</summary>
+    private static TheoryData<EnsembleKind, int, int, DenseKernels> EmbeddingCases((EnsembleKind, int, int)[] cases)
+    {
+        var data = new TheoryData<EnsembleKind, int, int, DenseKernels>();
+        foreach (var (kind, members, l) in cases)
+            foreach (var kernels in new[] { DenseKernels.Simple, DenseKernels.TiledSmall, DenseKernels.Lanes })
+                data.Add(kind, members, l, kernels);
+        return data;
+    }
+
+    public static TheoryData<EnsembleKind, int, int, DenseKernels> GroupedCases() => EmbeddingCases([(EnsembleKind.Independent, 1, 0), (EnsembleKind.Independent, 1, 1),
+        (EnsembleKind.Independent, 3, 0), (EnsembleKind.Batch, 3, 0), (EnsembleKind.Batch, 3, 1), (EnsembleKind.Mini, 2, 1)]);
+
+    public static TheoryData<EnsembleKind, int, int, DenseKernels> PeriodicCases() => EmbeddingCases([(EnsembleKind.Independent, 1, 0), (EnsembleKind.Independent, 1, 1),
+        (EnsembleKind.Batch, 3, 1), (EnsembleKind.Mini, 2, 2)]);
 
     [Theory]
-    [InlineData(EnsembleKind.Independent, 1, 0)]
-    [InlineData(EnsembleKind.Independent, 1, 1)]
-    [InlineData(EnsembleKind.Batch, 3, 1)]
-    [InlineData(EnsembleKind.Mini, 2, 2)]
-    public void A_periodic_embedding_and_the_layers_after_it_match_the_reference(EnsembleKind kind, int members, int l) =>
+    [MemberData(nameof(GroupedCases))]
+    public void A_grouped_embedding_layer_and_the_layer_after_it_match_the_reference(EnsembleKind kind, int members, int l, DenseKernels kernels) =>
+        // 3 features of 4 inputs each to 2 dimensions each: output o reads its feature's 4 inputs only.
+        MatchesTheReference(ParameterLayout.WithEmbedding(3, 4, 2, [5], kind, members), l, 9, gathered: l == 0, kernels);
+
+    [Theory]
+    [MemberData(nameof(PeriodicCases))]
+    public void A_periodic_embedding_and_the_layers_after_it_match_the_reference(EnsembleKind kind, int members, int l, DenseKernels kernels) =>
         // Layer 0 keeps its cosines' pre-activations; layer 1's input gradient takes -sin of them.
-        MatchesTheReference(ParameterLayout.WithPeriodicEmbedding(3, 2, 2, [5], kind, members), l, 9, gathered: l == 0, DenseKernels.TiledSmall);
+        MatchesTheReference(ParameterLayout.WithPeriodicEmbedding(3, 2, 2, [5], kind, members), l, 9, gathered: l == 0, kernels);
+
+    [Theory]
+    [InlineData(EnsembleKind.Independent, 3, 0, 13)] // per-member W, shared input rows gathered, 13 row-members' lanes end mid-item
+    [InlineData(EnsembleKind.Batch, 3, 0, 9)]        // r and s, shared W
+    [InlineData(EnsembleKind.Batch, 4, 1, 7)]
+    [InlineData(EnsembleKind.Mini, 2, 1, 5)]
+    public void The_lanes_kernels_give_the_simple_kernels_bits(EnsembleKind kind, int members, int l, int rows)
+    {
+        // Every output summed with the same terms in the same order, four a work item: on the CPU accelerator
+        // the same bits, for a grouped embedding (per-feature inputs of 7, to 5 each) and for a dense layer.
+        foreach (var layout in new[] { ParameterLayout.WithEmbedding(3, 7, 5, [6], kind, members), ParameterLayout.ForClassifier(11, [9, 6], kind, members) })
+        {
+            var simple = Outputs(layout, l, rows, DenseKernels.Simple);
+            Assert.Contains(simple, v => v != 0f);
+            Assert.Equal(simple, Outputs(layout, l, rows, DenseKernels.Lanes));
+        }
+    }
+
+    /// <summary>The layer's forward outputs, pre-scale sums, parameter gradients and input gradient with the kernels given, on random values of a seed.</summary>
+    private float[] Outputs(ParameterLayout layout, int l, int rows, DenseKernels kernels)
+    {
+        float[] result = [];
+        TiledDevices.With(fixture.Device, kernels, device =>
+        {
+            var layer = layout[l];
+            int members = layout.Members, inputRows = l == 0 ? rows : rows * members, rowMembers = rows * members;
+            var rng = new Random(rows * 7 + l);
+            var x = Tolerance.Random(rng, inputRows * layer.Inputs, 2f).Select(v => Math.Max(0f, v)).ToArray();
+            using var xOnDevice = device.Upload<float>(x, inputRows, layer.Inputs);
+            using var index = device.Upload<int>(Enumerable.Range(0, inputRows).Reverse().ToArray(), inputRows);
+            using var p = device.Upload<float>(Tolerance.Random(rng, layout.Count, 0.7f), layout.Count);
+            using var g = device.Allocate<float>(layout.Count);
+            using var pre = device.Allocate<float>(rowMembers, layer.Outputs);
+            using var y = device.Allocate<float>(rowMembers, layer.Outputs);
+            using var dz = device.Upload<float>(Tolerance.Random(rng, rowMembers * layer.Outputs, 1f), rowMembers, layer.Outputs);
+            using var scaled = device.Allocate<float>(rowMembers, layer.Inputs);
+            using var dx = device.Allocate<float>(inputRows, layer.Inputs);
+            using var z = device.Allocate<float>(rowMembers, layer.Outputs);
+            foreach (var buffer in new[] { g, pre, y, scaled, dx, z })
+                buffer.Clear(); // what a path leaves unwritten compares as zero
+            var args = new BatchedLayerArgs
+            {
+                X = l == 0 ? RowSource.Gather(xOnDevice.View, layer.Inputs, index.View, 0) : RowSource.InPlace(xOnDevice.View, layer.Inputs, index.View),
+                Parameters = p.View, Gradients = g.View, PreScale = pre.View, Y = y.View, OutputGradient = dz.View, ScaledInputGradient = scaled.View,
+                InputGradient = dx.View, PreActivation = z.View, Layer = layer, Rows = rows, Members = members, InputShared = l == 0 ? 1 : 0,
+                InputActivation = (int)layout.InputActivationOf(l),
+            };
+            device.BatchedDenseForward(args);
+            device.BatchedDenseBackward(args, withInputGradient: true);
+            result = [.. y.ToArray(), .. pre.ToArray(), .. g.ToArray(), .. dx.ToArray(), .. scaled.ToArray()];
+        });
+        return result;
+    }
 
     private void MatchesTheReference(ParameterLayout layout, int l, int rows, bool gathered, DenseKernels kernels) =>
         TiledDevices.With(fixture.Device, kernels, device => MatchesTheReferenceOn(device, layout, l, rows, gathered));

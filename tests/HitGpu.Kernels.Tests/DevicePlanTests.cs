@@ -53,7 +53,11 @@ public sealed class DevicePlanTests
         Assert.Equal(DenseVariant.Tiled, (Cpu with { DenseOverride = DenseVariant.Tiled }).DenseVariantFor(1, 1, 1));
         // Batched layers: products on a GPU at any size, unless grouped; simple on the CPU accelerator.
         Assert.Equal(DenseVariant.Tiled, Gpu.BatchedVariantFor(groups: 1));
-        Assert.Equal(DenseVariant.Simple, Gpu.BatchedVariantFor(groups: 15));
+        Assert.Equal(DenseVariant.Lanes, Gpu.BatchedVariantFor(groups: 15)); // grouped: the products do not cut them
+        Assert.Equal(DenseVariant.Lanes, (Gpu with { DenseOverride = DenseVariant.Tiled }).BatchedVariantFor(groups: 15));
+        Assert.Equal(DenseVariant.Simple, (Cpu with { DenseOverride = DenseVariant.Tiled }).BatchedVariantFor(groups: 15));
+        Assert.Equal(DenseVariant.Lanes, (Cpu with { DenseOverride = DenseVariant.Lanes }).BatchedVariantFor(groups: 1));
+        Assert.Equal(DenseVariant.Simple, (Gpu with { DenseOverride = DenseVariant.Lanes }).DenseVariantFor(64, 64, 64)); // the plain dense kernels have no lanes variant
         Assert.Equal(DenseVariant.Simple, Cpu.BatchedVariantFor(groups: 1));
         Assert.Equal(DenseVariant.Tiled, (Cpu with { DenseOverride = DenseVariant.Tiled }).BatchedVariantFor(groups: 1));
         Assert.Equal(DenseVariant.Simple, (Gpu with { DenseOverride = DenseVariant.Simple }).BatchedVariantFor(groups: 1));

@@ -4,7 +4,7 @@
 // GPU, the tests' own device.
 namespace HitGpu.Kernels.Tests;
 
-public enum DenseKernels { Simple, TiledSmall, TiledLarge }
+public enum DenseKernels { Simple, TiledSmall, TiledLarge, Lanes }
 
 public static class TiledDevices
 {
@@ -32,7 +32,7 @@ public static class TiledDevices
             var before = device.Plan;
             device.Plan = before with
             {
-                DenseOverride = kernels == DenseKernels.Simple ? DenseVariant.Simple : DenseVariant.Tiled,
+                DenseOverride = kernels switch { DenseKernels.Simple => DenseVariant.Simple, DenseKernels.Lanes => DenseVariant.Lanes, _ => DenseVariant.Tiled },
                 TileOverride = kernels == DenseKernels.TiledLarge ? ProductTileSize.Large : ProductTileSize.Small,
             };
             try

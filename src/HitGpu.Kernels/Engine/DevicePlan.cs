@@ -2,7 +2,7 @@
 // nowhere else (STYLE.md 16). The training path and the engine that runs it, the dense kernel variant per
 // product, the tiled product's tile and what the GPU compiler is told of it, shuffling on the device or the host, where the epoch's metrics are
 // summed, launch shapes and the threads of one-group kernels. The environment overrides are read here, once,
-// when a device opens: HITGPU_TRAINING_PATH=layered|cpu-epoch|gpu-epoch, HITGPU_DENSE_KERNEL=simple|tiled, HITGPU_PRODUCT_TILE=small|large,
+// when a device opens: HITGPU_TRAINING_PATH=layered|cpu-epoch|gpu-epoch, HITGPU_DENSE_KERNEL=simple|tiled|lanes, HITGPU_PRODUCT_TILE=small|large,
 // HITGPU_SHUFFLE=device|host. Everything else asks the plan (ComputeDevice.Plan) and never re-derives it.
 namespace HitGpu.Kernels;
 
@@ -16,8 +16,12 @@ namespace HitGpu.Kernels;
 /// </summary>
 public enum TrainingPath { Layered, CpuEpoch, GpuEpoch }
 
-/// <summary>Which dense kernels a launch uses: one output per thread, or shared-memory tiles.</summary>
-public enum DenseVariant { Simple, Tiled }
+/// <summary>
+/// Which dense kernels a launch uses: one output per thread (the CPU accelerator's), shared-memory tiles (a
+/// GPU's products), or for batched layers four outputs that share their weights per thread (a GPU's, for the
+/// layers its products do not cut: grouped ones).
+/// </summary>
+public enum DenseVariant { Simple, Tiled, Lanes }
 
 /// <summary>The plan of one accelerator: what it is, and the overrides read from the environment when it opened.</summary>
 public sealed record DevicePlan
@@ -70,6 +74,7 @@ public sealed record DevicePlan
         {
             "simple" => DenseVariant.Simple,
             "tiled" => DenseVariant.Tiled,
+            "lanes" => DenseVariant.Lanes,
             _ => null,
         },
         TileOverride = Variable("HITGPU_PRODUCT_TILE") switch
@@ -197,17 +202,23 @@ public sealed record DevicePlan
     /// the CPU accelerator (where the CPU epoch trains anyway), unless overridden.
     /// </summary>
     public DenseVariant DenseVariantFor(int rows, int outputs, int depth) =>
-        DenseOverride ?? (!OnCpu && (((long)rows * outputs >= 64 * 64 && depth >= DenseTiled.Depth) || SplitsFor(rows * outputs, depth) > 1)
+        DenseOverride is { } forced ? (forced == DenseVariant.Lanes ? DenseVariant.Simple : forced) : (!OnCpu && (((long)rows * outputs >= 64 * 64 && depth >= DenseTiled.Depth) || SplitsFor(rows * outputs, depth) > 1)
             ? DenseVariant.Tiled : DenseVariant.Simple);
 
     /// <summary>
     /// A batched-ensemble layer's kernels. On a GPU a dense one runs as tiled products and the reductions at
     /// every size: the simple kernels, one output a work item, are the worst machine code a GPU could run
     /// (bench/RESULTS.md), and where a tile would not fill, the launch costs more than the work either way.
-    /// Grouped layers (embeddings), which the products do not cut, and the CPU accelerator take the simple ones.
+    /// Grouped layers (embeddings), which the products do not cut, take the lanes kernels there (the simple
+    /// kernels' sums, four outputs a work item); the CPU accelerator the simple ones. An override of the
+    /// products holds for dense layers only.
     /// </summary>
-    public DenseVariant BatchedVariantFor(int groups) =>
-        groups > 1 ? DenseVariant.Simple : DenseOverride ?? (OnCpu ? DenseVariant.Simple : DenseVariant.Tiled);
+    public DenseVariant BatchedVariantFor(int groups) => DenseOverride switch
+    {
+        DenseVariant.Tiled when groups > 1 => OnCpu ? DenseVariant.Simple : DenseVariant.Lanes,
+        { } forced => forced,
+        _ => OnCpu ? DenseVariant.Simple : groups > 1 ? DenseVariant.Lanes : DenseVariant.Tiled,
+    };
 
     /// <summary>
     /// Ranges the sum over k is cut into (split-K): a product with few outputs and many terms, such as a small

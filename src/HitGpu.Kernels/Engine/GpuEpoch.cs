@@ -219,25 +219,15 @@ public static class GpuEpoch
     }
 
     /// <summary>
-    /// Lanes of a four-way work item over n things: item q takes q, q + lanes, q + 2 lanes, q + 3 lanes (those
-    /// below n). Neighbouring threads take neighbouring things (an odd row stride: different banks); lanes is a
-    /// multiple of <paramref name="members"/>, so an item's row-members are one member's.
-    /// </summary>
-    private static int Lanes(int n, int members) => ((n + 3) / 4 + members - 1) / members * members;
-
-    /// <summary>Thing q + c lanes of an item, or q where that passes n (read, not written: its result is dropped).</summary>
-    private static int LaneOr(int q, int c, int lanes, int n) => q + c * lanes < n ? q + c * lanes : q;
-
-    /// <summary>
     /// Every member's forward pass of the batch into the output rows, layer by layer with a barrier between:
-    /// a work item is one output o of four row-members of one member (<see cref="Lanes"/>), the weight row read
+    /// a work item is one output o of four row-members of one member (<see cref="FourLanes"/>), the weight row read
     /// once for the four; each sum starts from the bias (<see cref="SumOrder.FromBias"/>), as
     /// <see cref="BatchedDense.PreActivation"/> adds. Hidden outputs take the dropout mask of (step, rm) when
     /// <paramref name="dropout"/> is 1.
     /// </summary>
     private static void Forward(in GroupBatch batch, int layers, in StepSettings settings, int step, int dropout)
     {
-        int thread = Group.IdxX, threads = Group.DimX, k = batch.Members, rowMembers = batch.Rows * k, lanes = Lanes(rowMembers, k);
+        int thread = Group.IdxX, threads = Group.DimX, k = batch.Members, rowMembers = batch.Rows * k, lanes = FourLanes.Of(rowMembers, k);
         int belowOutputs = 0;
         for (int l = 0; l < layers; l++)
         {
@@ -248,42 +238,14 @@ public static class GpuEpoch
                 int o = e / lanes, q = e - o * lanes;
                 if (q >= rowMembers)
                     continue;
-                // 64-bit positions: ptxas then folds the unrolled + 1, + 2, + 3 into the loads' offsets (a 32-bit sum, widened after, it cannot).
+                // 64-bit positions (a 32-bit index widened after its sum costs an IMAD.WIDE a load).
                 int i = q % k, first = layer.FirstInput(o);
                 long w = layer.Weight(i) + o * n;
-                long x0 = batch.InputRow(l, belowOutputs, q) + first, x1 = batch.InputRow(l, belowOutputs, LaneOr(q, 1, lanes, rowMembers)) + first;
-                long x2 = batch.InputRow(l, belowOutputs, LaneOr(q, 2, lanes, rowMembers)) + first, x3 = batch.InputRow(l, belowOutputs, LaneOr(q, 3, lanes, rowMembers)) + first;
-                float bias = batch.P[layer.Bias(i) + o], start = BatchedDense.SumStart(layer, bias, SumOrder.FromBias);
-                var sums = new Sums4 { S0 = start, S1 = start, S2 = start, S3 = start };
-                if (layer.HasInputScale)
-                {
-                    long r = layer.InputScale(i) + first;
-                    for (int j = 0; j < n; j++)
-                    {
-                        float rj = batch.P[r + j], wj = batch.P[w + j];
-                        sums.S0 += batch.Work[x0 + j] * rj * wj;
-                        sums.S1 += batch.Work[x1 + j] * rj * wj;
-                        sums.S2 += batch.Work[x2 + j] * rj * wj;
-                        sums.S3 += batch.Work[x3 + j] * rj * wj;
-                    }
-                }
-                else
-                {
-                    // Unrolled by hand: ILGPU does not unroll.
-                    int j = 0;
-                    for (; j + 3 < n; j += 4)
-                    {
-                        // Views at j, read at fixed offsets: the compiler folds those into the loads.
-                        ArrayView<float> v0 = batch.Work.SubView(x0 + j), v1 = batch.Work.SubView(x1 + j), v2 = batch.Work.SubView(x2 + j), v3 = batch.Work.SubView(x3 + j);
-                        var weights = batch.P.SubView(w + j);
-                        Term(ref sums, v0, v1, v2, v3, 0, weights[0]);
-                        Term(ref sums, v0, v1, v2, v3, 1, weights[1]);
-                        Term(ref sums, v0, v1, v2, v3, 2, weights[2]);
-                        Term(ref sums, v0, v1, v2, v3, 3, weights[3]);
-                    }
-                    for (; j < n; j++)
-                        Term(ref sums, batch.Work.SubView(x0), batch.Work.SubView(x1), batch.Work.SubView(x2), batch.Work.SubView(x3), j, batch.P[w + j]);
-                }
+                long x0 = batch.InputRow(l, belowOutputs, q) + first, x1 = batch.InputRow(l, belowOutputs, FourLanes.Or(q, 1, lanes, rowMembers)) + first;
+                long x2 = batch.InputRow(l, belowOutputs, FourLanes.Or(q, 2, lanes, rowMembers)) + first, x3 = batch.InputRow(l, belowOutputs, FourLanes.Or(q, 3, lanes, rowMembers)) + first;
+                float bias = batch.P[layer.Bias(i) + o];
+                var sums = FourLanes.Dots<SharedLaneViews>(BatchedDense.SumStart(layer, bias, SumOrder.FromBias), batch.Work, x0, x1, x2, x3, batch.P, w,
+                    layer.HasInputScale ? layer.InputScale(i) + first : -1, n);
                 float scale = layer.HasOutputScale ? batch.P[layer.OutputScale(i) + o] : 1f;
                 for (int c = 0; c < 4 && q + c * lanes < rowMembers; c++)
                 {
@@ -340,13 +302,13 @@ public static class GpuEpoch
 
     /// <summary>
     /// Phase A of layer l's backward pass, a work item one input j of four row-members of one member
-    /// (<see cref="Lanes"/>): g = sum_o (dz_o s_o) W_oj (the gradient at x r; kept in the delta row's
+    /// (<see cref="FourLanes"/>): g = sum_o (dz_o s_o) W_oj (the gradient at x r; kept in the delta row's
     /// scaled-input slot when the layer has r, for r's gradient), and for l above 0 the layer below's
     /// dL/dz = g r f'(x) times its dropout mask.
     /// </summary>
     private static void InputGradients(in GroupBatch batch, int l, in StepSettings settings, int step)
     {
-        int thread = Group.IdxX, threads = Group.DimX, k = batch.Members, rowMembers = batch.Rows * k, lanes = Lanes(rowMembers, k);
+        int thread = Group.IdxX, threads = Group.DimX, k = batch.Members, rowMembers = batch.Rows * k, lanes = FourLanes.Of(rowMembers, k);
         var layer = batch.Layers[l];
         var below = batch.Layers[l > 0 ? l - 1 : 0];
         int nIn = layer.Inputs, perGroup = layer.InputsPerGroup, total = lanes * nIn;
@@ -356,41 +318,10 @@ public static class GpuEpoch
             if (q >= rowMembers)
                 continue;
             int i = q % k, group = j / perGroup, first = group * layer.OutputsPerGroup, end = first + layer.OutputsPerGroup;
-            long w = layer.Weight(i) + j - group * perGroup; // 64-bit positions, as in Forward
-            long d0 = batch.DeltaRow(q) + layer.OutputOffset, d1 = batch.DeltaRow(LaneOr(q, 1, lanes, rowMembers)) + layer.OutputOffset;
-            long d2 = batch.DeltaRow(LaneOr(q, 2, lanes, rowMembers)) + layer.OutputOffset, d3 = batch.DeltaRow(LaneOr(q, 3, lanes, rowMembers)) + layer.OutputOffset;
-            var g = new Sums4();
-            if (layer.HasOutputScale)
-            {
-                long s = layer.OutputScale(i);
-                int o = first;
-                for (; o + 3 < end; o += 4)
-                {
-                    ArrayView<float> v0 = batch.Work.SubView(d0 + o), v1 = batch.Work.SubView(d1 + o), v2 = batch.Work.SubView(d2 + o), v3 = batch.Work.SubView(d3 + o);
-                    ArrayView<float> weights = batch.P.SubView(w + o * perGroup), scales = batch.P.SubView(s + o);
-                    ScaledTerm(ref g, v0, v1, v2, v3, 0, scales[0], weights[0]);
-                    ScaledTerm(ref g, v0, v1, v2, v3, 1, scales[1], weights[perGroup]);
-                    ScaledTerm(ref g, v0, v1, v2, v3, 2, scales[2], weights[2 * perGroup]);
-                    ScaledTerm(ref g, v0, v1, v2, v3, 3, scales[3], weights[3 * perGroup]);
-                }
-                for (; o < end; o++)
-                    ScaledTerm(ref g, batch.Work.SubView(d0), batch.Work.SubView(d1), batch.Work.SubView(d2), batch.Work.SubView(d3), o, batch.P[s + o], batch.P[w + o * perGroup]);
-            }
-            else
-            {
-                int o = first;
-                for (; o + 3 < end; o += 4)
-                {
-                    ArrayView<float> v0 = batch.Work.SubView(d0 + o), v1 = batch.Work.SubView(d1 + o), v2 = batch.Work.SubView(d2 + o), v3 = batch.Work.SubView(d3 + o);
-                    var weights = batch.P.SubView(w + o * perGroup);
-                    Term(ref g, v0, v1, v2, v3, 0, weights[0]);
-                    Term(ref g, v0, v1, v2, v3, 1, weights[perGroup]);
-                    Term(ref g, v0, v1, v2, v3, 2, weights[2 * perGroup]);
-                    Term(ref g, v0, v1, v2, v3, 3, weights[3 * perGroup]);
-                }
-                for (; o < end; o++)
-                    Term(ref g, batch.Work.SubView(d0), batch.Work.SubView(d1), batch.Work.SubView(d2), batch.Work.SubView(d3), o, batch.P[w + o * perGroup]);
-            }
+            long w = layer.Weight(i) + j - group * perGroup;
+            long d0 = batch.DeltaRow(q) + layer.OutputOffset, d1 = batch.DeltaRow(FourLanes.Or(q, 1, lanes, rowMembers)) + layer.OutputOffset;
+            long d2 = batch.DeltaRow(FourLanes.Or(q, 2, lanes, rowMembers)) + layer.OutputOffset, d3 = batch.DeltaRow(FourLanes.Or(q, 3, lanes, rowMembers)) + layer.OutputOffset;
+            var g = FourLanes.Transposed<SharedLaneViews>(batch.Work, d0, d1, d2, d3, batch.P, w, perGroup, layer.HasOutputScale ? layer.OutputScale(i) : -1, first, end);
             float r = layer.HasInputScale ? batch.P[layer.InputScale(i) + j] : 1f;
             for (int c = 0; c < 4 && q + c * lanes < rowMembers; c++)
             {
@@ -422,29 +353,8 @@ public static class GpuEpoch
     {
         var sums = new Sums4();
         for (int b = 0; b < rows; b++, at += step, x0 += xStep, x1 += xStep, x2 += xStep, x3 += xStep)
-            Term(ref sums, work, work, work, work, x0, x1, x2, x3, work[at]);
+            FourLanes.Term(ref sums, work, work, work, work, x0, x1, x2, x3, work[at]);
         return sums;
-    }
-
-    /// <summary>sums_c += v_c[at_c] f for the four c (the shared factor on the right: each product's operands in the reference's order).</summary>
-    private static void Term(ref Sums4 sums, ArrayView<float> v0, ArrayView<float> v1, ArrayView<float> v2, ArrayView<float> v3, long at0, long at1, long at2, long at3, float f)
-    {
-        sums.S0 += v0[at0] * f;
-        sums.S1 += v1[at1] * f;
-        sums.S2 += v2[at2] * f;
-        sums.S3 += v3[at3] * f;
-    }
-
-    private static void Term(ref Sums4 sums, ArrayView<float> v0, ArrayView<float> v1, ArrayView<float> v2, ArrayView<float> v3, long at, float f) =>
-        Term(ref sums, v0, v1, v2, v3, at, at, at, at, f);
-
-    /// <summary>sums_c += (v_c[at] s) w: a delta through its output scale, times a weight, in the reference's order.</summary>
-    private static void ScaledTerm(ref Sums4 sums, ArrayView<float> v0, ArrayView<float> v1, ArrayView<float> v2, ArrayView<float> v3, long at, float s, float w)
-    {
-        sums.S0 += v0[at] * s * w;
-        sums.S1 += v1[at] * s * w;
-        sums.S2 += v2[at] * s * w;
-        sums.S3 += v3[at] * s * w;
     }
 
     /// <summary>
@@ -456,7 +366,7 @@ public static class GpuEpoch
     private static void WeightAndBiasUpdates(in GroupBatch batch, in LayerShape layer, int l, int belowOutputs, ArrayView<float> m, ArrayView<float> v, in AdamStep adam)
     {
         int thread = Group.IdxX, threads = Group.DimX, k = batch.Members, rows = batch.Rows, rowStep = k * batch.Stride;
-        int n = layer.InputsPerGroup, nOut = layer.Outputs, lanes = Lanes(n, 1);
+        int n = layer.InputsPerGroup, nOut = layer.Outputs, lanes = FourLanes.Of(n, 1);
         int weightOwners = layer.WeightStride > 0 ? k : 1, biasOwners = layer.BiasStride > 0 ? k : 1;
         int weightItems = weightOwners * nOut * lanes, total = weightItems + biasOwners * nOut;
         for (int e = thread; e < total; e += threads)
@@ -480,10 +390,10 @@ public static class GpuEpoch
             {
                 int x = batch.InputRow(l, belowOutputs, i) + start;
                 var sums = SumOverRows4(batch.Work, rows, batch.DeltaRow(i) + layer.OutputOffset + out0, rowStep,
-                    x + q, x + LaneOr(q, 1, lanes, n), x + LaneOr(q, 2, lanes, n), x + LaneOr(q, 3, lanes, n), batch.InputStep(l));
+                    x + q, x + FourLanes.Or(q, 1, lanes, n), x + FourLanes.Or(q, 2, lanes, n), x + FourLanes.Or(q, 3, lanes, n), batch.InputStep(l));
                 float s = layer.HasOutputScale ? batch.P[layer.OutputScale(i) + out0] : 1f;
                 for (int c = 0; c < 4; c++)
-                    gradients.Set(c, gradients[c] + sums[c] * s * (layer.HasInputScale ? batch.P[layer.InputScale(i) + start + LaneOr(q, c, lanes, n)] : 1f));
+                    gradients.Set(c, gradients[c] + sums[c] * s * (layer.HasInputScale ? batch.P[layer.InputScale(i) + start + FourLanes.Or(q, c, lanes, n)] : 1f));
             }
             for (int c = 0; c < 4 && q + c * lanes < n; c++)
                 Update(batch.P, m, v, layer.Weight(ownerOf) + out0 * n + q + c * lanes, gradients[c], adam);
