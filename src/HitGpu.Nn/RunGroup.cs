@@ -3,7 +3,8 @@
 // run), scored in one launch, with each run's own bookkeeping (NetworkProgress) as Trainer.Train keeps it.
 // Every run gets what training it alone on the GPU epoch gives: the same order (the same permutation or host
 // shuffle, computed on the host for all), the same schedule, the same kernel arithmetic in its own group,
-// the same metric sums (ReadMetrics over its slots): tests/HitGpu.Nn.Tests/TrainingTests holds that to the bit.
+// the same metric sums (ReadRunMetrics: on a GPU one launch and one read for all runs, each run's bits those
+// of its own ReadMetrics): tests/HitGpu.Nn.Tests/TrainingTests holds that to the bit.
 using System.Diagnostics;
 using HitGpu.Kernels;
 
@@ -70,7 +71,7 @@ public static partial class Trainer
         using var validationCorrect = device.Allocate<float>(n, validationPositions);
         using var jobs = device.Allocate<EpochRun>(n);
         using var schedule = device.Allocate<AdamStep>(n, steps);
-        using var sums = device.Allocate<float>(2);
+        using var sums = device.Allocate<float>(2 * n);
         var initial = runs.Select(r => r.Layout.Initialize(r.Options.Seed)).ToArray();
         parameters.CopyFrom(initial.SelectMany(p => p).ToArray());
         m.Clear();
@@ -86,8 +87,8 @@ public static partial class Trainer
                 SampleLoss = validationLoss.View, SampleCorrect = validationCorrect.View, Runs = jobs.View, RunCount = n, Positions = validationPositions,
                 MaxRows = validationPositions,
             }, layout);
-            return runs.Select((run, r) => which[r] ? DeviceDataset.ReadMetrics(device, validationLoss, validationCorrect, r * validationPositions, run.SelectionPart.Count, sums) : default)
-                .ToArray();
+            return DeviceDataset.ReadRunMetrics(device, validationLoss, validationCorrect, jobs, runs.Select((run, r) => which[r] ? run.SelectionPart.Count : 0).ToArray(),
+                validationPositions, sums);
         }
         bool PredictsOneClass(int r)
         {
@@ -157,7 +158,7 @@ public static partial class Trainer
                 SampleLoss = sampleLoss.View, SampleCorrect = sampleCorrect.View, Runs = jobs.View, Schedule = schedule.View,
                 RunCount = n, Positions = positions, Steps = steps, BatchSize = batchSize,
             }, layout);
-            var train = runs.Select((run, r) => active[r] ? DeviceDataset.ReadMetrics(device, sampleLoss, sampleCorrect, r * positions, run.TrainLabels.Length, sums) : default).ToArray();
+            var train = DeviceDataset.ReadRunMetrics(device, sampleLoss, sampleCorrect, jobs, epochJobs.Select(job => job.Rows).ToArray(), positions, sums);
             var validation = Score(active);
             double seconds = epochClock.Elapsed.TotalSeconds;
             for (int r = 0; r < n; r++)

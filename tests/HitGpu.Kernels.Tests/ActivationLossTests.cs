@@ -211,4 +211,33 @@ public sealed class ActivationLossTests(AcceleratorFixture fixture)
         device.SumSamples(l.View, c.View, n, sums.View);
         Assert.Equal(first, sums.ToArray());
     }
+
+    [Fact]
+    public void Many_runs_sample_sums_in_one_launch_are_each_run_s_own_bits()
+    {
+        // Runs of 3864, 1 and 0 (left alone) and 700 slots at a stride of 4000: each run's two sums those of
+        // the one-run kernel on its slots.
+        int stride = 4000;
+        int[] rows = [3864, 1, 0, 700];
+        var rng = new Random(5);
+        var loss = Enumerable.Range(0, rows.Length * stride).Select(_ => rng.NextSingle() * 3f).ToArray();
+        var correct = Enumerable.Range(0, rows.Length * stride).Select(_ => (float)rng.Next(2)).ToArray();
+        using var l = device.Upload<float>(loss, loss.Length);
+        using var c = device.Upload<float>(correct, correct.Length);
+        using var runs = device.Upload<EpochRun>(rows.Select(n => new EpochRun { Rows = n }).ToArray(), rows.Length);
+        using var sums = device.Upload<float>(Enumerable.Repeat(-1f, 2 * rows.Length).ToArray(), 2 * rows.Length);
+        using var one = device.Allocate<float>(2);
+        device.SumRunSamples(l.View, c.View, runs.View, rows.Length, stride, sums.View);
+        var all = sums.ToArray();
+        for (int r = 0; r < rows.Length; r++)
+        {
+            if (rows[r] == 0)
+            {
+                Assert.Equal([-1f, -1f], all[(2 * r)..(2 * r + 2)]);
+                continue;
+            }
+            device.SumSamples(l.View.SubView(r * stride, rows[r]), c.View.SubView(r * stride, rows[r]), rows[r], one.View);
+            Assert.Equal(one.ToArray(), all[(2 * r)..(2 * r + 2)]);
+        }
+    }
 }

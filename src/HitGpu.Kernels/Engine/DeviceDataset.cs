@@ -58,6 +58,31 @@ public sealed class DeviceDataset : IDisposable
         return (lossSum / loss.Length, correctSum / loss.Length);
     }
 
+    /// <summary>
+    /// <see cref="ReadMetrics()"/> of many runs' slots side by side (run r's first rows[r] at r
+    /// <paramref name="stride"/>; runs whose entry in <paramref name="runs"/> has no rows are left at zero): on the
+    /// device one launch and one read for all (<see cref="ComputeDevice.SumRunSamples"/>, each run's sums the bits
+    /// of its own ReadMetrics), else per run on the host. <paramref name="sums"/>: room for two sums a run.
+    /// </summary>
+    public static (double Loss, double Accuracy)[] ReadRunMetrics(ComputeDevice device, DeviceBuffer<float> sampleLoss, DeviceBuffer<float> sampleCorrect,
+        DeviceBuffer<EpochRun> runs, IReadOnlyList<int> rows, int stride, DeviceBuffer<float> sums)
+    {
+        var metrics = new (double, double)[rows.Count];
+        if (!device.Plan.SumsMetricsOnDevice)
+        {
+            for (int r = 0; r < rows.Count; r++)
+                if (rows[r] > 0)
+                    metrics[r] = ReadMetrics(device, sampleLoss, sampleCorrect, r * stride, rows[r], sums);
+            return metrics;
+        }
+        device.SumRunSamples(sampleLoss.View, sampleCorrect.View, runs.View, rows.Count, stride, sums.View);
+        var total = sums.ToArray();
+        for (int r = 0; r < rows.Count; r++)
+            if (rows[r] > 0)
+                metrics[r] = ((double)total[2 * r] / rows[r], (double)total[2 * r + 1] / rows[r]);
+        return metrics;
+    }
+
     public void Dispose()
     {
         sums.Dispose();
