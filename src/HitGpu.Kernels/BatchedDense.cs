@@ -639,9 +639,9 @@ public static class BatchedDense
 
     /// <summary>
     /// The parameter gradients: a work item four outputs by four inputs of one group's weights (16 of them,
-    /// lanes of the group's outputs and inputs), each a sum over the row-members in order of (dz s)(x r): a
-    /// row-member's four dz s and four x r read once for sixteen; then one bias or output scale a work item, as
-    /// the simple kernel does.
+    /// lanes of the group's outputs and inputs), each the sum over members of s_o r_j times the sum over the
+    /// member's rows in order of dz x: a row-member's four dz and four x read once for sixteen; then one bias
+    /// or output scale a work item, as the simple kernel does.
     /// </summary>
     public static void LanesParameterGradientKernel(BatchedLayerArgs a, int blocked)
     {
@@ -664,38 +664,36 @@ public static class BatchedDense
             int o0 = group * perGroup + oq, o1 = group * perGroup + FourLanes.Or(oq, 1, outputLanes, perGroup);
             int o2 = group * perGroup + FourLanes.Or(oq, 2, outputLanes, perGroup), o3 = group * perGroup + FourLanes.Or(oq, 3, outputLanes, perGroup);
             int j0 = group * n + jq, j1 = group * n + FourLanes.Or(jq, 1, inputLanes, n), j2 = group * n + FourLanes.Or(jq, 2, inputLanes, n), j3 = group * n + FourLanes.Or(jq, 3, inputLanes, n);
-            // The row-members in order: every one (shared W: member i = rm mod k) or the owner's (rm = owner + t k),
-            // with the input row followed as rm moves (layer 0's rows are shared: rm / k), no division a pass.
-            bool perMember = weightOwners > 1, shared = a.InputShared != 0;
-            int rm = perMember ? owner : 0, i = rm, row = shared ? 0 : rm;
-            Sums4 s0 = default, s1 = default, s2 = default, s3 = default;
-            var tile = new WeightTile { O0 = o0, O1 = o1, O2 = o2, O3 = o3, J0 = j0, J1 = j1, J2 = j2, J3 = j3, Outputs = nOut,
-                OutputScale = layer.HasOutputScale ? layer.OutputScaleOffset : -1, InputScale = layer.HasInputScale ? layer.InputScaleOffset : -1, Inputs = layer.Inputs };
-            // The first row-member outside the loop: the tile's indices are then used before it, and ILGPU's code
-            // placement cannot sink their computation into every pass.
-            if (rm < rowMembers)
-                WeightStep(ref s0, ref s1, ref s2, ref s3, a, tile, rm, i, row);
-            while (true)
+            // Member by member (a shared W sums every member's rows, one member after another), each member's
+            // rows in order, its input row followed as rm moves (layer 0's rows are shared: rm / k), no division
+            // a pass; a member's s_o and r_j multiply its sum once, as the GPU epoch sums. A per-member W without
+            // adapters thus takes the simple kernel's very terms in its order: its bits.
+            bool shared = a.InputShared != 0;
+            int firstMember = weightOwners > 1 ? owner : 0, lastMember = weightOwners > 1 ? owner : k - 1, rowStep = shared ? 1 : k;
+            var tile = new WeightTile { O0 = o0, O1 = o1, O2 = o2, O3 = o3, J0 = j0, J1 = j1, J2 = j2, J3 = j3, Outputs = nOut };
+            Sums4 t0 = default, t1 = default, t2 = default, t3 = default;
+            for (int i = firstMember; i <= lastMember; i++)
             {
-                if (perMember)
-                {
-                    rm += k;
-                    row += shared ? 1 : k;
-                }
-                else
-                {
-                    rm++;
-                    i = i + 1 == k ? 0 : i + 1;
-                    row += !shared || i == 0 ? 1 : 0;
-                }
-                if (rm >= rowMembers)
-                    break;
-                WeightStep(ref s0, ref s1, ref s2, ref s3, a, tile, rm, i, row);
+                Sums4 s0 = default, s1 = default, s2 = default, s3 = default;
+                // The first row-member outside the loop: the tile's indices are then used before it, and ILGPU's
+                // code placement cannot sink their computation into every pass.
+                int rm = i, row = shared ? 0 : i;
+                if (rm < rowMembers)
+                    WeightStep(ref s0, ref s1, ref s2, ref s3, a, tile, rm, row);
+                for (rm += k, row += rowStep; rm < rowMembers; rm += k, row += rowStep)
+                    WeightStep(ref s0, ref s1, ref s2, ref s3, a, tile, rm, row);
+                var r = layer.HasInputScale ? Row4(a.Parameters.SubView(layer.InputScale(i)), j0, j1, j2, j3) : new Sums4 { S0 = 1f, S1 = 1f, S2 = 1f, S3 = 1f };
+                var sc = layer.HasOutputScale ? Row4(a.Parameters.SubView(layer.OutputScale(i)), o0, o1, o2, o3) : new Sums4 { S0 = 1f, S1 = 1f, S2 = 1f, S3 = 1f };
+                AddScaled(ref t0, s0, sc.S0, r);
+                AddScaled(ref t1, s1, sc.S1, r);
+                AddScaled(ref t2, s2, sc.S2, r);
+                AddScaled(ref t3, s3, sc.S3, r);
             }
+            Sums4 s0f = t0, s1f = t1, s2f = t2, s3f = t3;
             long w = layer.Weight(owner) - (long)group * n;
             for (int c = 0; c < 4 && oq + c * outputLanes < perGroup; c++)
             {
-                var sums = c == 0 ? s0 : c == 1 ? s1 : c == 2 ? s2 : s3;
+                var sums = c == 0 ? s0f : c == 1 ? s1f : c == 2 ? s2f : s3f;
                 long at = w + (long)(group * perGroup + oq + c * outputLanes) * n + group * n + jq;
                 for (int q = 0; q < 4 && jq + q * inputLanes < n; q++)
                     a.Gradients[at + q * inputLanes] = sums[q];
@@ -705,7 +703,7 @@ public static class BatchedDense
 
     /// <summary>One output's terms of a 4 x 4 input-gradient tile: four dz (times s) by four weights, in the simple kernel's order.</summary>
     private static void TransposedStep(ref Sums4 g0, ref Sums4 g1, ref Sums4 g2, ref Sums4 g3, ArrayView<float> d0, ArrayView<float> d1, ArrayView<float> d2,
-        ArrayView<float> d3, ArrayView<float> w0, ArrayView<float> w1, ArrayView<float> w2, ArrayView<float> w3, ArrayView<float> scales, int scaled, long o, long wo)
+        ArrayView<float> d3, ArrayView<float> w0, ArrayView<float> w1, ArrayView<float> w2, ArrayView<float> w3, ArrayView<float> scales, int scaled, int o, int wo)
     {
         var d = new Sums4 { S0 = d0[o], S1 = d1[o], S2 = d2[o], S3 = d3[o] };
         if (scaled != 0)
@@ -724,30 +722,32 @@ public static class BatchedDense
     private struct WeightTile
     {
         public long O0, O1, O2, O3, J0, J1, J2, J3; // 64-bit: a load's address is then its row's plus a constant
-        public int Outputs, Inputs, OutputScale, InputScale;
+        public int Outputs;
     }
 
-    /// <summary>Row-member rm's terms of a weight-gradient tile: four dz s by four x r, in the simple kernel's order.</summary>
-    private static void WeightStep(ref Sums4 s0, ref Sums4 s1, ref Sums4 s2, ref Sums4 s3, in BatchedLayerArgs a, in WeightTile t, int rm, int i, int row)
+    /// <summary>Row-member rm's terms of a weight-gradient tile: four dz by four x (dz on the left, the simple kernel's order).</summary>
+    private static void WeightStep(ref Sums4 s0, ref Sums4 s1, ref Sums4 s2, ref Sums4 s3, in BatchedLayerArgs a, in WeightTile t, int rm, int row)
     {
         var d = Row4(a.OutputGradient.SubView((long)rm * t.Outputs), t.O0, t.O1, t.O2, t.O3);
-        if (t.OutputScale >= 0)
-            d = Scaled4(d, a.Parameters.SubView(t.OutputScale + (long)i * t.Outputs), t.O0, t.O1, t.O2, t.O3);
         var x = Row4(a.X.Data.SubView(a.X.RowStart(row)), t.J0, t.J1, t.J2, t.J3);
-        if (t.InputScale >= 0)
-            x = Scaled4(x, a.Parameters.SubView(t.InputScale + (long)i * t.Inputs), t.J0, t.J1, t.J2, t.J3);
         AddOuter(ref s0, d.S0, x);
         AddOuter(ref s1, d.S1, x);
         AddOuter(ref s2, d.S2, x);
         AddOuter(ref s3, d.S3, x);
     }
 
+    /// <summary>total_q += (sum_q s) r_q: a member's sums through its output scale s and input scales r.</summary>
+    private static void AddScaled(ref Sums4 total, in Sums4 sum, float s, in Sums4 r)
+    {
+        total.S0 += sum.S0 * s * r.S0;
+        total.S1 += sum.S1 * s * r.S1;
+        total.S2 += sum.S2 * s * r.S2;
+        total.S3 += sum.S3 * s * r.S3;
+    }
+
     /// <summary>Elements c_0..c_3 of a view.</summary>
     private static Sums4 Row4(ArrayView<float> v, long c0, long c1, long c2, long c3) => new() { S0 = v[c0], S1 = v[c1], S2 = v[c2], S3 = v[c3] };
 
-    /// <summary>Each of four values times its scale c (r or s) of a view, as the simple kernels multiply them.</summary>
-    private static Sums4 Scaled4(Sums4 v, ArrayView<float> p, long c0, long c1, long c2, long c3) =>
-        new() { S0 = v.S0 * p[c0], S1 = v.S1 * p[c1], S2 = v.S2 * p[c2], S3 = v.S3 * p[c3] };
 
     /// <summary>sums_q += d x_q for the four q (d on the left: the simple kernels' order).</summary>
     private static void AddOuter(ref Sums4 sums, float d, in Sums4 x)
@@ -788,8 +788,8 @@ public static class BatchedDense
             // placement cannot sink their computation (divisions among them) into every pass.
             int scaled = layer.HasOutputScale ? 1 : 0;
             if (first < end) // always (a group has outputs), but it puts the loop's bound before the loop too
-                TransposedStep(ref g0, ref g1, ref g2, ref g3, d0, d1, d2, d3, w0, w1, w2, w3, scales, scaled, first, (long)first * n);
-            for (long o = first + 1, wo = o * n; o < end; o++, wo += n)
+                TransposedStep(ref g0, ref g1, ref g2, ref g3, d0, d1, d2, d3, w0, w1, w2, w3, scales, scaled, first, first * n);
+            for (int o = first + 1, wo = o * n; o < end; o++, wo += n)
                 TransposedStep(ref g0, ref g1, ref g2, ref g3, d0, d1, d2, d3, w0, w1, w2, w3, scales, scaled, o, wo);
             for (int r = 0; r < 4 && q + r * lanes < rowMembers; r++)
             {

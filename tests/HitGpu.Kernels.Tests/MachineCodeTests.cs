@@ -56,28 +56,13 @@ public sealed class MachineCodeTests
     {
         // On a GPU a dense batched-ensemble layer runs as these products (BatchedDense.cs; edges and scaled
         // operands take the scalar path) and the three reductions that are not products (dr, ds, layer 0's
-        // sum over members), in both kinds of load (DevicePlan.BatchedVariantFor). Grouped layers (embeddings)
-        // and the CPU accelerator run the simple kernels, one output a work item, not held to this
-        // (bench/RESULTS.md).
-        var kernels = Read().Where(k => IsProduct(k) || IsBatchedReduction(k)).ToArray();
-        Assert.Equal(16 + 6, kernels.Length);
+        // sum over members), in both kinds of load; a grouped one (embeddings) as the three lanes kernels
+        // (DevicePlan.BatchedVariantFor). The simple kernels, one output a work item, are the CPU
+        // accelerator's only, not held to this (bench/RESULTS.md).
+        var kernels = Read().Where(k => IsProduct(k) || IsBatchedReduction(k) || k.Name.StartsWith("BatchedDense.Lanes", StringComparison.Ordinal)).ToArray();
+        Assert.Equal(16 + 6 + 3, kernels.Length);
         Assert.All(kernels, k => Assert.True(k.MainLoop is { } loop && loop.FfmaShare >= 0.25,
             $"{k.Name}: main loop {k.MainLoop?.Ffma} FFMA of {k.MainLoop?.Instructions}"));
-    }
-
-    [Fact]
-    public void The_lanes_kernels_multiply_at_least_three_times_as_densely_as_the_simple_ones_they_replace_on_a_GPU()
-    {
-        // A GPU's grouped layers (embeddings) run these (DevicePlan.BatchedVariantFor); before, the simple
-        // kernels (one output a work item, 0.6-6.7%). Their goal of 25% is not met by two of them yet (bench/RESULTS.md).
-        var kernels = Read().ToDictionary(k => k.Name);
-        foreach (var (lanes, simple) in new[] { ("LanesForwardKernel", "SimpleForwardKernel"), ("LanesParameterGradientKernel", "SimpleParameterGradientKernel"),
-            ("LanesScaledInputGradientKernel", "SimpleScaledInputGradientKernel") })
-        {
-            double now = kernels["BatchedDense." + lanes].MainLoop!.FfmaShare, before = kernels["BatchedDense." + simple].MainLoop!.FfmaShare;
-            Assert.True(now >= 3 * before, $"{lanes}: {100 * now:F1}% FFMA against {simple}'s {100 * before:F1}%");
-        }
-        Assert.True(kernels["BatchedDense.LanesForwardKernel"].MainLoop!.FfmaShare >= 0.25, "the lanes forward's main loop is under a quarter multiply-adds");
     }
 
     [Fact]
