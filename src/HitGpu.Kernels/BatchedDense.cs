@@ -269,69 +269,38 @@ public static class FourLanes
     /// Four sums sum_o (v_c[d_c + o] (s[scales + o])) w[at + o stride] over o in [first, end), each in o order:
     /// the gradient at four row-members' inputs j, each weight read once for four.
     /// </summary>
-    public static Sums4 Transposed<TViews>(ArrayView<float> v, long d0, long d1, long d2, long d3, ArrayView<float> p, long at, int stride, long scales, int first, int end)
-        where TViews : struct, ILaneViews
+    public static Sums4 Transposed(ArrayView<float> v, long d0, long d1, long d2, long d3, ArrayView<float> p, long at, int stride, long scales, int first, int end)
     {
+        // Shared memory (the GPU epoch's): views at each step, read at fixed offsets (ILaneViews).
         var g = new Sums4();
-        if (default(TViews).PerStep)
+        int o = first;
+        if (scales >= 0)
         {
-            int o = first;
-            if (scales >= 0)
-            {
-                for (; o + 3 < end; o += 4)
-                {
-                    ArrayView<float> v0 = v.SubView(d0 + o), v1 = v.SubView(d1 + o), v2 = v.SubView(d2 + o), v3 = v.SubView(d3 + o);
-                    ArrayView<float> weights = p.SubView(at + o * stride), s = p.SubView(scales + o);
-                    ScaledTerm(ref g, v0, v1, v2, v3, 0, s[0], weights[0]);
-                    ScaledTerm(ref g, v0, v1, v2, v3, 1, s[1], weights[stride]);
-                    ScaledTerm(ref g, v0, v1, v2, v3, 2, s[2], weights[2 * stride]);
-                    ScaledTerm(ref g, v0, v1, v2, v3, 3, s[3], weights[3 * stride]);
-                }
-                for (; o < end; o++)
-                    ScaledTerm(ref g, v.SubView(d0), v.SubView(d1), v.SubView(d2), v.SubView(d3), o, p[scales + o], p[at + o * stride]);
-                return g;
-            }
             for (; o + 3 < end; o += 4)
             {
                 ArrayView<float> v0 = v.SubView(d0 + o), v1 = v.SubView(d1 + o), v2 = v.SubView(d2 + o), v3 = v.SubView(d3 + o);
-                var weights = p.SubView(at + o * stride);
-                Term(ref g, v0, v1, v2, v3, 0, weights[0]);
-                Term(ref g, v0, v1, v2, v3, 1, weights[stride]);
-                Term(ref g, v0, v1, v2, v3, 2, weights[2 * stride]);
-                Term(ref g, v0, v1, v2, v3, 3, weights[3 * stride]);
+                ArrayView<float> weights = p.SubView(at + o * stride), s = p.SubView(scales + o);
+                ScaledTerm(ref g, v0, v1, v2, v3, 0, s[0], weights[0]);
+                ScaledTerm(ref g, v0, v1, v2, v3, 1, s[1], weights[stride]);
+                ScaledTerm(ref g, v0, v1, v2, v3, 2, s[2], weights[2 * stride]);
+                ScaledTerm(ref g, v0, v1, v2, v3, 3, s[3], weights[3 * stride]);
             }
             for (; o < end; o++)
-                Term(ref g, v, v, v, v, d0 + o, d1 + o, d2 + o, d3 + o, p[at + o * stride]);
+                ScaledTerm(ref g, v.SubView(d0), v.SubView(d1), v.SubView(d2), v.SubView(d3), o, p[scales + o], p[at + o * stride]);
             return g;
         }
+        for (; o + 3 < end; o += 4)
         {
-            ArrayView<float> v0 = v.SubView(d0), v1 = v.SubView(d1), v2 = v.SubView(d2), v3 = v.SubView(d3), weights = p.SubView(at);
-            long o = first, w = (long)first * stride;
-            if (scales >= 0)
-            {
-                var s = p.SubView(scales);
-                for (; o + 3 < end; o += 4, w += 4L * stride)
-                {
-                    ScaledTerm(ref g, v0, v1, v2, v3, o, s[o], weights[w]);
-                    ScaledTerm(ref g, v0, v1, v2, v3, o + 1, s[o + 1], weights[w + stride]);
-                    ScaledTerm(ref g, v0, v1, v2, v3, o + 2, s[o + 2], weights[w + 2 * stride]);
-                    ScaledTerm(ref g, v0, v1, v2, v3, o + 3, s[o + 3], weights[w + 3 * stride]);
-                }
-                for (; o < end; o++, w += stride)
-                    ScaledTerm(ref g, v0, v1, v2, v3, o, s[o], weights[w]);
-                return g;
-            }
-            for (; o + 3 < end; o += 4, w += 4L * stride)
-            {
-                Term(ref g, v0, v1, v2, v3, o, weights[w]);
-                Term(ref g, v0, v1, v2, v3, o + 1, weights[w + stride]);
-                Term(ref g, v0, v1, v2, v3, o + 2, weights[w + 2 * stride]);
-                Term(ref g, v0, v1, v2, v3, o + 3, weights[w + 3 * stride]);
-            }
-            for (; o < end; o++, w += stride)
-                Term(ref g, v0, v1, v2, v3, o, weights[w]);
-            return g;
+            ArrayView<float> v0 = v.SubView(d0 + o), v1 = v.SubView(d1 + o), v2 = v.SubView(d2 + o), v3 = v.SubView(d3 + o);
+            var weights = p.SubView(at + o * stride);
+            Term(ref g, v0, v1, v2, v3, 0, weights[0]);
+            Term(ref g, v0, v1, v2, v3, 1, weights[stride]);
+            Term(ref g, v0, v1, v2, v3, 2, weights[2 * stride]);
+            Term(ref g, v0, v1, v2, v3, 3, weights[3 * stride]);
         }
+        for (; o < end; o++)
+            Term(ref g, v, v, v, v, d0 + o, d1 + o, d2 + o, d3 + o, p[at + o * stride]);
+        return g;
     }
 }
 
@@ -689,11 +658,10 @@ public static class BatchedDense
                 AddScaled(ref t2, s2, sc.S2, r);
                 AddScaled(ref t3, s3, sc.S3, r);
             }
-            Sums4 s0f = t0, s1f = t1, s2f = t2, s3f = t3;
             long w = layer.Weight(owner) - (long)group * n;
             for (int c = 0; c < 4 && oq + c * outputLanes < perGroup; c++)
             {
-                var sums = c == 0 ? s0f : c == 1 ? s1f : c == 2 ? s2f : s3f;
+                var sums = c == 0 ? t0 : c == 1 ? t1 : c == 2 ? t2 : t3;
                 long at = w + (long)(group * perGroup + oq + c * outputLanes) * n + group * n + jq;
                 for (int q = 0; q < 4 && jq + q * inputLanes < n; q++)
                     a.Gradients[at + q * inputLanes] = sums[q];

@@ -16,6 +16,25 @@ public static partial class Trainer
     private static bool SameShape(ParameterLayout a, ParameterLayout b) =>
         a.Count == b.Count && a.Members == b.Members && a.ActivationWidth == b.ActivationWidth && a.Shapes.SequenceEqual(b.Shapes);
 
+    /// <summary>
+    /// Each run's rows in place, (runs, positions): run r's rows bases[r] on, counts[r] of them, the rest of its
+    /// positions its last row again (read by no kernel: a run's entry says how many it has).
+    /// </summary>
+    private static int[] InPlaceOrders(int[] bases, int[] counts, int positions) =>
+        Enumerable.Range(0, bases.Length).SelectMany(r => Enumerable.Range(bases[r], positions).Select(i => Math.Min(i, bases[r] + counts[r] - 1))).ToArray();
+
+    /// <summary>Where each of runs' blocks of these row counts starts, laid end to end from <paramref name="rows"/> on (which moves past them).</summary>
+    private static int[] Bases(IEnumerable<int> counts, ref int rows)
+    {
+        var bases = new List<int>();
+        foreach (int count in counts)
+        {
+            bases.Add(rows);
+            rows += count;
+        }
+        return [.. bases];
+    }
+
     /// <summary>Trains <paramref name="runs"/> (one layout, one batch size, on the GPU epoch) together; their results in order.</summary>
     private static TrainingResult[] TrainGroup(ComputeDevice device, IReadOnlyList<PreparedRun> runs, CancellationToken cancellationToken)
     {
@@ -24,18 +43,9 @@ public static partial class Trainer
         int count = layout.Count, inputs = layout.Inputs(0), batchSize = runs[0].Options.BatchSize, n = runs.Count;
         // Every run's training rows, then every run's watched validation rows, in one feature matrix: a run's
         // order and validation rows index it.
-        int[] trainBase = new int[n], validationBase = new int[n];
         int rowsSoFar = 0;
-        for (int r = 0; r < n; r++)
-        {
-            trainBase[r] = rowsSoFar;
-            rowsSoFar += runs[r].TrainLabels.Length;
-        }
-        for (int r = 0; r < n; r++)
-        {
-            validationBase[r] = rowsSoFar;
-            rowsSoFar += runs[r].SelectionPart.Count;
-        }
+        var trainBase = Bases(runs.Select(r => r.TrainLabels.Length), ref rowsSoFar);
+        var validationBase = Bases(runs.Select(r => r.SelectionPart.Count), ref rowsSoFar);
         int positions = runs.Max(r => r.TrainLabels.Length), validationPositions = runs.Max(r => r.SelectionPart.Count);
         int steps = (positions + batchSize - 1) / batchSize;
         if ((long)n * Math.Max(count, Math.Max(positions, validationPositions)) > int.MaxValue || (long)rowsSoFar * inputs > int.MaxValue)
@@ -65,8 +75,7 @@ public static partial class Trainer
         using var order = device.Allocate<int>(n, positions);
         using var sampleLoss = device.Allocate<float>(n, positions);
         using var sampleCorrect = device.Allocate<float>(n, positions);
-        using var validationOrder = device.Upload<int>(Enumerable.Range(0, n).SelectMany(r => Enumerable.Range(validationBase[r], validationPositions)
-            .Select(i => Math.Min(i, validationBase[r] + runs[r].SelectionPart.Count - 1))).ToArray(), n * validationPositions);
+        using var validationOrder = device.Upload<int>(InPlaceOrders(validationBase, runs.Select(r => r.SelectionPart.Count).ToArray(), validationPositions), n * validationPositions);
         using var validationLoss = device.Allocate<float>(n, validationPositions);
         using var validationCorrect = device.Allocate<float>(n, validationPositions);
         using var jobs = device.Allocate<EpochRun>(n);
@@ -90,15 +99,11 @@ public static partial class Trainer
             return DeviceDataset.ReadRunMetrics(device, validationLoss, validationCorrect, jobs, runs.Select((run, r) => which[r] ? run.SelectionPart.Count : 0).ToArray(),
                 validationPositions, sums);
         }
-        bool PredictsOneClass(int r)
+        bool RunPredictsOneClass(int r)
         {
             var correct = new float[runs[r].SelectionPart.Count];
             validationCorrect.CopyTo(r * validationPositions, correct);
-            var truth = runs[r].SelectionPart.Labels!;
-            int hits = 0;
-            for (int i = 0; i < truth.Length; i++)
-                hits += (correct[i] > 0.5f) == (truth[i] > 0.5f) ? 1 : 0;
-            return hits == 0 || hits == truth.Length;
+            return PredictsOneClass(correct, runs[r].SelectionPart.Labels!);
         }
         float[] Weights(int r)
         {
@@ -167,23 +172,21 @@ public static partial class Trainer
                     continue;
                 histories[r].Add(new EpochMetrics(epoch, train[r].Loss, train[r].Accuracy, validation[r].Loss, validation[r].Accuracy, seconds));
                 int run = r;
-                active[r] = progress[r].GoesOn(epoch, train[r].Loss, validation[r].Loss, validation[r].Accuracy, () => Weights(run), () => PredictsOneClass(run));
+                active[r] = progress[r].GoesOn(epoch, train[r].Loss, validation[r].Loss, validation[r].Accuracy, () => Weights(run), () => RunPredictsOneClass(run));
             }
         }
 
         // The kept weights' P(hit) of each run's reported validation rows and test part, in one launch.
         var outcomes = progress.Select(p => p.Outcome()).ToArray();
         var parts = runs.Select(r => (Validation: r.Halved ? r.ReportPart : r.SelectionPart, Test: r.TestPart)).ToArray();
-        var partInputs = runs.Select((r, i) => r.Preprocessing.Apply(parts[i].Validation.Features).Concat(r.Preprocessing.Apply(parts[i].Test.Features)).ToArray()).ToArray();
+        // The watched validation rows' inputs are made already (Train scores them where they are, too).
+        var partInputs = runs.Select((r, i) => (r.Halved ? r.Preprocessing.Apply(r.ReportPart.Features) : r.SelectionInputs)
+            .Concat(r.Preprocessing.Apply(parts[i].Test.Features)).ToArray()).ToArray();
         var partRows = parts.Select(p => p.Validation.Count + p.Test.Count).ToArray();
-        int partPositions = partRows.Max();
-        var partBase = new int[n];
-        for (int r = 1; r < n; r++)
-            partBase[r] = partBase[r - 1] + partRows[r - 1];
-        int allPartRows = partBase[n - 1] + partRows[n - 1];
+        int partPositions = partRows.Max(), allPartRows = 0;
+        var partBase = Bases(partRows, ref allPartRows);
         using var partFeatures = device.Upload<float>(partInputs.SelectMany(f => f).ToArray(), allPartRows, inputs);
-        using var partOrder = device.Upload<int>(Enumerable.Range(0, n).SelectMany(r => Enumerable.Range(partBase[r], partPositions)
-            .Select(i => Math.Min(i, partBase[r] + partRows[r] - 1))).ToArray(), n * partPositions);
+        using var partOrder = device.Upload<int>(InPlaceOrders(partBase, partRows, partPositions), n * partPositions);
         using var probabilities = device.Allocate<float>(n, partPositions);
         parameters.CopyFrom(outcomes.SelectMany(o => o.Parameters).ToArray());
         jobs.CopyFrom(partRows.Select(rows => new EpochRun { Rows = rows }).ToArray());

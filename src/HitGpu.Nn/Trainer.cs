@@ -423,10 +423,12 @@ public static partial class Trainer
         return (halves.Train.Select(i => split.Validation[i]).ToArray(), halves.Validation.Select(i => split.Validation[i]).ToArray());
     }
 
-    /// <summary>Whether the last scoring of <paramref name="data"/> (whose labels these are) predicted one class for every row: a row is predicted a hit where it is a correctly scored hit or a wrongly scored other song.</summary>
-    private static bool PredictsOneClass(DeviceDataset data, float[] labels)
+    /// <summary>Whether the last scoring of <paramref name="data"/> (whose labels these are) predicted one class for every row.</summary>
+    private static bool PredictsOneClass(DeviceDataset data, float[] labels) => PredictsOneClass(data.SampleCorrect.ToArray(), labels);
+
+    /// <summary>Whether scored rows of these correctness flags and labels were all predicted one class: a row is predicted a hit where it is a correctly scored hit or a wrongly scored other song.</summary>
+    private static bool PredictsOneClass(ReadOnlySpan<float> correct, float[] labels)
     {
-        var correct = data.SampleCorrect.ToArray();
         int hits = 0;
         for (int r = 0; r < labels.Length; r++)
             hits += (correct[r] > 0.5f) == (labels[r] > 0.5f) ? 1 : 0;

@@ -141,9 +141,10 @@ public sealed record DevicePlan
     /// </summary>
     public string? GpuEpochDoesNotFit(ParameterLayout layout, int batchRows)
     {
-        long bytes = 4 * GpuEpoch.TrainSharedFloats(layout, Math.Max(1, batchRows));
+        int rows = Math.Max(1, batchRows);
+        long bytes = 4 * GpuEpoch.TrainSharedFloats(layout, rows);
         return bytes <= SharedBytesPerGroup ? null
-            : $"its {layout.Count:N0} parameters and a batch's inputs and activations ({Math.Max(1, batchRows)} rows x {layout.Members} members x {layout.ActivationWidth}, twice) " +
+            : $"its {layout.Count:N0} parameters and a batch's inputs and activations ({rows} rows x {layout.Members} members x {layout.ActivationWidth}, twice) " +
               $"take {bytes / 1024.0:F1} KB of shared memory, a group has {SharedBytesPerGroup / 1024.0:F1} KB: use a smaller --batch-size, --hidden or --ensemble";
     }
 

@@ -321,7 +321,7 @@ public static class GpuEpoch
             long w = layer.Weight(i) + j - group * perGroup;
             long d0 = batch.DeltaRow(q) + layer.OutputOffset, d1 = batch.DeltaRow(FourLanes.Or(q, 1, lanes, rowMembers)) + layer.OutputOffset;
             long d2 = batch.DeltaRow(FourLanes.Or(q, 2, lanes, rowMembers)) + layer.OutputOffset, d3 = batch.DeltaRow(FourLanes.Or(q, 3, lanes, rowMembers)) + layer.OutputOffset;
-            var g = FourLanes.Transposed<SharedLaneViews>(batch.Work, d0, d1, d2, d3, batch.P, w, perGroup, layer.HasOutputScale ? layer.OutputScale(i) : -1, first, end);
+            var g = FourLanes.Transposed(batch.Work, d0, d1, d2, d3, batch.P, w, perGroup, layer.HasOutputScale ? layer.OutputScale(i) : -1, first, end);
             float r = layer.HasInputScale ? batch.P[layer.InputScale(i) + j] : 1f;
             for (int c = 0; c < 4 && q + c * lanes < rowMembers; c++)
             {

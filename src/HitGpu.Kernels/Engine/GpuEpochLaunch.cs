@@ -78,7 +78,8 @@ public sealed partial class ComputeDevice
         Require(a.Order.Length == 0 ? a.MaxRows <= a.Features.Length / layout.Inputs(0) : a.Order.Length >= (long)a.RunCount * a.Positions,
             "GPU epoch score: the rows must be in the features, or the order hold every run's positions");
         Require(a.Order.Length == 0 || a.MaxRows <= a.Positions, "GPU epoch score: a run's rows must fit its positions");
-        long outputs = (long)a.RunCount * (a.Order.Length == 0 ? Math.Max(a.Positions, a.MaxRows) : a.Positions);
+        int positions = a.Order.Length == 0 ? Math.Max(a.Positions, a.MaxRows) : a.Positions; // rows in place: a run's slots hold its rows
+        long outputs = (long)a.RunCount * positions;
         Require(a.SampleLoss.Length >= outputs && (a.Labels.Length == 0 || a.SampleCorrect.Length >= outputs), "GPU epoch score: the per-sample outputs must hold every run's rows");
         Require(a.Labels.Length == 0 || a.Labels.Length * layout.Inputs(0) >= a.Features.Length, "GPU epoch score: one label per feature row");
         shape.BatchRows = chunk;
@@ -94,7 +95,7 @@ public sealed partial class ComputeDevice
         gpuEpochScore(new KernelConfig(chunks * a.RunCount, Plan.OneGroupThreads, SharedMemoryConfig.RequestDynamic<float>(floats)), new GpuEpochScoreArgs
         {
             Features = a.Features, Labels = a.Labels, Layers = a.Layers, Shape = shape, Parameters = a.Parameters, Order = a.Order,
-            SampleLoss = a.SampleLoss, SampleCorrect = a.SampleCorrect, Runs = a.Runs, Positions = a.Order.Length == 0 ? Math.Max(a.Positions, a.MaxRows) : a.Positions,
+            SampleLoss = a.SampleLoss, SampleCorrect = a.SampleCorrect, Runs = a.Runs, Positions = positions,
             ChunksPerRun = chunks,
         });
     }
