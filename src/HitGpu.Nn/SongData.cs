@@ -94,6 +94,26 @@ public static class SongData
 
     public const int FeatureCount = 15;
 
+    /// <summary>The feature that must be positive (a song has a length).</summary>
+    public static readonly int DurationFeature = Array.IndexOf(FeatureNames, "duration_ms");
+
+    /// <summary>
+    /// What is wrong with a feature's value, in the words every reader uses (a CSV field, a JSON number, a
+    /// tensor element), or null: it must be finite, within float32's range (the network computes in float32: a
+    /// value finite in the file but not as a float would become infinity) and, for the duration, positive as a
+    /// float32 (1e-50 in the file is 0 there). <paramref name="text"/> is the value as the input wrote it.
+    /// </summary>
+    public static string? ValueProblem(string name, double value, string text, bool positive)
+    {
+        if (!double.IsFinite(value))
+            return $"{name} must be finite, got '{text}'";
+        if (Math.Abs(value) > float.MaxValue)
+            return $"{name} is {text}, beyond float32's range (±3.4e38)";
+        if (positive && (float)value <= 0f)
+            return $"{name} must be positive, got {value.ToString(CultureInfo.InvariantCulture)}";
+        return null;
+    }
+
     /// <summary>"-" as a path: standard input where songs are read, standard output where an output is written.</summary>
     public const string StandardStream = "-";
     public const string Target = "target";

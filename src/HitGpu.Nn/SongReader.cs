@@ -166,7 +166,7 @@ public sealed class SongReader : IDisposable
             Refuse($"{source}:1: missing column '{SongData.Target}' (1 = hit, 0 = not a hit)");
         (trackColumn, artistColumn, uriColumn) = (Column("track"), Column("artist"), Column("uri"));
         KeepsNames = keepNames && trackColumn >= 0 && artistColumn >= 0;
-        durationFeature = Array.IndexOf(SongData.FeatureNames, "duration_ms");
+        durationFeature = SongData.DurationFeature;
     }
 
     private void Refuse(string message)
@@ -244,11 +244,7 @@ public sealed class SongReader : IDisposable
         for (int k = 0; k < SongData.FeatureCount; k++)
         {
             int c = featureColumns[k];
-            double value = Number(c, line);
-            // Positive as the network sees it: a float32 (1e-50 in the file is 0 there).
-            if (k == durationFeature && (float)value <= 0f)
-                throw new InputException($"{source}:{line}:{c + 1}: duration_ms must be positive, got {value.ToString(CultureInfo.InvariantCulture)}");
-            features[at * SongData.FeatureCount + k] = (float)value;
+            features[at * SongData.FeatureCount + k] = (float)Number(c, line);
         }
         if (labels is not null)
         {
@@ -266,18 +262,15 @@ public sealed class SongReader : IDisposable
         uriTexts?[at] = reader.GetString(uriColumn);
     }
 
-    /// <summary>A field as a number: finite, and within float32's range, which the network computes in.</summary>
+    /// <summary>A field as a number that <see cref="SongData.ValueProblem"/> accepts.</summary>
     private double Number(int column, long line)
     {
         string name = header[column];
         var text = reader.GetSpan(column);
         if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out double value))
             throw new InputException($"{source}:{line}:{column + 1}: {name} is not a number: '{Text(column)}'");
-        if (!double.IsFinite(value))
-            throw new InputException($"{source}:{line}:{column + 1}: {name} must be finite, got '{Text(column)}'");
-        // The network computes in float32: a value finite in the file but not as a float would become infinity.
-        if (Math.Abs(value) > float.MaxValue)
-            throw new InputException($"{source}:{line}:{column + 1}: {name} is {Text(column)}, beyond float32's range (±3.4e38)");
+        if (SongData.ValueProblem(name, value, Text(column), positive: column == featureColumns[durationFeature]) is { } problem)
+            throw new InputException($"{source}:{line}:{column + 1}: {problem}");
         return value;
     }
 
