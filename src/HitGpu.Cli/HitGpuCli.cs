@@ -24,6 +24,7 @@ public static class HitGpuCli
             AccuracyCommand.Create(output),
             ExportCommand.Create(output),
             ExplainCommand.Create(output),
+            ServeCommand.Create(output),
         };
         // No arguments: the help, as for --help. A first word that names no command: say so, and which exist
         // (System.CommandLine would only say that a command is required, hiding the typo).

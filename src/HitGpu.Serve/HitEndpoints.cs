@@ -1,0 +1,313 @@
+// The endpoints of one model: the Open Inference Protocol's (health, metadata, infer), /predict for CSV and
+// JSON records, /model and the page. Map them into any ASP.NET Core app (Map), or run them with
+// HitServer. Every refusal is one JSON line, {"error": "..."}, with 400 for bad input (the CLI's words),
+// 404 for an unknown model, 413 over a limit, 415 for a body that is neither CSV nor JSON.
+using System.Reflection;
+using System.Text.Json;
+using HitGpu.Kernels;
+using HitGpu.Nn;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+
+namespace HitGpu.Serve;
+
+public sealed class HitEndpoints : IAsyncDisposable
+{
+    /// <summary>Where a handler leaves the songs a request carried, for the request log.</summary>
+    public const string RowsItem = "hitgpu.rows";
+
+    public HitModel Model { get; }
+    public ServeOptions Options { get; }
+    public ScoringQueue Queue { get; }
+
+    private readonly Dictionary<string, (byte[] Bytes, string Type)> page;
+
+    public HitEndpoints(HitModel model, ComputeDevice device, ServeOptions options)
+    {
+        options.Validate();
+        (Model, Options) = (model, options);
+        Queue = new ScoringQueue(device, model, options.BatchWindow, Math.Max(options.MaxBatchRows, 1), options.ExplainSteps);
+        page = new()
+        {
+            ["/"] = (Resource("index.html"), "text/html; charset=utf-8"),
+            ["/page.js"] = (Resource("page.js"), "text/javascript; charset=utf-8"),
+            ["/page.css"] = (Resource("page.css"), "text/css; charset=utf-8"),
+        };
+    }
+
+    /// <summary>
+    /// Scores and explains one song (the training medians, or zeros) before the first client does, so that
+    /// the kernels' compilation is not in anyone's answer: readiness comes after it.
+    /// </summary>
+    public async Task WarmUp()
+    {
+        var song = Model.Preprocessing.Statistics?.Median ?? new float[SongData.FeatureCount];
+        await Queue.Score(song);
+        await Queue.Explain(new SongTable { Source = "warm-up", Features = song });
+    }
+
+    private static byte[] Resource(string name)
+    {
+        using var stream = Assembly.GetExecutingAssembly().GetManifestResourceStream($"HitGpu.Serve.Page.{name}")
+            ?? throw new InvalidOperationException($"the page's {name} is missing from the assembly");
+        using var copy = new MemoryStream();
+        stream.CopyTo(copy);
+        return copy.ToArray();
+    }
+
+    /// <summary>Maps the model's endpoints (the protocol's, /predict, /model and the page at /) into an app.</summary>
+    public void Map(IEndpointRouteBuilder app)
+    {
+        foreach (var (path, (bytes, type)) in page)
+            app.MapGet(path, (HttpContext context) => Write(context, 200, type, bytes));
+        app.MapGet("/v2/health/live", (HttpContext context) => Json(context, 200, json => json.WriteBoolean("live", true)));
+        app.MapGet("/v2/health/ready", (HttpContext context) => Ready(context, json => json.WriteBoolean("ready", Serving(context))));
+        app.MapGet("/v2", (HttpContext context) => Json(context, 200, json =>
+        {
+            json.WriteString("name", "hitgpu");
+            json.WriteString("version", typeof(HitEndpoints).Assembly.GetName().Version?.ToString(3) ?? "0");
+            json.WriteStartArray("extensions");
+            json.WriteEndArray();
+        }));
+        app.MapGet("/v2/models/{name}", (HttpContext context, string name) => Guard(context, () => { Known(name); return Json(context, 200, Metadata); }));
+        app.MapGet("/v2/models/{name}/ready", (HttpContext context, string name) => Guard(context, () =>
+        {
+            Known(name);
+            return Ready(context, json =>
+            {
+                json.WriteString("name", Options.Name);
+                json.WriteBoolean("ready", Serving(context));
+            });
+        }));
+        app.MapPost("/v2/models/{name}/infer", (HttpContext context, string name) => Guard(context, async () =>
+        {
+            Known(name);
+            var body = await Body(context);
+            var (id, features) = SongRequests.ReadInfer(body, Options.MaxRows);
+            context.Items[RowsItem] = features.Length / SongData.FeatureCount;
+            var probabilities = await Queue.Score(features);
+            context.Response.ContentType = "application/json";
+            SongRequests.WriteInfer(context.Response.BodyWriter, Options.Name, id, probabilities);
+        }));
+        app.MapPost("/predict", (HttpContext context) => Guard(context, () => Predict(context)));
+        app.MapGet("/model", (HttpContext context) => Json(context, 200, ModelInfo));
+    }
+
+    /// <summary>Whether the app is taking requests (not stopping): readiness turns false while a stop drains.</summary>
+    private static bool Serving(HttpContext context) =>
+        context.RequestServices.GetService(typeof(Microsoft.Extensions.Hosting.IHostApplicationLifetime)) is not Microsoft.Extensions.Hosting.IHostApplicationLifetime life
+        || !life.ApplicationStopping.IsCancellationRequested;
+
+    private static Task Ready(HttpContext context, Action<Utf8JsonWriter> body) => Json(context, Serving(context) ? 200 : 503, body);
+
+    private void Known(string name)
+    {
+        if (name != Options.Name)
+            throw new RequestRefusedException(StatusCodes.NotFound, $"unknown model '{InputException.OneLine(name)}': this server serves '{Options.Name}'");
+    }
+
+    private async Task Predict(HttpContext context)
+    {
+        bool explain = context.Request.Query["explain"] is var values && values.Count > 0 && ExplainFlag(values[0]);
+        var form = Form(context.Request.ContentType);
+        var body = await Body(context);
+        if (form == BodyForm.Sniff)
+            form = body.AsSpan().TrimStart(" \t\r\n"u8) is [(byte)'[' or (byte)'{', ..] ? BodyForm.Json : BodyForm.Csv;
+        var songs = form == BodyForm.Json ? SongRequests.ReadRecords(body, Options.MaxRows) : SongRequests.ReadCsv(body, Options.MaxRows);
+        context.Items[RowsItem] = songs.Count;
+        Attributions? explained = explain ? await Queue.Explain(songs.Table) : null;
+        var probabilities = explained?.Probabilities ?? await Queue.Score(songs.Features);
+        if (form == BodyForm.Json)
+        {
+            context.Response.ContentType = "application/json";
+            SongRequests.WriteRecords(context.Response.BodyWriter, songs, probabilities, explained);
+        }
+        else
+        {
+            context.Response.ContentType = "text/csv; charset=utf-8";
+            await context.Response.WriteAsync(SongRequests.WriteCsv(songs, probabilities, explained));
+        }
+    }
+
+    private static bool ExplainFlag(string? value) => value?.ToLowerInvariant() switch
+    {
+        "" or "true" or "1" or "yes" => true,
+        "false" or "0" or "no" => false,
+        _ => throw new InputException($"explain must be true or false, got '{InputException.OneLine(value!)}'"),
+    };
+
+    private enum BodyForm { Json, Csv, Sniff }
+
+    /// <summary>JSON or CSV by the body's type; a form post (curl's default) or none: by its first character.</summary>
+    private static BodyForm Form(string? contentType)
+    {
+        string type = (contentType ?? "").Split(';')[0].Trim().ToLowerInvariant();
+        return type switch
+        {
+            "application/json" or "text/json" => BodyForm.Json,
+            _ when type.EndsWith("+json", StringComparison.Ordinal) => BodyForm.Json,
+            "text/csv" or "application/csv" or "text/plain" or "text/tab-separated-values" => BodyForm.Csv,
+            "" or "application/x-www-form-urlencoded" or "application/octet-stream" => BodyForm.Sniff,
+            _ => throw new RequestRefusedException(StatusCodes.UnsupportedType, $"a body of type '{InputException.OneLine(type)}' cannot hold songs: send text/csv or application/json"),
+        };
+    }
+
+    /// <summary>The whole body, refused past the size limit before more of it is read.</summary>
+    private async Task<byte[]> Body(HttpContext context)
+    {
+        long max = Options.MaxBodyBytes;
+        var request = context.Request;
+        if (request.ContentLength > max)
+            throw TooLarge(request.ContentLength.Value);
+        if (request.ContentLength is long length)
+        {
+            var bytes = new byte[length];
+            await request.Body.ReadExactlyAsync(bytes, context.RequestAborted);
+            return bytes;
+        }
+        using var copy = new MemoryStream();
+        var buffer = new byte[1 << 16];
+        int read;
+        while ((read = await request.Body.ReadAsync(buffer, context.RequestAborted)) > 0)
+        {
+            if (copy.Length + read > max)
+                throw TooLarge(copy.Length + read);
+            copy.Write(buffer, 0, read);
+        }
+        return copy.ToArray();
+    }
+
+    private RequestRefusedException TooLarge(long bytes) =>
+        new(StatusCodes.TooLarge, $"request body: {bytes} bytes or more, over the {Options.MaxBodyBytes} a request may send (--max-body-mb)");
+
+    /// <summary>Runs a handler; a refusal becomes its status and one JSON line, an unexpected failure a 500 (the server goes on).</summary>
+    private static async Task Guard(HttpContext context, Func<Task> handler)
+    {
+        try
+        {
+            await handler();
+        }
+        catch (Exception e) when (!context.Response.HasStarted && Refusal(e) is var (status, message))
+        {
+            context.Response.Clear();
+            await Error(context, status, message);
+        }
+    }
+
+    private static (int Status, string Message)? Refusal(Exception e) => e switch
+    {
+        RequestRefusedException refused => (refused.Status, refused.Message),
+        InputException or ArgumentException => (StatusCodes.BadRequest, InputException.OneLine(e.Message)),
+        BadHttpRequestException bad => (bad.StatusCode, InputException.OneLine(bad.Message)),
+        OperationCanceledException => null, // the client went away: nothing to answer
+        _ => (500, $"internal error: {e.GetType().Name}: {InputException.OneLine(e.Message)}"),
+    };
+
+    public static Task Error(HttpContext context, int status, string message) => Json(context, status, json => json.WriteString("error", message));
+
+    private static Task Json(HttpContext context, int status, Action<Utf8JsonWriter> body)
+    {
+        context.Response.StatusCode = status;
+        context.Response.ContentType = "application/json";
+        using (var json = new Utf8JsonWriter(context.Response.BodyWriter, SongRequests.WriterOptions))
+        {
+            json.WriteStartObject();
+            body(json);
+            json.WriteEndObject();
+        }
+        return Task.CompletedTask;
+    }
+
+    private static Task Write(HttpContext context, int status, string type, byte[] bytes)
+    {
+        context.Response.StatusCode = status;
+        context.Response.ContentType = type;
+        context.Response.Headers.CacheControl = "no-cache";
+        return context.Response.Body.WriteAsync(bytes).AsTask();
+    }
+
+    private void Metadata(Utf8JsonWriter json)
+    {
+        json.WriteString("name", Options.Name);
+        json.WriteString("platform", "hitgpu");
+        json.WriteStartArray("inputs");
+        json.WriteStartObject();
+        json.WriteString("name", SongRequests.InputName);
+        json.WriteString("datatype", SongRequests.Datatype);
+        json.WriteStartArray("shape");
+        json.WriteNumberValue(-1);
+        json.WriteNumberValue(SongData.FeatureCount);
+        json.WriteEndArray();
+        // The columns' order; parameters hold scalars only, so the names come as one comma-separated string.
+        json.WriteStartObject("parameters");
+        json.WriteString("features", string.Join(",", SongData.FeatureNames));
+        json.WriteEndObject();
+        json.WriteEndObject();
+        json.WriteEndArray();
+        json.WriteStartArray("outputs");
+        json.WriteStartObject();
+        json.WriteString("name", SongRequests.OutputName);
+        json.WriteString("datatype", SongRequests.Datatype);
+        json.WriteStartArray("shape");
+        json.WriteNumberValue(-1);
+        json.WriteNumberValue(1);
+        json.WriteEndArray();
+        json.WriteEndObject();
+        json.WriteEndArray();
+    }
+
+    /// <summary>What the page shows: the name, the features' training ranges and medians, the provenance, the limits.</summary>
+    private void ModelInfo(Utf8JsonWriter json)
+    {
+        json.WriteString("name", Options.Name);
+        json.WriteString("file", Options.ModelFile is null ? null : Path.GetFileName(Options.ModelFile));
+        var statistics = Model.Preprocessing.Statistics;
+        json.WriteStartArray("features");
+        for (int f = 0; f < SongData.FeatureCount; f++)
+        {
+            json.WriteStartObject();
+            json.WriteString("name", SongData.FeatureNames[f]);
+            foreach (var (key, values) in new[] { ("min", statistics?.Min), ("median", statistics?.Median), ("max", statistics?.Max) })
+            {
+                if (values is null)
+                    json.WriteNull(key);
+                else
+                    json.WriteNumber(key, values[f]);
+            }
+            json.WriteEndObject();
+        }
+        json.WriteEndArray();
+        if (Model.Provenance is { } p)
+        {
+            json.WriteStartObject("training");
+            json.WriteStartArray("data");
+            foreach (var file in p.Data)
+            {
+                json.WriteStartObject();
+                json.WriteString("source", file.Source);
+                json.WriteNumber("rows", file.Rows);
+                json.WriteEndObject();
+            }
+            json.WriteEndArray();
+            json.WriteNumber("seed", p.Seed);
+            json.WriteNumber("epochs", p.Epochs);
+            json.WriteNumber("batch_size", p.BatchSize);
+            json.WriteNumber("learning_rate", p.LearningRate);
+            json.WriteNumber("train_accuracy", p.TrainAccuracy);
+            json.WriteNumber("validation_accuracy", p.ValidationAccuracy);
+            json.WriteNumber("test_accuracy", p.TestAccuracy);
+            json.WriteEndObject();
+        }
+        else
+        {
+            json.WriteNull("training");
+        }
+        json.WriteStartObject("limits");
+        json.WriteNumber("max_rows", Options.MaxRows);
+        json.WriteNumber("max_body_bytes", Options.MaxBodyBytes);
+        json.WriteEndObject();
+    }
+
+    public ValueTask DisposeAsync() => Queue.DisposeAsync();
+}

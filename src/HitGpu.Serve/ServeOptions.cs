@@ -1,0 +1,59 @@
+// What a server is told: where it listens, how long it waits to batch requests, and the limits it holds
+// every request to. The defaults are those of `hitgpu serve`.
+namespace HitGpu.Serve;
+
+public sealed record ServeOptions
+{
+    /// <summary>The model's name in the protocol's paths (/v2/models/{name}); letters, digits, '.', '_' and '-'.</summary>
+    public required string Name { get; init; }
+
+    /// <summary>Where the model was read from (shown on the page); null for a model built in memory.</summary>
+    public string? ModelFile { get; init; }
+
+    public string Host { get; init; } = "127.0.0.1";
+
+    /// <summary>0 picks a free port (tests); the address taken is in <see cref="HitServer.Addresses"/>.</summary>
+    public int Port { get; init; } = 8080;
+
+    /// <summary>
+    /// How long the scorer waits, after a request arrives, for others to score in the same launch (Triton's
+    /// max_queue_delay). Zero: each request is scored as it comes (requests already waiting still share a launch).
+    /// </summary>
+    public TimeSpan BatchWindow { get; init; } = TimeSpan.FromMilliseconds(2);
+
+    /// <summary>The most songs one launch scores; a batch closes early when it reaches them.</summary>
+    public int MaxBatchRows { get; init; } = 4096;
+
+    /// <summary>The most songs one request may send (413 beyond).</summary>
+    public int MaxRows { get; init; } = 10_000;
+
+    /// <summary>The largest request body, in bytes (413 beyond).</summary>
+    public long MaxBodyBytes { get; init; } = 16L << 20;
+
+    /// <summary>Points on each song's integrated-gradients path for ?explain=true, as `hitgpu explain --steps`.</summary>
+    public int ExplainSteps { get; init; } = 64;
+
+    /// <summary>How long a stop waits for the requests in flight before it closes their connections.</summary>
+    public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>One line per request goes here (null: none).</summary>
+    public TextWriter? RequestLog { get; init; }
+
+    public void Validate()
+    {
+        if (Name.Length == 0 || !Name.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '-'))
+            throw new ArgumentException($"--name: '{Name}' cannot be a model name in a URL path: use letters, digits, '.', '_' and '-'");
+        if (Port is < 0 or > 65535)
+            throw new ArgumentException($"--port must be from 0 to 65535, got {Port}");
+        if (BatchWindow < TimeSpan.Zero || BatchWindow > TimeSpan.FromSeconds(1))
+            throw new ArgumentException($"--batch-window-ms must be from 0 to 1000, got {BatchWindow.TotalMilliseconds}");
+        if (MaxRows < 1)
+            throw new ArgumentException($"--max-rows must be at least 1, got {MaxRows}");
+        if (MaxBodyBytes < 1024)
+            throw new ArgumentException($"--max-body-mb must allow at least 1 KiB, got {MaxBodyBytes} bytes");
+        if (MaxBatchRows < 1)
+            throw new ArgumentException($"the batch must hold at least one song, got {MaxBatchRows}");
+        if (ExplainSteps < 1)
+            throw new ArgumentException($"--explain-steps must be at least 1, got {ExplainSteps}");
+    }
+}

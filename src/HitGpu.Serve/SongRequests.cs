@@ -1,0 +1,399 @@
+// What clients send and get back. Songs come as CSV (read by the CLI's reader, so every refusal has its words,
+// file name "request body"), as JSON records ([{"danceability": 0.7, ...}]) or as the Open Inference Protocol's
+// tensor ({"inputs": [{"name": "features", "shape": [N, 15], "datatype": "FP32", "data": [...]}]}). Each value
+// passes SongData.ValueProblem, the check every reader shares. Answers are written straight into the response.
+using System.Buffers;
+using System.Globalization;
+using System.Text;
+using System.Text.Encodings.Web;
+using System.Text.Json;
+using CsvHelper;
+using HitGpu.Nn;
+
+namespace HitGpu.Serve;
+
+/// <summary>A request the server refuses with a status other than 400: 404, 413 or 415.</summary>
+public sealed class RequestRefusedException(int status, string message) : Exception(InputException.OneLine(message))
+{
+    public int Status { get; } = status;
+
+    public static RequestRefusedException TooManyRows(long rows, int max) =>
+        new(StatusCodes.TooLarge, $"request body: {rows} songs, more than the {max} a request may send (--max-rows)");
+}
+
+internal static class StatusCodes
+{
+    public const int BadRequest = 400, NotFound = 404, TooLarge = 413, UnsupportedType = 415;
+}
+
+/// <summary>Songs of a request: their raw features, and the track and artist names where the client sent both.</summary>
+public sealed record SongBatch(float[] Features, string?[]? Tracks, string?[]? Artists, bool OneRecord = false)
+{
+    public int Count => Features.Length / SongData.FeatureCount;
+
+    public SongTable Table => new() { Source = SongRequests.Source, Features = Features };
+}
+
+public static class SongRequests
+{
+    /// <summary>The name errors give the request's body, where the CLI names a file.</summary>
+    public const string Source = "request body";
+
+    public const string InputName = "features", OutputName = "probability", Datatype = "FP32";
+
+    /// <summary>JSON as clients read it: quotes and apostrophes in messages left as they are (the answers are never embedded in HTML).</summary>
+    public static readonly JsonWriterOptions WriterOptions = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    public static string Verdict(float probability) => probability > 0.5f ? "Hit" : "Not a Hit";
+
+    /// <summary>CSV with a header, as `hitgpu predict` reads it (any column order, separator detected, gzip undone).</summary>
+    public static SongBatch ReadCsv(byte[] body, int maxRows)
+    {
+        using var reader = SongReader.Over(body, Source, requireTarget: false);
+        var songs = reader.ReadChunk(maxRows + 1)!; // the reader refuses an empty body or one without rows
+        if (songs.Count > maxRows)
+            throw RequestRefusedException.TooManyRows(songs.Count, maxRows);
+        return new SongBatch(songs.Features, songs.Tracks, songs.Artists);
+    }
+
+    /// <summary>
+    /// JSON records: an array of objects (or one object), each naming all 15 features (any case, any order)
+    /// as numbers, with track and artist optional; other keys are ignored, as the CSV reader ignores other columns.
+    /// </summary>
+    public static SongBatch ReadRecords(ReadOnlySpan<byte> body, int maxRows)
+    {
+        RequireUtf8(body);
+        var reader = new Utf8JsonReader(body, new JsonReaderOptions { CommentHandling = JsonCommentHandling.Skip });
+        var features = new List<float>();
+        List<string?>? tracks = null, artists = null;
+        try
+        {
+            if (!reader.Read())
+                throw new InputException($"{Source}: empty (expected JSON records: [{{\"danceability\": 0.7, ...}}, ...])");
+            bool one = reader.TokenType == JsonTokenType.StartObject;
+            if (!one && reader.TokenType != JsonTokenType.StartArray)
+                throw new InputException($"{At(body, reader)}: expected an array of songs ([{{\"danceability\": 0.7, ...}}, ...]), got {Token(body, reader)}");
+            int songs = 0;
+            while (one ? songs == 0 : reader.Read() && reader.TokenType != JsonTokenType.EndArray)
+            {
+                if (reader.TokenType != JsonTokenType.StartObject)
+                    throw new InputException($"{At(body, reader)}: song {songs + 1} is {Token(body, reader)}, not an object of features");
+                if (++songs > maxRows)
+                    throw RequestRefusedException.TooManyRows(songs, maxRows);
+                ReadRecord(body, ref reader, songs, features, ref tracks, ref artists);
+            }
+            if (!one && reader.TokenType != JsonTokenType.EndArray)
+                throw new InputException($"{Source}: the array of songs is not closed");
+            if (songs == 0)
+                throw new InputException($"{Source}: no songs (an empty array)");
+            if (reader.Read())
+                throw new InputException($"{At(body, reader)}: more after the songs' JSON ended: {Token(body, reader)}");
+            return new SongBatch([.. features], tracks?.ToArray(), artists?.ToArray(), one);
+        }
+        catch (JsonException e)
+        {
+            throw Malformed(e);
+        }
+    }
+
+    private static void ReadRecord(ReadOnlySpan<byte> body, ref Utf8JsonReader reader, int song, List<float> features, ref List<string?>? tracks, ref List<string?>? artists)
+    {
+        long start = reader.TokenStartIndex;
+        Span<float> values = stackalloc float[SongData.FeatureCount];
+        Span<bool> seen = stackalloc bool[SongData.FeatureCount];
+        string? track = null, artist = null;
+        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+        {
+            string key = reader.GetString()!;
+            reader.Read();
+            int feature = Array.FindIndex(SongData.FeatureNames, name => string.Equals(name, key, StringComparison.OrdinalIgnoreCase));
+            if (feature >= 0)
+            {
+                if (seen[feature])
+                    throw new InputException($"{At(body, reader)}: song {song} names '{SongData.FeatureNames[feature]}' twice");
+                seen[feature] = true;
+                values[feature] = Value(body, reader, key, feature);
+            }
+            else if (key is "track" or "artist")
+            {
+                if (reader.TokenType is not (JsonTokenType.String or JsonTokenType.Null))
+                    throw new InputException($"{At(body, reader)}: song {song}'s {key} must be a string, got {Token(body, reader)}");
+                (key == "track" ? ref track : ref artist) = reader.TokenType == JsonTokenType.Null ? null : reader.GetString();
+            }
+            else
+            {
+                reader.Skip();
+            }
+        }
+        int missing = seen.IndexOf(false);
+        if (missing >= 0)
+            throw new InputException($"{At(body, start)}: song {song} has no '{SongData.FeatureNames[missing]}'; each song must name all 15 features: {string.Join(",", SongData.FeatureNames)}");
+        foreach (float v in values)
+            features.Add(v);
+        if (track is not null || artist is not null)
+        {
+            (tracks, artists) = (tracks ?? [.. new string?[song - 1]], artists ?? [.. new string?[song - 1]]);
+        }
+        tracks?.Add(track);
+        artists?.Add(artist);
+    }
+
+    /// <summary>A JSON value as a feature: a number that <see cref="SongData.ValueProblem"/> accepts.</summary>
+    private static float Value(ReadOnlySpan<byte> body, Utf8JsonReader reader, string name, int feature)
+    {
+        if (reader.TokenType == JsonTokenType.Number && reader.TryGetDouble(out double number) && Plain(number, feature))
+            return (float)number;
+        string text = Token(body, reader);
+        if (reader.TokenType != JsonTokenType.Number || !double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out double value))
+            throw new InputException($"{At(body, reader)}: {name} is not a number: '{text}'");
+        if (SongData.ValueProblem(name, value, text, positive: feature == SongData.DurationFeature) is { } problem)
+            throw new InputException($"{At(body, reader)}: {problem}");
+        return (float)value;
+    }
+
+    /// <summary>
+    /// A value <see cref="SongData.ValueProblem"/> surely accepts, checked without its text: the common case,
+    /// kept free of strings (a 256-song tensor has 3,840 values). Any other goes through ValueProblem itself.
+    /// </summary>
+    private static bool Plain(double value, int feature) =>
+        Math.Abs(value) <= float.MaxValue && (feature != SongData.DurationFeature || (float)value > 0f);
+
+    /// <summary>The Open Inference Protocol's request: its id, and the songs of its one input tensor.</summary>
+    public static (string? Id, float[] Features) ReadInfer(ReadOnlyMemory<byte> body, int maxRows)
+    {
+        RequireUtf8(body.Span);
+        JsonDocument document;
+        try
+        {
+            document = JsonDocument.Parse(body, new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip });
+        }
+        catch (JsonException e)
+        {
+            throw Malformed(e);
+        }
+        using (document)
+        {
+            var root = document.RootElement;
+            if (root.ValueKind != JsonValueKind.Object)
+                throw new InputException($"{Source}: expected an inference request object ({{\"inputs\": [...]}}), got {Kind(root)}");
+            string? id = null;
+            if (root.TryGetProperty("id", out var idValue) && idValue.ValueKind != JsonValueKind.Null)
+                id = idValue.ValueKind == JsonValueKind.String ? idValue.GetString() : throw new InputException($"{Source}: id must be a string, got {Kind(idValue)}");
+            if (root.TryGetProperty("outputs", out var outputs))
+            {
+                if (outputs.ValueKind != JsonValueKind.Array)
+                    throw new InputException($"{Source}: outputs must be an array, got {Kind(outputs)}");
+                foreach (var output in outputs.EnumerateArray())
+                    if (output.ValueKind != JsonValueKind.Object || !output.TryGetProperty("name", out var name) || name.ValueKind != JsonValueKind.String || name.GetString() != OutputName)
+                        throw new InputException($"{Source}: unknown output {Describe(output)}: the model gives one output, '{OutputName}'");
+            }
+            if (!root.TryGetProperty("inputs", out var inputs) || inputs.ValueKind != JsonValueKind.Array)
+                throw new InputException($"{Source}: the request needs \"inputs\", an array with one tensor, '{InputName}' ({Datatype}, [-1, {SongData.FeatureCount}])");
+            if (inputs.GetArrayLength() != 1)
+                throw new InputException($"{Source}: the model takes one input, '{InputName}'; the request has {inputs.GetArrayLength()}");
+            return (id, ReadTensor(inputs[0], maxRows));
+        }
+    }
+
+    private static float[] ReadTensor(JsonElement input, int maxRows)
+    {
+        if (input.ValueKind != JsonValueKind.Object)
+            throw new InputException($"{Source}: inputs[0] must be a tensor object, got {Kind(input)}");
+        string name = input.TryGetProperty("name", out var n) && n.ValueKind == JsonValueKind.String ? n.GetString()! : "";
+        if (name != InputName)
+            throw new InputException($"{Source}: unknown input '{name}': the model takes one input, '{InputName}' ({Datatype}, [-1, {SongData.FeatureCount}])");
+        string where = $"{Source}: input '{InputName}'";
+        string datatype = input.TryGetProperty("datatype", out var d) && d.ValueKind == JsonValueKind.String ? d.GetString()! : "";
+        if (datatype != Datatype)
+            throw new InputException($"{where}: datatype must be {Datatype}, got '{datatype}'");
+        if (input.TryGetProperty("parameters", out var parameters) && parameters.ValueKind == JsonValueKind.Object && parameters.TryGetProperty("binary_data_size", out _))
+            throw new InputException($"{where}: binary tensor data is not supported: send the values in \"data\"");
+        if (!input.TryGetProperty("shape", out var shape) || shape.ValueKind != JsonValueKind.Array || shape.GetArrayLength() != 2
+            || !shape[0].TryGetInt64(out long rows) || rows < 0 || !shape[1].TryGetInt64(out long width) || width != SongData.FeatureCount)
+            throw new InputException($"{where}: shape must be [N, {SongData.FeatureCount}] (N songs), got {(input.TryGetProperty("shape", out var s) ? s.GetRawText() : "none")}");
+        if (rows == 0)
+            throw new InputException($"{where}: no songs (shape [0, {SongData.FeatureCount}])");
+        if (rows > maxRows)
+            throw RequestRefusedException.TooManyRows(rows, maxRows);
+        if (!input.TryGetProperty("data", out var data) || data.ValueKind != JsonValueKind.Array)
+            throw new InputException($"{where}: the tensor needs \"data\", an array of {rows} x {SongData.FeatureCount} numbers");
+        var features = new float[rows * SongData.FeatureCount];
+        int count = 0;
+        Flatten(data, features, ref count, where);
+        if (count != features.Length)
+            throw new InputException($"{where}: data has {count} values, the shape [{rows}, {SongData.FeatureCount}] needs {features.Length}");
+        return features;
+    }
+
+    /// <summary>Row-major values, flat or nested as the protocol allows.</summary>
+    private static void Flatten(JsonElement array, float[] features, ref int count, string where)
+    {
+        foreach (var element in array.EnumerateArray())
+        {
+            if (element.ValueKind == JsonValueKind.Array)
+            {
+                Flatten(element, features, ref count, where);
+                continue;
+            }
+            if (count >= features.Length)
+            {
+                count++;
+                continue; // counted, for the message
+            }
+            int feature = count % SongData.FeatureCount;
+            if (element.ValueKind == JsonValueKind.Number && element.TryGetDouble(out double number) && Plain(number, feature))
+            {
+                features[count++] = (float)number;
+                continue;
+            }
+            string name = SongData.FeatureNames[feature], text = element.GetRawText();
+            string song = $"{where}: song {count / SongData.FeatureCount + 1}";
+            if (element.ValueKind != JsonValueKind.Number || !double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out double value))
+                throw new InputException($"{song}: {name} is not a number: '{text}'");
+            if (SongData.ValueProblem(name, value, text, positive: feature == SongData.DurationFeature) is { } problem)
+                throw new InputException($"{song}: {problem}");
+            features[count++] = (float)value;
+        }
+    }
+
+    public static void WriteInfer(IBufferWriter<byte> output, string model, string? id, float[] probabilities)
+    {
+        using var json = new Utf8JsonWriter(output, WriterOptions);
+        json.WriteStartObject();
+        json.WriteString("model_name", model);
+        if (id is not null)
+            json.WriteString("id", id);
+        json.WriteStartArray("outputs");
+        json.WriteStartObject();
+        json.WriteString("name", OutputName);
+        json.WriteString("datatype", Datatype);
+        json.WriteStartArray("shape");
+        json.WriteNumberValue(probabilities.Length);
+        json.WriteNumberValue(1);
+        json.WriteEndArray();
+        json.WriteStartArray("data");
+        foreach (float p in probabilities)
+            json.WriteNumberValue(p);
+        json.WriteEndArray();
+        json.WriteEndObject();
+        json.WriteEndArray();
+        json.WriteEndObject();
+    }
+
+    /// <summary>The answer in the request's form: one record per song (an object for a one-object request), with the contributions where explained.</summary>
+    public static void WriteRecords(IBufferWriter<byte> output, SongBatch songs, float[] probabilities, Attributions? explained)
+    {
+        using var json = new Utf8JsonWriter(output, WriterOptions);
+        if (!songs.OneRecord)
+            json.WriteStartArray();
+        for (int i = 0; i < probabilities.Length; i++)
+        {
+            json.WriteStartObject();
+            if (songs.Tracks?[i] is { } track)
+                json.WriteString("track", track);
+            if (songs.Artists?[i] is { } artist)
+                json.WriteString("artist", artist);
+            json.WriteNumber("probability", probabilities[i]);
+            json.WriteString("prediction", Verdict(probabilities[i]));
+            if (explained is not null)
+            {
+                json.WriteNumber("baseline_probability", explained.BaselineProbability);
+                json.WriteStartObject("contributions");
+                var contributions = explained.Of(i);
+                for (int f = 0; f < SongData.FeatureCount; f++)
+                    json.WriteNumber(SongData.FeatureNames[f], contributions[f]);
+                json.WriteEndObject();
+            }
+            json.WriteEndObject();
+        }
+        if (!songs.OneRecord)
+            json.WriteEndArray();
+    }
+
+    /// <summary>The CSV `hitgpu predict` writes (track, artist or row; probability; prediction), and with explanations `hitgpu explain`'s columns after it.</summary>
+    public static string WriteCsv(SongBatch songs, float[] probabilities, Attributions? explained)
+    {
+        var text = new StringWriter(CultureInfo.InvariantCulture);
+        using (var csv = CsvWriter.Create(text, SongData.WriterOptions, leaveOpen: true))
+        {
+            bool names = songs.Tracks is not null && songs.Artists is not null;
+            string[] header = [.. names ? ["track", "artist"] : new[] { "row" }, "probability", "prediction"];
+            csv.WriteRecord(explained is null ? header : [.. header, "baseline_probability", .. SongData.FeatureNames]);
+            string F(float v) => v.ToString("F6", CultureInfo.InvariantCulture);
+            for (int i = 0; i < probabilities.Length; i++)
+            {
+                if (names)
+                {
+                    csv.WriteField(songs.Tracks![i] ?? "");
+                    csv.WriteField(songs.Artists![i] ?? "");
+                }
+                else
+                {
+                    csv.WriteField(i + 1, "D");
+                }
+                csv.WriteField(F(probabilities[i]));
+                csv.WriteField(Verdict(probabilities[i]));
+                if (explained is not null)
+                {
+                    csv.WriteField(F(explained.BaselineProbability));
+                    foreach (float c in explained.Of(i))
+                        csv.WriteField(F(c));
+                }
+                csv.EndRecord();
+            }
+        }
+        return text.ToString();
+    }
+
+    /// <summary>JSON is UTF-8 (RFC 8259): a body that is not is refused where its first bad byte is, before any string of it is read.</summary>
+    private static void RequireUtf8(ReadOnlySpan<byte> body)
+    {
+        var text = new char[Math.Min(body.Length, 1 << 16)];
+        for (int done = 0; done < body.Length;)
+        {
+            var status = System.Text.Unicode.Utf8.ToUtf16(body[done..], text, out int read, out _, replaceInvalidSequences: false, isFinalBlock: true);
+            done += read;
+            if (status == OperationStatus.InvalidData)
+                throw new InputException($"{At(body, done)}: not UTF-8 text (JSON must be UTF-8)");
+            if (status == OperationStatus.Done)
+                return;
+        }
+    }
+
+    private static InputException Malformed(JsonException e) =>
+        new($"{Source}:{e.LineNumber + 1 ?? 1}:{e.BytePositionInLine + 1 ?? 1}: malformed JSON: {e.Message.Split(" LineNumber:")[0].Split(" Path:")[0].Trim()}");
+
+    /// <summary>"request body:LINE:COLUMN" of the reader's token, as the CSV reader names a field.</summary>
+    private static string At(ReadOnlySpan<byte> body, in Utf8JsonReader reader) => At(body, reader.TokenStartIndex);
+
+    private static string At(ReadOnlySpan<byte> body, long offset)
+    {
+        var before = body[..(int)Math.Min(offset, body.Length)];
+        int line = before.Count((byte)'\n') + 1, column = before.Length - (before.LastIndexOf((byte)'\n') + 1) + 1;
+        return $"{Source}:{line}:{column}";
+    }
+
+    /// <summary>The reader's token as the client wrote it (a string with its quotes; an object or array as its kind).</summary>
+    private static string Token(ReadOnlySpan<byte> body, in Utf8JsonReader reader) => reader.TokenType switch
+    {
+        JsonTokenType.StartObject => "an object",
+        JsonTokenType.StartArray => "an array",
+        _ => InputException.OneLine(Encoding.UTF8.GetString(body.Slice((int)reader.TokenStartIndex, TokenLength(reader)))),
+    };
+
+    private static int TokenLength(in Utf8JsonReader reader) =>
+        (reader.HasValueSequence ? (int)reader.ValueSequence.Length : reader.ValueSpan.Length) + (reader.TokenType == JsonTokenType.String ? 2 : 0);
+
+    private static string Kind(JsonElement element) => element.ValueKind switch
+    {
+        JsonValueKind.Object => "an object",
+        JsonValueKind.Array => "an array",
+        JsonValueKind.String => "a string",
+        JsonValueKind.Number => "a number",
+        JsonValueKind.True or JsonValueKind.False => "a boolean",
+        _ => "null",
+    };
+
+    private static string Describe(JsonElement output) =>
+        output.ValueKind == JsonValueKind.Object && output.TryGetProperty("name", out var name) ? $"'{InputException.OneLine(name.ToString())}'" : Kind(output);
+}

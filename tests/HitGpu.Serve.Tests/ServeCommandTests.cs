@@ -1,0 +1,124 @@
+// `hitgpu serve` as a user runs it: a process that says where it listens, answers, and on SIGTERM (what
+// Kubernetes and systemd send; Ctrl+C's SIGINT goes the same way) finishes the requests in flight before it
+// exits 0. Bad options and a port in use: one line, exit 2, before anything is served.
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using System.Text.RegularExpressions;
+using HitGpu.Cli;
+using static HitGpu.Serve.Tests.Http;
+
+namespace HitGpu.Serve.Tests;
+
+[Collection(ServerCollection.Name)]
+public sealed partial class ServeCommandTests(ServerFixture server)
+{
+    [DllImport("libc", SetLastError = true)]
+    private static extern int kill(int pid, int signal);
+
+    private const int SigTerm = 15, SigInt = 2;
+
+    [GeneratedRegex(@"^listening on (http://\S+?)[ ,]")]
+    private static partial Regex Listening();
+
+    /// <summary>hitgpu serve in its own process (the tool's assembly beside the tests), and the address it printed.</summary>
+    private static async Task<(Process Process, string Address, List<string> Output)> StartServe(params string[] args)
+    {
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (string arg in (string[])[Path.Combine(AppContext.BaseDirectory, "hitgpu.dll"), "serve", "--port", "0", .. args])
+            start.ArgumentList.Add(arg);
+        var process = Process.Start(start)!;
+        var output = new List<string>();
+        var address = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        process.OutputDataReceived += (_, e) =>
+        {
+            if (e.Data is null)
+                return;
+            lock (output)
+                output.Add(e.Data);
+            if (Listening().Match(e.Data) is { Success: true } m)
+                address.TrySetResult(m.Groups[1].Value);
+        };
+        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.Add("stderr: " + e.Data); };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        var started = await Task.WhenAny(address.Task, process.WaitForExitAsync(), Task.Delay(TimeSpan.FromSeconds(60)));
+        Assert.True(started == address.Task, $"hitgpu serve did not say where it listens: {string.Join(" | ", output)}");
+        return (process, address.Task.Result, output);
+    }
+
+    [Theory]
+    [InlineData(SigTerm)]
+    [InlineData(SigInt)]
+    public async Task A_stop_signal_lets_the_requests_in_flight_finish_then_exits_0(int signal)
+    {
+        var (process, address, output) = await StartServe("--model", server.ModelPath, "--name", "hits");
+        using (process)
+        {
+            using var client = new HttpClient { BaseAddress = new Uri(address), Timeout = TimeSpan.FromMinutes(2) };
+            Assert.Equal(HttpStatusCode.OK, (await Get(client, "/v2/health/ready")).Status);
+            // Explanations of 400 songs take a while: the stop comes while they are being computed.
+            var features = Features(1000, 400);
+            var inFlight = Post(client, "/predict?explain=true", Records(features));
+            await Task.Delay(300);
+            Assert.False(inFlight.IsCompleted, "the request finished before the stop: nothing was in flight");
+            Assert.Equal(0, kill(process.Id, signal));
+            var (status, body, _) = await inFlight;
+            Assert.Equal(HttpStatusCode.OK, status);
+            Assert.Equal(400, System.Text.Json.Nodes.JsonNode.Parse(body)!.AsArray().Count);
+            Assert.True(process.WaitForExit(TimeSpan.FromSeconds(30)), "hitgpu serve did not exit after the stop");
+            Assert.Equal(0, process.ExitCode);
+            await Assert.ThrowsAnyAsync<HttpRequestException>(() => client.GetAsync("/v2/health/live"));
+            lock (output)
+            {
+                Assert.Contains(output, line => line.Contains("POST /predict?explain=true rows=400 status=200", StringComparison.Ordinal));
+                Assert.Contains(output, line => line.StartsWith("stopped after", StringComparison.Ordinal));
+                Assert.DoesNotContain(output, line => line.StartsWith("stderr:", StringComparison.Ordinal));
+            }
+        }
+    }
+
+    private static (int Code, string Output, string Error) Cli(params string[] args)
+    {
+        var (output, error) = (new StringWriter(), new StringWriter());
+        int code = HitGpuCli.Run(args, output, error);
+        return (code, output.ToString(), error.ToString());
+    }
+
+    [Fact]
+    public void A_port_in_use_is_one_line_and_exit_2()
+    {
+        using var taken = new TcpListener(IPAddress.Loopback, 0);
+        taken.Start();
+        int port = ((IPEndPoint)taken.LocalEndpoint).Port;
+        var (code, _, error) = Cli("serve", "--model", server.ModelPath, "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        Assert.Equal(2, code);
+        Assert.Single(error.TrimEnd('\n').Split('\n'));
+        Assert.StartsWith("hitgpu: error: ", error);
+        Assert.Contains(port.ToString(System.Globalization.CultureInfo.InvariantCulture), error);
+    }
+
+    [Theory]
+    [InlineData("--name", "my model", "hitgpu: error: --name: 'my model' cannot be a model name in a URL path")]
+    [InlineData("--port", "70000", "hitgpu: error: --port must be from 0 to 65535, got 70000")]
+    [InlineData("--batch-window-ms", "-1", "hitgpu: error: --batch-window-ms must be from 0 to 1000, got -1")]
+    [InlineData("--max-rows", "0", "hitgpu: error: --max-rows must be at least 1, got 0")]
+    [InlineData("--max-body-mb", "0", "hitgpu: error: --max-body-mb must be from 0.001 to 1048576, got 0")]
+    public void A_bad_option_is_one_line_and_exit_2(string option, string value, string expected)
+    {
+        var (code, _, error) = Cli("serve", "--model", server.ModelPath, option, value);
+        Assert.Equal(2, code);
+        Assert.StartsWith(expected, error);
+        Assert.Single(error.TrimEnd('\n').Split('\n'));
+    }
+
+    [Fact]
+    public void A_missing_model_file_is_one_line_and_exit_2()
+    {
+        string missing = Path.Combine(server.Folder, "missing.hitgpu");
+        var (code, _, error) = Cli("serve", "--model", missing);
+        Assert.Equal(2, code);
+        Assert.Equal($"hitgpu: error: {missing}: model file not found\n", error);
+    }
+}
