@@ -14,7 +14,7 @@ public static class ServeCommand
         var name = new Option<string?>("--name") { Description = "the model's name in the protocol's paths (/v2/models/NAME); default: the file's name without its extension" };
         var host = new Option<string>("--host") { Description = "address to listen on (0.0.0.0: every interface)", DefaultValueFactory = _ => "127.0.0.1" };
         var port = new Option<int>("--port") { Description = "port to listen on (0: any free port)", DefaultValueFactory = _ => 8080 };
-        var window = new Option<double>("--batch-window-ms") { Description = "how long a request waits for others to be scored in the same launch (0: no waiting)", DefaultValueFactory = _ => 2 };
+        var window = new Option<double?>("--batch-window-ms") { Description = "how long a request waits for others to be scored in the same launch (0: no waiting; default: 2 on a GPU, 0 on the CPU)" };
         var maxRows = new Option<int>("--max-rows") { Description = "most songs one request may send (413 beyond)", DefaultValueFactory = _ => 10_000 };
         var maxBody = new Option<double>("--max-body-mb") { Description = "largest request body in MiB (413 beyond)", DefaultValueFactory = _ => 16 };
         var steps = new Option<int>("--explain-steps") { Description = "points on each song's integrated-gradients path for ?explain=true", DefaultValueFactory = _ => 64 };
@@ -35,7 +35,7 @@ public static class ServeCommand
                 ModelFile = path,
                 Host = parsed.GetValue(host)!,
                 Port = parsed.GetValue(port),
-                BatchWindow = TimeSpan.FromMilliseconds(parsed.GetValue(window)),
+                BatchWindow = parsed.GetValue(window) is { } ms ? TimeSpan.FromMilliseconds(ms) : null,
                 MaxRows = parsed.GetValue(maxRows),
                 MaxBodyBytes = (long)(parsed.GetValue(maxBody) * (1 << 20)),
                 ExplainSteps = parsed.GetValue(steps),

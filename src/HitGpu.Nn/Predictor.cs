@@ -29,11 +29,25 @@ public sealed class Predictor : IDisposable
             return PredictAlone(songs);
     }
 
-    private float[] PredictAlone(SongTable songs)
+    /// <summary>
+    /// P(hit) for rows whose network inputs were already made (<see cref="Preprocessing.Apply"/>, row by row):
+    /// for a caller that prepares them on its own threads (a server's handlers) while the device scores others.
+    /// </summary>
+    public float[] PredictPrepared(float[] networkInputs)
     {
-        int rows = songs.Count, width = model.Preprocessing.NetworkInputs;
+        if (networkInputs.Length % model.Preprocessing.NetworkInputs != 0)
+            throw new ArgumentException($"{networkInputs.Length} network inputs are not whole rows of {model.Preprocessing.NetworkInputs}");
+        lock (gate)
+            return PredictAlone(networkInputs);
+    }
+
+    private float[] PredictAlone(SongTable songs) => PredictAlone(model.Preprocessing.Apply(songs.Features));
+
+    private float[] PredictAlone(float[] networkInputs)
+    {
+        int width = model.Preprocessing.NetworkInputs, rows = networkInputs.Length / width;
         DeviceBuffer<float>.AtLeast(device, ref inputs, Math.Max(1, rows), width);
-        inputs.CopyFrom(0, model.Preprocessing.Apply(songs.Features));
+        inputs.CopyFrom(0, networkInputs);
         var sum = new double[rows];
         var p = new float[rows];
         foreach (var member in model.Networks)

@@ -27,7 +27,7 @@ public sealed class HitEndpoints : IAsyncDisposable
     {
         options.Validate();
         (Model, Options) = (model, options);
-        Queue = new ScoringQueue(device, model, options.BatchWindow, Math.Max(options.MaxBatchRows, 1), options.ExplainSteps);
+        Queue = new ScoringQueue(device, model, options.BatchWindow ?? ServeOptions.WindowFor(device), options.MaxBatchRows, options.ExplainSteps);
         page = new()
         {
             ["/"] = (Resource("index.html"), "text/html; charset=utf-8"),

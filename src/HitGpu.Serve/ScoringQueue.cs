@@ -5,8 +5,8 @@
 // sums run alone, in the same order, on the CPU accelerator: ServeTests holds it bit for bit), so a batched
 // answer is exactly the answer alone. Explanations take the same worker, one request at a time, so no two
 // callers ever use the device at once.
+using System.Collections.Concurrent;
 using System.Diagnostics;
-using System.Threading.Channels;
 using HitGpu.Kernels;
 using HitGpu.Nn;
 
@@ -19,9 +19,8 @@ public sealed class ScoringQueue : IAsyncDisposable
         public abstract void Fail(Exception e);
     }
 
-    private sealed record Scoring(float[] Features, TaskCompletionSource<float[]> Done) : Job
+    private sealed record Scoring(float[] Inputs, int Rows, TaskCompletionSource<float[]> Done) : Job
     {
-        public int Rows => Features.Length / SongData.FeatureCount;
         public override void Fail(Exception e) => Done.TrySetException(e);
     }
 
@@ -30,13 +29,13 @@ public sealed class ScoringQueue : IAsyncDisposable
         public override void Fail(Exception e) => Done.TrySetException(e);
     }
 
-    private readonly Channel<Job> jobs = Channel.CreateUnbounded<Job>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly BlockingCollection<Job> jobs = [];
     private readonly ComputeDevice device;
     private readonly HitModel model;
     private readonly Predictor predictor;
     private readonly TimeSpan window;
     private readonly int maxBatchRows, explainSteps;
-    private readonly Task worker;
+    private readonly Thread worker;
     private Job? carried; // taken while gathering a batch it cannot join: the next to run
 
     /// <summary>Scoring launches so far (the warm-up's among them), and the requests they scored: the batching's effect.</summary>
@@ -48,33 +47,51 @@ public sealed class ScoringQueue : IAsyncDisposable
     {
         (this.device, this.model, this.window, this.maxBatchRows, this.explainSteps) = (device, model, window, maxBatchRows, explainSteps);
         predictor = new Predictor(device, model);
-        worker = Task.Factory.StartNew(Work, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
+        // Its own thread, blocked while it waits: the device calls are synchronous, and on a pool thread they would
+        // hold one that Kestrel needs (on two cores the pool starts with two, and grows slowly).
+        worker = new Thread(Work) { IsBackground = true, Name = "hitgpu scoring" };
+        worker.Start();
     }
 
     /// <summary>P(hit) of each song of <paramref name="features"/> (rows x 15 raw features), scored with whatever else is waiting.</summary>
     public Task<float[]> Score(float[] features)
     {
-        var job = new Scoring(features, new TaskCompletionSource<float[]>(TaskCreationOptions.RunContinuationsAsynchronously));
-        return jobs.Writer.TryWrite(job) ? job.Done.Task : Task.FromException<float[]>(Stopped());
+        // The network inputs are made here, on the caller's thread, so that handlers prepare theirs in parallel
+        // while the worker scores: each row's alone, so a batch of them is the inputs of the batch.
+        var job = new Scoring(model.Preprocessing.Apply(features), features.Length / SongData.FeatureCount,
+            new TaskCompletionSource<float[]>(TaskCreationOptions.RunContinuationsAsynchronously));
+        return Add(job) ? job.Done.Task : Task.FromException<float[]>(Stopped());
     }
 
     /// <summary>Integrated gradients of the songs (as `hitgpu explain`), with their probabilities.</summary>
     public Task<Attributions> Explain(SongTable songs)
     {
         var job = new Explaining(songs, new TaskCompletionSource<Attributions>(TaskCreationOptions.RunContinuationsAsynchronously));
-        return jobs.Writer.TryWrite(job) ? job.Done.Task : Task.FromException<Attributions>(Stopped());
+        return Add(job) ? job.Done.Task : Task.FromException<Attributions>(Stopped());
     }
 
     private static InvalidOperationException Stopped() => new("the server is stopping");
 
-    private async Task Work()
+    private bool Add(Job job)
+    {
+        try
+        {
+            return jobs.TryAdd(job);
+        }
+        catch (InvalidOperationException)
+        {
+            return false; // completed: stopping
+        }
+    }
+
+    private void Work()
     {
         var batch = new List<Scoring>();
         while (true)
         {
-            Job? first = carried ?? (await jobs.Reader.WaitToReadAsync() && jobs.Reader.TryRead(out var next) ? next : null);
+            Job? first = carried;
             carried = null;
-            if (first is null)
+            if (first is null && !jobs.TryTake(out first, Timeout.Infinite))
                 break; // completed and drained
             if (first is Explaining explaining)
             {
@@ -82,8 +99,8 @@ public sealed class ScoringQueue : IAsyncDisposable
                 continue;
             }
             batch.Clear();
-            batch.Add((Scoring)first);
-            await Gather(batch);
+            batch.Add((Scoring)first!);
+            Gather(batch);
             ScoreTogether(batch);
         }
     }
@@ -91,29 +108,15 @@ public sealed class ScoringQueue : IAsyncDisposable
     private Attributions NnExplain(SongTable songs) => HitGpu.Nn.Explain.IntegratedGradients(device, model, songs, explainSteps);
 
     /// <summary>Adds to the batch what waits, then what comes before the window closes, until it is full.</summary>
-    private async Task Gather(List<Scoring> batch)
+    private void Gather(List<Scoring> batch)
     {
         int rows = batch[0].Rows;
-        var clock = Stopwatch.StartNew();
+        long start = Stopwatch.GetTimestamp();
         while (rows < maxBatchRows)
         {
-            if (!jobs.Reader.TryRead(out var job))
-            {
-                var left = window - clock.Elapsed;
-                if (left <= TimeSpan.Zero)
-                    return;
-                using var timeout = new CancellationTokenSource(left);
-                try
-                {
-                    if (!await jobs.Reader.WaitToReadAsync(timeout.Token))
-                        return;
-                }
-                catch (OperationCanceledException)
-                {
-                    return;
-                }
-                continue;
-            }
+            var left = window - Stopwatch.GetElapsedTime(start);
+            if (!jobs.TryTake(out var job, left > TimeSpan.Zero ? left : TimeSpan.Zero))
+                return;
             if (job is not Scoring scoring || rows + scoring.Rows > maxBatchRows)
             {
                 carried = job;
@@ -126,11 +129,11 @@ public sealed class ScoringQueue : IAsyncDisposable
 
     private void ScoreTogether(List<Scoring> batch)
     {
-        float[] features = batch.Count == 1 ? batch[0].Features : [.. batch.SelectMany(job => job.Features)];
+        float[] inputs = batch.Count == 1 ? batch[0].Inputs : Concat(batch);
         float[] probabilities;
         try
         {
-            probabilities = predictor.Predict(new SongTable { Source = "request", Features = features });
+            probabilities = predictor.PredictPrepared(inputs);
         }
         catch (Exception e)
         {
@@ -148,6 +151,18 @@ public sealed class ScoringQueue : IAsyncDisposable
         }
     }
 
+    private static float[] Concat(List<Scoring> batch)
+    {
+        var inputs = new float[batch.Sum(job => job.Inputs.Length)];
+        int at = 0;
+        foreach (var job in batch)
+        {
+            job.Inputs.CopyTo(inputs, at);
+            at += job.Inputs.Length;
+        }
+        return inputs;
+    }
+
     private static void Run<T>(T job, Action<T> action) where T : Job
     {
         try
@@ -161,10 +176,12 @@ public sealed class ScoringQueue : IAsyncDisposable
     }
 
     /// <summary>Scores what was asked before the call, then stops the worker and frees the device buffers.</summary>
-    public async ValueTask DisposeAsync()
+    public ValueTask DisposeAsync()
     {
-        jobs.Writer.TryComplete();
-        await worker;
+        jobs.CompleteAdding();
+        worker.Join();
         predictor.Dispose();
+        jobs.Dispose();
+        return ValueTask.CompletedTask;
     }
 }

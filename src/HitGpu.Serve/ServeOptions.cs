@@ -1,5 +1,7 @@
 // What a server is told: where it listens, how long it waits to batch requests, and the limits it holds
 // every request to. The defaults are those of `hitgpu serve`.
+using HitGpu.Kernels;
+
 namespace HitGpu.Serve;
 
 public sealed record ServeOptions
@@ -18,8 +20,16 @@ public sealed record ServeOptions
     /// <summary>
     /// How long the scorer waits, after a request arrives, for others to score in the same launch (Triton's
     /// max_queue_delay). Zero: each request is scored as it comes (requests already waiting still share a launch).
+    /// Null: <see cref="WindowFor"/> the accelerator.
     /// </summary>
-    public TimeSpan BatchWindow { get; init; } = TimeSpan.FromMilliseconds(2);
+    public TimeSpan? BatchWindow { get; init; }
+
+    /// <summary>
+    /// The window when none is set: 2 ms on a GPU, where a launch costs far more than scoring a few more songs
+    /// in it; none on the CPU accelerator, where requests that wait while a launch runs share the next anyway,
+    /// and waiting longer only delays them (bench/RESULTS.md, "Serving": fewer requests/s with 2 ms than 0).
+    /// </summary>
+    public static TimeSpan WindowFor(ComputeDevice device) => device.Kind == AcceleratorKind.Cpu ? TimeSpan.Zero : TimeSpan.FromMilliseconds(2);
 
     /// <summary>The most songs one launch scores; a batch closes early when it reaches them.</summary>
     public int MaxBatchRows { get; init; } = 4096;
@@ -45,8 +55,8 @@ public sealed record ServeOptions
             throw new ArgumentException($"--name: '{Name}' cannot be a model name in a URL path: use letters, digits, '.', '_' and '-'");
         if (Port is < 0 or > 65535)
             throw new ArgumentException($"--port must be from 0 to 65535, got {Port}");
-        if (BatchWindow < TimeSpan.Zero || BatchWindow > TimeSpan.FromSeconds(1))
-            throw new ArgumentException($"--batch-window-ms must be from 0 to 1000, got {BatchWindow.TotalMilliseconds}");
+        if (BatchWindow is { } window && (window < TimeSpan.Zero || window > TimeSpan.FromSeconds(1)))
+            throw new ArgumentException($"--batch-window-ms must be from 0 to 1000, got {window.TotalMilliseconds}");
         if (MaxRows < 1)
             throw new ArgumentException($"--max-rows must be at least 1, got {MaxRows}");
         if (MaxBodyBytes < 1024)
