@@ -22,12 +22,14 @@ public sealed class HitEndpoints : IAsyncDisposable
     public ScoringQueue Queue { get; }
 
     private readonly Dictionary<string, (byte[] Bytes, string Type)> page;
+    private readonly ComputeDevice[] ownDevices; // the scorers' devices beyond the caller's
 
     public HitEndpoints(HitModel model, ComputeDevice device, ServeOptions options)
     {
         options.Validate();
         (Model, Options) = (model, options);
-        Queue = new ScoringQueue(device, model, options.BatchWindow ?? ServeOptions.WindowFor(device), options.MaxBatchRows, options.ExplainSteps);
+        ownDevices = [.. Enumerable.Range(1, ServeOptions.ScorersFor(device) - 1).Select(_ => ComputeDevice.Open(device.Kind))];
+        Queue = new ScoringQueue([device, .. ownDevices], model, options.BatchWindow ?? ServeOptions.WindowFor(device), options.MaxBatchRows, options.ExplainSteps);
         page = new()
         {
             ["/"] = (Resource("index.html"), "text/html; charset=utf-8"),
@@ -40,12 +42,7 @@ public sealed class HitEndpoints : IAsyncDisposable
     /// Scores and explains one song (the training medians, or zeros) before the first client does, so that
     /// the kernels' compilation is not in anyone's answer: readiness comes after it.
     /// </summary>
-    public async Task WarmUp()
-    {
-        var song = Model.Preprocessing.Statistics?.Median ?? new float[SongData.FeatureCount];
-        await Queue.Score(song);
-        await Queue.Explain(new SongTable { Source = "warm-up", Features = song });
-    }
+    public void WarmUp() => Queue.WarmUp(Model.Preprocessing.Statistics?.Median ?? new float[SongData.FeatureCount]);
 
     private static byte[] Resource(string name)
     {
@@ -309,5 +306,10 @@ public sealed class HitEndpoints : IAsyncDisposable
         json.WriteEndObject();
     }
 
-    public ValueTask DisposeAsync() => Queue.DisposeAsync();
+    public async ValueTask DisposeAsync()
+    {
+        await Queue.DisposeAsync();
+        foreach (var device in ownDevices)
+            device.Dispose();
+    }
 }

@@ -64,7 +64,7 @@ public sealed class HitServer : IAsyncDisposable
         var server = new HitServer(app, endpoints, log);
         try
         {
-            await endpoints.WarmUp();
+            endpoints.WarmUp();
             await app.StartAsync();
         }
         catch

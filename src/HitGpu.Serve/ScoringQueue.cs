@@ -1,10 +1,10 @@
-// Dynamic batching, as Triton's: requests that arrive within a short window are scored in one launch. One
-// worker owns the device: it takes the first waiting request, gathers the others that come before the window
-// closes (or until the batch is full), scores their songs together with one Predictor call, and hands each
-// request its own rows back. A song's probability does not depend on the songs scored beside it (each row's
-// sums run alone, in the same order, on the CPU accelerator: ServeTests holds it bit for bit), so a batched
-// answer is exactly the answer alone. Explanations take the same worker, one request at a time, so no two
-// callers ever use the device at once.
+// Dynamic batching, as Triton's: requests that arrive within a short window are scored in one launch. Each
+// scorer owns one device, on a thread of its own: it takes the first waiting request, gathers the others that
+// come before the window closes (or until the batch is full), scores their songs together with one Predictor
+// call, and hands each request its own rows back. A song's probability does not depend on the songs scored
+// beside it (each row's sums run alone, in the same order: the batching tests hold it bit for bit), so a
+// batched answer is exactly the answer alone. Explanations take a scorer too, one request at a time, so no
+// two callers ever use a device at once.
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using HitGpu.Kernels;
@@ -29,35 +29,58 @@ public sealed class ScoringQueue : IAsyncDisposable
         public override void Fail(Exception e) => Done.TrySetException(e);
     }
 
+    /// <summary>One device, its predictor, and the thread that alone calls them.</summary>
+    private sealed class Scorer(ComputeDevice device, HitModel model)
+    {
+        public ComputeDevice Device { get; } = device;
+        public Predictor Predictor { get; } = new(device, model);
+        public Thread? Thread { get; set; }
+    }
+
     private readonly BlockingCollection<Job> jobs = [];
-    private readonly ComputeDevice device;
     private readonly HitModel model;
-    private readonly Predictor predictor;
+    private readonly Scorer[] scorers;
     private readonly TimeSpan window;
     private readonly int maxBatchRows, explainSteps;
-    private readonly Thread worker;
-    private Job? carried; // taken while gathering a batch it cannot join: the next to run
+    private long launches, scoredRequests;
 
-    /// <summary>Scoring launches so far (the warm-up's among them), and the requests they scored: the batching's effect.</summary>
-    public long Launches { get; private set; }
+    /// <summary>Scoring launches so far, and the requests they scored: the batching's effect.</summary>
+    public long Launches => Interlocked.Read(ref launches);
 
-    public long ScoredRequests { get; private set; }
+    public long ScoredRequests => Interlocked.Read(ref scoredRequests);
 
-    public ScoringQueue(ComputeDevice device, HitModel model, TimeSpan window, int maxBatchRows, int explainSteps)
+    /// <summary>A scorer on each device (the caller keeps owning them).</summary>
+    public ScoringQueue(IReadOnlyList<ComputeDevice> devices, HitModel model, TimeSpan window, int maxBatchRows, int explainSteps)
     {
-        (this.device, this.model, this.window, this.maxBatchRows, this.explainSteps) = (device, model, window, maxBatchRows, explainSteps);
-        predictor = new Predictor(device, model);
-        // Its own thread, blocked while it waits: the device calls are synchronous, and on a pool thread they would
-        // hold one that Kestrel needs (on two cores the pool starts with two, and grows slowly).
-        worker = new Thread(Work) { IsBackground = true, Name = "hitgpu scoring" };
-        worker.Start();
+        (this.model, this.window, this.maxBatchRows, this.explainSteps) = (model, window, maxBatchRows, explainSteps);
+        scorers = [.. devices.Select(device => new Scorer(device, model))];
+        foreach (var scorer in scorers)
+        {
+            // Its own thread, blocked while it waits: the device calls are synchronous, and on a pool thread they
+            // would hold one that Kestrel needs (on two cores the pool starts with two, and grows slowly).
+            scorer.Thread = new Thread(() => Work(scorer)) { IsBackground = true, Name = "hitgpu scoring" };
+            scorer.Thread.Start();
+        }
+    }
+
+    /// <summary>
+    /// Scores and explains one song on every scorer, before any client does, so that the kernels' compilation
+    /// is in no one's answer.
+    /// </summary>
+    public void WarmUp(float[] song)
+    {
+        foreach (var scorer in scorers)
+        {
+            scorer.Predictor.Predict(new SongTable { Source = "warm-up", Features = song });
+            HitGpu.Nn.Explain.IntegratedGradients(scorer.Device, model, new SongTable { Source = "warm-up", Features = song }, explainSteps);
+        }
     }
 
     /// <summary>P(hit) of each song of <paramref name="features"/> (rows x 15 raw features), scored with whatever else is waiting.</summary>
     public Task<float[]> Score(float[] features)
     {
         // The network inputs are made here, on the caller's thread, so that handlers prepare theirs in parallel
-        // while the worker scores: each row's alone, so a batch of them is the inputs of the batch.
+        // while the scorers score: each row's alone, so a batch of them is the inputs of the batch.
         var job = new Scoring(model.Preprocessing.Apply(features), features.Length / SongData.FeatureCount,
             new TaskCompletionSource<float[]>(TaskCreationOptions.RunContinuationsAsynchronously));
         return Add(job) ? job.Done.Task : Task.FromException<float[]>(Stopped());
@@ -84,9 +107,10 @@ public sealed class ScoringQueue : IAsyncDisposable
         }
     }
 
-    private void Work()
+    private void Work(Scorer scorer)
     {
         var batch = new List<Scoring>();
+        Job? carried = null; // taken while gathering a batch it cannot join: the next to run
         while (true)
         {
             Job? first = carried;
@@ -95,20 +119,18 @@ public sealed class ScoringQueue : IAsyncDisposable
                 break; // completed and drained
             if (first is Explaining explaining)
             {
-                Run(explaining, job => job.Done.SetResult(NnExplain(job.Songs)));
+                Run(explaining, job => job.Done.SetResult(HitGpu.Nn.Explain.IntegratedGradients(scorer.Device, model, job.Songs, explainSteps)));
                 continue;
             }
             batch.Clear();
             batch.Add((Scoring)first!);
-            Gather(batch);
-            ScoreTogether(batch);
+            carried = Gather(batch);
+            ScoreTogether(scorer, batch);
         }
     }
 
-    private Attributions NnExplain(SongTable songs) => HitGpu.Nn.Explain.IntegratedGradients(device, model, songs, explainSteps);
-
-    /// <summary>Adds to the batch what waits, then what comes before the window closes, until it is full.</summary>
-    private void Gather(List<Scoring> batch)
+    /// <summary>Adds to the batch what waits, then what comes before the window closes, until it is full; returns a job taken that could not join.</summary>
+    private Job? Gather(List<Scoring> batch)
     {
         int rows = batch[0].Rows;
         long start = Stopwatch.GetTimestamp();
@@ -116,24 +138,22 @@ public sealed class ScoringQueue : IAsyncDisposable
         {
             var left = window - Stopwatch.GetElapsedTime(start);
             if (!jobs.TryTake(out var job, left > TimeSpan.Zero ? left : TimeSpan.Zero))
-                return;
+                return null;
             if (job is not Scoring scoring || rows + scoring.Rows > maxBatchRows)
-            {
-                carried = job;
-                return;
-            }
+                return job;
             batch.Add(scoring);
             rows += scoring.Rows;
         }
+        return null;
     }
 
-    private void ScoreTogether(List<Scoring> batch)
+    private void ScoreTogether(Scorer scorer, List<Scoring> batch)
     {
         float[] inputs = batch.Count == 1 ? batch[0].Inputs : Concat(batch);
         float[] probabilities;
         try
         {
-            probabilities = predictor.PredictPrepared(inputs);
+            probabilities = scorer.Predictor.PredictPrepared(inputs);
         }
         catch (Exception e)
         {
@@ -141,8 +161,8 @@ public sealed class ScoringQueue : IAsyncDisposable
                 job.Fail(e);
             return;
         }
-        Launches++;
-        ScoredRequests += batch.Count;
+        Interlocked.Increment(ref launches);
+        Interlocked.Add(ref scoredRequests, batch.Count);
         int at = 0;
         foreach (var job in batch)
         {
@@ -175,12 +195,15 @@ public sealed class ScoringQueue : IAsyncDisposable
         }
     }
 
-    /// <summary>Scores what was asked before the call, then stops the worker and frees the device buffers.</summary>
+    /// <summary>Scores what was asked before the call, then stops the scorers and frees their buffers.</summary>
     public ValueTask DisposeAsync()
     {
         jobs.CompleteAdding();
-        worker.Join();
-        predictor.Dispose();
+        foreach (var scorer in scorers)
+        {
+            scorer.Thread!.Join();
+            scorer.Predictor.Dispose();
+        }
         jobs.Dispose();
         return ValueTask.CompletedTask;
     }

@@ -29,6 +29,13 @@ public sealed record ServeOptions
     /// in it; none on the CPU accelerator, where requests that wait while a launch runs share the next anyway,
     /// and waiting longer only delays them (bench/RESULTS.md, "Serving": fewer requests/s with 2 ms than 0).
     /// </summary>
+    /// <summary>
+    /// Scorers (each a device and its own thread) on this accelerator: two on the CPU accelerator, the caller's and
+    /// a second opened for it, so that one launch runs while the other waits for its slower thread (on two
+    /// cores, 15% more 256-song requests/s than one scorer, bench/RESULTS.md, "Serving"); one on a GPU.
+    /// </summary>
+    public static int ScorersFor(ComputeDevice device) => device.Kind == AcceleratorKind.Cpu ? 2 : 1;
+
     public static TimeSpan WindowFor(ComputeDevice device) => device.Kind == AcceleratorKind.Cpu ? TimeSpan.Zero : TimeSpan.FromMilliseconds(2);
 
     /// <summary>The most songs one launch scores; a batch closes early when it reaches them.</summary>
