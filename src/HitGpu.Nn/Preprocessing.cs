@@ -269,7 +269,8 @@ public sealed record Preprocessing
             else
             {
                 // Ties (repeated knots, e.g. many zeros) take the middle of their run, so equal values map alike.
-                int lo = LowerBound(k, v), hi = UpperBound(k, v);
+                // (The second search only where v is a knot: elsewhere the run is empty, hi = lo.)
+                int lo = LowerBound(k, v), hi = k[lo] == v ? UpperBound(k, v) : lo;
                 if (hi > lo)
                     position = (lo + hi - 1) / 2.0;
                 else
