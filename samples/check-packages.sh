@@ -12,7 +12,7 @@ cache=${NUGET_PACKAGES:-$HOME/.nuget/packages}
 
 dotnet pack "$root/HitGpu.sln" -c Release -o "$work/packages" -p:Version=$version -v q -nologo
 ls "$work/packages"
-for package in HitGpu.Kernels HitGpu.Nn hitgpu; do
+for package in HitGpu.Kernels HitGpu.Nn HitGpu.Serve hitgpu; do
   test -f "$work/packages/$package.$version.nupkg" || { echo "missing package $package" >&2; exit 1; }
 done
 
@@ -47,5 +47,22 @@ dotnet restore "$work/app" --configfile "$work/nuget.config" -v q
 grep -q "reloaded model, test accuracy" "$work/app.log"
 
 dotnet tool install hitgpu --tool-path "$work/tool" --version $version --configfile "$work/nuget.config"
-"$work/tool/hitgpu" train --study --epochs 2 --accelerator cpu | tail -1 | grep -q "^test accuracy"
-echo "packages: the fresh project ran the QuickStart program and the installed hitgpu tool trained"
+"$work/tool/hitgpu" train --study --epochs 2 --accelerator cpu --out "$work/model.hitgpu" >"$work/train.log"
+grep -q "^test accuracy" "$work/train.log"
+# The installed tool serves that model (ASP.NET Core comes with the shared framework): ready on a free port, then stopped.
+"$work/tool/hitgpu" serve --model "$work/model.hitgpu" --port 0 --accelerator cpu >"$work/serve.log" 2>&1 &
+server=$!
+port=
+for _ in $(seq 150); do
+  port=$(sed -n 's|^listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$work/serve.log")
+  [ -n "$port" ] && break
+  sleep 0.2
+done
+[ -n "$port" ] || { cat "$work/serve.log" >&2; exit 1; }
+exec 3<>"/dev/tcp/127.0.0.1/$port"
+printf 'GET /v2/health/ready HTTP/1.0\r\nHost: localhost\r\n\r\n' >&3
+grep -q '"ready":true' <&3
+exec 3>&-
+kill -TERM "$server"
+wait "$server"
+echo "packages: the fresh project ran the QuickStart program; the installed hitgpu tool trained, served and stopped"
