@@ -17,27 +17,28 @@ public static class ServeCommand
         var window = new Option<double?>("--batch-window-ms") { Description = "how long a request waits for others to be scored in the same launch (0: no waiting; default: 2 on a GPU, 0 on the CPU)" };
         var maxRows = new Option<int>("--max-rows") { Description = "most songs one request may send (413 beyond)", DefaultValueFactory = _ => 10_000 };
         var maxBody = new Option<double>("--max-body-mb") { Description = "largest request body in MiB (413 beyond)", DefaultValueFactory = _ => 16 };
+        var inFlight = new Option<int>("--max-in-flight") { Description = "most requests with songs taken at once (503 beyond)", DefaultValueFactory = _ => 256 };
         var steps = new Option<int>("--explain-steps") { Description = "points on each song's integrated-gradients path for ?explain=true", DefaultValueFactory = _ => 64 };
         var quiet = new Option<bool>("--quiet") { Description = "no line per request" };
         var accelerator = HitGpuCli.AcceleratorOption();
         var command = new Command("serve", "Serve a saved model over HTTP: KServe v2 inference, CSV/JSON /predict, and a page at /")
-            { model, name, host, port, window, maxRows, maxBody, steps, quiet, accelerator };
+            { model, name, host, port, window, maxRows, maxBody, inFlight, steps, quiet, accelerator };
         command.SetAction(parsed =>
         {
             string path = parsed.GetValue(model)!;
-            if (parsed.GetValue(window) is < 0 or > 1000 or double.NaN)
-                throw new ArgumentException($"--batch-window-ms must be from 0 to 1000, got {parsed.GetValue(window)}");
-            if (parsed.GetValue(maxBody) is not (>= 1.0 / 1024 and <= 1 << 20))
-                throw new ArgumentException($"--max-body-mb must be from 0.001 to 1048576, got {parsed.GetValue(maxBody)}");
+            // Values a TimeSpan or a long cannot hold (NaN, 1e300) become ones ServeOptions.Validate refuses in its words.
+            double? ms = parsed.GetValue(window) is { } w ? (w is >= -1e9 and <= 1e9 ? w : 1e9) : null;
+            double mb = parsed.GetValue(maxBody) is var m and >= -1 and <= 1 << 20 ? m : 1 << 20;
             var options = new ServeOptions
             {
                 Name = parsed.GetValue(name) ?? Path.GetFileNameWithoutExtension(path),
                 ModelFile = path,
                 Host = parsed.GetValue(host)!,
                 Port = parsed.GetValue(port),
-                BatchWindow = parsed.GetValue(window) is { } ms ? TimeSpan.FromMilliseconds(ms) : null,
+                BatchWindow = ms is { } given ? TimeSpan.FromMilliseconds(given) : null,
                 MaxRows = parsed.GetValue(maxRows),
-                MaxBodyBytes = (long)(parsed.GetValue(maxBody) * (1 << 20)),
+                MaxBodyBytes = (long)(mb * (1 << 20)),
+                MaxInFlight = parsed.GetValue(inFlight),
                 ExplainSteps = parsed.GetValue(steps),
                 RequestLog = parsed.GetValue(quiet) ? null : output,
             };

@@ -1,7 +1,8 @@
 // The endpoints of one model: the Open Inference Protocol's (health, metadata, infer), /predict for CSV and
 // JSON records, /model and the page. Map them into any ASP.NET Core app (Map), or run them with
 // HitServer. Every refusal is one JSON line, {"error": "..."}, with 400 for bad input (the CLI's words),
-// 404 for an unknown model, 413 over a limit, 415 for a body that is neither CSV nor JSON.
+// 404 for an unknown model, 413 over a limit, 415 for a body that is neither CSV nor JSON, 503 when busy
+// (--max-in-flight) or stopping.
 using System.Reflection;
 using System.Text.Json;
 using HitGpu.Kernels;
@@ -23,11 +24,13 @@ public sealed class HitEndpoints : IAsyncDisposable
 
     private readonly Dictionary<string, (byte[] Bytes, string Type)> page;
     private readonly ComputeDevice[] ownDevices; // the scorers' devices beyond the caller's
+    private readonly SemaphoreSlim inFlight;
 
     public HitEndpoints(HitModel model, ComputeDevice device, ServeOptions options)
     {
         options.Validate();
         (Model, Options) = (model, options);
+        inFlight = new SemaphoreSlim(options.MaxInFlight);
         ownDevices = [.. Enumerable.Range(1, ServeOptions.ScorersFor(device) - 1).Select(_ => ComputeDevice.Open(device.Kind))];
         Queue = new ScoringQueue([device, .. ownDevices], model, options.BatchWindow ?? ServeOptions.WindowFor(device), options.MaxBatchRows, options.ExplainSteps);
         page = new()
@@ -59,7 +62,7 @@ public sealed class HitEndpoints : IAsyncDisposable
         foreach (var (path, (bytes, type)) in page)
             app.MapGet(path, (HttpContext context) => Write(context, 200, type, bytes));
         app.MapGet("/v2/health/live", (HttpContext context) => Json(context, 200, json => json.WriteBoolean("live", true)));
-        app.MapGet("/v2/health/ready", (HttpContext context) => Ready(context, json => json.WriteBoolean("ready", Serving(context))));
+        app.MapGet("/v2/health/ready", (HttpContext context) => Json(context, 200, json => json.WriteBoolean("ready", true)));
         app.MapGet("/v2", (HttpContext context) => Json(context, 200, json =>
         {
             json.WriteString("name", "hitgpu");
@@ -71,13 +74,13 @@ public sealed class HitEndpoints : IAsyncDisposable
         app.MapGet("/v2/models/{name}/ready", (HttpContext context, string name) => Guard(context, () =>
         {
             Known(name);
-            return Ready(context, json =>
+            return Json(context, 200, json =>
             {
                 json.WriteString("name", Options.Name);
-                json.WriteBoolean("ready", Serving(context));
+                json.WriteBoolean("ready", true);
             });
         }));
-        app.MapPost("/v2/models/{name}/infer", (HttpContext context, string name) => Guard(context, async () =>
+        app.MapPost("/v2/models/{name}/infer", (HttpContext context, string name) => Guard(context, () => Limited(async () =>
         {
             Known(name);
             var body = await Body(context);
@@ -86,17 +89,26 @@ public sealed class HitEndpoints : IAsyncDisposable
             var probabilities = await Queue.Score(features);
             context.Response.ContentType = "application/json";
             SongRequests.WriteInfer(context.Response.BodyWriter, Options.Name, id, probabilities);
-        }));
-        app.MapPost("/predict", (HttpContext context) => Guard(context, () => Predict(context)));
+        })));
+        app.MapPost("/predict", (HttpContext context) => Guard(context, () => Limited(() => Predict(context))));
         app.MapGet("/model", (HttpContext context) => Json(context, 200, ModelInfo));
     }
 
-    /// <summary>Whether the app is taking requests (not stopping): readiness turns false while a stop drains.</summary>
-    private static bool Serving(HttpContext context) =>
-        context.RequestServices.GetService(typeof(Microsoft.Extensions.Hosting.IHostApplicationLifetime)) is not Microsoft.Extensions.Hosting.IHostApplicationLifetime life
-        || !life.ApplicationStopping.IsCancellationRequested;
-
-    private static Task Ready(HttpContext context, Action<Utf8JsonWriter> body) => Json(context, Serving(context) ? 200 : 503, body);
+    /// <summary>A handler of songs, if fewer than <see cref="ServeOptions.MaxInFlight"/> are running; else 503 at once.</summary>
+    private async Task Limited(Func<Task> handler)
+    {
+        if (!inFlight.Wait(0))
+            throw new RequestRefusedException(StatusCodes.Unavailable,
+                $"busy: {Options.MaxInFlight} requests with songs in flight, the most this server takes (--max-in-flight); send it again");
+        try
+        {
+            await handler();
+        }
+        finally
+        {
+            inFlight.Release();
+        }
+    }
 
     private void Known(string name)
     {
@@ -110,7 +122,7 @@ public sealed class HitEndpoints : IAsyncDisposable
         var form = Form(context.Request.ContentType);
         var body = await Body(context);
         if (form == BodyForm.Sniff)
-            form = body.AsSpan().TrimStart(" \t\r\n"u8) is [(byte)'[' or (byte)'{', ..] ? BodyForm.Json : BodyForm.Csv;
+            form = SongRequests.WithoutBom(body).TrimStart(" \t\r\n"u8) is [(byte)'[' or (byte)'{', ..] ? BodyForm.Json : BodyForm.Csv;
         var songs = form == BodyForm.Json ? SongRequests.ReadRecords(body, Options.MaxRows) : SongRequests.ReadCsv(body, Options.MaxRows);
         context.Items[RowsItem] = songs.Count;
         Attributions? explained = explain ? await Queue.Explain(songs.Table) : null;
@@ -157,13 +169,8 @@ public sealed class HitEndpoints : IAsyncDisposable
         var request = context.Request;
         if (request.ContentLength > max)
             throw TooLarge(request.ContentLength.Value);
-        if (request.ContentLength is long length)
-        {
-            var bytes = new byte[length];
-            await request.Body.ReadExactlyAsync(bytes, context.RequestAborted);
-            return bytes;
-        }
-        using var copy = new MemoryStream();
+        // Grown as the bytes arrive: an announced length reserves nothing before they come.
+        using var copy = new MemoryStream((int)Math.Min(request.ContentLength ?? 0, 1 << 16));
         var buffer = new byte[1 << 16];
         int read;
         while ((read = await request.Body.ReadAsync(buffer, context.RequestAborted)) > 0)
@@ -195,7 +202,8 @@ public sealed class HitEndpoints : IAsyncDisposable
     private static (int Status, string Message)? Refusal(Exception e) => e switch
     {
         RequestRefusedException refused => (refused.Status, refused.Message),
-        InputException or ArgumentException => (StatusCodes.BadRequest, InputException.OneLine(e.Message)),
+        InputException => (StatusCodes.BadRequest, InputException.OneLine(e.Message)),
+        ScoringQueue.StoppingException => (StatusCodes.Unavailable, e.Message),
         BadHttpRequestException bad => (bad.StatusCode, InputException.OneLine(bad.Message)),
         OperationCanceledException => null, // the client went away: nothing to answer
         _ => (500, $"internal error: {e.GetType().Name}: {InputException.OneLine(e.Message)}"),
@@ -311,5 +319,6 @@ public sealed class HitEndpoints : IAsyncDisposable
         await Queue.DisposeAsync();
         foreach (var device in ownDevices)
             device.Dispose();
+        inFlight.Dispose();
     }
 }

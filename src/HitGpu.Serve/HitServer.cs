@@ -1,6 +1,7 @@
 // `hitgpu serve`: the model's endpoints on Kestrel, with what a standalone server adds: one log line per
-// request (method, path, songs, status, milliseconds), a JSON 404 for unknown paths, and a stop (Ctrl+C, SIGTERM, StopAsync) that turns readiness off, lets the requests in
-// flight finish (up to DrainTimeout), then scores what was queued and frees the device buffers.
+// request (method, path, songs, status, milliseconds), a JSON 404 for unknown paths and 405 for other
+// methods, and a stop (Ctrl+C, SIGTERM, StopAsync) that takes no new connections, lets the requests in flight
+// finish (up to DrainTimeout), then scores what was queued and frees the device buffers.
 using System.Diagnostics;
 using System.Globalization;
 using System.Threading.Channels;
@@ -58,9 +59,20 @@ public sealed class HitServer : IAsyncDisposable
                     log.Add(context, Stopwatch.GetElapsedTime(start));
                 }
             });
+        // What routing answers itself, an empty 404 (no such path) or 405 (a path asked with another method):
+        // the same JSON line as every refusal.
+        app.Use(async (context, next) =>
+        {
+            await next(context);
+            if (context.Response is { StatusCode: 404 or 405, HasStarted: false, ContentType: null }) // not one of ours
+            {
+                string path = InputException.OneLine(context.Request.Path.ToString());
+                await HitEndpoints.Error(context, context.Response.StatusCode, context.Response.StatusCode == 405
+                    ? $"{context.Request.Method} is not allowed on {path}"
+                    : $"no endpoint {context.Request.Method} {path}: see / (the page), /predict and /v2/models/{options.Name}");
+            }
+        });
         endpoints.Map(app);
-        app.MapFallback((HttpContext context) => HitEndpoints.Error(context, 404,
-            $"no endpoint {context.Request.Method} {InputException.OneLine(context.Request.Path.ToString())}: see / (the page), /predict and /v2/models/{options.Name}"));
         var server = new HitServer(app, endpoints, log);
         try
         {

@@ -93,7 +93,10 @@ public sealed class ScoringQueue : IAsyncDisposable
         return Add(job) ? job.Done.Task : Task.FromException<Attributions>(Stopped());
     }
 
-    private static InvalidOperationException Stopped() => new("the server is stopping");
+    /// <summary>A request that came after the stop began (503: another replica can take it).</summary>
+    public sealed class StoppingException() : Exception("the server is stopping: send the request again (to another replica)");
+
+    private static StoppingException Stopped() => new();
 
     private bool Add(Job job)
     {
@@ -149,11 +152,10 @@ public sealed class ScoringQueue : IAsyncDisposable
 
     private void ScoreTogether(Scorer scorer, List<Scoring> batch)
     {
-        float[] inputs = batch.Count == 1 ? batch[0].Inputs : Concat(batch);
         float[] probabilities;
         try
         {
-            probabilities = scorer.Predictor.PredictPrepared(inputs);
+            probabilities = scorer.Predictor.PredictPrepared(batch.Count == 1 ? batch[0].Inputs : Concat(batch));
         }
         catch (Exception e)
         {

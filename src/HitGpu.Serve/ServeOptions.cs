@@ -1,5 +1,6 @@
 // What a server is told: where it listens, how long it waits to batch requests, and the limits it holds
 // every request to. The defaults are those of `hitgpu serve`.
+using System.Globalization;
 using HitGpu.Kernels;
 
 namespace HitGpu.Serve;
@@ -25,17 +26,17 @@ public sealed record ServeOptions
     public TimeSpan? BatchWindow { get; init; }
 
     /// <summary>
-    /// The window when none is set: 2 ms on a GPU, where a launch costs far more than scoring a few more songs
-    /// in it; none on the CPU accelerator, where requests that wait while a launch runs share the next anyway,
-    /// and waiting longer only delays them (bench/RESULTS.md, "Serving": fewer requests/s with 2 ms than 0).
-    /// </summary>
-    /// <summary>
     /// Scorers (each a device and its own thread) on this accelerator: two on the CPU accelerator, the caller's and
     /// a second opened for it, so that one launch runs while the other waits for its slower thread (on two
     /// cores, 15% more 256-song requests/s than one scorer, bench/RESULTS.md, "Serving"); one on a GPU.
     /// </summary>
     public static int ScorersFor(ComputeDevice device) => device.Kind == AcceleratorKind.Cpu ? 2 : 1;
 
+    /// <summary>
+    /// The window when none is set: 2 ms on a GPU, where a launch costs far more than scoring a few more songs
+    /// in it; none on the CPU accelerator, where requests that wait while a launch runs share the next anyway,
+    /// and waiting longer only delays them (bench/RESULTS.md, "Serving": fewer requests/s with 2 ms than 0).
+    /// </summary>
     public static TimeSpan WindowFor(ComputeDevice device) => device.Kind == AcceleratorKind.Cpu ? TimeSpan.Zero : TimeSpan.FromMilliseconds(2);
 
     /// <summary>The most songs one launch scores; a batch closes early when it reaches them.</summary>
@@ -46,6 +47,12 @@ public sealed record ServeOptions
 
     /// <summary>The largest request body, in bytes (413 beyond).</summary>
     public long MaxBodyBytes { get; init; } = 16L << 20;
+
+    /// <summary>
+    /// The most requests with songs (inference, /predict) taken at once; beyond, 503 at once. It bounds the memory
+    /// a burst can take: this many bodies of at most <see cref="MaxBodyBytes"/> each.
+    /// </summary>
+    public int MaxInFlight { get; init; } = 256;
 
     /// <summary>Points on each song's integrated-gradients path for ?explain=true, as `hitgpu explain --steps`.</summary>
     public int ExplainSteps { get; init; } = 64;
@@ -63,11 +70,13 @@ public sealed record ServeOptions
         if (Port is < 0 or > 65535)
             throw new ArgumentException($"--port must be from 0 to 65535, got {Port}");
         if (BatchWindow is { } window && (window < TimeSpan.Zero || window > TimeSpan.FromSeconds(1)))
-            throw new ArgumentException($"--batch-window-ms must be from 0 to 1000, got {window.TotalMilliseconds}");
+            throw new ArgumentException($"--batch-window-ms must be from 0 to 1000, got {window.TotalMilliseconds.ToString(CultureInfo.InvariantCulture)}");
         if (MaxRows < 1)
             throw new ArgumentException($"--max-rows must be at least 1, got {MaxRows}");
-        if (MaxBodyBytes < 1024)
-            throw new ArgumentException($"--max-body-mb must allow at least 1 KiB, got {MaxBodyBytes} bytes");
+        if (MaxBodyBytes is < 1024 or > 1L << 30) // a body is read into one array: 1 GiB keeps far from its 2 GiB
+            throw new ArgumentException($"--max-body-mb must be from 0.001 to 1024, got {(MaxBodyBytes / (double)(1 << 20)).ToString(CultureInfo.InvariantCulture)}");
+        if (MaxInFlight < 1)
+            throw new ArgumentException($"--max-in-flight must be at least 1, got {MaxInFlight}");
         if (MaxBatchRows < 1)
             throw new ArgumentException($"the batch must hold at least one song, got {MaxBatchRows}");
         if (ExplainSteps < 1)

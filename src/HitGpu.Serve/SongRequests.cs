@@ -12,7 +12,7 @@ using HitGpu.Nn;
 
 namespace HitGpu.Serve;
 
-/// <summary>A request the server refuses with a status other than 400: 404, 413 or 415.</summary>
+/// <summary>A request the server refuses with a status other than 400: 404, 413, 415 or 503.</summary>
 public sealed class RequestRefusedException(int status, string message) : Exception(InputException.OneLine(message))
 {
     public int Status { get; } = status;
@@ -23,7 +23,7 @@ public sealed class RequestRefusedException(int status, string message) : Except
 
 internal static class StatusCodes
 {
-    public const int BadRequest = 400, NotFound = 404, TooLarge = 413, UnsupportedType = 415;
+    public const int BadRequest = 400, NotFound = 404, NotAllowed = 405, TooLarge = 413, UnsupportedType = 415, Unavailable = 503;
 }
 
 /// <summary>Songs of a request: their raw features, and the track and artist names where the client sent both.</summary>
@@ -46,9 +46,12 @@ public static class SongRequests
 
     public static string Verdict(float probability) => probability > 0.5f ? "Hit" : "Not a Hit";
 
-    /// <summary>CSV with a header, as `hitgpu predict` reads it (any column order, separator detected, gzip undone).</summary>
+    /// <summary>CSV with a header, as `hitgpu predict` reads it (any column order, separator detected).</summary>
     public static SongBatch ReadCsv(byte[] body, int maxRows)
     {
+        // The CLI's reader undoes gzip; a server must not: a small compressed body could unfold past every limit.
+        if (body is [0x1F, 0x8B, ..])
+            throw new InputException($"{Source}: gzip-compressed: send the CSV as text (the body limit holds for what is sent)");
         using var reader = SongReader.Over(body, Source, requireTarget: false);
         var songs = reader.ReadChunk(maxRows + 1)!; // the reader refuses an empty body or one without rows
         if (songs.Count > maxRows)
@@ -63,6 +66,7 @@ public static class SongRequests
     public static SongBatch ReadRecords(ReadOnlySpan<byte> body, int maxRows)
     {
         RequireUtf8(body);
+        body = WithoutBom(body);
         var reader = new Utf8JsonReader(body, new JsonReaderOptions { CommentHandling = JsonCommentHandling.Skip });
         var features = new List<float>();
         List<string?>? tracks = null, artists = null;
@@ -114,8 +118,9 @@ public static class SongRequests
                 seen[feature] = true;
                 values[feature] = Value(body, reader, key, feature);
             }
-            else if (key is "track" or "artist")
+            else if (key.Equals("track", StringComparison.OrdinalIgnoreCase) || key.Equals("artist", StringComparison.OrdinalIgnoreCase))
             {
+                key = key.ToLowerInvariant(); // any case, as the features and the CSV columns
                 if (reader.TokenType is not (JsonTokenType.String or JsonTokenType.Null))
                     throw new InputException($"{At(body, reader)}: song {song}'s {key} must be a string, got {Token(body, reader)}");
                 (key == "track" ? ref track : ref artist) = reader.TokenType == JsonTokenType.Null ? null : reader.GetString();
@@ -138,16 +143,22 @@ public static class SongRequests
         artists?.Add(artist);
     }
 
-    /// <summary>A JSON value as a feature: a number that <see cref="SongData.ValueProblem"/> accepts.</summary>
-    private static float Value(ReadOnlySpan<byte> body, Utf8JsonReader reader, string name, int feature)
+    /// <summary>A JSON value as a feature (the reader's token): a number that <see cref="SongData.ValueProblem"/> accepts.</summary>
+    private static float Value(ReadOnlySpan<byte> body, Utf8JsonReader reader, string name, int feature) =>
+        reader.TokenType == JsonTokenType.Number && reader.TryGetDouble(out double number) && Plain(number, feature)
+            ? (float)number
+            : Feature(At(body, reader), name, feature, reader.TokenType == JsonTokenType.Number, Token(body, reader));
+
+    /// <summary>
+    /// A value as the client wrote it (<paramref name="text"/>), as a feature, or the refusal in the CLI's words
+    /// at <paramref name="where"/>: the slow path of every JSON value that is not <see cref="Plain"/>.
+    /// </summary>
+    private static float Feature(string where, string name, int feature, bool isNumber, string text)
     {
-        if (reader.TokenType == JsonTokenType.Number && reader.TryGetDouble(out double number) && Plain(number, feature))
-            return (float)number;
-        string text = Token(body, reader);
-        if (reader.TokenType != JsonTokenType.Number || !double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out double value))
-            throw new InputException($"{At(body, reader)}: {name} is not a number: '{text}'");
+        if (!isNumber || !double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out double value))
+            throw new InputException($"{where}: {name} is not a number: '{text}'");
         if (SongData.ValueProblem(name, value, text, positive: feature == SongData.DurationFeature) is { } problem)
-            throw new InputException($"{At(body, reader)}: {problem}");
+            throw new InputException($"{where}: {problem}");
         return (float)value;
     }
 
@@ -162,6 +173,8 @@ public static class SongRequests
     public static (string? Id, float[] Features) ReadInfer(ReadOnlyMemory<byte> body, int maxRows)
     {
         RequireUtf8(body.Span);
+        if (body.Span.StartsWith(Bom))
+            body = body[Bom.Length..];
         JsonDocument document;
         try
         {
@@ -217,15 +230,26 @@ public static class SongRequests
             throw RequestRefusedException.TooManyRows(rows, maxRows);
         if (!input.TryGetProperty("data", out var data) || data.ValueKind != JsonValueKind.Array)
             throw new InputException($"{where}: the tensor needs \"data\", an array of {rows} x {SongData.FeatureCount} numbers");
-        var features = new float[rows * SongData.FeatureCount];
-        int count = 0;
-        Flatten(data, features, ref count, where);
-        if (count != features.Length)
-            throw new InputException($"{where}: data has {count} values, the shape [{rows}, {SongData.FeatureCount}] needs {features.Length}");
+        // Counted before anything is allocated: a short request must not reserve what its shape claims.
+        long count = Count(data), needed = rows * SongData.FeatureCount;
+        if (count != needed)
+            throw new InputException($"{where}: data has {count} values, the shape [{rows}, {SongData.FeatureCount}] needs {needed}");
+        var features = new float[needed];
+        int at = 0;
+        Flatten(data, features, ref at, where);
         return features;
     }
 
-    /// <summary>Row-major values, flat or nested as the protocol allows.</summary>
+    /// <summary>The values of an array, its nested arrays' counted inside it.</summary>
+    private static long Count(JsonElement array)
+    {
+        long count = 0;
+        foreach (var element in array.EnumerateArray())
+            count += element.ValueKind == JsonValueKind.Array ? Count(element) : 1;
+        return count;
+    }
+
+    /// <summary>Row-major values, flat or nested as the protocol allows (as many as <paramref name="features"/> holds: <see cref="Count"/> checked them).</summary>
     private static void Flatten(JsonElement array, float[] features, ref int count, string where)
     {
         foreach (var element in array.EnumerateArray())
@@ -235,24 +259,15 @@ public static class SongRequests
                 Flatten(element, features, ref count, where);
                 continue;
             }
-            if (count >= features.Length)
-            {
-                count++;
-                continue; // counted, for the message
-            }
             int feature = count % SongData.FeatureCount;
             if (element.ValueKind == JsonValueKind.Number && element.TryGetDouble(out double number) && Plain(number, feature))
             {
                 features[count++] = (float)number;
                 continue;
             }
-            string name = SongData.FeatureNames[feature], text = element.GetRawText();
-            string song = $"{where}: song {count / SongData.FeatureCount + 1}";
-            if (element.ValueKind != JsonValueKind.Number || !double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out double value))
-                throw new InputException($"{song}: {name} is not a number: '{text}'");
-            if (SongData.ValueProblem(name, value, text, positive: feature == SongData.DurationFeature) is { } problem)
-                throw new InputException($"{song}: {problem}");
-            features[count++] = (float)value;
+            features[count] = Feature($"{where}: song {count / SongData.FeatureCount + 1}", SongData.FeatureNames[feature], feature,
+                element.ValueKind == JsonValueKind.Number, element.GetRawText());
+            count++;
         }
     }
 
@@ -344,6 +359,11 @@ public static class SongRequests
         }
         return text.ToString();
     }
+
+    private static ReadOnlySpan<byte> Bom => [0xEF, 0xBB, 0xBF];
+
+    /// <summary>The body without a UTF-8 byte-order mark (which some editors write, and the JSON reader refuses).</summary>
+    public static ReadOnlySpan<byte> WithoutBom(ReadOnlySpan<byte> body) => body.StartsWith(Bom) ? body[Bom.Length..] : body;
 
     /// <summary>JSON is UTF-8 (RFC 8259): a body that is not is refused where its first bad byte is, before any string of it is read.</summary>
     private static void RequireUtf8(ReadOnlySpan<byte> body)

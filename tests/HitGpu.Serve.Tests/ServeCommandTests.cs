@@ -104,7 +104,10 @@ public sealed partial class ServeCommandTests(ServerFixture server)
     [InlineData("--port", "70000", "hitgpu: error: --port must be from 0 to 65535, got 70000")]
     [InlineData("--batch-window-ms", "-1", "hitgpu: error: --batch-window-ms must be from 0 to 1000, got -1")]
     [InlineData("--max-rows", "0", "hitgpu: error: --max-rows must be at least 1, got 0")]
-    [InlineData("--max-body-mb", "0", "hitgpu: error: --max-body-mb must be from 0.001 to 1048576, got 0")]
+    [InlineData("--max-body-mb", "0", "hitgpu: error: --max-body-mb must be from 0.001 to 1024, got 0")]
+    [InlineData("--max-body-mb", "4096", "hitgpu: error: --max-body-mb must be from 0.001 to 1024, got 4096")]
+    [InlineData("--batch-window-ms", "NaN", "hitgpu: error: --batch-window-ms must be from 0 to 1000, got 1000000000")]
+    [InlineData("--max-in-flight", "0", "hitgpu: error: --max-in-flight must be at least 1, got 0")]
     public void A_bad_option_is_one_line_and_exit_2(string option, string value, string expected)
     {
         var (code, _, error) = Cli("serve", "--model", server.ModelPath, option, value);
