@@ -238,12 +238,7 @@ public sealed class HitEndpoints : IAsyncDisposable
         json.WriteString("platform", "hitgpu");
         json.WriteStartArray("inputs");
         json.WriteStartObject();
-        json.WriteString("name", SongRequests.InputName);
-        json.WriteString("datatype", SongRequests.Datatype);
-        json.WriteStartArray("shape");
-        json.WriteNumberValue(-1);
-        json.WriteNumberValue(SongData.FeatureCount);
-        json.WriteEndArray();
+        SongRequests.WriteTensorHead(json, SongRequests.InputName, -1, SongData.FeatureCount);
         // The columns' order; parameters hold scalars only, so the names come as one comma-separated string.
         json.WriteStartObject("parameters");
         json.WriteString("features", string.Join(",", SongData.FeatureNames));
@@ -252,12 +247,7 @@ public sealed class HitEndpoints : IAsyncDisposable
         json.WriteEndArray();
         json.WriteStartArray("outputs");
         json.WriteStartObject();
-        json.WriteString("name", SongRequests.OutputName);
-        json.WriteString("datatype", SongRequests.Datatype);
-        json.WriteStartArray("shape");
-        json.WriteNumberValue(-1);
-        json.WriteNumberValue(1);
-        json.WriteEndArray();
+        SongRequests.WriteTensorHead(json, SongRequests.OutputName, -1, 1);
         json.WriteEndObject();
         json.WriteEndArray();
     }

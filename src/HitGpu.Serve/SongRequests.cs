@@ -280,12 +280,7 @@ public static class SongRequests
             json.WriteString("id", id);
         json.WriteStartArray("outputs");
         json.WriteStartObject();
-        json.WriteString("name", OutputName);
-        json.WriteString("datatype", Datatype);
-        json.WriteStartArray("shape");
-        json.WriteNumberValue(probabilities.Length);
-        json.WriteNumberValue(1);
-        json.WriteEndArray();
+        WriteTensorHead(json, OutputName, probabilities.Length, 1);
         json.WriteStartArray("data");
         foreach (float p in probabilities)
             json.WriteNumberValue(p);
@@ -293,6 +288,17 @@ public static class SongRequests
         json.WriteEndObject();
         json.WriteEndArray();
         json.WriteEndObject();
+    }
+
+    /// <summary>A tensor's name, datatype (FP32) and shape [rows, width], as the protocol's metadata and answers give them (-1: any number of rows).</summary>
+    public static void WriteTensorHead(Utf8JsonWriter json, string name, long rows, int width)
+    {
+        json.WriteString("name", name);
+        json.WriteString("datatype", Datatype);
+        json.WriteStartArray("shape");
+        json.WriteNumberValue(rows);
+        json.WriteNumberValue(width);
+        json.WriteEndArray();
     }
 
     /// <summary>The answer in the request's form: one record per song (an object for a one-object request), with the contributions where explained.</summary>

@@ -2,7 +2,7 @@
 // (byte for byte), JSON records answered as records, ?explain=true as `hitgpu explain`; refusals in the CLI's words.
 using System.Net;
 using System.Text.Json.Nodes;
-using HitGpu.Cli;
+using static HitGpu.Nn.Tests.CliRunner;
 using static HitGpu.Serve.Tests.Http;
 
 namespace HitGpu.Serve.Tests;
@@ -11,13 +11,6 @@ namespace HitGpu.Serve.Tests;
 public sealed class PredictTests(ServerFixture server)
 {
     private HttpClient Client => server.Client;
-
-    private (int Code, string Output, string Error) Cli(params string[] args)
-    {
-        var (output, error) = (new StringWriter(), new StringWriter());
-        int code = HitGpuCli.Run(args, output, error);
-        return (code, output.ToString(), error.ToString());
-    }
 
     private string File(string name, string text)
     {
@@ -33,7 +26,7 @@ public sealed class PredictTests(ServerFixture server)
     public async Task A_csv_is_answered_byte_for_byte_as_hitgpu_predict_writes_it()
     {
         string csv = Head(120);
-        var cli = Cli("predict", "--model", server.ModelPath, "--data", File("head.csv", csv));
+        var cli = Run("predict", "--model", server.ModelPath, "--data", File("head.csv", csv));
         Assert.Equal(0, cli.Code);
         var (status, body, type) = await Post(Client, "/predict", csv, "text/csv");
         Assert.Equal(HttpStatusCode.OK, status);
@@ -47,7 +40,7 @@ public sealed class PredictTests(ServerFixture server)
         var features = Features(300, 25);
         int[] order = [14, 3, 0, 1, 2, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13];
         string csv = Csv(features, order).Replace(',', ';');
-        var cli = Cli("predict", "--model", server.ModelPath, "--data", File("reordered.csv", csv));
+        var cli = Run("predict", "--model", server.ModelPath, "--data", File("reordered.csv", csv));
         var (status, body, _) = await Post(Client, "/predict", csv, "text/csv");
         Assert.Equal(HttpStatusCode.OK, status);
         Assert.StartsWith("row,probability,prediction\n1,", body);
@@ -110,7 +103,7 @@ public sealed class PredictTests(ServerFixture server)
     public async Task An_explained_csv_has_the_columns_and_values_of_hitgpu_explain_beside_the_verdict()
     {
         string csv = Head(8);
-        var cli = Cli("explain", "--model", server.ModelPath, "--data", File("explain.csv", csv));
+        var cli = Run("explain", "--model", server.ModelPath, "--data", File("explain.csv", csv));
         Assert.Equal(0, cli.Code);
         var (status, body, _) = await Post(Client, "/predict?explain=1", csv, "text/csv");
         Assert.Equal(HttpStatusCode.OK, status);
@@ -168,7 +161,7 @@ public sealed class PredictTests(ServerFixture server)
     public async Task A_bad_csv_is_400_in_the_words_of_the_cli(string what, string csv)
     {
         string path = File($"bad-{what.Replace(' ', '-')}.csv", csv);
-        var cli = Cli("predict", "--model", server.ModelPath, "--data", path);
+        var cli = Run("predict", "--model", server.ModelPath, "--data", path);
         Assert.Equal(2, cli.Code);
         var (status, body, _) = await Post(Client, "/predict", csv, "text/csv");
         Assert.Equal(HttpStatusCode.BadRequest, status);

@@ -6,7 +6,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using System.Text.RegularExpressions;
-using HitGpu.Cli;
+using static HitGpu.Nn.Tests.CliRunner;
 using static HitGpu.Serve.Tests.Http;
 
 namespace HitGpu.Serve.Tests;
@@ -79,20 +79,13 @@ public sealed partial class ServeCommandTests(ServerFixture server)
         }
     }
 
-    private static (int Code, string Output, string Error) Cli(params string[] args)
-    {
-        var (output, error) = (new StringWriter(), new StringWriter());
-        int code = HitGpuCli.Run(args, output, error);
-        return (code, output.ToString(), error.ToString());
-    }
-
     [Fact]
     public void A_port_in_use_is_one_line_and_exit_2()
     {
         using var taken = new TcpListener(IPAddress.Loopback, 0);
         taken.Start();
         int port = ((IPEndPoint)taken.LocalEndpoint).Port;
-        var (code, _, error) = Cli("serve", "--model", server.ModelPath, "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        var (code, _, error) = Run("serve", "--model", server.ModelPath, "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture));
         Assert.Equal(2, code);
         Assert.Single(error.TrimEnd('\n').Split('\n'));
         Assert.StartsWith("hitgpu: error: ", error);
@@ -110,7 +103,7 @@ public sealed partial class ServeCommandTests(ServerFixture server)
     [InlineData("--max-in-flight", "0", "hitgpu: error: --max-in-flight must be at least 1, got 0")]
     public void A_bad_option_is_one_line_and_exit_2(string option, string value, string expected)
     {
-        var (code, _, error) = Cli("serve", "--model", server.ModelPath, option, value);
+        var (code, _, error) = Run("serve", "--model", server.ModelPath, option, value);
         Assert.Equal(2, code);
         Assert.StartsWith(expected, error);
         Assert.Single(error.TrimEnd('\n').Split('\n'));
@@ -120,7 +113,7 @@ public sealed partial class ServeCommandTests(ServerFixture server)
     public void A_missing_model_file_is_one_line_and_exit_2()
     {
         string missing = Path.Combine(server.Folder, "missing.hitgpu");
-        var (code, _, error) = Cli("serve", "--model", missing);
+        var (code, _, error) = Run("serve", "--model", missing);
         Assert.Equal(2, code);
         Assert.Equal($"hitgpu: error: {missing}: model file not found\n", error);
     }
