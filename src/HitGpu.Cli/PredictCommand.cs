@@ -93,22 +93,12 @@ public static class PredictCommand
             bool names = songs.Tracks is not null && songs.Artists is not null;
             if (!header)
             {
-                writer.WriteRecord(names ? ["track", "artist", "probability", "prediction"] : ["row", "probability", "prediction"]);
+                writer.WriteRecord(PredictionOutput.CsvHeader(names));
                 header = true;
             }
             for (int i = 0; i < probabilities.Length; i++)
             {
-                if (names)
-                {
-                    writer.WriteField(songs.Tracks![i]);
-                    writer.WriteField(songs.Artists![i]);
-                }
-                else
-                {
-                    writer.WriteField(rows + i + 1, "D");
-                }
-                writer.WriteField(probabilities[i], "F6");
-                writer.WriteField(probabilities[i] > 0.5f ? "Hit" : "Not a Hit");
+                PredictionOutput.WriteCsvFields(writer, names, songs.Tracks?[i], songs.Artists?[i], rows + i + 1, probabilities[i]);
                 writer.EndRecord();
             }
             rows += probabilities.Length;

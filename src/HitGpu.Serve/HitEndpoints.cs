@@ -60,7 +60,7 @@ public sealed class HitEndpoints : IAsyncDisposable
     public void Map(IEndpointRouteBuilder app)
     {
         foreach (var (path, (bytes, type)) in page)
-            app.MapGet(path, (HttpContext context) => Write(context, 200, type, bytes));
+            app.MapGet(path, (HttpContext context) => Write(context, type, bytes));
         app.MapGet("/v2/health/live", (HttpContext context) => Json(context, 200, json => json.WriteBoolean("live", true)));
         app.MapGet("/v2/health/ready", (HttpContext context) => Json(context, 200, json => json.WriteBoolean("ready", true)));
         app.MapGet("/v2", (HttpContext context) => Json(context, 200, json =>
@@ -224,9 +224,8 @@ public sealed class HitEndpoints : IAsyncDisposable
         return Task.CompletedTask;
     }
 
-    private static Task Write(HttpContext context, int status, string type, byte[] bytes)
+    private static Task Write(HttpContext context, string type, byte[] bytes)
     {
-        context.Response.StatusCode = status;
         context.Response.ContentType = type;
         context.Response.Headers.CacheControl = "no-cache";
         return context.Response.Body.WriteAsync(bytes).AsTask();

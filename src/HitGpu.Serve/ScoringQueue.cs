@@ -122,7 +122,14 @@ public sealed class ScoringQueue : IAsyncDisposable
                 break; // completed and drained
             if (first is Explaining explaining)
             {
-                Run(explaining, job => job.Done.SetResult(HitGpu.Nn.Explain.IntegratedGradients(scorer.Device, model, job.Songs, explainSteps)));
+                try
+                {
+                    explaining.Done.SetResult(HitGpu.Nn.Explain.IntegratedGradients(scorer.Device, model, explaining.Songs, explainSteps));
+                }
+                catch (Exception e)
+                {
+                    explaining.Fail(e);
+                }
                 continue;
             }
             batch.Clear();
@@ -183,18 +190,6 @@ public sealed class ScoringQueue : IAsyncDisposable
             at += job.Inputs.Length;
         }
         return inputs;
-    }
-
-    private static void Run<T>(T job, Action<T> action) where T : Job
-    {
-        try
-        {
-            action(job);
-        }
-        catch (Exception e)
-        {
-            job.Fail(e);
-        }
     }
 
     /// <summary>Scores what was asked before the call, then stops the scorers and frees their buffers.</summary>

@@ -44,8 +44,6 @@ public static class SongRequests
     /// <summary>JSON as clients read it: quotes and apostrophes in messages left as they are (the answers are never embedded in HTML).</summary>
     public static readonly JsonWriterOptions WriterOptions = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
-    public static string Verdict(float probability) => probability > 0.5f ? "Hit" : "Not a Hit";
-
     /// <summary>CSV with a header, as `hitgpu predict` reads it (any column order, separator detected).</summary>
     public static SongBatch ReadCsv(byte[] body, int maxRows)
     {
@@ -315,7 +313,7 @@ public static class SongRequests
             if (songs.Artists?[i] is { } artist)
                 json.WriteString("artist", artist);
             json.WriteNumber("probability", probabilities[i]);
-            json.WriteString("prediction", Verdict(probabilities[i]));
+            json.WriteString("prediction", PredictionOutput.Verdict(probabilities[i]));
             if (explained is not null)
             {
                 json.WriteNumber("baseline_probability", explained.BaselineProbability);
@@ -338,27 +336,16 @@ public static class SongRequests
         using (var csv = CsvWriter.Create(text, SongData.WriterOptions, leaveOpen: true))
         {
             bool names = songs.Tracks is not null && songs.Artists is not null;
-            string[] header = [.. names ? ["track", "artist"] : new[] { "row" }, "probability", "prediction"];
+            string[] header = PredictionOutput.CsvHeader(names);
             csv.WriteRecord(explained is null ? header : [.. header, "baseline_probability", .. SongData.FeatureNames]);
-            string F(float v) => v.ToString("F6", CultureInfo.InvariantCulture);
             for (int i = 0; i < probabilities.Length; i++)
             {
-                if (names)
-                {
-                    csv.WriteField(songs.Tracks![i] ?? "");
-                    csv.WriteField(songs.Artists![i] ?? "");
-                }
-                else
-                {
-                    csv.WriteField(i + 1, "D");
-                }
-                csv.WriteField(F(probabilities[i]));
-                csv.WriteField(Verdict(probabilities[i]));
+                PredictionOutput.WriteCsvFields(csv, names, songs.Tracks?[i], songs.Artists?[i], i + 1, probabilities[i]);
                 if (explained is not null)
                 {
-                    csv.WriteField(F(explained.BaselineProbability));
+                    csv.WriteField(explained.BaselineProbability, "F6");
                     foreach (float c in explained.Of(i))
-                        csv.WriteField(F(c));
+                        csv.WriteField(c, "F6");
                 }
                 csv.EndRecord();
             }
