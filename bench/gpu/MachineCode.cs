@@ -44,10 +44,8 @@ public static partial class MachineCodeReport
         return File.Exists(Path.Combine(dir, "ptxas")) && File.Exists(Path.Combine(dir, "cuobjdump")) ? dir : null;
     }
 
-    /// <summary>The kernel's name in the report: Type.Method, with a generic kernel's arguments.</summary>
-    public static string NameOf(MethodInfo kernel) =>
-        kernel.DeclaringType!.Name + "." + kernel.Name
-        + (kernel.IsGenericMethod ? "<" + string.Join(",", kernel.GetGenericArguments().Select(t => t.Name)) + ">" : "");
+    /// <summary>The kernel's name in the report (the catalog's, as the simulated GPU's trace names it too).</summary>
+    public static string NameOf(MethodInfo kernel) => KernelCatalog.NameOf(kernel);
 
     /// <summary>The PTX ILGPU makes of the kernel for a CUDA GPU, as the compile tests make it, with the launcher's specialization.</summary>
     public static string Ptx(Context context, MethodInfo kernel, KernelSpecialization specialization)

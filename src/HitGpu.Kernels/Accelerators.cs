@@ -72,7 +72,50 @@ public sealed partial class ComputeDevice : IDisposable
         // On CUDA a kernel may have the driver's opt-in limit of shared memory once it asks (CudaSharedMemory).
         long shared = accelerator is CudaAccelerator cuda ? CudaSharedMemory.OptInBytes(cuda) ?? accelerator.MaxSharedMemoryPerGroup : accelerator.MaxSharedMemoryPerGroup;
         Plan = DevicePlan.For(kind, accelerator.MaxNumThreadsPerGroup, accelerator.NumMultiprocessors, accelerator.MemorySize, shared);
+        if (TracesKernels && kind != AcceleratorKind.Cpu && Interlocked.Exchange(ref catalogTraced, 1) == 0)
+            foreach (var kernel in KernelCatalog.ForGpu)
+                Console.Out.WriteLine($"[hitgpu] catalog {KernelCatalog.NameOf(kernel)}"); // what a GPU could run: the trace's table lists each
     }
+
+    private static int catalogTraced;
+
+    /// <summary>
+    /// Where HITGPU_KERNEL_TRACE=1: a line "[hitgpu] kernel KIND Type.Method&lt;arguments&gt;" on standard output as
+    /// each kernel loads, in the order the driver sees its modules; bench/gpusim/run.sh names the simulated GPU's
+    /// launches by it (ILGPU names a kernel's entry by its method alone, and many are "Kernel").
+    /// </summary>
+    private static readonly bool TracesKernels = Environment.GetEnvironmentVariable("HITGPU_KERNEL_TRACE") == "1";
+
+    private TLauncher Loaded<TLauncher>(TLauncher launcher, Delegate kernel) where TLauncher : Delegate
+    {
+        if (TracesKernels)
+        {
+            Console.Out.WriteLine($"[hitgpu] kernel {Kind.ToString().ToLowerInvariant()} {KernelCatalog.NameOf(kernel.Method)}");
+            Console.Out.Flush();
+        }
+        return launcher;
+    }
+
+    // ILGPU's stream kernels of each arity HitGpu uses, loaded and traced.
+    private Action<KernelConfig, T1> LoadKernel<T1>(Action<T1> kernel, KernelSpecialization specialization = default)
+        where T1 : struct => Loaded(Accelerator.LoadStreamKernel(kernel, specialization), kernel);
+
+    private Action<KernelConfig, T1, T2> LoadKernel<T1, T2>(Action<T1, T2> kernel)
+        where T1 : struct where T2 : struct => Loaded(Accelerator.LoadStreamKernel(kernel), kernel);
+
+    private Action<KernelConfig, T1, T2, T3, T4> LoadKernel<T1, T2, T3, T4>(Action<T1, T2, T3, T4> kernel)
+        where T1 : struct where T2 : struct where T3 : struct where T4 : struct => Loaded(Accelerator.LoadStreamKernel(kernel), kernel);
+
+    private Action<KernelConfig, T1, T2, T3, T4, T5> LoadKernel<T1, T2, T3, T4, T5>(Action<T1, T2, T3, T4, T5> kernel)
+        where T1 : struct where T2 : struct where T3 : struct where T4 : struct where T5 : struct => Loaded(Accelerator.LoadStreamKernel(kernel), kernel);
+
+    private Action<KernelConfig, T1, T2, T3, T4, T5, T6> LoadKernel<T1, T2, T3, T4, T5, T6>(Action<T1, T2, T3, T4, T5, T6> kernel)
+        where T1 : struct where T2 : struct where T3 : struct where T4 : struct where T5 : struct where T6 : struct =>
+        Loaded(Accelerator.LoadStreamKernel(kernel), kernel);
+
+    private Action<KernelConfig, T1, T2, T3, T4, T5, T6, T7> LoadKernel<T1, T2, T3, T4, T5, T6, T7>(Action<T1, T2, T3, T4, T5, T6, T7> kernel)
+        where T1 : struct where T2 : struct where T3 : struct where T4 : struct where T5 : struct where T6 : struct where T7 : struct =>
+        Loaded(Accelerator.LoadStreamKernel(kernel), kernel);
 
     /// <summary>
     /// The CPU accelerator simulates each GPU thread with an OS thread and a barrier costs microseconds, so
@@ -293,6 +336,10 @@ public static class KernelCatalog
         }
         return choices.Select(kernel.MakeGenericMethod);
     }
+
+    /// <summary>A kernel's name in reports and traces: Type.Method, and a generic kernel's type arguments.</summary>
+    public static string NameOf(System.Reflection.MethodInfo kernel) =>
+        kernel.DeclaringType!.Name + "." + kernel.Name + (kernel.IsGenericMethod ? "<" + string.Join(",", kernel.GetGenericArguments().Select(t => t.Name)) + ">" : "");
 
     /// <summary>Those a GPU backend can compile: not the CPU epoch's, which read host addresses (<see cref="RowMemory"/>).</summary>
     public static IReadOnlyList<System.Reflection.MethodInfo> ForGpu { get; } = All.Where(m => m.DeclaringType != typeof(CpuEpoch)).ToArray();

@@ -5,7 +5,6 @@
 //   p <- p - (lr / (1 - b1^t)) m / (sqrt(v) / sqrt(1 - b2^t) + eps)
 // The bias corrections depend only on the step number t, so the host computes them: no device scalar state.
 using ILGPU;
-using ILGPU.Runtime;
 
 namespace HitGpu.Kernels;
 
@@ -91,7 +90,7 @@ public sealed partial class ComputeDevice
         int n = (int)parameters.Length;
         Require(gradients.Length == n && m.Length == n && v.Length == n, "adam: parameters, gradients and both moments must have one length");
         var shape = Plan.ShapeFor(n);
-        (adam ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, AdamStep, int>(Adam.Kernel))(
+        (adam ??= LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, AdamStep, int>(Adam.Kernel))(
             shape.Config, parameters, gradients, m, v, n, s, shape.BlockedFlag);
     }
 }

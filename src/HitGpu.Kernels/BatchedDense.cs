@@ -16,7 +16,6 @@
 // kernels for it); the reference then does Dense's sums in Dense's order.
 using System.Numerics;
 using ILGPU;
-using ILGPU.Runtime;
 
 namespace HitGpu.Kernels;
 
@@ -971,7 +970,7 @@ public sealed partial class ComputeDevice
     {
         bool vector = cols % 4 == 0 && cols >= ColumnWindow.Width && IsVectorAligned(first) && IsVectorAligned(second) && secondOffset % 4 == 0;
         if (!batchedReductions.TryGetValue((kernel, vector), out var launch))
-            batchedReductions[(kernel, vector)] = launch = Accelerator.LoadStreamKernel<BatchedLayerArgs, int>(
+            batchedReductions[(kernel, vector)] = launch = LoadKernel<BatchedLayerArgs, int>(
                 BatchedDense.ReductionKernelFor(kernel, vector).CreateDelegate<Action<BatchedLayerArgs, int>>());
         var shape = Plan.ShapeFor(rows * ColumnWindow.Count(cols));
         launch(shape.Config, a, shape.BlockedFlag);
@@ -1149,9 +1148,9 @@ public sealed partial class ComputeDevice
         }
         var shape = Plan.ShapeFor(a.Rows * a.Members * a.Layer.Outputs);
         if (variant == DenseVariant.Lanes)
-            (lanesForward ??= Accelerator.LoadStreamKernel<BatchedLayerArgs, int>(BatchedDense.LanesForwardKernel))(shape.Config, a, shape.BlockedFlag);
+            (lanesForward ??= LoadKernel<BatchedLayerArgs, int>(BatchedDense.LanesForwardKernel))(shape.Config, a, shape.BlockedFlag);
         else
-            (batchedForward ??= Accelerator.LoadStreamKernel<BatchedLayerArgs, int>(BatchedDense.SimpleForwardKernel))(shape.Config, a, shape.BlockedFlag);
+            (batchedForward ??= LoadKernel<BatchedLayerArgs, int>(BatchedDense.SimpleForwardKernel))(shape.Config, a, shape.BlockedFlag);
     }
 
     /// <summary>The layer's parameter gradients (W, b, s, r), then, unless <paramref name="withInputGradient"/> is false, dL/dz of its input.</summary>
@@ -1178,13 +1177,13 @@ public sealed partial class ComputeDevice
         int parameterItems = (layer.WeightStride > 0 ? a.Members : 1) * layer.Outputs * layer.InputsPerGroup
             + (layer.BiasStride > 0 ? a.Members : 1) * layer.Outputs + (layer.HasOutputScale ? a.Members * layer.Outputs : 0);
         var shape = Plan.ShapeFor(parameterItems);
-        (lanes ? lanesParameterGradient ??= Accelerator.LoadStreamKernel<BatchedLayerArgs, int>(BatchedDense.LanesParameterGradientKernel)
-            : batchedParameterGradient ??= Accelerator.LoadStreamKernel<BatchedLayerArgs, int>(BatchedDense.SimpleParameterGradientKernel))(shape.Config, a, shape.BlockedFlag);
+        (lanes ? lanesParameterGradient ??= LoadKernel<BatchedLayerArgs, int>(BatchedDense.LanesParameterGradientKernel)
+            : batchedParameterGradient ??= LoadKernel<BatchedLayerArgs, int>(BatchedDense.SimpleParameterGradientKernel))(shape.Config, a, shape.BlockedFlag);
         if (!layer.HasInputScale && !withInputGradient)
             return;
         shape = Plan.ShapeFor(rowMembers * layer.Inputs);
-        (lanes ? lanesScaledInputGradient ??= Accelerator.LoadStreamKernel<BatchedLayerArgs, int>(BatchedDense.LanesScaledInputGradientKernel)
-            : batchedScaledInputGradient ??= Accelerator.LoadStreamKernel<BatchedLayerArgs, int>(BatchedDense.SimpleScaledInputGradientKernel))(shape.Config, a, shape.BlockedFlag);
+        (lanes ? lanesScaledInputGradient ??= LoadKernel<BatchedLayerArgs, int>(BatchedDense.LanesScaledInputGradientKernel)
+            : batchedScaledInputGradient ??= LoadKernel<BatchedLayerArgs, int>(BatchedDense.SimpleScaledInputGradientKernel))(shape.Config, a, shape.BlockedFlag);
         if (layer.HasInputScale)
             InputScaleGradient(a);
         if (withInputGradient && stored)

@@ -4,7 +4,6 @@
 // (the tests hold both variants to it). Shapes: x (rows, in), W (out, in) row-major as in PyTorch, b (out),
 // y (rows, out). Every output element is one thread's sum in a fixed order: no atomics, same bits each run.
 using ILGPU;
-using ILGPU.Runtime;
 
 namespace HitGpu.Kernels;
 
@@ -150,7 +149,7 @@ public sealed partial class ComputeDevice
             return;
         }
         var shape = Plan.ShapeFor(a.Rows * a.Outputs);
-        (denseForward ??= Accelerator.LoadStreamKernel<DenseForwardArgs, int>(Dense.ForwardKernel))(shape.Config, a, shape.BlockedFlag);
+        (denseForward ??= LoadKernel<DenseForwardArgs, int>(Dense.ForwardKernel))(shape.Config, a, shape.BlockedFlag);
     }
 
     /// <summary>Weight and bias gradients, then, unless <paramref name="withInputGradient"/> is false (the first layer), the input gradient.</summary>
@@ -187,11 +186,11 @@ public sealed partial class ComputeDevice
             return;
         }
         var shape = Plan.ShapeFor(a.Outputs * (a.Inputs + 1));
-        (denseParameterGradient ??= Accelerator.LoadStreamKernel<DenseBackwardArgs, int>(Dense.ParameterGradientKernel))(shape.Config, a, shape.BlockedFlag);
+        (denseParameterGradient ??= LoadKernel<DenseBackwardArgs, int>(Dense.ParameterGradientKernel))(shape.Config, a, shape.BlockedFlag);
         if (!withInputGradient)
             return;
         Require(a.InputGradient.Length >= (long)a.Rows * a.Inputs, "dense backward: input gradient must hold (rows, in)");
         shape = Plan.ShapeFor(a.Rows * a.Inputs);
-        (denseInputGradient ??= Accelerator.LoadStreamKernel<DenseBackwardArgs, int>(Dense.InputGradientKernel))(shape.Config, a, shape.BlockedFlag);
+        (denseInputGradient ??= LoadKernel<DenseBackwardArgs, int>(Dense.InputGradientKernel))(shape.Config, a, shape.BlockedFlag);
     }
 }

@@ -23,7 +23,6 @@
 // elements may be scaled by its row's member's adapter (r or s) as they are loaded. Same tests, same
 // references as Dense and BatchedDense.
 using ILGPU;
-using ILGPU.Runtime;
 
 namespace HitGpu.Kernels;
 
@@ -532,13 +531,13 @@ public sealed partial class ComputeDevice
             && (aKAlongRows || (a.M % 4 == 0 && a.A.RowMembers == 0)) && (bKAlongRows || (a.N % 4 == 0 && a.B.RowMembers == 0));
         var key = (tile, aKAlongRows, bKAlongRows, vector);
         if (!tiledProducts.TryGetValue(key, out var kernel))
-            tiledProducts[key] = kernel = Accelerator.LoadStreamKernel<ProductArgs>(
+            tiledProducts[key] = kernel = LoadKernel<ProductArgs>(
                 DenseTiled.ProductKernelFor(tile, aKAlongRows, bKAlongRows, vector).CreateDelegate<Action<ProductArgs>>(), Plan.ProductSpecialization(tile));
         kernel(config, launch);
         if (launch.Splits > 1)
         {
             var shape = Plan.ShapeFor(a.Slabs * a.M * a.N);
-            (sumPartials ??= Accelerator.LoadStreamKernel<ProductArgs, int>(DenseTiled.SumPartialsKernel))(shape.Config, launch, shape.BlockedFlag);
+            (sumPartials ??= LoadKernel<ProductArgs, int>(DenseTiled.SumPartialsKernel))(shape.Config, launch, shape.BlockedFlag);
         }
     }
 }

@@ -4,7 +4,6 @@
 // accelerator and path, and the backward pass multiplies the deltas by the very same mask.
 using System.Numerics;
 using ILGPU;
-using ILGPU.Runtime;
 
 namespace HitGpu.Kernels;
 
@@ -67,6 +66,6 @@ public sealed partial class ComputeDevice
         Require(a.Rate is >= 0f and < 1f, $"dropout rate must be in [0, 1), got {a.Rate}");
         Require(a.Values.Length >= (long)a.Rows * a.Cols, "dropout: values must hold (rows, cols)");
         var shape = Plan.ShapeFor(a.Rows * a.Cols);
-        (dropout ??= Accelerator.LoadStreamKernel<DropoutArgs, int>(Dropout.Kernel))(shape.Config, a, shape.BlockedFlag);
+        (dropout ??= LoadKernel<DropoutArgs, int>(Dropout.Kernel))(shape.Config, a, shape.BlockedFlag);
     }
 }

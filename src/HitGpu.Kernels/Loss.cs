@@ -8,7 +8,6 @@
 // the mean probability's. One member: exactly the single-logit formulas.
 using System.Numerics;
 using ILGPU;
-using ILGPU.Runtime;
 
 namespace HitGpu.Kernels;
 
@@ -222,7 +221,7 @@ public sealed partial class ComputeDevice
         Require(runCount >= 1 && runs.Length >= runCount && sums.Length >= 2L * runCount, "run sample sums: a run entry and two sums a run");
         Require(sampleLoss.Length >= (long)runCount * stride && sampleCorrect.Length >= (long)runCount * stride, $"run sample sums: the views must hold {runCount} runs of {stride} slots");
         int threads = Plan.OneGroupThreads;
-        (runSampleSums ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<EpochRun>, int, ArrayView<float>>(SampleSums.RunsKernel))(
+        (runSampleSums ??= LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<EpochRun>, int, ArrayView<float>>(SampleSums.RunsKernel))(
             new KernelConfig(runCount, threads, SharedMemoryConfig.RequestDynamic<float>(2 * threads)), sampleLoss, sampleCorrect, runs, stride, sums);
     }
 
@@ -231,7 +230,7 @@ public sealed partial class ComputeDevice
     {
         Require(n >= 1 && sampleLoss.Length >= n && sampleCorrect.Length >= n && sums.Length >= 2, $"sample sums: the views must hold {n} samples and 2 sums");
         int threads = Plan.OneGroupThreads;
-        (sampleSums ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, ArrayView<float>>(SampleSums.Kernel))(
+        (sampleSums ??= LoadKernel<ArrayView<float>, ArrayView<float>, int, ArrayView<float>>(SampleSums.Kernel))(
             new KernelConfig(1, threads, SharedMemoryConfig.RequestDynamic<float>(2 * threads)), sampleLoss, sampleCorrect, n, sums);
     }
 }
@@ -250,7 +249,7 @@ public sealed partial class ComputeDevice
         Require(a.SampleLoss.Length >= a.Labels.Offset + a.Rows && a.SampleCorrect.Length >= a.Labels.Offset + a.Rows,
             "loss: per-sample outputs must hold offset + rows");
         var shape = Plan.ShapeFor(a.Rows);
-        (loss ??= Accelerator.LoadStreamKernel<LossArgs, int>(Loss.Kernel))(shape.Config, a, shape.BlockedFlag);
+        (loss ??= LoadKernel<LossArgs, int>(Loss.Kernel))(shape.Config, a, shape.BlockedFlag);
     }
 
     /// <summary>probabilities[r] = the mean of sigmoid(logits[r k + i]) over the k members, for rows [0, rows).</summary>
@@ -258,7 +257,7 @@ public sealed partial class ComputeDevice
     {
         Require(members >= 1 && logits.Length >= (long)rows * members && probabilities.Length >= rows, "mean probability: views too short");
         var shape = Plan.ShapeFor(rows);
-        (meanProbability ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int>(Loss.MeanProbabilityKernel))(
+        (meanProbability ??= LoadKernel<ArrayView<float>, ArrayView<float>, int, int, int>(Loss.MeanProbabilityKernel))(
             shape.Config, logits, probabilities, rows, members, shape.BlockedFlag);
     }
 
@@ -267,7 +266,7 @@ public sealed partial class ComputeDevice
     {
         Require(members >= 1 && logits.Length >= (long)rows * members && slopes.Length >= (long)rows * members, "mean probability slope: views too short");
         var shape = Plan.ShapeFor(rows * members);
-        (meanProbabilitySlope ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int>(Loss.MeanProbabilitySlopeKernel))(
+        (meanProbabilitySlope ??= LoadKernel<ArrayView<float>, ArrayView<float>, int, int, int>(Loss.MeanProbabilitySlopeKernel))(
             shape.Config, logits, slopes, rows * members, members, shape.BlockedFlag);
     }
 }

@@ -4,7 +4,6 @@
 // lands below n (cycle walking), which makes it a bijection on [0, n). The reference is the same function run
 // on the host.
 using ILGPU;
-using ILGPU.Runtime;
 
 namespace HitGpu.Kernels;
 
@@ -74,7 +73,7 @@ public sealed partial class ComputeDevice
     {
         Require(n >= 1 && source.Length >= n && order.Length >= n, $"permutation: both views must hold {n} rows");
         var shape = Plan.ShapeFor(n);
-        (permutation ??= Accelerator.LoadStreamKernel<ArrayView<int>, ArrayView<int>, int, uint, int, int>(Shuffle.PermutationKernel))(
+        (permutation ??= LoadKernel<ArrayView<int>, ArrayView<int>, int, uint, int, int>(Shuffle.PermutationKernel))(
             shape.Config, source, order, n, seed, epoch, shape.BlockedFlag);
     }
 }

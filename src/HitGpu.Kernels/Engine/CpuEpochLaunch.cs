@@ -2,7 +2,6 @@
 // passed as host addresses), in one group of the plan's threads; the kernels load once, on a worker thread
 // while the host reads its data when the plan says that pays.
 using ILGPU;
-using ILGPU.Runtime;
 
 namespace HitGpu.Kernels;
 
@@ -65,9 +64,9 @@ public sealed partial class ComputeDevice
             return;
         preparation = Task.Run(() =>
         {
-            cpuEpochTrain = Accelerator.LoadStreamKernel<EpochTrainArgs>(CpuEpoch.TrainKernel);
-            cpuEpochScore = Accelerator.LoadStreamKernel<EpochScoreArgs>(CpuEpoch.ScoreKernel);
-            cpuEpochPredict = Accelerator.LoadStreamKernel<EpochPredictArgs>(CpuEpoch.PredictKernel);
+            cpuEpochTrain = LoadKernel<EpochTrainArgs>(CpuEpoch.TrainKernel);
+            cpuEpochScore = LoadKernel<EpochScoreArgs>(CpuEpoch.ScoreKernel);
+            cpuEpochPredict = LoadKernel<EpochPredictArgs>(CpuEpoch.PredictKernel);
         });
     }
 
@@ -95,7 +94,7 @@ public sealed partial class ComputeDevice
         Require(a.Network.RowsPerThread >= (Math.Min(a.BatchSize, a.Rows) + threads - 1) / threads, "CPU epoch: scratch rows per thread too few for the batch");
         Require(a.Schedule.Length >= steps, $"CPU epoch: the schedule needs {steps} steps");
         FinishPreparation();
-        (cpuEpochTrain ??= Accelerator.LoadStreamKernel<EpochTrainArgs>(CpuEpoch.TrainKernel))(new KernelConfig(1, threads), new EpochTrainArgs
+        (cpuEpochTrain ??= LoadKernel<EpochTrainArgs>(CpuEpoch.TrainKernel))(new KernelConfig(1, threads), new EpochTrainArgs
         {
             Memory = Memory(a.Network, a.Features, a.ThreadGradients), Shape = shape,
             Labels = RowMemory.Of(a.Labels), Order = RowMemory.Of(a.Order), SampleLoss = RowMemory.Of(a.SampleLoss), SampleCorrect = RowMemory.Of(a.SampleCorrect),
@@ -112,7 +111,7 @@ public sealed partial class ComputeDevice
         Require(a.Labels.Length >= a.Rows && a.SampleLoss.Length >= a.Rows && a.SampleCorrect.Length >= a.Rows,
             "CPU epoch score: labels and per-sample outputs must hold the rows");
         FinishPreparation();
-        (cpuEpochScore ??= Accelerator.LoadStreamKernel<EpochScoreArgs>(CpuEpoch.ScoreKernel))(new KernelConfig(1, Plan.OneGroupThreads), new EpochScoreArgs
+        (cpuEpochScore ??= LoadKernel<EpochScoreArgs>(CpuEpoch.ScoreKernel))(new KernelConfig(1, Plan.OneGroupThreads), new EpochScoreArgs
         {
             Memory = Memory(a.Network, a.Features, ArrayView<float>.Empty), Shape = shape,
             Labels = RowMemory.Of(a.Labels), SampleLoss = RowMemory.Of(a.SampleLoss), SampleCorrect = RowMemory.Of(a.SampleCorrect), Rows = a.Rows,
@@ -126,7 +125,7 @@ public sealed partial class ComputeDevice
         Require(a.Network.RowsPerThread >= 2, "CPU epoch predict: scratch too small (four rows a thread)");
         Require(a.Probabilities.Length >= a.Rows, "CPU epoch predict: the probabilities must hold the rows");
         FinishPreparation();
-        (cpuEpochPredict ??= Accelerator.LoadStreamKernel<EpochPredictArgs>(CpuEpoch.PredictKernel))(new KernelConfig(1, Plan.OneGroupThreads), new EpochPredictArgs
+        (cpuEpochPredict ??= LoadKernel<EpochPredictArgs>(CpuEpoch.PredictKernel))(new KernelConfig(1, Plan.OneGroupThreads), new EpochPredictArgs
         {
             Memory = Memory(a.Network, a.Features, ArrayView<float>.Empty), Shape = shape, Probabilities = RowMemory.Of(a.Probabilities), Rows = a.Rows,
         });

@@ -53,7 +53,7 @@ public sealed partial class ComputeDevice
         Require(runPositions <= int.MaxValue && (long)a.RunCount * a.Steps <= int.MaxValue, "GPU epoch: the runs' positions or steps pass 2^31");
         shape.BatchRows = Math.Min(a.BatchSize, a.Positions);
         int floats = (int)GpuEpoch.TrainSharedFloats(layout, shape.BatchRows);
-        gpuEpochTrain ??= Accelerator.LoadStreamKernel<GpuEpochTrainArgs>(GpuEpoch.TrainKernel);
+        gpuEpochTrain ??= LoadKernel<GpuEpochTrainArgs>(GpuEpoch.TrainKernel);
         if (4 * floats > gpuEpochTrainShared)
         {
             CudaSharedMemory.Allow(gpuEpochTrain.GetKernel(), 4 * floats);
@@ -86,7 +86,7 @@ public sealed partial class ComputeDevice
         int chunks = (a.MaxRows + chunk - 1) / chunk;
         Require((long)chunks * a.RunCount <= int.MaxValue, "GPU epoch score: too many groups");
         int floats = (int)GpuEpoch.ScoreSharedFloats(layout, chunk);
-        gpuEpochScore ??= Accelerator.LoadStreamKernel<GpuEpochScoreArgs>(GpuEpoch.ScoreKernel);
+        gpuEpochScore ??= LoadKernel<GpuEpochScoreArgs>(GpuEpoch.ScoreKernel);
         if (4 * floats > gpuEpochScoreShared)
         {
             CudaSharedMemory.Allow(gpuEpochScore.GetKernel(), 4 * floats);
