@@ -23,7 +23,7 @@ public sealed partial class ServeCommandTests(ServerFixture server)
     private static partial Regex Listening();
 
     /// <summary>hitgpu serve in its own process (the tool's assembly beside the tests), and the address it printed.</summary>
-    private static async Task<(Process Process, string Address, List<string> Output)> StartServe(params string[] args)
+    internal static async Task<(Process Process, string Address, List<string> Output)> StartServe(params string[] args)
     {
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (string arg in (string[])[Path.Combine(AppContext.BaseDirectory, "hitgpu.dll"), "serve", "--port", "0", .. args])
