@@ -18,6 +18,9 @@ public sealed class HitEndpoints : IAsyncDisposable
     /// <summary>Where a handler leaves the songs a request carried, for the request log.</summary>
     public const string RowsItem = "hitgpu.rows";
 
+    /// <summary>Where a 500 leaves what failed, for the request log: the answer does not say it (it may name a path).</summary>
+    public const string FailureItem = "hitgpu.failure";
+
     public HitModel Model { get; }
     public ServeOptions Options { get; }
     public ScoringQueue Queue { get; }
@@ -194,19 +197,22 @@ public sealed class HitEndpoints : IAsyncDisposable
         }
         catch (Exception e) when (!context.Response.HasStarted && Refusal(e) is var (status, message))
         {
+            if (status == 500)
+                context.Items[FailureItem] = $"{e.GetType().Name}: {InputException.OneLine(e.Message)}";
             context.Response.Clear();
             await Error(context, status, message);
         }
     }
 
-    private static (int Status, string Message)? Refusal(Exception e) => e switch
+    internal static (int Status, string Message)? Refusal(Exception e) => e switch
     {
         RequestRefusedException refused => (refused.Status, refused.Message),
         InputException => (StatusCodes.BadRequest, InputException.OneLine(e.Message)),
         ScoringQueue.StoppingException => (StatusCodes.Unavailable, e.Message),
         BadHttpRequestException bad => (bad.StatusCode, InputException.OneLine(bad.Message)),
         OperationCanceledException => null, // the client went away: nothing to answer
-        _ => (500, $"internal error: {e.GetType().Name}: {InputException.OneLine(e.Message)}"),
+        // An unexpected failure's message is for the operator (the request log), not the client: it may name a server path.
+        _ => (500, $"internal error: {e.GetType().Name} (the server's log has its message)"),
     };
 
     public static Task Error(HttpContext context, int status, string message) => Json(context, status, json => json.WriteString("error", message));
@@ -255,7 +261,7 @@ public sealed class HitEndpoints : IAsyncDisposable
     private void ModelInfo(Utf8JsonWriter json)
     {
         json.WriteString("name", Options.Name);
-        json.WriteString("file", Options.ModelFile is null ? null : Path.GetFileName(Options.ModelFile));
+        json.WriteString("file", Options.ModelFile is null ? null : FileName(Options.ModelFile));
         var statistics = Model.Preprocessing.Statistics;
         json.WriteStartArray("features");
         for (int f = 0; f < SongData.FeatureCount; f++)
@@ -279,7 +285,7 @@ public sealed class HitEndpoints : IAsyncDisposable
             foreach (var file in p.Data)
             {
                 json.WriteStartObject();
-                json.WriteString("source", file.Source);
+                json.WriteString("source", FileName(file.Source));
                 json.WriteNumber("rows", file.Rows);
                 json.WriteEndObject();
             }
@@ -302,6 +308,9 @@ public sealed class HitEndpoints : IAsyncDisposable
         json.WriteNumber("max_body_bytes", Options.MaxBodyBytes);
         json.WriteEndObject();
     }
+
+    /// <summary>A path's last part: clients see which file, not where it lies on a machine (with either separator: a model may come from Windows).</summary>
+    private static string FileName(string path) => path[(path.LastIndexOfAny(['/', '\\']) + 1)..];
 
     public async ValueTask DisposeAsync()
     {

@@ -1,6 +1,6 @@
 // `hitgpu serve`: the model's endpoints on Kestrel, with what a standalone server adds: one log line per
-// request (method, path, songs, status, milliseconds), a JSON 404 for unknown paths and 405 for other
-// methods, and a stop (Ctrl+C, SIGTERM, StopAsync) that takes no new connections, lets the requests in flight
+// request (method, path, songs, status, milliseconds; what failed, for a 500), a JSON 404 for unknown paths
+// and 405 for other methods, and a stop (Ctrl+C, SIGTERM, StopAsync) that takes no new connections, lets the requests in flight
 // finish (up to DrainTimeout), then scores what was queued and frees the device buffers.
 using System.Diagnostics;
 using System.Globalization;
@@ -122,8 +122,9 @@ public sealed class HitServer : IAsyncDisposable
         public void Add(HttpContext context, TimeSpan elapsed)
         {
             string rows = context.Items.TryGetValue(HitEndpoints.RowsItem, out var n) ? n!.ToString()! : "-";
+            string failure = context.Items.TryGetValue(HitEndpoints.FailureItem, out var f) ? $": {f}" : "";
             lines.Writer.TryWrite(string.Create(CultureInfo.InvariantCulture,
-                $"{DateTime.UtcNow:yyyy-MM-ddTHH:mm:ss.fffZ} {context.Request.Method} {InputException.OneLine(context.Request.Path + context.Request.QueryString.ToString())} rows={rows} status={context.Response.StatusCode} {elapsed.TotalMilliseconds:F2} ms"));
+                $"{DateTime.UtcNow:yyyy-MM-ddTHH:mm:ss.fffZ} {context.Request.Method} {InputException.OneLine(context.Request.Path + context.Request.QueryString.ToString())} rows={rows} status={context.Response.StatusCode} {elapsed.TotalMilliseconds:F2} ms{failure}"));
         }
 
         public async ValueTask DisposeAsync()

@@ -1,0 +1,39 @@
+// What a server must not give away: the paths of the machine it runs on (the model file's, the training
+// data's, any in an error's words). A client learns names of files, never where they lie.
+using System.Net;
+using System.Text.Json.Nodes;
+using static HitGpu.Serve.Tests.Http;
+
+namespace HitGpu.Serve.Tests;
+
+[Collection(ServerCollection.Name)]
+public sealed class SafetyTests(ServerFixture server)
+{
+    [Fact]
+    public async Task The_model_description_names_files_without_their_folders()
+    {
+        var provenance = server.Model.Provenance! with
+        {
+            Data = [new DataFile("/srv/private/catalogue/songs-2026.csv", "00", 10), new DataFile(@"C:\Users\someone\charts.csv", "00", 5)],
+        };
+        await using var served = await server.StartAsync(server.Model with { Provenance = provenance },
+            new ServeOptions { Name = "hits", ModelFile = "/srv/private/models/hits.hitgpu", Port = 0 });
+        using var client = ServerFixture.ClientOf(served);
+        var (status, body, _) = await Get(client, "/model");
+        Assert.Equal(HttpStatusCode.OK, status);
+        var model = JsonNode.Parse(body)!;
+        Assert.Equal("hits.hitgpu", model["file"]!.GetValue<string>());
+        Assert.Equal(["songs-2026.csv", "charts.csv"], model["training"]!["data"]!.AsArray().Select(d => d!["source"]!.GetValue<string>()));
+        Assert.DoesNotContain("private", body);
+        Assert.DoesNotContain("someone", body);
+    }
+
+    [Fact]
+    public void An_internal_failure_is_answered_without_its_message_which_may_name_a_path()
+    {
+        var (status, message) = HitEndpoints.Refusal(new FileNotFoundException("Could not find file '/srv/private/kernels/cache.bin'."))!.Value;
+        Assert.Equal(500, status);
+        Assert.DoesNotContain("/srv", message);
+        Assert.StartsWith("internal error: FileNotFoundException", message);
+    }
+}
