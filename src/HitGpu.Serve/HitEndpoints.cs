@@ -151,7 +151,11 @@ public sealed class HitEndpoints : IAsyncDisposable
 
     private enum BodyForm { Json, Csv, Sniff }
 
-    /// <summary>JSON or CSV by the body's type; a form post (curl's default) or none: by its first character.</summary>
+    /// <summary>
+    /// JSON or CSV by the body's type; none or octet-stream: by its first character. The three types a web page
+    /// may post to another site without asking first (CORS "simple" requests: text/plain, a form, a multipart
+    /// form) are refused before the body is read, so that no page a user visits can make their browser send songs.
+    /// </summary>
     private static BodyForm Form(string? contentType)
     {
         string type = (contentType ?? "").Split(';')[0].Trim().ToLowerInvariant();
@@ -159,8 +163,10 @@ public sealed class HitEndpoints : IAsyncDisposable
         {
             "application/json" or "text/json" => BodyForm.Json,
             _ when type.EndsWith("+json", StringComparison.Ordinal) => BodyForm.Json,
-            "text/csv" or "application/csv" or "text/plain" or "text/tab-separated-values" => BodyForm.Csv,
-            "" or "application/x-www-form-urlencoded" or "application/octet-stream" => BodyForm.Sniff,
+            "text/csv" or "application/csv" or "text/tab-separated-values" => BodyForm.Csv,
+            "" or "application/octet-stream" => BodyForm.Sniff,
+            "text/plain" or "application/x-www-form-urlencoded" or "multipart/form-data" => throw new RequestRefusedException(StatusCodes.UnsupportedType,
+                $"a body of type '{type}' is refused: any web page can make a browser send it here without asking (a CORS simple request); send text/csv or application/json"),
             _ => throw new RequestRefusedException(StatusCodes.UnsupportedType, $"a body of type '{InputException.OneLine(type)}' cannot hold songs: send text/csv or application/json"),
         };
     }

@@ -1,5 +1,6 @@
-// What a server must not give away: the paths of the machine it runs on (the model file's, the training
-// data's, any in an error's words). A client learns names of files, never where they lie.
+// What a server must not give away, and what it must not let a web page do. No paths of the machine it runs
+// on (the model file's, the training data's, any in an error's words): a client learns names of files, never
+// where they lie. No request a browser sends from another site without asking (a CORS "simple" request).
 using System.Net;
 using System.Text.Json.Nodes;
 using static HitGpu.Serve.Tests.Http;
@@ -35,5 +36,20 @@ public sealed class SafetyTests(ServerFixture server)
         Assert.Equal(500, status);
         Assert.DoesNotContain("/srv", message);
         Assert.StartsWith("internal error: FileNotFoundException", message);
+    }
+
+    [Theory]
+    [InlineData("text/plain")]
+    [InlineData("application/x-www-form-urlencoded")]
+    [InlineData("multipart/form-data; boundary=x")]
+    public async Task Predict_refuses_the_types_a_browser_sends_from_any_site_without_asking(string type)
+    {
+        using var content = new StringContent(Csv(Features(0, 2)));
+        content.Headers.ContentType = System.Net.Http.Headers.MediaTypeHeaderValue.Parse(type);
+        using var response = await server.Client.PostAsync("/predict", content);
+        Assert.Equal(HttpStatusCode.UnsupportedMediaType, response.StatusCode);
+        string message = Error(await response.Content.ReadAsStringAsync());
+        Assert.StartsWith($"a body of type '{type.Split(';')[0]}' is refused", message);
+        Assert.Contains("send text/csv or application/json", message);
     }
 }
