@@ -3,6 +3,7 @@
 // HitServer. Every refusal is one JSON line, {"error": "..."}, with 400 for bad input (the CLI's words),
 // 404 for an unknown model, 413 over a limit, 415 for a body that is neither CSV nor JSON, 503 when busy
 // (--max-in-flight) or stopping.
+using System.Buffers;
 using System.Reflection;
 using System.Text.Json;
 using HitGpu.Kernels;
@@ -59,22 +60,27 @@ public sealed class HitEndpoints : IAsyncDisposable
         return copy.ToArray();
     }
 
-    /// <summary>Maps the model's endpoints (the protocol's, /predict, /model and the page at /) into an app.</summary>
+    /// <summary>
+    /// Maps the model's endpoints (the protocol's, /predict, /model and the page at /) into an app, each GET
+    /// answering HEAD too, and each request passing <see cref="Admit"/> first.
+    /// </summary>
     public void Map(IEndpointRouteBuilder app)
     {
+        var routes = app.MapGroup("");
+        routes.AddEndpointFilter(async (invocation, next) => await Admit(invocation.HttpContext) ? await next(invocation) : Results.Empty);
         foreach (var (path, (bytes, type)) in page)
-            app.MapGet(path, (HttpContext context) => Write(context, type, bytes));
-        app.MapGet("/v2/health/live", (HttpContext context) => Json(context, 200, json => json.WriteBoolean("live", true)));
-        app.MapGet("/v2/health/ready", (HttpContext context) => Json(context, 200, json => json.WriteBoolean("ready", true)));
-        app.MapGet("/v2", (HttpContext context) => Json(context, 200, json =>
+            Get(routes, path, (HttpContext context) => Write(context, type, bytes));
+        Get(routes, "/v2/health/live", (HttpContext context) => Json(context, 200, json => json.WriteBoolean("live", true)));
+        Get(routes, "/v2/health/ready", (HttpContext context) => Json(context, 200, json => json.WriteBoolean("ready", true)));
+        Get(routes, "/v2", (HttpContext context) => Json(context, 200, json =>
         {
             json.WriteString("name", "hitgpu");
             json.WriteString("version", typeof(HitEndpoints).Assembly.GetName().Version?.ToString(3) ?? "0");
             json.WriteStartArray("extensions");
             json.WriteEndArray();
         }));
-        app.MapGet("/v2/models/{name}", (HttpContext context, string name) => Guard(context, () => { Known(name); return Json(context, 200, Metadata); }));
-        app.MapGet("/v2/models/{name}/ready", (HttpContext context, string name) => Guard(context, () =>
+        Get(routes, "/v2/models/{name}", (HttpContext context, string name) => Guard(context, () => { Known(name); return Json(context, 200, Metadata); }));
+        Get(routes, "/v2/models/{name}/ready", (HttpContext context, string name) => Guard(context, () =>
         {
             Known(name);
             return Json(context, 200, json =>
@@ -83,7 +89,7 @@ public sealed class HitEndpoints : IAsyncDisposable
                 json.WriteBoolean("ready", true);
             });
         }));
-        app.MapPost("/v2/models/{name}/infer", (HttpContext context, string name) => Guard(context, () => Limited(async () =>
+        routes.MapPost("/v2/models/{name}/infer", (HttpContext context, string name) => Guard(context, () => Limited(async () =>
         {
             Known(name);
             var body = await Body(context);
@@ -93,8 +99,34 @@ public sealed class HitEndpoints : IAsyncDisposable
             context.Response.ContentType = "application/json";
             SongRequests.WriteInfer(context.Response.BodyWriter, Options.Name, id, probabilities);
         })));
-        app.MapPost("/predict", (HttpContext context) => Guard(context, () => Limited(() => Predict(context))));
-        app.MapGet("/model", (HttpContext context) => Json(context, 200, ModelInfo));
+        routes.MapPost("/predict", (HttpContext context) => Guard(context, () => Limited(() => Predict(context))));
+        Get(routes, "/model", (HttpContext context) => Json(context, 200, ModelInfo));
+    }
+
+    private static readonly string[] GetAndHead = [HttpMethods.Get, HttpMethods.Head];
+
+    /// <summary>A GET endpoint that answers HEAD too (RFC 9110 asks it of every GET): the same status and headers, no body (<see cref="Send"/>).</summary>
+    private static void Get(IEndpointRouteBuilder routes, string pattern, Delegate handler) => routes.MapMethods(pattern, GetAndHead, handler);
+
+    /// <summary>Marks what every request passes first, once (the server's pipeline, then the endpoints' filter).</summary>
+    private const string AdmittedItem = "hitgpu.admitted";
+
+    /// <summary>
+    /// What every request passes before anything reads it; HitServer runs it for every path, <see cref="Map"/>
+    /// for the endpoints. Its answer, whatever it is, says X-Content-Type-Options: nosniff (a browser takes a
+    /// JSON line or CSV for what its type says, never for a page or a script). False: refused, and answered.
+    /// </summary>
+    public ValueTask<bool> Admit(HttpContext context)
+    {
+        if (!context.Items.TryAdd(AdmittedItem, true))
+            return ValueTask.FromResult(true);
+        // At the start of the answer: a refusal's Response.Clear() does not take it away.
+        context.Response.OnStarting(static response =>
+        {
+            ((HttpResponse)response).Headers.XContentTypeOptions = "nosniff";
+            return Task.CompletedTask;
+        }, context.Response);
+        return ValueTask.FromResult(true);
     }
 
     /// <summary>A handler of songs, if fewer than <see cref="ServeOptions.MaxInFlight"/> are running; else 503 at once.</summary>
@@ -225,22 +257,29 @@ public sealed class HitEndpoints : IAsyncDisposable
 
     private static Task Json(HttpContext context, int status, Action<Utf8JsonWriter> body)
     {
-        context.Response.StatusCode = status;
-        context.Response.ContentType = "application/json";
-        using (var json = new Utf8JsonWriter(context.Response.BodyWriter, SongRequests.WriterOptions))
+        var bytes = new ArrayBufferWriter<byte>();
+        using (var json = new Utf8JsonWriter(bytes, SongRequests.WriterOptions))
         {
             json.WriteStartObject();
             body(json);
             json.WriteEndObject();
         }
-        return Task.CompletedTask;
+        context.Response.StatusCode = status;
+        return Send(context, "application/json", bytes.WrittenMemory);
     }
 
     private static Task Write(HttpContext context, string type, byte[] bytes)
     {
-        context.Response.ContentType = type;
         context.Response.Headers.CacheControl = "no-cache";
-        return context.Response.Body.WriteAsync(bytes).AsTask();
+        return Send(context, type, bytes);
+    }
+
+    /// <summary>A whole answer with its length: a HEAD gets the headers a GET gets, and no body.</summary>
+    private static Task Send(HttpContext context, string type, ReadOnlyMemory<byte> bytes)
+    {
+        context.Response.ContentType = type;
+        context.Response.ContentLength = bytes.Length;
+        return HttpMethods.IsHead(context.Request.Method) ? Task.CompletedTask : context.Response.Body.WriteAsync(bytes).AsTask();
     }
 
     private void Metadata(Utf8JsonWriter json)

@@ -59,6 +59,11 @@ public sealed class HitServer : IAsyncDisposable
                     log.Add(context, Stopwatch.GetElapsedTime(start));
                 }
             });
+        app.Use(async (context, next) =>
+        {
+            if (await endpoints.Admit(context))
+                await next(context);
+        });
         // What routing answers itself, an empty 404 (no such path) or 405 (a path asked with another method):
         // the same JSON line as every refusal.
         app.Use(async (context, next) =>

@@ -52,4 +52,37 @@ public sealed class SafetyTests(ServerFixture server)
         Assert.StartsWith($"a body of type '{type.Split(';')[0]}' is refused", message);
         Assert.Contains("send text/csv or application/json", message);
     }
+
+    public static TheoryData<string> GetPaths() => ["/v2/health/live", "/v2/health/ready", "/v2", "/v2/models/hits", "/v2/models/hits/ready", "/", "/page.js", "/page.css", "/model", "/v2/models/other"];
+
+    [Theory]
+    [MemberData(nameof(GetPaths))]
+    public async Task Head_is_answered_with_the_status_and_headers_of_get_and_no_body(string path)
+    {
+        using var get = await server.Client.GetAsync(path);
+        byte[] body = await get.Content.ReadAsByteArrayAsync();
+        using var head = await server.Client.SendAsync(new HttpRequestMessage(HttpMethod.Head, path));
+        Assert.Equal(get.StatusCode, head.StatusCode);
+        Assert.Equal(get.Content.Headers.ContentType, head.Content.Headers.ContentType);
+        Assert.Equal(body.Length, get.Content.Headers.ContentLength);
+        Assert.Equal(body.Length, head.Content.Headers.ContentLength);
+        Assert.Empty(await head.Content.ReadAsByteArrayAsync());
+    }
+
+    [Theory]
+    [InlineData("GET", "/v2/health/live", null, 200)]
+    [InlineData("GET", "/", null, 200)]
+    [InlineData("GET", "/nothing", null, 404)]
+    [InlineData("DELETE", "/predict", null, 405)]
+    [InlineData("POST", "/predict", "[{\"energy\": 1}]", 400)]
+    [InlineData("POST", "/v2/models/hits/infer", "infer", 200)]
+    public async Task Every_answer_tells_browsers_not_to_guess_its_type(string method, string path, string? body, int status)
+    {
+        using var request = new HttpRequestMessage(new HttpMethod(method), path);
+        if (body is not null)
+            request.Content = new StringContent(body == "infer" ? Infer(Features(5, 1)) : body, System.Text.Encoding.UTF8, "application/json");
+        using var response = await server.Client.SendAsync(request);
+        Assert.Equal(status, (int)response.StatusCode);
+        Assert.Equal("nosniff", Assert.Single(response.Headers.GetValues("X-Content-Type-Options")));
+    }
 }
