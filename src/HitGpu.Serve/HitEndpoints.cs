@@ -4,6 +4,7 @@
 // 404 for an unknown model, 413 over a limit, 415 for a body that is neither CSV nor JSON, 503 when busy
 // (--max-in-flight) or stopping.
 using System.Buffers;
+using System.Net;
 using System.Reflection;
 using System.Text.Json;
 using HitGpu.Kernels;
@@ -114,20 +115,41 @@ public sealed class HitEndpoints : IAsyncDisposable
     /// <summary>
     /// What every request passes before anything reads it; HitServer runs it for every path, <see cref="Map"/>
     /// for the endpoints. Its answer, whatever it is, says X-Content-Type-Options: nosniff (a browser takes a
-    /// JSON line or CSV for what its type says, never for a page or a script). False: refused, and answered.
+    /// JSON line or CSV for what its type says, never for a page or a script); its Host must be one the server
+    /// answers to (<see cref="ServeOptions.AllowedHosts"/>). False: refused, and answered.
     /// </summary>
-    public ValueTask<bool> Admit(HttpContext context)
+    public async ValueTask<bool> Admit(HttpContext context)
     {
         if (!context.Items.TryAdd(AdmittedItem, true))
-            return ValueTask.FromResult(true);
+            return true;
         // At the start of the answer: a refusal's Response.Clear() does not take it away.
         context.Response.OnStarting(static response =>
         {
             ((HttpResponse)response).Headers.XContentTypeOptions = "nosniff";
             return Task.CompletedTask;
         }, context.Response);
-        return ValueTask.FromResult(true);
+        if (HostProblem(context.Request.Host.Host) is { } problem)
+        {
+            await Error(context, StatusCodes.BadRequest, problem);
+            return false;
+        }
+        return true;
     }
+
+    /// <summary>Why a request's Host (its name, without the port) is refused, or null.</summary>
+    private string? HostProblem(string host)
+    {
+        host = host.TrimEnd('.'); // "localhost." is localhost
+        if (Options.AllowedHosts is { } named)
+            return named.Any(allowed => allowed == "*" || string.Equals(allowed, host, StringComparison.OrdinalIgnoreCase))
+                ? null : $"the Host '{InputException.OneLine(host)}' is refused: it is not one this server answers to (--allowed-hosts)";
+        return !IsLoopback(Options.Host) || IsLoopback(host)
+            ? null : $"the Host '{InputException.OneLine(host)}' is refused: a server on a loopback address answers loopback names only (localhost, 127.x.x.x, [::1]); others: --allowed-hosts";
+    }
+
+    /// <summary>localhost, or an address of the loopback (127.x.x.x, ::1, with or without brackets).</summary>
+    private static bool IsLoopback(string host) =>
+        host.Equals("localhost", StringComparison.OrdinalIgnoreCase) || (IPAddress.TryParse(host.Trim('[', ']'), out var address) && IPAddress.IsLoopback(address));
 
     /// <summary>A handler of songs, if fewer than <see cref="ServeOptions.MaxInFlight"/> are running; else 503 at once.</summary>
     private async Task Limited(Func<Task> handler)

@@ -15,6 +15,14 @@ public sealed record ServeOptions
 
     public string Host { get; init; } = "127.0.0.1";
 
+    /// <summary>
+    /// The names a request's Host header may give ("*": any). Null: the loopback names (localhost, 127.x.x.x,
+    /// [::1]) when <see cref="Host"/> is a loopback address, any otherwise. A page whose name its owner points
+    /// at 127.0.0.1 (DNS rebinding) reaches a loopback server from the user's browser, with the page's own name
+    /// in Host: this refuses it.
+    /// </summary>
+    public IReadOnlyList<string>? AllowedHosts { get; init; }
+
     /// <summary>0 picks a free port (tests); the address taken is in <see cref="HitServer.Addresses"/>.</summary>
     public int Port { get; init; } = 8080;
 
@@ -67,6 +75,10 @@ public sealed record ServeOptions
     {
         if (Name.Length == 0 || !Name.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '-'))
             throw new ArgumentException($"--name: '{Name}' cannot be a model name in a URL path: use letters, digits, '.', '_' and '-'");
+        if (AllowedHosts is { Count: 0 })
+            throw new ArgumentException("--allowed-hosts names no host: no request could be answered ('*' allows any)");
+        if (AllowedHosts?.FirstOrDefault(host => host.Length == 0 || host.Any(c => char.IsWhiteSpace(c) || c is '/' or ',') || (host.Contains(':') && !host.StartsWith('['))) is { } bad)
+            throw new ArgumentException($"--allowed-hosts: '{bad}' cannot be a host name: give names or addresses without a port ([::1] for IPv6), or '*' for any");
         if (Port is < 0 or > 65535)
             throw new ArgumentException($"--port must be from 0 to 65535, got {Port}");
         if (BatchWindow is { } window && (window < TimeSpan.Zero || window > TimeSpan.FromSeconds(1)))

@@ -1,6 +1,8 @@
 // What a server must not give away, and what it must not let a web page do. No paths of the machine it runs
 // on (the model file's, the training data's, any in an error's words): a client learns names of files, never
-// where they lie. No request a browser sends from another site without asking (a CORS "simple" request).
+// where they lie. No request a browser sends from another site without asking (a CORS "simple" request),
+// and none that names the server by a name it does not answer to (DNS rebinding: a page whose name its
+// owner points at 127.0.0.1 reaches a loopback server, with the page's name in Host).
 using System.Net;
 using System.Text.Json.Nodes;
 using static HitGpu.Serve.Tests.Http;
@@ -84,5 +86,50 @@ public sealed class SafetyTests(ServerFixture server)
         using var response = await server.Client.SendAsync(request);
         Assert.Equal(status, (int)response.StatusCode);
         Assert.Equal("nosniff", Assert.Single(response.Headers.GetValues("X-Content-Type-Options")));
+    }
+
+    private static async Task<(HttpStatusCode Status, string Body)> GetAs(HttpClient client, string host, string path = "/v2/models/hits")
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, path);
+        request.Headers.Host = host;
+        using var response = await client.SendAsync(request);
+        return (response.StatusCode, await response.Content.ReadAsStringAsync());
+    }
+
+    [Theory]
+    [InlineData("localhost")]
+    [InlineData("LocalHost:8080")]
+    [InlineData("127.0.0.1")]
+    [InlineData("127.3.2.1:80")]
+    [InlineData("[::1]:8080")]
+    public async Task A_server_on_the_loopback_answers_loopback_names(string host) =>
+        Assert.Equal(HttpStatusCode.OK, (await GetAs(server.Client, host)).Status);
+
+    [Theory]
+    [InlineData("attacker.example", "/v2/models/hits")]
+    [InlineData("attacker.example:8080", "/v2/health/ready")]
+    [InlineData("localhost.attacker.example", "/nothing")]
+    [InlineData("192.168.1.20", "/")]
+    public async Task A_server_on_the_loopback_refuses_any_other_host_name_on_every_path(string host, string path)
+    {
+        var (status, body) = await GetAs(server.Client, host, path);
+        Assert.Equal(HttpStatusCode.BadRequest, status);
+        Assert.StartsWith($"the Host '{host.Split(':')[0]}' is refused: a server on a loopback address answers loopback names only", Error(body));
+    }
+
+    [Fact]
+    public async Task The_allowed_hosts_are_those_named_or_any_with_a_star()
+    {
+        await using (var named = await server.StartAsync(server.Model, new ServeOptions { Name = "hits", Port = 0, AllowedHosts = ["hits.example", "Other.Example"] }))
+        {
+            using var client = ServerFixture.ClientOf(named);
+            Assert.Equal(HttpStatusCode.OK, (await GetAs(client, "hits.example:8080")).Status);
+            Assert.Equal(HttpStatusCode.OK, (await GetAs(client, "other.example")).Status);
+            var (status, body) = await GetAs(client, "localhost");
+            Assert.Equal(HttpStatusCode.BadRequest, status);
+            Assert.Equal("the Host 'localhost' is refused: it is not one this server answers to (--allowed-hosts)", Error(body));
+        }
+        await using var any = await server.StartAsync(server.Model, new ServeOptions { Name = "hits", Port = 0, AllowedHosts = ["*"] });
+        Assert.Equal(HttpStatusCode.OK, (await GetAs(ServerFixture.ClientOf(any), "anything.example")).Status);
     }
 }

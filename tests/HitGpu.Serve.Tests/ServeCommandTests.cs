@@ -80,6 +80,30 @@ public sealed partial class ServeCommandTests(ServerFixture server)
     }
 
     [Fact]
+    public async Task Allowed_hosts_are_given_comma_separated()
+    {
+        var (process, address, _) = await StartServe("--model", server.ModelPath, "--name", "hits", "--allowed-hosts", "hits.example, localhost");
+        using (process)
+        {
+            try
+            {
+                using var client = new HttpClient { BaseAddress = new Uri(address) };
+                foreach (var (host, status) in new[] { ("hits.example", HttpStatusCode.OK), ("localhost", HttpStatusCode.OK), ("127.0.0.1", HttpStatusCode.BadRequest) })
+                {
+                    using var request = new HttpRequestMessage(HttpMethod.Get, "/v2/health/live");
+                    request.Headers.Host = host;
+                    using var response = await client.SendAsync(request);
+                    Assert.True(status == response.StatusCode, $"{host}: {response.StatusCode}");
+                }
+            }
+            finally
+            {
+                process.Kill();
+            }
+        }
+    }
+
+    [Fact]
     public void A_port_in_use_is_one_line_and_exit_2()
     {
         using var taken = new TcpListener(IPAddress.Loopback, 0);
@@ -101,6 +125,8 @@ public sealed partial class ServeCommandTests(ServerFixture server)
     [InlineData("--max-body-mb", "4096", "hitgpu: error: --max-body-mb must be from 0.001 to 1024, got 4096")]
     [InlineData("--batch-window-ms", "NaN", "hitgpu: error: --batch-window-ms must be from 0 to 1000, got 1000000000")]
     [InlineData("--max-in-flight", "0", "hitgpu: error: --max-in-flight must be at least 1, got 0")]
+    [InlineData("--allowed-hosts", "a.example,,b.example", "hitgpu: error: --allowed-hosts: '' cannot be a host name")]
+    [InlineData("--allowed-hosts", "a.example:80", "hitgpu: error: --allowed-hosts: 'a.example:80' cannot be a host name")]
     public void A_bad_option_is_one_line_and_exit_2(string option, string value, string expected)
     {
         var (code, _, error) = Run("serve", "--model", server.ModelPath, option, value);
