@@ -6,6 +6,8 @@
 using System.Buffers;
 using System.Net;
 using System.Reflection;
+using System.Security.Cryptography;
+using System.Text;
 using System.Text.Json;
 using HitGpu.Kernels;
 using HitGpu.Nn;
@@ -30,12 +32,14 @@ public sealed class HitEndpoints : IAsyncDisposable
     private readonly Dictionary<string, (byte[] Bytes, string Type)> page;
     private readonly ComputeDevice[] ownDevices; // the scorers' devices beyond the caller's
     private readonly SemaphoreSlim inFlight;
+    private readonly byte[]? apiKeyHash; // SHA-256 of ServeOptions.ApiKey, null without one
 
     public HitEndpoints(HitModel model, ComputeDevice device, ServeOptions options)
     {
         options.Validate();
         (Model, Options) = (model, options);
         inFlight = new SemaphoreSlim(options.MaxInFlight);
+        apiKeyHash = options.ApiKey is { } apiKey ? SHA256.HashData(Encoding.UTF8.GetBytes(apiKey)) : null;
         ownDevices = [.. Enumerable.Range(1, ServeOptions.ScorersFor(device) - 1).Select(_ => ComputeDevice.Open(device.Kind))];
         Queue = new ScoringQueue([device, .. ownDevices], model, options.BatchWindow ?? ServeOptions.WindowFor(device), options.MaxBatchRows, options.ExplainSteps);
         page = new()
@@ -116,7 +120,8 @@ public sealed class HitEndpoints : IAsyncDisposable
     /// What every request passes before anything reads it; HitServer runs it for every path, <see cref="Map"/>
     /// for the endpoints. Its answer, whatever it is, says X-Content-Type-Options: nosniff (a browser takes a
     /// JSON line or CSV for what its type says, never for a page or a script); its Host must be one the server
-    /// answers to (<see cref="ServeOptions.AllowedHosts"/>). False: refused, and answered.
+    /// answers to (<see cref="ServeOptions.AllowedHosts"/>), and it must carry the key where there is one
+    /// (<see cref="ServeOptions.ApiKey"/>). False: refused, and answered (400, 401).
     /// </summary>
     public async ValueTask<bool> Admit(HttpContext context)
     {
@@ -133,7 +138,29 @@ public sealed class HitEndpoints : IAsyncDisposable
             await Error(context, StatusCodes.BadRequest, problem);
             return false;
         }
+        if (apiKeyHash is not null && !Probes.Contains(context.Request.Path.Value?.TrimEnd('/'), StringComparer.OrdinalIgnoreCase)
+            && KeyProblem(context.Request) is { } missing)
+        {
+            context.Response.Headers.WWWAuthenticate = "Bearer";
+            await Error(context, StatusCodes.Unauthorized, missing);
+            return false;
+        }
         return true;
+    }
+
+    /// <summary>The paths a prober asks without a key: a liveness or readiness probe carries no secret.</summary>
+    private static readonly string[] Probes = ["/v2/health/live", "/v2/health/ready"];
+
+    /// <summary>Why a request's key (Authorization: Bearer KEY, or X-Api-Key: KEY) is refused, or null.</summary>
+    private string? KeyProblem(HttpRequest request)
+    {
+        string? given = request.Headers["X-Api-Key"] is [{ } key] ? key
+            : request.Headers.Authorization is [{ } authorization] && authorization.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? authorization["Bearer ".Length..].Trim()
+            : null;
+        if (given is null)
+            return "this server needs an API key: send Authorization: Bearer KEY or X-Api-Key: KEY";
+        // Their hashes compared, in constant time: the time taken says nothing of how much of the key, or of its length, was right.
+        return CryptographicOperations.FixedTimeEquals(SHA256.HashData(Encoding.UTF8.GetBytes(given)), apiKeyHash) ? null : "the API key is not this server's";
     }
 
     /// <summary>Why a request's Host (its name, without the port) is refused, or null.</summary>

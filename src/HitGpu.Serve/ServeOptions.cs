@@ -23,6 +23,12 @@ public sealed record ServeOptions
     /// </summary>
     public IReadOnlyList<string>? AllowedHosts { get; init; }
 
+    /// <summary>
+    /// When set, every request but the health probes' (/v2/health/live, /v2/health/ready) must carry it, as
+    /// "Authorization: Bearer KEY" or "X-Api-Key: KEY" (401 without). Null: no key.
+    /// </summary>
+    public string? ApiKey { get; init; }
+
     /// <summary>0 picks a free port (tests); the address taken is in <see cref="HitServer.Addresses"/>.</summary>
     public int Port { get; init; } = 8080;
 
@@ -79,6 +85,8 @@ public sealed record ServeOptions
             throw new ArgumentException("--allowed-hosts names no host: no request could be answered ('*' allows any)");
         if (AllowedHosts?.FirstOrDefault(host => host.Length == 0 || host.Any(c => char.IsWhiteSpace(c) || c is '/' or ',') || (host.Contains(':') && !host.StartsWith('['))) is { } bad)
             throw new ArgumentException($"--allowed-hosts: '{bad}' cannot be a host name: give names or addresses without a port ([::1] for IPv6), or '*' for any");
+        if (ApiKey is { } key && (key.Length == 0 || key.Any(c => c is <= ' ' or > '~'))) // the key itself is never said
+            throw new ArgumentException("--api-key (or HITGPU_API_KEY) must be printable ASCII without spaces (it travels in a header), and not empty");
         if (Port is < 0 or > 65535)
             throw new ArgumentException($"--port must be from 0 to 65535, got {Port}");
         if (BatchWindow is { } window && (window < TimeSpan.Zero || window > TimeSpan.FromSeconds(1)))

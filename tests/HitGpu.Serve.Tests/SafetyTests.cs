@@ -2,7 +2,8 @@
 // on (the model file's, the training data's, any in an error's words): a client learns names of files, never
 // where they lie. No request a browser sends from another site without asking (a CORS "simple" request),
 // and none that names the server by a name it does not answer to (DNS rebinding: a page whose name its
-// owner points at 127.0.0.1 reaches a loopback server, with the page's name in Host).
+// owner points at 127.0.0.1 reaches a loopback server, with the page's name in Host). With an API key, no
+// answer but the health probes' to a request without it.
 using System.Net;
 using System.Text.Json.Nodes;
 using static HitGpu.Serve.Tests.Http;
@@ -131,5 +132,44 @@ public sealed class SafetyTests(ServerFixture server)
         }
         await using var any = await server.StartAsync(server.Model, new ServeOptions { Name = "hits", Port = 0, AllowedHosts = ["*"] });
         Assert.Equal(HttpStatusCode.OK, (await GetAs(ServerFixture.ClientOf(any), "anything.example")).Status);
+    }
+
+    [Fact]
+    public async Task With_an_api_key_every_path_but_health_needs_it_as_a_bearer_token_or_x_api_key()
+    {
+        const string key = "s3cret-Key_1";
+        await using var keyed = await server.StartAsync(server.Model, new ServeOptions { Name = "hits", Port = 0, ApiKey = key });
+        using var client = ServerFixture.ClientOf(keyed);
+        async Task<(HttpStatusCode Status, string Body, HttpResponseMessage Response)> Ask(string method, string path, string? header = null, string? value = null)
+        {
+            var request = new HttpRequestMessage(new HttpMethod(method), path);
+            if (method == "POST")
+                request.Content = new StringContent(Infer(Features(8, 1)), System.Text.Encoding.UTF8, "application/json");
+            if (header is not null)
+                request.Headers.TryAddWithoutValidation(header, value);
+            var response = await client.SendAsync(request);
+            return (response.StatusCode, await response.Content.ReadAsStringAsync(), response);
+        }
+
+        foreach (var (method, path) in new[] { ("GET", "/v2/models/hits"), ("POST", "/v2/models/hits/infer"), ("GET", "/"), ("GET", "/model"), ("GET", "/v2"), ("GET", "/nothing"), ("HEAD", "/v2/models/hits/ready") })
+        {
+            var (status, body, response) = await Ask(method, path);
+            Assert.True(status == HttpStatusCode.Unauthorized, $"{method} {path}: {status}");
+            Assert.Equal("Bearer", response.Headers.WwwAuthenticate.Single().Scheme);
+            if (method != "HEAD")
+                Assert.Equal("this server needs an API key: send Authorization: Bearer KEY or X-Api-Key: KEY", Error(body));
+        }
+        foreach (var (header, value) in new[] { ("Authorization", "Bearer s3cret-Key_2"), ("Authorization", "Bearer s3cret-Key_"), ("X-Api-Key", "S3CRET-KEY_1"), ("Authorization", key), ("Authorization", "Basic " + key) })
+        {
+            var (status, body, _) = await Ask("GET", "/v2/models/hits", header, value);
+            Assert.True(status == HttpStatusCode.Unauthorized, $"{header}: {value}: {status}");
+            Assert.DoesNotContain(key, body);
+        }
+        Assert.Equal("the API key is not this server's", Error((await Ask("GET", "/v2", "X-Api-Key", "wrong")).Body));
+        Assert.Equal(HttpStatusCode.OK, (await Ask("POST", "/v2/models/hits/infer", "Authorization", "Bearer " + key)).Status);
+        Assert.Equal(HttpStatusCode.OK, (await Ask("GET", "/model", "Authorization", "bearer " + key)).Status);
+        Assert.Equal(HttpStatusCode.OK, (await Ask("GET", "/v2/models/hits", "X-Api-Key", key)).Status);
+        foreach (string probe in new[] { "/v2/health/live", "/v2/health/ready" })
+            Assert.Equal(HttpStatusCode.OK, (await Ask("GET", probe)).Status);
     }
 }
