@@ -184,6 +184,7 @@ public static class SongRequests
         }
         using (document)
         {
+            RequireUniqueKeys(body.Span);
             var root = document.RootElement;
             if (root.ValueKind != JsonValueKind.Object)
                 throw new InputException($"{Source}: expected an inference request object ({{\"inputs\": [...]}}), got {Kind(root)}");
@@ -203,6 +204,26 @@ public static class SongRequests
             if (inputs.GetArrayLength() != 1)
                 throw new InputException($"{Source}: the model takes one input, '{InputName}'; the request has {inputs.GetArrayLength()}");
             return (id, ReadTensor(inputs[0], maxRows));
+        }
+    }
+
+    /// <summary>
+    /// Refuses a key given twice in one object, where the second is, as the records' reader refuses a feature
+    /// twice: JSON readers differ on which one counts (RFC 8259, 4), so a proxy or a log could read another
+    /// request than the one scored. The body is well-formed JSON (parsed before).
+    /// </summary>
+    private static void RequireUniqueKeys(ReadOnlySpan<byte> body)
+    {
+        var reader = new Utf8JsonReader(body, new JsonReaderOptions { CommentHandling = JsonCommentHandling.Skip });
+        var objects = new Stack<HashSet<string>>();
+        while (reader.Read())
+        {
+            if (reader.TokenType == JsonTokenType.StartObject)
+                objects.Push(new HashSet<string>(StringComparer.Ordinal));
+            else if (reader.TokenType == JsonTokenType.EndObject)
+                objects.Pop();
+            else if (reader.TokenType == JsonTokenType.PropertyName && !objects.Peek().Add(reader.GetString()!))
+                throw new InputException($"{At(body, reader)}: '{reader.GetString()}' given twice in one object (JSON readers differ on which one counts)");
         }
     }
 

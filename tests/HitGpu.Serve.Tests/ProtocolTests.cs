@@ -148,6 +148,13 @@ public sealed class ProtocolTests(ServerFixture server)
             { "unknown output", "{\"inputs\": [], \"outputs\": [{\"name\": \"logit\"}]}", "request body: unknown output 'logit': the model gives one output, 'probability'" },
             { "binary data", "{\"inputs\": [{\"name\": \"features\", \"datatype\": \"FP32\", \"shape\": [1, 15], \"parameters\": {\"binary_data_size\": 60}}]}", "request body: input 'features': binary tensor data is not supported" },
             { "id not a string", "{\"id\": 7, \"inputs\": []}", "request body: id must be a string, got a number" },
+            // A key twice: JSON parsers differ on which one wins (RFC 8259, 4), so a proxy or a log could read another request than the server.
+            { "inputs twice", "{\"inputs\": [], " + Tensor()[1..], "request body:1:16: 'inputs' given twice in one object (JSON readers differ on which one counts)" },
+            { "a shape twice", Tensor(shape: "[1, 15], \"shape\": [2, 15]"), "request body:1:52: 'shape' given twice" },
+            { "data twice", Tensor(data: "[], \"data\": [0.5,0.5,1,-5,1,0.05,0.1,0,0.1,0.5,120,200000,4,30,10]"), "request body:1:" },
+            { "data twice's words", Tensor(data: "[], \"data\": [0.5,0.5,1,-5,1,0.05,0.1,0,0.1,0.5,120,200000,4,30,10]"), "request body:1:84: 'data' given twice" },
+            { "an id twice", "{\"id\": \"a\", \"id\": \"b\", " + Tensor()[1..], "request body:1:13: 'id' given twice" },
+            { "a parameter twice", "{\"parameters\": {\"p\": 1, \"p\": 2}, " + Tensor()[1..], "request body:1:25: 'p' given twice" },
         };
     }
 
