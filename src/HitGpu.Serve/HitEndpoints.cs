@@ -84,26 +84,30 @@ public sealed class HitEndpoints : IAsyncDisposable
             json.WriteStartArray("extensions");
             json.WriteEndArray();
         }));
-        Get(routes, "/v2/models/{name}", (HttpContext context, string name) => Guard(context, () => { Known(name); return Json(context, 200, Metadata); }));
-        Get(routes, "/v2/models/{name}/ready", (HttpContext context, string name) => Guard(context, () =>
+        // The model's paths, plain and under its one version (the protocol's /versions/{version}).
+        foreach (string model in (string[])["/v2/models/{name}", "/v2/models/{name}/versions/{version}"])
         {
-            Known(name);
-            return Json(context, 200, json =>
+            Get(routes, model, (HttpContext context) => Guard(context, () => { Known(context); return Json(context, 200, Metadata); }));
+            Get(routes, model + "/ready", (HttpContext context) => Guard(context, () =>
             {
-                json.WriteString("name", Options.Name);
-                json.WriteBoolean("ready", true);
-            });
-        }));
-        routes.MapPost("/v2/models/{name}/infer", (HttpContext context, string name) => Guard(context, () => Limited(async () =>
-        {
-            Known(name);
-            var body = await Body(context);
-            var (id, features) = SongRequests.ReadInfer(body, Options.MaxRows);
-            context.Items[RowsItem] = features.Length / SongData.FeatureCount;
-            var probabilities = await Queue.Score(features);
-            context.Response.ContentType = "application/json";
-            SongRequests.WriteInfer(context.Response.BodyWriter, Options.Name, id, probabilities);
-        })));
+                Known(context);
+                return Json(context, 200, json =>
+                {
+                    json.WriteString("name", Options.Name);
+                    json.WriteBoolean("ready", true);
+                });
+            }));
+            routes.MapPost(model + "/infer", (HttpContext context) => Guard(context, () => Limited(async () =>
+            {
+                Known(context);
+                var body = await Body(context);
+                var (id, features) = SongRequests.ReadInfer(body, Options.MaxRows);
+                context.Items[RowsItem] = features.Length / SongData.FeatureCount;
+                var probabilities = await Queue.Score(features);
+                context.Response.ContentType = "application/json";
+                SongRequests.WriteInfer(context.Response.BodyWriter, Options.Name, id, probabilities);
+            })));
+        }
         routes.MapPost("/predict", (HttpContext context) => Guard(context, () => Limited(() => Predict(context))));
         Get(routes, "/model", (HttpContext context) => Json(context, 200, ModelInfo));
     }
@@ -194,10 +198,14 @@ public sealed class HitEndpoints : IAsyncDisposable
         }
     }
 
-    private void Known(string name)
+    /// <summary>Refuses (404) a model path's name other than the model's, and a version other than its one.</summary>
+    private void Known(HttpContext context)
     {
+        string name = (string)context.Request.RouteValues["name"]!;
         if (name != Options.Name)
             throw new RequestRefusedException(StatusCodes.NotFound, $"unknown model '{InputException.OneLine(name)}': this server serves '{Options.Name}'");
+        if (context.Request.RouteValues["version"] is string version && version != SongRequests.ModelVersion)
+            throw new RequestRefusedException(StatusCodes.NotFound, $"model '{Options.Name}' has no version '{InputException.OneLine(version)}': its one version is '{SongRequests.ModelVersion}'");
     }
 
     private async Task Predict(HttpContext context)
@@ -334,6 +342,9 @@ public sealed class HitEndpoints : IAsyncDisposable
     private void Metadata(Utf8JsonWriter json)
     {
         json.WriteString("name", Options.Name);
+        json.WriteStartArray("versions");
+        json.WriteStringValue(SongRequests.ModelVersion);
+        json.WriteEndArray();
         json.WriteString("platform", "hitgpu");
         json.WriteStartArray("inputs");
         json.WriteStartObject();

@@ -41,6 +41,9 @@ public static class SongRequests
 
     public const string InputName = "features", OutputName = "probability", Datatype = "FP32";
 
+    /// <summary>The model's one version in the protocol's paths and answers: a server serves one model file, read once.</summary>
+    public const string ModelVersion = "1";
+
     /// <summary>JSON as clients read it: quotes and apostrophes in messages left as they are (the answers are never embedded in HTML).</summary>
     public static readonly JsonWriterOptions WriterOptions = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
@@ -295,6 +298,7 @@ public static class SongRequests
         using var json = new Utf8JsonWriter(output, WriterOptions);
         json.WriteStartObject();
         json.WriteString("model_name", model);
+        json.WriteString("model_version", ModelVersion);
         if (id is not null)
             json.WriteString("id", id);
         json.WriteStartArray("outputs");

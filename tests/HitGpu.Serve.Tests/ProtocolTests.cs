@@ -75,6 +75,38 @@ public sealed class ProtocolTests(ServerFixture server)
     }
 
     [Fact]
+    public async Task The_model_has_one_version_which_its_versioned_paths_answer_as_the_plain_ones()
+    {
+        var metadata = await Get(Client, "/v2/models/hits");
+        string version = Assert.Single(JsonNode.Parse(metadata.Body)!["versions"]!.AsArray())!.GetValue<string>();
+        var versioned = await Get(Client, $"/v2/models/hits/versions/{version}");
+        Assert.Equal(HttpStatusCode.OK, versioned.Status);
+        Assert.Equal(metadata.Body, versioned.Body);
+        var ready = await Get(Client, $"/v2/models/hits/versions/{version}/ready");
+        Assert.Equal(HttpStatusCode.OK, ready.Status);
+        Assert.True(JsonNode.Parse(ready.Body)!["ready"]!.GetValue<bool>());
+        var features = Features(610, 5);
+        var (status, body, _) = await Post(Client, $"/v2/models/hits/versions/{version}/infer", Infer(features));
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal(version, JsonNode.Parse(body)!["model_version"]!.GetValue<string>());
+        Assert.Equal(server.Model.PredictProbabilities(server.Device, new SongTable { Source = "test", Features = features }), Probabilities(body));
+        Assert.Equal(version, JsonNode.Parse((await Post(Client, "/v2/models/hits/infer", Infer(features))).Body)!["model_version"]!.GetValue<string>());
+    }
+
+    [Theory]
+    [InlineData("GET", "/v2/models/hits/versions/2")]
+    [InlineData("GET", "/v2/models/hits/versions/2/ready")]
+    [InlineData("POST", "/v2/models/hits/versions/2/infer")]
+    [InlineData("GET", "/v2/models/hits/versions/latest")]
+    public async Task Another_version_is_404_naming_it_and_the_one_there_is(string method, string path)
+    {
+        var (status, body, type) = await Send(Client, new HttpMethod(method), path, method == "POST" ? Infer(Features(0, 1)) : null);
+        Assert.Equal(HttpStatusCode.NotFound, status);
+        Assert.Equal("application/json", type);
+        Assert.Equal($"model 'hits' has no version '{path.Split('/')[5]}': its one version is '1'", Error(body));
+    }
+
+    [Fact]
     public async Task An_unknown_path_is_404_with_an_error_object()
     {
         var (status, body, _) = await Get(Client, "/v2/nothing/here");
