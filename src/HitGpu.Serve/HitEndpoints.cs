@@ -22,6 +22,9 @@ public sealed class HitEndpoints : IAsyncDisposable
     /// <summary>Where a handler leaves the songs a request carried, for the request log.</summary>
     public const string RowsItem = "hitgpu.rows";
 
+    /// <summary>Marks a request answered for a refusal of Kestrel's (a body's bad chunks, too slow), which Kestrel logs too.</summary>
+    public const string BadRequestItem = "hitgpu.bad-request";
+
     /// <summary>Where a 500 leaves what failed, for the request log: the answer does not say it (it may name a path).</summary>
     public const string FailureItem = "hitgpu.failure";
 
@@ -294,6 +297,8 @@ public sealed class HitEndpoints : IAsyncDisposable
         {
             if (status == 500)
                 context.Items[FailureItem] = $"{e.GetType().Name}: {InputException.OneLine(e.Message)}";
+            if (e is BadHttpRequestException)
+                context.Items[BadRequestItem] = true;
             context.Response.Clear();
             await Error(context, status, message);
         }
