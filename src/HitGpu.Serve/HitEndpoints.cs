@@ -4,6 +4,7 @@
 // 404 for an unknown model, 413 over a limit, 415 for a body that is neither CSV nor JSON, 503 when busy
 // (--max-in-flight) or stopping.
 using System.Buffers;
+using System.Globalization;
 using System.Net;
 using System.Reflection;
 using System.Security.Cryptography;
@@ -85,6 +86,7 @@ public sealed class HitEndpoints : IAsyncDisposable
             json.WriteString("name", "hitgpu");
             json.WriteString("version", typeof(HitEndpoints).Assembly.GetName().Version?.ToString(3) ?? "0");
             json.WriteStartArray("extensions");
+            json.WriteStringValue("binary_tensor_data");
             json.WriteEndArray();
         }));
         // The model's paths, plain and under its one version (the protocol's /versions/{version}).
@@ -104,11 +106,24 @@ public sealed class HitEndpoints : IAsyncDisposable
             {
                 Known(context);
                 var body = await Body(context);
-                var (id, features) = SongRequests.ReadInfer(body, Options.MaxRows);
-                context.Items[RowsItem] = features.Length / SongData.FeatureCount;
-                var probabilities = await Queue.Score(features);
+                string? headerLength = context.Request.Headers[SongRequests.HeaderLengthName] is [{ } length] ? length : null;
+                var request = SongRequests.ReadInfer(body, Options.MaxRows, headerLength);
+                context.Items[RowsItem] = request.Features.Length / SongData.FeatureCount;
+                var probabilities = await Queue.Score(request.Features);
+                if (request.BinaryOutput)
+                {
+                    // The JSON first, to say its length; then the values after it.
+                    var head = new ArrayBufferWriter<byte>();
+                    SongRequests.WriteInfer(head, Options.Name, request.Id, probabilities, binary: true);
+                    context.Response.Headers[SongRequests.HeaderLengthName] = head.WrittenCount.ToString(CultureInfo.InvariantCulture);
+                    context.Response.ContentType = "application/octet-stream";
+                    context.Response.ContentLength = head.WrittenCount + (long)probabilities.Length * sizeof(float);
+                    context.Response.BodyWriter.Write(head.WrittenSpan);
+                    SongRequests.WriteBinary(context.Response.BodyWriter, probabilities);
+                    return;
+                }
                 context.Response.ContentType = "application/json";
-                SongRequests.WriteInfer(context.Response.BodyWriter, Options.Name, id, probabilities);
+                SongRequests.WriteInfer(context.Response.BodyWriter, Options.Name, request.Id, probabilities);
             })));
         }
         routes.MapPost("/predict", (HttpContext context) => Guard(context, () => Limited(() => Predict(context))));

@@ -178,7 +178,7 @@ public sealed class ProtocolTests(ServerFixture server)
             { "not finite", Tensor(data: "[0.5,0.5,1,-5,1,0.05,0.1,0,0.1,0.5,1e400,200000,4,30,10]"), "request body: input 'features': song 1: tempo must be finite, got '1e400'" },
             { "a song of no length", Tensor(data: "[0.5,0.5,1,-5,1,0.05,0.1,0,0.1,0.5,120,0,4,30,10]"), "request body: input 'features': song 1: duration_ms must be positive, got 0" },
             { "unknown output", "{\"inputs\": [], \"outputs\": [{\"name\": \"logit\"}]}", "request body: unknown output 'logit': the model gives one output, 'probability'" },
-            { "binary data", "{\"inputs\": [{\"name\": \"features\", \"datatype\": \"FP32\", \"shape\": [1, 15], \"parameters\": {\"binary_data_size\": 60}}]}", "request body: input 'features': binary tensor data is not supported" },
+            { "binary data without its header", "{\"inputs\": [{\"name\": \"features\", \"datatype\": \"FP32\", \"shape\": [1, 15], \"parameters\": {\"binary_data_size\": 60}}]}", "request body: input 'features' has binary_data_size, but the request has no Inference-Header-Content-Length header" },
             { "id not a string", "{\"id\": 7, \"inputs\": []}", "request body: id must be a string, got a number" },
             // A key twice: JSON parsers differ on which one wins (RFC 8259, 4), so a proxy or a log could read another request than the server.
             { "inputs twice", "{\"inputs\": [], " + Tensor()[1..], "request body:1:16: 'inputs' given twice in one object (JSON readers differ on which one counts)" },
