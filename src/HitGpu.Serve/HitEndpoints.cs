@@ -1,8 +1,10 @@
-// The endpoints of one model: the Open Inference Protocol's (health, metadata, infer), /predict for CSV and
-// JSON records, /model and the page. Map them into any ASP.NET Core app (Map), or run them with
-// HitServer. Every refusal is one JSON line, {"error": "..."}, with 400 for bad input (the CLI's words),
-// 404 for an unknown model, 413 over a limit, 415 for a body that is neither CSV nor JSON, 503 when busy
-// (--max-in-flight) or stopping.
+// The endpoints of one model: the Open Inference Protocol's (health, metadata, infer, plain and under the
+// model's one version; tensors in JSON or binary), /predict for CSV and JSON records, /model and the page;
+// every GET answers HEAD. Map them into any ASP.NET Core app (Map), or run them with HitServer. Every request
+// passes Admit first (nosniff, the allowed hosts, the API key). Every refusal is one JSON line,
+// {"error": "..."}, with 400 for bad input (the CLI's words) or a Host not allowed, 401 without the API key,
+// 404 for an unknown model or version, 413 over a limit, 415 for a body that is neither CSV nor JSON (or one
+// a page may post cross-site), 503 when busy (--max-in-flight) or stopping.
 using System.Buffers;
 using System.Globalization;
 using System.Net;
@@ -102,29 +104,7 @@ public sealed class HitEndpoints : IAsyncDisposable
                     json.WriteBoolean("ready", true);
                 });
             }));
-            routes.MapPost(model + "/infer", (HttpContext context) => Guard(context, () => Limited(async () =>
-            {
-                Known(context);
-                var body = await Body(context);
-                string? headerLength = context.Request.Headers[SongRequests.HeaderLengthName] is [{ } length] ? length : null;
-                var request = SongRequests.ReadInfer(body, Options.MaxRows, headerLength);
-                context.Items[RowsItem] = request.Features.Length / SongData.FeatureCount;
-                var probabilities = await Queue.Score(request.Features);
-                if (request.BinaryOutput)
-                {
-                    // The JSON first, to say its length; then the values after it.
-                    var head = new ArrayBufferWriter<byte>();
-                    SongRequests.WriteInfer(head, Options.Name, request.Id, probabilities, binary: true);
-                    context.Response.Headers[SongRequests.HeaderLengthName] = head.WrittenCount.ToString(CultureInfo.InvariantCulture);
-                    context.Response.ContentType = "application/octet-stream";
-                    context.Response.ContentLength = head.WrittenCount + (long)probabilities.Length * sizeof(float);
-                    context.Response.BodyWriter.Write(head.WrittenSpan);
-                    SongRequests.WriteBinary(context.Response.BodyWriter, probabilities);
-                    return;
-                }
-                context.Response.ContentType = "application/json";
-                SongRequests.WriteInfer(context.Response.BodyWriter, Options.Name, request.Id, probabilities);
-            })));
+            routes.MapPost(model + "/infer", (HttpContext context) => Guard(context, () => Limited(() => Infer(context))));
         }
         routes.MapPost("/predict", (HttpContext context) => Guard(context, () => Limited(() => Predict(context))));
         Get(routes, "/model", (HttpContext context) => Json(context, 200, ModelInfo));
@@ -224,6 +204,31 @@ public sealed class HitEndpoints : IAsyncDisposable
             throw new RequestRefusedException(StatusCodes.NotFound, $"unknown model '{InputException.OneLine(name)}': this server serves '{Options.Name}'");
         if (context.Request.RouteValues["version"] is string version && version != SongRequests.ModelVersion)
             throw new RequestRefusedException(StatusCodes.NotFound, $"model '{Options.Name}' has no version '{InputException.OneLine(version)}': its one version is '{SongRequests.ModelVersion}'");
+    }
+
+    /// <summary>The protocol's inference: its tensor in JSON or in binary after it, its output as asked.</summary>
+    private async Task Infer(HttpContext context)
+    {
+        Known(context);
+        var body = await Body(context);
+        string? headerLength = context.Request.Headers[SongRequests.HeaderLengthName] is [{ } length] ? length : null;
+        var request = SongRequests.ReadInfer(body, Options.MaxRows, headerLength);
+        context.Items[RowsItem] = request.Features.Length / SongData.FeatureCount;
+        var probabilities = await Queue.Score(request.Features);
+        if (request.BinaryOutput)
+        {
+            // The JSON first, to say its length; then the values after it.
+            var head = new ArrayBufferWriter<byte>();
+            SongRequests.WriteInfer(head, Options.Name, request.Id, probabilities, binary: true);
+            context.Response.Headers[SongRequests.HeaderLengthName] = head.WrittenCount.ToString(CultureInfo.InvariantCulture);
+            context.Response.ContentType = "application/octet-stream";
+            context.Response.ContentLength = head.WrittenCount + (long)probabilities.Length * sizeof(float);
+            context.Response.BodyWriter.Write(head.WrittenSpan);
+            SongRequests.WriteBinary(context.Response.BodyWriter, probabilities);
+            return;
+        }
+        context.Response.ContentType = "application/json";
+        SongRequests.WriteInfer(context.Response.BodyWriter, Options.Name, request.Id, probabilities);
     }
 
     private async Task Predict(HttpContext context)
