@@ -1,9 +1,16 @@
-// The endpoints of one model: the Open Inference Protocol's (health, metadata, infer), /predict for CSV and
-// JSON records, /model and the page. Map them into any ASP.NET Core app (Map), or run them with
-// HitServer. Every refusal is one JSON line, {"error": "..."}, with 400 for bad input (the CLI's words),
-// 404 for an unknown model, 413 over a limit, 415 for a body that is neither CSV nor JSON, 503 when busy
-// (--max-in-flight) or stopping.
+// The endpoints of one model: the Open Inference Protocol's (health, metadata, infer, plain and under the
+// model's one version; tensors in JSON or binary), /predict for CSV and JSON records, /model and the page;
+// every GET answers HEAD. Map them into any ASP.NET Core app (Map), or run them with HitServer. Every request
+// passes Admit first (nosniff, the allowed hosts, the API key). Every refusal is one JSON line,
+// {"error": "..."}, with 400 for bad input (the CLI's words) or a Host not allowed, 401 without the API key,
+// 404 for an unknown model or version, 413 over a limit, 415 for a body that is neither CSV nor JSON (or one
+// a page may post cross-site), 503 when busy (--max-in-flight) or stopping.
+using System.Buffers;
+using System.Globalization;
+using System.Net;
 using System.Reflection;
+using System.Security.Cryptography;
+using System.Text;
 using System.Text.Json;
 using HitGpu.Kernels;
 using HitGpu.Nn;
@@ -18,6 +25,12 @@ public sealed class HitEndpoints : IAsyncDisposable
     /// <summary>Where a handler leaves the songs a request carried, for the request log.</summary>
     public const string RowsItem = "hitgpu.rows";
 
+    /// <summary>Marks a request answered for a refusal of Kestrel's (a body's bad chunks, too slow), which Kestrel logs too.</summary>
+    public const string BadRequestItem = "hitgpu.bad-request";
+
+    /// <summary>Where a 500 leaves what failed, for the request log: the answer does not say it (it may name a path).</summary>
+    public const string FailureItem = "hitgpu.failure";
+
     public HitModel Model { get; }
     public ServeOptions Options { get; }
     public ScoringQueue Queue { get; }
@@ -25,12 +38,14 @@ public sealed class HitEndpoints : IAsyncDisposable
     private readonly Dictionary<string, (byte[] Bytes, string Type)> page;
     private readonly ComputeDevice[] ownDevices; // the scorers' devices beyond the caller's
     private readonly SemaphoreSlim inFlight;
+    private readonly byte[]? apiKeyHash; // SHA-256 of ServeOptions.ApiKey, null without one
 
     public HitEndpoints(HitModel model, ComputeDevice device, ServeOptions options)
     {
         options.Validate();
         (Model, Options) = (model, options);
         inFlight = new SemaphoreSlim(options.MaxInFlight);
+        apiKeyHash = options.ApiKey is { } apiKey ? SHA256.HashData(Encoding.UTF8.GetBytes(apiKey)) : null;
         ownDevices = [.. Enumerable.Range(1, ServeOptions.ScorersFor(device) - 1).Select(_ => ComputeDevice.Open(device.Kind))];
         Queue = new ScoringQueue([device, .. ownDevices], model, options.BatchWindow ?? ServeOptions.WindowFor(device), options.MaxBatchRows, options.ExplainSteps);
         page = new()
@@ -56,43 +71,114 @@ public sealed class HitEndpoints : IAsyncDisposable
         return copy.ToArray();
     }
 
-    /// <summary>Maps the model's endpoints (the protocol's, /predict, /model and the page at /) into an app.</summary>
+    /// <summary>
+    /// Maps the model's endpoints (the protocol's, /predict, /model and the page at /) into an app, each GET
+    /// answering HEAD too, and each request passing <see cref="Admit"/> first.
+    /// </summary>
     public void Map(IEndpointRouteBuilder app)
     {
+        var routes = app.MapGroup("");
+        routes.AddEndpointFilter(async (invocation, next) => await Admit(invocation.HttpContext) ? await next(invocation) : Results.Empty);
         foreach (var (path, (bytes, type)) in page)
-            app.MapGet(path, (HttpContext context) => Write(context, type, bytes));
-        app.MapGet("/v2/health/live", (HttpContext context) => Json(context, 200, json => json.WriteBoolean("live", true)));
-        app.MapGet("/v2/health/ready", (HttpContext context) => Json(context, 200, json => json.WriteBoolean("ready", true)));
-        app.MapGet("/v2", (HttpContext context) => Json(context, 200, json =>
+            Get(routes, path, (HttpContext context) => Write(context, type, bytes));
+        Get(routes, "/v2/health/live", (HttpContext context) => Json(context, 200, json => json.WriteBoolean("live", true)));
+        Get(routes, "/v2/health/ready", (HttpContext context) => Json(context, 200, json => json.WriteBoolean("ready", true)));
+        Get(routes, "/v2", (HttpContext context) => Json(context, 200, json =>
         {
             json.WriteString("name", "hitgpu");
             json.WriteString("version", typeof(HitEndpoints).Assembly.GetName().Version?.ToString(3) ?? "0");
             json.WriteStartArray("extensions");
+            json.WriteStringValue("binary_tensor_data");
             json.WriteEndArray();
         }));
-        app.MapGet("/v2/models/{name}", (HttpContext context, string name) => Guard(context, () => { Known(name); return Json(context, 200, Metadata); }));
-        app.MapGet("/v2/models/{name}/ready", (HttpContext context, string name) => Guard(context, () =>
+        // The model's paths, plain and under its one version (the protocol's /versions/{version}).
+        foreach (string model in (string[])["/v2/models/{name}", "/v2/models/{name}/versions/{version}"])
         {
-            Known(name);
-            return Json(context, 200, json =>
+            Get(routes, model, (HttpContext context) => Guard(context, () => { Known(context); return Json(context, 200, Metadata); }));
+            Get(routes, model + "/ready", (HttpContext context) => Guard(context, () =>
             {
-                json.WriteString("name", Options.Name);
-                json.WriteBoolean("ready", true);
-            });
-        }));
-        app.MapPost("/v2/models/{name}/infer", (HttpContext context, string name) => Guard(context, () => Limited(async () =>
-        {
-            Known(name);
-            var body = await Body(context);
-            var (id, features) = SongRequests.ReadInfer(body, Options.MaxRows);
-            context.Items[RowsItem] = features.Length / SongData.FeatureCount;
-            var probabilities = await Queue.Score(features);
-            context.Response.ContentType = "application/json";
-            SongRequests.WriteInfer(context.Response.BodyWriter, Options.Name, id, probabilities);
-        })));
-        app.MapPost("/predict", (HttpContext context) => Guard(context, () => Limited(() => Predict(context))));
-        app.MapGet("/model", (HttpContext context) => Json(context, 200, ModelInfo));
+                Known(context);
+                return Json(context, 200, json =>
+                {
+                    json.WriteString("name", Options.Name);
+                    json.WriteBoolean("ready", true);
+                });
+            }));
+            routes.MapPost(model + "/infer", (HttpContext context) => Guard(context, () => Limited(() => Infer(context))));
+        }
+        routes.MapPost("/predict", (HttpContext context) => Guard(context, () => Limited(() => Predict(context))));
+        Get(routes, "/model", (HttpContext context) => Json(context, 200, ModelInfo));
     }
+
+    private static readonly string[] GetAndHead = [HttpMethods.Get, HttpMethods.Head];
+
+    /// <summary>A GET endpoint that answers HEAD too (RFC 9110 asks it of every GET): the same status and headers, no body (<see cref="Send"/>).</summary>
+    private static void Get(IEndpointRouteBuilder routes, string pattern, Delegate handler) => routes.MapMethods(pattern, GetAndHead, handler);
+
+    /// <summary>Marks what every request passes first, once (the server's pipeline, then the endpoints' filter).</summary>
+    private const string AdmittedItem = "hitgpu.admitted";
+
+    /// <summary>
+    /// What every request passes before anything reads it; HitServer runs it for every path, <see cref="Map"/>
+    /// for the endpoints. Its answer, whatever it is, says X-Content-Type-Options: nosniff (a browser takes a
+    /// JSON line or CSV for what its type says, never for a page or a script); its Host must be one the server
+    /// answers to (<see cref="ServeOptions.AllowedHosts"/>), and it must carry the key where there is one
+    /// (<see cref="ServeOptions.ApiKey"/>). False: refused, and answered (400, 401).
+    /// </summary>
+    public async ValueTask<bool> Admit(HttpContext context)
+    {
+        if (!context.Items.TryAdd(AdmittedItem, true))
+            return true;
+        // At the start of the answer: a refusal's Response.Clear() does not take it away.
+        context.Response.OnStarting(static response =>
+        {
+            ((HttpResponse)response).Headers.XContentTypeOptions = "nosniff";
+            return Task.CompletedTask;
+        }, context.Response);
+        if (HostProblem(context.Request.Host.Host) is { } problem)
+        {
+            await Error(context, StatusCodes.BadRequest, problem);
+            return false;
+        }
+        if (apiKeyHash is not null && !Probes.Contains(context.Request.Path.Value?.TrimEnd('/'), StringComparer.OrdinalIgnoreCase)
+            && KeyProblem(context.Request) is { } missing)
+        {
+            context.Response.Headers.WWWAuthenticate = "Bearer";
+            await Error(context, StatusCodes.Unauthorized, missing);
+            return false;
+        }
+        return true;
+    }
+
+    /// <summary>The paths a prober asks without a key: a liveness or readiness probe carries no secret.</summary>
+    private static readonly string[] Probes = ["/v2/health/live", "/v2/health/ready"];
+
+    /// <summary>Why a request's key (Authorization: Bearer KEY, or X-Api-Key: KEY) is refused, or null.</summary>
+    private string? KeyProblem(HttpRequest request)
+    {
+        string? given = request.Headers["X-Api-Key"] is [{ } key] ? key
+            : request.Headers.Authorization is [{ } authorization] && authorization.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? authorization["Bearer ".Length..].Trim()
+            : null;
+        if (given is null)
+            return "this server needs an API key: send Authorization: Bearer KEY or X-Api-Key: KEY";
+        // Their hashes compared, in constant time: the time taken says nothing of how much of the key, or of its length, was right.
+        return CryptographicOperations.FixedTimeEquals(SHA256.HashData(Encoding.UTF8.GetBytes(given)), apiKeyHash) ? null : "the API key is not this server's";
+    }
+
+    /// <summary>Why a request's Host (its name, without the port) is refused, or null.</summary>
+    private string? HostProblem(string host)
+    {
+        host = host.TrimEnd('.'); // "localhost." is localhost
+        if (Options.AllowedHosts is { } named)
+            return named.Any(allowed => allowed == "*" || string.Equals(allowed, host, StringComparison.OrdinalIgnoreCase))
+                ? null : $"the Host '{InputException.OneLine(host)}' is refused: it is not one this server answers to (--allowed-hosts)";
+        return !IsLoopback(Options.Host) || IsLoopback(host)
+            ? null : $"the Host '{InputException.OneLine(host)}' is refused: a server on a loopback address answers loopback names only (localhost, 127.x.x.x, [::1]); others: --allowed-hosts";
+    }
+
+    /// <summary>localhost, or an address of the loopback (127.x.x.x, ::1, with or without brackets).</summary>
+    private static bool IsLoopback(string host) =>
+        host.Equals("localhost", StringComparison.OrdinalIgnoreCase) || (IPAddress.TryParse(host.Trim('[', ']'), out var address) && IPAddress.IsLoopback(address));
 
     /// <summary>A handler of songs, if fewer than <see cref="ServeOptions.MaxInFlight"/> are running; else 503 at once.</summary>
     private async Task Limited(Func<Task> handler)
@@ -110,10 +196,39 @@ public sealed class HitEndpoints : IAsyncDisposable
         }
     }
 
-    private void Known(string name)
+    /// <summary>Refuses (404) a model path's name other than the model's, and a version other than its one.</summary>
+    private void Known(HttpContext context)
     {
+        string name = (string)context.Request.RouteValues["name"]!;
         if (name != Options.Name)
             throw new RequestRefusedException(StatusCodes.NotFound, $"unknown model '{InputException.OneLine(name)}': this server serves '{Options.Name}'");
+        if (context.Request.RouteValues["version"] is string version && version != SongRequests.ModelVersion)
+            throw new RequestRefusedException(StatusCodes.NotFound, $"model '{Options.Name}' has no version '{InputException.OneLine(version)}': its one version is '{SongRequests.ModelVersion}'");
+    }
+
+    /// <summary>The protocol's inference: its tensor in JSON or in binary after it, its output as asked.</summary>
+    private async Task Infer(HttpContext context)
+    {
+        Known(context);
+        var body = await Body(context);
+        string? headerLength = context.Request.Headers[SongRequests.HeaderLengthName] is [{ } length] ? length : null;
+        var request = SongRequests.ReadInfer(body, Options.MaxRows, headerLength);
+        context.Items[RowsItem] = request.Features.Length / SongData.FeatureCount;
+        var probabilities = await Queue.Score(request.Features);
+        if (request.BinaryOutput)
+        {
+            // The JSON first, to say its length; then the values after it.
+            var head = new ArrayBufferWriter<byte>();
+            SongRequests.WriteInfer(head, Options.Name, request.Id, probabilities, binary: true);
+            context.Response.Headers[SongRequests.HeaderLengthName] = head.WrittenCount.ToString(CultureInfo.InvariantCulture);
+            context.Response.ContentType = "application/octet-stream";
+            context.Response.ContentLength = head.WrittenCount + (long)probabilities.Length * sizeof(float);
+            context.Response.BodyWriter.Write(head.WrittenSpan);
+            SongRequests.WriteBinary(context.Response.BodyWriter, probabilities);
+            return;
+        }
+        context.Response.ContentType = "application/json";
+        SongRequests.WriteInfer(context.Response.BodyWriter, Options.Name, request.Id, probabilities);
     }
 
     private async Task Predict(HttpContext context)
@@ -148,7 +263,11 @@ public sealed class HitEndpoints : IAsyncDisposable
 
     private enum BodyForm { Json, Csv, Sniff }
 
-    /// <summary>JSON or CSV by the body's type; a form post (curl's default) or none: by its first character.</summary>
+    /// <summary>
+    /// JSON or CSV by the body's type; none or octet-stream: by its first character. The three types a web page
+    /// may post to another site without asking first (CORS "simple" requests: text/plain, a form, a multipart
+    /// form) are refused before the body is read, so that no page a user visits can make their browser send songs.
+    /// </summary>
     private static BodyForm Form(string? contentType)
     {
         string type = (contentType ?? "").Split(';')[0].Trim().ToLowerInvariant();
@@ -156,8 +275,10 @@ public sealed class HitEndpoints : IAsyncDisposable
         {
             "application/json" or "text/json" => BodyForm.Json,
             _ when type.EndsWith("+json", StringComparison.Ordinal) => BodyForm.Json,
-            "text/csv" or "application/csv" or "text/plain" or "text/tab-separated-values" => BodyForm.Csv,
-            "" or "application/x-www-form-urlencoded" or "application/octet-stream" => BodyForm.Sniff,
+            "text/csv" or "application/csv" or "text/tab-separated-values" => BodyForm.Csv,
+            "" or "application/octet-stream" => BodyForm.Sniff,
+            "text/plain" or "application/x-www-form-urlencoded" or "multipart/form-data" => throw new RequestRefusedException(StatusCodes.UnsupportedType,
+                $"a body of type '{type}' is refused: any web page can make a browser send it here without asking (a CORS simple request); send text/csv or application/json"),
             _ => throw new RequestRefusedException(StatusCodes.UnsupportedType, $"a body of type '{InputException.OneLine(type)}' cannot hold songs: send text/csv or application/json"),
         };
     }
@@ -194,46 +315,61 @@ public sealed class HitEndpoints : IAsyncDisposable
         }
         catch (Exception e) when (!context.Response.HasStarted && Refusal(e) is var (status, message))
         {
+            if (status == 500)
+                context.Items[FailureItem] = $"{e.GetType().Name}: {InputException.OneLine(e.Message)}";
+            if (e is BadHttpRequestException)
+                context.Items[BadRequestItem] = true;
             context.Response.Clear();
             await Error(context, status, message);
         }
     }
 
-    private static (int Status, string Message)? Refusal(Exception e) => e switch
+    internal static (int Status, string Message)? Refusal(Exception e) => e switch
     {
         RequestRefusedException refused => (refused.Status, refused.Message),
         InputException => (StatusCodes.BadRequest, InputException.OneLine(e.Message)),
         ScoringQueue.StoppingException => (StatusCodes.Unavailable, e.Message),
         BadHttpRequestException bad => (bad.StatusCode, InputException.OneLine(bad.Message)),
         OperationCanceledException => null, // the client went away: nothing to answer
-        _ => (500, $"internal error: {e.GetType().Name}: {InputException.OneLine(e.Message)}"),
+        // An unexpected failure's message is for the operator (the request log), not the client: it may name a server path.
+        _ => (500, $"internal error: {e.GetType().Name} (the server's log has its message)"),
     };
 
     public static Task Error(HttpContext context, int status, string message) => Json(context, status, json => json.WriteString("error", message));
 
     private static Task Json(HttpContext context, int status, Action<Utf8JsonWriter> body)
     {
-        context.Response.StatusCode = status;
-        context.Response.ContentType = "application/json";
-        using (var json = new Utf8JsonWriter(context.Response.BodyWriter, SongRequests.WriterOptions))
+        var bytes = new ArrayBufferWriter<byte>();
+        using (var json = new Utf8JsonWriter(bytes, SongRequests.WriterOptions))
         {
             json.WriteStartObject();
             body(json);
             json.WriteEndObject();
         }
-        return Task.CompletedTask;
+        context.Response.StatusCode = status;
+        return Send(context, "application/json", bytes.WrittenMemory);
     }
 
     private static Task Write(HttpContext context, string type, byte[] bytes)
     {
-        context.Response.ContentType = type;
         context.Response.Headers.CacheControl = "no-cache";
-        return context.Response.Body.WriteAsync(bytes).AsTask();
+        return Send(context, type, bytes);
+    }
+
+    /// <summary>A whole answer with its length: a HEAD gets the headers a GET gets, and no body.</summary>
+    private static Task Send(HttpContext context, string type, ReadOnlyMemory<byte> bytes)
+    {
+        context.Response.ContentType = type;
+        context.Response.ContentLength = bytes.Length;
+        return HttpMethods.IsHead(context.Request.Method) ? Task.CompletedTask : context.Response.Body.WriteAsync(bytes).AsTask();
     }
 
     private void Metadata(Utf8JsonWriter json)
     {
         json.WriteString("name", Options.Name);
+        json.WriteStartArray("versions");
+        json.WriteStringValue(SongRequests.ModelVersion);
+        json.WriteEndArray();
         json.WriteString("platform", "hitgpu");
         json.WriteStartArray("inputs");
         json.WriteStartObject();
@@ -255,7 +391,7 @@ public sealed class HitEndpoints : IAsyncDisposable
     private void ModelInfo(Utf8JsonWriter json)
     {
         json.WriteString("name", Options.Name);
-        json.WriteString("file", Options.ModelFile is null ? null : Path.GetFileName(Options.ModelFile));
+        json.WriteString("file", Options.ModelFile is null ? null : FileName(Options.ModelFile));
         var statistics = Model.Preprocessing.Statistics;
         json.WriteStartArray("features");
         for (int f = 0; f < SongData.FeatureCount; f++)
@@ -279,7 +415,7 @@ public sealed class HitEndpoints : IAsyncDisposable
             foreach (var file in p.Data)
             {
                 json.WriteStartObject();
-                json.WriteString("source", file.Source);
+                json.WriteString("source", FileName(file.Source));
                 json.WriteNumber("rows", file.Rows);
                 json.WriteEndObject();
             }
@@ -302,6 +438,9 @@ public sealed class HitEndpoints : IAsyncDisposable
         json.WriteNumber("max_body_bytes", Options.MaxBodyBytes);
         json.WriteEndObject();
     }
+
+    /// <summary>A path's last part: clients see which file, not where it lies on a machine (with either separator: a model may come from Windows).</summary>
+    private static string FileName(string path) => path[(path.LastIndexOfAny(['/', '\\']) + 1)..];
 
     public async ValueTask DisposeAsync()
     {

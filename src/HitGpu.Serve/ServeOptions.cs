@@ -15,6 +15,20 @@ public sealed record ServeOptions
 
     public string Host { get; init; } = "127.0.0.1";
 
+    /// <summary>
+    /// The names a request's Host header may give ("*": any). Null: the loopback names (localhost, 127.x.x.x,
+    /// [::1]) when <see cref="Host"/> is a loopback address, any otherwise. A page whose name its owner points
+    /// at 127.0.0.1 (DNS rebinding) reaches a loopback server from the user's browser, with the page's own name
+    /// in Host: this refuses it.
+    /// </summary>
+    public IReadOnlyList<string>? AllowedHosts { get; init; }
+
+    /// <summary>
+    /// When set, every request but the health probes' (/v2/health/live, /v2/health/ready) must carry it, as
+    /// "Authorization: Bearer KEY" or "X-Api-Key: KEY" (401 without). Null: no key.
+    /// </summary>
+    public string? ApiKey { get; init; }
+
     /// <summary>0 picks a free port (tests); the address taken is in <see cref="HitServer.Addresses"/>.</summary>
     public int Port { get; init; } = 8080;
 
@@ -67,6 +81,12 @@ public sealed record ServeOptions
     {
         if (Name.Length == 0 || !Name.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '-'))
             throw new ArgumentException($"--name: '{Name}' cannot be a model name in a URL path: use letters, digits, '.', '_' and '-'");
+        if (AllowedHosts is { Count: 0 })
+            throw new ArgumentException("--allowed-hosts names no host: no request could be answered ('*' allows any)");
+        if (AllowedHosts?.FirstOrDefault(host => host.Length == 0 || host.Any(c => char.IsWhiteSpace(c) || c is '/' or ',') || (host.Contains(':') && !host.StartsWith('['))) is { } bad)
+            throw new ArgumentException($"--allowed-hosts: '{bad}' cannot be a host name: give names or addresses without a port ([::1] for IPv6), or '*' for any");
+        if (ApiKey is { } key && (key.Length == 0 || key.Any(c => c is <= ' ' or > '~'))) // the key itself is never said
+            throw new ArgumentException("--api-key (or HITGPU_API_KEY) must be printable ASCII without spaces (it travels in a header), and not empty");
         if (Port is < 0 or > 65535)
             throw new ArgumentException($"--port must be from 0 to 65535, got {Port}");
         if (BatchWindow is { } window && (window < TimeSpan.Zero || window > TimeSpan.FromSeconds(1)))

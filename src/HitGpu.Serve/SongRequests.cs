@@ -1,8 +1,10 @@
 // What clients send and get back. Songs come as CSV (read by the CLI's reader, so every refusal has its words,
 // file name "request body"), as JSON records ([{"danceability": 0.7, ...}]) or as the Open Inference Protocol's
-// tensor ({"inputs": [{"name": "features", "shape": [N, 15], "datatype": "FP32", "data": [...]}]}). Each value
-// passes SongData.ValueProblem, the check every reader shares. Answers are written straight into the response.
+// tensor ({"inputs": [{"name": "features", "shape": [N, 15], "datatype": "FP32", "data": [...]}]}), its values
+// in JSON or in binary after it (the binary tensor data extension). Each value passes SongData.ValueProblem,
+// the check every reader shares. Answers are written straight into the response.
 using System.Buffers;
+using System.Buffers.Binary;
 using System.Globalization;
 using System.Text;
 using System.Text.Encodings.Web;
@@ -23,7 +25,7 @@ public sealed class RequestRefusedException(int status, string message) : Except
 
 internal static class StatusCodes
 {
-    public const int BadRequest = 400, NotFound = 404, NotAllowed = 405, TooLarge = 413, UnsupportedType = 415, Unavailable = 503;
+    public const int BadRequest = 400, Unauthorized = 401, NotFound = 404, NotAllowed = 405, TooLarge = 413, UnsupportedType = 415, Unavailable = 503;
 }
 
 /// <summary>Songs of a request: their raw features, and the track and artist names where the client sent both.</summary>
@@ -40,6 +42,9 @@ public static class SongRequests
     public const string Source = "request body";
 
     public const string InputName = "features", OutputName = "probability", Datatype = "FP32";
+
+    /// <summary>The model's one version in the protocol's paths and answers: a server serves one model file, read once.</summary>
+    public const string ModelVersion = "1";
 
     /// <summary>JSON as clients read it: quotes and apostrophes in messages left as they are (the answers are never embedded in HTML).</summary>
     public static readonly JsonWriterOptions WriterOptions = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
@@ -167,9 +172,28 @@ public static class SongRequests
     private static bool Plain(double value, int feature) =>
         Math.Abs(value) <= float.MaxValue && (feature != SongData.DurationFeature || (float)value > 0f);
 
-    /// <summary>The Open Inference Protocol's request: its id, and the songs of its one input tensor.</summary>
-    public static (string? Id, float[] Features) ReadInfer(ReadOnlyMemory<byte> body, int maxRows)
+    /// <summary>The binary tensor data extension's header: the length of the JSON that binary values follow.</summary>
+    public const string HeaderLengthName = "Inference-Header-Content-Length";
+
+    /// <summary>An inference request: its id, the songs of its one input tensor, and whether its output is asked in binary.</summary>
+    public sealed record InferRequest(string? Id, float[] Features, bool BinaryOutput);
+
+    /// <summary>
+    /// The Open Inference Protocol's request. With <paramref name="headerLength"/> (the request's
+    /// Inference-Header-Content-Length), the body is that many bytes of JSON, then the input's values in binary
+    /// (FP32, little-endian, row-major: the binary tensor data extension, as Triton and KServe give it).
+    /// </summary>
+    public static InferRequest ReadInfer(ReadOnlyMemory<byte> body, int maxRows, string? headerLength = null)
     {
+        ReadOnlyMemory<byte> binary = default;
+        if (headerLength is not null)
+        {
+            if (!int.TryParse(headerLength, NumberStyles.None, CultureInfo.InvariantCulture, out int length))
+                throw new InputException($"{HeaderLengthName} must be the JSON header's length in bytes, got '{InputException.OneLine(headerLength)}'");
+            if (length > body.Length)
+                throw new InputException($"{Source}: {HeaderLengthName} is {length}, but the body has {body.Length} bytes");
+            (body, binary) = (body[..length], body[length..]);
+        }
         RequireUtf8(body.Span);
         if (body.Span.StartsWith(Bom))
             body = body[Bom.Length..];
@@ -184,29 +208,69 @@ public static class SongRequests
         }
         using (document)
         {
+            RequireUniqueKeys(body.Span);
             var root = document.RootElement;
             if (root.ValueKind != JsonValueKind.Object)
                 throw new InputException($"{Source}: expected an inference request object ({{\"inputs\": [...]}}), got {Kind(root)}");
             string? id = null;
             if (root.TryGetProperty("id", out var idValue) && idValue.ValueKind != JsonValueKind.Null)
                 id = idValue.ValueKind == JsonValueKind.String ? idValue.GetString() : throw new InputException($"{Source}: id must be a string, got {Kind(idValue)}");
+            // Outputs in binary: all of them on the request's binary_data_output, unless the output's binary_data says otherwise.
+            bool binaryOutput = Flag(root, "binary_data_output") ?? false;
             if (root.TryGetProperty("outputs", out var outputs))
             {
                 if (outputs.ValueKind != JsonValueKind.Array)
                     throw new InputException($"{Source}: outputs must be an array, got {Kind(outputs)}");
                 foreach (var output in outputs.EnumerateArray())
+                {
                     if (output.ValueKind != JsonValueKind.Object || !output.TryGetProperty("name", out var name) || name.ValueKind != JsonValueKind.String || name.GetString() != OutputName)
                         throw new InputException($"{Source}: unknown output {Describe(output)}: the model gives one output, '{OutputName}'");
+                    binaryOutput = Flag(output, "binary_data") ?? binaryOutput;
+                }
             }
             if (!root.TryGetProperty("inputs", out var inputs) || inputs.ValueKind != JsonValueKind.Array)
                 throw new InputException($"{Source}: the request needs \"inputs\", an array with one tensor, '{InputName}' ({Datatype}, [-1, {SongData.FeatureCount}])");
             if (inputs.GetArrayLength() != 1)
                 throw new InputException($"{Source}: the model takes one input, '{InputName}'; the request has {inputs.GetArrayLength()}");
-            return (id, ReadTensor(inputs[0], maxRows));
+            return new InferRequest(id, ReadTensor(inputs[0], maxRows, headerLength is not null, binary.Span), binaryOutput);
         }
     }
 
-    private static float[] ReadTensor(JsonElement input, int maxRows)
+    /// <summary>A boolean of an object's "parameters" (null where not given), refused if it is not one.</summary>
+    private static bool? Flag(JsonElement owner, string name)
+    {
+        if (!owner.TryGetProperty("parameters", out var parameters) || parameters.ValueKind != JsonValueKind.Object || !parameters.TryGetProperty(name, out var flag))
+            return null;
+        return flag.ValueKind switch
+        {
+            JsonValueKind.True => true,
+            JsonValueKind.False => false,
+            _ => throw new InputException($"{Source}: {name} must be true or false, got {InputException.OneLine(flag.GetRawText())}"),
+        };
+    }
+
+    /// <summary>
+    /// Refuses a key given twice in one object, where the second is, as the records' reader refuses a feature
+    /// twice: JSON readers differ on which one counts (RFC 8259, 4), so a proxy or a log could read another
+    /// request than the one scored. The body is well-formed JSON (parsed before).
+    /// </summary>
+    private static void RequireUniqueKeys(ReadOnlySpan<byte> body)
+    {
+        var reader = new Utf8JsonReader(body, new JsonReaderOptions { CommentHandling = JsonCommentHandling.Skip });
+        var objects = new Stack<HashSet<string>>();
+        while (reader.Read())
+        {
+            if (reader.TokenType == JsonTokenType.StartObject)
+                objects.Push(new HashSet<string>(StringComparer.Ordinal));
+            else if (reader.TokenType == JsonTokenType.EndObject)
+                objects.Pop();
+            else if (reader.TokenType == JsonTokenType.PropertyName && !objects.Peek().Add(reader.GetString()!))
+                throw new InputException($"{At(body, reader)}: '{reader.GetString()}' given twice in one object (JSON readers differ on which one counts)");
+        }
+    }
+
+    /// <param name="headed">Whether the request gave its JSON header's length (then <paramref name="binary"/> holds the bytes after it).</param>
+    private static float[] ReadTensor(JsonElement input, int maxRows, bool headed, ReadOnlySpan<byte> binary)
     {
         if (input.ValueKind != JsonValueKind.Object)
             throw new InputException($"{Source}: inputs[0] must be a tensor object, got {Kind(input)}");
@@ -217,8 +281,11 @@ public static class SongRequests
         string datatype = input.TryGetProperty("datatype", out var d) && d.ValueKind == JsonValueKind.String ? d.GetString()! : "";
         if (datatype != Datatype)
             throw new InputException($"{where}: datatype must be {Datatype}, got '{datatype}'");
-        if (input.TryGetProperty("parameters", out var parameters) && parameters.ValueKind == JsonValueKind.Object && parameters.TryGetProperty("binary_data_size", out _))
-            throw new InputException($"{where}: binary tensor data is not supported: send the values in \"data\"");
+        bool binaryInput = input.TryGetProperty("parameters", out var parameters) && parameters.ValueKind == JsonValueKind.Object && parameters.TryGetProperty("binary_data_size", out _);
+        if (binaryInput && !headed)
+            throw new InputException($"{Source}: input '{InputName}' has binary_data_size, but the request has no {HeaderLengthName} header to say where its bytes begin");
+        if (!binaryInput && binary.Length > 0)
+            throw new InputException($"{Source}: {binary.Length} bytes follow the JSON header, but no input has binary_data_size");
         if (!input.TryGetProperty("shape", out var shape) || shape.ValueKind != JsonValueKind.Array || shape.GetArrayLength() != 2
             || !shape[0].TryGetInt64(out long rows) || rows < 0 || !shape[1].TryGetInt64(out long width) || width != SongData.FeatureCount)
             throw new InputException($"{where}: shape must be [N, {SongData.FeatureCount}] (N songs), got {(input.TryGetProperty("shape", out var s) ? s.GetRawText() : "none")}");
@@ -226,6 +293,8 @@ public static class SongRequests
             throw new InputException($"{where}: no songs (shape [0, {SongData.FeatureCount}])");
         if (rows > maxRows)
             throw RequestRefusedException.TooManyRows(rows, maxRows);
+        if (binaryInput)
+            return ReadBinary(parameters.GetProperty("binary_data_size"), input.TryGetProperty("data", out _), rows, binary, where);
         if (!input.TryGetProperty("data", out var data) || data.ValueKind != JsonValueKind.Array)
             throw new InputException($"{where}: the tensor needs \"data\", an array of {rows} x {SongData.FeatureCount} numbers");
         // Counted before anything is allocated: a short request must not reserve what its shape claims.
@@ -235,6 +304,29 @@ public static class SongRequests
         var features = new float[needed];
         int at = 0;
         Flatten(data, features, ref at, where);
+        return features;
+    }
+
+    /// <summary>A tensor's values in binary: <paramref name="rows"/> x 15 FP32, little-endian, each checked as a JSON value is.</summary>
+    private static float[] ReadBinary(JsonElement size, bool alsoData, long rows, ReadOnlySpan<byte> binary, string where)
+    {
+        if (alsoData)
+            throw new InputException($"{where}: both \"data\" and binary_data_size: send the values one way");
+        if (size.ValueKind != JsonValueKind.Number || !size.TryGetInt64(out long bytes) || bytes < 0)
+            throw new InputException($"{where}: binary_data_size must be a count of bytes, got {InputException.OneLine(size.GetRawText())}");
+        long needed = rows * SongData.FeatureCount;
+        if (bytes != needed * sizeof(float))
+            throw new InputException($"{where}: binary_data_size is {bytes}, the shape [{rows}, {SongData.FeatureCount}] of {Datatype} needs {needed * sizeof(float)}");
+        if (binary.Length != bytes)
+            throw new InputException($"{where}: {binary.Length} bytes follow the JSON header, binary_data_size says {bytes}");
+        var features = new float[needed];
+        for (int i = 0; i < features.Length; i++)
+        {
+            float value = BinaryPrimitives.ReadSingleLittleEndian(binary[(i * sizeof(float))..]);
+            int feature = i % SongData.FeatureCount;
+            features[i] = Plain(value, feature) ? value
+                : Feature($"{where}: song {i / SongData.FeatureCount + 1}", SongData.FeatureNames[feature], feature, isNumber: true, value.ToString("R", CultureInfo.InvariantCulture));
+        }
         return features;
     }
 
@@ -269,23 +361,46 @@ public static class SongRequests
         }
     }
 
-    public static void WriteInfer(IBufferWriter<byte> output, string model, string? id, float[] probabilities)
+    /// <summary>
+    /// The answer's JSON; with <paramref name="binary"/>, the output's values are left out of it (its
+    /// binary_data_size gives their bytes), for <see cref="WriteBinary"/> to follow.
+    /// </summary>
+    public static void WriteInfer(IBufferWriter<byte> output, string model, string? id, float[] probabilities, bool binary = false)
     {
         using var json = new Utf8JsonWriter(output, WriterOptions);
         json.WriteStartObject();
         json.WriteString("model_name", model);
+        json.WriteString("model_version", ModelVersion);
         if (id is not null)
             json.WriteString("id", id);
         json.WriteStartArray("outputs");
         json.WriteStartObject();
         WriteTensorHead(json, OutputName, probabilities.Length, 1);
-        json.WriteStartArray("data");
-        foreach (float p in probabilities)
-            json.WriteNumberValue(p);
-        json.WriteEndArray();
+        if (binary)
+        {
+            json.WriteStartObject("parameters");
+            json.WriteNumber("binary_data_size", probabilities.Length * sizeof(float));
+            json.WriteEndObject();
+        }
+        else
+        {
+            json.WriteStartArray("data");
+            foreach (float p in probabilities)
+                json.WriteNumberValue(p);
+            json.WriteEndArray();
+        }
         json.WriteEndObject();
         json.WriteEndArray();
         json.WriteEndObject();
+    }
+
+    /// <summary>Values as the binary tensor data extension sends them: FP32, little-endian, in order.</summary>
+    public static void WriteBinary(IBufferWriter<byte> output, float[] values)
+    {
+        var bytes = output.GetSpan(values.Length * sizeof(float));
+        for (int i = 0; i < values.Length; i++)
+            BinaryPrimitives.WriteSingleLittleEndian(bytes[(i * sizeof(float))..], values[i]);
+        output.Advance(values.Length * sizeof(float));
     }
 
     /// <summary>A tensor's name, datatype (FP32) and shape [rows, width], as the protocol's metadata and answers give them (-1: any number of rows).</summary>

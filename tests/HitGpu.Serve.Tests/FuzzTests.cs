@@ -1,7 +1,7 @@
 // Property-based tests (CsCheck) of what clients send, in the style of the CLI's fuzzing: valid bodies of
-// every form (JSON records, the protocol's tensor, CSV) built from real songs, then damaged byte by byte
-// (cut, bytes and JSON/CSV tokens inserted, removed or repeated), sent to every endpoint that takes songs, in
-// parallel, under random content types. Each answer is a success or one refusal line with a 4xx status;
+// every form (JSON records, the protocol's tensor in JSON and in binary, CSV) built from real songs, then
+// damaged byte by byte (cut, bytes and JSON/CSV tokens inserted, removed or repeated), sent to every endpoint
+// that takes songs, in parallel, under random content types. Each answer is a success or one refusal line with a 4xx status;
 // never a 500, a dropped connection, or a changed answer for anyone else. Bounded and seeded as the CLI's
 // (FUZZ_ITERATIONS, FUZZ_SEED).
 using System.Net;
@@ -40,20 +40,34 @@ public sealed class FuzzTests(ServerFixture server)
     {
         public override string ToString() => $"form {Form}, songs {First}+{Rows}, type {Type ?? "none"}, explain {Explain}, damages [{string.Join(", ", Damages.Select(d => d.ToString()))}]";
 
-        public string Path => Form == 1 ? "/v2/models/hits/infer" : Explain ? "/predict?explain=true" : "/predict";
+        public bool Inference => Form is 1 or 3;
+
+        public string Path => Inference ? "/v2/models/hits/infer" : Explain ? "/predict?explain=true" : "/predict";
+
+        /// <summary>Form 3, the binary tensor extension's: the JSON header's length as sent (the damage may move the bytes after it).</summary>
+        public string? HeaderLength => Form == 3 ? Encoding.UTF8.GetByteCount(BinaryHeader(Rows)).ToString(System.Globalization.CultureInfo.InvariantCulture) : null;
+
+        private static string BinaryHeader(int rows) =>
+            $"{{\"inputs\": [{{\"name\": \"features\", \"shape\": [{rows}, 15], \"datatype\": \"FP32\", \"parameters\": {{\"binary_data_size\": {rows * 60}}}}}]}}";
 
         public byte[] Body()
         {
             var features = Features(First, Rows);
-            string text = Form switch { 0 => Records(features), 1 => Infer(features, id: "fuzz"), _ => Csv(features) };
-            return Damages.Aggregate(Encoding.UTF8.GetBytes(text), (body, damage) => damage.Apply(body));
+            byte[] body = Form switch
+            {
+                0 => Encoding.UTF8.GetBytes(Records(features)),
+                1 => Encoding.UTF8.GetBytes(Infer(features, id: "fuzz")),
+                3 => [.. Encoding.UTF8.GetBytes(BinaryHeader(Rows)), .. features.SelectMany(BitConverter.GetBytes)],
+                _ => Encoding.UTF8.GetBytes(Csv(features)),
+            };
+            return Damages.Aggregate(body, (bytes, damage) => damage.Apply(bytes));
         }
     }
 
     private static readonly string?[] Types = [null, "application/json", "text/csv", "text/plain", "application/x-www-form-urlencoded", "application/octet-stream", "image/png"];
 
     private static readonly Gen<Case> Cases =
-        Gen.Select(Gen.Int[0, 2], Gen.Int[0, 5000], Gen.Int[1, 6], Gen.Int[0, Types.Length - 1], Gen.Bool,
+        Gen.Select(Gen.Int[0, 3], Gen.Int[0, 5000], Gen.Int[1, 6], Gen.Int[0, Types.Length - 1], Gen.Bool,
             Gen.Select(Gen.Int[0, 5], Gen.Int[0, 100_000], Gen.Int[0, 40], Gen.Int[0, 1000], (k, a, l, t) => new Damage(k, a, l, t)).Array[0, 4],
             (form, first, rows, type, explain, damages) => new Case(form, first, rows, Types[type], explain && rows < 3, damages));
 
@@ -68,12 +82,14 @@ public sealed class FuzzTests(ServerFixture server)
             using var request = new HttpRequestMessage(HttpMethod.Post, c.Path) { Content = new ByteArrayContent(c.Body()) };
             if (c.Type is not null)
                 request.Content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue(c.Type);
+            if (c.HeaderLength is { } length)
+                request.Headers.Add(SongRequests.HeaderLengthName, length);
             using var response = server.Client.Send(request);
             string body = response.Content.ReadAsStringAsync().GetAwaiter().GetResult();
             statuses.AddOrUpdate(response.StatusCode, 1, (_, n) => n + 1);
             if (response.StatusCode == HttpStatusCode.OK)
             {
-                if (c.Form == 1)
+                if (c.Inference)
                     Assert.All(Probabilities(body), p => Assert.InRange(p, 0f, 1f));
                 else if (response.Content.Headers.ContentType?.MediaType == "application/json")
                     Assert.NotNull(JsonNode.Parse(body));

@@ -75,6 +75,38 @@ public sealed class ProtocolTests(ServerFixture server)
     }
 
     [Fact]
+    public async Task The_model_has_one_version_which_its_versioned_paths_answer_as_the_plain_ones()
+    {
+        var metadata = await Get(Client, "/v2/models/hits");
+        string version = Assert.Single(JsonNode.Parse(metadata.Body)!["versions"]!.AsArray())!.GetValue<string>();
+        var versioned = await Get(Client, $"/v2/models/hits/versions/{version}");
+        Assert.Equal(HttpStatusCode.OK, versioned.Status);
+        Assert.Equal(metadata.Body, versioned.Body);
+        var ready = await Get(Client, $"/v2/models/hits/versions/{version}/ready");
+        Assert.Equal(HttpStatusCode.OK, ready.Status);
+        Assert.True(JsonNode.Parse(ready.Body)!["ready"]!.GetValue<bool>());
+        var features = Features(610, 5);
+        var (status, body, _) = await Post(Client, $"/v2/models/hits/versions/{version}/infer", Infer(features));
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal(version, JsonNode.Parse(body)!["model_version"]!.GetValue<string>());
+        Assert.Equal(server.Model.PredictProbabilities(server.Device, new SongTable { Source = "test", Features = features }), Probabilities(body));
+        Assert.Equal(version, JsonNode.Parse((await Post(Client, "/v2/models/hits/infer", Infer(features))).Body)!["model_version"]!.GetValue<string>());
+    }
+
+    [Theory]
+    [InlineData("GET", "/v2/models/hits/versions/2")]
+    [InlineData("GET", "/v2/models/hits/versions/2/ready")]
+    [InlineData("POST", "/v2/models/hits/versions/2/infer")]
+    [InlineData("GET", "/v2/models/hits/versions/latest")]
+    public async Task Another_version_is_404_naming_it_and_the_one_there_is(string method, string path)
+    {
+        var (status, body, type) = await Send(Client, new HttpMethod(method), path, method == "POST" ? Infer(Features(0, 1)) : null);
+        Assert.Equal(HttpStatusCode.NotFound, status);
+        Assert.Equal("application/json", type);
+        Assert.Equal($"model 'hits' has no version '{path.Split('/')[5]}': its one version is '1'", Error(body));
+    }
+
+    [Fact]
     public async Task An_unknown_path_is_404_with_an_error_object()
     {
         var (status, body, _) = await Get(Client, "/v2/nothing/here");
@@ -146,8 +178,15 @@ public sealed class ProtocolTests(ServerFixture server)
             { "not finite", Tensor(data: "[0.5,0.5,1,-5,1,0.05,0.1,0,0.1,0.5,1e400,200000,4,30,10]"), "request body: input 'features': song 1: tempo must be finite, got '1e400'" },
             { "a song of no length", Tensor(data: "[0.5,0.5,1,-5,1,0.05,0.1,0,0.1,0.5,120,0,4,30,10]"), "request body: input 'features': song 1: duration_ms must be positive, got 0" },
             { "unknown output", "{\"inputs\": [], \"outputs\": [{\"name\": \"logit\"}]}", "request body: unknown output 'logit': the model gives one output, 'probability'" },
-            { "binary data", "{\"inputs\": [{\"name\": \"features\", \"datatype\": \"FP32\", \"shape\": [1, 15], \"parameters\": {\"binary_data_size\": 60}}]}", "request body: input 'features': binary tensor data is not supported" },
+            { "binary data without its header", "{\"inputs\": [{\"name\": \"features\", \"datatype\": \"FP32\", \"shape\": [1, 15], \"parameters\": {\"binary_data_size\": 60}}]}", "request body: input 'features' has binary_data_size, but the request has no Inference-Header-Content-Length header" },
             { "id not a string", "{\"id\": 7, \"inputs\": []}", "request body: id must be a string, got a number" },
+            // A key twice: JSON parsers differ on which one wins (RFC 8259, 4), so a proxy or a log could read another request than the server.
+            { "inputs twice", "{\"inputs\": [], " + Tensor()[1..], "request body:1:16: 'inputs' given twice in one object (JSON readers differ on which one counts)" },
+            { "a shape twice", Tensor(shape: "[1, 15], \"shape\": [2, 15]"), "request body:1:52: 'shape' given twice" },
+            { "data twice", Tensor(data: "[], \"data\": [0.5,0.5,1,-5,1,0.05,0.1,0,0.1,0.5,120,200000,4,30,10]"), "request body:1:" },
+            { "data twice's words", Tensor(data: "[], \"data\": [0.5,0.5,1,-5,1,0.05,0.1,0,0.1,0.5,120,200000,4,30,10]"), "request body:1:84: 'data' given twice" },
+            { "an id twice", "{\"id\": \"a\", \"id\": \"b\", " + Tensor()[1..], "request body:1:13: 'id' given twice" },
+            { "a parameter twice", "{\"parameters\": {\"p\": 1, \"p\": 2}, " + Tensor()[1..], "request body:1:25: 'p' given twice" },
         };
     }
 

@@ -6,6 +6,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using System.Text.RegularExpressions;
+using HitGpu.Cli;
 using static HitGpu.Nn.Tests.CliRunner;
 using static HitGpu.Serve.Tests.Http;
 
@@ -23,9 +24,13 @@ public sealed partial class ServeCommandTests(ServerFixture server)
     private static partial Regex Listening();
 
     /// <summary>hitgpu serve in its own process (the tool's assembly beside the tests), and the address it printed.</summary>
-    internal static async Task<(Process Process, string Address, List<string> Output)> StartServe(params string[] args)
+    internal static Task<(Process Process, string Address, List<string> Output)> StartServe(params string[] args) => StartServe(new Dictionary<string, string>(), args);
+
+    private static async Task<(Process Process, string Address, List<string> Output)> StartServe(Dictionary<string, string> environment, params string[] args)
     {
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var (name, value) in environment)
+            start.Environment[name] = value;
         foreach (string arg in (string[])[Path.Combine(AppContext.BaseDirectory, "hitgpu.dll"), "serve", "--port", "0", .. args])
             start.ArgumentList.Add(arg);
         var process = Process.Start(start)!;
@@ -80,6 +85,56 @@ public sealed partial class ServeCommandTests(ServerFixture server)
     }
 
     [Fact]
+    public async Task Allowed_hosts_are_given_comma_separated()
+    {
+        var (process, address, _) = await StartServe("--model", server.ModelPath, "--name", "hits", "--allowed-hosts", "hits.example, localhost");
+        using (process)
+        {
+            try
+            {
+                using var client = new HttpClient { BaseAddress = new Uri(address) };
+                foreach (var (host, status) in new[] { ("hits.example", HttpStatusCode.OK), ("localhost", HttpStatusCode.OK), ("127.0.0.1", HttpStatusCode.BadRequest) })
+                {
+                    using var request = new HttpRequestMessage(HttpMethod.Get, "/v2/health/live");
+                    request.Headers.Host = host;
+                    using var response = await client.SendAsync(request);
+                    Assert.True(status == response.StatusCode, $"{host}: {response.StatusCode}");
+                }
+            }
+            finally
+            {
+                process.Kill();
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task The_api_key_comes_from_the_flag_or_the_environment(bool fromEnvironment)
+    {
+        const string key = "key-of-the-test";
+        var (process, address, _) = fromEnvironment
+            ? await StartServe(new Dictionary<string, string> { [ServeCommand.ApiKeyVariable] = key }, "--model", server.ModelPath, "--name", "hits")
+            : await StartServe("--model", server.ModelPath, "--name", "hits", "--api-key", key);
+        using (process)
+        {
+            try
+            {
+                using var client = new HttpClient { BaseAddress = new Uri(address) };
+                Assert.Equal(HttpStatusCode.OK, (await Get(client, "/v2/health/ready")).Status);
+                Assert.Equal(HttpStatusCode.Unauthorized, (await Get(client, "/v2/models/hits")).Status);
+                client.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", key);
+                Assert.Equal(HttpStatusCode.OK, (await Get(client, "/v2/models/hits")).Status);
+            }
+            finally
+            {
+                process.Kill();
+            }
+        }
+    }
+
+    [Fact]
     public void A_port_in_use_is_one_line_and_exit_2()
     {
         using var taken = new TcpListener(IPAddress.Loopback, 0);
@@ -101,6 +156,10 @@ public sealed partial class ServeCommandTests(ServerFixture server)
     [InlineData("--max-body-mb", "4096", "hitgpu: error: --max-body-mb must be from 0.001 to 1024, got 4096")]
     [InlineData("--batch-window-ms", "NaN", "hitgpu: error: --batch-window-ms must be from 0 to 1000, got 1000000000")]
     [InlineData("--max-in-flight", "0", "hitgpu: error: --max-in-flight must be at least 1, got 0")]
+    [InlineData("--api-key", " ", "hitgpu: error: --api-key (or HITGPU_API_KEY) must be printable ASCII without spaces (it travels in a header), and not empty")]
+    [InlineData("--api-key", "clé", "hitgpu: error: --api-key (or HITGPU_API_KEY) must be printable ASCII without spaces")]
+    [InlineData("--allowed-hosts", "a.example,,b.example", "hitgpu: error: --allowed-hosts: '' cannot be a host name")]
+    [InlineData("--allowed-hosts", "a.example:80", "hitgpu: error: --allowed-hosts: 'a.example:80' cannot be a host name")]
     public void A_bad_option_is_one_line_and_exit_2(string option, string value, string expected)
     {
         var (code, _, error) = Run("serve", "--model", server.ModelPath, option, value);
