@@ -49,6 +49,8 @@ public sealed class DevicePlanTests
         Assert.Equal(DenseVariant.Simple, Cpu.DenseVariantFor(4096, 4096, 4096));
         Assert.Equal(DenseVariant.Tiled, Gpu.DenseVariantFor(4096, 4096, 4096));
         Assert.Equal(DenseVariant.Simple, Gpu.DenseVariantFor(32, 1, 32)); // too small to fill a tile, too short to split
+        Assert.Equal(DenseVariant.Simple, Gpu.DenseVariantFor(256, 64, 15)); // fills tiles, but a sum of 15 terms: simple (simulated cycles)
+        Assert.Equal(DenseVariant.Tiled, Gpu.DenseVariantFor(256, 256, 256));
         Assert.Equal(DenseVariant.Tiled, Gpu.DenseVariantFor(64, 15, 4096)); // a small layer's gradient over a large batch: split-K
         Assert.Equal(DenseVariant.Tiled, (Cpu with { DenseOverride = DenseVariant.Tiled }).DenseVariantFor(1, 1, 1));
         // Batched layers: products on a GPU at any size, unless grouped; simple on the CPU accelerator.

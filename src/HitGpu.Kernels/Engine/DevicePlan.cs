@@ -198,13 +198,21 @@ public sealed record DevicePlan
 
     /// <summary>
     /// The dense kernels' variant for a product of (rows, outputs) with <paramref name="depth"/> terms: tiled on a
-    /// GPU once the product is large enough to fill a small tile (64 x 64 outputs), or its sum long enough to split
-    /// (<see cref="SplitsFor"/>: a small layer's weight gradient over a large batch); simple otherwise and on
-    /// the CPU accelerator (where the CPU epoch trains anyway), unless overridden.
+    /// GPU once the product fills a small tile (64 x 64 outputs) and its sum is long enough for the tile's slices
+    /// to pay (<see cref="TiledMinDepth"/>), or its sum is long enough to split (<see cref="SplitsFor"/>: a small
+    /// layer's weight gradient over a large batch); simple otherwise and on the CPU accelerator (where the CPU
+    /// epoch trains anyway), unless overridden.
     /// </summary>
     public DenseVariant DenseVariantFor(int rows, int outputs, int depth) =>
-        DenseOverride is { } forced ? (forced == DenseVariant.Lanes ? DenseVariant.Simple : forced) : (!OnCpu && (((long)rows * outputs >= 64 * 64 && depth >= DenseTiled.Depth) || SplitsFor(rows * outputs, depth) > 1)
+        DenseOverride is { } forced ? (forced == DenseVariant.Lanes ? DenseVariant.Simple : forced) : (!OnCpu && (((long)rows * outputs >= 64 * 64 && depth >= TiledMinDepth) || SplitsFor(rows * outputs, depth) > 1)
             ? DenseVariant.Tiled : DenseVariant.Simple);
+
+    /// <summary>
+    /// The shortest sum a plain layer's product is tiled for. Simulated cycles (bench/RESULTS.md, "Simulated GPU"; an
+    /// Ampere model, no GPU): the study network's layers at batch 256 (sums of 15 and 64 terms) took 3.8x and 3.1x
+    /// fewer cycles in the simple kernel than in the small tile, a 256^3 product 1.5x more; 128 lies between.
+    /// </summary>
+    public const int TiledMinDepth = 128;
 
     /// <summary>
     /// A batched-ensemble layer's kernels. On a GPU a dense one runs as tiled products and the reductions at
