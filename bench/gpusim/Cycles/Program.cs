@@ -48,7 +48,10 @@ void Layer(int rows, int inputs, int outputs, bool backward, bool misaligned)
     using var dx = device.Allocate<float>(rows, inputs);
     var input = RowSource.InPlace(x.View.SubView(pad, rows * inputs), inputs, index.View);
     if (!backward)
-        device.DenseForward(new DenseForwardArgs { X = input, Weight = w.View, Bias = b.View, Y = y.View, Rows = rows, Inputs = inputs, Outputs = outputs, Activation = (int)Activation.Relu });
+        device.DenseForward(new DenseForwardArgs
+        {
+            X = input, Weight = w.View, Bias = b.View, Y = y.View, Rows = rows, Inputs = inputs, Outputs = outputs, Activation = (int)Activation.Relu,
+        });
     else
         device.DenseBackward(new DenseBackwardArgs
         {
@@ -101,7 +104,8 @@ foreach (int runs in new[] { 1, 8, 46 })
         using var order = device.Upload<int>(Enumerable.Range(0, runs).SelectMany(_ => Enumerable.Range(0, positions)).ToArray(), runs * positions);
         using var loss = device.Allocate<float>(runs * positions);
         using var correct = device.Allocate<float>(runs * positions);
-        using var jobs = device.Upload<EpochRun>(Enumerable.Range(0, runs).Select(r => new EpochRun { Rows = positions, FirstStep = 1, Settings = settings }).ToArray(), runs);
+        var runEntries = Enumerable.Range(0, runs).Select(r => new EpochRun { Rows = positions, FirstStep = 1, Settings = settings }).ToArray();
+        using var jobs = device.Upload<EpochRun>(runEntries, runs);
         using var steps8 = device.Upload<AdamStep>(Enumerable.Range(0, runs).SelectMany(_ => schedule).ToArray(), runs * steps);
         device.TrainGpuEpoch(new GpuEpochTrainViews
         {
