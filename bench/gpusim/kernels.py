@@ -18,13 +18,15 @@ import re
 import sys
 from collections import OrderedDict
 
-MODULE = re.compile(r"^\[gpusim-shim\] module (\d+) loaded")
-KERNEL = re.compile(r"^\[hitgpu\] kernel (\S+) (\S+)$")
-CATALOG = re.compile(r"^\[hitgpu\] catalog (\S+)$")
-LAUNCH = re.compile(r"^\[gpusim-shim\] launch module (\d+) (\S+) grid=\((\d+),(\d+),(\d+)\) block=\((\d+),(\d+),(\d+)\) dynsmem=(\d+)")
+MODULE = re.compile(r"\[gpusim-shim\] module (\d+) loaded")
+KERNEL = re.compile(r"\[hitgpu\] kernel (\S+) (\S+)$")
+CATALOG = re.compile(r"\[hitgpu\] catalog (\S+)$")
+LAUNCH = re.compile(r"\[gpusim-shim\] launch module (\d+) (\S+) grid=\((\d+),(\d+),(\d+)\) block=\((\d+),(\d+),(\d+)\) dynsmem=(\d+)")
+# The markers are searched anywhere in a line: the simulator leaves some of its lines unended, and the next
+# program line then starts after them.
 CYCLES = re.compile(r"^gpu_sim_cycle = (\d+)")
 IPC = re.compile(r"^gpu_ipc =\s*([0-9.]+)")
-CASE = re.compile(r"^\[hitgpu\] case (.+)$")
+CASE = re.compile(r"\[hitgpu\] case (.+)$")
 
 
 def read(paths):
@@ -34,17 +36,17 @@ def read(paths):
         with open(path, errors="replace") as log:
             for line in log:
                 line = line.rstrip("\n")
-                if m := CASE.match(line):
+                if m := CASE.search(line):
                     case = cases.setdefault(m.group(1), {"launches": 0, "cycles": 0, "kernels": OrderedDict()})
-                elif m := CATALOG.match(line):
+                elif m := CATALOG.search(line):
                     if m.group(1) not in catalog:
                         catalog.append(m.group(1))
-                elif m := MODULE.match(line):
+                elif m := MODULE.search(line):
                     pending = m.group(1)
-                elif m := KERNEL.match(line):
+                elif m := KERNEL.search(line):
                     if m.group(1) != "cpu" and pending is not None:
                         names[pending], pending = m.group(2), None
-                elif m := LAUNCH.match(line):
+                elif m := LAUNCH.search(line):
                     name = names.get(m.group(1))
                     if name is None:
                         unnamed.append(f"{path}: module {m.group(1)} ({m.group(2)})")
