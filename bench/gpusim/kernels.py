@@ -6,7 +6,7 @@ Usage: kernels.py LOG [LOG ...]   (each the stdout of a program run with HITGPU_
 A log holds, in order (bench/gpusim/build.sh's driver patch and HitGpu's kernel trace):
   [hitgpu] catalog NAME                         every kernel a GPU can run (once a process)
   [gpusim-shim] module H loaded (...)           the driver loads a module...
-  [hitgpu] kernel cuda NAME                     ...which is this kernel (printed right after the load)
+  [hitgpu] kernel cuda NAME                     ...which is this kernel (standard error, right after the load)
   [gpusim-shim] launch module H ENTRY grid=(..) block=(..) dynsmem=N
   gpu_sim_cycle = C / gpu_ipc = I               the launch's figures, in timing mode only
   [hitgpu] case NAME                            (bench/gpusim/Cycles) the launches after it, until the next, are NAME's

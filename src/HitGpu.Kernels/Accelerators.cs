@@ -74,15 +74,16 @@ public sealed partial class ComputeDevice : IDisposable
         Plan = DevicePlan.For(kind, accelerator.MaxNumThreadsPerGroup, accelerator.NumMultiprocessors, accelerator.MemorySize, shared);
         if (TracesKernels && kind != AcceleratorKind.Cpu && Interlocked.Exchange(ref catalogTraced, 1) == 0)
             foreach (var kernel in KernelCatalog.ForGpu)
-                Console.Out.WriteLine($"[hitgpu] catalog {KernelCatalog.NameOf(kernel)}"); // what a GPU could run: the trace's table lists each
+                Console.Error.WriteLine($"[hitgpu] catalog {KernelCatalog.NameOf(kernel)}"); // what a GPU could run: the trace's table lists each
     }
 
     private static int catalogTraced;
 
     /// <summary>
-    /// Where HITGPU_KERNEL_TRACE=1: a line "[hitgpu] kernel KIND Type.Method&lt;arguments&gt;" on standard output as
-    /// each kernel loads, in the order the driver sees its modules; bench/gpusim/run.sh names the simulated GPU's
-    /// launches by it (ILGPU names a kernel's entry by its method alone, and many are "Kernel").
+    /// Where HITGPU_KERNEL_TRACE=1: a line "[hitgpu] kernel KIND Type.Method&lt;arguments&gt;" on standard error as
+    /// each kernel loads, in the order the driver sees its modules (standard output stays the commands' own, a
+    /// CSV say); bench/gpusim/run.sh names the simulated GPU's launches by it (ILGPU names a kernel's entry by
+    /// its method alone, and many are "Kernel").
     /// </summary>
     private static readonly bool TracesKernels = Environment.GetEnvironmentVariable("HITGPU_KERNEL_TRACE") == "1";
 
@@ -90,8 +91,7 @@ public sealed partial class ComputeDevice : IDisposable
     {
         if (TracesKernels)
         {
-            Console.Out.WriteLine($"[hitgpu] kernel {Kind.ToString().ToLowerInvariant()} {KernelCatalog.NameOf(kernel.Method)}");
-            Console.Out.Flush();
+            Console.Error.WriteLine($"[hitgpu] kernel {Kind.ToString().ToLowerInvariant()} {KernelCatalog.NameOf(kernel.Method)}");
         }
         return launcher;
     }
