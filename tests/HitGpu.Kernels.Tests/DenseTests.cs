@@ -185,7 +185,8 @@ public sealed class DenseTests(AcceleratorFixture fixture)
                             double sum = bias[j];
                             for (int r = 0; r < k; r++)
                                 sum += A(i, r) * B(r, j);
-                            Tolerance.Close(Math.Max(0, sum), actual[i * n + j], $"C[{i}, {j}] (A k {(aKAlongRows ? "along" : "across")} rows, B k {(bKAlongRows ? "along" : "across")}, {kernels})", abs: 1e-5, rel: 1e-5);
+                            string layout = $"A k {(aKAlongRows ? "along" : "across")} rows, B k {(bKAlongRows ? "along" : "across")}";
+                            Tolerance.Close(Math.Max(0, sum), actual[i * n + j], $"C[{i}, {j}] ({layout}, {kernels})", abs: 1e-5, rel: 1e-5);
                         }
                 });
             }
