@@ -9,10 +9,8 @@ namespace HitGpu.Bench;
 public class KernelBenchmarks
 {
     private ComputeDevice device = null!;
-    private DeviceBuffer<float> x = null!, w = null!, b = null!, y = null!, dy = null!, dw = null!, db = null!, dx = null!;
-    private DeviceBuffer<int> noIndex = null!;
-    private DenseForwardArgs forward;
-    private DenseBackwardArgs backward;
+    private DeviceBuffer<float> x = null!, parameters = null!, y = null!, dy = null!, gradients = null!, dx = null!;
+    private BatchedLayerArgs layer; // a plain layer: the batched layer at one member
     private int rows, inputs, outputs;
 
     [ParamsSource(typeof(BenchConfig), nameof(BenchConfig.Accelerators))]
@@ -35,30 +33,22 @@ public class KernelBenchmarks
         var hostW = R(outputs * inputs);
         var hostB = R(outputs);
         x = device.Upload<float>(hostX, rows, inputs);
-        w = device.Upload<float>(hostW, outputs, inputs);
-        b = device.Upload<float>(hostB, outputs);
+        parameters = device.Upload<float>([.. hostW, .. hostB], outputs * inputs + outputs);
         y = device.Allocate<float>(rows, outputs);
         dy = device.Upload<float>(R(rows * outputs), rows, outputs);
-        dw = device.Allocate<float>(outputs, inputs);
-        db = device.Allocate<float>(outputs);
+        gradients = device.Allocate<float>(outputs * inputs + outputs);
         dx = device.Allocate<float>(rows, inputs);
-        noIndex = device.Allocate<int>(1);
-        forward = new DenseForwardArgs
+        layer = new BatchedLayerArgs
         {
-            X = RowSource.InPlace(x.View, inputs, noIndex.View), Weight = w.View, Bias = b.View, Y = y.View,
-            Rows = rows, Inputs = inputs, Outputs = outputs, Activation = (int)Activation.Relu,
-        };
-        backward = new DenseBackwardArgs
-        {
-            X = RowSource.InPlace(x.View, inputs, noIndex.View), Weight = w.View, OutputGradient = dy.View,
-            WeightGradient = dw.View, BiasGradient = db.View, InputGradient = dx.View,
-            Rows = rows, Inputs = inputs, Outputs = outputs, InputActivation = (int)Activation.Relu,
+            X = RowSource.InPlace(x.View, inputs), Parameters = parameters.View, Gradients = gradients.View, Y = y.View, OutputGradient = dy.View,
+            InputGradient = dx.View, Layer = ParameterLayout.PlainLayer(inputs, outputs, Activation.Relu), Rows = rows, Members = 1,
+            InputActivation = (int)Activation.Relu,
         };
 
         // Check before timing: the forward kernel's first row against the reference.
         DenseForward();
         var expected = new float[outputs];
-        BatchedDense.ForwardReference<float>(new ParameterLayout([inputs, outputs], [Activation.Relu])[0], 1, inputShared: false,
+        BatchedDense.ForwardReference<float>(layer.Layer, 1, inputShared: false,
             hostX.AsSpan(0, inputs), [.. hostW, .. hostB], expected, [], 1);
         var actual = y.ToArray().AsSpan(0, outputs);
         for (int o = 0; o < outputs; o++)
@@ -69,23 +59,22 @@ public class KernelBenchmarks
     [Benchmark]
     public void DenseForward()
     {
-        device.DenseForward(forward);
+        device.BatchedDenseForward(layer);
         device.Synchronize();
     }
 
     [Benchmark]
     public void DenseBackward()
     {
-        device.DenseBackward(backward, withInputGradient: true);
+        device.BatchedDenseBackward(layer, withInputGradient: true);
         device.Synchronize();
     }
 
     [GlobalCleanup]
     public void Cleanup()
     {
-        foreach (var buffer in new[] { x, w, b, y, dy, dw, db, dx })
+        foreach (var buffer in new[] { x, parameters, y, dy, gradients, dx })
             buffer.Dispose();
-        noIndex.Dispose();
         device.Dispose();
     }
 }

@@ -96,16 +96,18 @@ static int Gemm(string[] args)
     var hostW = R(n * n);
     var hostB = R(n);
     using var x = device.Upload<float>(hostX, n, n);
-    using var w = device.Upload<float>(hostW, n, n);
-    using var b = device.Upload<float>(hostB, n);
+    using var parameters = device.Upload<float>([.. hostW, .. hostB], n * n + n);
     using var y = device.Allocate<float>(n, n);
-    using var noIndex = device.Allocate<int>(1);
-    var forward = new DenseForwardArgs
+    // Backward: dZ (n, n) random; dW = dZ^T X, db = dZ^T 1, dX = dZ W (times ReLU's derivative at X): 4 n^3 flops.
+    using var dz = device.Upload<float>(R(n * n), n, n);
+    using var gradients = device.Allocate<float>(n * n + n);
+    using var dx = device.Allocate<float>(n, n);
+    var layer = new BatchedLayerArgs // a plain layer: the batched layer at one member
     {
-        X = RowSource.InPlace(x.View, n, noIndex.View), Weight = w.View, Bias = b.View, Y = y.View,
-        Rows = n, Inputs = n, Outputs = n, Activation = (int)Activation.Identity,
+        X = RowSource.InPlace(x.View, n), Parameters = parameters.View, Gradients = gradients.View, Y = y.View, OutputGradient = dz.View,
+        InputGradient = dx.View, Layer = ParameterLayout.PlainLayer(n, n, Activation.Identity), Rows = n, Members = 1, InputActivation = (int)Activation.Relu,
     };
-    device.DenseForward(forward); // compiles and warms up
+    device.BatchedDenseForward(layer); // compiles and warms up
     device.Synchronize();
     var result = y.ToArray();
     double worst = 0;
@@ -119,22 +121,12 @@ static int Gemm(string[] args)
     }
     if (worst > 1e-3)
         throw new InvalidOperationException($"dense forward disagrees with the float64 product: relative error {worst}");
-    // Backward: dZ (n, n) random; dW = dZ^T X, db = dZ^T 1, dX = dZ W (times ReLU's derivative at X): 4 n^3 flops.
-    using var dz = device.Upload<float>(R(n * n), n, n);
-    using var dw = device.Allocate<float>(n, n);
-    using var db = device.Allocate<float>(n);
-    using var dx = device.Allocate<float>(n, n);
-    var backward = new DenseBackwardArgs
-    {
-        X = forward.X, Weight = w.View, OutputGradient = dz.View, WeightGradient = dw.View, BiasGradient = db.View, InputGradient = dx.View,
-        Rows = n, Inputs = n, Outputs = n, InputActivation = (int)Activation.Relu,
-    };
     void Launch()
     {
         if (product == "backward")
-            device.DenseBackward(backward, withInputGradient: true);
+            device.BatchedDenseBackward(layer, withInputGradient: true);
         else
-            device.DenseForward(forward);
+            device.BatchedDenseForward(layer);
     }
     Launch();
     device.Synchronize();
@@ -146,7 +138,7 @@ static int Gemm(string[] args)
     Console.WriteLine(JsonSerializer.Serialize(new
     {
         peer = "hitgpu",
-        kernel = $"dense {product}, {device.Plan.DenseVariantFor(n, n, n).ToString().ToLowerInvariant()} kernels",
+        kernel = $"dense {product}, {device.Plan.LayerVariantFor(1, n, n, n).ToString().ToLowerInvariant()} kernels",
         device = $"{device.Kind.ToString().ToLowerInvariant()} ({device.Name})",
         size = n,
         seconds,

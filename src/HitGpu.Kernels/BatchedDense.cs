@@ -989,7 +989,7 @@ public sealed partial class ComputeDevice
     // ---- the layer as tiled products (a GPU's; DenseTiled.cs) ----
 
     /// <summary>The layer's parameters from <paramref name="offset"/> on, as rows of <paramref name="cols"/>.</summary>
-    private static RowSource ParameterRows(in BatchedLayerArgs a, int offset, int cols) => RowSource.InPlace(a.Parameters.SubView(offset), cols, a.X.Index);
+    private static RowSource ParameterRows(in BatchedLayerArgs a, int offset, int cols) => RowSource.InPlace(a.Parameters.SubView(offset), cols);
 
     /// <summary>
     /// The products' common frame: members and slabs (one per member where the weights are the member's own,
@@ -1011,7 +1011,7 @@ public sealed partial class ComputeDevice
     /// <summary>dL/dz as an operand, its rows row-members (or all rows, <paramref name="rowMembers"/> false); times s where the layer has it and <paramref name="scaled"/>.</summary>
     private static ProductOperand BatchedOutputGradient(in BatchedLayerArgs a, bool rowMembers, bool scaled) => new()
     {
-        Rows = RowSource.InPlace(a.OutputGradient, a.Layer.Outputs, a.X.Index), RowMembers = rowMembers ? 1 : 0,
+        Rows = RowSource.InPlace(a.OutputGradient, a.Layer.Outputs), RowMembers = rowMembers ? 1 : 0,
         ScaleStride = scaled && a.Layer.HasOutputScale ? a.Layer.Outputs : 0,
         Scales = scaled && a.Layer.HasOutputScale ? a.Parameters.SubView(a.Layer.OutputScaleOffset) : default,
     };
@@ -1067,7 +1067,7 @@ public sealed partial class ComputeDevice
         bool perMemberBias = layer.BiasStride > 0;
         var b = BatchedProduct(a, perMemberBias);
         b.A = BatchedOutputGradient(a, rowMembers: perMemberBias, scaled: false);
-        b.B = ProductOperand.Of(RowSource.InPlace(Ones(a.Rows * a.Members), 1, a.X.Index));
+        b.B = ProductOperand.Of(RowSource.InPlace(Ones(a.Rows * a.Members), 1));
         b.M = layer.Outputs;
         b.N = 1;
         b.K = perMemberBias ? a.Rows : a.Rows * a.Members;
@@ -1140,7 +1140,9 @@ public sealed partial class ComputeDevice
     {
         CheckBatched(a, "batched dense forward");
         Require(a.Y.Length >= (long)a.Rows * a.Members * a.Layer.Outputs, "batched dense forward: y must hold (rows k, out)");
-        var variant = Plan.BatchedVariantFor(a.Layer.Groups);
+        var layer = a.Layer;
+        int slabRows = layer.WeightStride > 0 ? a.Rows : a.Rows * a.Members;
+        var variant = Plan.LayerVariantFor(layer.Groups, slabRows, layer.Outputs, layer.InputsPerGroup);
         if (variant == DenseVariant.Tiled)
         {
             BatchedForwardProducts(a);
@@ -1167,7 +1169,7 @@ public sealed partial class ComputeDevice
             "batched dense backward: scaled-input gradient must hold (rows k, in)");
         Require(!withInputGradient || a.InputGradient.Length >= (long)(a.InputShared != 0 ? a.Rows : rowMembers) * layer.Inputs,
             "batched dense backward: input gradient must hold its rows");
-        var variant = Plan.BatchedVariantFor(layer.Groups);
+        var variant = Plan.LayerVariantFor(layer.Groups, layer.Outputs, layer.InputsPerGroup, layer.WeightStride > 0 ? a.Rows : rowMembers);
         if (variant == DenseVariant.Tiled)
         {
             BatchedBackwardProducts(a, withInputGradient);

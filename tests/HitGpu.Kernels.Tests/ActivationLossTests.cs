@@ -99,7 +99,7 @@ public sealed class ActivationLossTests(AcceleratorFixture fixture)
         device.BinaryCrossEntropy(new LossArgs
         {
             Logits = z.View,
-            Labels = gathered ? RowSource.Gather(lab.View, 1, idx.View, offset) : RowSource.InPlace(lab.View, 1, idx.View, offset),
+            Labels = gathered ? RowSource.Gather(lab.View, 1, idx.View, offset) : RowSource.InPlace(lab.View, 1, offset),
             LogitGradient = dz.View, SampleLoss = loss.View, SampleCorrect = correct.View,
             Rows = rows, GradientScale = scale,
         });
@@ -138,7 +138,6 @@ public sealed class ActivationLossTests(AcceleratorFixture fixture)
         }
         using var zs = device.Upload<float>(logits, rows * members);
         using var lab = device.Upload<float>(labels, total);
-        using var noIndex = device.Allocate<int>(1);
         using var dz = device.Allocate<float>(rows * members);
         using var loss = device.Allocate<float>(total);
         using var correct = device.Allocate<float>(total);
@@ -146,7 +145,7 @@ public sealed class ActivationLossTests(AcceleratorFixture fixture)
         correct.Clear();
         device.BinaryCrossEntropy(new LossArgs
         {
-            Logits = zs.View, Labels = RowSource.InPlace(lab.View, 1, noIndex.View, offset), LogitGradient = dz.View,
+            Logits = zs.View, Labels = RowSource.InPlace(lab.View, 1, offset), LogitGradient = dz.View,
             SampleLoss = loss.View, SampleCorrect = correct.View, Rows = rows, GradientScale = scale, Members = members,
             LossOfMean = lossOfMean, LabelSmoothing = smoothing,
         });

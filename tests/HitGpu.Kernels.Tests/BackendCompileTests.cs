@@ -63,7 +63,7 @@ public sealed class BackendCompileTests
         // anyone editing a list. The CPU epoch's kernels take host addresses and can only run on the CPU.
         var all = KernelCatalog.All.Select(MachineCodeReport.NameOf).ToArray();
         var gpu = KernelCatalog.ForGpu.Select(MachineCodeReport.NameOf).ToArray();
-        Assert.Contains("Dense.ForwardKernel", gpu);
+        Assert.Contains("BatchedDense.SimpleForwardKernel", gpu);
         Assert.Contains("CpuEpoch.TrainKernel", all);
         // The tiled product's instances: 2 tiles x 2 storages of A x 2 of B x 2 kinds of load.
         Assert.Equal(16, gpu.Count(name => name.StartsWith("DenseTiled.ProductKernel<", StringComparison.Ordinal)));

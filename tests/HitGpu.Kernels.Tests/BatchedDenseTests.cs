@@ -144,7 +144,7 @@ public sealed class BatchedDenseTests(AcceleratorFixture fixture)
                 buffer.Clear(); // what a path leaves unwritten compares as zero
             var args = new BatchedLayerArgs
             {
-                X = l == 0 ? RowSource.Gather(xOnDevice.View, layer.Inputs, index.View, 0) : RowSource.InPlace(xOnDevice.View, layer.Inputs, index.View),
+                X = l == 0 ? RowSource.Gather(xOnDevice.View, layer.Inputs, index.View, 0) : RowSource.InPlace(xOnDevice.View, layer.Inputs),
                 Parameters = p.View, Gradients = g.View, PreScale = pre.View, Y = y.View, OutputGradient = dz.View, ScaledInputGradient = scaled.View,
                 InputGradient = dx.View, PreActivation = z.View, Layer = layer, Rows = rows, Members = members, InputShared = l == 0 ? 1 : 0,
                 InputActivation = (int)layout.InputActivationOf(l),
@@ -206,7 +206,7 @@ public sealed class BatchedDenseTests(AcceleratorFixture fixture)
         g.Clear();
         var args = new BatchedLayerArgs
         {
-            X = gathered ? RowSource.Gather(sourceOnDevice.View, layer.Inputs, indexOnDevice.View, 2) : RowSource.InPlace(sourceOnDevice.View, layer.Inputs, indexOnDevice.View, 2),
+            X = gathered ? RowSource.Gather(sourceOnDevice.View, layer.Inputs, indexOnDevice.View, 2) : RowSource.InPlace(sourceOnDevice.View, layer.Inputs, 2),
             Parameters = p.View, Gradients = g.View, PreScale = pre.View, Y = yOnDevice.View, OutputGradient = dz.View,
             ScaledInputGradient = scaledGradient.View, InputGradient = dx.View, PreActivation = z.View, InputPreActivation = xPreOnDevice.View,
             Layer = layer, Rows = rows, Members = members, InputShared = shared ? 1 : 0, InputActivation = (int)inputActivation,

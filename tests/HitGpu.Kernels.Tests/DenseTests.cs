@@ -1,5 +1,5 @@
-// Dense forward and backward kernels, every variant (one output per thread; the tiled product with its small
-// and its large tile), against the one layer reference (BatchedDense's, at one member without adapters), on
+// A plain layer (the batched layer at one member, no adapters) forward and backward, every variant (one output
+// per thread; the tiled product with its small and its large tile), against the one layer reference, on
 // random values and odd shapes (none a multiple of a tile; some that take the 16-byte vector loads, some the
 // guarded scalar ones), read in place and gathered through a shuffled index. The tiled kernels need groups of
 // 64 and 256 threads, which the CPU accelerator's default device does not have: they run on CPU devices
@@ -17,9 +17,9 @@ public sealed class DenseTests(AcceleratorFixture fixture)
         // simulated GPU 300 rows stand for 1000 (its weight gradient's split sum took a minute there).
         int many = AcceleratorFixture.Simulated ? 300 : 1000;
         int[][] shapes = [[1, 1, 1], [7, 15, 64], [63, 64, 32], [65, 32, 1], [many, 15, 7], [33, 3, 65], [96, 64, 64], [257, 33, 17], [136, 72, 80]];
-        foreach (var kernels in Enum.GetValues<DenseKernels>().Where(k => k != DenseKernels.Lanes)) // lanes are batched layers' only
+        foreach (var kernels in Enum.GetValues<DenseKernels>().Where(k => k != DenseKernels.Lanes)) // lanes: BatchedDenseTests, at one member too
             foreach (var s in shapes)
-                foreach (var activation in Enum.GetValues<Activation>().Where(Activations.SlopeFromOutput)) // Dense's layers: no cosine
+                foreach (var activation in Enum.GetValues<Activation>().Where(Activations.SlopeFromOutput)) // a cosine: BatchedDenseTests
                     foreach (bool gathered in new[] { false, true })
                         // The large tile's 256 threads are slow on the CPU accelerator: two activations are enough there.
                         if (kernels != DenseKernels.TiledLarge || activation is Activation.Relu or Activation.Sigmoid)
@@ -30,9 +30,9 @@ public sealed class DenseTests(AcceleratorFixture fixture)
     /// <summary>Runs <paramref name="launch"/> on a device that has the kernels, with them forced, then lets it choose again.</summary>
     private void With(DenseKernels kernels, Action<ComputeDevice> launch) => TiledDevices.With(fixture.Device, kernels, launch);
 
-    /// <summary>Dense's layer as the layer reference takes it: one member, no adapters, W (out, in) then b in one flat array.</summary>
+    /// <summary>A plain layer as the batched layer takes it: one member, no adapters, W (out, in) then b in one flat array.</summary>
     private static (LayerShape Layer, float[] Parameters) AsLayer(float[] weight, float[] bias, int inputs, int outputs, Activation activation) =>
-        (new ParameterLayout([inputs, outputs], [activation])[0], [.. weight, .. bias]);
+        (ParameterLayout.PlainLayer(inputs, outputs, activation), [.. weight, .. bias]);
 
     /// <summary>A source matrix with spare rows, the rows the batch reads, and (gathered) a shuffled index to them.</summary>
     private static (float[] source, int[] index, float[] batch) MakeInput(Random rng, int rows, int inputs, bool gathered, Activation producedBy)
@@ -70,14 +70,12 @@ public sealed class DenseTests(AcceleratorFixture fixture)
         {
             using var x = device.Upload<float>(source, source.Length / inputs, inputs);
             using var idx = device.Upload<int>(index, index.Length);
-            using var w = device.Upload<float>(weight, outputs, inputs);
-            using var b = device.Upload<float>(bias, outputs);
+            using var p = device.Upload<float>(parameters, parameters.Length);
             using var y = device.Allocate<float>(rows, outputs);
-            device.DenseForward(new DenseForwardArgs
+            device.BatchedDenseForward(new BatchedLayerArgs
             {
-                X = gathered ? RowSource.Gather(x.View, inputs, idx.View, 3) : RowSource.InPlace(x.View, inputs, idx.View, 3),
-                Weight = w.View, Bias = b.View, Y = y.View,
-                Rows = rows, Inputs = inputs, Outputs = outputs, Activation = (int)activation,
+                X = gathered ? RowSource.Gather(x.View, inputs, idx.View, 3) : RowSource.InPlace(x.View, inputs, 3),
+                Parameters = p.View, Y = y.View, Layer = layer, Rows = rows, Members = 1, InputShared = gathered ? 1 : 0,
             });
             actual = y.ToArray();
         });
@@ -109,19 +107,20 @@ public sealed class DenseTests(AcceleratorFixture fixture)
         {
             using var x = device.Upload<float>(source, source.Length / inputs, inputs);
             using var idx = device.Upload<int>(index, index.Length);
-            using var w = device.Upload<float>(weight, outputs, inputs);
+            using var p = device.Upload<float>(parameters, parameters.Length);
             using var dz = device.Upload<float>(outputGradient, rows, outputs);
-            using var dw = device.Allocate<float>(outputs, inputs);
-            using var db = device.Allocate<float>(outputs);
+            using var dp = device.Allocate<float>(parameters.Length);
+            using var g = device.Allocate<float>(rows, inputs);
             using var dx = device.Allocate<float>(rows, inputs);
-            device.DenseBackward(new DenseBackwardArgs
+            // Gathered rows are a network's first layer's (InputShared): dx then goes through the stored g.
+            device.BatchedDenseBackward(new BatchedLayerArgs
             {
-                X = gathered ? RowSource.Gather(x.View, inputs, idx.View, 3) : RowSource.InPlace(x.View, inputs, idx.View, 3),
-                Weight = w.View, OutputGradient = dz.View,
-                WeightGradient = dw.View, BiasGradient = db.View, InputGradient = dx.View,
-                Rows = rows, Inputs = inputs, Outputs = outputs, InputActivation = (int)inputActivation,
+                X = gathered ? RowSource.Gather(x.View, inputs, idx.View, 3) : RowSource.InPlace(x.View, inputs, 3),
+                Parameters = p.View, Gradients = dp.View, OutputGradient = dz.View, ScaledInputGradient = g.View, InputGradient = dx.View,
+                Layer = layer, Rows = rows, Members = 1, InputShared = gathered ? 1 : 0, InputActivation = (int)inputActivation,
             }, withInputGradient: true);
-            (actualW, actualB, actualX) = (dw.ToArray(), db.ToArray(), dx.ToArray());
+            var dParameters = dp.ToArray();
+            (actualW, actualB, actualX) = (dParameters[..(outputs * inputs)], dParameters[(outputs * inputs)..], dx.ToArray());
         });
         string what = $"({rows}x{inputs}->{outputs}, {inputActivation}, gathered={gathered}, {variant})";
         // Sums over up to 1000 rows: allow float rounding in proportion to the terms' size.
@@ -132,19 +131,17 @@ public sealed class DenseTests(AcceleratorFixture fixture)
     }
 
     [Fact]
-    public void Forward_rejects_a_weight_of_the_wrong_shape()
+    public void Forward_rejects_parameters_too_short_for_the_layer()
     {
         var device = fixture.Device;
         using var x = device.Allocate<float>(4, 3);
-        using var w = device.Allocate<float>(2, 4);
-        using var b = device.Allocate<float>(2);
+        using var p = device.Allocate<float>(3 * 2 + 1); // W (2, 3) and one of b's two
         using var y = device.Allocate<float>(4, 2);
-        var error = Assert.Throws<ArgumentException>(() => device.DenseForward(new DenseForwardArgs
+        var error = Assert.Throws<ArgumentException>(() => device.BatchedDenseForward(new BatchedLayerArgs
         {
-            X = RowSource.InPlace(x.View, 3, b.View.Cast<int>()), Weight = w.View, Bias = b.View, Y = y.View,
-            Rows = 4, Inputs = 3, Outputs = 2,
+            X = RowSource.InPlace(x.View, 3), Parameters = p.View, Y = y.View, Layer = ParameterLayout.PlainLayer(3, 2, Activation.Relu), Rows = 4, Members = 1,
         }));
-        Assert.Contains("weight", error.Message);
+        Assert.Contains("outside the parameters", error.Message);
     }
 
     [Theory]
@@ -171,11 +168,10 @@ public sealed class DenseTests(AcceleratorFixture fixture)
                     using var db = device.Upload<float>(b, bKAlongRows ? n : k, bKAlongRows ? k : n);
                     using var dbias = device.Upload<float>(bias, n);
                     using var c = device.Allocate<float>(m, n);
-                    using var noIndex = device.Allocate<int>(1);
                     device.TiledProduct(new ProductArgs
                     {
-                        A = ProductOperand.Of(RowSource.InPlace(da.View, aKAlongRows ? k : m, noIndex.View)),
-                        B = ProductOperand.Of(RowSource.InPlace(db.View, bKAlongRows ? k : n, noIndex.View)),
+                        A = ProductOperand.Of(RowSource.InPlace(da.View, aKAlongRows ? k : m)),
+                        B = ProductOperand.Of(RowSource.InPlace(db.View, bKAlongRows ? k : n)),
                         C = c.View, Bias = dbias.View, M = m, N = n, K = k, HasBias = 1, Activation = (int)Activation.Relu,
                     }, aKAlongRows, bKAlongRows);
                     var actual = c.ToArray();
@@ -228,10 +224,9 @@ public sealed class DenseTests(AcceleratorFixture fixture)
                 using var db = device.Upload<float>(b, k, n);
                 using var dbias = device.Upload<float>(bias, n);
                 using var c = device.Allocate<float>(m, n);
-                using var noIndex = device.Allocate<int>(1);
                 var args = new ProductArgs
                 {
-                    A = ProductOperand.Of(RowSource.InPlace(da.View, m, noIndex.View)), B = ProductOperand.Of(RowSource.InPlace(db.View, n, noIndex.View)),
+                    A = ProductOperand.Of(RowSource.InPlace(da.View, m)), B = ProductOperand.Of(RowSource.InPlace(db.View, n)),
                     C = c.View, Bias = dbias.View, M = m, N = n, K = k, HasBias = 1, Activation = (int)Activation.Relu,
                 };
                 device.TiledProduct(args, aKAlongRows: false, bKAlongRows: false);

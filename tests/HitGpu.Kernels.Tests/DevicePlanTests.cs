@@ -46,23 +46,22 @@ public sealed class DevicePlanTests
     [Fact]
     public void The_dense_variant_shuffle_and_sums_follow_the_accelerator_unless_overridden()
     {
-        Assert.Equal(DenseVariant.Simple, Cpu.DenseVariantFor(4096, 4096, 4096));
-        Assert.Equal(DenseVariant.Tiled, Gpu.DenseVariantFor(4096, 4096, 4096));
-        Assert.Equal(DenseVariant.Simple, Gpu.DenseVariantFor(32, 1, 32)); // too small to fill a tile, too short to split
-        Assert.Equal(DenseVariant.Simple, Gpu.DenseVariantFor(256, 64, 15)); // fills tiles, but a sum of 15 terms: simple (simulated cycles)
-        Assert.Equal(DenseVariant.Tiled, Gpu.DenseVariantFor(256, 256, 256));
-        Assert.Equal(DenseVariant.Tiled, Gpu.DenseVariantFor(64, 15, 4096)); // a small layer's gradient over a large batch: split-K
-        Assert.Equal(DenseVariant.Tiled, (Cpu with { DenseOverride = DenseVariant.Tiled }).DenseVariantFor(1, 1, 1));
-        // Batched layers: products on a GPU at any size, unless grouped; simple on the CPU accelerator.
-        Assert.Equal(DenseVariant.Tiled, Gpu.BatchedVariantFor(groups: 1));
-        Assert.Equal(DenseVariant.Lanes, Gpu.BatchedVariantFor(groups: 15)); // grouped: the products do not cut them
-        Assert.Equal(DenseVariant.Lanes, (Gpu with { DenseOverride = DenseVariant.Tiled }).BatchedVariantFor(groups: 15));
-        Assert.Equal(DenseVariant.Simple, (Cpu with { DenseOverride = DenseVariant.Tiled }).BatchedVariantFor(groups: 15));
-        Assert.Equal(DenseVariant.Lanes, (Cpu with { DenseOverride = DenseVariant.Lanes }).BatchedVariantFor(groups: 1));
-        Assert.Equal(DenseVariant.Simple, (Gpu with { DenseOverride = DenseVariant.Lanes }).DenseVariantFor(64, 64, 64)); // the plain dense kernels have no lanes variant
-        Assert.Equal(DenseVariant.Simple, Cpu.BatchedVariantFor(groups: 1));
-        Assert.Equal(DenseVariant.Tiled, (Cpu with { DenseOverride = DenseVariant.Tiled }).BatchedVariantFor(groups: 1));
-        Assert.Equal(DenseVariant.Simple, (Gpu with { DenseOverride = DenseVariant.Simple }).BatchedVariantFor(groups: 1));
+        // One rule for every layer (a plain one is the batched layer's one member): (groups, rows, outputs, depth).
+        Assert.Equal(DenseVariant.Simple, Cpu.LayerVariantFor(1, 4096, 4096, 4096));
+        Assert.Equal(DenseVariant.Tiled, Gpu.LayerVariantFor(1, 4096, 4096, 4096));
+        Assert.Equal(DenseVariant.Simple, Gpu.LayerVariantFor(1, 32, 1, 32)); // too small to fill a tile, too short to split
+        Assert.Equal(DenseVariant.Simple, Gpu.LayerVariantFor(1, 256, 64, 15)); // fills tiles, but a sum of 15 terms: simple (simulated cycles)
+        Assert.Equal(DenseVariant.Tiled, Gpu.LayerVariantFor(1, 256, 256, 256));
+        Assert.Equal(DenseVariant.Tiled, Gpu.LayerVariantFor(1, 64, 15, 4096)); // a small layer's gradient over a large batch: split-K
+        Assert.Equal(DenseVariant.Lanes, Gpu.LayerVariantFor(15, 4096, 4096, 4096)); // grouped: the products do not cut them
+        Assert.Equal(DenseVariant.Simple, Cpu.LayerVariantFor(15, 4096, 4096, 4096));
+        // Overrides hold for every layer, except that a grouped one has no tiled variant.
+        Assert.Equal(DenseVariant.Tiled, (Cpu with { DenseOverride = DenseVariant.Tiled }).LayerVariantFor(1, 1, 1, 1));
+        Assert.Equal(DenseVariant.Lanes, (Gpu with { DenseOverride = DenseVariant.Tiled }).LayerVariantFor(15, 64, 64, 64));
+        Assert.Equal(DenseVariant.Simple, (Cpu with { DenseOverride = DenseVariant.Tiled }).LayerVariantFor(15, 64, 64, 64));
+        Assert.Equal(DenseVariant.Lanes, (Cpu with { DenseOverride = DenseVariant.Lanes }).LayerVariantFor(1, 64, 64, 64));
+        Assert.Equal(DenseVariant.Lanes, (Gpu with { DenseOverride = DenseVariant.Lanes }).LayerVariantFor(1, 64, 64, 64));
+        Assert.Equal(DenseVariant.Simple, (Gpu with { DenseOverride = DenseVariant.Simple }).LayerVariantFor(1, 4096, 4096, 4096));
         Assert.False(Cpu.ShufflesOnDevice());
         Assert.True(Gpu.ShufflesOnDevice());
         Assert.True((Cpu with { ShuffleOverride = true }).ShufflesOnDevice());

@@ -38,26 +38,21 @@ void Layer(int rows, int inputs, int outputs, bool backward, bool misaligned)
 {
     int pad = misaligned ? 1 : 0;
     using var x = device.Upload<float>(Random(rows * inputs + pad), rows * inputs + pad);
-    using var w = device.Upload<float>(Random(outputs * inputs), outputs, inputs);
-    using var b = device.Upload<float>(Random(outputs), outputs);
+    using var parameters = device.Upload<float>(Random(outputs * inputs + outputs), outputs * inputs + outputs);
     using var y = device.Allocate<float>(rows, outputs);
-    using var index = device.Allocate<int>(1);
     using var dz = device.Upload<float>(Random(rows * outputs), rows, outputs);
-    using var dw = device.Allocate<float>(outputs, inputs);
-    using var db = device.Allocate<float>(outputs);
+    using var gradients = device.Allocate<float>(outputs * inputs + outputs);
     using var dx = device.Allocate<float>(rows, inputs);
-    var input = RowSource.InPlace(x.View.SubView(pad, rows * inputs), inputs, index.View);
+    var layer = new BatchedLayerArgs // a plain layer: the batched layer at one member
+    {
+        X = RowSource.InPlace(x.View.SubView(pad, rows * inputs), inputs), Parameters = parameters.View, Gradients = gradients.View,
+        Y = y.View, OutputGradient = dz.View, InputGradient = dx.View, Layer = ParameterLayout.PlainLayer(inputs, outputs, Activation.Relu),
+        Rows = rows, Members = 1, InputActivation = (int)Activation.Relu,
+    };
     if (!backward)
-        device.DenseForward(new DenseForwardArgs
-        {
-            X = input, Weight = w.View, Bias = b.View, Y = y.View, Rows = rows, Inputs = inputs, Outputs = outputs, Activation = (int)Activation.Relu,
-        });
+        device.BatchedDenseForward(layer);
     else
-        device.DenseBackward(new DenseBackwardArgs
-        {
-            X = input, Weight = w.View, OutputGradient = dz.View, WeightGradient = dw.View, BiasGradient = db.View, InputGradient = dx.View,
-            Rows = rows, Inputs = inputs, Outputs = outputs, InputActivation = (int)Activation.Relu,
-        }, withInputGradient: true);
+        device.BatchedDenseBackward(layer, withInputGradient: true);
 }
 
 // 1. The study network's layers (15-64-32-1) at batch 32 and 256, forward and backward: the plan's choice and each variant.

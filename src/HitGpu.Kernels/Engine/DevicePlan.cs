@@ -197,37 +197,34 @@ public sealed record DevicePlan
     public int OneGroupThreads => OnCpu ? MaxGroupSize : Math.Min(256, MaxGroupSize);
 
     /// <summary>
-    /// The dense kernels' variant for a product of (rows, outputs) with <paramref name="depth"/> terms: tiled on a
-    /// GPU once the product fills a small tile (64 x 64 outputs) and its sum is long enough for the tile's slices
-    /// to pay (<see cref="TiledMinDepth"/>), or its sum is long enough to split (<see cref="SplitsFor"/>: a small
-    /// layer's weight gradient over a large batch); simple otherwise and on the CPU accelerator (where the CPU
-    /// epoch trains anyway), unless overridden.
+    /// The kernels of one pass of a layer (every layer is BatchedDense's; a plain one is its one member) whose
+    /// main product is (rows, outputs) with <paramref name="depth"/> terms a sum: the forward's (rows of a slab,
+    /// outputs, inputs), the backward's weight gradient (outputs, inputs, rows of a slab). On a GPU a grouped
+    /// layer (embeddings), which the products do not cut, takes the lanes kernels; a dense one the tiled
+    /// products once they fill a small tile (64 x 64 outputs) and the sum is long enough for the tile's slices
+    /// to pay (<see cref="TiledMinDepth"/>), or the sum is long enough to split (<see cref="SplitsFor"/>: a small
+    /// layer's weight gradient over a large batch), else the simple kernels. The CPU accelerator takes the
+    /// simple ones. An override holds for every layer, except that a grouped layer has no tiled variant (the
+    /// lanes kernels on a GPU, the simple ones on the CPU accelerator).
     /// </summary>
-    public DenseVariant DenseVariantFor(int rows, int outputs, int depth) =>
-        DenseOverride is { } forced ? (forced == DenseVariant.Lanes ? DenseVariant.Simple : forced) : (!OnCpu && (((long)rows * outputs >= 64 * 64 && depth >= TiledMinDepth) || SplitsFor(rows * outputs, depth) > 1)
-            ? DenseVariant.Tiled : DenseVariant.Simple);
+    public DenseVariant LayerVariantFor(int groups, int rows, int outputs, int depth)
+    {
+        if (DenseOverride is { } forced)
+            return forced == DenseVariant.Tiled && groups > 1 ? OnCpu ? DenseVariant.Simple : DenseVariant.Lanes : forced;
+        if (OnCpu)
+            return DenseVariant.Simple;
+        if (groups > 1)
+            return DenseVariant.Lanes;
+        bool tiles = ((long)rows * outputs >= 64 * 64 && depth >= TiledMinDepth) || SplitsFor(rows * outputs, depth) > 1;
+        return tiles ? DenseVariant.Tiled : DenseVariant.Simple;
+    }
 
     /// <summary>
-    /// The shortest sum a plain layer's product is tiled for. Simulated cycles (bench/RESULTS.md, "Simulated GPU"; an
+    /// The shortest sum a layer's product is tiled for. Simulated cycles (bench/RESULTS.md, "Simulated GPU"; an
     /// Ampere model, no GPU): the study network's layers at batch 256 (sums of 15 and 64 terms) took 3.8x and 3.1x
     /// fewer cycles in the simple kernel than in the small tile, a 256^3 product 1.5x more; 128 lies between.
     /// </summary>
     public const int TiledMinDepth = 128;
-
-    /// <summary>
-    /// A batched-ensemble layer's kernels. On a GPU a dense one runs as tiled products and the reductions at
-    /// every size: the simple kernels, one output a work item, are the worst machine code a GPU could run
-    /// (bench/RESULTS.md), and where a tile would not fill, the launch costs more than the work either way.
-    /// Grouped layers (embeddings), which the products do not cut, take the lanes kernels there (the simple
-    /// kernels' sums, four outputs a work item); the CPU accelerator the simple ones. An override of the
-    /// products holds for dense layers only.
-    /// </summary>
-    public DenseVariant BatchedVariantFor(int groups) => DenseOverride switch
-    {
-        DenseVariant.Tiled when groups > 1 => OnCpu ? DenseVariant.Simple : DenseVariant.Lanes,
-        { } forced => forced,
-        _ => OnCpu ? DenseVariant.Simple : groups > 1 ? DenseVariant.Lanes : DenseVariant.Tiled,
-    };
 
     /// <summary>
     /// Ranges the sum over k is cut into (split-K): a product with few outputs and many terms, such as a small

@@ -1,5 +1,5 @@
-// The layered engine: one launch per layer and pass, many threads each (suits a GPU). Per step L dense
-// forwards (bias and activation fused), the loss (sigmoid fused: dL/dz = (p - y) / (batch k)), L parameter
+// The layered engine: one launch per layer and pass, many threads each (suits a GPU). Per step L layer
+// forwards (BatchedDense's, a plain layer its one member; bias and activation fused), the loss (sigmoid fused: dL/dz = (p - y) / (batch k)), L parameter
 // gradients and L - 1 input gradients (the activation's derivative fused), Adam over the flat buffer, and two
 // dropout launches per hidden layer when dropout is on. It also runs explanations (d P(hit) / d input) on
 // every path. Its per-layer activations are allocated once for the network's capacity of rows.
@@ -18,7 +18,6 @@ internal sealed class LayeredEngine : INetworkEngine
     private readonly DeviceBuffer<float>?[] preActivation; // layer l keeping z (a cosine): (capacity k, Outputs(l))
     private DeviceBuffer<float>? scaledInputGradient; // (capacity k, widest input): g at x r (batched layers with r, or shared input rows)
     private readonly DeviceBuffer<float> probabilities; // (capacity) P(hit) of a chunk
-    private readonly DeviceBuffer<int> noIndex;       // an index for rows read in place (RowSource.InPlace reads none of it)
     private DeviceBuffer<float>? inputGradient;       // (capacity, inputs) d P(hit) / d input, for explanations
 
     public LayeredEngine(Network network, ComputeDevice device)
@@ -32,7 +31,6 @@ internal sealed class LayeredEngine : INetworkEngine
         preScale = Enumerable.Range(0, layout.Layers).Select(l => layout[l].HasOutputScale ? device.Allocate<float>(rowMembers, layout.Outputs(l)) : null).ToArray();
         preActivation = Enumerable.Range(0, layout.Layers).Select(l => layout[l].KeepsPreActivation ? device.Allocate<float>(rowMembers, layout.Outputs(l)) : null).ToArray();
         probabilities = device.Allocate<float>(network.CapacityRows);
-        noIndex = device.Allocate<int>(1);
     }
 
     /// <summary>(rows k) logits of the last forward pass.</summary>
@@ -44,11 +42,11 @@ internal sealed class LayeredEngine : INetworkEngine
     /// <summary>Rows [offset, offset + rows) of a (n, inputs) matrix, gathered through an index when one is given.</summary>
     private RowSource Input(DeviceBuffer<float> features, int offset, DeviceBuffer<int>? index = null) =>
         index is null
-            ? RowSource.InPlace(features.View, layout.Inputs(0), noIndex.View, offset)
+            ? RowSource.InPlace(features.View, layout.Inputs(0), offset)
             : RowSource.Gather(features.View, layout.Inputs(0), index.View, offset);
 
     private RowSource LayerInput(int layer, RowSource input) =>
-        layer == 0 ? input : RowSource.InPlace(outputs[layer - 1].View, layout.Inputs(layer), noIndex.View);
+        layer == 0 ? input : RowSource.InPlace(outputs[layer - 1].View, layout.Inputs(layer));
 
     /// <summary>The forward pass; hidden outputs take the dropout mask of <paramref name="step"/> when the settings ask for dropout.</summary>
     private void Forward(RowSource input, int rows, in StepSettings settings, int step)
@@ -58,23 +56,7 @@ internal sealed class LayeredEngine : INetworkEngine
         int rowMembers = rows * layout.Members;
         for (int l = 0; l < layout.Layers; l++)
         {
-            // A layer that is one dense layer over the row-members (a plain network's, TabM-mini's shared hidden
-            // ones) runs on Dense's kernels, tiled on a GPU; members, adapters and groups need the batched kernels.
-            if (layout.IsDenseOverRowMembers(l))
-            {
-                device.DenseForward(new DenseForwardArgs
-                {
-                    X = LayerInput(l, input),
-                    Weight = network.Parameters.Slice(layout.WeightOffset(l), layout.Outputs(l) * layout.Inputs(l)),
-                    Bias = network.Parameters.Slice(layout.BiasOffset(l), layout.Outputs(l)),
-                    Y = outputs[l].View,
-                    Rows = rowMembers, Inputs = layout.Inputs(l), Outputs = layout.Outputs(l), Activation = (int)layout.ActivationOf(l),
-                });
-            }
-            else
-            {
-                device.BatchedDenseForward(BatchedLayer(l, input, rows, inputGradient: ArrayView<float>.Empty));
-            }
+            device.BatchedDenseForward(BatchedLayer(l, input, rows, inputGradient: ArrayView<float>.Empty));
             if (settings.DropoutRate > 0f && layout[l].DropsOutputs != 0)
                 device.ApplyDropout(new DropoutArgs { Values = outputs[l].View, Rows = rowMembers, Cols = layout.Outputs(l), Layer = l, Step = step, Seed = settings.DropoutSeed, Rate = settings.DropoutRate });
         }
@@ -88,27 +70,10 @@ internal sealed class LayeredEngine : INetworkEngine
             // Layer 0's input gradient (d / d the network's inputs) only when asked: training never needs it.
             var previousGradient = l > 0 ? deltas[l - 1].View : inputGradient?.View ?? ArrayView<float>.Empty;
             bool withInputGradient = l > 0 || inputGradient is not null;
-            if (layout.IsDenseOverRowMembers(l))
-            {
-                device.DenseBackward(new DenseBackwardArgs
-                {
-                    X = LayerInput(l, input),
-                    Weight = network.Parameters.Slice(layout.WeightOffset(l), layout.Outputs(l) * layout.Inputs(l)),
-                    OutputGradient = deltas[l].View,
-                    WeightGradient = network.Gradients.Slice(layout.WeightOffset(l), layout.Outputs(l) * layout.Inputs(l)),
-                    BiasGradient = network.Gradients.Slice(layout.BiasOffset(l), layout.Outputs(l)),
-                    InputGradient = previousGradient,
-                    Rows = rows * layout.Members, Inputs = layout.Inputs(l), Outputs = layout.Outputs(l),
-                    InputActivation = (int)layout.InputActivationOf(l),
-                }, withInputGradient);
-            }
-            else
-            {
-                // The gradient at x r is kept where the layer has r, or where layer 0's members' input gradients are summed.
-                if ((layout[l].HasInputScale || (l == 0 && withInputGradient)) && scaledInputGradient is null)
-                    scaledInputGradient = device.Allocate<float>(network.CapacityRows * layout.Members, layout.Widths.Take(layout.Layers).Max());
-                device.BatchedDenseBackward(BatchedLayer(l, input, rows, previousGradient), withInputGradient);
-            }
+            // The gradient at x r is kept where the layer has r, or where layer 0's members' input gradients are summed.
+            if ((layout[l].HasInputScale || (l == 0 && withInputGradient)) && scaledInputGradient is null)
+                scaledInputGradient = device.Allocate<float>(network.CapacityRows * layout.Members, layout.Widths.Take(layout.Layers).Max());
+            device.BatchedDenseBackward(BatchedLayer(l, input, rows, previousGradient), withInputGradient);
             // The activation's derivative came from the masked output (0 where dropped); the kept units take the scale.
             if (settings.DropoutRate > 0f && l > 0 && layout[l - 1].DropsOutputs != 0)
                 device.ApplyDropout(new DropoutArgs { Values = deltas[l - 1].View, Rows = rows * layout.Members, Cols = layout.Inputs(l), Layer = l - 1, Step = step, Seed = settings.DropoutSeed, Rate = settings.DropoutRate });
@@ -131,7 +96,7 @@ internal sealed class LayeredEngine : INetworkEngine
         device.BinaryCrossEntropy(new LossArgs
         {
             Logits = Logits.View,
-            Labels = order is null ? RowSource.InPlace(data.Labels.View, 1, noIndex.View, offset) : RowSource.Gather(data.Labels.View, 1, order.View, offset),
+            Labels = order is null ? RowSource.InPlace(data.Labels.View, 1, offset) : RowSource.Gather(data.Labels.View, 1, order.View, offset),
             LogitGradient = LogitGradient.View,
             SampleLoss = data.SampleLoss.View, SampleCorrect = data.SampleCorrect.View,
             Rows = rows, GradientScale = 1f / (rows * layout.Members), Members = layout.Members, LabelSmoothing = labelSmoothing, LossOfMean = lossOfMean,
@@ -213,6 +178,5 @@ internal sealed class LayeredEngine : INetworkEngine
         scaledInputGradient?.Dispose();
         inputGradient?.Dispose();
         probabilities.Dispose();
-        noIndex.Dispose();
     }
 }

@@ -76,18 +76,8 @@ public sealed class ParameterLayout
     /// <summary>One member, no adapters, no grouped layer, no cosine: y = f(x W^T + b) per layer, the layout of files before format 2.</summary>
     public bool IsPlain => Members == 1 && layers.All(l => l.Groups == 1 && !l.KeepsPreActivation);
 
-    /// <summary>
-    /// Whether layer l is one dense layer over all row-members: nothing per member (or one member), no adapters,
-    /// not grouped, no cosine in or out, and its input rows one per row-member (not an ensemble's first layer,
-    /// whose members share the feature rows). Dense's kernels, and their tiled variants, then run it over rows x k
-    /// rows: every layer of a plain network, and TabM-mini's shared hidden layers.
-    /// </summary>
-    public bool IsDenseOverRowMembers(int l)
-    {
-        var layer = layers[l];
-        return layer.WeightStride == 0 && layer.BiasStride == 0 && !layer.HasInputScale && !layer.HasOutputScale && layer.Groups == 1
-            && !layer.KeepsPreActivation && Kernels.Activations.SlopeFromOutput(InputActivationOf(l)) && (l > 0 || Members == 1);
-    }
+    /// <summary>A plain layer y = f(x W^T + b) alone: W (out, in) at 0 then b (out) in its flat array (tests and benchmarks of one layer).</summary>
+    public static LayerShape PlainLayer(int inputs, int outputs, Activation activation) => new ParameterLayout([inputs, outputs], [activation])[0];
 
     /// <summary>Each layer's groups (1: dense).</summary>
     public IReadOnlyList<int> Groups => layers.Select(l => l.Groups).ToArray();
