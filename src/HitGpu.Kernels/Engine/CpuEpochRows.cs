@@ -130,18 +130,10 @@ internal static class CpuEpochRows
                 float s = layer.HasOutputScale ? mem.Parameter(layer.OutputScale(member) + o) : 1f;
                 for (int q = 0; q < count; q++)
                 {
-                    float sum = sums[q];
-                    int row = at + q * stride;
-                    if (layer.HasOutputScale)
-                        mem.ScratchAt(row + layer.PreScaleOffset + o) = sum;
-                    sum = BatchedDense.Epilogue(layer, sum, bias, s, order);
-                    if (layer.KeepsPreActivation)
-                        mem.ScratchAt(row + layer.PreActivationOffset + o) = sum;
-                    // ReLU written out (Activations.Apply's own expression): the call was 7% of scoring's samples.
-                    float y = layer.Activation == (int)Activation.Relu ? (sum > 0f ? sum : 0f) : Activations.Apply(layer.Activation, sum);
-                    if (layer.DropsOutputs != 0 && settings.DropoutRate > 0f) // rate 0 (scoring): the factor is 1
-                        y *= Dropout.Factor(settings.DropoutSeed, step, maskRow + q * maskStride, l, o, settings.DropoutRate);
-                    mem.ScratchAt(row + layer.OutputOffset + o) = y;
+                    // Rate 0 (scoring): the factor is 1.
+                    float keep = layer.DropsOutputs != 0 && settings.DropoutRate > 0f
+                        ? Dropout.Factor(settings.DropoutSeed, step, maskRow + q * maskStride, l, o, settings.DropoutRate) : 1f;
+                    BatchedDense.StoreOutput(new ScratchRow(mem, at + q * stride), layer, o, sums[q], bias, s, order, keep);
                 }
             }
             previous = layer;
@@ -249,4 +241,17 @@ internal static class CpuEpochRows
         }
         return rows;
     }
+}
+
+/// <summary>The CPU epoch's row: a row-member's values in its scratch row (host memory), at the layer's offsets.</summary>
+internal readonly unsafe struct ScratchRow(in RowMemory mem, int row) : IOutputRow
+{
+    // An address as a long, as RowMemory keeps its own (ILGPU builds its IR of the CPU's kernels too).
+    private readonly long scratch = mem.Scratch;
+
+    public void PreScale(in LayerShape layer, int o, float sum) => ((float*)scratch)[row + layer.PreScaleOffset + o] = sum;
+
+    public void PreActivation(in LayerShape layer, int o, float z) => ((float*)scratch)[row + layer.PreActivationOffset + o] = z;
+
+    public void Output(in LayerShape layer, int o, float y) => ((float*)scratch)[row + layer.OutputOffset + o] = y;
 }

@@ -222,7 +222,7 @@ public static class GpuEpoch
     /// Every member's forward pass of the batch into the output rows, layer by layer with a barrier between:
     /// a work item is one output o of four row-members of one member (<see cref="FourLanes"/>), the weight row read
     /// once for the four; each sum starts from the bias (<see cref="SumOrder.FromBias"/>), as
-    /// <see cref="BatchedDense.PreActivation"/> adds. Hidden outputs take the dropout mask of (step, rm) when
+    /// <see cref="BatchedDense.InputSum"/> adds, and ends in <see cref="BatchedDense.StoreOutput"/>. Hidden outputs take the dropout mask of (step, rm) when
     /// <paramref name="dropout"/> is 1.
     /// </summary>
     private static void Forward(in GroupBatch batch, int layers, in StepSettings settings, int step, int dropout)
@@ -249,17 +249,9 @@ public static class GpuEpoch
                 float scale = layer.HasOutputScale ? batch.P[layer.OutputScale(i) + o] : 1f;
                 for (int c = 0; c < 4 && q + c * lanes < rowMembers; c++)
                 {
-                    int rm = q + c * lanes, row = batch.OutputRow(rm);
-                    float sum = sums[c];
-                    if (layer.HasOutputScale)
-                        batch.Work[row + layer.PreScaleOffset + o] = sum;
-                    float z = BatchedDense.Epilogue(layer, sum, bias, scale, SumOrder.FromBias);
-                    if (layer.KeepsPreActivation)
-                        batch.Work[row + layer.PreActivationOffset + o] = z;
-                    float y = Activations.Apply(layer.Activation, z);
-                    if (dropout != 0 && layer.DropsOutputs != 0)
-                        y *= Dropout.Factor(settings.DropoutSeed, step, rm, l, o, settings.DropoutRate);
-                    batch.Work[row + layer.OutputOffset + o] = y;
+                    int rm = q + c * lanes;
+                    float keep = dropout != 0 && layer.DropsOutputs != 0 ? Dropout.Factor(settings.DropoutSeed, step, rm, l, o, settings.DropoutRate) : 1f;
+                    BatchedDense.StoreOutput(new WorkRow(batch.Work, batch.OutputRow(rm)), layer, o, sums[c], bias, scale, SumOrder.FromBias, keep);
                 }
             }
             belowOutputs = layer.OutputOffset;
@@ -433,4 +425,14 @@ public static class GpuEpoch
         m[at] = mp;
         v[at] = vp;
     }
+}
+
+/// <summary>The GPU epoch's row: a row-member's values in its row of the group's shared work memory, at the layer's offsets.</summary>
+internal readonly struct WorkRow(ArrayView<float> work, int row) : IOutputRow
+{
+    public void PreScale(in LayerShape layer, int o, float sum) => work[row + layer.PreScaleOffset + o] = sum;
+
+    public void PreActivation(in LayerShape layer, int o, float z) => work[row + layer.PreActivationOffset + o] = z;
+
+    public void Output(in LayerShape layer, int o, float y) => work[row + layer.OutputOffset + o] = y;
 }
