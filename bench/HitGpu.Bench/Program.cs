@@ -54,7 +54,8 @@ static int ManyRuns(string[] args)
     var songs = SongData.LoadEmbedded90s();
     using var device = ComputeDevice.Open(ComputeDevice.ParseKind(ArgOf(args, "--accelerator", "cpu")));
     TrainingRun[] Runs(int count, int epochCount) =>
-        Enumerable.Range(0, count).Select(seed => new TrainingRun(songs, TrainingOptions.Study with { Seed = seed, Epochs = epochCount, BatchSize = batch })).ToArray();
+        Enumerable.Range(0, count).Select(seed => new TrainingRun(songs, TrainingOptions.Study with
+            { Seed = seed, Epochs = epochCount, BatchSize = batch })).ToArray();
     Trainer.TrainMany(device, Runs(2, 1));
     var clock = System.Diagnostics.Stopwatch.StartNew();
     var results = Trainer.TrainMany(device, Runs(runs, epochs));

@@ -78,7 +78,8 @@ public class FullRunBenchmarks
     [GlobalSetup]
     public void Setup() => device = ComputeDevice.Open(ComputeDevice.ParseKind(Accelerator));
 
-    /// <summary>The study setup (hitgpu train --study): 20 epochs, batch 32, one network, on the 90s file, with per-epoch validation and the final test.</summary>
+    /// <summary>The study setup (hitgpu train --study): 20 epochs, batch 32, one network, on the 90s file, with per-epoch validation and the final
+    /// test.</summary>
     [Benchmark]
     public double TwentyEpochs90s() => Trainer.Train(device, songs, TrainingOptions.Study).TestAccuracy;
 

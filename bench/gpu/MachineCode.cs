@@ -192,7 +192,8 @@ public static partial class MachineCodeReport
         foreach (var k in kernels)
             foreach (var l in k.Loops.Where(l => l.Ffma > 0))
                 text.AppendLine(FormattableString.Invariant(
-                    $"{k.Name}: {l.Instructions} instructions, {l.Ffma} FFMA ({100 * l.FfmaShare:F1}%), LDS {l.SharedScalar}/{l.Shared128}, LDG {l.GlobalScalar}/{l.Global128}"));
+                    $"{k.Name}: {l.Instructions} instructions, {l.Ffma} FFMA ({100 * l.FfmaShare:F1}%), LDS {l.SharedScalar}/{l.Shared128}, LDG ") +
+                        FormattableString.Invariant($"{l.GlobalScalar}/{l.Global128}"));
         return text.ToString();
     }
 
@@ -200,15 +201,18 @@ public static partial class MachineCodeReport
     public static string Table(IEnumerable<KernelFigures> kernels)
     {
         var text = new StringBuilder();
-        text.AppendLine("| kernel | regs | spill st/ld B | smem static/dyn B | threads | groups/SM | loop instr | FFMA | FFMA % | LDS scalar/128 | LDG scalar/128 |");
+        text.AppendLine("| kernel | regs | spill st/ld B | smem static/dyn B | threads | groups/SM | loop instr | FFMA | FFMA % | LDS scalar/128 " +
+            "| LDG scalar/128 |");
         text.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var k in kernels)
         {
             var l = k.MainLoop;
             string loop = l is null ? "- | - | - | - | -"
-                : FormattableString.Invariant($"{l.Instructions} | {l.Ffma} | {100 * l.FfmaShare:F1} | {l.SharedScalar}/{l.Shared128} | {l.GlobalScalar}/{l.Global128}");
+                : FormattableString.Invariant($"{l.Instructions} | {l.Ffma} | {100 * l.FfmaShare:F1} | {l.SharedScalar}/{l.Shared128} | ") +
+                    FormattableString.Invariant($"{l.GlobalScalar}/{l.Global128}");
             text.AppendLine(FormattableString.Invariant(
-                $"| {k.Name} | {k.Registers} | {k.SpillStores}/{k.SpillLoads} | {k.StaticShared}/{k.DynamicShared} | {k.GroupThreads} | {k.GroupsPerMultiprocessor} | {loop} |"));
+                $"| {k.Name} | {k.Registers} | {k.SpillStores}/{k.SpillLoads} | {k.StaticShared}/{k.DynamicShared} | {k.GroupThreads} | ") +
+                    FormattableString.Invariant($"{k.GroupsPerMultiprocessor} | {loop} |"));
         }
         return text.ToString();
     }

@@ -12,14 +12,18 @@ public static class AccuracyCommand
     public static Command Create(TextWriter output)
     {
         var folder = HitGpuCli.PathOption("--data-dir", "folder with dataset-of-60s.csv ... dataset-of-10s.csv", required: true);
-        var decades = new Option<string>("--decades") { Description = "decades to run, comma-separated", DefaultValueFactory = _ => string.Join(",", AccuracyProtocol.Decades) };
+        var decades = new Option<string>("--decades") { Description = "decades to run, comma-separated",
+            DefaultValueFactory = _ => string.Join(",", AccuracyProtocol.Decades) };
         var seeds = new Option<string>("--seeds") { Description = "seeds of the runs, comma-separated", DefaultValueFactory = _ => "0,1,2,3,4" };
         var outPath = HitGpuCli.PathOption("--out", "write the report (markdown) to this file");
-        var tune = new Option<bool>("--tune") { Description = "report the validation part's accuracy instead, for choosing options (the test part is not reported)" };
-        var candidates = HitGpuCli.PathOption("--candidates", "with --tune: a file of training options, one candidate a line (the first the baseline; 'defaults' for none; # comments); trains every candidate's runs and prints one ranked table, which --out writes");
+        var tune = new Option<bool>("--tune")
+            { Description = "report the validation part's accuracy instead, for choosing options (the test part is not reported)" };
+        var candidates = HitGpuCli.PathOption("--candidates", "with --tune: a file of training options, one candidate a line (the first the " +
+            "baseline; 'defaults' for none; # comments); trains every candidate's runs and prints one ranked table, which --out writes");
         var accelerator = HitGpuCli.AcceleratorOption();
         var training = new TrainingArguments();
-        var command = new Command("accuracy", "Run the accuracy protocol over decades and seeds and compare with the peers") { folder, decades, seeds, outPath, tune, candidates, accelerator };
+        var command = new Command("accuracy", "Run the accuracy protocol over decades and seeds and compare with the peers")
+            { folder, decades, seeds, outPath, tune, candidates, accelerator };
         training.AddTo(command);
         command.SetAction(parsed =>
         {
@@ -47,7 +51,8 @@ public static class AccuracyCommand
             using var device = HitGpuCli.OpenDevice(parsed.GetValue(accelerator)!);
             if (candidateList is not null)
                 return Rank(output, device, data, seedList, candidateList, parsed.GetValue(outPath));
-            output.WriteLine($"hitgpu accuracy: {TrainingArguments.Describe(options)}; seeds {string.Join(",", seedList)}; accelerator {HitGpuCli.Describe(device)}");
+            output.WriteLine($"hitgpu accuracy: {TrainingArguments.Describe(options)}; seeds {string.Join(",", seedList)}; accelerator " +
+                $"{HitGpuCli.Describe(device)}");
             var results = AccuracyProtocol.Run(device, data, seedList, options with { Seed = seedList[0] }, output.WriteLine, tuning);
             if (tuning)
             {
@@ -57,7 +62,8 @@ public static class AccuracyCommand
                 output.WriteLine("|---|---:|---:|");
                 foreach (var r in results)
                     output.WriteLine(FormattableString.Invariant($"| {r.Decade} | {r.Mean * 100:F2} ± {r.Deviation * 100:F2} | {r.MeanAuc:F4} |"));
-                output.WriteLine(FormattableString.Invariant($"mean validation accuracy over {results.Count} decades: {results.Average(r => r.Mean) * 100:F2}%"));
+                output.WriteLine(FormattableString.Invariant($"mean validation accuracy over {results.Count} decades: ") +
+                    FormattableString.Invariant($"{results.Average(r => r.Mean) * 100:F2}%"));
                 return HitGpuCli.Ok;
             }
             string commandLine = "hitgpu " + string.Join(" ", parsed.Tokens.Select(t => t.Value));
@@ -91,7 +97,8 @@ public static class AccuracyCommand
             if (text.Length > 0)
                 list.Add((i + 1, text, TrainingArguments.ReadLine(text, file, i + 1)));
         }
-        return list.Count > 0 ? list : throw new InputException($"{file}: no candidate in it (one line of training options a candidate, the first the baseline)");
+        return list.Count > 0 ? list : throw new
+            InputException($"{file}: no candidate in it (one line of training options a candidate, the first the baseline)");
     }
 
     /// <summary>--tune --candidates: every candidate's runs, then the ranked table (written to --out too).</summary>
@@ -99,7 +106,8 @@ public static class AccuracyCommand
         IReadOnlyList<(int Line, string Text, TrainingOptions Options)> candidates, string? outPath)
     {
         int perCandidate = data.Count * seeds.Length;
-        output.WriteLine($"hitgpu accuracy --tune: {candidates.Count} candidates x {data.Count} decades x {seeds.Length} seeds = {candidates.Count * perCandidate} runs; accelerator {HitGpuCli.Describe(device)}");
+        output.WriteLine($"hitgpu accuracy --tune: {candidates.Count} candidates x {data.Count} decades x {seeds.Length} seeds = " +
+            $"{candidates.Count * perCandidate} runs; accelerator {HitGpuCli.Describe(device)}");
         var clock = System.Diagnostics.Stopwatch.StartNew();
         var results = AccuracyProtocol.TrainRuns(device, data, seeds, candidates.Select(c => c.Options).ToArray(), tuning: true, log: null,
             progress: (done, all) => output.WriteLine(FormattableString.Invariant($"runs {done}/{all}, {done / clock.Elapsed.TotalSeconds:F2} runs/s")));

@@ -13,7 +13,8 @@ public static class DevicesCommand
         {
             output.WriteLine($"{"kind",-7} {"name",-40} {"memory",10}  usable");
             foreach (var d in ComputeDevice.List())
-                output.WriteLine($"{d.Kind.ToString().ToLowerInvariant(),-7} {d.Name,-40} {(d.MemoryBytes > 0 ? $"{d.MemoryBytes / (1 << 30)} GiB" : "-"),10}  {d.Note}");
+                output.WriteLine($"{d.Kind.ToString().ToLowerInvariant(),-7} {d.Name,-40} " +
+                    $"{(d.MemoryBytes > 0 ? $"{d.MemoryBytes / (1 << 30)} GiB" : "-"),10}  {d.Note}");
             return HitGpuCli.Ok;
         });
         return command;

@@ -21,7 +21,8 @@ public static class EvaluateCommand
         command.SetAction(parsed =>
         {
             string? plotFolder = parsed.GetValue(plot);
-            HitGpuCli.CheckOutputs([plotFolder is null ? null : Path.Combine(plotFolder, Plots.RocFile)], [plotFolder], [parsed.GetValue(model), .. parsed.GetValue(data) ?? []]);
+            HitGpuCli.CheckOutputs([plotFolder is null ? null : Path.Combine(plotFolder, Plots.RocFile)], [plotFolder],
+                [parsed.GetValue(model), .. parsed.GetValue(data) ?? []]);
             var hitModel = ModelFile.Load(parsed.GetValue(model)!);
             var songs = HitGpuCli.LoadData(parsed.GetValue(data), keepNames: false, format.Read(parsed));
             using var device = HitGpuCli.OpenDevice(parsed.GetValue(accelerator)!);

@@ -16,11 +16,13 @@ public static class ExplainCommand
         var data = HitGpuCli.PathOption("--data", "CSV of songs (with target for --global)", required: true);
         var accelerator = HitGpuCli.AcceleratorOption();
         var outPath = HitGpuCli.PathOption("--out", "write the CSV to this file instead of stdout");
-        var global = new Option<bool>("--global") { Description = "permutation importance of each feature over the labelled songs, instead of per-song contributions" };
+        var global = new Option<bool>("--global")
+            { Description = "permutation importance of each feature over the labelled songs, instead of per-song contributions" };
         var steps = new Option<int>("--steps") { Description = "points on each song's integrated-gradients path", DefaultValueFactory = _ => 64 };
         var plot = HitGpuCli.PathOption("--plot", "with --global: write importance.png into this folder");
         var format = new HitGpuCli.FormatOptions();
-        var command = new Command("explain", "Explain predictions: per-song feature contributions, or global feature importance") { model, data, accelerator, outPath, global, steps, plot };
+        var command = new Command("explain", "Explain predictions: per-song feature contributions, or global feature importance")
+            { model, data, accelerator, outPath, global, steps, plot };
         format.AddTo(command);
         command.SetAction(parsed =>
         {
@@ -30,7 +32,8 @@ public static class ExplainCommand
                 throw new ArgumentException("--plot draws the global importances: add --global");
             if (parsed.GetValue(steps) < 1)
                 throw new ArgumentException($"--steps must be at least 1, got {parsed.GetValue(steps)}");
-            HitGpuCli.CheckOutputs([path, plotFolder is null ? null : Path.Combine(plotFolder, Plots.ImportanceFile)], [plotFolder], [parsed.GetValue(model), parsed.GetValue(data)]);
+            HitGpuCli.CheckOutputs([path, plotFolder is null ? null : Path.Combine(plotFolder, Plots.ImportanceFile)], [plotFolder],
+                [parsed.GetValue(model), parsed.GetValue(data)]);
             var hitModel = ModelFile.Load(parsed.GetValue(model)!);
             var songs = SongData.Load(parsed.GetValue(data)!, requireTarget: isGlobal, format: format.Read(parsed));
             using var device = HitGpuCli.OpenDevice(parsed.GetValue(accelerator)!);
@@ -42,7 +45,8 @@ public static class ExplainCommand
                 csv = Csv(["feature", "accuracy_lost"], Enumerable.Range(0, SongData.FeatureCount).OrderByDescending(c => importance[c])
                     .Select(c => new[] { SongData.FeatureNames[c], importance[c].ToString("F4", CultureInfo.InvariantCulture) }));
                 if (plotFolder is not null)
-                    drawPlot = () => Plots.Bars(SongData.FeatureNames, importance, $"Permutation importance ({songs.Count} songs of {Path.GetFileName(songs.Source)})",
+                    drawPlot = () => Plots.Bars(SongData.FeatureNames, importance,
+                        $"Permutation importance ({songs.Count} songs of {Path.GetFileName(songs.Source)})",
                         "accuracy lost when the feature is shuffled", Path.Combine(plotFolder, Plots.ImportanceFile));
             }
             else

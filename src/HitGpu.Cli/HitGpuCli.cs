@@ -15,7 +15,8 @@ public static class HitGpuCli
     {
         // A progress bar only for a person at a terminal; plain lines for pipes, files, tests and CI.
         bool interactive = ReferenceEquals(output, Console.Out) && !Console.IsOutputRedirected && Environment.GetEnvironmentVariable("CI") is null;
-        var root = new RootCommand("HitGpu: predicts whether a song will be a hit from its Spotify audio features, with a small neural network trained in hand-written ILGPU kernels.")
+        var root = new RootCommand("HitGpu: predicts whether a song will be a hit from its Spotify audio features, with a small neural network " +
+            "trained in hand-written ILGPU kernels.")
         {
             TrainCommand.Create(output, error, interactive),
             EvaluateCommand.Create(output),
@@ -42,7 +43,8 @@ public static class HitGpuCli
         if (parsed.Errors.Count > 0)
         {
             // System.CommandLine lists allowed values on several lines: keep the error to one.
-            string message = string.Join(" ", parsed.Errors[0].Message.Split(['\n', '\r', '\t'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+            string message = string.Join(" ", parsed.Errors[0].Message.Split(['\n', '\r', '\t'],
+                StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
             error.WriteLine($"hitgpu: error: {InputException.OneLine(Plain(message))} (see hitgpu --help)");
             return BadInput;
         }
@@ -230,8 +232,10 @@ public static class HitGpuCli
     /// <summary>--delimiter and --encoding: how the data files' text is read, for every command that reads songs.</summary>
     public sealed class FormatOptions
     {
-        public Option<string?> Delimiter { get; } = new("--delimiter") { Description = "the data files' separator: comma, semicolon or tab (default: the one the header holds most of)" };
-        public Option<string> Encoding { get; } = new("--encoding") { Description = "the data files' text: utf-8 (checked; a file that is not is refused) or latin1 (ISO 8859-1)", DefaultValueFactory = _ => "utf-8" };
+        public Option<string?> Delimiter { get; } = new("--delimiter") { Description =
+            "the data files' separator: comma, semicolon or tab (default: the one the header holds most of)" };
+        public Option<string> Encoding { get; } = new("--encoding") { Description =
+            "the data files' text: utf-8 (checked; a file that is not is refused) or latin1 (ISO 8859-1)", DefaultValueFactory = _ => "utf-8" };
 
         public FormatOptions()
         {
@@ -252,7 +256,8 @@ public static class HitGpuCli
 
     public static Option<string> AcceleratorOption()
     {
-        var option = new Option<string>("--accelerator") { Description = "auto (CUDA, then OpenCL, then CPU), cpu, cuda or opencl", DefaultValueFactory = _ => "auto" };
+        var option = new Option<string>("--accelerator") { Description = "auto (CUDA, then OpenCL, then CPU), cpu, cuda or opencl",
+            DefaultValueFactory = _ => "auto" };
         option.AcceptOnlyFromAmong("auto", "cpu", "cuda", "opencl");
         return option;
     }

@@ -27,7 +27,8 @@ public static class PredictCommand
         command.SetAction(parsed =>
         {
             string dataPath = parsed.GetValue(data)!;
-            string? outFile = OutputTarget.NamesStandardOutput(parsed.GetValue(outPath)) ? null : parsed.GetValue(outPath); // "-", /dev/stdout: as without --out
+            // "-", /dev/stdout: as without --out
+            string? outFile = OutputTarget.NamesStandardOutput(parsed.GetValue(outPath)) ? null : parsed.GetValue(outPath);
             HitGpuCli.CheckOutputs([outFile], [], [parsed.GetValue(model), dataPath]);
             var hitModel = ModelFile.Load(parsed.GetValue(model)!);
             using var device = HitGpuCli.OpenDevice(parsed.GetValue(accelerator)!);
@@ -52,7 +53,8 @@ public static class PredictCommand
                 try
                 {
                     using var writer = ReferenceEquals(output, Console.Out)
-                        ? CsvWriter.Create(new FileStream(new SafeFileHandle(1, ownsHandle: false), FileAccess.Write, 1 << 16), SongData.WriterOptions, leaveOpen: false)
+                        ? CsvWriter.Create(new FileStream(new SafeFileHandle(1, ownsHandle: false), FileAccess.Write, 1 << 16),
+                            SongData.WriterOptions, leaveOpen: false)
                         : CsvWriter.Create(output, SongData.WriterOptions, leaveOpen: true);
                     var summary = Write(writer, hitModel, device, chunks, progress);
                     if (summary.FarOutsideNote != "")
@@ -72,7 +74,8 @@ public static class PredictCommand
     /// <summary>A write to a pipe whose reader has closed it (EPIPE).</summary>
     internal static bool IsClosedPipe(IOException e) => e.HResult == 32 || e.Message.Contains("Broken pipe", StringComparison.OrdinalIgnoreCase);
 
-    /// <summary>What a prediction run saw: rows scored, and how many had a feature far outside the training range (null: the model does not know its ranges).</summary>
+    /// <summary>What a prediction run saw: rows scored, and how many had a feature far outside the training range (null: the model does not know its
+    /// ranges).</summary>
     public readonly record struct Summary(long Rows, long? FarOutside)
     {
         public string FarOutsideNote => FarOutside is > 0 ? $" ({FarOutside} songs have a feature far outside the training range)" : "";
@@ -103,7 +106,8 @@ public static class PredictCommand
             }
             rows += probabilities.Length;
             farOutside += model.Preprocessing.Statistics?.CountFarOutside(songs.Features);
-            progress?.Write(string.Create(CultureInfo.InvariantCulture, $"\r{rows:N0} songs scored, {rows / Math.Max(1e-9, clock.Elapsed.TotalSeconds):N0} songs/s "));
+            progress?.Write(string.Create(CultureInfo.InvariantCulture,
+                $"\r{rows:N0} songs scored, {rows / Math.Max(1e-9, clock.Elapsed.TotalSeconds):N0} songs/s "));
         }
         progress?.WriteLine();
         writer.Flush();

@@ -14,16 +14,23 @@ public static class ServeCommand
     public static Command Create(TextWriter output)
     {
         var model = HitGpuCli.PathOption("--model", "model file written by hitgpu train --out", required: true);
-        var name = new Option<string?>("--name") { Description = "the model's name in the protocol's paths (/v2/models/NAME); default: the file's name without its extension" };
+        var name = new Option<string?>("--name")
+            { Description = "the model's name in the protocol's paths (/v2/models/NAME); default: the file's name without its extension" };
         var host = new Option<string>("--host") { Description = "address to listen on (0.0.0.0: every interface)", DefaultValueFactory = _ => "127.0.0.1" };
-        var allowedHosts = new Option<string?>("--allowed-hosts") { Description = "host names requests may give, comma separated ('*': any; default: loopback names when listening on a loopback address, else any)" };
-        var apiKey = new Option<string?>("--api-key") { Description = $"a key every request but the health probes' must send (Authorization: Bearer KEY or X-Api-Key: KEY); default: ${ApiKeyVariable}, else none" };
+        var allowedHosts = new Option<string?>("--allowed-hosts") { Description =
+            "host names requests may give, comma separated ('*': any; default: loopback names when listening on a loopback address, else any)" };
+        var apiKey = new Option<string?>("--api-key")
+            { Description =
+            $"a key every request but the health probes' must send (Authorization: Bearer KEY or X-Api-Key: KEY); default: ${ApiKeyVariable}, else none" };
         var port = new Option<int>("--port") { Description = "port to listen on (0: any free port)", DefaultValueFactory = _ => 8080 };
-        var window = new Option<double?>("--batch-window-ms") { Description = "how long a request waits for others to be scored in the same launch (0: no waiting; default: 2 on a GPU, 0 on the CPU)" };
+        var window = new Option<double?>("--batch-window-ms") { Description =
+            "how long a request waits for others to be scored in the same launch (0: no waiting; default: 2 on a GPU, 0 on the CPU)" };
         var maxRows = new Option<int>("--max-rows") { Description = "most songs one request may send (413 beyond)", DefaultValueFactory = _ => 10_000 };
         var maxBody = new Option<double>("--max-body-mb") { Description = "largest request body in MiB (413 beyond)", DefaultValueFactory = _ => 16 };
-        var inFlight = new Option<int>("--max-in-flight") { Description = "most requests with songs taken at once (503 beyond)", DefaultValueFactory = _ => 256 };
-        var steps = new Option<int>("--explain-steps") { Description = "points on each song's integrated-gradients path for ?explain=true", DefaultValueFactory = _ => 64 };
+        var inFlight = new Option<int>("--max-in-flight") { Description = "most requests with songs taken at once (503 beyond)",
+            DefaultValueFactory = _ => 256 };
+        var steps = new Option<int>("--explain-steps") { Description = "points on each song's integrated-gradients path for ?explain=true",
+            DefaultValueFactory = _ => 64 };
         var quiet = new Option<bool>("--quiet") { Description = "no line per request" };
         var accelerator = HitGpuCli.AcceleratorOption();
         var command = new Command("serve", "Serve a saved model over HTTP: KServe v2 inference, CSV/JSON /predict, and a page at /")

@@ -19,7 +19,8 @@ public static class TrainCommand
         var saveSplits = HitGpuCli.PathOption("--save-splits", "write train.csv, validation.csv and test.csv into this folder");
         var plot = HitGpuCli.PathOption("--plot", "write loss.png and accuracy.png into this folder");
 
-        var command = new Command("train", "Train the hit predictor and report train, validation and test accuracy") { data, accelerator, outPath, saveSplits, plot };
+        var command = new Command("train", "Train the hit predictor and report train, validation and test accuracy")
+            { data, accelerator, outPath, saveSplits, plot };
         training.AddTo(command);
         format.AddTo(command);
         command.SetAction(parsed =>
@@ -37,7 +38,8 @@ public static class TrainCommand
             using var device = HitGpuCli.OpenDevice(parsed.GetValue(accelerator)!);
             device.PrepareKernels(device.Plan.PathFor(options.Path));
             var table = HitGpuCli.LoadData(parsed.GetValue(data), keepNames: splitFolder is not null, format.Read(parsed)); // names only for the split files
-            output.WriteLine($"hitgpu train: {table.Count} songs from {table.Source}; {TrainingArguments.Describe(options)}; accelerator {HitGpuCli.Describe(device)}");
+            output.WriteLine($"hitgpu train: {table.Count} songs from {table.Source}; {TrainingArguments.Describe(options)}; accelerator " +
+                $"{HitGpuCli.Describe(device)}");
             if (PathLine(device.Plan, options) is { } pathLine)
                 output.WriteLine(pathLine);
 
@@ -99,7 +101,8 @@ public static class TrainCommand
 
     public static string EpochLine(EpochMetrics m, TrainingOptions options) =>
         $"epoch {m.Epoch.ToString().PadLeft(options.Epochs.ToString().Length)}/{options.Epochs}  " +
-        $"loss {m.TrainLoss:F4}  accuracy {HitGpuCli.Percent(m.TrainAccuracy)}  val_loss {m.ValidationLoss:F4}  val_accuracy {HitGpuCli.Percent(m.ValidationAccuracy)}  {m.Seconds:F2} s";
+        $"loss {m.TrainLoss:F4}  accuracy {HitGpuCli.Percent(m.TrainAccuracy)}  val_loss {m.ValidationLoss:F4}  val_accuracy " +
+            $"{HitGpuCli.Percent(m.ValidationAccuracy)}  {m.Seconds:F2} s";
 
     /// <summary>On a terminal: one bar per epoch that fills as batches run, then shows the epoch's metrics.</summary>
     private static TrainingResult TrainWithProgressBar(ComputeDevice device, SongTable table, TrainingOptions options, Action<string> warn)

@@ -61,7 +61,8 @@ public sealed partial class ComputeDevice : IDisposable
     public AcceleratorKind Kind { get; }
     public string Name => Accelerator.Name;
 
-    /// <summary>Every choice that depends on this accelerator, made once (<see cref="DevicePlan"/>); tests and benchmarks may replace it with a changed copy.</summary>
+    /// <summary>Every choice that depends on this accelerator, made once (<see cref="DevicePlan"/>); tests and benchmarks may replace it with a changed
+    /// copy.</summary>
     public DevicePlan Plan { get; set; }
 
     private ComputeDevice(Context context, Accelerator accelerator, AcceleratorKind kind)
@@ -70,7 +71,8 @@ public sealed partial class ComputeDevice : IDisposable
         Accelerator = accelerator;
         Kind = kind;
         // On CUDA a kernel may have the driver's opt-in limit of shared memory once it asks (CudaSharedMemory).
-        long shared = accelerator is CudaAccelerator cuda ? CudaSharedMemory.OptInBytes(cuda) ?? accelerator.MaxSharedMemoryPerGroup : accelerator.MaxSharedMemoryPerGroup;
+        long shared = accelerator is CudaAccelerator cuda ? CudaSharedMemory.OptInBytes(cuda) ?? accelerator.MaxSharedMemoryPerGroup
+            : accelerator.MaxSharedMemoryPerGroup;
         Plan = DevicePlan.For(kind, accelerator.MaxNumThreadsPerGroup, accelerator.NumMultiprocessors, accelerator.MemorySize, shared);
         if (TracesKernels && kind != AcceleratorKind.Cpu && Interlocked.Exchange(ref catalogTraced, 1) == 0)
             foreach (var kernel in KernelCatalog.ForGpu)
@@ -312,7 +314,8 @@ public static class CudaLibraryResolver
 public static class KernelCatalog
 {
     public static IReadOnlyList<System.Reflection.MethodInfo> All { get; } = typeof(KernelCatalog).Assembly.GetTypes()
-        .SelectMany(t => t.GetMethods(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Static | System.Reflection.BindingFlags.DeclaredOnly))
+        .SelectMany(t => t.GetMethods(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Static |
+            System.Reflection.BindingFlags.DeclaredOnly))
         .Where(m => m.Name.EndsWith("Kernel", StringComparison.Ordinal) && m.ReturnType == typeof(void))
         .SelectMany(Instances)
         .OrderBy(m => m.DeclaringType!.Name + "." + m.Name, StringComparer.Ordinal)
@@ -339,7 +342,8 @@ public static class KernelCatalog
 
     /// <summary>A kernel's name in reports and traces: Type.Method, and a generic kernel's type arguments.</summary>
     public static string NameOf(System.Reflection.MethodInfo kernel) =>
-        kernel.DeclaringType!.Name + "." + kernel.Name + (kernel.IsGenericMethod ? "<" + string.Join(",", kernel.GetGenericArguments().Select(t => t.Name)) + ">" : "");
+        kernel.DeclaringType!.Name + "." + kernel.Name + (kernel.IsGenericMethod ? "<"
+            + string.Join(",", kernel.GetGenericArguments().Select(t => t.Name)) + ">" : "");
 
     /// <summary>Those a GPU backend can compile: not the CPU epoch's, which read host addresses (<see cref="RowMemory"/>).</summary>
     public static IReadOnlyList<System.Reflection.MethodInfo> ForGpu { get; } = All.Where(m => m.DeclaringType != typeof(CpuEpoch)).ToArray();

@@ -96,7 +96,8 @@ public static partial class BatchedDense
     public static float SumStart(in LayerShape layer, float bias, SumOrder order) =>
         order == SumOrder.FromBias && !layer.HasOutputScale ? bias : 0f;
 
-    /// <summary>The pre-activation from the sum over the inputs: sum s + b with s; else sum + b, unless the bias started the sum (<see cref="SumStart"/>).</summary>
+    /// <summary>The pre-activation from the sum over the inputs: sum s + b with s; else sum + b, unless the bias started the sum (<see
+    /// cref="SumStart"/>).</summary>
     public static float Epilogue(in LayerShape layer, float sum, float bias, float s, SumOrder order) =>
         layer.HasOutputScale ? sum * s + bias : order == SumOrder.FromBias ? sum : sum + bias;
 
@@ -185,7 +186,8 @@ public static partial class BatchedDense
         int nIn = layer.Inputs, nOut = layer.Outputs, rowMembers = rows * members;
         T XScaled(int rm, int j) => layer.HasInputScale ? x[Row(rm) * nIn + j] * p[layer.InputScale(rm % members) + j] : x[Row(rm) * nIn + j];
         int Row(int rm) => inputShared ? rm / members : rm;
-        T ScaledGradient(int rm, int o) => layer.HasOutputScale ? outputGradient[rm * nOut + o] * p[layer.OutputScale(rm % members) + o] : outputGradient[rm * nOut + o];
+        T ScaledGradient(int rm, int o) => layer.HasOutputScale ? outputGradient[rm * nOut + o] * p[layer.OutputScale(rm % members) + o]
+            : outputGradient[rm * nOut + o];
         bool Counts(int rm, int owner, int stride) => stride == 0 || rm % members == owner;
 
         int perGroup = layer.InputsPerGroup;

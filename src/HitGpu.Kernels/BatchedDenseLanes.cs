@@ -22,11 +22,13 @@ public static partial class BatchedDense
             if (q >= rowMembers)
                 continue;
             int i = q % k, first = layer.FirstInput(o);
-            long x0 = a.X.RowStart(InputRow(q, k, a.InputShared)) + first, x1 = a.X.RowStart(InputRow(FourLanes.Or(q, 1, lanes, rowMembers), k, a.InputShared)) + first;
+            long x0 = a.X.RowStart(InputRow(q, k, a.InputShared)) + first, x1 =
+                a.X.RowStart(InputRow(FourLanes.Or(q, 1, lanes, rowMembers), k, a.InputShared)) + first;
             long x2 = a.X.RowStart(InputRow(FourLanes.Or(q, 2, lanes, rowMembers), k, a.InputShared)) + first;
             long x3 = a.X.RowStart(InputRow(FourLanes.Or(q, 3, lanes, rowMembers), k, a.InputShared)) + first;
             float bias = a.Parameters[layer.Bias(i) + o];
-            var sums = FourLanes.Dots<GlobalLaneViews>(SumStart(layer, bias, SumOrder.FromBias), a.X.Data, x0, x1, x2, x3, a.Parameters, layer.Weight(i) + (long)o * n,
+            var sums = FourLanes.Dots<GlobalLaneViews>(SumStart(layer, bias, SumOrder.FromBias), a.X.Data, x0, x1, x2, x3, a.Parameters,
+                layer.Weight(i) + (long)o * n,
                 layer.HasInputScale ? layer.InputScale(i) + first : -1, n);
             float s = layer.HasOutputScale ? a.Parameters[layer.OutputScale(i) + o] : 1f;
             for (int c = 0; c < 4 && q + c * lanes < rowMembers; c++)
@@ -60,7 +62,8 @@ public static partial class BatchedDense
             int oq = rest / inputLanes, jq = rest - oq * inputLanes;
             int o0 = group * perGroup + oq, o1 = group * perGroup + FourLanes.Or(oq, 1, outputLanes, perGroup);
             int o2 = group * perGroup + FourLanes.Or(oq, 2, outputLanes, perGroup), o3 = group * perGroup + FourLanes.Or(oq, 3, outputLanes, perGroup);
-            int j0 = group * n + jq, j1 = group * n + FourLanes.Or(jq, 1, inputLanes, n), j2 = group * n + FourLanes.Or(jq, 2, inputLanes, n), j3 = group * n + FourLanes.Or(jq, 3, inputLanes, n);
+            int j0 = group * n + jq, j1 = group * n + FourLanes.Or(jq, 1, inputLanes, n), j2 = group * n + FourLanes.Or(jq, 2, inputLanes, n),
+                j3 = group * n + FourLanes.Or(jq, 3, inputLanes, n);
             // Member by member (a shared W sums every member's rows, one member after another), each member's
             // rows in order, its input row followed as rm moves (layer 0's rows are shared: rm / k), no division
             // a pass; a member's s_o and r_j multiply its sum once, as the GPU epoch sums. A per-member W without
@@ -79,8 +82,10 @@ public static partial class BatchedDense
                     WeightStep(ref s0, ref s1, ref s2, ref s3, a, tile, rm, row);
                 for (rm += k, row += rowStep; rm < rowMembers; rm += k, row += rowStep)
                     WeightStep(ref s0, ref s1, ref s2, ref s3, a, tile, rm, row);
-                var r = layer.HasInputScale ? Row4(a.Parameters.SubView(layer.InputScale(i)), j0, j1, j2, j3) : new Sums4 { S0 = 1f, S1 = 1f, S2 = 1f, S3 = 1f };
-                var sc = layer.HasOutputScale ? Row4(a.Parameters.SubView(layer.OutputScale(i)), o0, o1, o2, o3) : new Sums4 { S0 = 1f, S1 = 1f, S2 = 1f, S3 = 1f };
+                var r = layer.HasInputScale ? Row4(a.Parameters.SubView(layer.InputScale(i)), j0, j1, j2, j3)
+                    : new Sums4 { S0 = 1f, S1 = 1f, S2 = 1f, S3 = 1f };
+                var sc = layer.HasOutputScale ? Row4(a.Parameters.SubView(layer.OutputScale(i)), o0, o1, o2, o3)
+                    : new Sums4 { S0 = 1f, S1 = 1f, S2 = 1f, S3 = 1f };
                 AddScaled(ref t0, s0, sc.S0, r);
                 AddScaled(ref t1, s1, sc.S1, r);
                 AddScaled(ref t2, s2, sc.S2, r);
@@ -99,7 +104,8 @@ public static partial class BatchedDense
 
     /// <summary>One output's terms of a 4 x 4 input-gradient tile: four dz (times s) by four weights, in the simple kernel's order.</summary>
     private static void TransposedStep(ref Sums4 g0, ref Sums4 g1, ref Sums4 g2, ref Sums4 g3, ArrayView<float> d0, ArrayView<float> d1, ArrayView<float> d2,
-        ArrayView<float> d3, ArrayView<float> w0, ArrayView<float> w1, ArrayView<float> w2, ArrayView<float> w3, ArrayView<float> scales, int scaled, int o, int wo)
+        ArrayView<float> d3, ArrayView<float> w0, ArrayView<float> w1, ArrayView<float> w2, ArrayView<float> w3, ArrayView<float> scales, int scaled,
+            int o, int wo)
     {
         var d = new Sums4 { S0 = d0[o], S1 = d1[o], S2 = d2[o], S3 = d3[o] };
         if (scaled != 0)
@@ -175,7 +181,8 @@ public static partial class BatchedDense
             long r0 = (long)q * nOut, r1 = (long)FourLanes.Or(q, 1, lanes, rowMembers) * nOut;
             long r2 = (long)FourLanes.Or(q, 2, lanes, rowMembers) * nOut, r3 = (long)FourLanes.Or(q, 3, lanes, rowMembers) * nOut;
             // Views taken once, read at an index that steps (a view per step would cost its 64-bit address each step).
-            ArrayView<float> d0 = a.OutputGradient.SubView(r0), d1 = a.OutputGradient.SubView(r1), d2 = a.OutputGradient.SubView(r2), d3 = a.OutputGradient.SubView(r3);
+            ArrayView<float> d0 = a.OutputGradient.SubView(r0), d1 = a.OutputGradient.SubView(r1), d2 = a.OutputGradient.SubView(r2),
+                d3 = a.OutputGradient.SubView(r3);
             ArrayView<float> w0 = a.Parameters.SubView(layer.Weight(i) + jq), w1 = a.Parameters.SubView(layer.Weight(i) + c1);
             ArrayView<float> w2 = a.Parameters.SubView(layer.Weight(i) + c2), w3 = a.Parameters.SubView(layer.Weight(i) + c3);
             var scales = a.Parameters.SubView(layer.HasOutputScale ? layer.OutputScale(i) : 0);

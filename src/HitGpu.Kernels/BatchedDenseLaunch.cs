@@ -15,7 +15,8 @@ public sealed partial class ComputeDevice
     /// <paramref name="cols"/> columns, eight a work item; 16-byte loads where the columns and every operand it
     /// reads allow them.
     /// </summary>
-    private void BatchedReduction(string kernel, in BatchedLayerArgs a, int rows, int cols, ArrayView<float> first, ArrayView<float> second, int secondOffset = 0)
+    private void BatchedReduction(string kernel, in BatchedLayerArgs a, int rows, int cols, ArrayView<float> first, ArrayView<float> second,
+        int secondOffset = 0)
     {
         bool vector = cols % 4 == 0 && cols >= ColumnWindow.Width && IsVectorAligned(first) && IsVectorAligned(second) && secondOffset % 4 == 0;
         if (!batchedReductions.TryGetValue((kernel, vector), out var launch))
@@ -26,7 +27,8 @@ public sealed partial class ComputeDevice
     }
 
     private void InputScaleGradient(in BatchedLayerArgs a) =>
-        BatchedReduction(nameof(BatchedDense.InputScaleGradientKernel), a, a.InputShared != 0 ? (a.Members + 3) / 4 : a.Members, a.Layer.Inputs, a.ScaledInputGradient, a.X.Data);
+        BatchedReduction(nameof(BatchedDense.InputScaleGradientKernel), a, a.InputShared != 0 ? (a.Members + 3) / 4 : a.Members, a.Layer.Inputs,
+            a.ScaledInputGradient, a.X.Data);
 
     private void OutputScaleGradient(in BatchedLayerArgs a) =>
         BatchedReduction(nameof(BatchedDense.OutputScaleGradientKernel), a, a.Members, a.Layer.Outputs, a.OutputGradient, a.PreScale);
@@ -57,7 +59,8 @@ public sealed partial class ComputeDevice
         Scales = a.Layer.HasInputScale ? a.Parameters.SubView(a.Layer.InputScaleOffset) : default,
     };
 
-    /// <summary>dL/dz as an operand, its rows row-members (or all rows, <paramref name="rowMembers"/> false); times s where the layer has it and <paramref name="scaled"/>.</summary>
+    /// <summary>dL/dz as an operand, its rows row-members (or all rows, <paramref name="rowMembers"/> false); times s where the layer has it and <paramref
+    /// name="scaled"/>.</summary>
     private static ProductOperand BatchedOutputGradient(in BatchedLayerArgs a, bool rowMembers, bool scaled) => new()
     {
         Rows = RowSource.InPlace(a.OutputGradient, a.Layer.Outputs), RowMembers = rowMembers ? 1 : 0,
@@ -66,7 +69,8 @@ public sealed partial class ComputeDevice
     };
 
 
-    /// <summary>Y = f(((X r) W^T) s + b): one product over the row-members (shared W) or one per member (its own W), r as the input is loaded, s, b and f in the epilogue.</summary>
+    /// <summary>Y = f(((X r) W^T) s + b): one product over the row-members (shared W) or one per member (its own W), r as the input is loaded, s, b and f
+    /// in the epilogue.</summary>
     private void BatchedForwardProducts(in BatchedLayerArgs a)
     {
         var layer = a.Layer;
@@ -179,7 +183,8 @@ public sealed partial class ComputeDevice
             && (!layer.HasOutputScale || layer.OutputScaleOffset + (long)a.Members * layer.Outputs <= a.Parameters.Length),
             $"{what}: the layer's tensors lie outside the parameters");
         Require(!layer.HasOutputScale || a.PreScale.Length >= (long)a.Rows * a.Members * layer.Outputs, $"{what}: pre-scale sums must hold (rows k, out)");
-        Require(!layer.KeepsPreActivation || a.PreActivation.Length >= (long)a.Rows * a.Members * layer.Outputs, $"{what}: pre-activations must hold (rows k, out)");
+        Require(!layer.KeepsPreActivation || a.PreActivation.Length >= (long)a.Rows * a.Members * layer.Outputs,
+            $"{what}: pre-activations must hold (rows k, out)");
         Require(a.InputActivation != (int)Activation.Cos || (a.InputShared == 0 && a.InputPreActivation.Length >= (long)a.Rows * a.Members * layer.Inputs),
             $"{what}: a cosine input needs its pre-activations (rows k, in)");
     }
@@ -234,7 +239,8 @@ public sealed partial class ComputeDevice
             return;
         shape = Plan.ShapeFor(rowMembers * layer.Inputs);
         (lanes ? lanesScaledInputGradient ??= LoadKernel<BatchedLayerArgs, int>(BatchedDense.LanesScaledInputGradientKernel)
-            : batchedScaledInputGradient ??= LoadKernel<BatchedLayerArgs, int>(BatchedDense.SimpleScaledInputGradientKernel))(shape.Config, a, shape.BlockedFlag);
+            : batchedScaledInputGradient ??= LoadKernel<BatchedLayerArgs, int>(BatchedDense.SimpleScaledInputGradientKernel))(shape.Config, a,
+                shape.BlockedFlag);
         if (layer.HasInputScale)
             InputScaleGradient(a);
         if (withInputGradient && stored)

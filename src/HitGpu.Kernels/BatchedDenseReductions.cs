@@ -40,7 +40,8 @@ public static partial class BatchedDense
             }
             else if (shared)
             {
-                long g1 = RowCursor<TLoads>.Units((long)m1 * nIn), g2 = RowCursor<TLoads>.Units((long)(m2 - m1) * nIn), g3 = RowCursor<TLoads>.Units((long)(m3 - m2) * nIn);
+                long g1 = RowCursor<TLoads>.Units((long)m1 * nIn), g2 = RowCursor<TLoads>.Units((long)(m2 - m1) * nIn),
+                    g3 = RowCursor<TLoads>.Units((long)(m3 - m2) * nIn);
                 for (int b = 0; b < a.Rows; b++, at += gStep)
                 {
                     var x = RowCursor<TLoads>.At(a.X.Data, (long)a.X.RowStart(b) + w.First).Load();
@@ -95,7 +96,8 @@ public static partial class BatchedDense
         return sum;
     }
 
-    /// <summary>One output scale's gradients (i, eight o) per work item: the sums over member i's rows of dL/dz times the sum before s, four rows a pass, in row order.</summary>
+    /// <summary>One output scale's gradients (i, eight o) per work item: the sums over member i's rows of dL/dz times the sum before s, four rows a pass,
+    /// in row order.</summary>
     public static void OutputScaleGradientKernel<TLoads>(BatchedLayerArgs a, int blocked) where TLoads : struct, IProductLoads
     {
         int nOut = a.Layer.Outputs, k = a.Members, windows = ColumnWindow.Count(nOut);

@@ -24,7 +24,8 @@ public static partial class BatchedDense
     }
 
     private static float ScaledGradient(in BatchedLayerArgs a, int rm, int o) =>
-        a.Layer.HasOutputScale ? a.OutputGradient[rm * a.Layer.Outputs + o] * a.Parameters[a.Layer.OutputScale(rm % a.Members) + o] : a.OutputGradient[rm * a.Layer.Outputs + o];
+        a.Layer.HasOutputScale ? a.OutputGradient[rm * a.Layer.Outputs + o] * a.Parameters[a.Layer.OutputScale(rm % a.Members) + o]
+            : a.OutputGradient[rm * a.Layer.Outputs + o];
 
     private static float ScaledInput(in BatchedLayerArgs a, int rm, int j)
     {

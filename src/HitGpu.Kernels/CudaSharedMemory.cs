@@ -22,7 +22,8 @@ internal static unsafe class CudaSharedMemory
 
     private static IntPtr Export(string name) => Driver != IntPtr.Zero && NativeLibrary.TryGetExport(Driver, name, out var address) ? address : IntPtr.Zero;
 
-    /// <summary>The most dynamic shared memory a kernel of this device may be given once it asks (the driver's opt-in limit), or null when the driver does not say.</summary>
+    /// <summary>The most dynamic shared memory a kernel of this device may be given once it asks (the driver's opt-in limit), or null when the driver does
+    /// not say.</summary>
     public static int? OptInBytes(CudaAccelerator accelerator)
     {
         var get = Export("cuDeviceGetAttribute");
@@ -33,7 +34,8 @@ internal static unsafe class CudaSharedMemory
         return result == 0 && value >= Default ? value : null;
     }
 
-    /// <summary>Lets <paramref name="kernel"/> (a CUDA kernel; others need nothing) launch with <paramref name="bytes"/> of dynamic shared memory; refused in one line, saying how to go on, when the driver will not.</summary>
+    /// <summary>Lets <paramref name="kernel"/> (a CUDA kernel; others need nothing) launch with <paramref name="bytes"/> of dynamic shared memory; refused
+    /// in one line, saying how to go on, when the driver will not.</summary>
     public static void Allow(Kernel kernel, int bytes)
     {
         if (kernel is not CudaKernel cuda || bytes <= Default)
@@ -41,7 +43,8 @@ internal static unsafe class CudaSharedMemory
         var set = Export("cuFuncSetAttribute");
         int result = set == IntPtr.Zero ? -1 : ((delegate* unmanaged<IntPtr, int, int, int>)set)(cuda.FunctionPtr, MaxDynamicSharedSizeBytes, bytes);
         if (result != 0)
-            throw new InvalidOperationException($"the CUDA driver refused {bytes / 1024.0:F1} KB of shared memory a group for the GPU epoch (cuFuncSetAttribute: error {result}); " +
+            throw new InvalidOperationException($"the CUDA driver refused {bytes / 1024.0:F1} KB of shared memory a group for the GPU epoch " +
+                $"(cuFuncSetAttribute: error {result}); " +
                 "HITGPU_TRAINING_PATH=layered trains on the layered path instead");
     }
 }

@@ -205,7 +205,8 @@ public static class DenseTiled
             return op.Vectors[(op.Rows.RowStart(row) + column) >> 2];
         int start = RowStart(a, op, Math.Min(row, kEnd - 1), slab, out int scaleStart);
         int last = outerEnd - 1;
-        return new Float4(Guarded(op, start, scaleStart, Math.Min(column, last), row, kEnd), Guarded(op, start, scaleStart, Math.Min(column + 1, last), row, kEnd),
+        return new Float4(Guarded(op, start, scaleStart, Math.Min(column, last), row, kEnd),
+            Guarded(op, start, scaleStart, Math.Min(column + 1, last), row, kEnd),
             Guarded(op, start, scaleStart, Math.Min(column + 2, last), row, kEnd), Guarded(op, start, scaleStart, Math.Min(column + 3, last), row, kEnd));
     }
 
@@ -426,7 +427,8 @@ public static class DenseTiled
         }
     }
 
-    /// <summary>The epilogue of one output: s (the sum kept), the bias, the pre-activation kept, the activation, an input gradient's derivative factor.</summary>
+    /// <summary>The epilogue of one output: s (the sum kept), the bias, the pre-activation kept, the activation, an input gradient's derivative
+    /// factor.</summary>
     private static void Finish(in ProductArgs a, int slab, int m, int n, float sum)
     {
         int row = m, member = 0;

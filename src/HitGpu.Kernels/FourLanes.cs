@@ -38,7 +38,8 @@ public static class FourLanes
     public static int Or(int q, int c, int lanes, int n) => q + c * lanes < n ? q + c * lanes : q;
 
     /// <summary>sums_c += v_c[at_c] f for the four c (the shared factor on the right: each product's operands in the references' order).</summary>
-    public static void Term(ref Sums4 sums, ArrayView<float> v0, ArrayView<float> v1, ArrayView<float> v2, ArrayView<float> v3, long at0, long at1, long at2, long at3, float f)
+    public static void Term(ref Sums4 sums, ArrayView<float> v0, ArrayView<float> v1, ArrayView<float> v2, ArrayView<float> v3, long at0, long at1,
+        long at2, long at3, float f)
     {
         sums.S0 += v0[at0] * f;
         sums.S1 += v1[at1] * f;
@@ -115,7 +116,8 @@ public static class FourLanes
     /// Four sums sum_o (v_c[d_c + o] (s[scales + o])) w[at + o stride] over o in [first, end), each in o order:
     /// the gradient at four row-members' inputs j, each weight read once for four.
     /// </summary>
-    public static Sums4 Transposed(ArrayView<float> v, long d0, long d1, long d2, long d3, ArrayView<float> p, long at, int stride, long scales, int first, int end)
+    public static Sums4 Transposed(ArrayView<float> v, long d0, long d1, long d2, long d3, ArrayView<float> p, long at, int stride, long scales,
+        int first, int end)
     {
         // Shared memory (the GPU epoch's): views at each step, read at fixed offsets (ILaneViews).
         var g = new Sums4();

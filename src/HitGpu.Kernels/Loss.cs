@@ -161,7 +161,8 @@ public static class SampleSums
     public static void Kernel(ArrayView<float> sampleLoss, ArrayView<float> sampleCorrect, int n, ArrayView<float> sums) =>
         Sum(sampleLoss, sampleCorrect, n, sums);
 
-    /// <summary>Many runs' sums in one launch, a group a run: run g's first Runs[g].Rows slots at g stride, into sums[2 g], sums[2 g + 1]; each run's bits those of <see cref="Kernel"/> on its slots.</summary>
+    /// <summary>Many runs' sums in one launch, a group a run: run g's first Runs[g].Rows slots at g stride, into sums[2 g], sums[2 g + 1]; each run's bits
+    /// those of <see cref="Kernel"/> on its slots.</summary>
     public static void RunsKernel(ArrayView<float> sampleLoss, ArrayView<float> sampleCorrect, ArrayView<EpochRun> runs, int stride, ArrayView<float> sums)
     {
         int run = Grid.IdxX, n = runs[run].Rows;
@@ -216,10 +217,12 @@ public sealed partial class ComputeDevice
     /// <see cref="SumSamples"/> of many runs in one launch: run r's first runs[r].Rows slots at r
     /// <paramref name="stride"/> into sums[2 r] and sums[2 r + 1] (a run of no rows is left alone).
     /// </summary>
-    public void SumRunSamples(ArrayView<float> sampleLoss, ArrayView<float> sampleCorrect, ArrayView<EpochRun> runs, int runCount, int stride, ArrayView<float> sums)
+    public void SumRunSamples(ArrayView<float> sampleLoss, ArrayView<float> sampleCorrect, ArrayView<EpochRun> runs, int runCount, int stride,
+        ArrayView<float> sums)
     {
         Require(runCount >= 1 && runs.Length >= runCount && sums.Length >= 2L * runCount, "run sample sums: a run entry and two sums a run");
-        Require(sampleLoss.Length >= (long)runCount * stride && sampleCorrect.Length >= (long)runCount * stride, $"run sample sums: the views must hold {runCount} runs of {stride} slots");
+        Require(sampleLoss.Length >= (long)runCount * stride && sampleCorrect.Length >= (long)runCount * stride,
+            $"run sample sums: the views must hold {runCount} runs of {stride} slots");
         int threads = Plan.OneGroupThreads;
         (runSampleSums ??= LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<EpochRun>, int, ArrayView<float>>(SampleSums.RunsKernel))(
             new KernelConfig(runCount, threads, SharedMemoryConfig.RequestDynamic<float>(2 * threads)), sampleLoss, sampleCorrect, runs, stride, sums);

@@ -73,7 +73,8 @@ public static class AccuracyProtocol
         {
             var evaluation = Reading(result, tuning); // the trainer's one reading of the test part
             if (candidates.Count == 1)
-                log?.Invoke($"{runs[i].Decade} seed {runs[i].Seed}: {part} accuracy {evaluation.Accuracy * 100:F2}%, ROC AUC {evaluation.RocAuc:F4} ({result.Seconds:F1} s)");
+                log?.Invoke($"{runs[i].Decade} seed {runs[i].Seed}: {part} accuracy {evaluation.Accuracy * 100:F2}%, ROC AUC " +
+                    $"{evaluation.RocAuc:F4} ({result.Seconds:F1} s)");
             progress?.Invoke(i + 1, runs.Length);
         });
         int perCandidate = decades.Count * seeds.Count;
@@ -113,7 +114,8 @@ public static class AccuracyProtocol
         int rank = 0;
         foreach (var s in scores)
             text.AppendLine($"| {++rank} | {s.Line} | {(s.Options.Length == 0 ? "(defaults)" : "`" + s.Options + "`")} | {P(s.MeanAccuracy)} | " +
-                $"{(s.Difference >= 0 ? "+" : "")}{P(s.Difference)} ± {(double.IsNaN(s.StandardError) ? "-" : P(s.StandardError))} | {s.Seconds.ToString("F1", CultureInfo.InvariantCulture)} |");
+                $"{(s.Difference >= 0 ? "+" : "")}{P(s.Difference)} ± {(double.IsNaN(s.StandardError) ? "-" : P(s.StandardError))} | " +
+                    $"{s.Seconds.ToString("F1", CultureInfo.InvariantCulture)} |");
         text.AppendLine();
         text.AppendLine($"Each line: {runsPerCandidate} runs (decades x seeds); validation accuracy on the held-out half of the validation part;");
         text.AppendLine("the paired difference is against line 1 on the same splits, ± its standard error.");
@@ -135,7 +137,8 @@ public static class AccuracyProtocol
             text.Append($"| {r.Decade} | ");
             text.Append(string.Join(" | ", Peers.Select(p => d >= 0 ? $"{F(p.Mean[d])} ± {F(p.Std[d])}" : "-")));
             double gap = d >= 0 ? r.Mean * 100 - BestPeer(d) : double.NaN;
-            text.AppendLine($" | **{F(r.Mean * 100)} ± {F(r.Deviation * 100)}** | {(gap >= 0 ? "+" : "")}{F(gap)} | {r.MeanAuc.ToString("F3", CultureInfo.InvariantCulture)} |");
+            text.AppendLine($" | **{F(r.Mean * 100)} ± {F(r.Deviation * 100)}** | {(gap >= 0 ? "+" : "")}{F(gap)} | " +
+                $"{r.MeanAuc.ToString("F3", CultureInfo.InvariantCulture)} |");
         }
         text.AppendLine();
         text.AppendLine($"Our row: mean ± sample standard deviation of the test accuracy over seeds {string.Join(", ", seeds)} (in %),");

@@ -32,7 +32,8 @@ public sealed class OutputTarget
     internal FileSystem.Status? Existing { get; }
     internal int StandardHandle { get; } = -1; // 1 or 2 for /dev/stdout, /dev/stderr and their /proc and /dev/fd names
 
-    /// <summary>Whether an output path names standard output ("-", /dev/stdout, /dev/fd/1, /proc/self/fd/1): what a command prints to when it has no --out.</summary>
+    /// <summary>Whether an output path names standard output ("-", /dev/stdout, /dev/fd/1, /proc/self/fd/1): what a command prints to when it has no
+    /// --out.</summary>
     public static bool NamesStandardOutput(string? path) => path is not null && StandardHandleOf(FullPath(path)) == 1;
 
     /// <summary>The full path, "-" standing for /dev/stdout.</summary>
@@ -64,7 +65,8 @@ public sealed class OutputTarget
                 case FileSystem.Kind.CharacterDevice or FileSystem.Kind.Fifo:
                     return new OutputTarget(path, full, true, status, -1);
                 case FileSystem.Kind.Regular when status.Links > 1:
-                    throw new InputException($"{path}: the file has {status.Links} names (hard links); replacing it would split them: remove the other names or write elsewhere");
+                    throw new InputException($"{path}: the file has {status.Links} names (hard links); replacing it would split them: remove the " +
+                        $"other names or write elsewhere");
                 case FileSystem.Kind.Regular:
                     return new OutputTarget(path, FileSystem.Real(full), false, status, -1);
                 default:
@@ -164,7 +166,8 @@ public sealed class OutputSet : IDisposable
             {
                 foreach (var (_, left, _) in staged)
                     AtomicFile.TryDelete(left);
-                throw new InputException(written.Count == 0 ? $"{e.Message}; nothing was written" : $"{e.Message}; written before it: {string.Join(", ", written)}");
+                throw new InputException(written.Count == 0 ? $"{e.Message}; nothing was written"
+                    : $"{e.Message}; written before it: {string.Join(", ", written)}");
             }
         }
         return written;

@@ -5,7 +5,8 @@ using System.Runtime.InteropServices;
 
 namespace HitGpu.Nn;
 
-/// <summary>What the duplicate check found: rows that repeat an earlier row, and how many of the validation and test rows repeat a row of another part.</summary>
+/// <summary>What the duplicate check found: rows that repeat an earlier row, and how many of the validation and test rows repeat a row of another
+/// part.</summary>
 public sealed record DuplicateReport(int Repeated, int AcrossParts, int Dropped)
 {
     public string? Warning => Repeated == 0 ? null

@@ -98,7 +98,8 @@ internal static class FileSystem
         }
     }
 
-    /// <summary>Gives <paramref name="path"/> the owner and group of a file it replaces; false where that is not allowed (it then keeps the writer's).</summary>
+    /// <summary>Gives <paramref name="path"/> the owner and group of a file it replaces; false where that is not allowed (it then keeps the
+    /// writer's).</summary>
     public static bool SetOwner(string path, uint owner, uint group) => !Native || chown(path, owner, group) == 0;
 
     // Declared with DllImport: these take and return plain values, and the library is the C library itself.

@@ -172,7 +172,8 @@ public static class ModelFile
         // The header is untrusted JSON: a value of another type than expected (an object where a number
         // belongs, text that is not UTF-8, a number out of range) surfaces as one of these, each meaning that
         // the file is not a valid model.
-        catch (Exception e) when (e is InvalidOperationException or FormatException or OverflowException or JsonException or ArgumentException or KeyNotFoundException)
+        catch (Exception e) when (e is InvalidOperationException or FormatException or OverflowException or JsonException or ArgumentException or
+            KeyNotFoundException)
         {
             throw Bad(e.Message);
         }
@@ -300,7 +301,8 @@ public static class ModelFile
         _ => null,
     };
 
-    /// <summary>Format 1 names its tensors member{m}.layer{l}.weight (one plain network per member); format 2 network{m}.layer{l}.weight, .input_scale, ...</summary>
+    /// <summary>Format 1 names its tensors member{m}.layer{l}.weight (one plain network per member); format 2 network{m}.layer{l}.weight, .input_scale,
+    /// ...</summary>
     private static string TensorName(string format, int network, int layer, string tensor) =>
         $"{(format == Format ? "member" : "network")}{network}.layer{layer}.{tensor}";
 
@@ -310,8 +312,10 @@ public static class ModelFile
         var activations = ReadActivations(metadata, widths.Length - 1, bad);
         if (format == Format)
             return metadata.Groups is null ? new ParameterLayout(widths, activations) : throw bad("grouped layers need format 2");
-        if (!Enum.TryParse<EnsembleKind>(metadata.EnsembleKind, ignoreCase: true, out var kind) || !Enum.IsDefined(kind) || int.TryParse(metadata.EnsembleKind, out _))
-            throw bad($"unknown ensemble kind '{metadata.EnsembleKind}' (expected {string.Join(", ", Enum.GetNames<EnsembleKind>().Select(n => n.ToLowerInvariant()))})");
+        if (!Enum.TryParse<EnsembleKind>(metadata.EnsembleKind, ignoreCase: true, out var kind) || !Enum.IsDefined(kind)
+            || int.TryParse(metadata.EnsembleKind, out _))
+            throw bad($"unknown ensemble kind '{metadata.EnsembleKind}' (expected " +
+                $"{string.Join(", ", Enum.GetNames<EnsembleKind>().Select(n => n.ToLowerInvariant()))})");
         if (metadata.EnsembleMembers < 1 || metadata.EnsembleMembers > ParameterLayout.MaxMembers)
             throw bad($"ensemble members must be 1 to {ParameterLayout.MaxMembers}, got {metadata.EnsembleMembers}");
         return new ParameterLayout(widths, activations, kind, metadata.EnsembleMembers, metadata.Groups);
@@ -323,7 +327,8 @@ public static class ModelFile
         if (metadata.Activations is not { } names || names.Length != layers)
             throw bad($"activations must name one activation per layer ({layers})");
         var activations = names.Select(name => Enum.TryParse<Activation>(name, ignoreCase: true, out var a) && Enum.IsDefined(a) && !int.TryParse(name, out _)
-            ? a : throw bad($"unknown activation '{name}' (expected {string.Join(", ", Enum.GetNames<Activation>().Select(n => n.ToLowerInvariant()))})")).ToArray();
+            ? a : throw
+                bad($"unknown activation '{name}' (expected {string.Join(", ", Enum.GetNames<Activation>().Select(n => n.ToLowerInvariant()))})")).ToArray();
         if (activations[^1] != Activation.Identity || metadata.Output != "sigmoid")
             throw bad("the last layer must be a logit ('identity') with a 'sigmoid' output");
         return activations;

@@ -39,7 +39,8 @@ public static class Plots
     {
         var fpr = evaluation.Roc.Select(p => p.FalsePositiveRate).ToArray();
         var tpr = evaluation.Roc.Select(p => p.TruePositiveRate).ToArray();
-        Save(path, $"ROC curve (AUC {evaluation.RocAuc:F4}, {evaluation.Count} songs)", "false positive rate", "true positive rate", Alignment.LowerRight, integerX: false,
+        Save(path, $"ROC curve (AUC {evaluation.RocAuc:F4}, {evaluation.Count} songs)", "false positive rate", "true positive rate",
+            Alignment.LowerRight, integerX: false,
             ("model", fpr, tpr), ("chance", [0.0, 1.0], [0.0, 1.0]));
     }
 

@@ -124,7 +124,8 @@ public sealed record Preprocessing
     public static int NetworkInputsFor(FeatureEncoding encoding, InputTransform transform) => encoding.Width * transform.InputsPerFeature;
 
     /// <summary>A fitted preprocessing, checked for consistency (the model file builds one from what it reads).</summary>
-    public Preprocessing(FeatureEncoding encoding, InputTransform transform, float[][]? knots, float[] means, float[] deviations, FeatureStatistics? statistics = null)
+    public Preprocessing(FeatureEncoding encoding, InputTransform transform, float[][]? knots, float[] means, float[] deviations,
+        FeatureStatistics? statistics = null)
     {
         transform.Validate();
         int inputs = NetworkInputsFor(encoding, transform);
@@ -132,14 +133,17 @@ public sealed record Preprocessing
             throw new ArgumentException($"standardisation must have one mean and one deviation per network input ({inputs})");
         if (transform.UsesKnots != knots is not null)
             throw new ArgumentException(transform.UsesKnots ? $"{transform.Description} need quantile knots" : "standardised inputs take no quantile knots");
-        if (knots is not null && (knots.Length != encoding.Width || knots.Any(k => k is null || k.Length < 2 || !k.All(float.IsFinite) || k.Zip(k.Skip(1)).Any(p => !(p.First <= p.Second)))))
+        if (knots is not null && (knots.Length != encoding.Width || knots.Any(k => k is null || k.Length < 2 || !k.All(float.IsFinite)
+            || k.Zip(k.Skip(1)).Any(p => !(p.First <= p.Second)))))
             throw new ArgumentException("quantile knots must be one ascending list of finite values per encoded feature");
         // Inputs the network can take: a mean that is not finite or a deviation that is not positive would make every one NaN or infinite.
         if (!means.All(float.IsFinite) || !deviations.All(d => float.IsFinite(d) && d > 0f && float.IsFinite(1f / d)))
             throw new ArgumentException("the standardisation's means must be finite and its deviations positive and finite");
-        if (statistics is not null && (new[] { statistics.Min, statistics.Median, statistics.Max }.Any(v => v?.Length != SongData.FeatureCount || !v.All(float.IsFinite))
+        if (statistics is not null && (new[] { statistics.Min, statistics.Median,
+            statistics.Max }.Any(v => v?.Length != SongData.FeatureCount || !v.All(float.IsFinite))
             || Enumerable.Range(0, SongData.FeatureCount).Any(c => !(statistics.Min[c] <= statistics.Median[c] && statistics.Median[c] <= statistics.Max[c]))))
-            throw new ArgumentException($"the training statistics must give a finite minimum <= median <= maximum for each of the {SongData.FeatureCount} features");
+            throw new
+                ArgumentException($"the training statistics must give a finite minimum <= median <= maximum for each of the {SongData.FeatureCount} features");
         Encoding = encoding;
         Transform = transform;
         Statistics = statistics;
@@ -210,11 +214,13 @@ public sealed record Preprocessing
         return result;
     }
 
-    /// <summary>The transform of the encoded features: into a new array, or into <paramref name="features"/> when <paramref name="owned"/> and the shape allows.</summary>
+    /// <summary>The transform of the encoded features: into a new array, or into <paramref name="features"/> when <paramref name="owned"/> and the shape
+    /// allows.</summary>
     private static float[] Transformed(float[] features, int columns, InputTransform transform, float[][] knots, bool owned) => transform.Scaling switch
     {
         InputScaling.Piecewise => Piecewise(features, columns, knots, transform.Bins),
-        InputScaling.Embedding => Interleaved(QuantileScores(features, columns, knots), Piecewise(features, columns, knots, transform.Bins), columns, transform.Bins),
+        InputScaling.Embedding => Interleaved(QuantileScores(features, columns, knots), Piecewise(features, columns, knots, transform.Bins), columns,
+            transform.Bins),
         InputScaling.Robust => RobustClipped(features, columns, knots, inPlace: owned),
         _ => QuantileScores(features, columns, knots, inPlace: owned),
     };
@@ -327,9 +333,12 @@ public sealed record Preprocessing
 
     // Acklam's rational approximation of the inverse normal CDF: the central formula (a / b) and the tails (c / d),
     // which switch at p = AcklamLow. Public for the ONNX export, which writes the same formula.
-    public static readonly double[] AcklamA = [-3.969683028665376e+01, 2.209460984245205e+02, -2.759285104469687e+02, 1.383577518672690e+02, -3.066479806614716e+01, 2.506628277459239e+00];
-    public static readonly double[] AcklamB = [-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02, 6.680131188771972e+01, -1.328068155288572e+01];
-    public static readonly double[] AcklamC = [-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e+00, -2.549732539343734e+00, 4.374664141464968e+00, 2.938163982698783e+00];
+    public static readonly double[] AcklamA = [-3.969683028665376e+01, 2.209460984245205e+02, -2.759285104469687e+02, 1.383577518672690e+02,
+        -3.066479806614716e+01, 2.506628277459239e+00];
+    public static readonly double[] AcklamB = [-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02, 6.680131188771972e+01,
+        -1.328068155288572e+01];
+    public static readonly double[] AcklamC = [-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e+00, -2.549732539343734e+00,
+        4.374664141464968e+00, 2.938163982698783e+00];
     public static readonly double[] AcklamD = [7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00, 3.754408661907416e+00];
     public const double AcklamLow = 0.02425;
 

@@ -53,7 +53,8 @@ public static partial class Trainer
         // Counted before anything is allocated: the rows, each run's parameters, moments and per-sample slots.
         long bytes = 4L * ((long)rowsSoFar * (inputs + 1) + 3L * n * count + 3L * n * (positions + validationPositions) + (long)n * steps * 7);
         if (bytes > device.Plan.MemoryBytes)
-            throw new InputException($"{n} runs trained together need about {bytes / (double)(1L << 30):F1} GiB; the {device.Kind.ToString().ToLowerInvariant()} accelerator has " +
+            throw new InputException($"{n} runs trained together need about {bytes / (double)(1L << 30):F1} GiB; the " +
+                $"{device.Kind.ToString().ToLowerInvariant()} accelerator has " +
                 $"{device.Plan.MemoryBytes / (double)(1L << 30):F1} GiB: train fewer runs at once");
 
         var features = new float[(long)rowsSoFar * inputs];
@@ -75,7 +76,8 @@ public static partial class Trainer
         using var order = device.Allocate<int>(n, positions);
         using var sampleLoss = device.Allocate<float>(n, positions);
         using var sampleCorrect = device.Allocate<float>(n, positions);
-        using var validationOrder = device.Upload<int>(InPlaceOrders(validationBase, runs.Select(r => r.SelectionPart.Count).ToArray(), validationPositions), n * validationPositions);
+        using var validationOrder = device.Upload<int>(InPlaceOrders(validationBase, runs.Select(r => r.SelectionPart.Count).ToArray(),
+            validationPositions), n * validationPositions);
         using var validationLoss = device.Allocate<float>(n, validationPositions);
         using var validationCorrect = device.Allocate<float>(n, validationPositions);
         using var jobs = device.Allocate<EpochRun>(n);
@@ -96,7 +98,8 @@ public static partial class Trainer
                 SampleLoss = validationLoss.View, SampleCorrect = validationCorrect.View, Runs = jobs.View, RunCount = n, Positions = validationPositions,
                 MaxRows = validationPositions,
             }, layout);
-            return DeviceDataset.ReadRunMetrics(device, validationLoss, validationCorrect, jobs, runs.Select((run, r) => which[r] ? run.SelectionPart.Count : 0).ToArray(),
+            return DeviceDataset.ReadRunMetrics(device, validationLoss, validationCorrect, jobs,
+                runs.Select((run, r) => which[r] ? run.SelectionPart.Count : 0).ToArray(),
                 validationPositions, sums);
         }
         bool RunPredictsOneClass(int r)
@@ -149,7 +152,8 @@ public static partial class Trainer
                 for (int i = 0; i < rows; i++)
                     slice[i] += trainBase[r];
                 for (int k = 0; k < stepsPerEpoch; k++)
-                    schedules[r * steps + k] = AdamStep.At(step + k + 1, options.LearningRateAt(step + k + 1, stepsPerEpoch * options.Epochs, stepsPerEpoch), options.StepSettings);
+                    schedules[r * steps + k] = AdamStep.At(step + k + 1, options.LearningRateAt(step + k + 1, stepsPerEpoch * options.Epochs,
+                        stepsPerEpoch), options.StepSettings);
                 epochJobs[r] = new EpochRun { Rows = rows, FirstStep = step, Settings = options.StepSettings };
             }
             if (!active.Any(a => a))
@@ -172,7 +176,8 @@ public static partial class Trainer
                     continue;
                 histories[r].Add(new EpochMetrics(epoch, train[r].Loss, train[r].Accuracy, validation[r].Loss, validation[r].Accuracy, seconds));
                 int run = r;
-                active[r] = progress[r].GoesOn(epoch, train[r].Loss, validation[r].Loss, validation[r].Accuracy, () => Weights(run), () => RunPredictsOneClass(run));
+                active[r] = progress[r].GoesOn(epoch, train[r].Loss, validation[r].Loss, validation[r].Accuracy, () => Weights(run),
+                    () => RunPredictsOneClass(run));
             }
         }
 

@@ -156,7 +156,8 @@ public static class SongData
         {
             if (Directory.Exists(path))
             {
-                var inFolder = Directory.GetFiles(path).Where(f => f.EndsWith(".csv", StringComparison.Ordinal) || f.EndsWith(".csv.gz", StringComparison.Ordinal))
+                var inFolder = Directory.GetFiles(path).Where(f => f.EndsWith(".csv", StringComparison.Ordinal)
+                    || f.EndsWith(".csv.gz", StringComparison.Ordinal))
                     .Order(StringComparer.Ordinal).ToList();
                 if (inFolder.Count == 0)
                     throw new InputException($"{path}: folder holds no .csv or .csv.gz file");
@@ -170,7 +171,8 @@ public static class SongData
         var seen = new Dictionary<string, string>();
         foreach (var file in files)
             if (!seen.TryAdd(AtomicFile.FileKey(file), file))
-                throw new InputException($"{file}: given twice (also as {seen[AtomicFile.FileKey(file)]}): its songs would be in the training and the test part at once");
+                throw new InputException($"{file}: given twice (also as {seen[AtomicFile.FileKey(file)]}): its songs would be in the training and " +
+                    $"the test part at once");
         var tables = files.Select(f => Load(f, requireTarget, keepNames, format)).ToList();
         for (int i = 0; i < tables.Count; i++)
             for (int j = 0; j < i; j++)

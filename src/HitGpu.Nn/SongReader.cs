@@ -130,7 +130,8 @@ public sealed class SongReader : IDisposable
             throw new InputException($"{source}: file is empty (expected a header line and data rows)");
         char separator = format.Delimiter ?? DetectSeparator(peeked);
         // Text that is not UTF-8 becomes UTF-8 before the parser: Latin-1 when asked, UTF-16 when its byte-order mark says so.
-        Encoding? from = peeked.StartsWith(new byte[] { 0xFF, 0xFE }) ? Encoding.Unicode : peeked.StartsWith(new byte[] { 0xFE, 0xFF }) ? Encoding.BigEndianUnicode
+        Encoding? from = peeked.StartsWith(new byte[] { 0xFF, 0xFE }) ? Encoding.Unicode : peeked.StartsWith(new byte[] { 0xFE, 0xFF })
+            ? Encoding.BigEndianUnicode
             : format.Encoding == CsvEncoding.Latin1 ? Encoding.Latin1 : null;
         Stream text = from is null ? stream : Encoding.CreateTranscodingStream(stream, from, new UTF8Encoding(false), leaveOpen: false);
         reader = CsvReader.Create(new CheckedTextStream(text, source, checkUtf8: from is null), Options with { Separator = separator }, leaveOpen: false);
@@ -148,7 +149,8 @@ public sealed class SongReader : IDisposable
             reader.Dispose();
             throw;
         }
-        string how = format.Delimiter is null ? $"split at '{Shown(separator)}', the separator it holds most of; --delimiter names another" : $"split at '{Shown(separator)}'";
+        string how = format.Delimiter is null ? $"split at '{Shown(separator)}', the separator it holds most of; --delimiter names another"
+            : $"split at '{Shown(separator)}'";
         string separatorNote = $" (the header, {how}, has {header.Length} column{(header.Length == 1 ? "" : "s")})";
         fieldCount = header.Length;
         int Column(string name) => Array.FindIndex(header, h => string.Equals(h, name, StringComparison.OrdinalIgnoreCase));
@@ -159,7 +161,8 @@ public sealed class SongReader : IDisposable
         {
             featureColumns[f] = Column(SongData.FeatureNames[f]);
             if (featureColumns[f] < 0)
-                Refuse($"{source}:1: missing column '{SongData.FeatureNames[f]}'{separatorNote}; the header must name all 15 features: {string.Join(",", SongData.FeatureNames)}");
+                Refuse($"{source}:1: missing column '{SongData.FeatureNames[f]}'{separatorNote}; the header must name all 15 features: " +
+                    $"{string.Join(",", SongData.FeatureNames)}");
         }
         targetColumn = Column(SongData.Target);
         if (requireTarget && targetColumn < 0)
@@ -285,7 +288,8 @@ public sealed class SongReader : IDisposable
 
     /// <summary>Whether the file's start (all of it, when it is this short) holds nothing but perhaps a byte-order mark.</summary>
     private static bool IsEmpty(ReadOnlySpan<byte> start) =>
-        start.Length == 0 || start.SequenceEqual(new byte[] { 0xEF, 0xBB, 0xBF }) || start.SequenceEqual(new byte[] { 0xFF, 0xFE }) || start.SequenceEqual(new byte[] { 0xFE, 0xFF });
+        start.Length == 0 || start.SequenceEqual(new byte[] { 0xEF, 0xBB, 0xBF }) || start.SequenceEqual(new byte[] { 0xFF, 0xFE })
+            || start.SequenceEqual(new byte[] { 0xFE, 0xFF });
 
     /// <summary>The separator the header line holds most of, outside quotes: comma, semicolon or tab (comma when it holds none).</summary>
     private static char DetectSeparator(ReadOnlySpan<byte> start)

@@ -16,9 +16,11 @@ public enum SelectionMetric { Loss, Accuracy }
 public enum NumericEmbedding
 {
     None,
-    /// <summary>Piecewise-linear embeddings, version B: per feature a linear embedding of its score plus a linear map of its piecewise-linear encoding, the latter starting at zero.</summary>
+    /// <summary>Piecewise-linear embeddings, version B: per feature a linear embedding of its score plus a linear map of its piecewise-linear encoding, the
+    /// latter starting at zero.</summary>
     Piecewise,
-    /// <summary>Periodic embeddings (RealMLP's PBLD without the raw value): per feature cos(2 pi w x + b) for learned frequencies, a linear map and a ReLU.</summary>
+    /// <summary>Periodic embeddings (RealMLP's PBLD without the raw value): per feature cos(2 pi w x + b) for learned frequencies, a linear map and a
+    /// ReLU.</summary>
     Periodic,
 }
 
@@ -48,7 +50,8 @@ public sealed record TrainingOptions
     public int EnsembleSize { get; init; } = 3;
     /// <summary>What the members share (TabM): nothing (independent networks), all but adapters (batch), or all but the input scale and head (mini).</summary>
     public EnsembleKind EnsembleKind { get; init; } = EnsembleKind.Independent;
-    /// <summary>A learned embedding of each feature before the MLP; with one, the inputs are its scores and piecewise encodings whatever <see cref="Inputs"/> says.</summary>
+    /// <summary>A learned embedding of each feature before the MLP; with one, the inputs are its scores and piecewise encodings whatever <see
+    /// cref="Inputs"/> says.</summary>
     public NumericEmbedding Embedding { get; init; } = NumericEmbedding.None;
     /// <summary>Quantile bins of the piecewise-linear embedding.</summary>
     public int EmbeddingBins { get; init; } = 48;
@@ -60,7 +63,8 @@ public sealed record TrainingOptions
     public FeatureEncoding Encoding { get; init; } = FeatureEncoding.Raw;
     /// <summary>Label smoothing e (RealMLP): training targets y (1 - e) + e / 2; 0 = off. Validation and test read the true labels.</summary>
     public float LabelSmoothing { get; init; } = 0f;
-    /// <summary>What early stopping (and the weights kept) watch on the validation part: its loss, or its accuracy (RealMLP's best-epoch selection by the metric).</summary>
+    /// <summary>What early stopping (and the weights kept) watch on the validation part: its loss, or its accuracy (RealMLP's best-epoch selection by the
+    /// metric).</summary>
     public SelectionMetric SelectOn { get; init; } = SelectionMetric.Loss;
     /// <summary>Probability of dropping each hidden unit during training (inverted dropout; off at evaluation).</summary>
     public float Dropout { get; init; } = 0.15f;
@@ -77,7 +81,8 @@ public sealed record TrainingOptions
     /// very songs it selected on. Off: both are the whole validation part.
     /// </summary>
     public bool HoldOutHalfOfValidation { get; init; } = false;
-    /// <summary>Shuffle each epoch on the device (a seeded permutation kernel) or on the host; null: the accelerator's preference (<see cref="DevicePlan.ShufflesOnDevice"/>).</summary>
+    /// <summary>Shuffle each epoch on the device (a seeded permutation kernel) or on the host; null: the accelerator's preference (<see
+    /// cref="DevicePlan.ShufflesOnDevice"/>).</summary>
     public bool? ShuffleOnDevice { get; init; }
     /// <summary>Layered, the CPU epoch or the GPU epoch; null: what the accelerator prefers for the network (<see cref="DevicePlan.PathFor"/>).</summary>
     public TrainingPath? Path { get; init; }
@@ -96,7 +101,8 @@ public sealed record TrainingOptions
         if (Hidden.Any(h => h < 1)) throw new ArgumentException($"hidden widths must be positive, got {string.Join(",", Hidden)}");
         if (!(LearningRate > 0) || !float.IsFinite(LearningRate)) throw new ArgumentException($"learning rate must be a positive number, got {LearningRate}");
         if (!(WeightDecay >= 0) || !float.IsFinite(WeightDecay)) throw new ArgumentException($"weight decay must be 0 or more, got {WeightDecay}");
-        if (WarmupEpochs < 0 || WarmupEpochs >= Epochs) throw new ArgumentException($"warm-up epochs must be 0 or more and fewer than the epochs, got {WarmupEpochs}");
+        if (WarmupEpochs < 0 || WarmupEpochs >= Epochs) throw new
+            ArgumentException($"warm-up epochs must be 0 or more and fewer than the epochs, got {WarmupEpochs}");
         if (EarlyStoppingPatience < 0) throw new ArgumentException($"early-stopping patience must be 0 (off) or more, got {EarlyStoppingPatience}");
         if (!(Dropout >= 0f && Dropout < 1f)) throw new ArgumentException($"dropout must be in [0, 1), got {Dropout}");
         if (!(LabelSmoothing >= 0f && LabelSmoothing < 1f)) throw new ArgumentException($"label smoothing must be in [0, 1), got {LabelSmoothing}");
@@ -144,7 +150,8 @@ public sealed record TrainingOptions
     /// <summary>The network these options train on an encoding's features: the embedding if any, hidden widths, members and kind.</summary>
     public ParameterLayout LayoutFor(FeatureEncoding encoding) => Embedding switch
     {
-        NumericEmbedding.Piecewise => ParameterLayout.WithEmbedding(encoding.Width, InputTransform.InputsPerFeature, EmbeddingDimension, Hidden, EnsembleKind, EnsembleSize),
+        NumericEmbedding.Piecewise => ParameterLayout.WithEmbedding(encoding.Width, InputTransform.InputsPerFeature, EmbeddingDimension, Hidden,
+            EnsembleKind, EnsembleSize),
         NumericEmbedding.Periodic => ParameterLayout.WithPeriodicEmbedding(Preprocessing.NetworkInputsFor(encoding, InputTransform), EmbeddingFrequencies,
             EmbeddingDimension, Hidden, EnsembleKind, EnsembleSize),
         _ => ParameterLayout.ForClassifier(Preprocessing.NetworkInputsFor(encoding, InputTransform), Hidden, EnsembleKind, EnsembleSize),
@@ -183,7 +190,8 @@ public sealed record TrainingResult(
     public int TestRows => Split.Test.Length;
 }
 
-/// <summary>One of many independent trainings (<see cref="Trainer.TrainMany"/>): its data (rows and split come from its options' seed and fractions) and options.</summary>
+/// <summary>One of many independent trainings (<see cref="Trainer.TrainMany"/>): its data (rows and split come from its options' seed and fractions) and
+/// options.</summary>
 public sealed record TrainingRun(SongTable Data, TrainingOptions Options);
 
 public static partial class Trainer
@@ -193,7 +201,8 @@ public static partial class Trainer
     /// the GPU epoch (a GPU's path for networks that fit, <see cref="DevicePlan.PathFor"/>) that share a network
     /// shape and batch size train together: one launch an epoch for all, a group a run, each run's result the
     /// one training it alone on that path gives. The others (the CPU accelerator's, networks too large for a
-    /// group) train one after another through <see cref="Train(ComputeDevice, SongTable, TrainingOptions, Action{EpochMetrics}?, Action{int, int, int}?, Action{string}?, CancellationToken)"/>,
+    /// group) train one after another through <see cref="Train(ComputeDevice, SongTable, TrainingOptions, Action{EpochMetrics}?, Action{int, int, int}?,
+    /// Action{string}?, CancellationToken)"/>,
     /// bit for bit as alone. <paramref name="onRunDone"/> hears each run's index and result as it finishes
     /// (a group's together).
     /// </summary>
@@ -288,7 +297,8 @@ public static partial class Trainer
     /// early stopping watches (<see cref="ValidationRows"/>).
     /// </summary>
     private sealed record PreparedRun(TrainingOptions Options, SongTable Data, SplitIndices Split, DuplicateReport Duplicates, Preprocessing Preprocessing,
-        ParameterLayout Layout, float[] TrainInputs, float[] TrainLabels, SongTable SelectionPart, float[] SelectionInputs, SongTable ReportPart, SongTable TestPart)
+        ParameterLayout Layout, float[] TrainInputs, float[] TrainLabels, SongTable SelectionPart, float[] SelectionInputs, SongTable ReportPart,
+            SongTable TestPart)
     {
         /// <summary>Whether the reported validation rows are another half than those early stopping watched (tuning).</summary>
         public bool Halved => !ReferenceEquals(ReportPart, SelectionPart);
@@ -324,7 +334,8 @@ public static partial class Trainer
         var validation = Evaluation.Of(validationProbabilities, run.ReportPart.Labels!);
         var test = Evaluation.Of(testProbabilities, run.TestPart.Labels!);
         var last = outcome.KeptEpoch > 0 ? history.First(h => h.Epoch == outcome.KeptEpoch) : null;
-        var model = new HitModel(run.Layout, run.Preprocessing, [outcome.Parameters], Provenance: new ModelProvenance(run.Data.Files, options.Seed, outcome.KeptEpoch,
+        var model = new HitModel(run.Layout, run.Preprocessing, [outcome.Parameters],
+            Provenance: new ModelProvenance(run.Data.Files, options.Seed, outcome.KeptEpoch,
             options.BatchSize, options.LearningRate, last?.TrainLoss ?? double.NaN, last?.TrainAccuracy ?? double.NaN, last?.ValidationLoss ?? double.NaN,
             last?.ValidationAccuracy ?? double.NaN, test.Accuracy));
         return new TrainingResult(model, history, outcome.KeptEpoch, validation, test, run.Split, seconds,
@@ -383,11 +394,14 @@ public static partial class Trainer
         int capacity = Math.Max(Math.Min(options.BatchSize, trainRows), Network.ChunkRows);
         // Counted before anything is allocated: the device's buffers, and on the host the copies training keeps
         // (initial, kept and averaged weights; on the CPU accelerator the host's memory is the device's too).
-        long needed = Network.DeviceBytes(device, layout, capacity, Math.Min(options.BatchSize, trainRows), device.Plan.PathFor(options.Path, layout, Math.Min(options.BatchSize, trainRows)))
+        long needed = Network.DeviceBytes(device, layout, capacity, Math.Min(options.BatchSize, trainRows),
+            device.Plan.PathFor(options.Path, layout, Math.Min(options.BatchSize, trainRows)))
             + (device.Plan.SharesHostMemory ? 4L * 4 * layout.Count : 0);
         if (needed > device.Plan.MemoryBytes)
-            throw new InputException($"the network needs about {needed / (double)(1L << 30):F1} GiB ({layout.Count:N0} parameters, activations for {capacity} rows x {layout.Members} members); " +
-                $"the {device.Kind.ToString().ToLowerInvariant()} accelerator has {device.Plan.MemoryBytes / (double)(1L << 30):F1} GiB: use a smaller --hidden, --ensemble or --batch-size");
+            throw new InputException($"the network needs about {needed / (double)(1L << 30):F1} GiB ({layout.Count:N0} parameters, activations " +
+                $"for {capacity} rows x {layout.Members} members); " +
+                $"the {device.Kind.ToString().ToLowerInvariant()} accelerator has {device.Plan.MemoryBytes / (double)(1L << 30):F1} GiB: use a " +
+                    $"smaller --hidden, --ensemble or --batch-size");
         try
         {
             return new Network(device, layout, capacity, options.Path, Math.Min(options.BatchSize, trainRows));
@@ -408,11 +422,13 @@ public static partial class Trainer
         int smallest = Math.Min(split.Validation.Length, split.Test.Length);
         if (smallest >= SmallPart)
             return;
-        onWarning?.Invoke($"the validation and test parts hold {split.Validation.Length} and {split.Test.Length} songs: an accuracy on fewer than {SmallPart} songs " +
+        onWarning?.Invoke($"the validation and test parts hold {split.Validation.Length} and {split.Test.Length} songs: an accuracy on fewer than " +
+            $"{SmallPart} songs " +
             $"moves by {100.0 / smallest:F0} points per song and means little; give more songs or larger --validation-split and --test-split");
     }
 
-    /// <summary>The validation rows that early stopping watches, and those the reported validation figure reads (<see cref="TrainingOptions.HoldOutHalfOfValidation"/>).</summary>
+    /// <summary>The validation rows that early stopping watches, and those the reported validation figure reads (<see
+    /// cref="TrainingOptions.HoldOutHalfOfValidation"/>).</summary>
     private static (int[] Selection, int[] Report) ValidationRows(SongTable data, SplitIndices split, TrainingOptions options)
     {
         if (!options.HoldOutHalfOfValidation)
@@ -426,7 +442,8 @@ public static partial class Trainer
     /// <summary>Whether the last scoring of <paramref name="data"/> (whose labels these are) predicted one class for every row.</summary>
     private static bool PredictsOneClass(DeviceDataset data, float[] labels) => PredictsOneClass(data.SampleCorrect.ToArray(), labels);
 
-    /// <summary>Whether scored rows of these correctness flags and labels were all predicted one class: a row is predicted a hit where it is a correctly scored hit or a wrongly scored other song.</summary>
+    /// <summary>Whether scored rows of these correctness flags and labels were all predicted one class: a row is predicted a hit where it is a correctly
+    /// scored hit or a wrongly scored other song.</summary>
     private static bool PredictsOneClass(ReadOnlySpan<float> correct, float[] labels)
     {
         int hits = 0;
@@ -486,7 +503,8 @@ public static partial class Trainer
             var metrics = new EpochMetrics(epoch, trainLoss, trainAccuracy, validationLoss, validationAccuracy, epochClock.Elapsed.TotalSeconds);
             history.Add(metrics);
             onEpoch?.Invoke(metrics);
-            if (!progress.GoesOn(epoch, trainLoss, validationLoss, validationAccuracy, network.Parameters.ToArray, () => PredictsOneClass(validationSet, validationLabels)))
+            if (!progress.GoesOn(epoch, trainLoss, validationLoss, validationAccuracy, network.Parameters.ToArray,
+                () => PredictsOneClass(validationSet, validationLabels)))
                 break;
         }
         return progress.Outcome();
@@ -522,8 +540,10 @@ internal sealed class NetworkProgress(TrainingOptions options, float[] initial, 
     private bool diverged;
 
     /// <summary>Takes the epoch's losses (and the current weights, read only when kept); false: stop here.</summary>
-    /// <param name="predictsOneClass">whether this epoch's network predicts one class for every validation song (asked only when the accuracy is that of one class)</param>
-    public bool GoesOn(int epoch, double trainLoss, double validationLoss, double validationAccuracy, Func<float[]> currentWeights, Func<bool>? predictsOneClass = null)
+    /// <param name="predictsOneClass">whether this epoch's network predicts one class for every validation song (asked only when the accuracy is that of
+    /// one class)</param>
+    public bool GoesOn(int epoch, double trainLoss, double validationLoss, double validationAccuracy, Func<float[]> currentWeights,
+        Func<bool>? predictsOneClass = null)
     {
         string keptNote = keptEpoch > 0 ? $"kept the weights of epoch {keptEpoch}" : "kept the initial weights";
         if (!double.IsFinite(trainLoss) || !double.IsFinite(validationLoss))
@@ -536,7 +556,8 @@ internal sealed class NetworkProgress(TrainingOptions options, float[] initial, 
         if (trainGrew || validationLoss > DivergedFactor * lowestValidation)
         {
             var (which, loss, lowest) = trainGrew ? ("training", trainLoss, lowestTrain) : ("validation", validationLoss, lowestValidation);
-            stoppedEarly = FormattableString.Invariant($"{which} loss grew to {loss:G3} in epoch {epoch}, over {DivergedFactor:F0} times its lowest ({lowest:G3}): training diverged (learning rate too high?); {keptNote}");
+            stoppedEarly = FormattableString.Invariant($"{which} loss grew to {loss:G3} in epoch {epoch}, over {DivergedFactor:F0} times its ") +
+                FormattableString.Invariant($"lowest ({lowest:G3}): training diverged (learning rate too high?); {keptNote}");
             diverged = true;
             return false;
         }
@@ -545,7 +566,8 @@ internal sealed class NetworkProgress(TrainingOptions options, float[] initial, 
         bool oneClassAccuracy = Math.Abs(validationAccuracy - hitShare) < oneClass || Math.Abs(validationAccuracy - (1 - hitShare)) < oneClass;
         if (oneClassAccuracy && bestAccuracy > Math.Max(hitShare, 1 - hitShare) + 0.02 && (predictsOneClass?.Invoke() ?? true))
         {
-            stoppedEarly = FormattableString.Invariant($"in epoch {epoch} every validation song is predicted one class (accuracy {validationAccuracy:P2}, down from {bestAccuracy:P2}): training collapsed (learning rate too high?); {keptNote}");
+            stoppedEarly = FormattableString.Invariant($"in epoch {epoch} every validation song is predicted one class (accuracy ") +
+                FormattableString.Invariant($"{validationAccuracy:P2}, down from {bestAccuracy:P2}): training collapsed (learning rate too high?); {keptNote}");
             diverged = true;
             return false;
         }
@@ -567,7 +589,8 @@ internal sealed class NetworkProgress(TrainingOptions options, float[] initial, 
         }
         if (epoch - keptEpoch < options.EarlyStoppingPatience)
             return true;
-        stoppedEarly = $"validation {options.SelectOn.ToString().ToLowerInvariant()} has not improved for {options.EarlyStoppingPatience} epochs; kept the weights of epoch {keptEpoch}";
+        stoppedEarly = $"validation {options.SelectOn.ToString().ToLowerInvariant()} has not improved for {options.EarlyStoppingPatience} epochs; " +
+            $"kept the weights of epoch {keptEpoch}";
         return false;
     }
 

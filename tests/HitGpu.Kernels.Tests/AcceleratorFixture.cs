@@ -20,7 +20,8 @@ public sealed class AcceleratorFixture : IDisposable
 
     /// <summary>For a test of the CPU epoch: skipped, saying why, where the tests run on a GPU (the CPU epoch reads host addresses).</summary>
     public void RequireCpuEpoch() =>
-        Assert.SkipUnless(Device.Plan.Paths.Contains(TrainingPath.CpuEpoch), $"the CPU epoch runs on the CPU accelerator only; these tests run on {Device.Kind}");
+        Assert.SkipUnless(Device.Plan.Paths.Contains(TrainingPath.CpuEpoch),
+            $"the CPU epoch runs on the CPU accelerator only; these tests run on {Device.Kind}");
 
     public void Dispose() => Device.Dispose();
 }

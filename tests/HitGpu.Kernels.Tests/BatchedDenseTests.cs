@@ -70,10 +70,12 @@ public sealed class BatchedDenseTests(AcceleratorFixture fixture)
         return data;
     }
 
-    public static TheoryData<EnsembleKind, int, int, DenseKernels> GroupedCases() => EmbeddingCases([(EnsembleKind.Independent, 1, 0), (EnsembleKind.Independent, 1, 1),
+    public static TheoryData<EnsembleKind, int, int, DenseKernels> GroupedCases()
+        => EmbeddingCases([(EnsembleKind.Independent, 1, 0), (EnsembleKind.Independent, 1, 1),
         (EnsembleKind.Independent, 3, 0), (EnsembleKind.Batch, 3, 0), (EnsembleKind.Batch, 3, 1), (EnsembleKind.Mini, 2, 1)]);
 
-    public static TheoryData<EnsembleKind, int, int, DenseKernels> PeriodicCases() => EmbeddingCases([(EnsembleKind.Independent, 1, 0), (EnsembleKind.Independent, 1, 1),
+    public static TheoryData<EnsembleKind, int, int, DenseKernels> PeriodicCases()
+        => EmbeddingCases([(EnsembleKind.Independent, 1, 0), (EnsembleKind.Independent, 1, 1),
         (EnsembleKind.Batch, 3, 1), (EnsembleKind.Mini, 2, 2)]);
 
     [Theory]
@@ -120,7 +122,8 @@ public sealed class BatchedDenseTests(AcceleratorFixture fixture)
         return i >= forward + layout[l].WeightOffset && i < forward + layout[l].WeightOffset + weights;
     }
 
-    /// <summary>The layer's forward outputs, pre-scale sums, parameter gradients and input gradient with the kernels given, on random values of a seed.</summary>
+    /// <summary>The layer's forward outputs, pre-scale sums, parameter gradients and input gradient with the kernels given, on random values of a
+    /// seed.</summary>
     private float[] Outputs(ParameterLayout layout, int l, int rows, DenseKernels kernels)
     {
         float[] result = [];
@@ -189,7 +192,8 @@ public sealed class BatchedDenseTests(AcceleratorFixture fixture)
         var gradient = new float[layout.Count];
         var inputGradient = new float[inputRows * layer.Inputs];
         var xPre = inputPre.Length > 0 ? inputPre.AsSpan(2 * layer.Inputs, inputRows * layer.Inputs).ToArray() : [];
-        BatchedDense.BackwardReference<float>(layer, members, shared, x, parameters, preScale, outputGradient, gradient, inputGradient, rows, inputActivation, xPre);
+        BatchedDense.BackwardReference<float>(layer, members, shared, x, parameters, preScale, outputGradient, gradient, inputGradient, rows,
+            inputActivation, xPre);
         Assert.Contains(inputGradient, g => Math.Abs(g) > 1e-3);
 
         using var sourceOnDevice = device.Upload<float>(source, inputRows + spare, layer.Inputs);

@@ -84,7 +84,8 @@ public sealed class CpuEpochTests(AcceleratorFixture fixture)
             {
                 Network = buffers.Network, Features = buffers.Features.View, Labels = buffers.Labels.View, Order = buffers.Order.View,
                 SampleLoss = buffers.Loss.View, SampleCorrect = buffers.Correct.View, AdamM = buffers.M.View, AdamV = buffers.V.View,
-                ThreadGradients = buffers.Gradients.View, Schedule = scheduleOnDevice.View, Rows = rows, BatchSize = batchSize, Settings = settings, FirstStep = 5,
+                ThreadGradients = buffers.Gradients.View, Schedule = scheduleOnDevice.View, Rows = rows, BatchSize = batchSize, Settings = settings,
+                    FirstStep = 5,
             }, layout);
             // The gradient is summed per thread, then across threads: another order than the reference's, so the
             // parameters agree to float rounding carried through Adam, not bit for bit.
@@ -117,7 +118,8 @@ public sealed class CpuEpochTests(AcceleratorFixture fixture)
         var x = order.SelectMany(row => features.AsSpan(row * 15, 15).ToArray()).ToArray();
         var y = order.Select(row => labels[row]).ToArray();
         var logits = NetworkReference.Logits<float>(layout, parameters, x, rows);
-        var samples = Enumerable.Range(0, rows).Select(r => Loss.EnsembleSampleReference<float>(logits.AsSpan(r * members, members), y[r], lossOfMean: true)).ToArray();
+        var samples = Enumerable.Range(0, rows).Select(r => Loss.EnsembleSampleReference<float>(logits.AsSpan(r * members, members), y[r],
+            lossOfMean: true)).ToArray();
         var expectedLoss = samples.Select(e => e.Loss).ToArray();
         var expectedCorrect = samples.Select(e => e.Correct ? 1f : 0f).ToArray();
 
@@ -155,7 +157,8 @@ public sealed class CpuEpochTests(AcceleratorFixture fixture)
         using var buffers = Upload(layout, features, new float[rows], Enumerable.Range(0, rows).ToArray(), parameters, 2 * device.Plan.OneGroupThreads);
         {
             using var probabilities = device.Allocate<float>(rows);
-            device.PredictCpuEpoch(new EpochPredictViews { Network = buffers.Network, Features = buffers.Features.View, Probabilities = probabilities.View, Rows = rows }, layout);
+            device.PredictCpuEpoch(new EpochPredictViews { Network = buffers.Network, Features = buffers.Features.View,
+                Probabilities = probabilities.View, Rows = rows }, layout);
             Tolerance.AllClose(expected, probabilities.ToArray(), "probability", abs: 1e-5, rel: 1e-4);
         }
     }

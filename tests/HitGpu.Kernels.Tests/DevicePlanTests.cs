@@ -3,8 +3,10 @@ namespace HitGpu.Kernels.Tests;
 
 public sealed class DevicePlanTests
 {
-    private static DevicePlan Cpu => DevicePlan.For(AcceleratorKind.Cpu, maxGroupSize: 2, multiprocessors: 1, sharedBytesPerGroup: int.MaxValue) with { PathOverride = null, DenseOverride = null, TileOverride = null, ShuffleOverride = null };
-    private static DevicePlan Gpu => DevicePlan.For(AcceleratorKind.Cuda, maxGroupSize: 1024, multiprocessors: 132, memoryBytes: 1L << 37) with { PathOverride = null, DenseOverride = null, TileOverride = null, ShuffleOverride = null };
+    private static DevicePlan Cpu => DevicePlan.For(AcceleratorKind.Cpu, maxGroupSize: 2, multiprocessors: 1, sharedBytesPerGroup: int.MaxValue) with
+        { PathOverride = null, DenseOverride = null, TileOverride = null, ShuffleOverride = null };
+    private static DevicePlan Gpu => DevicePlan.For(AcceleratorKind.Cuda, maxGroupSize: 1024, multiprocessors: 132, memoryBytes: 1L << 37) with
+        { PathOverride = null, DenseOverride = null, TileOverride = null, ShuffleOverride = null };
 
     [Fact]
     public void Each_accelerator_gets_its_path_and_an_override_it_cannot_run_is_passed_over()

@@ -38,7 +38,8 @@ public sealed class GpuEpochTests(AcceleratorFixture fixture)
         var rng = new Random(seed);
         var order = Enumerable.Range(0, labels.Length).OrderBy(_ => rng.Next()).Take(rows).ToArray();
         var parameters = Tolerance.Random(rng, layout.Count, 0.5f);
-        var settings = StepSettings.Default with { WeightDecay = 0.01f, DropoutRate = dropout, DropoutSeed = (uint)(77 + seed), LabelSmoothing = dropout > 0.25f ? 0.1f : 0f };
+        var settings = StepSettings.Default with { WeightDecay = 0.01f, DropoutRate = dropout, DropoutSeed = (uint)(77 + seed),
+            LabelSmoothing = dropout > 0.25f ? 0.1f : 0f };
         int steps = (rows + batchSize - 1) / batchSize;
         var schedule = Enumerable.Range(1, steps).Select(t => AdamStep.At(t, 0.01f / t, settings)).ToArray(); // read per step
         var run = new Run(order, parameters, settings, schedule, firstStep, (float[])parameters.Clone(), new float[layout.Count], new float[layout.Count],
@@ -117,7 +118,8 @@ public sealed class GpuEpochTests(AcceleratorFixture fixture)
     }
 
     /// <summary>Trains every run's epoch in one launch; each run's parameters, Adam m, per-sample loss and correctness.</summary>
-    private static (float[] Parameters, float[] M, float[] Loss, float[] Correct)[] Train(ComputeDevice device, ParameterLayout layout, float[] features, float[] labels,
+    private static (float[] Parameters, float[] M, float[] Loss, float[] Correct)[]
+        Train(ComputeDevice device, ParameterLayout layout, float[] features, float[] labels,
         int batchSize, Run[] runs)
     {
         int count = layout.Count, positions = runs.Max(r => r.Order.Length), steps = (positions + batchSize - 1) / batchSize;
@@ -137,7 +139,8 @@ public sealed class GpuEpochTests(AcceleratorFixture fixture)
         using var orderOnDevice = device.Upload<int>(order, order.Length);
         using var loss = device.Allocate<float>(order.Length);
         using var correct = device.Allocate<float>(order.Length);
-        using var jobs = device.Upload<EpochRun>(runs.Select(r => new EpochRun { Rows = r.Order.Length, FirstStep = r.FirstStep, Settings = r.Settings }).ToArray(), runs.Length);
+        using var jobs = device.Upload<EpochRun>(runs.Select(r => new EpochRun
+            { Rows = r.Order.Length, FirstStep = r.FirstStep, Settings = r.Settings }).ToArray(), runs.Length);
         using var scheduleOnDevice = device.Upload<AdamStep>(schedule, schedule.Length);
         m.Clear();
         v.Clear();
@@ -167,7 +170,8 @@ public sealed class GpuEpochTests(AcceleratorFixture fixture)
         var features = Tolerance.Random(rng, rows * 15, 2f);
         var labels = Enumerable.Range(0, rows).Select(_ => (float)rng.Next(2)).ToArray();
         var logits = NetworkReference.Logits<float>(layout, parameters, features, rows);
-        var samples = Enumerable.Range(0, rows).Select(r => Loss.EnsembleSampleReference<float>(logits.AsSpan(r * members, members), labels[r], lossOfMean: true)).ToArray();
+        var samples = Enumerable.Range(0, rows).Select(r => Loss.EnsembleSampleReference<float>(logits.AsSpan(r * members, members), labels[r],
+            lossOfMean: true)).ToArray();
 
         using var x = device.Upload<float>(features, rows, 15);
         using var y = device.Upload<float>(labels, rows);
@@ -223,7 +227,8 @@ public sealed class GpuEpochTests(AcceleratorFixture fixture)
         {
             var xr = rows[r].SelectMany(row => features.AsSpan(row * 15, 15).ToArray()).ToArray();
             var logits = NetworkReference.Logits<float>(layout, parameters[r], xr, rows[r].Length);
-            var expected = rows[r].Select((row, i) => Loss.EnsembleSampleReference<float>(logits.AsSpan(i * 2, 2), labels[row], lossOfMean: true).Loss).ToArray();
+            var expected = rows[r].Select((row, i) => Loss.EnsembleSampleReference<float>(logits.AsSpan(i * 2, 2), labels[row],
+                lossOfMean: true).Loss).ToArray();
             Tolerance.AllClose(expected, scored.AsSpan(r * positions, rows[r].Length), $"run {r}'s per-sample loss", abs: 1e-5, rel: 1e-4);
         }
     }

@@ -31,7 +31,8 @@ public sealed class MachineCodeTests
     public void The_large_tile_multiplies_in_at_least_three_quarters_of_its_main_loop_from_16_byte_shared_loads()
     {
         // The vector kernels are what large products run (the 4096^3 forward, weight and input gradients).
-        var large = Read().Where(k => IsProduct(k) && k.Name.Contains("LargeTile", StringComparison.Ordinal) && k.Name.Contains("VectorLoads", StringComparison.Ordinal)).ToArray();
+        var large = Read().Where(k => IsProduct(k) && k.Name.Contains("LargeTile", StringComparison.Ordinal)
+            && k.Name.Contains("VectorLoads", StringComparison.Ordinal)).ToArray();
         Assert.Equal(4, large.Length);
         Assert.All(large, k =>
         {
@@ -48,7 +49,8 @@ public sealed class MachineCodeTests
     public void The_large_tile_keeps_two_groups_on_a_multiprocessor()
     {
         Assert.All(Read().Where(k => IsProduct(k) && k.Name.Contains("LargeTile", StringComparison.Ordinal)),
-            k => Assert.True(k.GroupsPerMultiprocessor >= 2, $"{k.Name}: {k.Registers} registers, {k.StaticShared + k.DynamicShared} bytes shared: {k.GroupsPerMultiprocessor} group(s)"));
+            k => Assert.True(k.GroupsPerMultiprocessor >= 2,
+                $"{k.Name}: {k.Registers} registers, {k.StaticShared + k.DynamicShared} bytes shared: {k.GroupsPerMultiprocessor} group(s)"));
     }
 
     [Fact]
@@ -72,7 +74,8 @@ public sealed class MachineCodeTests
         // must not be what keeps a second group (or a second run) off a multiprocessor.
         var epoch = Read().Where(k => k.Name.StartsWith("GpuEpoch.", StringComparison.Ordinal)).ToArray();
         Assert.Equal(2, epoch.Length);
-        Assert.All(epoch, k => Assert.True(k.GroupsPerMultiprocessor >= 2, $"{k.Name}: {k.Registers} registers, {k.DynamicShared} bytes shared: {k.GroupsPerMultiprocessor} group(s)"));
+        Assert.All(epoch, k => Assert.True(k.GroupsPerMultiprocessor >= 2,
+            $"{k.Name}: {k.Registers} registers, {k.DynamicShared} bytes shared: {k.GroupsPerMultiprocessor} group(s)"));
     }
 
     private static bool IsBatchedReduction(KernelFigures k) =>
@@ -105,7 +108,8 @@ public sealed class MachineCodeTests
                 /*0080*/                   EXIT ;
             """;
         Assert.Equal(new LoopFigures(3, 1, 1, 0, 0, 0), MachineCodeReport.MainLoop(lossThenProduct));
-        Assert.Equal(new LoopFigures(4, 2, 0, 0, 0, 0), MachineCodeReport.MainLoop(lossThenProduct[..lossThenProduct.IndexOf("/*0050*/", StringComparison.Ordinal)]));
+        Assert.Equal(new LoopFigures(4, 2, 0, 0, 0, 0), MachineCodeReport.MainLoop(lossThenProduct[..lossThenProduct.IndexOf("/*0050*/",
+            StringComparison.Ordinal)]));
         Assert.Null(MachineCodeReport.MainLoop("        /*0000*/                   EXIT ;"));
         Assert.Equal(2, MachineCodeReport.GroupsPerMultiprocessor(registers: 117, threads: 256, sharedBytes: 16896));
         Assert.Equal(1, MachineCodeReport.GroupsPerMultiprocessor(registers: 129, threads: 256, sharedBytes: 16896));

@@ -32,7 +32,8 @@ public static class TiledDevices
             var before = device.Plan;
             device.Plan = before with
             {
-                DenseOverride = kernels switch { DenseKernels.Simple => DenseVariant.Simple, DenseKernels.Lanes => DenseVariant.Lanes, _ => DenseVariant.Tiled },
+                DenseOverride = kernels switch { DenseKernels.Simple => DenseVariant.Simple, DenseKernels.Lanes => DenseVariant.Lanes,
+                    _ => DenseVariant.Tiled },
                 TileOverride = kernels == DenseKernels.TiledLarge ? ProductTileSize.Large : ProductTileSize.Small,
             };
             try

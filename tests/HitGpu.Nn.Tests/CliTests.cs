@@ -108,7 +108,8 @@ public sealed class CliTests : IDisposable
     {
         // 3,864 rows x 32 members x 100,000 hidden units: some 46 GiB for one layer's activations (the parameters, 0.9 GB, fit).
         string model = Path.Combine(folder, "huge.hitgpu");
-        var (code, _, error) = Run("train", "--accelerator", "cpu", "--ensemble", "32", "--hidden", "100000", "--batch-size", "100000", "--epochs", "1", "--out", model);
+        var (code, _, error) = Run("train", "--accelerator", "cpu", "--ensemble", "32", "--hidden", "100000", "--batch-size", "100000", "--epochs",
+            "1", "--out", model);
         Assert.Equal(2, code);
         Assert.Contains("the network needs about", error);
         Assert.Contains("use a smaller --hidden, --ensemble or --batch-size", error);
@@ -236,13 +237,15 @@ public sealed class CliTests : IDisposable
     {
         // Plans of a CUDA device without its driver: the 48 KB any kernel may take, and Hopper's opt-in limit.
         var cuda = HitGpu.Kernels.DevicePlan.For(HitGpu.Kernels.AcceleratorKind.Cuda, 1024, 132) with { PathOverride = null };
-        var hopper = HitGpu.Kernels.DevicePlan.For(HitGpu.Kernels.AcceleratorKind.Cuda, 1024, 132, sharedBytesPerGroup: 227 * 1024) with { PathOverride = null };
+        var hopper = HitGpu.Kernels.DevicePlan.For(HitGpu.Kernels.AcceleratorKind.Cuda, 1024, 132, sharedBytesPerGroup: 227 * 1024) with
+            { PathOverride = null };
         Assert.Equal("training path: the GPU epoch (one launch an epoch)", TrainCommand.PathLine(cuda, TrainingOptions.Study));
         string why = TrainCommand.PathLine(cuda, new TrainingOptions())!; // the defaults' three members do not fit in 48 KB
         Assert.StartsWith("training path: layered, not the GPU epoch: its 9,411 parameters", why);
         Assert.Contains("use a smaller --batch-size, --hidden or --ensemble", why);
         Assert.Equal("training path: the GPU epoch (one launch an epoch)", TrainCommand.PathLine(hopper, new TrainingOptions()));
-        Assert.Equal("training path: layered (HITGPU_TRAINING_PATH)", TrainCommand.PathLine(cuda with { PathOverride = HitGpu.Kernels.TrainingPath.Layered }, TrainingOptions.Study));
+        Assert.Equal("training path: layered (HITGPU_TRAINING_PATH)", TrainCommand.PathLine(cuda with
+            { PathOverride = HitGpu.Kernels.TrainingPath.Layered }, TrainingOptions.Study));
         Assert.Null(TrainCommand.PathLine(HitGpu.Kernels.DevicePlan.For(HitGpu.Kernels.AcceleratorKind.Cpu, 2, 1), TrainingOptions.Study));
     }
 
@@ -295,7 +298,8 @@ public sealed class CliTests : IDisposable
         Assert.True(code == 0, error);
         var lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.Equal(2, lines.Count(l => l.StartsWith("epoch ")));
-        Assert.Matches(@"^epoch 1/2  loss \d\.\d{4}  accuracy \d+\.\d\d%  val_loss \d\.\d{4}  val_accuracy \d+\.\d\d%  \d+\.\d\d s", lines.First(l => l.StartsWith("epoch 1")));
+        Assert.Matches(@"^epoch 1/2  loss \d\.\d{4}  accuracy \d+\.\d\d%  val_loss \d\.\d{4}  val_accuracy \d+\.\d\d%  \d+\.\d\d s",
+            lines.First(l => l.StartsWith("epoch 1")));
         Assert.Matches(@"^test accuracy \d+\.\d\d%", lines[^1]);
         // The embedded file repeats 28 songs (pandas agrees: duplicated by uri or by all other columns): one warning line.
         Assert.StartsWith("hitgpu: warning: 28 songs appear more than once", error);

@@ -22,7 +22,8 @@ public sealed partial class CudaCliTests : IDisposable
 
     /// <summary>Each epoch's training loss, training accuracy, validation loss and accuracy, as train printed them.</summary>
     private static double[][] Epochs(string output) =>
-        EpochLine().Matches(output).Select(m => Enumerable.Range(2, 4).Select(g => double.Parse(m.Groups[g].Value, CultureInfo.InvariantCulture)).ToArray()).ToArray();
+        EpochLine().Matches(output).Select(m => Enumerable.Range(2, 4).Select(g
+            => double.Parse(m.Groups[g].Value, CultureInfo.InvariantCulture)).ToArray()).ToArray();
 
     // The default ensemble (three members, dropout) in batches of 32 does not fit a group's shared memory below
     // about 120 KB (the simulated V100 has 64 KB), so the plan trains it layered whatever the override says; in
@@ -32,7 +33,8 @@ public sealed partial class CudaCliTests : IDisposable
     [InlineData("gpu-epoch", "8", "training path: the GPU epoch (one launch an epoch)")]
     public void Train_and_predict_on_cuda_agree_with_the_CPU(string path, string batchSize, string pathLine)
     {
-        Assert.SkipUnless(Environment.GetEnvironmentVariable("HITGPU_TEST_ACCELERATOR") == "cuda", "runs where the tests run on CUDA (HITGPU_TEST_ACCELERATOR=cuda)");
+        Assert.SkipUnless(Environment.GetEnvironmentVariable("HITGPU_TEST_ACCELERATOR") == "cuda",
+            "runs where the tests run on CUDA (HITGPU_TEST_ACCELERATOR=cuda)");
         // 300 songs of both classes, the defaults, two epochs.
         var songs = SongData.LoadEmbedded90s();
         string data = Path.Combine(folder, "songs.csv");
@@ -69,7 +71,8 @@ public sealed partial class CudaCliTests : IDisposable
             foreach (string accelerator in new[] { "cuda", "cpu" })
             {
                 string answer = Path.Combine(folder, accelerator + ".csv");
-                var (code, _, error) = Run("predict", "--model", Path.Combine(folder, "cuda.hitgpu"), "--data", data, "--accelerator", accelerator, "--out", answer);
+                var (code, _, error) = Run("predict", "--model", Path.Combine(folder, "cuda.hitgpu"), "--data", data, "--accelerator", accelerator,
+                    "--out", answer);
                 Assert.True(code == 0, error);
                 var lines = File.ReadAllLines(answer);
                 int column = Array.IndexOf(CsvText.Split(lines[0]), "probability");

@@ -62,7 +62,8 @@ public sealed class CudaDriverTests : IDisposable
         (code, output) = Run(devices.file, devices.arguments, new Dictionary<string, string> { ["HITGPU_FAKE_CUDA_MARK"] = mark });
         Assert.True(code == 0, output);
         Assert.False(File.Exists(mark), "the stand-in driver was called without being on the library path");
-        bool realDriver = System.Runtime.InteropServices.NativeLibrary.TryLoad("libcuda.so.1", out _) || System.Runtime.InteropServices.NativeLibrary.TryLoad("libcuda.so", out _);
+        bool realDriver = System.Runtime.InteropServices.NativeLibrary.TryLoad("libcuda.so.1", out _)
+            || System.Runtime.InteropServices.NativeLibrary.TryLoad("libcuda.so", out _);
         if (!realDriver)
             Assert.Contains("no: no CUDA driver library (libcuda.so.1 or libcuda.so on Linux)", output);
     }

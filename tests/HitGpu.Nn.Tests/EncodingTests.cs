@@ -21,7 +21,8 @@ public sealed class EncodingTests
         Assert.Equal("log1p(duration_ms)", encoding.Columns[10]);
         Assert.Equal("key=0", encoding.Columns[13]);
         Assert.Equal("time_signature=5", encoding.Columns[^1]);
-        var encoded = encoding.Apply(Row(("duration_ms", 240000f), ("sections", 9f), ("key", 7f), ("time_signature", 4f), ("tempo", 120f), ("danceability", 0.5f)));
+        var encoded = encoding.Apply(Row(("duration_ms", 240000f), ("sections", 9f), ("key", 7f), ("time_signature", 4f), ("tempo", 120f),
+            ("danceability", 0.5f)));
         Assert.Equal(0.5f, encoded[0]);
         Assert.Equal(120f, encoded[9]); // tempo keeps its place among the kept features
         Assert.Equal(MathF.Log(240001f), encoded[10], 5);
@@ -111,9 +112,11 @@ public sealed class EncodingTests
             Assert.True(positions[r] >= positions[r - 1], $"not monotone at {r}");
         Assert.Equal(0f, positions[0]);
         Assert.Equal(8f, positions[^1]);
-        Assert.Throws<ArgumentException>(() => Preprocessing.Fit(Rows(Instrumentalness, train), FeatureEncoding.Raw, InputTransform.Piecewise(Preprocessing.KnotCount)));
+        Assert.Throws<ArgumentException>(() => Preprocessing.Fit(Rows(Instrumentalness, train), FeatureEncoding.Raw,
+            InputTransform.Piecewise(Preprocessing.KnotCount)));
         Assert.Throws<ArgumentException>(() => Preprocessing.Fit(Rows(Instrumentalness, train), FeatureEncoding.Raw, InputTransform.Piecewise(0)));
-        Assert.Throws<ArgumentException>(() => Preprocessing.Fit(Rows(Instrumentalness, train), FeatureEncoding.Raw, InputTransform.Quantile with { Bins = 8 }));
+        Assert.Throws<ArgumentException>(() => Preprocessing.Fit(Rows(Instrumentalness, train), FeatureEncoding.Raw,
+            InputTransform.Quantile with { Bins = 8 }));
     }
 
     [Fact]

@@ -27,12 +27,14 @@ public sealed class FuzzTests(AcceleratorFixture fixture) : IDisposable
         Directory.Delete(folder, recursive: true);
     }
 
-    /// <summary>A small tmpfs mounted here (read-only, or nearly full), or null where this machine allows no mount: its paths then stay out of the pools.</summary>
+    /// <summary>A small tmpfs mounted here (read-only, or nearly full), or null where this machine allows no mount: its paths then stay out of the
+    /// pools.</summary>
     private string? Mount(string name, string options)
     {
         string path = Path.Combine(folder, name);
         Directory.CreateDirectory(path);
-        using var mount = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("mount", ["-t", "tmpfs", "-o", options, "tmpfs", path]) { RedirectStandardError = true })!;
+        using var mount = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("mount",
+            ["-t", "tmpfs", "-o", options, "tmpfs", path]) { RedirectStandardError = true })!;
         mount.WaitForExit();
         if (mount.ExitCode != 0)
             return null;
@@ -62,7 +64,8 @@ public sealed class FuzzTests(AcceleratorFixture fixture) : IDisposable
     public sealed record CsvCase(int[] Rows, int[] ColumnKeys, bool Bom, bool Crlf, bool Utf16, bool RequireTarget, Damage[] Damages)
     {
         public override string ToString() =>
-            $"rows [{string.Join(",", Rows)}], keys [{string.Join(",", ColumnKeys)}], bom {Bom}, crlf {Crlf}, utf16 {Utf16}, target {RequireTarget}, damages [{string.Join(", ", Damages.Select(d => d.ToString()))}]";
+            $"rows [{string.Join(",", Rows)}], keys [{string.Join(",", ColumnKeys)}], bom {Bom}, crlf {Crlf}, utf16 {Utf16}, target " +
+                $"{RequireTarget}, damages [{string.Join(", ", Damages.Select(d => d.ToString()))}]";
 
         public byte[] Bytes()
         {
@@ -84,8 +87,10 @@ public sealed class FuzzTests(AcceleratorFixture fixture) : IDisposable
                     case 1: cut = d.Value; break;                                              // the file cut short
                     case 2: rows[row].Add(value); break;                                       // an extra field
                     case 3: rows[row].RemoveAt(field); break;                                  // a missing field
-                    case 4: header.Add(header[column]); rows.ForEach(f => f.Add(f.Count > 0 ? f[Math.Min(column, f.Count - 1)] : "")); break; // a duplicate column
-                    case 5: header.RemoveAt(column); rows.ForEach(f => { if (f.Count > 0) f.RemoveAt(Math.Min(column, f.Count - 1)); }); break; // a missing column
+                    // a duplicate column
+                    case 4: header.Add(header[column]); rows.ForEach(f => f.Add(f.Count > 0 ? f[Math.Min(column, f.Count - 1)] : "")); break;
+                    // a missing column
+                    case 5: header.RemoveAt(column); rows.ForEach(f => { if (f.Count > 0) f.RemoveAt(Math.Min(column, f.Count - 1)); }); break;
                     case 6: header[column] = header[column].ToUpperInvariant(); break;         // a header in capitals (still valid)
                     case 7: rows[row][field] += "\n" + value; break;                           // a line break inside a field
                     case 8: blank.Add(row); break;                                             // an empty line
@@ -180,7 +185,8 @@ public sealed class FuzzTests(AcceleratorFixture fixture) : IDisposable
 
     // ---- the model loader ----
 
-    /// <summary>Real model files to damage: format 1 (a plain network), and format 2 (an ensemble with adapters behind a periodic embedding; robust inputs).</summary>
+    /// <summary>Real model files to damage: format 1 (a plain network), and format 2 (an ensemble with adapters behind a periodic embedding; robust
+    /// inputs).</summary>
     private static readonly Lazy<byte[][]> RealModels = new(() =>
     {
         using var device = ComputeDevice.Open(AcceleratorKind.Cpu);
@@ -189,7 +195,8 @@ public sealed class FuzzTests(AcceleratorFixture fixture) : IDisposable
         TrainingOptions[] options =
         [
             study with { Inputs = InputTransform.Quantile },
-            study with { EnsembleSize = 2, EnsembleKind = EnsembleKind.Batch, Embedding = NumericEmbedding.Periodic, EmbeddingFrequencies = 2, EmbeddingDimension = 2 },
+            study with { EnsembleSize = 2, EnsembleKind = EnsembleKind.Batch, Embedding = NumericEmbedding.Periodic, EmbeddingFrequencies = 2,
+                EmbeddingDimension = 2 },
             study with { EnsembleSize = 2, Inputs = InputTransform.Robust },
         ];
         return options.Select(o =>
@@ -212,8 +219,10 @@ public sealed class FuzzTests(AcceleratorFixture fixture) : IDisposable
         () => null, () => -1, () => 0, () => 1, () => 2, () => 15, () => 1e9, () => 2147483648L, () => 1e300, () => "x", () => "NaN", () => "relu",
         () => true, () => new JsonArray(), () => new JsonObject(), () => new JsonArray(1), () => new JsonArray(15, 1), () => new JsonArray(15, 8, 1),
         () => new JsonArray(15, 2000000000, 1), () => new JsonArray(-3, 1), () => new JsonArray((JsonNode?)null), () => new JsonArray("a", "b"),
-        () => new JsonArray(Enumerable.Range(0, 15).Select(_ => (JsonNode?)"NaN").ToArray()), () => new JsonArray(Enumerable.Range(0, 15).Select(_ => (JsonNode?)0).ToArray()),
-        () => new JsonArray(Enumerable.Range(0, 15).Select(_ => (JsonNode?)1e30).ToArray()), () => new JsonArray(Enumerable.Range(0, 15).Select(_ => (JsonNode?)"Infinity").ToArray()),
+        () => new JsonArray(Enumerable.Range(0, 15).Select(_ => (JsonNode?)"NaN").ToArray()),
+            () => new JsonArray(Enumerable.Range(0, 15).Select(_ => (JsonNode?)0).ToArray()),
+        () => new JsonArray(Enumerable.Range(0, 15).Select(_ => (JsonNode?)1e30).ToArray()),
+            () => new JsonArray(Enumerable.Range(0, 15).Select(_ => (JsonNode?)"Infinity").ToArray()),
         () => new JsonArray(0, 40), () => new JsonArray(40, 0), () => new JsonArray(0, 999999999), () => "F64", () => "F32",
     ];
 
@@ -260,7 +269,8 @@ public sealed class FuzzTests(AcceleratorFixture fixture) : IDisposable
                     BinaryPrimitives.WriteSingleLittleEndian(bytes.AsSpan(at), Value % 2 == 0 ? float.NaN : float.PositiveInfinity);
                     return ModelBytes.Edited(bytes, editMetadata: _ => { });
                 default: // a tensor removed from the header
-                    return ModelBytes.Edited(bytes, header => header.Remove(header.Where(p => p.Key != "__metadata__").ElementAt(Field % (header.Count - 1)).Key));
+                    return ModelBytes.Edited(bytes, header => header.Remove(header.Where(p
+                        => p.Key != "__metadata__").ElementAt(Field % (header.Count - 1)).Key));
             }
         }
     }
@@ -335,7 +345,8 @@ public sealed class FuzzTests(AcceleratorFixture fixture) : IDisposable
             ("--schedule", "schedule"), ("--warmup-epochs", "count"), ("--seed", "count"), ("--validation-split", "real"), ("--test-split", "real"),
             ("--early-stopping", "count"), ("--ensemble", "count"), ("--dropout", "real"), ("--inputs", "inputs"), ("--piecewise-bins", "count"),
             ("--log-features", "features"), ("--one-hot", "features"), ("--average-last", "count"), ("--study", "flag"),
-            ("--ensemble-kind", "kind"), ("--embedding", "embedding"), ("--embedding-bins", "count"), ("--embedding-dim", "count"), ("--embedding-frequencies", "count"),
+            ("--ensemble-kind", "kind"), ("--embedding", "embedding"), ("--embedding-bins", "count"), ("--embedding-dim", "count"),
+                ("--embedding-frequencies", "count"),
             ("--label-smoothing", "real"), ("--select-on", "metric")],
         ["evaluate"] = [("--model", "model"), ("--data", "input"), ("--accelerator", "accelerator"), ("--json", "flag"), ("--plot", "folder")],
         ["predict"] = [("--model", "model"), ("--data", "input"), ("--accelerator", "accelerator"), ("--out", "output")],
@@ -355,7 +366,8 @@ public sealed class FuzzTests(AcceleratorFixture fixture) : IDisposable
         ["output"] = [f.Output, Path.Combine(f.OutFolder, "m.hitgpu"), f.Data, f.Unlabelled, f.Model, "/nonexistent/dir/x", f.DecadeFolder, "",
             Path.Combine(f.LinkFolder, "songs.csv"), Path.Combine(f.LinkFolder, "model.hitgpu"), f.HardLink, "/dev/null", "/dev/full", f.LongName,
             .. new[] { f.ReadOnly, f.Full }.OfType<string>().Select(m => Path.Combine(m, "x.csv"))],
-        ["folder"] = [f.OutFolder, f.DecadeFolder, f.Data, "/nonexistent/dir", "", f.LinkFolder, .. new[] { f.ReadOnly, f.Full }.OfType<string>().Select(m => Path.Combine(m, "out"))],
+        ["folder"] = [f.OutFolder, f.DecadeFolder, f.Data, "/nonexistent/dir", "", f.LinkFolder,
+            .. new[] { f.ReadOnly, f.Full }.OfType<string>().Select(m => Path.Combine(m, "out"))],
         ["model"] = [f.Model, f.Data, "/nonexistent/m.hitgpu", f.DecadeFolder, ""],
         ["candidates"] = [f.Candidates, f.BadCandidates, f.Data, f.Model, "/nonexistent/c.txt", f.DecadeFolder, ""],
         ["accelerator"] = ["cpu", "auto", "cuda", "opencl", "tpu", "CPU", ""],
@@ -408,7 +420,8 @@ public sealed class FuzzTests(AcceleratorFixture fixture) : IDisposable
             }
             var defaults = command switch
             {
-                "train" or "accuracy" => [("--epochs", "1"), ("--ensemble", "2"), ("--hidden", "8"), ("--accelerator", "cpu"), ("--data", files.Data), ("--data-dir", files.DecadeFolder), ("--decades", "90s"), ("--seeds", "0")],
+                "train" or "accuracy" => [("--epochs", "1"), ("--ensemble", "2"), ("--hidden", "8"), ("--accelerator", "cpu"),
+                    ("--data", files.Data), ("--data-dir", files.DecadeFolder), ("--decades", "90s"), ("--seeds", "0")],
                 "evaluate" => [("--accelerator", "cpu"), ("--model", files.Model), ("--data", files.Data)],
                 "predict" => new[] { ("--accelerator", "cpu"), ("--model", files.Model), ("--data", files.Unlabelled) },
                 "explain" => [("--accelerator", "cpu"), ("--model", files.Model), ("--data", files.Data), ("--steps", "4")],
@@ -442,7 +455,8 @@ public sealed class FuzzTests(AcceleratorFixture fixture) : IDisposable
         foreach (var (path, bytes) in before)
             File.WriteAllBytes(path, bytes);
         // A case may have made either output path a folder (say --plot out.csv): each case starts without both.
-        foreach (string path in new[] { files.OutFolder, files.Output, files.LongName }.Concat(new[] { files.Full }.OfType<string>().SelectMany(f => new[] { Path.Combine(f, "x.csv"), Path.Combine(f, "out") })))
+        foreach (string path in new[] { files.OutFolder, files.Output, files.LongName }.Concat(new[]
+            { files.Full }.OfType<string>().SelectMany(f => new[] { Path.Combine(f, "x.csv"), Path.Combine(f, "out") })))
         {
             if (Directory.Exists(path))
                 Directory.Delete(path, recursive: true);
@@ -467,14 +481,17 @@ public sealed class FuzzTests(AcceleratorFixture fixture) : IDisposable
         if (code == HitGpuCli.Failure)
             Assert.StartsWith("hitgpu: warning: ", err);
         // The files this command reads (named by --data, --model, --data-dir, or inside a folder they name) are as they were.
-        var read = args.Zip(args.Skip(1)).Where(p => p.First is "--data" or "--model" or "--data-dir" or "--candidates").Select(p => Path.GetFullPath(p.Second == "" ? "." : p.Second)).ToArray();
+        var read = args.Zip(args.Skip(1)).Where(p => p.First is "--data" or "--model" or "--data-dir" or "--candidates").Select(p
+            => Path.GetFullPath(p.Second == "" ? "." : p.Second)).ToArray();
         foreach (var (path, bytes) in before)
             if (read.Any(r => r == path || path.StartsWith(r + Path.DirectorySeparatorChar, StringComparison.Ordinal)))
                 Assert.True(File.Exists(path) && bytes.AsSpan().SequenceEqual(File.ReadAllBytes(path)), $"{command}: changed its input {path}");
         // Every folder below, not through the link back to it.
-        Assert.Empty(Directory.GetFiles(folder, "*.tmp", new EnumerationOptions { RecurseSubdirectories = true, AttributesToSkip = FileAttributes.ReparsePoint }));
+        Assert.Empty(Directory.GetFiles(folder, "*.tmp", new EnumerationOptions
+            { RecurseSubdirectories = true, AttributesToSkip = FileAttributes.ReparsePoint }));
         if (code == HitGpuCli.BadInput)
-            Assert.False(File.Exists(files.Output) || File.Exists(Path.Combine(files.OutFolder, "m.hitgpu")), $"{command}: an output was written by a failed run");
+            Assert.False(File.Exists(files.Output) || File.Exists(Path.Combine(files.OutFolder, "m.hitgpu")),
+                $"{command}: an output was written by a failed run");
         return code;
     }
 }
@@ -538,7 +555,8 @@ public sealed class FuzzRegressionTests : IDisposable
     private static readonly Lazy<byte[]> Model = new(() =>
     {
         using var device = ComputeDevice.Open(AcceleratorKind.Cpu);
-        var model = Trainer.Train(device, SongData.LoadEmbedded90s().Subset(Enumerable.Range(0, 200).ToArray()), TrainingOptions.Study with { Epochs = 1, Hidden = [4] }).Model;
+        var model = Trainer.Train(device, SongData.LoadEmbedded90s().Subset(Enumerable.Range(0, 200).ToArray()),
+            TrainingOptions.Study with { Epochs = 1, Hidden = [4] }).Model;
         string path = Path.Combine(Path.GetTempPath(), $"hitgpu-regress-{Guid.NewGuid():N}.hitgpu");
         ModelFile.Save(model, path);
         var bytes = File.ReadAllBytes(path);
@@ -584,10 +602,13 @@ public sealed class FuzzRegressionTests : IDisposable
     public void A_signed_model_whose_standardisation_or_widths_are_absurd_is_refused()
     {
         // Signed again, so only the checks behind the checksum stand between these and NaN or a huge allocation.
-        Refused(ModelEdited(_ => { }, m => m["means"] = new JsonArray(Enumerable.Range(0, 15).Select(_ => (JsonNode?)"NaN").ToArray())), "means must be finite");
-        Refused(ModelEdited(_ => { }, m => m["deviations"] = new JsonArray(Enumerable.Range(0, 15).Select(_ => (JsonNode?)0).ToArray())), "deviations positive");
+        Refused(ModelEdited(_ => { }, m => m["means"] = new JsonArray(Enumerable.Range(0, 15).Select(_ => (JsonNode?)"NaN").ToArray())),
+            "means must be finite");
+        Refused(ModelEdited(_ => { }, m => m["deviations"] = new JsonArray(Enumerable.Range(0, 15).Select(_ => (JsonNode?)0).ToArray())),
+            "deviations positive");
         Refused(ModelEdited(_ => { }, m => m["widths"] = new JsonArray(15, 2000000000, 1)), "");
-        Refused(ModelEdited(_ => { }, m => { m["widths"] = new JsonArray(15, 40000, 1); m["activations"] = new JsonArray("relu", "identity"); }), "need more than the file's");
+        Refused(ModelEdited(_ => { }, m => { m["widths"] = new JsonArray(15, 40000, 1); m["activations"] = new JsonArray("relu", "identity"); }),
+            "need more than the file's");
     }
 
     [Fact]

@@ -85,7 +85,8 @@ public sealed class ModelFileTests(AcceleratorFixture fixture) : IDisposable
     [InlineData(3, EnsembleKind.Mini)]
     public void A_piecewise_embedding_round_trips_in_format_2(int members, EnsembleKind kind)
     {
-        var options = new TrainingOptions { Epochs = 2, EnsembleSize = members, EnsembleKind = kind, Embedding = NumericEmbedding.Piecewise, EmbeddingBins = 6, EmbeddingDimension = 3 };
+        var options = new TrainingOptions { Epochs = 2, EnsembleSize = members, EnsembleKind = kind, Embedding = NumericEmbedding.Piecewise,
+            EmbeddingBins = 6, EmbeddingDimension = 3 };
         var result = Trainer.Train(fixture.Device, Songs.Value, options);
         Assert.Equal([15 * 7, 15 * 3, 64, 32, 1], result.Model.Layout.Widths);
         Assert.Equal([15, 1, 1, 1], result.Model.Layout.Groups);
@@ -121,7 +122,8 @@ public sealed class ModelFileTests(AcceleratorFixture fixture) : IDisposable
     [Fact]
     public void A_periodic_embedding_round_trips_with_its_cosines()
     {
-        var options = new TrainingOptions { Epochs = 2, EnsembleSize = 2, EnsembleKind = EnsembleKind.Batch, Embedding = NumericEmbedding.Periodic, EmbeddingFrequencies = 5, EmbeddingDimension = 3 };
+        var options = new TrainingOptions { Epochs = 2, EnsembleSize = 2, EnsembleKind = EnsembleKind.Batch, Embedding = NumericEmbedding.Periodic,
+            EmbeddingFrequencies = 5, EmbeddingDimension = 3 };
         var result = Trainer.Train(fixture.Device, Songs.Value, options);
         Assert.Equal([15, 15 * 5, 15 * 3, 64, 32, 1], result.Model.Layout.Widths);
         Assert.Equal(Activation.Cos, result.Model.Layout.ActivationOf(0));
@@ -226,7 +228,8 @@ public sealed class ModelFileTests(AcceleratorFixture fixture) : IDisposable
     [InlineData("relu,1,identity", "unknown activation '1'")]
     public void Activations_are_read_and_checked(string activations, string expected)
     {
-        var file = Resigned(File.ReadAllBytes(Saved()), hitgpu => hitgpu["activations"] = new JsonArray(activations.Split(',').Select(a => (JsonNode)a!).ToArray()));
+        var file = Resigned(File.ReadAllBytes(Saved()), hitgpu => hitgpu["activations"] = new
+            JsonArray(activations.Split(',').Select(a => (JsonNode)a!).ToArray()));
         string path = Path.Combine(folder, "activations.hitgpu");
         File.WriteAllBytes(path, file);
         Assert.Contains(expected, Assert.Throws<InputException>(() => ModelFile.Load(path)).Message);
@@ -261,7 +264,8 @@ public sealed class ModelFileTests(AcceleratorFixture fixture) : IDisposable
         // The reference forward: with every label 1, a sample's loss is -log p.
         var x = model.Preprocessing.Apply(songs.Features);
         var loss = new float[songs.Count];
-        NetworkReference.Step<float>(model.Layout, model.Networks[0], x, Enumerable.Repeat(1f, songs.Count).ToArray(), songs.Count, [], StepSettings.Default, 0, loss);
+        NetworkReference.Step<float>(model.Layout, model.Networks[0], x, Enumerable.Repeat(1f, songs.Count).ToArray(), songs.Count, [],
+            StepSettings.Default, 0, loss);
         for (int i = 0; i < songs.Count; i++)
             Tolerance.Close(Math.Exp(-loss[i]), p[i], $"probability {i}", 1e-5, 1e-4);
     }
@@ -302,7 +306,8 @@ public sealed class ModelFileTests(AcceleratorFixture fixture) : IDisposable
         string fixtures = Path.Combine(AppContext.BaseDirectory, "Fixtures");
         var model = ModelFile.Load(Path.Combine(fixtures, name + ".hitgpu"));
         var expected = File.ReadAllLines(Path.Combine(fixtures, name + ".expected.csv")).Skip(1)
-            .Select(line => line.Split(',')).Select(f => (Row: int.Parse(f[0]), P: float.Parse(f[1], System.Globalization.CultureInfo.InvariantCulture))).ToArray();
+            .Select(line => line.Split(',')).Select(f => (Row: int.Parse(f[0]),
+                P: float.Parse(f[1], System.Globalization.CultureInfo.InvariantCulture))).ToArray();
         var songs = Songs.Value.Subset(expected.Select(e => e.Row).ToArray());
         var actual = model.PredictProbabilities(fixture.Device, songs);
         // The CPU accelerator sums each output in a fixed order: the same bits. A GPU may fuse multiply-adds.

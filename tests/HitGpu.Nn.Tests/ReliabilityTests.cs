@@ -103,7 +103,8 @@ public sealed class ReliabilityTests(AcceleratorFixture fixture) : IDisposable
         // train --save-splits into a folder that is the data's: train.csv is the data.
         string train = InFolder("train.csv");
         File.Copy(songs, train);
-        (code, _, error) = Run("train", "--accelerator", "cpu", "--epochs", "1", "--ensemble", "1", "--hidden", "8", "--data", train, "--save-splits", InFolder("linkdir"));
+        (code, _, error) = Run("train", "--accelerator", "cpu", "--epochs", "1", "--ensemble", "1", "--hidden", "8", "--data", train,
+            "--save-splits", InFolder("linkdir"));
         Assert.Equal(2, code);
         OneErrorLine(error, "would replace");
         Assert.Equal(modelBytes, File.ReadAllBytes(model));
@@ -451,7 +452,8 @@ public sealed class ReliabilityTests(AcceleratorFixture fixture) : IDisposable
         static string Field(string f) => f.Contains('"') || f.Contains(',') || f.Contains(';') || f.Contains('\t') ? $"\"{f.Replace("\"", "\"\"")}\"" : f;
         File.WriteAllLines(other, File.ReadAllLines(songs).Select(line => string.Join(separator, CsvText.Split(line).Select(Field))));
         var plain = Run("predict", "--accelerator", "cpu", "--model", model, "--data", songs);
-        string[] args = ["predict", "--accelerator", "cpu", "--model", model, "--data", other, .. named is null ? Array.Empty<string>() : ["--delimiter", named]];
+        string[] args = ["predict", "--accelerator", "cpu", "--model", model, "--data", other,
+            .. named is null ? Array.Empty<string>() : ["--delimiter", named]];
         var read = Run(args);
         Assert.True(read.Code == 0, read.Error);
         Assert.Equal(plain.Output, read.Output);

@@ -187,7 +187,8 @@ public sealed class DataCheckTests(AcceleratorFixture fixture) : IDisposable
         // Across parts, by brute force: a validation or test row equal (features and target) to an earlier part's row.
         var split = Split.Stratified(data.Labels!, seed: 2);
         bool Same(int a, int b) => data.Labels![a] == data.Labels[b] &&
-            data.Features.AsSpan(a * SongData.FeatureCount, SongData.FeatureCount).SequenceEqual(data.Features.AsSpan(b * SongData.FeatureCount, SongData.FeatureCount));
+            data.Features.AsSpan(a * SongData.FeatureCount, SongData.FeatureCount).SequenceEqual(data.Features.AsSpan(b * SongData.FeatureCount,
+                SongData.FeatureCount));
         int expected = split.Validation.Count(v => split.Train.Any(t => Same(v, t)))
             + split.Test.Count(t => split.Train.Concat(split.Validation).Any(u => Same(t, u)));
         Assert.Equal(expected, Duplicates.AcrossParts(data, split));

@@ -60,7 +60,8 @@ public sealed class TrainingTests(AcceleratorFixture fixture)
             var alone = Trainer.Train(fixture.Device, runs[i].Data, runs[i].Options);
             Assert.Equal(TrainingPath.GpuEpoch, together[i].Path);
             Assert.Equal(alone.Model.Networks[0], together[i].Model.Networks[0]);
-            Assert.Equal(alone.History.Select(h => (h.TrainLoss, h.ValidationLoss, h.ValidationAccuracy)), together[i].History.Select(h => (h.TrainLoss, h.ValidationLoss, h.ValidationAccuracy)));
+            Assert.Equal(alone.History.Select(h => (h.TrainLoss, h.ValidationLoss, h.ValidationAccuracy)),
+                together[i].History.Select(h => (h.TrainLoss, h.ValidationLoss, h.ValidationAccuracy)));
             Assert.Equal((alone.KeptEpoch, alone.StoppedEarly), (together[i].KeptEpoch, together[i].StoppedEarly));
             Assert.Equal((alone.Validation.Accuracy, alone.Validation.LogLoss, alone.Test.Accuracy, alone.Test.LogLoss),
                 (together[i].Validation.Accuracy, together[i].Validation.LogLoss, together[i].Test.Accuracy, together[i].Test.LogLoss));
@@ -173,7 +174,8 @@ public sealed class TrainingTests(AcceleratorFixture fixture)
         // 3864 training rows: batch 1000 leaves a last batch of 864; batch 5000 is one partial batch per epoch.
         foreach (int batch in new[] { 1000, 5000 })
         {
-            var result = Trainer.Train(fixture.Device, Songs.Value, TrainingOptions.Study with { Epochs = 2, BatchSize = batch, LearningRate = 0.01f, Path = path });
+            var result = Trainer.Train(fixture.Device, Songs.Value, TrainingOptions.Study with
+                { Epochs = 2, BatchSize = batch, LearningRate = 0.01f, Path = path });
             Assert.All(result.Model.Networks[0], p => Assert.True(float.IsFinite(p)));
             Assert.True(result.History[^1].TrainLoss < result.History[0].TrainLoss + 1e-9 || result.History[^1].ValidationLoss < 0.69,
                 $"batch {batch}: no learning (losses {string.Join(", ", result.History.Select(h => h.TrainLoss))})");
@@ -267,7 +269,8 @@ public sealed class StoppingTests(AcceleratorFixture fixture)
             for (int r = 0; r < test.Count; r++)
                 mean[r] += p[r] / 4.0;
         }
-        Tolerance.AllClose(mean.Select(v => (float)v).ToArray(), cpuEpoch.Model.PredictProbabilities(fixture.Device, test), "mean of the members", abs: 1e-5, rel: 1e-4);
+        Tolerance.AllClose(mean.Select(v => (float)v).ToArray(), cpuEpoch.Model.PredictProbabilities(fixture.Device, test), "mean of the members",
+            abs: 1e-5, rel: 1e-4);
     }
 
     [Fact]
@@ -283,7 +286,8 @@ public sealed class StoppingTests(AcceleratorFixture fixture)
         var smooth = Trainer.Train(fixture.Device, Songs.Value, options with { LabelSmoothing = 0.2f });
         var test = Songs.Value.Subset(sharp.Split.Test);
         static double MeanConfidence(float[] p) => p.Average(v => Math.Abs(v - 0.5));
-        Assert.True(MeanConfidence(smooth.Model.PredictProbabilities(fixture.Device, test)) < MeanConfidence(sharp.Model.PredictProbabilities(fixture.Device, test)));
+        Assert.True(MeanConfidence(smooth.Model.PredictProbabilities(fixture.Device, test)) <
+            MeanConfidence(sharp.Model.PredictProbabilities(fixture.Device, test)));
     }
 
     [Fact]

@@ -28,7 +28,8 @@ public sealed class OnnxExportTests(AcceleratorFixture fixture) : IDisposable
         return output.AsEnumerable<float>().ToArray();
     }
 
-    public static TheoryData<string> Configurations() => ["study", "defaults", "piecewise-log-one-hot", "standard-log-one-hot", "batch-ensemble", "mini-ensemble", "piecewise-embedding", "periodic-embedding", "robust"];
+    public static TheoryData<string> Configurations() => ["study", "defaults", "piecewise-log-one-hot", "standard-log-one-hot", "batch-ensemble",
+        "mini-ensemble", "piecewise-embedding", "periodic-embedding", "robust"];
 
     private static TrainingOptions Options(string name) => name switch
     {
@@ -39,8 +40,10 @@ public sealed class OnnxExportTests(AcceleratorFixture fixture) : IDisposable
         "mini-ensemble" => new TrainingOptions { Epochs = 2, EnsembleKind = EnsembleKind.Mini, EnsembleSize = 4 },
         // A grouped embedding layer, exported as a dense layer with zeros outside each feature's block.
         "robust" => TrainingOptions.Study with { Epochs = 2, Inputs = InputTransform.Robust },
-        "periodic-embedding" => new TrainingOptions { Epochs = 2, EnsembleSize = 2, Embedding = NumericEmbedding.Periodic, EmbeddingFrequencies = 4, EmbeddingDimension = 3 },
-        "piecewise-embedding" => new TrainingOptions { Epochs = 2, EnsembleKind = EnsembleKind.Batch, EnsembleSize = 3, Embedding = NumericEmbedding.Piecewise, EmbeddingBins = 8, EmbeddingDimension = 4 },
+        "periodic-embedding" => new TrainingOptions { Epochs = 2, EnsembleSize = 2, Embedding = NumericEmbedding.Periodic, EmbeddingFrequencies = 4,
+            EmbeddingDimension = 3 },
+        "piecewise-embedding" => new TrainingOptions { Epochs = 2, EnsembleKind = EnsembleKind.Batch, EnsembleSize = 3,
+            Embedding = NumericEmbedding.Piecewise, EmbeddingBins = 8, EmbeddingDimension = 4 },
         "piecewise-log-one-hot" => TrainingOptions.Study with
         {
             Epochs = 2, EnsembleSize = 2, Inputs = InputTransform.Piecewise(8),

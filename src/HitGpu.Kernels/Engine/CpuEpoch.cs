@@ -61,7 +61,8 @@ public static class CpuEpoch
     /// <summary>Each row's loss (of the members' mean probability) and correctness with the current parameters (no training).</summary>
     public static void ScoreKernel(EpochScoreArgs a) => Score(a);
 
-    /// <summary>P(hit) of rows [0, Rows), each output summed <see cref="SumOrder.FromBias"/> as the simple layered kernels sum it: on the CPU accelerator prediction gives the same bits on either path.</summary>
+    /// <summary>P(hit) of rows [0, Rows), each output summed <see cref="SumOrder.FromBias"/> as the simple layered kernels sum it: on the CPU accelerator
+    /// prediction gives the same bits on either path.</summary>
     public static void PredictKernel(EpochPredictArgs a) => Predict(a);
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -98,7 +99,8 @@ public static class CpuEpoch
                 int rowOut = outputsBase + r * stride, rowDelta = deltasBase + r * stride, maskRow = (myStart + r) * k;
                 // Forward and loss for every member (sigmoid fused with binary cross-entropy; dL/dz = (p - y) / (batch k)),
                 // then each member's backward pass, the forward reversed.
-                var sums = CpuEpochRows.ForwardMembers(mem, shape, rows, n, rowOut, a.Labels, a.Settings, globalStep, maskRow, SumOrder.BiasLast, scale, rowDelta);
+                var sums = CpuEpochRows.ForwardMembers(mem, shape, rows, n, rowOut, a.Labels, a.Settings, globalStep, maskRow, SumOrder.BiasLast,
+                    scale, rowDelta);
                 for (int q = 0; q < n; q++)
                 {
                     float y = labels[rows[q]], target = Loss.SmoothedTarget(y, a.Settings.LabelSmoothing);

@@ -31,7 +31,8 @@ internal sealed class CpuEpochEngine(Network network) : INetworkEngine
             scratch?.Dispose();
             (scratch, rowsPerThread) = (larger, needed);
         }
-        return new EpochNetworkViews { Parameters = network.Parameters.View, Layers = network.LayerShapes.View, Scratch = scratch.View, RowsPerThread = rowsPerThread };
+        return new EpochNetworkViews { Parameters = network.Parameters.View, Layers = network.LayerShapes.View, Scratch = scratch.View,
+            RowsPerThread = rowsPerThread };
     }
 
     public void TrainEpoch(DeviceDataset data, DeviceBuffer<int> order, int batchSize, ReadOnlySpan<AdamStep> steps, in StepSettings settings,
@@ -42,7 +43,8 @@ internal sealed class CpuEpochEngine(Network network) : INetworkEngine
         device.TrainCpuEpoch(new EpochTrainViews
         {
             Network = Views(Math.Min(batchSize, data.Rows)),
-            Features = data.Features.View, Labels = data.Labels.View, Order = order.View, SampleLoss = data.SampleLoss.View, SampleCorrect = data.SampleCorrect.View,
+            Features = data.Features.View, Labels = data.Labels.View, Order = order.View, SampleLoss = data.SampleLoss.View,
+                SampleCorrect = data.SampleCorrect.View,
             AdamM = network.AdamM.View, AdamV = network.AdamV.View, ThreadGradients = threadGradients.View, Schedule = schedule.View,
             Rows = data.Rows, BatchSize = batchSize, FirstStep = firstStep, Settings = settings,
         }, network.Layout);
@@ -53,7 +55,8 @@ internal sealed class CpuEpochEngine(Network network) : INetworkEngine
         device.ScoreCpuEpoch(new EpochScoreViews
         {
             Network = Views(2 * device.Plan.OneGroupThreads),
-            Features = data.Features.View, Labels = data.Labels.View, SampleLoss = data.SampleLoss.View, SampleCorrect = data.SampleCorrect.View, Rows = data.Rows,
+            Features = data.Features.View, Labels = data.Labels.View, SampleLoss = data.SampleLoss.View, SampleCorrect = data.SampleCorrect.View,
+                Rows = data.Rows,
         }, network.Layout);
 
     public void Predict(DeviceBuffer<float> features, int rows, Span<float> result)

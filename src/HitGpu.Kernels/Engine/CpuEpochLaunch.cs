@@ -97,7 +97,8 @@ public sealed partial class ComputeDevice
         (cpuEpochTrain ??= LoadKernel<EpochTrainArgs>(CpuEpoch.TrainKernel))(new KernelConfig(1, threads), new EpochTrainArgs
         {
             Memory = Memory(a.Network, a.Features, a.ThreadGradients), Shape = shape,
-            Labels = RowMemory.Of(a.Labels), Order = RowMemory.Of(a.Order), SampleLoss = RowMemory.Of(a.SampleLoss), SampleCorrect = RowMemory.Of(a.SampleCorrect),
+            Labels = RowMemory.Of(a.Labels), Order = RowMemory.Of(a.Order), SampleLoss = RowMemory.Of(a.SampleLoss),
+                SampleCorrect = RowMemory.Of(a.SampleCorrect),
             AdamM = RowMemory.Of(a.AdamM), AdamV = RowMemory.Of(a.AdamV), Schedule = RowMemory.Of(a.Schedule),
             Rows = a.Rows, BatchSize = a.BatchSize, FirstStep = a.FirstStep, Settings = a.Settings,
         });
@@ -135,7 +136,8 @@ public sealed partial class ComputeDevice
     private EpochShape Check(in EpochNetworkViews n, ArrayView<float> features, int rows, ParameterLayout layout, string what)
     {
         // The accelerator's own kind, not only the (replaceable) plan's: host addresses of GPU memory do not exist.
-        Require(Plan.Kind == Kind && Plan.Paths.Contains(TrainingPath.CpuEpoch), $"{what}: the CPU epoch runs on the CPU accelerator only (it reads host addresses)");
+        Require(Plan.Kind == Kind && Plan.Paths.Contains(TrainingPath.CpuEpoch),
+            $"{what}: the CPU epoch runs on the CPU accelerator only (it reads host addresses)");
         Require(rows >= 1, $"{what}: at least one row");
         Require(n.Layers.Length == layout.Layers, $"{what}: the device layer shapes must hold the layout's {layout.Layers} layers");
         Require(layout.Outputs(layout.Layers - 1) == 1 && layout.ActivationOf(layout.Layers - 1) == Activation.Identity,
@@ -145,11 +147,13 @@ public sealed partial class ComputeDevice
         Require(n.RowsPerThread >= 1 && n.Scratch.Length >= CpuEpochEngine.ScratchFloats(layout, n.RowsPerThread, Plan.OneGroupThreads),
             $"{what}: scratch too small");
         // The kernels index with 32-bit offsets: the scratch and the gradient copies must be addressable so.
-        Require(CpuEpochEngine.ScratchFloats(layout, n.RowsPerThread, Plan.OneGroupThreads) <= int.MaxValue && (long)Plan.OneGroupThreads * layout.Count <= int.MaxValue,
+        Require(CpuEpochEngine.ScratchFloats(layout, n.RowsPerThread, Plan.OneGroupThreads) <= int.MaxValue && (long)Plan.OneGroupThreads
+            * layout.Count <= int.MaxValue,
             $"{what}: the scratch or the gradient copies pass 2^31 floats: use a smaller batch, network or ensemble");
         return new EpochShape
         {
-            Layers = layout.Layers, Members = layout.Members, ParameterCount = layout.Count, ActivationWidth = layout.ActivationWidth, RowsPerThread = n.RowsPerThread,
+            Layers = layout.Layers, Members = layout.Members, ParameterCount = layout.Count, ActivationWidth = layout.ActivationWidth,
+                RowsPerThread = n.RowsPerThread,
         };
     }
 

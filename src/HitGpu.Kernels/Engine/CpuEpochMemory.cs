@@ -102,7 +102,8 @@ public readonly unsafe struct RowMemory
     /// <summary>scratch[s + i] += d * W[w + i] for i in [0, n).</summary>
     public void AddScaledWeights(int s, float d, int w, int n) => AddScaled((float*)Scratch + s, d, (float*)Parameters + w, n);
 
-    /// <summary>gradient[g + i] += d0 x0[i], then + d1 x1[i], + d2 x2[i], + d3 x3[i]: four rows' terms in row order, one load and store of the gradient.</summary>
+    /// <summary>gradient[g + i] += d0 x0[i], then + d1 x1[i], + d2 x2[i], + d3 x3[i]: four rows' terms in row order, one load and store of the
+    /// gradient.</summary>
     public void AddScaledInput4(int g, in Sums4 d, bool fromFeatures, int x0, int x1, int x2, int x3, int n)
     {
         float* source = Source(fromFeatures), target = (float*)Gradients + g;

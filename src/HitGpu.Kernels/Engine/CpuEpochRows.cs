@@ -16,7 +16,8 @@ public struct EpochShape
 {
     public int Layers, Members, ParameterCount;
     public int ActivationWidth;   // one row-member's activations (ParameterLayout.ActivationWidth)
-    public int RowsPerThread;     // scratch rows per thread (training: a thread's share of the batch; scoring and prediction: at least 2, for four rows at once)
+    // scratch rows per thread (training: a thread's share of the batch; scoring and prediction: at least 2, for four rows at once)
+    public int RowsPerThread;
 }
 
 /// <summary>Up to four dataset rows whose passes run together (the first <c>count</c> of them are used).</summary>
@@ -27,7 +28,8 @@ internal struct Rows4
     public readonly int this[int q] => q == 0 ? R0 : q == 1 ? R1 : q == 2 ? R2 : R3;
 }
 
-/// <summary>What one forward pass of every member over up to four rows leaves per row: its first member's logit and its members' sums (<see cref="Loss.AddMember"/>).</summary>
+/// <summary>What one forward pass of every member over up to four rows leaves per row: its first member's logit and its members' sums (<see
+/// cref="Loss.AddMember"/>).</summary>
 internal struct MemberSums
 {
     public Sums4 First, Loss, P, Q;
@@ -126,7 +128,8 @@ internal static class CpuEpochRows
                 float bias = mem.Parameter(biases + o);
                 float start = BatchedDense.SumStart(layer, bias, order);
                 var sums = count == 4 ? mem.Dot4(start, fromFeatures, x0 + first, x1 + first, x2 + first, x3 + first, w, n)
-                    : new Sums4 { S0 = order == SumOrder.FromBias ? mem.DotInOrder(start, fromFeatures, x0 + first, w, n) : mem.Dot(fromFeatures, x0 + first, w, n) };
+                    : new Sums4 { S0 = order == SumOrder.FromBias ? mem.DotInOrder(start, fromFeatures, x0 + first, w, n)
+                        : mem.Dot(fromFeatures, x0 + first, w, n) };
                 float s = layer.HasOutputScale ? mem.Parameter(layer.OutputScale(member) + o) : 1f;
                 for (int q = 0; q < count; q++)
                 {
@@ -217,7 +220,8 @@ internal static class CpuEpochRows
                         mem.ScratchAt(delta + layerIn + i) = mem.ScratchAt(delta + layerIn + i)
                             * Activations.Derivative(previous.Activation, mem.ScratchAt(row + layerIn + i),
                                 previous.KeepsPreActivation ? mem.ScratchAt(row + previous.PreActivationOffset + i) : 0f)
-                            * (previous.DropsOutputs != 0 ? Dropout.Factor(settings.DropoutSeed, step, maskRow + q * maskStride, l - 1, i, settings.DropoutRate) : 1f);
+                            * (previous.DropsOutputs != 0 ? Dropout.Factor(settings.DropoutSeed, step, maskRow + q * maskStride, l - 1, i,
+                                settings.DropoutRate) : 1f);
             }
         }
     }

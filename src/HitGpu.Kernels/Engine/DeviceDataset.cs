@@ -36,7 +36,8 @@ public sealed class DeviceDataset : IDisposable
     /// <see cref="ReadMetrics()"/> of the slots [start, start + rows) of any per-sample buffers (many runs' slots
     /// side by side), <paramref name="sums"/> (2) the device's room for the two sums.
     /// </summary>
-    public static (double Loss, double Accuracy) ReadMetrics(ComputeDevice device, DeviceBuffer<float> sampleLoss, DeviceBuffer<float> sampleCorrect, int start, int rows,
+    public static (double Loss, double Accuracy) ReadMetrics(ComputeDevice device, DeviceBuffer<float> sampleLoss, DeviceBuffer<float> sampleCorrect,
+        int start, int rows,
         DeviceBuffer<float> sums)
     {
         if (device.Plan.SumsMetricsOnDevice)

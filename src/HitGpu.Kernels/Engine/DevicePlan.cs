@@ -56,7 +56,8 @@ public sealed record DevicePlan
     public bool? ShuffleOverride { get; init; }
 
     /// <summary>The plan of an accelerator of this kind and size, with the overrides the environment gives.</summary>
-    public static DevicePlan For(AcceleratorKind kind, int maxGroupSize, int multiprocessors, long memoryBytes = long.MaxValue, long sharedBytesPerGroup = 48 * 1024) => new()
+    public static DevicePlan For(AcceleratorKind kind, int maxGroupSize, int multiprocessors, long memoryBytes = long.MaxValue,
+        long sharedBytesPerGroup = 48 * 1024) => new()
     {
         Kind = kind,
         SharedBytesPerGroup = sharedBytesPerGroup,
@@ -111,7 +112,8 @@ public sealed record DevicePlan
     /// The paths this accelerator can run: the CPU epoch reads host addresses, so only the CPU accelerator has
     /// it; the GPU epoch runs everywhere (on the CPU accelerator for its tests: a barrier there costs microseconds).
     /// </summary>
-    public IReadOnlyList<TrainingPath> Paths => OnCpu ? [TrainingPath.Layered, TrainingPath.CpuEpoch, TrainingPath.GpuEpoch] : [TrainingPath.Layered, TrainingPath.GpuEpoch];
+    public IReadOnlyList<TrainingPath> Paths => OnCpu ? [TrainingPath.Layered, TrainingPath.CpuEpoch, TrainingPath.GpuEpoch]
+        : [TrainingPath.Layered, TrainingPath.GpuEpoch];
 
     /// <summary>
     /// The training path for a network of <paramref name="layout"/> trained in batches of <paramref name="batchRows"/>:
@@ -144,8 +146,10 @@ public sealed record DevicePlan
         int rows = Math.Max(1, batchRows);
         long bytes = 4 * GpuEpoch.TrainSharedFloats(layout, rows);
         return bytes <= SharedBytesPerGroup ? null
-            : $"its {layout.Count:N0} parameters and a batch's inputs and activations ({rows} rows x {layout.Members} members x {layout.ActivationWidth}, twice) " +
-              $"take {bytes / 1024.0:F1} KB of shared memory, a group has {SharedBytesPerGroup / 1024.0:F1} KB: use a smaller --batch-size, --hidden or --ensemble";
+            : $"its {layout.Count:N0} parameters and a batch's inputs and activations ({rows} rows x {layout.Members} members x " +
+                $"{layout.ActivationWidth}, twice) " +
+              $"take {bytes / 1024.0:F1} KB of shared memory, a group has {SharedBytesPerGroup / 1024.0:F1} KB: use a smaller --batch-size, " +
+                  $"--hidden or --ensemble";
     }
 
     /// <summary>Rows one group of the GPU epoch scores at once: as many of 256 as a group's shared memory holds the inputs and activations of.</summary>
@@ -155,7 +159,8 @@ public sealed record DevicePlan
     /// <summary>Whether the accelerator's memory is the host's (the CPU accelerator): what the host keeps counts against it too.</summary>
     public bool SharesHostMemory => OnCpu;
 
-    /// <summary>The engine that trains, scores and predicts for <paramref name="network"/> on <paramref name="path"/> (the layered one is the network's own, made on first use).</summary>
+    /// <summary>The engine that trains, scores and predicts for <paramref name="network"/> on <paramref name="path"/> (the layered one is the network's
+    /// own, made on first use).</summary>
     internal INetworkEngine EngineFor(Network network, Func<LayeredEngine> layered, TrainingPath path) => path switch
     {
         TrainingPath.CpuEpoch => new CpuEpochEngine(network),
@@ -163,9 +168,11 @@ public sealed record DevicePlan
         _ => layered(),
     };
 
-    /// <summary>Device memory of a path's own buffers beyond the network's flat ones and the layered passes (the CPU epoch's gradient copies and scratch rows).</summary>
+    /// <summary>Device memory of a path's own buffers beyond the network's flat ones and the layered passes (the CPU epoch's gradient copies and scratch
+    /// rows).</summary>
     internal long EngineBytes(ParameterLayout layout, int batchRows, TrainingPath path) =>
-        path == TrainingPath.CpuEpoch ? 4L * (OneGroupThreads * (long)layout.Count + CpuEpochEngine.ScratchFloats(layout, CpuEpochEngine.RowsPerThread(batchRows, OneGroupThreads), OneGroupThreads)) : 0;
+        path == TrainingPath.CpuEpoch ? 4L * (OneGroupThreads * (long)layout.Count
+            + CpuEpochEngine.ScratchFloats(layout, CpuEpochEngine.RowsPerThread(batchRows, OneGroupThreads), OneGroupThreads)) : 0;
 
     /// <summary>
     /// Whether the path's kernels are worth loading on a worker thread while the host reads the data: the CPU
@@ -176,7 +183,8 @@ public sealed record DevicePlan
     /// <summary>Whether training shuffles on the device (a permutation kernel an epoch, nothing uploaded): on a GPU, unless asked or overridden.</summary>
     public bool ShufflesOnDevice(bool? requested = null) => requested ?? ShuffleOverride ?? !OnCpu;
 
-    /// <summary>Whether an epoch's metrics are summed on the device (two numbers cross) or read per sample and summed on the host (the CPU accelerator's memory is the host's).</summary>
+    /// <summary>Whether an epoch's metrics are summed on the device (two numbers cross) or read per sample and summed on the host (the CPU accelerator's
+    /// memory is the host's).</summary>
     public bool SumsMetricsOnDevice => !OnCpu;
 
     /// <summary>
@@ -245,9 +253,11 @@ public sealed record DevicePlan
     {
         int large = DenseTiled.TileOutputs(ProductTileSize.Large);
         long largeTiles = (long)((m + large - 1) / large) * ((n + large - 1) / large) * slabs;
-        var tile = TileOverride ?? (MaxGroupSize >= Threads(ProductTileSize.Large) && largeTiles >= Multiprocessors ? ProductTileSize.Large : ProductTileSize.Small);
+        var tile = TileOverride ?? (MaxGroupSize >= Threads(ProductTileSize.Large) && largeTiles >= Multiprocessors ? ProductTileSize.Large
+            : ProductTileSize.Small);
         if (Threads(tile) > MaxGroupSize)
-            throw new ArgumentException($"the tiled product's {tile.ToString().ToLowerInvariant()} tile needs groups of {Threads(tile)} threads; this {Kind} accelerator allows {MaxGroupSize}");
+            throw new ArgumentException($"the tiled product's {tile.ToString().ToLowerInvariant()} tile needs groups of {Threads(tile)} threads; " +
+                $"this {Kind} accelerator allows {MaxGroupSize}");
         return tile;
     }
 
@@ -268,7 +278,8 @@ public sealed record DevicePlan
     /// <summary>
     /// How a GPU launches a kernel: the threads of its groups and the dynamic shared memory each takes (the
     /// machine-code report, bench/gpu/MachineCode.cs, judges occupancy by it). The tiled product by its tile,
-    /// the metric sums and the GPU epoch (its shared memory at the study network, batch 32) in one group of <see cref="OneGroupThreads"/>, every other kernel in groups of
+    /// the metric sums and the GPU epoch (its shared memory at the study network, batch 32) in one group of <see cref="OneGroupThreads"/>, every other
+    /// kernel in groups of
     /// <see cref="ShapeFor"/>'s 256 threads.
     /// </summary>
     public static (int Threads, int DynamicSharedBytes, ILGPU.Runtime.KernelSpecialization Specialization) GpuLaunchOf(System.Reflection.MethodInfo kernel)
@@ -283,7 +294,8 @@ public sealed record DevicePlan
         {
             // The study's network, batch 32: what the report reads the GPU epoch's occupancy at.
             var study = ParameterLayout.ForClassifier(15, [64, 32]);
-            long floats = kernel.Name == nameof(GpuEpoch.TrainKernel) ? GpuEpoch.TrainSharedFloats(study, 32) : GpuEpoch.ScoreSharedFloats(study, gpu.GpuEpochScoreRows(study));
+            long floats = kernel.Name == nameof(GpuEpoch.TrainKernel) ? GpuEpoch.TrainSharedFloats(study, 32)
+                : GpuEpoch.ScoreSharedFloats(study, gpu.GpuEpochScoreRows(study));
             return (gpu.OneGroupThreads, (int)(4 * floats), ILGPU.Runtime.KernelSpecialization.Empty);
         }
         if (kernel.DeclaringType == typeof(SampleSums))

@@ -91,7 +91,8 @@ internal struct GroupBatch
     public readonly int FeatureRow(int b) => Order.Length == 0 ? Start + b : Order[OrderBase + Start + b];
     public readonly int OutputRow(int rm) => Outputs + rm * Stride;
     public readonly int DeltaRow(int rm) => Deltas + rm * Stride;
-    /// <summary>Where layer l's input row of row-member rm starts: its batch row's features (layer 0; the members share them) or the layer below's outputs.</summary>
+    /// <summary>Where layer l's input row of row-member rm starts: its batch row's features (layer 0; the members share them) or the layer below's
+    /// outputs.</summary>
     public readonly int InputRow(int l, int belowOutputs, int rm) => l == 0 ? rm / Members * Inputs : OutputRow(rm) + belowOutputs;
     /// <summary>How far apart member i's input rows of consecutive batch rows are.</summary>
     public readonly int InputStep(int l) => l == 0 ? Inputs : Members * Stride;
@@ -242,7 +243,8 @@ public static class GpuEpoch
                 int i = q % k, first = layer.FirstInput(o);
                 long w = layer.Weight(i) + o * n;
                 long x0 = batch.InputRow(l, belowOutputs, q) + first, x1 = batch.InputRow(l, belowOutputs, FourLanes.Or(q, 1, lanes, rowMembers)) + first;
-                long x2 = batch.InputRow(l, belowOutputs, FourLanes.Or(q, 2, lanes, rowMembers)) + first, x3 = batch.InputRow(l, belowOutputs, FourLanes.Or(q, 3, lanes, rowMembers)) + first;
+                long x2 = batch.InputRow(l, belowOutputs, FourLanes.Or(q, 2, lanes, rowMembers)) + first,
+                    x3 = batch.InputRow(l, belowOutputs, FourLanes.Or(q, 3, lanes, rowMembers)) + first;
                 float bias = batch.P[layer.Bias(i) + o];
                 var sums = FourLanes.Dots<SharedLaneViews>(BatchedDense.SumStart(layer, bias, SumOrder.FromBias), batch.Work, x0, x1, x2, x3, batch.P, w,
                     layer.HasInputScale ? layer.InputScale(i) + first : -1, n);
@@ -312,7 +314,8 @@ public static class GpuEpoch
             int i = q % k, group = j / perGroup, first = group * layer.OutputsPerGroup, end = first + layer.OutputsPerGroup;
             long w = layer.Weight(i) + j - group * perGroup;
             long d0 = batch.DeltaRow(q) + layer.OutputOffset, d1 = batch.DeltaRow(FourLanes.Or(q, 1, lanes, rowMembers)) + layer.OutputOffset;
-            long d2 = batch.DeltaRow(FourLanes.Or(q, 2, lanes, rowMembers)) + layer.OutputOffset, d3 = batch.DeltaRow(FourLanes.Or(q, 3, lanes, rowMembers)) + layer.OutputOffset;
+            long d2 = batch.DeltaRow(FourLanes.Or(q, 2, lanes, rowMembers)) + layer.OutputOffset,
+                d3 = batch.DeltaRow(FourLanes.Or(q, 3, lanes, rowMembers)) + layer.OutputOffset;
             var g = FourLanes.Transposed(batch.Work, d0, d1, d2, d3, batch.P, w, perGroup, layer.HasOutputScale ? layer.OutputScale(i) : -1, first, end);
             float r = layer.HasInputScale ? batch.P[layer.InputScale(i) + j] : 1f;
             for (int c = 0; c < 4 && q + c * lanes < rowMembers; c++)
@@ -355,7 +358,8 @@ public static class GpuEpoch
     /// the batch rows in order, then its Adam update. A member's weight terms share its s_o and r_j, which
     /// multiply its sum. W's sums read r and s, which are updated only after the next barrier (<see cref="ScaleUpdates"/>).
     /// </summary>
-    private static void WeightAndBiasUpdates(in GroupBatch batch, in LayerShape layer, int l, int belowOutputs, ArrayView<float> m, ArrayView<float> v, in AdamStep adam)
+    private static void WeightAndBiasUpdates(in GroupBatch batch, in LayerShape layer, int l, int belowOutputs, ArrayView<float> m,
+        ArrayView<float> v, in AdamStep adam)
     {
         int thread = Group.IdxX, threads = Group.DimX, k = batch.Members, rows = batch.Rows, rowStep = k * batch.Stride;
         int n = layer.InputsPerGroup, nOut = layer.Outputs, lanes = FourLanes.Of(n, 1);
@@ -385,7 +389,8 @@ public static class GpuEpoch
                     x + q, x + FourLanes.Or(q, 1, lanes, n), x + FourLanes.Or(q, 2, lanes, n), x + FourLanes.Or(q, 3, lanes, n), batch.InputStep(l));
                 float s = layer.HasOutputScale ? batch.P[layer.OutputScale(i) + out0] : 1f;
                 for (int c = 0; c < 4; c++)
-                    gradients.Set(c, gradients[c] + sums[c] * s * (layer.HasInputScale ? batch.P[layer.InputScale(i) + start + FourLanes.Or(q, c, lanes, n)] : 1f));
+                    gradients.Set(c, gradients[c] + sums[c] * s * (layer.HasInputScale
+                        ? batch.P[layer.InputScale(i) + start + FourLanes.Or(q, c, lanes, n)] : 1f));
             }
             for (int c = 0; c < 4 && q + c * lanes < n; c++)
                 Update(batch.P, m, v, layer.Weight(ownerOf) + out0 * n + q + c * lanes, gradients[c], adam);
@@ -393,7 +398,8 @@ public static class GpuEpoch
     }
 
     /// <summary>Phase B of layer l, after W's: each member's r (sum of g x) and s (sum of dz times the sum before s), then their Adam updates.</summary>
-    private static void ScaleUpdates(in GroupBatch batch, in LayerShape layer, int l, int belowOutputs, ArrayView<float> m, ArrayView<float> v, in AdamStep adam)
+    private static void ScaleUpdates(in GroupBatch batch, in LayerShape layer, int l, int belowOutputs, ArrayView<float> m, ArrayView<float> v,
+        in AdamStep adam)
     {
         int thread = Group.IdxX, threads = Group.DimX, k = batch.Members, rows = batch.Rows, rowStep = k * batch.Stride;
         int nIn = layer.Inputs, nOut = layer.Outputs;
@@ -405,13 +411,15 @@ public static class GpuEpoch
             if (e < inputScales)
             {
                 int i = e / nIn, j = e - i * nIn;
-                gradient = SumOverRows(batch.Work, rows, batch.DeltaRow(i) + layer.ScaledInputOffset + j, rowStep, batch.InputRow(l, belowOutputs, i) + j, batch.InputStep(l));
+                gradient = SumOverRows(batch.Work, rows, batch.DeltaRow(i) + layer.ScaledInputOffset + j, rowStep,
+                    batch.InputRow(l, belowOutputs, i) + j, batch.InputStep(l));
                 at = layer.InputScaleOffset + e;
             }
             else
             {
                 int io = e - inputScales, i = io / nOut, o = io - i * nOut;
-                gradient = SumOverRows(batch.Work, rows, batch.DeltaRow(i) + layer.OutputOffset + o, rowStep, batch.OutputRow(i) + layer.PreScaleOffset + o, rowStep);
+                gradient = SumOverRows(batch.Work, rows, batch.DeltaRow(i) + layer.OutputOffset + o, rowStep,
+                    batch.OutputRow(i) + layer.PreScaleOffset + o, rowStep);
                 at = layer.OutputScaleOffset + io;
             }
             Update(batch.P, m, v, at, gradient, adam);

@@ -30,7 +30,8 @@ internal sealed class GpuEpochEngine(Network network) : INetworkEngine
         device.ScoreGpuEpoch(new GpuEpochScoreViews
         {
             Features = data.Features.View, Labels = data.Labels.View, Layers = network.LayerShapes.View, Parameters = network.Parameters.View,
-            SampleLoss = data.SampleLoss.View, SampleCorrect = data.SampleCorrect.View, Runs = run.View, RunCount = 1, Positions = data.Rows, MaxRows = data.Rows,
+            SampleLoss = data.SampleLoss.View, SampleCorrect = data.SampleCorrect.View, Runs = run.View, RunCount = 1, Positions = data.Rows,
+                MaxRows = data.Rows,
         }, network.Layout);
     }
 

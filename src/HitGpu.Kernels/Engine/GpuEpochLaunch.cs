@@ -49,7 +49,8 @@ public sealed partial class ComputeDevice
             "GPU epoch: the order and the per-sample outputs must hold every run's positions");
         Require(a.AdamM.Length == a.Parameters.Length && a.AdamV.Length == a.Parameters.Length, "GPU epoch: the moments must have the parameters' length");
         Require(a.Runs.Length >= a.RunCount && a.Schedule.Length >= (long)a.RunCount * a.Steps, "GPU epoch: a run entry and Steps schedule entries per run");
-        Require(a.Steps >= (a.Positions + a.BatchSize - 1) / a.BatchSize, $"GPU epoch: {a.Positions} positions in batches of {a.BatchSize} need {(a.Positions + a.BatchSize - 1) / a.BatchSize} schedule entries a run");
+        Require(a.Steps >= (a.Positions + a.BatchSize - 1) / a.BatchSize,
+            $"GPU epoch: {a.Positions} positions in batches of {a.BatchSize} need {(a.Positions + a.BatchSize - 1) / a.BatchSize} schedule entries a run");
         Require(runPositions <= int.MaxValue && (long)a.RunCount * a.Steps <= int.MaxValue, "GPU epoch: the runs' positions or steps pass 2^31");
         shape.BatchRows = Math.Min(a.BatchSize, a.Positions);
         int floats = (int)GpuEpoch.TrainSharedFloats(layout, shape.BatchRows);
@@ -73,14 +74,16 @@ public sealed partial class ComputeDevice
         int chunk = Plan.GpuEpochScoreRows(layout);
         var shape = CheckGpuEpoch(a.Layers, a.Features, a.Parameters, a.RunCount, layout, chunk, "GPU epoch score");
         Require(4 * GpuEpoch.ScoreSharedFloats(layout, chunk) <= Plan.SharedBytesPerGroup,
-            $"GPU epoch score: one row's inputs and activations ({4 * GpuEpoch.ScoreSharedFloats(layout, 1)} bytes) do not fit in a group's {Plan.SharedBytesPerGroup} bytes of shared memory");
+            $"GPU epoch score: one row's inputs and activations ({4 * GpuEpoch.ScoreSharedFloats(layout, 1)} bytes) do not fit in a group's " +
+                $"{Plan.SharedBytesPerGroup} bytes of shared memory");
         Require(a.MaxRows >= 1 && a.Runs.Length >= a.RunCount, "GPU epoch score: at least one row, and a run entry per run");
         Require(a.Order.Length == 0 ? a.MaxRows <= a.Features.Length / layout.Inputs(0) : a.Order.Length >= (long)a.RunCount * a.Positions,
             "GPU epoch score: the rows must be in the features, or the order hold every run's positions");
         Require(a.Order.Length == 0 || a.MaxRows <= a.Positions, "GPU epoch score: a run's rows must fit its positions");
         int positions = a.Order.Length == 0 ? Math.Max(a.Positions, a.MaxRows) : a.Positions; // rows in place: a run's slots hold its rows
         long outputs = (long)a.RunCount * positions;
-        Require(a.SampleLoss.Length >= outputs && (a.Labels.Length == 0 || a.SampleCorrect.Length >= outputs), "GPU epoch score: the per-sample outputs must hold every run's rows");
+        Require(a.SampleLoss.Length >= outputs && (a.Labels.Length == 0 || a.SampleCorrect.Length >= outputs),
+            "GPU epoch score: the per-sample outputs must hold every run's rows");
         Require(a.Labels.Length == 0 || a.Labels.Length * layout.Inputs(0) >= a.Features.Length, "GPU epoch score: one label per feature row");
         shape.BatchRows = chunk;
         int chunks = (a.MaxRows + chunk - 1) / chunk;

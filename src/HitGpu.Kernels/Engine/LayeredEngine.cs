@@ -28,8 +28,10 @@ internal sealed class LayeredEngine : INetworkEngine
         int rowMembers = checked(network.CapacityRows * layout.Members);
         outputs = Enumerable.Range(0, layout.Layers).Select(l => device.Allocate<float>(rowMembers, layout.Outputs(l))).ToArray();
         deltas = Enumerable.Range(0, layout.Layers).Select(l => device.Allocate<float>(rowMembers, layout.Outputs(l))).ToArray();
-        preScale = Enumerable.Range(0, layout.Layers).Select(l => layout[l].HasOutputScale ? device.Allocate<float>(rowMembers, layout.Outputs(l)) : null).ToArray();
-        preActivation = Enumerable.Range(0, layout.Layers).Select(l => layout[l].KeepsPreActivation ? device.Allocate<float>(rowMembers, layout.Outputs(l)) : null).ToArray();
+        preScale = Enumerable.Range(0, layout.Layers).Select(l => layout[l].HasOutputScale ? device.Allocate<float>(rowMembers, layout.Outputs(l))
+            : null).ToArray();
+        preActivation = Enumerable.Range(0, layout.Layers).Select(l => layout[l].KeepsPreActivation
+            ? device.Allocate<float>(rowMembers, layout.Outputs(l)) : null).ToArray();
         probabilities = device.Allocate<float>(network.CapacityRows);
     }
 
@@ -58,7 +60,8 @@ internal sealed class LayeredEngine : INetworkEngine
         {
             device.BatchedDenseForward(BatchedLayer(l, input, rows, inputGradient: ArrayView<float>.Empty));
             if (settings.DropoutRate > 0f && layout[l].DropsOutputs != 0)
-                device.ApplyDropout(new DropoutArgs { Values = outputs[l].View, Rows = rowMembers, Cols = layout.Outputs(l), Layer = l, Step = step, Seed = settings.DropoutSeed, Rate = settings.DropoutRate });
+                device.ApplyDropout(new DropoutArgs { Values = outputs[l].View, Rows = rowMembers, Cols = layout.Outputs(l), Layer = l, Step = step,
+                    Seed = settings.DropoutSeed, Rate = settings.DropoutRate });
         }
     }
 
@@ -76,7 +79,8 @@ internal sealed class LayeredEngine : INetworkEngine
             device.BatchedDenseBackward(BatchedLayer(l, input, rows, previousGradient), withInputGradient);
             // The activation's derivative came from the masked output (0 where dropped); the kept units take the scale.
             if (settings.DropoutRate > 0f && l > 0 && layout[l - 1].DropsOutputs != 0)
-                device.ApplyDropout(new DropoutArgs { Values = deltas[l - 1].View, Rows = rows * layout.Members, Cols = layout.Inputs(l), Layer = l - 1, Step = step, Seed = settings.DropoutSeed, Rate = settings.DropoutRate });
+                device.ApplyDropout(new DropoutArgs { Values = deltas[l - 1].View, Rows = rows * layout.Members, Cols = layout.Inputs(l),
+                    Layer = l - 1, Step = step, Seed = settings.DropoutSeed, Rate = settings.DropoutRate });
         }
     }
 
@@ -86,7 +90,8 @@ internal sealed class LayeredEngine : INetworkEngine
         {
             X = LayerInput(l, input), Parameters = network.Parameters.View, Gradients = network.Gradients.View,
             PreScale = preScale[l]?.View ?? ArrayView<float>.Empty, Y = outputs[l].View, OutputGradient = deltas[l].View,
-            PreActivation = preActivation[l]?.View ?? ArrayView<float>.Empty, InputPreActivation = (l > 0 ? preActivation[l - 1]?.View : null) ?? ArrayView<float>.Empty,
+            PreActivation = preActivation[l]?.View ?? ArrayView<float>.Empty,
+                InputPreActivation = (l > 0 ? preActivation[l - 1]?.View : null) ?? ArrayView<float>.Empty,
             ScaledInputGradient = scaledInputGradient?.View ?? ArrayView<float>.Empty, InputGradient = inputGradient,
             Layer = layout[l], Rows = rows, Members = layout.Members, InputShared = l == 0 ? 1 : 0, InputActivation = (int)layout.InputActivationOf(l),
         };
@@ -152,7 +157,8 @@ internal sealed class LayeredEngine : INetworkEngine
         }
     }
 
-    /// <summary>d P(hit) / d input of the first rows of (n, inputs) features: forward, the sigmoid's slope at each logit, then the backward pass down to the inputs.</summary>
+    /// <summary>d P(hit) / d input of the first rows of (n, inputs) features: forward, the sigmoid's slope at each logit, then the backward pass down to
+    /// the inputs.</summary>
     public void ProbabilityGradient(DeviceBuffer<float> features, int rows, Span<float> result)
     {
         int inputs = layout.Inputs(0);

@@ -93,7 +93,8 @@ public sealed class ParameterLayout
     /// <param name="kind">which tensors the members share</param>
     /// <param name="members">members trained together (1: a plain network, whatever the kind)</param>
     /// <param name="groups">each layer's groups (default 1: dense); a grouped layer's widths are multiples of its groups</param>
-    public ParameterLayout(IReadOnlyList<int> widths, IReadOnlyList<Activation>? activations = null, EnsembleKind kind = EnsembleKind.Independent, int members = 1,
+    public ParameterLayout(IReadOnlyList<int> widths, IReadOnlyList<Activation>? activations = null, EnsembleKind kind = EnsembleKind.Independent,
+        int members = 1,
         IReadOnlyList<int>? groups = null)
     {
         if (widths.Count < 2 || widths.Any(w => w < 1))
@@ -120,7 +121,8 @@ public sealed class ParameterLayout
         }
         catch (OverflowException)
         {
-            throw new ArgumentException($"a network of widths {string.Join("-", widths)} with {members} member(s) has more than 2^31 parameters or activations per row: use smaller hidden widths or fewer members");
+            throw new ArgumentException($"a network of widths {string.Join("-", widths)} with {members} member(s) has more than 2^31 parameters " +
+                $"or activations per row: use smaller hidden widths or fewer members");
         }
     }
 
@@ -164,7 +166,8 @@ public sealed class ParameterLayout
                 WeightOffset = weightOffset, BiasOffset = biasOffset,
                 WeightStride = ownWeights ? checked(nOut * perGroupIn) : 0, BiasStride = ownBiases ? nOut : 0,
                 InputScaleOffset = inputScaleOffset, OutputScaleOffset = outputScaleOffset,
-                ScaledInputOffset = scaledInputOffset, PreScaleOffset = preScaleOffset, PreActivationOffset = preActivationOffset, OutputOffset = activationWidth,
+                ScaledInputOffset = scaledInputOffset, PreScaleOffset = preScaleOffset, PreActivationOffset = preActivationOffset,
+                    OutputOffset = activationWidth,
                 DropsOutputs = l < widths.Count - 2 && groups[l] == 1 ? 1 : 0,
             };
             activationWidth = checked(activationWidth + nOut);

@@ -47,7 +47,8 @@ public static class OnnxExport
             int width = preprocessing.Knots!.Length, bins = preprocessing.Transform.Bins;
             string scores = graph.Op("Reshape", QuantileScores(graph, x, preprocessing.Knots), graph.Longs("scores_3d", [0, width, 1], 3));
             string binned = graph.Op("Reshape", PiecewiseBins(graph, x, preprocessing.Knots, bins), graph.Longs("bins_3d", [0, width, bins], 3));
-            x = graph.Op("Reshape", graph.Op("Concat", [scores, binned], attributes: [Int("axis", 2)]), graph.Longs("embedding_inputs", [0, width * (1 + bins)], 2));
+            x = graph.Op("Reshape", graph.Op("Concat", [scores, binned], attributes: [Int("axis", 2)]),
+                graph.Longs("embedding_inputs", [0, width * (1 + bins)], 2));
         }
         x = graph.Op("Div", graph.Op("Sub", x, graph.Floats("means", preprocessing.Means, 1, preprocessing.Means.Length)),
             graph.Floats("deviations", preprocessing.Deviations, 1, preprocessing.Deviations.Length));
@@ -109,7 +110,8 @@ public static class OnnxExport
             // log(1 + max(0, v)) on every kept column, taken where the column is a logged one.
             var logged = kept.Select(c => encoding.LogFeatures.Contains(SongData.FeatureNames[c]) ? 1f : 0f).ToArray();
             string log = graph.Op("Log", graph.Op("Add", graph.Op("Max", columns, graph.Floats("zero", [0f])), graph.Floats("one", [1f])));
-            string mask = graph.Op("Cast", graph.Floats("logged", logged, 1, logged.Length), attributes: [Int("to", (long)Proto.TensorProto.Types.DataType.Bool)]);
+            string mask = graph.Op("Cast", graph.Floats("logged", logged, 1, logged.Length),
+                attributes: [Int("to", (long)Proto.TensorProto.Types.DataType.Bool)]);
             columns = graph.Op("Where", mask, log, columns);
         }
         var parts = new List<string> { columns };
@@ -148,7 +150,8 @@ public static class OnnxExport
         string index = graph.Cast(graph.Op("Clip", lo, one, graph.Doubles("last", [count - 1.0])), Proto.TensorProto.Types.DataType.Int64);
         string byFeature = graph.Op("Transpose", index, attributes: [Ints("perm", [1, 0])]);      // (W, N)
         string table = graph.Doubles("knots_table", flat, width, count);                           // (W, K)
-        string below = graph.Op("Transpose", graph.Op("GatherElements", table, graph.Op("Sub", byFeature, graph.Longs("one_l", [1])), attributes: [Int("axis", 1)]), attributes: [Ints("perm", [1, 0])]);
+        string below = graph.Op("Transpose", graph.Op("GatherElements", table, graph.Op("Sub", byFeature, graph.Longs("one_l", [1])),
+            attributes: [Int("axis", 1)]), attributes: [Ints("perm", [1, 0])]);
         string above = graph.Op("Transpose", graph.Op("GatherElements", table, byFeature, attributes: [Int("axis", 1)]), attributes: [Ints("perm", [1, 0])]);
         string between = graph.Op("Add", graph.Op("Sub", lo, one), graph.Op("Div", graph.Op("Sub", v, below), graph.Op("Sub", above, below)));
 
@@ -194,7 +197,8 @@ public static class OnnxExport
                 (lo[c * bins + b], hi[c * bins + b]) = Preprocessing.BinEdges(knots[c], b, bins);
         string v = graph.Op("Unsqueeze", x, graph.Longs("axis2", [2], 1));                   // (N, W, 1)
         string low = graph.Floats("bin_low", lo, 1, width, bins), high = graph.Floats("bin_high", hi, 1, width, bins);
-        string inside = graph.Op("Clip", graph.Op("Div", graph.Op("Sub", v, low), graph.Op("Sub", high, low)), graph.Floats("zero", [0f]), graph.Floats("one", [1f]));
+        string inside = graph.Op("Clip", graph.Op("Div", graph.Op("Sub", v, low), graph.Op("Sub", high, low)), graph.Floats("zero", [0f]),
+            graph.Floats("one", [1f]));
         string step = graph.Cast(graph.Op("GreaterOrEqual", v, high), Proto.TensorProto.Types.DataType.Float);
         string binned = graph.Op("Where", graph.Op("Greater", high, low), inside, step);
         return graph.Op("Reshape", binned, graph.Longs("flat_bins", [0, width * bins], 2));
@@ -257,13 +261,16 @@ public static class OnnxExport
         public string Cast(string value, Proto.TensorProto.Types.DataType to) => Op("Cast", value, attributes: [Int("to", (long)to)]);
 
         public string Floats(string name, float[] values, params long[] dims) =>
-            Constant(name, dims.Length == 0 ? [values.Length] : dims, t => { t.DataType = (int)Proto.TensorProto.Types.DataType.Float; t.FloatData.AddRange(values); });
+            Constant(name, dims.Length == 0 ? [values.Length] : dims, t => { t.DataType = (int)Proto.TensorProto.Types.DataType.Float;
+                t.FloatData.AddRange(values); });
 
         public string Doubles(string name, double[] values, params long[] dims) =>
-            Constant(name, dims.Length == 0 ? [values.Length] : dims, t => { t.DataType = (int)Proto.TensorProto.Types.DataType.Double; t.DoubleData.AddRange(values); });
+            Constant(name, dims.Length == 0 ? [values.Length] : dims, t => { t.DataType = (int)Proto.TensorProto.Types.DataType.Double;
+                t.DoubleData.AddRange(values); });
 
         public string Longs(string name, long[] values, params long[] dims) =>
-            Constant(name, dims.Length == 0 ? [values.Length] : dims, t => { t.DataType = (int)Proto.TensorProto.Types.DataType.Int64; t.Int64Data.AddRange(values); });
+            Constant(name, dims.Length == 0 ? [values.Length] : dims, t => { t.DataType = (int)Proto.TensorProto.Types.DataType.Int64;
+                t.Int64Data.AddRange(values); });
 
         /// <summary>A constant (an initializer); a name asked for twice is the same constant, made once.</summary>
         private string Constant(string name, long[] dims, Action<Proto.TensorProto> fill)
