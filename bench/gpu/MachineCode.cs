@@ -55,6 +55,32 @@ public static partial class MachineCodeReport
     }
 
     /// <summary>
+    /// How the report launches a kernel: the threads of its groups and the dynamic shared memory each takes (by
+    /// which it judges occupancy), as the plan of a Hopper GPU (132 multiprocessors) launches it. The tiled
+    /// product by its tile, the metric sums and the GPU epoch (its shared memory at the study network, batch
+    /// 32) in one group of the plan's one-group threads, every other kernel in groups of ShapeFor's 256 threads.
+    /// </summary>
+    public static (int Threads, int DynamicSharedBytes, KernelSpecialization Specialization) LaunchOf(MethodInfo kernel)
+    {
+        var gpu = DevicePlan.For(AcceleratorKind.Cuda, maxGroupSize: 1024, multiprocessors: 132);
+        if (kernel.IsGenericMethod && kernel.GetGenericMethodDefinition() == typeof(DenseTiled).GetMethod(nameof(DenseTiled.ProductKernel)))
+        {
+            var tile = kernel.GetGenericArguments()[0] == typeof(LargeTile) ? ProductTileSize.Large : ProductTileSize.Small;
+            return (DenseTiled.Side(tile) * DenseTiled.Side(tile), DenseTiled.SharedBytes(tile), gpu.ProductSpecialization(tile));
+        }
+        if (kernel.DeclaringType == typeof(GpuEpoch))
+        {
+            var study = ParameterLayout.ForClassifier(15, [64, 32]);
+            long floats = kernel.Name == nameof(GpuEpoch.TrainKernel) ? GpuEpoch.TrainSharedFloats(study, 32)
+                : GpuEpoch.ScoreSharedFloats(study, gpu.GpuEpochScoreRows(study));
+            return (gpu.OneGroupThreads, (int)(4 * floats), KernelSpecialization.Empty);
+        }
+        if (kernel.DeclaringType == typeof(SampleSums))
+            return (gpu.OneGroupThreads, 2 * 4 * gpu.OneGroupThreads, KernelSpecialization.Empty);
+        return (gpu.ShapeFor(int.MaxValue).GroupSize, 0, KernelSpecialization.Empty);
+    }
+
+    /// <summary>
     /// Every GPU kernel's figures, each launched as the device plan of a Hopper GPU launches it; with
     /// <paramref name="keepIn"/>, each kernel's PTX, cubin and SASS are left there (to read a loop), else in a
     /// scratch folder removed after; with <paramref name="only"/>, the kernels whose names contain it.
@@ -67,7 +93,7 @@ public static partial class MachineCodeReport
         {
             return KernelCatalog.ForGpu.Where(kernel => only is null || NameOf(kernel).Contains(only, StringComparison.Ordinal)).Select(kernel =>
             {
-                var (threads, dynamicShared, specialization) = DevicePlan.GpuLaunchOf(kernel);
+                var (threads, dynamicShared, specialization) = LaunchOf(kernel);
                 return Read(NameOf(kernel), Ptx(context, kernel, specialization), tools, scratch, threads, dynamicShared);
             }).ToArray();
         }

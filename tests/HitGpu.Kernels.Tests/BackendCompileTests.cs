@@ -81,7 +81,7 @@ public sealed class BackendCompileTests
         // declared, and nothing is in local memory (an accumulator array or a register spill would be .local).
         using var context = Context.Create(builder => builder.Optimize(OptimizationLevel.O2).EnableAlgorithms());
         var kernel = DenseTiled.ProductKernelFor(tile, aKAlongRows: true, bKAlongRows: true, vector: true);
-        var ptx = MachineCodeReport.Ptx(context, kernel, DevicePlan.GpuLaunchOf(kernel).Specialization);
+        var ptx = MachineCodeReport.Ptx(context, kernel, MachineCodeReport.LaunchOf(kernel).Specialization);
         Assert.Contains("bar.sync", ptx);
         Assert.Contains("ld.shared.v4.f32", ptx);
         Assert.Contains("ld.global.v4.f32", ptx);

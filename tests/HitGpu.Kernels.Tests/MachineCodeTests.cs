@@ -70,7 +70,7 @@ public sealed class MachineCodeTests
     [Fact]
     public void The_GPU_epoch_keeps_two_groups_of_the_study_network_on_a_multiprocessor()
     {
-        // Its shared memory at the study network, batch 32 (DevicePlan.GpuLaunchOf): 38 KB a group; registers
+        // Its shared memory at the study network, batch 32 (MachineCodeReport.LaunchOf): 38 KB a group; registers
         // must not be what keeps a second group (or a second run) off a multiprocessor.
         var epoch = Read().Where(k => k.Name.StartsWith("GpuEpoch.", StringComparison.Ordinal)).ToArray();
         Assert.Equal(2, epoch.Length);

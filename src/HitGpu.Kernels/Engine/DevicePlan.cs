@@ -268,38 +268,7 @@ public sealed record DevicePlan
     /// large groups of it as well made ptxas cap at 128 and spill. The CPU accelerator takes no such hint.
     /// </summary>
     public ILGPU.Runtime.KernelSpecialization ProductSpecialization(ProductTileSize tile) =>
-        OnCpu ? ILGPU.Runtime.KernelSpecialization.Empty : GpuProductSpecialization(tile);
-
-    internal static ILGPU.Runtime.KernelSpecialization GpuProductSpecialization(ProductTileSize tile) =>
-        new(Threads(tile), tile == ProductTileSize.Small ? 6 : 1);
+        OnCpu ? ILGPU.Runtime.KernelSpecialization.Empty : new(Threads(tile), tile == ProductTileSize.Small ? 6 : 1);
 
     private static int Threads(ProductTileSize tile) => DenseTiled.Side(tile) * DenseTiled.Side(tile);
-
-    /// <summary>
-    /// How a GPU launches a kernel: the threads of its groups and the dynamic shared memory each takes (the
-    /// machine-code report, bench/gpu/MachineCode.cs, judges occupancy by it). The tiled product by its tile,
-    /// the metric sums and the GPU epoch (its shared memory at the study network, batch 32) in one group of <see cref="OneGroupThreads"/>, every other
-    /// kernel in groups of
-    /// <see cref="ShapeFor"/>'s 256 threads.
-    /// </summary>
-    public static (int Threads, int DynamicSharedBytes, ILGPU.Runtime.KernelSpecialization Specialization) GpuLaunchOf(System.Reflection.MethodInfo kernel)
-    {
-        var gpu = For(AcceleratorKind.Cuda, maxGroupSize: 1024, multiprocessors: 132);
-        if (kernel.IsGenericMethod && kernel.GetGenericMethodDefinition() == typeof(DenseTiled).GetMethod(nameof(DenseTiled.ProductKernel)))
-        {
-            var tile = kernel.GetGenericArguments()[0] == typeof(LargeTile) ? ProductTileSize.Large : ProductTileSize.Small;
-            return (Threads(tile), DenseTiled.SharedBytes(tile), GpuProductSpecialization(tile));
-        }
-        if (kernel.DeclaringType == typeof(GpuEpoch))
-        {
-            // The study's network, batch 32: what the report reads the GPU epoch's occupancy at.
-            var study = ParameterLayout.ForClassifier(15, [64, 32]);
-            long floats = kernel.Name == nameof(GpuEpoch.TrainKernel) ? GpuEpoch.TrainSharedFloats(study, 32)
-                : GpuEpoch.ScoreSharedFloats(study, gpu.GpuEpochScoreRows(study));
-            return (gpu.OneGroupThreads, (int)(4 * floats), ILGPU.Runtime.KernelSpecialization.Empty);
-        }
-        if (kernel.DeclaringType == typeof(SampleSums))
-            return (gpu.OneGroupThreads, 2 * 4 * gpu.OneGroupThreads, ILGPU.Runtime.KernelSpecialization.Empty);
-        return (gpu.ShapeFor(int.MaxValue).GroupSize, 0, ILGPU.Runtime.KernelSpecialization.Empty);
-    }
 }
