@@ -85,10 +85,11 @@ public sealed class HitEndpoints : IAsyncDisposable
         Get(routes, "/v2/health/ready", (HttpContext context) => Json(context, 200, json => json.WriteBoolean("ready", true)));
         Get(routes, "/v2", (HttpContext context) => Json(context, 200, json =>
         {
-            json.WriteString("name", "hitgpu");
-            json.WriteString("version", typeof(HitEndpoints).Assembly.GetName().Version?.ToString(3) ?? "0");
+            json.WriteString("name", ServerName);
+            json.WriteString("version", ServerVersion);
             json.WriteStartArray("extensions");
-            json.WriteStringValue("binary_tensor_data");
+            foreach (string extension in Extensions)
+                json.WriteStringValue(extension);
             json.WriteEndArray();
         }));
         // The model's paths, plain and under its one version (the protocol's /versions/{version}).
@@ -111,6 +112,17 @@ public sealed class HitEndpoints : IAsyncDisposable
     }
 
     private static readonly string[] GetAndHead = [HttpMethods.Get, HttpMethods.Head];
+
+    /// <summary>What the server's metadata says it is, over REST (/v2) and gRPC (ServerMetadata).</summary>
+    public const string ServerName = "hitgpu";
+
+    public static readonly string ServerVersion = typeof(HitEndpoints).Assembly.GetName().Version?.ToString(3) ?? "0";
+
+    /// <summary>The model's platform in its metadata (the protocol's name for what runs it).</summary>
+    public const string Platform = "hitgpu";
+
+    /// <summary>The protocol's extensions the server offers, named as Triton names them.</summary>
+    public static readonly string[] Extensions = ["binary_tensor_data"];
 
     /// <summary>A GET endpoint that answers HEAD too (RFC 9110 asks it of every GET): the same status and headers, no body (<see cref="Send"/>).</summary>
     private static void Get(IEndpointRouteBuilder routes, string pattern, Delegate handler) => routes.MapMethods(pattern, GetAndHead, handler);
@@ -150,8 +162,8 @@ public sealed class HitEndpoints : IAsyncDisposable
         return true;
     }
 
-    /// <summary>The paths a prober asks without a key: a liveness or readiness probe carries no secret.</summary>
-    private static readonly string[] Probes = ["/v2/health/live", "/v2/health/ready"];
+    /// <summary>The paths a prober asks without a key: a liveness or readiness probe carries no secret (REST's, gRPC's ServerLive and ServerReady).</summary>
+    private static readonly string[] Probes = ["/v2/health/live", "/v2/health/ready", GrpcInference.LivePath, GrpcInference.ReadyPath];
 
     /// <summary>Why a request's key (Authorization: Bearer KEY, or X-Api-Key: KEY) is refused, or null.</summary>
     private string? KeyProblem(HttpRequest request)
@@ -181,7 +193,7 @@ public sealed class HitEndpoints : IAsyncDisposable
         host.Equals("localhost", StringComparison.OrdinalIgnoreCase) || (IPAddress.TryParse(host.Trim('[', ']'), out var address) && IPAddress.IsLoopback(address));
 
     /// <summary>A handler of songs, if fewer than <see cref="ServeOptions.MaxInFlight"/> are running; else 503 at once.</summary>
-    private async Task Limited(Func<Task> handler)
+    internal async Task Limited(Func<Task> handler)
     {
         if (!inFlight.Wait(0))
             throw new RequestRefusedException(StatusCodes.Unavailable,
@@ -197,12 +209,14 @@ public sealed class HitEndpoints : IAsyncDisposable
     }
 
     /// <summary>Refuses (404) a model path's name other than the model's, and a version other than its one.</summary>
-    private void Known(HttpContext context)
+    private void Known(HttpContext context) => Known((string)context.Request.RouteValues["name"]!, context.Request.RouteValues["version"] as string);
+
+    /// <summary>Refuses (404) a model name other than the model's, and a version other than its one (null or empty: any).</summary>
+    internal void Known(string name, string? version)
     {
-        string name = (string)context.Request.RouteValues["name"]!;
         if (name != Options.Name)
             throw new RequestRefusedException(StatusCodes.NotFound, $"unknown model '{InputException.OneLine(name)}': this server serves '{Options.Name}'");
-        if (context.Request.RouteValues["version"] is string version && version != SongRequests.ModelVersion)
+        if (version is { Length: > 0 } && version != SongRequests.ModelVersion)
             throw new RequestRefusedException(StatusCodes.NotFound, $"model '{Options.Name}' has no version '{InputException.OneLine(version)}': its one version is '{SongRequests.ModelVersion}'");
     }
 
@@ -335,7 +349,10 @@ public sealed class HitEndpoints : IAsyncDisposable
         _ => (500, $"internal error: {e.GetType().Name} (the server's log has its message)"),
     };
 
-    public static Task Error(HttpContext context, int status, string message) => Json(context, status, json => json.WriteString("error", message));
+    /// <summary>A refusal: one JSON line with its status; to a gRPC call, its gRPC status (<see cref="GrpcInference.Refuse"/>).</summary>
+    public static Task Error(HttpContext context, int status, string message) =>
+        GrpcInference.IsGrpc(context.Request) ? GrpcInference.Refuse(context, status, message)
+            : Json(context, status, json => json.WriteString("error", message));
 
     private static Task Json(HttpContext context, int status, Action<Utf8JsonWriter> body)
     {
@@ -370,7 +387,7 @@ public sealed class HitEndpoints : IAsyncDisposable
         json.WriteStartArray("versions");
         json.WriteStringValue(SongRequests.ModelVersion);
         json.WriteEndArray();
-        json.WriteString("platform", "hitgpu");
+        json.WriteString("platform", Platform);
         json.WriteStartArray("inputs");
         json.WriteStartObject();
         SongRequests.WriteTensorHead(json, SongRequests.InputName, -1, SongData.FeatureCount);

@@ -150,6 +150,7 @@ public sealed partial class ServeCommandTests(ServerFixture server)
     [Theory]
     [InlineData("--name", "my model", "hitgpu: error: --name: 'my model' cannot be a model name in a URL path")]
     [InlineData("--port", "70000", "hitgpu: error: --port must be from 0 to 65535, got 70000")]
+    [InlineData("--grpc-port", "70000", "hitgpu: error: --grpc-port must be from 0 to 65535, got 70000")]
     [InlineData("--batch-window-ms", "-1", "hitgpu: error: --batch-window-ms must be from 0 to 1000, got -1")]
     [InlineData("--max-rows", "0", "hitgpu: error: --max-rows must be at least 1, got 0")]
     [InlineData("--max-body-mb", "0", "hitgpu: error: --max-body-mb must be from 0.001 to 1024, got 0")]
