@@ -20,6 +20,10 @@ public static class ServeCommand
         var apiKey = new Option<string?>("--api-key") { Description = $"a key every request but the health probes' must send (Authorization: Bearer KEY or X-Api-Key: KEY); default: ${ApiKeyVariable}, else none" };
         var port = new Option<int>("--port") { Description = "port to listen on (0: any free port)", DefaultValueFactory = _ => 8080 };
         var grpcPort = new Option<int?>("--grpc-port") { Description = "port of the protocol's gRPC service (HTTP/2 only; 0: any free port; default: none)" };
+        var metricsPort = new Option<int?>("--metrics-port")
+        {
+            Description = "port that serves /metrics for Prometheus, without the API key (0: any free port; default: none)",
+        };
         var window = new Option<double?>("--batch-window-ms") { Description = "how long a request waits for others to be scored in the same launch (0: no waiting; default: 2 on a GPU, 0 on the CPU)" };
         var maxRows = new Option<int>("--max-rows") { Description = "most songs one request may send (413 beyond)", DefaultValueFactory = _ => 10_000 };
         var maxBody = new Option<double>("--max-body-mb") { Description = "largest request body in MiB (413 beyond)", DefaultValueFactory = _ => 16 };
@@ -28,7 +32,7 @@ public static class ServeCommand
         var quiet = new Option<bool>("--quiet") { Description = "no line per request" };
         var accelerator = HitGpuCli.AcceleratorOption();
         var command = new Command("serve", "Serve a saved model over HTTP: KServe v2 inference, CSV/JSON /predict, and a page at /")
-            { model, name, host, allowedHosts, apiKey, port, grpcPort, window, maxRows, maxBody, inFlight, steps, quiet, accelerator };
+            { model, name, host, allowedHosts, apiKey, port, grpcPort, metricsPort, window, maxRows, maxBody, inFlight, steps, quiet, accelerator };
         command.SetAction(parsed =>
         {
             string path = parsed.GetValue(model)!;
@@ -44,6 +48,7 @@ public static class ServeCommand
                 ApiKey = parsed.GetValue(apiKey) ?? Environment.GetEnvironmentVariable(ApiKeyVariable),
                 Port = parsed.GetValue(port),
                 GrpcPort = parsed.GetValue(grpcPort),
+                MetricsPort = parsed.GetValue(metricsPort),
                 BatchWindow = ms is { } given ? TimeSpan.FromMilliseconds(given) : null,
                 MaxRows = parsed.GetValue(maxRows),
                 MaxBodyBytes = (long)(mb * (1 << 20)),
@@ -61,6 +66,8 @@ public static class ServeCommand
                     $"KServe v2 at /v2/models/{options.Name}/infer; Ctrl+C stops)");
                 if (server.GrpcAddresses.Count > 0)
                     output.WriteLine($"gRPC on {string.Join(", ", server.GrpcAddresses)} (the protocol's GRPCInferenceService, HTTP/2 only)");
+                if (server.MetricsAddresses.Count > 0)
+                    output.WriteLine($"metrics on {string.Join(", ", server.MetricsAddresses.Select(a => a + "/metrics"))} (Prometheus, no API key)");
                 output.Flush();
                 server.WaitForShutdownAsync().GetAwaiter().GetResult();
             }

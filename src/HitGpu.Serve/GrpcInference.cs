@@ -147,6 +147,7 @@ public sealed class GrpcInference(HitEndpoints endpoints) : GRPCInferenceService
         {
             if (status == 500)
                 context.GetHttpContext().Items[HitEndpoints.FailureItem] = $"{e.GetType().Name}: {InputException.OneLine(e.Message)}";
+            ServeMetrics.Refused(context.GetHttpContext(), e, status);
             throw new RpcException(new Status(StatusOf(status), message));
         }
     }

@@ -35,6 +35,9 @@ public sealed class HitEndpoints : IAsyncDisposable
     public ServeOptions Options { get; }
     public ScoringQueue Queue { get; }
 
+    /// <summary>What the server counts (HitServer serves it at /metrics on ServeOptions.MetricsPort).</summary>
+    public ServeMetrics Metrics { get; } = new();
+
     private readonly Dictionary<string, (byte[] Bytes, string Type)> page;
     private readonly ComputeDevice[] ownDevices; // the scorers' devices beyond the caller's
     private readonly SemaphoreSlim inFlight;
@@ -47,7 +50,8 @@ public sealed class HitEndpoints : IAsyncDisposable
         inFlight = new SemaphoreSlim(options.MaxInFlight);
         apiKeyHash = options.ApiKey is { } apiKey ? SHA256.HashData(Encoding.UTF8.GetBytes(apiKey)) : null;
         ownDevices = [.. Enumerable.Range(1, ServeOptions.ScorersFor(device) - 1).Select(_ => ComputeDevice.Open(device.Kind))];
-        Queue = new ScoringQueue([device, .. ownDevices], model, options.BatchWindow ?? ServeOptions.WindowFor(device), options.MaxBatchRows, options.ExplainSteps);
+        Queue = new ScoringQueue([device, .. ownDevices], model, options.BatchWindow ?? ServeOptions.WindowFor(device), options.MaxBatchRows, options.ExplainSteps,
+            Metrics);
         page = new()
         {
             ["/"] = (Resource("index.html"), "text/html; charset=utf-8"),
@@ -137,7 +141,8 @@ public sealed class HitEndpoints : IAsyncDisposable
     /// answers to (<see cref="ServeOptions.AllowedHosts"/>), and it must carry the key where there is one
     /// (<see cref="ServeOptions.ApiKey"/>). False: refused, and answered (400, 401).
     /// </summary>
-    public async ValueTask<bool> Admit(HttpContext context)
+    /// <param name="keyed">False for the metrics port, where no key is asked.</param>
+    public async ValueTask<bool> Admit(HttpContext context, bool keyed = true)
     {
         if (!context.Items.TryAdd(AdmittedItem, true))
             return true;
@@ -149,12 +154,14 @@ public sealed class HitEndpoints : IAsyncDisposable
         }, context.Response);
         if (HostProblem(context.Request.Host.Host) is { } problem)
         {
+            ServeMetrics.Refused(context, "host_not_allowed");
             await Error(context, StatusCodes.BadRequest, problem);
             return false;
         }
-        if (apiKeyHash is not null && !Probes.Contains(context.Request.Path.Value?.TrimEnd('/'), StringComparer.OrdinalIgnoreCase)
+        if (keyed && apiKeyHash is not null && !Probes.Contains(context.Request.Path.Value?.TrimEnd('/'), StringComparer.OrdinalIgnoreCase)
             && KeyProblem(context.Request) is { } missing)
         {
+            ServeMetrics.Refused(context, "unauthenticated");
             context.Response.Headers.WWWAuthenticate = "Bearer";
             await Error(context, StatusCodes.Unauthorized, missing);
             return false;
@@ -200,6 +207,7 @@ public sealed class HitEndpoints : IAsyncDisposable
                 $"busy: {Options.MaxInFlight} requests with songs in flight, the most this server takes (--max-in-flight); send it again");
         try
         {
+            using var slot = Metrics.InFlight();
             await handler();
         }
         finally
@@ -306,6 +314,7 @@ public sealed class HitEndpoints : IAsyncDisposable
             throw TooLarge(request.ContentLength.Value);
         // Grown as the bytes arrive: an announced length reserves nothing before they come.
         using var copy = new MemoryStream((int)Math.Min(request.ContentLength ?? 0, 1 << 16));
+        using var upload = Metrics.Upload();
         var buffer = new byte[1 << 16];
         int read;
         while ((read = await request.Body.ReadAsync(buffer, context.RequestAborted)) > 0)
@@ -333,6 +342,7 @@ public sealed class HitEndpoints : IAsyncDisposable
                 context.Items[FailureItem] = $"{e.GetType().Name}: {InputException.OneLine(e.Message)}";
             if (e is BadHttpRequestException)
                 context.Items[BadRequestItem] = true;
+            ServeMetrics.Refused(context, e, status);
             context.Response.Clear();
             await Error(context, status, message);
         }

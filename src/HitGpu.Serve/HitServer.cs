@@ -16,6 +16,7 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Prometheus;
 
 namespace HitGpu.Serve;
 
@@ -35,6 +36,9 @@ public sealed class HitServer : IAsyncDisposable
 
     /// <summary>The gRPC service's addresses (HTTP/2 only); none without <see cref="ServeOptions.GrpcPort"/>.</summary>
     public IReadOnlyList<string> GrpcAddresses => listening.Of(listening.Grpc);
+
+    /// <summary>The metrics port's addresses (GET /metrics); none without <see cref="ServeOptions.MetricsPort"/>.</summary>
+    public IReadOnlyList<string> MetricsAddresses => listening.Of(listening.Metrics);
 
     public HitEndpoints Endpoints => endpoints;
 
@@ -65,9 +69,12 @@ public sealed class HitServer : IAsyncDisposable
             var ports = new Dictionary<string, string?> { ["Endpoints:Rest:Url"] = Url(options.Host, options.Port) };
             if (options.GrpcPort is { } grpcPort)
                 (ports["Endpoints:Grpc:Url"], ports["Endpoints:Grpc:Protocols"]) = (Url(options.Host, grpcPort), "Http2"); // h2c: prior knowledge
+            if (options.MetricsPort is { } metricsPort)
+                ports["Endpoints:Metrics:Url"] = Url(options.Host, metricsPort);
             kestrel.Configure(new ConfigurationBuilder().AddInMemoryCollection(ports).Build())
                 .Endpoint("Rest", rest => listening.Rest = rest.ListenOptions)
-                .Endpoint("Grpc", grpc => listening.Grpc = grpc.ListenOptions);
+                .Endpoint("Grpc", grpc => listening.Grpc = grpc.ListenOptions)
+                .Endpoint("Metrics", metrics => listening.Metrics = metrics.ListenOptions);
             kestrel.Limits.MaxRequestBodySize = null; // the endpoints hold the limit themselves, in the server's words
             kestrel.AddServerHeader = false;
             if (log is not null)
@@ -97,6 +104,35 @@ public sealed class HitServer : IAsyncDisposable
                     log.Add(context, Stopwatch.GetElapsedTime(start));
                 }
             });
+        app.Use(async (context, next) =>
+        {
+            long start = Stopwatch.GetTimestamp();
+            try
+            {
+                await next(context);
+            }
+            finally
+            {
+                endpoints.Metrics.Answered(context, Stopwatch.GetElapsedTime(start));
+            }
+        });
+        // The metrics port: GET /metrics and nothing else, for any Host allowed, without the API key (as Triton's
+        // metrics port: a scraper carries none; the port stays inside the cluster).
+        app.MapWhen(listening.IsMetrics, metrics =>
+        {
+            metrics.Use(async (context, next) =>
+            {
+                if (await endpoints.Admit(context, keyed: false))
+                    await next(context);
+            });
+            metrics.Map("/metrics", scrape => scrape.Use((context, next) =>
+            {
+                ServeMetrics.Scrape(context);
+                return next(context);
+            }).UseMetricServer(url: null, registry: endpoints.Metrics.Registry));
+            metrics.Run(context => HitEndpoints.Error(context, StatusCodes.NotFound,
+                $"this port serves GET /metrics only; the rest is on {string.Join(", ", listening.Of(listening.Rest))}"));
+        });
         app.Use(async (context, next) =>
         {
             if (await endpoints.Admit(context))
@@ -138,8 +174,11 @@ public sealed class HitServer : IAsyncDisposable
     /// <summary>The ports' listen options, and the addresses Kestrel bound for each (its port, once bound).</summary>
     private sealed class Listening
     {
-        public Microsoft.AspNetCore.Server.Kestrel.Core.ListenOptions? Rest, Grpc;
+        public Microsoft.AspNetCore.Server.Kestrel.Core.ListenOptions? Rest, Grpc, Metrics;
         public Func<IEnumerable<string>> All { get; set; } = () => [];
+
+        /// <summary>Whether a request came to the metrics port (its bound port: a client learns it only once it is bound).</summary>
+        public bool IsMetrics(HttpContext context) => Metrics?.IPEndPoint is { } bound && context.Connection.LocalPort == bound.Port;
 
         public IReadOnlyList<string> Of(Microsoft.AspNetCore.Server.Kestrel.Core.ListenOptions? port) =>
             port?.IPEndPoint is { } bound ? [.. All().Where(address => new Uri(address).Port == bound.Port)] : [];

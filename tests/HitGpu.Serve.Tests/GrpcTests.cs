@@ -299,11 +299,8 @@ public sealed class GrpcTests(ServerFixture server)
         {
             try
             {
-                string? line;
-                lock (output)
-                    line = output.FirstOrDefault(l => l.StartsWith("gRPC on http://", StringComparison.Ordinal));
-                Assert.True(line is not null, string.Join(" | ", output));
-                string grpc = line!["gRPC on ".Length..line!.IndexOf(' ', "gRPC on ".Length)].TrimEnd(',');
+                string line = await ServeCommandTests.Line(output, "gRPC on http://");
+                string grpc = line["gRPC on ".Length..line.IndexOf(' ', "gRPC on ".Length)].TrimEnd(',');
                 Assert.NotEqual(new Uri(address).Port, new Uri(grpc).Port);
                 using var channel = GrpcChannel.ForAddress(grpc);
                 var features = Features(7, 4);
@@ -381,7 +378,9 @@ public sealed class GrpcTests(ServerFixture server)
             for (int r = 0; r < 23; r++)
                 songs.AppendLine(string.Join(",", features[(r * 15)..((r + 1) * 15)].Select(v => v.ToString("R", CultureInfo.InvariantCulture))));
             string target = new Uri(server.Server.GrpcAddresses[0]).Authority;
-            string[] arguments = ["grpc_client.py", "--stubs", stubs, "--target", target, "--model", "hits", "--id", "py-1", .. raw ? ["--raw"] : (string[])[]];
+            string[] arguments = ["grpc_client.py", "--stubs", stubs, "--target", target, "--model", "hits", "--id", "py-1"];
+            if (raw)
+                arguments = [.. arguments, "--raw"];
             var called = await Run(python!, arguments, songs.ToString());
             Assert.True(called.Code == 0, $"grpc_client.py failed ({called.Code}): {called.Output} {called.Error}");
 
