@@ -144,12 +144,18 @@ public sealed class MetricsTests(ServerFixture server)
         Assert.Equal(HttpStatusCode.NotFound, other.Status);
         Assert.StartsWith("this port serves GET /metrics only", Error(other.Body));
         using var rest = ServerFixture.ClientOf(served);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await Get(rest, "/v2/models/hits")).Status);
         rest.DefaultRequestHeaders.Add("X-Api-Key", "key-of-the-test");
         Assert.Equal(HttpStatusCode.NotFound, (await Get(rest, "/metrics")).Status);
         using var rebound = new HttpRequestMessage(HttpMethod.Get, served.MetricsAddresses[0] + "/metrics");
         rebound.Headers.Host = "attacker.example"; // the allowed hosts hold here too
         using var refused = await client.SendAsync(rebound);
         Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+        var samples = Parse(await Scrape(served));
+        Assert.Equal(1, Value(samples, "hitgpu_refusals_total", ("reason", "unauthenticated")));
+        Assert.Equal(1, Value(samples, "hitgpu_refusals_total", ("reason", "host_not_allowed")));
+        Assert.Equal(2, Value(samples, "hitgpu_refusals_total", ("reason", "no_such_path"))); // the metrics port's other path, the REST port's /metrics
+        Assert.Equal(1, Value(samples, "hitgpu_requests_total", ("endpoint", "/metrics"), ("status", "200"))); // a scrape is counted once answered
     }
 
     [Fact]
