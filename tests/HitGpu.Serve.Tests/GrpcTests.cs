@@ -245,6 +245,24 @@ public sealed class GrpcTests(ServerFixture server)
     }
 
     [Fact]
+    public async Task A_call_after_a_stop_began_is_unavailable_while_the_requests_in_flight_finish()
+    {
+        await using var stopping = await server.StartAsync(server.Model, new ServeOptions { Name = "hits", Port = 0, GrpcPort = 0 });
+        using var rest = ServerFixture.ClientOf(stopping);
+        using var channel = Channel(stopping);
+        Assert.Single((await Client(channel).ModelInferAsync(Request(Features(0, 2), raw: false))).Outputs); // the connection is open
+        var slow = Post(rest, "/predict?explain=true", Records(Features(100, 300)));
+        await Task.Delay(200);
+        var stop = stopping.StopAsync();
+        await Task.Delay(100);
+        Assert.False(slow.IsCompleted, "the explanation finished before the stop");
+        var refused = await Assert.ThrowsAsync<RpcException>(async () => await Client(channel).ModelInferAsync(Request(Features(0, 2), raw: false)));
+        Assert.Equal(StatusCode.Unavailable, refused.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await slow).Status);
+        await stop;
+    }
+
+    [Fact]
     public async Task With_an_api_key_only_the_health_calls_go_without_it_in_the_metadata()
     {
         await using var keyed = await server.StartAsync(server.Model, new ServeOptions { Name = "hits", Port = 0, GrpcPort = 0, ApiKey = "s3cret-key" });
