@@ -287,6 +287,25 @@ public sealed class GrpcTests(ServerFixture server)
         Assert.True((await client.ServerReadyAsync(new ServerReadyRequest())).Ready);
     }
 
+    /// <summary>Sends each call with another :authority, as a page's name that its owner points at 127.0.0.1 would.</summary>
+    private sealed class Rebinding(string host) : DelegatingHandler(new SocketsHttpHandler())
+    {
+        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            request.Headers.Host = host;
+            return base.SendAsync(request, cancellationToken);
+        }
+    }
+
+    [Fact]
+    public async Task A_call_naming_a_host_the_server_does_not_answer_to_is_invalid()
+    {
+        using var channel = GrpcChannel.ForAddress(server.Server.GrpcAddresses[0], new GrpcChannelOptions { HttpHandler = new Rebinding("attacker.example") });
+        var refused = await Assert.ThrowsAsync<RpcException>(async () => await Client(channel).ServerLiveAsync(new ServerLiveRequest()));
+        Assert.Equal(StatusCode.InvalidArgument, refused.StatusCode);
+        Assert.StartsWith("the Host 'attacker.example' is refused", refused.Status.Detail);
+    }
+
     [Fact]
     public async Task Grpc_and_rest_requests_are_scored_in_the_same_launches_and_each_gets_its_answer_alone()
     {
