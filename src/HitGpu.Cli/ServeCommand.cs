@@ -15,16 +15,32 @@ public static class ServeCommand
     {
         var model = HitGpuCli.PathOption("--model", "model file written by hitgpu train --out", required: true);
         var name = new Option<string?>("--name")
-            { Description = "the model's name in the protocol's paths (/v2/models/NAME); default: the file's name without its extension" };
+        {
+            Description = "the model's name in the protocol's paths (/v2/models/NAME); default: the file's name without its extension",
+        };
         var host = new Option<string>("--host") { Description = "address to listen on (0.0.0.0: every interface)", DefaultValueFactory = _ => "127.0.0.1" };
-        var allowedHosts = new Option<string?>("--allowed-hosts") { Description =
-            "host names requests may give, comma separated ('*': any; default: loopback names when listening on a loopback address, else any)" };
+        var allowedHosts = new Option<string?>("--allowed-hosts")
+        {
+            Description = "host names requests may give, comma separated ('*': any; default: loopback names when listening on a loopback address, else any)",
+        };
         var apiKey = new Option<string?>("--api-key")
-            { Description =
-            $"a key every request but the health probes' must send (Authorization: Bearer KEY or X-Api-Key: KEY); default: ${ApiKeyVariable}, else none" };
+        {
+            Description = "a key every request but the health probes' must send (Authorization: Bearer KEY or X-Api-Key: KEY); " +
+                $"default: ${ApiKeyVariable}, else none",
+        };
         var port = new Option<int>("--port") { Description = "port to listen on (0: any free port)", DefaultValueFactory = _ => 8080 };
-        var window = new Option<double?>("--batch-window-ms") { Description =
-            "how long a request waits for others to be scored in the same launch (0: no waiting; default: 2 on a GPU, 0 on the CPU)" };
+        var grpcPort = new Option<int?>("--grpc-port")
+        {
+            Description = "port of the protocol's gRPC service (HTTP/2 only; 0: any free port; default: none)",
+        };
+        var metricsPort = new Option<int?>("--metrics-port")
+        {
+            Description = "port that serves /metrics for Prometheus, without the API key (0: any free port; default: none)",
+        };
+        var window = new Option<double?>("--batch-window-ms")
+        {
+            Description = "how long a request waits for others to be scored in the same launch (0: no waiting; default: 2 on a GPU, 0 on the CPU)",
+        };
         var maxRows = new Option<int>("--max-rows") { Description = "most songs one request may send (413 beyond)", DefaultValueFactory = _ => 10_000 };
         var maxBody = new Option<double>("--max-body-mb") { Description = "largest request body in MiB (413 beyond)", DefaultValueFactory = _ => 16 };
         var inFlight = new Option<int>("--max-in-flight") { Description = "most requests with songs taken at once (503 beyond)",
@@ -34,7 +50,7 @@ public static class ServeCommand
         var quiet = new Option<bool>("--quiet") { Description = "no line per request" };
         var accelerator = HitGpuCli.AcceleratorOption();
         var command = new Command("serve", "Serve a saved model over HTTP: KServe v2 inference, CSV/JSON /predict, and a page at /")
-            { model, name, host, allowedHosts, apiKey, port, window, maxRows, maxBody, inFlight, steps, quiet, accelerator };
+            { model, name, host, allowedHosts, apiKey, port, grpcPort, metricsPort, window, maxRows, maxBody, inFlight, steps, quiet, accelerator };
         command.SetAction(parsed =>
         {
             string path = parsed.GetValue(model)!;
@@ -49,6 +65,8 @@ public static class ServeCommand
                 AllowedHosts = parsed.GetValue(allowedHosts)?.Split(',', StringSplitOptions.TrimEntries),
                 ApiKey = parsed.GetValue(apiKey) ?? Environment.GetEnvironmentVariable(ApiKeyVariable),
                 Port = parsed.GetValue(port),
+                GrpcPort = parsed.GetValue(grpcPort),
+                MetricsPort = parsed.GetValue(metricsPort),
                 BatchWindow = ms is { } given ? TimeSpan.FromMilliseconds(given) : null,
                 MaxRows = parsed.GetValue(maxRows),
                 MaxBodyBytes = (long)(mb * (1 << 20)),
@@ -64,6 +82,10 @@ public static class ServeCommand
             {
                 output.WriteLine($"listening on {string.Join(", ", server.Addresses)} (model {options.Name}: the page at /, CSV or JSON at /predict, " +
                     $"KServe v2 at /v2/models/{options.Name}/infer; Ctrl+C stops)");
+                if (server.GrpcAddresses.Count > 0)
+                    output.WriteLine($"gRPC on {string.Join(", ", server.GrpcAddresses)} (the protocol's GRPCInferenceService, HTTP/2 only)");
+                if (server.MetricsAddresses.Count > 0)
+                    output.WriteLine($"metrics on {string.Join(", ", server.MetricsAddresses.Select(a => a + "/metrics"))} (Prometheus, no API key)");
                 output.Flush();
                 server.WaitForShutdownAsync().GetAwaiter().GetResult();
             }

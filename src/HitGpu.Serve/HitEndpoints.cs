@@ -35,6 +35,9 @@ public sealed class HitEndpoints : IAsyncDisposable
     public ServeOptions Options { get; }
     public ScoringQueue Queue { get; }
 
+    /// <summary>What the server counts (HitServer serves it at /metrics on ServeOptions.MetricsPort).</summary>
+    public ServeMetrics Metrics { get; } = new();
+
     private readonly Dictionary<string, (byte[] Bytes, string Type)> page;
     private readonly ComputeDevice[] ownDevices; // the scorers' devices beyond the caller's
     private readonly SemaphoreSlim inFlight;
@@ -47,7 +50,8 @@ public sealed class HitEndpoints : IAsyncDisposable
         inFlight = new SemaphoreSlim(options.MaxInFlight);
         apiKeyHash = options.ApiKey is { } apiKey ? SHA256.HashData(Encoding.UTF8.GetBytes(apiKey)) : null;
         ownDevices = [.. Enumerable.Range(1, ServeOptions.ScorersFor(device) - 1).Select(_ => ComputeDevice.Open(device.Kind))];
-        Queue = new ScoringQueue([device, .. ownDevices], model, options.BatchWindow ?? ServeOptions.WindowFor(device), options.MaxBatchRows, options.ExplainSteps);
+        Queue = new ScoringQueue([device, .. ownDevices], model, options.BatchWindow ?? ServeOptions.WindowFor(device), options.MaxBatchRows, options.ExplainSteps,
+            Metrics);
         page = new()
         {
             ["/"] = (Resource("index.html"), "text/html; charset=utf-8"),
@@ -85,10 +89,11 @@ public sealed class HitEndpoints : IAsyncDisposable
         Get(routes, "/v2/health/ready", (HttpContext context) => Json(context, 200, json => json.WriteBoolean("ready", true)));
         Get(routes, "/v2", (HttpContext context) => Json(context, 200, json =>
         {
-            json.WriteString("name", "hitgpu");
-            json.WriteString("version", typeof(HitEndpoints).Assembly.GetName().Version?.ToString(3) ?? "0");
+            json.WriteString("name", ServerName);
+            json.WriteString("version", ServerVersion);
             json.WriteStartArray("extensions");
-            json.WriteStringValue("binary_tensor_data");
+            foreach (string extension in Extensions)
+                json.WriteStringValue(extension);
             json.WriteEndArray();
         }));
         // The model's paths, plain and under its one version (the protocol's /versions/{version}).
@@ -112,6 +117,17 @@ public sealed class HitEndpoints : IAsyncDisposable
 
     private static readonly string[] GetAndHead = [HttpMethods.Get, HttpMethods.Head];
 
+    /// <summary>What the server's metadata says it is, over REST (/v2) and gRPC (ServerMetadata).</summary>
+    public const string ServerName = "hitgpu";
+
+    public static readonly string ServerVersion = typeof(HitEndpoints).Assembly.GetName().Version?.ToString(3) ?? "0";
+
+    /// <summary>The model's platform in its metadata (the protocol's name for what runs it).</summary>
+    public const string Platform = "hitgpu";
+
+    /// <summary>The protocol's extensions the server offers, named as Triton names them.</summary>
+    public static readonly string[] Extensions = ["binary_tensor_data"];
+
     /// <summary>A GET endpoint that answers HEAD too (RFC 9110 asks it of every GET): the same status and headers, no body (<see cref="Send"/>).</summary>
     private static void Get(IEndpointRouteBuilder routes, string pattern, Delegate handler) => routes.MapMethods(pattern, GetAndHead, handler);
 
@@ -125,7 +141,8 @@ public sealed class HitEndpoints : IAsyncDisposable
     /// answers to (<see cref="ServeOptions.AllowedHosts"/>), and it must carry the key where there is one
     /// (<see cref="ServeOptions.ApiKey"/>). False: refused, and answered (400, 401).
     /// </summary>
-    public async ValueTask<bool> Admit(HttpContext context)
+    /// <param name="keyed">False for the metrics port, where no key is asked.</param>
+    public async ValueTask<bool> Admit(HttpContext context, bool keyed = true)
     {
         if (!context.Items.TryAdd(AdmittedItem, true))
             return true;
@@ -137,12 +154,14 @@ public sealed class HitEndpoints : IAsyncDisposable
         }, context.Response);
         if (HostProblem(context.Request.Host.Host) is { } problem)
         {
+            ServeMetrics.Refused(context, "host_not_allowed");
             await Error(context, StatusCodes.BadRequest, problem);
             return false;
         }
-        if (apiKeyHash is not null && !Probes.Contains(context.Request.Path.Value?.TrimEnd('/'), StringComparer.OrdinalIgnoreCase)
+        if (keyed && apiKeyHash is not null && !Probes.Contains(context.Request.Path.Value?.TrimEnd('/'), StringComparer.OrdinalIgnoreCase)
             && KeyProblem(context.Request) is { } missing)
         {
+            ServeMetrics.Refused(context, "unauthenticated");
             context.Response.Headers.WWWAuthenticate = "Bearer";
             await Error(context, StatusCodes.Unauthorized, missing);
             return false;
@@ -150,8 +169,8 @@ public sealed class HitEndpoints : IAsyncDisposable
         return true;
     }
 
-    /// <summary>The paths a prober asks without a key: a liveness or readiness probe carries no secret.</summary>
-    private static readonly string[] Probes = ["/v2/health/live", "/v2/health/ready"];
+    /// <summary>The paths a prober asks without a key: a liveness or readiness probe carries no secret (REST's, gRPC's ServerLive and ServerReady).</summary>
+    private static readonly string[] Probes = ["/v2/health/live", "/v2/health/ready", GrpcInference.LivePath, GrpcInference.ReadyPath];
 
     /// <summary>Why a request's key (Authorization: Bearer KEY, or X-Api-Key: KEY) is refused, or null.</summary>
     private string? KeyProblem(HttpRequest request)
@@ -181,13 +200,14 @@ public sealed class HitEndpoints : IAsyncDisposable
         host.Equals("localhost", StringComparison.OrdinalIgnoreCase) || (IPAddress.TryParse(host.Trim('[', ']'), out var address) && IPAddress.IsLoopback(address));
 
     /// <summary>A handler of songs, if fewer than <see cref="ServeOptions.MaxInFlight"/> are running; else 503 at once.</summary>
-    private async Task Limited(Func<Task> handler)
+    internal async Task Limited(Func<Task> handler)
     {
         if (!inFlight.Wait(0))
             throw new RequestRefusedException(StatusCodes.Unavailable,
                 $"busy: {Options.MaxInFlight} requests with songs in flight, the most this server takes (--max-in-flight); send it again");
         try
         {
+            using var slot = Metrics.InFlight();
             await handler();
         }
         finally
@@ -197,12 +217,14 @@ public sealed class HitEndpoints : IAsyncDisposable
     }
 
     /// <summary>Refuses (404) a model path's name other than the model's, and a version other than its one.</summary>
-    private void Known(HttpContext context)
+    private void Known(HttpContext context) => Known((string)context.Request.RouteValues["name"]!, context.Request.RouteValues["version"] as string);
+
+    /// <summary>Refuses (404) a model name other than the model's, and a version other than its one (null or empty: any).</summary>
+    internal void Known(string name, string? version)
     {
-        string name = (string)context.Request.RouteValues["name"]!;
         if (name != Options.Name)
             throw new RequestRefusedException(StatusCodes.NotFound, $"unknown model '{InputException.OneLine(name)}': this server serves '{Options.Name}'");
-        if (context.Request.RouteValues["version"] is string version && version != SongRequests.ModelVersion)
+        if (version is { Length: > 0 } && version != SongRequests.ModelVersion)
             throw new RequestRefusedException(StatusCodes.NotFound, $"model '{Options.Name}' has no version '{InputException.OneLine(version)}': its one version is '{SongRequests.ModelVersion}'");
     }
 
@@ -292,6 +314,7 @@ public sealed class HitEndpoints : IAsyncDisposable
             throw TooLarge(request.ContentLength.Value);
         // Grown as the bytes arrive: an announced length reserves nothing before they come.
         using var copy = new MemoryStream((int)Math.Min(request.ContentLength ?? 0, 1 << 16));
+        using var upload = Metrics.Upload();
         var buffer = new byte[1 << 16];
         int read;
         while ((read = await request.Body.ReadAsync(buffer, context.RequestAborted)) > 0)
@@ -319,6 +342,7 @@ public sealed class HitEndpoints : IAsyncDisposable
                 context.Items[FailureItem] = $"{e.GetType().Name}: {InputException.OneLine(e.Message)}";
             if (e is BadHttpRequestException)
                 context.Items[BadRequestItem] = true;
+            ServeMetrics.Refused(context, e, status);
             context.Response.Clear();
             await Error(context, status, message);
         }
@@ -335,7 +359,10 @@ public sealed class HitEndpoints : IAsyncDisposable
         _ => (500, $"internal error: {e.GetType().Name} (the server's log has its message)"),
     };
 
-    public static Task Error(HttpContext context, int status, string message) => Json(context, status, json => json.WriteString("error", message));
+    /// <summary>A refusal: one JSON line with its status; to a gRPC call, its gRPC status (<see cref="GrpcInference.Refuse"/>).</summary>
+    public static Task Error(HttpContext context, int status, string message) =>
+        GrpcInference.IsGrpc(context.Request) ? GrpcInference.Refuse(context, status, message)
+            : Json(context, status, json => json.WriteString("error", message));
 
     private static Task Json(HttpContext context, int status, Action<Utf8JsonWriter> body)
     {
@@ -370,7 +397,7 @@ public sealed class HitEndpoints : IAsyncDisposable
         json.WriteStartArray("versions");
         json.WriteStringValue(SongRequests.ModelVersion);
         json.WriteEndArray();
-        json.WriteString("platform", "hitgpu");
+        json.WriteString("platform", Platform);
         json.WriteStartArray("inputs");
         json.WriteStartObject();
         SongRequests.WriteTensorHead(json, SongRequests.InputName, -1, SongData.FeatureCount);

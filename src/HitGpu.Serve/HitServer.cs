@@ -12,9 +12,11 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Prometheus;
 
 namespace HitGpu.Serve;
 
@@ -24,10 +26,19 @@ public sealed class HitServer : IAsyncDisposable
     private readonly HitEndpoints endpoints;
     private readonly RequestLog? log;
 
-    private HitServer(WebApplication app, HitEndpoints endpoints, RequestLog? log) => (this.app, this.endpoints, this.log) = (app, endpoints, log);
+    private readonly Listening listening;
 
-    /// <summary>The addresses Kestrel listens on (with the port it took when asked for port 0).</summary>
-    public IReadOnlyList<string> Addresses => [.. app.Services.GetRequiredService<Microsoft.AspNetCore.Hosting.Server.IServer>().Features.Get<IServerAddressesFeature>()!.Addresses];
+    private HitServer(WebApplication app, HitEndpoints endpoints, RequestLog? log, Listening listening) =>
+        (this.app, this.endpoints, this.log, this.listening) = (app, endpoints, log, listening);
+
+    /// <summary>The REST endpoints' addresses (with the port Kestrel took when asked for port 0).</summary>
+    public IReadOnlyList<string> Addresses => listening.Of(listening.Rest);
+
+    /// <summary>The gRPC service's addresses (HTTP/2 only); none without <see cref="ServeOptions.GrpcPort"/>.</summary>
+    public IReadOnlyList<string> GrpcAddresses => listening.Of(listening.Grpc);
+
+    /// <summary>The metrics port's addresses (GET /metrics); none without <see cref="ServeOptions.MetricsPort"/>.</summary>
+    public IReadOnlyList<string> MetricsAddresses => listening.Of(listening.Metrics);
 
     public HitEndpoints Endpoints => endpoints;
 
@@ -46,8 +57,24 @@ public sealed class HitServer : IAsyncDisposable
             builder.Logging.AddFilter<KestrelRefusals>(KestrelRefusals.Category, LogLevel.Debug);
         }
         builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = options.DrainTimeout);
+        var endpoints = new HitEndpoints(model, device, options);
+        builder.Services.AddSingleton(endpoints);
+        // A gRPC message is held whole before the call runs: the body limit holds it (RESOURCE_EXHAUSTED beyond).
+        builder.Services.AddGrpc(grpc => grpc.MaxReceiveMessageSize = (int)options.MaxBodyBytes);
+        var listening = new Listening();
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
+            // Each port as a URL, as UseUrls takes one (the same host rules), named so that its bound port can be
+            // told from the others' when each was asked as 0.
+            var ports = new Dictionary<string, string?> { ["Endpoints:Rest:Url"] = Url(options.Host, options.Port) };
+            if (options.GrpcPort is { } grpcPort)
+                (ports["Endpoints:Grpc:Url"], ports["Endpoints:Grpc:Protocols"]) = (Url(options.Host, grpcPort), "Http2"); // h2c: prior knowledge
+            if (options.MetricsPort is { } metricsPort)
+                ports["Endpoints:Metrics:Url"] = Url(options.Host, metricsPort);
+            kestrel.Configure(new ConfigurationBuilder().AddInMemoryCollection(ports).Build())
+                .Endpoint("Rest", rest => listening.Rest = rest.ListenOptions)
+                .Endpoint("Grpc", grpc => listening.Grpc = grpc.ListenOptions)
+                .Endpoint("Metrics", metrics => listening.Metrics = metrics.ListenOptions);
             kestrel.Limits.MaxRequestBodySize = null; // the endpoints hold the limit themselves, in the server's words
             kestrel.AddServerHeader = false;
             if (log is not null)
@@ -63,9 +90,7 @@ public sealed class HitServer : IAsyncDisposable
                     }
                 }));
         });
-        builder.WebHost.UseUrls($"http://{(options.Host.Contains(':') ? $"[{options.Host}]" : options.Host)}:{options.Port}");
         var app = builder.Build();
-        var endpoints = new HitEndpoints(model, device, options);
         if (log is not null)
             app.Use(async (context, next) =>
             {
@@ -79,6 +104,35 @@ public sealed class HitServer : IAsyncDisposable
                     log.Add(context, Stopwatch.GetElapsedTime(start));
                 }
             });
+        app.Use(async (context, next) =>
+        {
+            long start = Stopwatch.GetTimestamp();
+            try
+            {
+                await next(context);
+            }
+            finally
+            {
+                endpoints.Metrics.Answered(context, Stopwatch.GetElapsedTime(start));
+            }
+        });
+        // The metrics port: GET /metrics and nothing else, for any Host allowed, without the API key (as Triton's
+        // metrics port: a scraper carries none; the port stays inside the cluster).
+        app.MapWhen(listening.IsMetrics, metrics =>
+        {
+            metrics.Use(async (context, next) =>
+            {
+                if (await endpoints.Admit(context, keyed: false))
+                    await next(context);
+            });
+            metrics.Map("/metrics", scrape => scrape.Use((context, next) =>
+            {
+                ServeMetrics.Scrape(context);
+                return next(context);
+            }).UseMetricServer(url: null, registry: endpoints.Metrics.Registry));
+            metrics.Run(context => HitEndpoints.Error(context, StatusCodes.NotFound,
+                $"this port serves GET /metrics only; the rest is on {string.Join(", ", listening.Of(listening.Rest))}"));
+        });
         app.Use(async (context, next) =>
         {
             if (await endpoints.Admit(context))
@@ -98,11 +152,14 @@ public sealed class HitServer : IAsyncDisposable
             }
         });
         endpoints.Map(app);
-        var server = new HitServer(app, endpoints, log);
+        app.MapGrpcService<GrpcInference>();
+        var server = new HitServer(app, endpoints, log, listening);
         try
         {
             endpoints.WarmUp();
             await app.StartAsync();
+            var addresses = app.Services.GetRequiredService<Microsoft.AspNetCore.Hosting.Server.IServer>().Features.Get<IServerAddressesFeature>()!;
+            listening.All = () => addresses.Addresses;
         }
         catch
         {
@@ -110,6 +167,21 @@ public sealed class HitServer : IAsyncDisposable
             throw;
         }
         return server;
+    }
+
+    private static string Url(string host, int port) => $"http://{(host.Contains(':') ? $"[{host}]" : host)}:{port}";
+
+    /// <summary>The ports' listen options, and the addresses Kestrel bound for each (its port, once bound).</summary>
+    private sealed class Listening
+    {
+        public Microsoft.AspNetCore.Server.Kestrel.Core.ListenOptions? Rest, Grpc, Metrics;
+        public Func<IEnumerable<string>> All { get; set; } = () => [];
+
+        /// <summary>Whether a request came to the metrics port (its bound port: a client learns it only once it is bound).</summary>
+        public bool IsMetrics(HttpContext context) => Metrics?.IPEndPoint is { } bound && context.Connection.LocalPort == bound.Port;
+
+        public IReadOnlyList<string> Of(Microsoft.AspNetCore.Server.Kestrel.Core.ListenOptions? port) =>
+            port?.IPEndPoint is { } bound ? [.. All().Where(address => new Uri(address).Port == bound.Port)] : [];
     }
 
     /// <summary>Waits for a stop: Ctrl+C, SIGTERM, or <see cref="StopAsync"/>.</summary>
@@ -127,7 +199,7 @@ public sealed class HitServer : IAsyncDisposable
 
     /// <summary>
     /// One line per request, written by one task so that handlers never wait on the console:
-    /// "2026-12-01T17:03:04.567Z POST /predict rows=3 status=200 1.84 ms".
+    /// "2026-12-01T17:03:04.567Z POST /predict rows=3 status=200 1.84 ms" (a gRPC call's: "status=200 grpc=NotFound").
     /// </summary>
     private sealed class RequestLog : IAsyncDisposable
     {
@@ -158,8 +230,11 @@ public sealed class HitServer : IAsyncDisposable
                 answered[context.Connection.Id] = 0;
             string rows = context.Items.TryGetValue(HitEndpoints.RowsItem, out var n) ? n!.ToString()! : "-";
             string failure = context.Items.TryGetValue(HitEndpoints.FailureItem, out var f) ? $": {f}" : "";
+            string grpc = GrpcInference.AnsweredStatus(context) is { } code ? $" grpc={code}" : ""; // a call's own status: its HTTP status is 200
             lines.Writer.TryWrite(string.Create(CultureInfo.InvariantCulture,
-                $"{DateTime.UtcNow:yyyy-MM-ddTHH:mm:ss.fffZ} {context.Request.Method} {InputException.OneLine(context.Request.Path + context.Request.QueryString.ToString())} rows={rows} status={context.Response.StatusCode} {elapsed.TotalMilliseconds:F2} ms{failure}"));
+                $"{DateTime.UtcNow:yyyy-MM-ddTHH:mm:ss.fffZ} {context.Request.Method} " +
+                $"{InputException.OneLine(context.Request.Path + context.Request.QueryString.ToString())} " +
+                $"rows={rows} status={context.Response.StatusCode}{grpc} {elapsed.TotalMilliseconds:F2} ms{failure}"));
         }
 
         /// <summary>A request Kestrel refused before the app saw it: its method and path are not known.</summary>

@@ -16,6 +16,8 @@ public sealed class ScoringQueue : IAsyncDisposable
 {
     private abstract record Job
     {
+        public long Queued { get; } = Stopwatch.GetTimestamp(); // for the metrics' queue wait
+
         public abstract void Fail(Exception e);
     }
 
@@ -30,8 +32,9 @@ public sealed class ScoringQueue : IAsyncDisposable
     }
 
     /// <summary>One device, its predictor, and the thread that alone calls them.</summary>
-    private sealed class Scorer(ComputeDevice device, HitModel model)
+    private sealed class Scorer(ComputeDevice device, HitModel model, int index)
     {
+        public int Index { get; } = index;
         public ComputeDevice Device { get; } = device;
         public Predictor Predictor { get; } = new(device, model);
         public Thread? Thread { get; set; }
@@ -42,6 +45,7 @@ public sealed class ScoringQueue : IAsyncDisposable
     private readonly Scorer[] scorers;
     private readonly TimeSpan window;
     private readonly int maxBatchRows, explainSteps;
+    private readonly ServeMetrics? metrics;
     private long launches, scoredRequests;
 
     /// <summary>Scoring launches so far, and the requests they scored: the batching's effect.</summary>
@@ -50,10 +54,11 @@ public sealed class ScoringQueue : IAsyncDisposable
     public long ScoredRequests => Interlocked.Read(ref scoredRequests);
 
     /// <summary>A scorer on each device (the caller keeps owning them).</summary>
-    public ScoringQueue(IReadOnlyList<ComputeDevice> devices, HitModel model, TimeSpan window, int maxBatchRows, int explainSteps)
+    public ScoringQueue(IReadOnlyList<ComputeDevice> devices, HitModel model, TimeSpan window, int maxBatchRows, int explainSteps,
+        ServeMetrics? metrics = null)
     {
-        (this.model, this.window, this.maxBatchRows, this.explainSteps) = (model, window, maxBatchRows, explainSteps);
-        scorers = [.. devices.Select(device => new Scorer(device, model))];
+        (this.model, this.window, this.maxBatchRows, this.explainSteps, this.metrics) = (model, window, maxBatchRows, explainSteps, metrics);
+        scorers = [.. devices.Select((device, index) => new Scorer(device, model, index))];
         foreach (var scorer in scorers)
         {
             // Its own thread, blocked while it waits: the device calls are synchronous, and on a pool thread they
@@ -124,7 +129,10 @@ public sealed class ScoringQueue : IAsyncDisposable
             {
                 try
                 {
-                    explaining.Done.SetResult(HitGpu.Nn.Explain.IntegratedGradients(scorer.Device, model, explaining.Songs, explainSteps));
+                    long start = Stopwatch.GetTimestamp();
+                    var explained = HitGpu.Nn.Explain.IntegratedGradients(scorer.Device, model, explaining.Songs, explainSteps);
+                    metrics?.Explained(scorer.Index, explaining.Songs.Count, explaining.Queued, start, Stopwatch.GetTimestamp());
+                    explaining.Done.SetResult(explained);
                 }
                 catch (Exception e)
                 {
@@ -160,6 +168,7 @@ public sealed class ScoringQueue : IAsyncDisposable
     private void ScoreTogether(Scorer scorer, List<Scoring> batch)
     {
         float[] probabilities;
+        long start = Stopwatch.GetTimestamp();
         try
         {
             probabilities = scorer.Predictor.PredictPrepared(batch.Count == 1 ? batch[0].Inputs : Concat(batch));
@@ -170,6 +179,7 @@ public sealed class ScoringQueue : IAsyncDisposable
                 job.Fail(e);
             return;
         }
+        metrics?.Launched(scorer.Index, probabilities.Length, [.. batch.Select(job => job.Queued)], start, Stopwatch.GetTimestamp());
         Interlocked.Increment(ref launches);
         Interlocked.Add(ref scoredRequests, batch.Count);
         int at = 0;

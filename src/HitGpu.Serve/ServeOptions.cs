@@ -33,6 +33,18 @@ public sealed record ServeOptions
     public int Port { get; init; } = 8080;
 
     /// <summary>
+    /// The port of the protocol's gRPC service (HTTP/2 only, on <see cref="Host"/>, beside the REST port); null:
+    /// none; 0 picks a free one (in <see cref="HitServer.GrpcAddresses"/>).
+    /// </summary>
+    public int? GrpcPort { get; init; }
+
+    /// <summary>
+    /// The port that serves /metrics (Prometheus's text format) and nothing else, on <see cref="Host"/>, without
+    /// the API key (as Triton's metrics port: a scraper carries none); null: none; 0 picks a free one.
+    /// </summary>
+    public int? MetricsPort { get; init; }
+
+    /// <summary>
     /// How long the scorer waits, after a request arrives, for others to score in the same launch (Triton's
     /// max_queue_delay). Zero: each request is scored as it comes (requests already waiting still share a launch).
     /// Null: <see cref="WindowFor"/> the accelerator.
@@ -89,6 +101,14 @@ public sealed record ServeOptions
             throw new ArgumentException("--api-key (or HITGPU_API_KEY) must be printable ASCII without spaces (it travels in a header), and not empty");
         if (Port is < 0 or > 65535)
             throw new ArgumentException($"--port must be from 0 to 65535, got {Port}");
+        if (GrpcPort is < 0 or > 65535)
+            throw new ArgumentException($"--grpc-port must be from 0 to 65535, got {GrpcPort}");
+        if (GrpcPort is { } grpc and > 0 && grpc == Port)
+            throw new ArgumentException($"--grpc-port must differ from --port (gRPC has its own HTTP/2 port), both are {Port}");
+        if (MetricsPort is < 0 or > 65535)
+            throw new ArgumentException($"--metrics-port must be from 0 to 65535, got {MetricsPort}");
+        if (MetricsPort is { } metrics and > 0 && (metrics == Port || metrics == GrpcPort))
+            throw new ArgumentException($"--metrics-port must differ from --port and --grpc-port (metrics have their own port), got {metrics} twice");
         if (BatchWindow is { } window && (window < TimeSpan.Zero || window > TimeSpan.FromSeconds(1)))
             throw new ArgumentException($"--batch-window-ms must be from 0 to 1000, got {window.TotalMilliseconds.ToString(CultureInfo.InvariantCulture)}");
         if (MaxRows < 1)

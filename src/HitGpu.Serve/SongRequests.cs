@@ -224,14 +224,13 @@ public static class SongRequests
                 foreach (var output in outputs.EnumerateArray())
                 {
                     if (output.ValueKind != JsonValueKind.Object || !output.TryGetProperty("name", out var name) || name.ValueKind != JsonValueKind.String || name.GetString() != OutputName)
-                        throw new InputException($"{Source}: unknown output {Describe(output)}: the model gives one output, '{OutputName}'");
+                        throw UnknownOutput(Describe(output));
                     binaryOutput = Flag(output, "binary_data") ?? binaryOutput;
                 }
             }
             if (!root.TryGetProperty("inputs", out var inputs) || inputs.ValueKind != JsonValueKind.Array)
                 throw new InputException($"{Source}: the request needs \"inputs\", an array with one tensor, '{InputName}' ({Datatype}, [-1, {SongData.FeatureCount}])");
-            if (inputs.GetArrayLength() != 1)
-                throw new InputException($"{Source}: the model takes one input, '{InputName}'; the request has {inputs.GetArrayLength()}");
+            RequireOneInput(inputs.GetArrayLength());
             return new InferRequest(id, ReadTensor(inputs[0], maxRows, headerLength is not null, binary.Span), binaryOutput);
         }
     }
@@ -275,57 +274,114 @@ public static class SongRequests
         if (input.ValueKind != JsonValueKind.Object)
             throw new InputException($"{Source}: inputs[0] must be a tensor object, got {Kind(input)}");
         string name = input.TryGetProperty("name", out var n) && n.ValueKind == JsonValueKind.String ? n.GetString()! : "";
-        if (name != InputName)
-            throw new InputException($"{Source}: unknown input '{name}': the model takes one input, '{InputName}' ({Datatype}, [-1, {SongData.FeatureCount}])");
-        string where = $"{Source}: input '{InputName}'";
         string datatype = input.TryGetProperty("datatype", out var d) && d.ValueKind == JsonValueKind.String ? d.GetString()! : "";
-        if (datatype != Datatype)
-            throw new InputException($"{where}: datatype must be {Datatype}, got '{datatype}'");
+        bool hasShape = input.TryGetProperty("shape", out var shape);
+        long[]? dimensions = hasShape && shape.ValueKind == JsonValueKind.Array && shape.EnumerateArray().All(v => v.TryGetInt64(out _))
+            ? [.. shape.EnumerateArray().Select(v => v.GetInt64())] : null;
+        long rows = InputRows(name, datatype, dimensions, hasShape ? shape.GetRawText() : "none", maxRows);
         bool binaryInput = input.TryGetProperty("parameters", out var parameters) && parameters.ValueKind == JsonValueKind.Object && parameters.TryGetProperty("binary_data_size", out _);
         if (binaryInput && !headed)
             throw new InputException($"{Source}: input '{InputName}' has binary_data_size, but the request has no {HeaderLengthName} header to say where its bytes begin");
         if (!binaryInput && binary.Length > 0)
             throw new InputException($"{Source}: {binary.Length} bytes follow the JSON header, but no input has binary_data_size");
-        if (!input.TryGetProperty("shape", out var shape) || shape.ValueKind != JsonValueKind.Array || shape.GetArrayLength() != 2
-            || !shape[0].TryGetInt64(out long rows) || rows < 0 || !shape[1].TryGetInt64(out long width) || width != SongData.FeatureCount)
-            throw new InputException($"{where}: shape must be [N, {SongData.FeatureCount}] (N songs), got {(input.TryGetProperty("shape", out var s) ? s.GetRawText() : "none")}");
-        if (rows == 0)
-            throw new InputException($"{where}: no songs (shape [0, {SongData.FeatureCount}])");
-        if (rows > maxRows)
-            throw RequestRefusedException.TooManyRows(rows, maxRows);
         if (binaryInput)
-            return ReadBinary(parameters.GetProperty("binary_data_size"), input.TryGetProperty("data", out _), rows, binary, where);
+            return ReadBinary(parameters.GetProperty("binary_data_size"), input.TryGetProperty("data", out _), rows, binary);
         if (!input.TryGetProperty("data", out var data) || data.ValueKind != JsonValueKind.Array)
-            throw new InputException($"{where}: the tensor needs \"data\", an array of {rows} x {SongData.FeatureCount} numbers");
+            throw new InputException($"{InputPlace}: the tensor needs \"data\", an array of {rows} x {SongData.FeatureCount} numbers");
         // Counted before anything is allocated: a short request must not reserve what its shape claims.
-        long count = Count(data), needed = rows * SongData.FeatureCount;
-        if (count != needed)
-            throw new InputException($"{where}: data has {count} values, the shape [{rows}, {SongData.FeatureCount}] needs {needed}");
+        long needed = RequireValues("data", Count(data), rows);
         var features = new float[needed];
         int at = 0;
-        Flatten(data, features, ref at, where);
+        Flatten(data, features, ref at, InputPlace);
         return features;
     }
 
+    /// <summary>Where a refusal of the input tensor's says it is, in every protocol.</summary>
+    public static readonly string InputPlace = $"{Source}: input '{InputName}'";
+
+    /// <summary>
+    /// The songs of an input tensor of this name, datatype and shape, or the refusal every protocol gives (REST's
+    /// JSON, gRPC): the one input, <see cref="InputName"/>, <see cref="Datatype"/>, [N, 15], 1 to <paramref name="maxRows"/> songs.
+    /// </summary>
+    /// <param name="shape">Its dimensions; null where they are not all integers (<paramref name="shapeText"/> says what came).</param>
+    public static int InputRows(string name, string datatype, IReadOnlyList<long>? shape, string shapeText, int maxRows)
+    {
+        if (name != InputName)
+            throw new InputException(
+                $"{Source}: unknown input '{InputException.OneLine(name)}': the model takes one input, '{InputName}' " +
+                $"({Datatype}, [-1, {SongData.FeatureCount}])");
+        if (datatype != Datatype)
+            throw new InputException($"{InputPlace}: datatype must be {Datatype}, got '{InputException.OneLine(datatype)}'");
+        if (shape is not [long rows, SongData.FeatureCount] || rows < 0)
+            throw new InputException($"{InputPlace}: shape must be [N, {SongData.FeatureCount}] (N songs), got {InputException.OneLine(shapeText)}");
+        if (rows == 0)
+            throw new InputException($"{InputPlace}: no songs (shape [0, {SongData.FeatureCount}])");
+        if (rows > maxRows)
+            throw RequestRefusedException.TooManyRows(rows, maxRows);
+        return (int)rows;
+    }
+
+    /// <summary>Refuses a request with other than one input tensor (the model takes one).</summary>
+    public static void RequireOneInput(int inputs)
+    {
+        if (inputs != 1)
+            throw new InputException($"{Source}: the model takes one input, '{InputName}'; the request has {inputs}");
+    }
+
+    /// <summary>The refusal of an output the model does not give (<paramref name="asked"/>: its name in quotes, or what came instead).</summary>
+    public static InputException UnknownOutput(string asked) => new($"{Source}: unknown output {asked}: the model gives one output, '{OutputName}'");
+
+    /// <summary>The values <paramref name="rows"/> songs need, or the refusal of a tensor whose <paramref name="field"/> holds another count.</summary>
+    public static long RequireValues(string field, long count, long rows)
+    {
+        long needed = rows * SongData.FeatureCount;
+        if (count != needed)
+            throw new InputException($"{InputPlace}: {field} has {count} values, the shape [{rows}, {SongData.FeatureCount}] needs {needed}");
+        return needed;
+    }
+
+    /// <summary>Refuses binary values whose <paramref name="field"/> gives other than the bytes of <paramref name="rows"/> songs in FP32.</summary>
+    public static void RequireBytes(string field, long bytes, long rows)
+    {
+        long needed = rows * SongData.FeatureCount * sizeof(float);
+        if (bytes != needed)
+            throw new InputException($"{InputPlace}: {field} is {bytes}, the shape [{rows}, {SongData.FeatureCount}] of {Datatype} needs {needed}");
+    }
+
     /// <summary>A tensor's values in binary: <paramref name="rows"/> x 15 FP32, little-endian, each checked as a JSON value is.</summary>
-    private static float[] ReadBinary(JsonElement size, bool alsoData, long rows, ReadOnlySpan<byte> binary, string where)
+    private static float[] ReadBinary(JsonElement size, bool alsoData, long rows, ReadOnlySpan<byte> binary)
     {
         if (alsoData)
-            throw new InputException($"{where}: both \"data\" and binary_data_size: send the values one way");
+            throw new InputException($"{InputPlace}: both \"data\" and binary_data_size: send the values one way");
         if (size.ValueKind != JsonValueKind.Number || !size.TryGetInt64(out long bytes) || bytes < 0)
-            throw new InputException($"{where}: binary_data_size must be a count of bytes, got {InputException.OneLine(size.GetRawText())}");
-        long needed = rows * SongData.FeatureCount;
-        if (bytes != needed * sizeof(float))
-            throw new InputException($"{where}: binary_data_size is {bytes}, the shape [{rows}, {SongData.FeatureCount}] of {Datatype} needs {needed * sizeof(float)}");
+            throw new InputException($"{InputPlace}: binary_data_size must be a count of bytes, got {InputException.OneLine(size.GetRawText())}");
+        RequireBytes("binary_data_size", bytes, rows);
         if (binary.Length != bytes)
-            throw new InputException($"{where}: {binary.Length} bytes follow the JSON header, binary_data_size says {bytes}");
-        var features = new float[needed];
+            throw new InputException($"{InputPlace}: {binary.Length} bytes follow the JSON header, binary_data_size says {bytes}");
+        return FromLittleEndian(binary);
+    }
+
+    /// <summary>
+    /// Songs' values as FP32, little-endian, row-major (the binary tensor data extension's, gRPC's raw_input_contents),
+    /// each checked (<see cref="Checked"/>); <paramref name="binary"/> holds whole songs.
+    /// </summary>
+    public static float[] FromLittleEndian(ReadOnlySpan<byte> binary)
+    {
+        var features = new float[binary.Length / sizeof(float)];
+        for (int i = 0; i < features.Length; i++)
+            features[i] = BinaryPrimitives.ReadSingleLittleEndian(binary[(i * sizeof(float))..]);
+        return Checked(features);
+    }
+
+    /// <summary>Row-major songs' float32 values, each checked as every reader checks one (<see cref="SongData.ValueProblem"/>).</summary>
+    public static float[] Checked(float[] features)
+    {
         for (int i = 0; i < features.Length; i++)
         {
-            float value = BinaryPrimitives.ReadSingleLittleEndian(binary[(i * sizeof(float))..]);
             int feature = i % SongData.FeatureCount;
-            features[i] = Plain(value, feature) ? value
-                : Feature($"{where}: song {i / SongData.FeatureCount + 1}", SongData.FeatureNames[feature], feature, isNumber: true, value.ToString("R", CultureInfo.InvariantCulture));
+            if (!Plain(features[i], feature))
+                Feature($"{InputPlace}: song {i / SongData.FeatureCount + 1}", SongData.FeatureNames[feature], feature, isNumber: true,
+                    features[i].ToString("R", CultureInfo.InvariantCulture));
         }
         return features;
     }

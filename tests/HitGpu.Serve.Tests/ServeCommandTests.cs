@@ -53,6 +53,17 @@ public sealed partial class ServeCommandTests(ServerFixture server)
         return (process, address.Task.Result, output);
     }
 
+    /// <summary>The first line of the process's output that starts so, waited for (it may follow the listening line by a moment).</summary>
+    internal static async Task<string> Line(List<string> output, string start)
+    {
+        for (int wait = 0; wait < 100; wait++, await Task.Delay(100))
+            lock (output)
+                if (output.FirstOrDefault(l => l.StartsWith(start, StringComparison.Ordinal)) is { } line)
+                    return line;
+        lock (output)
+            throw new Xunit.Sdk.XunitException($"hitgpu serve said no line starting '{start}': {string.Join(" | ", output)}");
+    }
+
     [Theory]
     [InlineData(SigTerm)]
     [InlineData(SigInt)]
@@ -150,6 +161,8 @@ public sealed partial class ServeCommandTests(ServerFixture server)
     [Theory]
     [InlineData("--name", "my model", "hitgpu: error: --name: 'my model' cannot be a model name in a URL path")]
     [InlineData("--port", "70000", "hitgpu: error: --port must be from 0 to 65535, got 70000")]
+    [InlineData("--grpc-port", "70000", "hitgpu: error: --grpc-port must be from 0 to 65535, got 70000")]
+    [InlineData("--metrics-port", "8080", "hitgpu: error: --metrics-port must differ from --port and --grpc-port (metrics have their own port)")]
     [InlineData("--batch-window-ms", "-1", "hitgpu: error: --batch-window-ms must be from 0 to 1000, got -1")]
     [InlineData("--max-rows", "0", "hitgpu: error: --max-rows must be at least 1, got 0")]
     [InlineData("--max-body-mb", "0", "hitgpu: error: --max-body-mb must be from 0.001 to 1024, got 0")]

@@ -29,7 +29,8 @@ public sealed class ServerFixture : IAsyncLifetime
         int code = HitGpuCli.Run(["train", "--study", "--epochs", "3", "--out", ModelPath], new StringWriter(), error);
         Assert.True(code == 0, error.ToString());
         Model = ModelFile.Load(ModelPath);
-        Server = await StartAsync(Model, new ServeOptions { Name = "hits", ModelFile = ModelPath, Port = 0, RequestLog = Log, MaxRows = 5000, MaxBodyBytes = 4 << 20 });
+        Server = await StartAsync(Model,
+            new ServeOptions { Name = "hits", ModelFile = ModelPath, Port = 0, GrpcPort = 0, RequestLog = Log, MaxRows = 5000, MaxBodyBytes = 4 << 20 });
         Client = ClientOf(Server);
     }
 
