@@ -121,10 +121,8 @@ public static partial class Trainer
         var progress = runs.Select((run, r) => new NetworkProgress(run.Options, initial[r], initialScores[r].Loss,
             run.SelectionPart.Labels!.Average(label => (double)label), run.SelectionPart.Count)).ToArray();
         var histories = runs.Select(_ => new List<EpochMetrics>()).ToArray();
-        // Each run's order as Train makes it: a seeded permutation of its rows (device shuffling), or its host
-        // shuffle carried from epoch to epoch; here both computed on the host, all uploaded in one copy.
-        var hostOrders = runs.Select(r => Enumerable.Range(0, r.TrainLabels.Length).ToArray()).ToArray();
-        var shuffleRngs = runs.Select(r => new Random(r.Options.Seed + 1)).ToArray();
+        // Each run's epochs as Train plans them (EpochPlan): its orders made on the host, all uploaded in one copy.
+        var plans = runs.Select(r => EpochPlan.For(device, r.Options, r.TrainLabels.Length)).ToArray();
         var orders = new int[n * positions];
         var schedules = new AdamStep[n * steps];
         var epochJobs = new EpochRun[n];
@@ -140,21 +138,13 @@ public static partial class Trainer
                 epochJobs[r] = default;
                 if (!active[r])
                     continue;
-                int rows = runs[r].TrainLabels.Length, stepsPerEpoch = (rows + batchSize - 1) / batchSize, step = (epoch - 1) * stepsPerEpoch;
+                int rows = runs[r].TrainLabels.Length;
                 var slice = orders.AsSpan(r * positions, rows);
-                if (device.Plan.ShufflesOnDevice(options.ShuffleOnDevice))
-                    Shuffle.PermuteReference(hostOrders[r], slice, ShuffleSeed(options), epoch);
-                else
-                {
-                    shuffleRngs[r].Shuffle(hostOrders[r]);
-                    hostOrders[r].CopyTo(slice);
-                }
+                plans[r].HostOrder(epoch, slice);
                 for (int i = 0; i < rows; i++)
                     slice[i] += trainBase[r];
-                for (int k = 0; k < stepsPerEpoch; k++)
-                    schedules[r * steps + k] = AdamStep.At(step + k + 1, options.LearningRateAt(step + k + 1, stepsPerEpoch * options.Epochs,
-                        stepsPerEpoch), options.StepSettings);
-                epochJobs[r] = new EpochRun { Rows = rows, FirstStep = step, Settings = options.StepSettings };
+                plans[r].Schedule(epoch, schedules.AsSpan(r * steps, plans[r].StepsPerEpoch));
+                epochJobs[r] = new EpochRun { Rows = rows, FirstStep = plans[r].FirstStep(epoch), Settings = options.StepSettings };
             }
             if (!active.Any(a => a))
                 break;

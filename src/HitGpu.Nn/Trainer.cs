@@ -265,48 +265,40 @@ public static partial class Trainer
         return hits == 0 || hits == labels.Length;
     }
 
-    /// <summary>The seed of a run's device permutations (<see cref="Shuffle"/>), one per epoch from it.</summary>
-    private static uint ShuffleSeed(TrainingOptions options) => (uint)options.Seed * 747796405u + 2891336453u;
-
     private static NetworkOutcome TrainNetwork(ComputeDevice device, Network network, DeviceDataset trainSet, DeviceDataset validationSet,
         TrainingOptions options, List<EpochMetrics> history, Action<EpochMetrics>? onEpoch, Action<int, int, int>? onBatch,
         CancellationToken cancellationToken)
     {
         network.Reset(network.Layout.Initialize(options.Seed));
         using var order = device.Allocate<int>(trainSet.Rows);
-        int stepsPerEpoch = (trainSet.Rows + options.BatchSize - 1) / options.BatchSize;
-        int totalSteps = stepsPerEpoch * options.Epochs;
+        var plan = EpochPlan.For(device, options, trainSet.Rows);
         var settings = options.StepSettings;
-        var schedule = new AdamStep[stepsPerEpoch];
-
-        var shuffleRng = new Random(options.Seed + 1);
-        var orderOnHost = Enumerable.Range(0, trainSet.Rows).ToArray();
+        var schedule = new AdamStep[plan.StepsPerEpoch];
         // The untrained network's validation loss and the validation part's share of hits: what divergence is judged against.
         var (initialLoss, _) = network.Score(validationSet);
         var validationLabels = validationSet.Labels.ToArray();
         double hitShare = validationLabels.Average(y => (double)y);
         var progress = new NetworkProgress(options, network.Parameters.ToArray(), initialLoss, hitShare, validationSet.Rows);
-        // On the device, each epoch's order is a seeded permutation of the rows, made
-        // there: nothing crosses per epoch. On the host (the CPU accelerator), a shuffle uploaded each epoch.
-        using var rows = device.Plan.ShufflesOnDevice(options.ShuffleOnDevice) ? device.Upload<int>(orderOnHost, orderOnHost.Length) : null;
-        uint shuffleSeed = ShuffleSeed(options);
-        for (int epoch = 1, step = 0; epoch <= options.Epochs; epoch++, step += stepsPerEpoch)
+        // Permutations are made on the device from the rows in order: nothing crosses per epoch. A host shuffle is
+        // uploaded each epoch.
+        var orderOnHost = Enumerable.Range(0, trainSet.Rows).ToArray();
+        using var rows = plan.Permutes ? device.Upload<int>(orderOnHost, orderOnHost.Length) : null;
+        for (int epoch = 1; epoch <= options.Epochs; epoch++)
         {
             cancellationToken.ThrowIfCancellationRequested();
             var epochClock = Stopwatch.StartNew();
             if (rows is not null)
             {
-                device.Permute(rows.View, order.View, trainSet.Rows, shuffleSeed, epoch);
+                device.Permute(rows.View, order.View, trainSet.Rows, plan.PermutationSeed, epoch);
             }
             else
             {
-                shuffleRng.Shuffle(orderOnHost);
+                plan.HostOrder(epoch, orderOnHost);
                 order.CopyFrom(orderOnHost);
             }
-            for (int k = 0; k < stepsPerEpoch; k++)
-                schedule[k] = AdamStep.At(step + k + 1, options.LearningRateAt(step + k + 1, totalSteps, stepsPerEpoch), settings);
+            plan.Schedule(epoch, schedule);
             int currentEpoch = epoch;
-            network.TrainEpoch(trainSet, order, options.BatchSize, schedule, settings, firstStep: step, (done, total) =>
+            network.TrainEpoch(trainSet, order, options.BatchSize, schedule, settings, firstStep: plan.FirstStep(epoch), (done, total) =>
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 onBatch?.Invoke(currentEpoch, done, total);

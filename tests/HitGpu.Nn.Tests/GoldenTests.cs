@@ -41,15 +41,15 @@ public sealed class GoldenTests(AcceleratorFixture fixture)
         return (preprocessing.Apply(songs.Features, split.Train), split.Train.Select(r => songs.Labels![r]).ToArray());
     }
 
-    /// <summary>Each epoch's batch order: a seeded shuffle of the rows, carried from epoch to epoch (as the trainer's host shuffle).</summary>
+    /// <summary>Each epoch's batch order as the trainer's host shuffle makes it (<see cref="EpochPlan"/>, the one statement of the rule).</summary>
     private static int[][] Orders(int rows, int epochs)
     {
-        var rng = new Random(Seed + 1);
-        var order = Enumerable.Range(0, rows).ToArray();
-        return Enumerable.Range(0, epochs).Select(_ =>
+        var plan = new EpochPlan(TrainingOptions.Study with { Seed = Seed, BatchSize = BatchSize, Epochs = epochs }, rows, permutes: false);
+        return Enumerable.Range(1, epochs).Select(epoch =>
         {
-            rng.Shuffle(order);
-            return (int[])order.Clone();
+            var order = new int[rows];
+            plan.HostOrder(epoch, order);
+            return order;
         }).ToArray();
     }
 
