@@ -95,8 +95,8 @@ public static partial class Trainer
             device.ScoreGpuEpoch(new GpuEpochScoreViews
             {
                 Features = x.View, Labels = y.View, Layers = shapes.View, Parameters = parameters.View, Order = validationOrder.View,
-                SampleLoss = validationLoss.View, SampleCorrect = validationCorrect.View, Runs = jobs.View, RunCount = n, Positions = validationPositions,
-                MaxRows = validationPositions,
+                LossOrProbability = validationLoss.View, SampleCorrect = validationCorrect.View, Runs = jobs.View, RunCount = n,
+                Positions = validationPositions, MaxRows = validationPositions,
             }, layout);
             return DeviceDataset.ReadRunMetrics(device, validationLoss, validationCorrect, jobs,
                 runs.Select((run, r) => which[r] ? run.SelectionPart.Count : 0).ToArray(),
@@ -187,7 +187,7 @@ public static partial class Trainer
         jobs.CopyFrom(partRows.Select(rows => new EpochRun { Rows = rows }).ToArray());
         device.ScoreGpuEpoch(new GpuEpochScoreViews
         {
-            Features = partFeatures.View, Layers = shapes.View, Parameters = parameters.View, Order = partOrder.View, SampleLoss = probabilities.View,
+            Features = partFeatures.View, Layers = shapes.View, Parameters = parameters.View, Order = partOrder.View, LossOrProbability = probabilities.View,
             Runs = jobs.View, RunCount = n, Positions = partPositions, MaxRows = partPositions,
         }, layout);
         var p = probabilities.ToArray();

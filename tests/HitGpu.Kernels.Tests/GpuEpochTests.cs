@@ -182,7 +182,7 @@ public sealed class GpuEpochTests(AcceleratorFixture fixture)
         using var jobs = device.Upload<EpochRun>([new EpochRun { Rows = rows }], 1);
         var views = new GpuEpochScoreViews
         {
-            Features = x.View, Labels = y.View, Layers = shapes.View, Parameters = p.View, SampleLoss = loss.View, SampleCorrect = correct.View,
+            Features = x.View, Labels = y.View, Layers = shapes.View, Parameters = p.View, LossOrProbability = loss.View, SampleCorrect = correct.View,
             Runs = jobs.View, RunCount = 1, Positions = rows, MaxRows = rows,
         };
         device.ScoreGpuEpoch(views, layout);
@@ -219,7 +219,7 @@ public sealed class GpuEpochTests(AcceleratorFixture fixture)
         using var jobs = device.Upload<EpochRun>([new EpochRun { Rows = 290 }, new EpochRun { Rows = 7 }], 2);
         device.ScoreGpuEpoch(new GpuEpochScoreViews
         {
-            Features = x.View, Labels = y.View, Layers = shapes.View, Parameters = p.View, Order = orderOnDevice.View, SampleLoss = loss.View,
+            Features = x.View, Labels = y.View, Layers = shapes.View, Parameters = p.View, Order = orderOnDevice.View, LossOrProbability = loss.View,
             SampleCorrect = correct.View, Runs = jobs.View, RunCount = 2, Positions = positions, MaxRows = 290,
         }, layout);
         var scored = loss.ToArray();

@@ -30,7 +30,7 @@ internal struct Rows4
 
 /// <summary>What one forward pass of every member over up to four rows leaves per row: its first member's logit and its members' sums (<see
 /// cref="Loss.AddMember"/>).</summary>
-internal struct MemberSums
+internal struct MemberSums4
 {
     public Sums4 First, Loss, P, Q;
 }
@@ -48,11 +48,11 @@ internal static class CpuEpochRows
     /// <paramref name="deltaOut"/>. Hidden outputs take the dropout mask of (step, maskRow + q k + i).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static unsafe MemberSums ForwardMembers(in RowMemory mem, in EpochShape shape, in Rows4 rows, int count, int rowOut, long labels,
+    public static unsafe MemberSums4 ForwardMembers(in RowMemory mem, in EpochShape shape, in Rows4 rows, int count, int rowOut, long labels,
         in StepSettings settings, int step, int maskRow, SumOrder order, float gradientScale, int deltaOut)
     {
         int k = shape.Members, width = shape.ActivationWidth, stride = k * width;
-        var sums = new MemberSums();
+        var sums = new MemberSums4();
         for (int i = 0; i < k; i++)
         {
             int logitAt = ForwardRows(mem, shape.Layers, rows, count, rowOut + i * width, stride, i, settings, step, maskRow + i, k, order);

@@ -2,7 +2,7 @@
 // one launch of a group each (a run index: grid x). Made for a GPU, where the layered path's 10-14 launches a
 // step cost ~60 us while the study network's step is 0.56 MFLOP: here a step costs a handful of group
 // barriers. The group keeps the network's parameters and the batch's activations and deltas in shared
-// memory (DevicePlan.GpuEpochFits says whether they fit); Adam's moments stay in global memory, read once a
+// memory (DevicePlan.GpuEpochDoesNotFit says whether they fit); Adam's moments stay in global memory, read once a
 // step element by element.
 //
 // A step, every loop strided over the group's threads, a barrier where the next loop reads what this one wrote:
@@ -57,7 +57,7 @@ public struct GpuEpochTrainArgs
 /// <summary>
 /// The score and predict kernels' arguments: groups of ChunksPerRun per run, each a chunk of BatchRows rows.
 /// With labels each row's loss (of the members' mean probability) and correctness, without them its P(hit)
-/// into SampleLoss.
+/// into LossOrProbability.
 /// </summary>
 public struct GpuEpochScoreArgs
 {
@@ -66,7 +66,7 @@ public struct GpuEpochScoreArgs
     public GpuEpochShape Shape;
     public ArrayView<float> Parameters;                // (runs, count)
     public ArrayView<int> Order;                       // (runs, Positions) the rows to score; empty: rows [0, Rows) in place
-    public ArrayView<float> SampleLoss, SampleCorrect; // (runs, Positions); prediction: P(hit) into SampleLoss
+    public ArrayView<float> LossOrProbability, SampleCorrect; // (runs, Positions); prediction: P(hit) into LossOrProbability
     public ArrayView<EpochRun> Runs;                   // (runs) their row counts
     public int Positions, ChunksPerRun;
 }
@@ -145,7 +145,7 @@ public static class GpuEpoch
             {
                 int position = batch.OrderBase + batch.Start + b;
                 float y = a.Labels[batch.FeatureRow(b)], target = Loss.SmoothedTarget(y, job.Settings.LabelSmoothing);
-                var sums = MemberSums(batch, b, logitAt, target, gradientScale: scale);
+                var sums = SumMembers(batch, b, logitAt, target, gradientScale: scale);
                 a.SampleLoss[position] = Loss.EnsembleLoss(k, sums.First, sums.Loss, sums.P, sums.Q, target, lossOfMean: 0);
                 a.SampleCorrect[position] = Loss.EnsembleCorrect(k, sums.First, sums.P, y);
             }
@@ -197,12 +197,12 @@ public static class GpuEpoch
             int position = batch.OrderBase + start + b;
             if (a.Labels.Length == 0)
             {
-                a.SampleLoss[position] = Loss.MeanProbability(MemberSums(batch, b, logitAt, -1f, 0f).P, k);
+                a.LossOrProbability[position] = Loss.MeanProbability(SumMembers(batch, b, logitAt, -1f, 0f).P, k);
                 continue;
             }
             float y = a.Labels[batch.FeatureRow(b)];
-            var sums = MemberSums(batch, b, logitAt, y, 0f);
-            a.SampleLoss[position] = Loss.EnsembleLoss(k, sums.First, sums.Loss, sums.P, sums.Q, y, lossOfMean: 1);
+            var sums = SumMembers(batch, b, logitAt, y, 0f);
+            a.LossOrProbability[position] = Loss.EnsembleLoss(k, sums.First, sums.Loss, sums.P, sums.Q, y, lossOfMean: 1);
             a.SampleCorrect[position] = Loss.EnsembleCorrect(k, sums.First, sums.P, y);
         }
     }
@@ -266,10 +266,10 @@ public static class GpuEpoch
     /// <paramref name="target"/> below 0, their sigmoids only); with a <paramref name="gradientScale"/> above 0
     /// each member's dL/dz = (p - target) scale into its delta row.
     /// </summary>
-    private static RowSums MemberSums(in GroupBatch batch, int b, int logitAt, float target, float gradientScale)
+    private static MemberSums SumMembers(in GroupBatch batch, int b, int logitAt, float target, float gradientScale)
     {
         int k = batch.Members;
-        var sums = new RowSums();
+        var sums = new MemberSums();
         for (int i = 0; i < k; i++)
         {
             int rm = b * k + i;
@@ -289,7 +289,7 @@ public static class GpuEpoch
         return sums;
     }
 
-    private struct RowSums
+    private struct MemberSums
     {
         public float First, Loss, P, Q;
     }

@@ -30,7 +30,7 @@ internal sealed class GpuEpochEngine(Network network) : INetworkEngine
         device.ScoreGpuEpoch(new GpuEpochScoreViews
         {
             Features = data.Features.View, Labels = data.Labels.View, Layers = network.LayerShapes.View, Parameters = network.Parameters.View,
-            SampleLoss = data.SampleLoss.View, SampleCorrect = data.SampleCorrect.View, Runs = run.View, RunCount = 1, Positions = data.Rows,
+            LossOrProbability = data.SampleLoss.View, SampleCorrect = data.SampleCorrect.View, Runs = run.View, RunCount = 1, Positions = data.Rows,
                 MaxRows = data.Rows,
         }, network.Layout);
     }
@@ -42,7 +42,7 @@ internal sealed class GpuEpochEngine(Network network) : INetworkEngine
         device.ScoreGpuEpoch(new GpuEpochScoreViews
         {
             Features = features.View, Layers = network.LayerShapes.View, Parameters = network.Parameters.View,
-            SampleLoss = predictions.View, Runs = run.View, RunCount = 1, Positions = rows, MaxRows = rows,
+            LossOrProbability = predictions.View, Runs = run.View, RunCount = 1, Positions = rows, MaxRows = rows,
         }, network.Layout);
         predictions.CopyTo(0, result[..rows]);
     }

@@ -18,14 +18,14 @@ public struct GpuEpochTrainViews
     public int RunCount, Positions, Steps, BatchSize;
 }
 
-/// <summary>One launch of scoring (with labels) or prediction (without: P(hit) into SampleLoss) for <see cref="RunCount"/> runs.</summary>
+/// <summary>One launch of scoring (with labels) or prediction (without: P(hit) into LossOrProbability) for <see cref="RunCount"/> runs.</summary>
 public struct GpuEpochScoreViews
 {
     public ArrayView<float> Features, Labels;          // labels empty: prediction
     public ArrayView<LayerShape> Layers;
     public ArrayView<float> Parameters;                // (runs, count)
     public ArrayView<int> Order;                       // (runs, Positions); empty: each run's rows [0, Rows) in place
-    public ArrayView<float> SampleLoss, SampleCorrect; // (runs, Positions)
+    public ArrayView<float> LossOrProbability, SampleCorrect; // (runs, Positions)
     public ArrayView<EpochRun> Runs;                   // (runs): the rows of each
     public int RunCount, Positions, MaxRows;           // MaxRows: the most rows any run has (the chunks to launch)
 }
@@ -82,7 +82,7 @@ public sealed partial class ComputeDevice
         Require(a.Order.Length == 0 || a.MaxRows <= a.Positions, "GPU epoch score: a run's rows must fit its positions");
         int positions = a.Order.Length == 0 ? Math.Max(a.Positions, a.MaxRows) : a.Positions; // rows in place: a run's slots hold its rows
         long outputs = (long)a.RunCount * positions;
-        Require(a.SampleLoss.Length >= outputs && (a.Labels.Length == 0 || a.SampleCorrect.Length >= outputs),
+        Require(a.LossOrProbability.Length >= outputs && (a.Labels.Length == 0 || a.SampleCorrect.Length >= outputs),
             "GPU epoch score: the per-sample outputs must hold every run's rows");
         Require(a.Labels.Length == 0 || a.Labels.Length * layout.Inputs(0) >= a.Features.Length, "GPU epoch score: one label per feature row");
         shape.BatchRows = chunk;
@@ -98,7 +98,7 @@ public sealed partial class ComputeDevice
         gpuEpochScore(new KernelConfig(chunks * a.RunCount, Plan.OneGroupThreads, SharedMemoryConfig.RequestDynamic<float>(floats)), new GpuEpochScoreArgs
         {
             Features = a.Features, Labels = a.Labels, Layers = a.Layers, Shape = shape, Parameters = a.Parameters, Order = a.Order,
-            SampleLoss = a.SampleLoss, SampleCorrect = a.SampleCorrect, Runs = a.Runs, Positions = positions,
+            LossOrProbability = a.LossOrProbability, SampleCorrect = a.SampleCorrect, Runs = a.Runs, Positions = positions,
             ChunksPerRun = chunks,
         });
     }
