@@ -56,11 +56,11 @@ public sealed class MachineCodeTests
     [Fact]
     public void Every_kernel_a_GPU_runs_for_a_dense_layer_is_at_least_a_quarter_multiply_adds()
     {
-        // On a GPU a dense batched-ensemble layer runs as these products (BatchedDense.cs; edges and scaled
-        // operands take the scalar path) and the three reductions that are not products (dr, ds, layer 0's
-        // sum over members), in both kinds of load; a grouped one (embeddings) as the three lanes kernels
-        // (DevicePlan.BatchedVariantFor). The simple kernels, one output a work item, are the CPU
-        // accelerator's only, not held to this (bench/RESULTS.md).
+        // On a GPU a layer whose products fill a tile over sums of 128 terms or more runs as these products
+        // (edges and scaled operands take the scalar path) and the three reductions that are not products (dr,
+        // ds, layer 0's sum over members), in both kinds of load; a grouped one (embeddings) as the three lanes
+        // kernels (DevicePlan.LayerVariantFor). The simple kernels, one output a work item, run the short sums,
+        // where a launch costs more than the arithmetic; they are not held to this (bench/RESULTS.md).
         var kernels = Read().Where(k => IsProduct(k) || IsBatchedReduction(k) || k.Name.StartsWith("BatchedDense.Lanes", StringComparison.Ordinal)).ToArray();
         Assert.Equal(16 + 6 + 3, kernels.Length);
         Assert.All(kernels, k => Assert.True(k.MainLoop is { } loop && loop.FfmaShare >= 0.25,
