@@ -54,7 +54,7 @@ public static class HitGpuCli
         }
         catch (Exception e) when (e is InputException or AcceleratorUnavailableException or ArgumentException)
         {
-            error.WriteLine($"hitgpu: error: {InputException.OneLine(e.Message)}");
+            error.WriteLine($"hitgpu: error: {InputException.OneLine(InFlags(e.Message))}");
             return BadInput;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -278,5 +278,21 @@ public static class HitGpuCli
         return text.Split(',').Select(part => int.TryParse(part.Trim(), out int w) && w > 0
             ? w
             : throw new ArgumentException($"--hidden takes positive widths separated by commas, e.g. 64,32; got '{text}'")).ToArray();
+    }
+
+    /// <summary>The library's names of training options (TrainingOptions.BatchSize, ...) in a message, as this CLI's flags.</summary>
+    private static readonly (string Name, string Flag)[] OptionFlags =
+    [
+        (nameof(TrainingOptions.BatchSize), "--batch-size"), (nameof(TrainingOptions.Hidden), "--hidden"),
+        (nameof(TrainingOptions.EnsembleSize), "--ensemble"), (nameof(TrainingOptions.ValidationFraction), "--validation-split"),
+        (nameof(TrainingOptions.TestFraction), "--test-split"), (nameof(TrainingOptions.DropDuplicates), "--drop-duplicates"),
+    ];
+
+    /// <summary>A library message (an error, a warning) in the CLI's words: each training option it names becomes its flag.</summary>
+    public static string InFlags(string message)
+    {
+        foreach (var (name, flag) in OptionFlags)
+            message = message.Replace($"{nameof(TrainingOptions)}.{name}", flag, StringComparison.Ordinal);
+        return message;
     }
 }

@@ -43,7 +43,7 @@ public static class TrainCommand
             if (PathLine(device.Plan, options) is { } pathLine)
                 output.WriteLine(pathLine);
 
-            void Warn(string warning) => error.WriteLine($"hitgpu: warning: {warning}");
+            void Warn(string warning) => error.WriteLine($"hitgpu: warning: {HitGpuCli.InFlags(warning)}");
             var result = interactive
                 ? TrainWithProgressBar(device, table, options, Warn)
                 : Trainer.Train(device, table, options, m => output.WriteLine(EpochLine(m, options)), onWarning: Warn);
@@ -94,7 +94,8 @@ public static class TrainCommand
         return plan.PathFor(options.Path, layout, options.BatchSize) switch
         {
             TrainingPath.GpuEpoch => "training path: the GPU epoch (one launch an epoch)",
-            var path when why is not null => $"training path: {path.ToString().ToLowerInvariant()}, not the GPU epoch: {why}",
+            var path when why is not null =>
+                $"training path: {path.ToString().ToLowerInvariant()}, not the GPU epoch: {why}: {HitGpuCli.InFlags(TrainingOptions.SmallerNetwork)}",
             var path => $"training path: {path.ToString().ToLowerInvariant()} ({(options.Path is null ? "HITGPU_TRAINING_PATH" : "asked for")})",
         };
     }

@@ -12,7 +12,8 @@ public sealed record DuplicateReport(int Repeated, int AcrossParts, int Dropped)
     public string? Warning => Repeated == 0 ? null
         : Dropped > 0 ? $"{Dropped} songs appeared more than once (same uri, or the same features and target) and were dropped before splitting"
         : $"{Repeated} songs appear more than once (same uri, or the same features and target); {AcrossParts} of the validation and test songs " +
-          "also appear in another part, which inflates their accuracy; --drop-duplicates keeps the first of each";
+          $"also appear in another part, which inflates their accuracy; {nameof(TrainingOptions)}.{nameof(TrainingOptions.DropDuplicates)} keeps the first " +
+          "of each";
 }
 
 // Found by sorting keys rather than by hash sets: a million songs take two arrays of 16 bytes a row for a

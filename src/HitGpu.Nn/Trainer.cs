@@ -204,26 +204,27 @@ public static partial class Trainer
     /// </summary>
     private static Network NetworkFor(ComputeDevice device, ParameterLayout layout, TrainingOptions options, int trainRows)
     {
-        int capacity = Math.Max(Math.Min(options.BatchSize, trainRows), Network.ChunkRows);
+        int batchRows = Math.Min(options.BatchSize, trainRows), capacity = Math.Max(batchRows, Network.ChunkRows);
+        if (options.Path == TrainingPath.GpuEpoch && device.Plan.GpuEpochDoesNotFit(layout, batchRows) is { } why)
+            throw new InputException($"the GPU epoch cannot train this network: {why}: {TrainingOptions.SmallerNetwork}");
         // Counted before anything is allocated: the device's buffers, and on the host the copies training keeps
         // (initial, kept and averaged weights; on the CPU accelerator the host's memory is the device's too).
-        long needed = Network.DeviceBytes(device, layout, capacity, Math.Min(options.BatchSize, trainRows),
-            device.Plan.PathFor(options.Path, layout, Math.Min(options.BatchSize, trainRows)))
+        long needed = Network.DeviceBytes(device, layout, capacity, batchRows, device.Plan.PathFor(options.Path, layout, batchRows))
             + (device.Plan.SharesHostMemory ? 4L * 4 * layout.Count : 0);
         if (needed > device.Plan.MemoryBytes)
             throw new InputException($"the network needs about {needed / (double)(1L << 30):F1} GiB ({layout.Count:N0} parameters, activations " +
                 $"for {capacity} rows x {layout.Members} members); " +
-                $"the {device.Kind.ToString().ToLowerInvariant()} accelerator has {device.Plan.MemoryBytes / (double)(1L << 30):F1} GiB: use a " +
-                    $"smaller --hidden, --ensemble or --batch-size");
+                $"the {device.Kind.ToString().ToLowerInvariant()} accelerator has {device.Plan.MemoryBytes / (double)(1L << 30):F1} GiB: " +
+                TrainingOptions.SmallerNetwork);
         try
         {
-            return new Network(device, layout, capacity, options.Path, Math.Min(options.BatchSize, trainRows));
+            return new Network(device, layout, capacity, options.Path, batchRows);
         }
         catch (Exception e) when (e is OutOfMemoryException or OverflowException || e.GetType().Name.Contains("OutOfMemory", StringComparison.Ordinal))
         {
-            double gigabytes = 8.0 * capacity * layout.Members * layout.ActivationWidth / (1 << 30);
-            throw new InputException($"the network's activations for {capacity} rows x {layout.Members} members (about {gigabytes:F1} GiB, twice over) " +
-                $"do not fit in the {device.Kind.ToString().ToLowerInvariant()} accelerator's memory: use a smaller --batch-size, --ensemble or --hidden");
+            throw new InputException($"the network's buffers (about {needed / (double)(1L << 30):F1} GiB, activations for {capacity} rows x " +
+                $"{layout.Members} members) do not fit in the {device.Kind.ToString().ToLowerInvariant()} accelerator's memory: " +
+                TrainingOptions.SmallerNetwork);
         }
     }
 
@@ -237,7 +238,8 @@ public static partial class Trainer
             return;
         onWarning?.Invoke($"the validation and test parts hold {split.Validation.Length} and {split.Test.Length} songs: an accuracy on fewer than " +
             $"{SmallPart} songs " +
-            $"moves by {100.0 / smallest:F0} points per song and means little; give more songs or larger --validation-split and --test-split");
+            $"moves by {100.0 / smallest:F0} points per song and means little; give more songs or larger " +
+            $"{nameof(TrainingOptions)}.{nameof(TrainingOptions.ValidationFraction)} and {nameof(TrainingOptions)}.{nameof(TrainingOptions.TestFraction)}");
     }
 
     /// <summary>The validation rows that early stopping watches, and those the reported validation figure reads (<see

@@ -84,6 +84,13 @@ public sealed record TrainingOptions
     public TrainingPath? Path { get; init; }
 
     /// <summary>The original Keras study: one 15-64-32-1 network, Adam 1e-3, batch 32, 20 epochs, raw standardised features.</summary>
+    /// <summary>
+    /// The one advice for a network too large for where it trains, naming the options that shrink it as this
+    /// library calls them (a front end shows its own names: the CLI its flags, HitGpuCli.InFlags).
+    /// </summary>
+    public const string SmallerNetwork =
+        $"use a smaller {nameof(TrainingOptions)}.{nameof(BatchSize)}, {nameof(TrainingOptions)}.{nameof(Hidden)} or {nameof(TrainingOptions)}.{nameof(EnsembleSize)}";
+
     public static readonly TrainingOptions Study = new()
     {
         Epochs = 20, BatchSize = 32, Hidden = [64, 32], LearningRate = 1e-3f, WeightDecay = 0f, Schedule = LearningRateSchedule.Constant,

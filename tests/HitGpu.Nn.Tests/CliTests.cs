@@ -104,6 +104,21 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void The_library_names_its_own_options_and_the_CLI_its_flags()
+    {
+        // A library caller reads TrainingOptions' property names, never a flag; the CLI maps the same names to its flags.
+        var options = new TrainingOptions { EnsembleSize = 32, Hidden = [100_000], BatchSize = 100_000, Epochs = 1 };
+        using var device = HitGpu.Kernels.ComputeDevice.Open(HitGpu.Kernels.AcceleratorKind.Cpu);
+        var error = Assert.Throws<InputException>(() => Trainer.Train(device, SongData.LoadEmbedded90s(), options));
+        Assert.Contains(TrainingOptions.SmallerNetwork, error.Message);
+        Assert.Contains("TrainingOptions.BatchSize", error.Message);
+        Assert.DoesNotContain("--", error.Message);
+        string inFlags = HitGpuCli.InFlags(error.Message);
+        Assert.Contains("use a smaller --batch-size, --hidden or --ensemble", inFlags);
+        Assert.DoesNotContain("TrainingOptions.", inFlags);
+    }
+
+    [Fact]
     public void A_network_too_large_for_memory_is_refused_in_one_line()
     {
         // 3,864 rows x 32 members x 100,000 hidden units: some 46 GiB for one layer's activations (the parameters, 0.9 GB, fit).
@@ -112,7 +127,7 @@ public sealed class CliTests : IDisposable
             "1", "--out", model);
         Assert.Equal(2, code);
         Assert.Contains("the network needs about", error);
-        Assert.Contains("use a smaller --hidden, --ensemble or --batch-size", error);
+        Assert.Contains("use a smaller --batch-size, --hidden or --ensemble", error); // the library's TrainingOptions names, as flags
         Assert.Single(error.Split('\n', StringSplitOptions.RemoveEmptyEntries), l => !l.Contains("warning"));
         Assert.False(File.Exists(model));
     }

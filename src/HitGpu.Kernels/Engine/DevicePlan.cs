@@ -140,6 +140,7 @@ public sealed record DevicePlan
     /// <summary>
     /// Why the GPU epoch cannot train a network of <paramref name="layout"/> in batches of <paramref name="batchRows"/>
     /// (null when it can): its parameters and a batch's inputs, outputs and deltas must fit in one group's shared memory.
+    /// The reason only: what to shrink is the caller's to say, in its own words (<c>TrainingOptions.SmallerNetwork</c>).
     /// </summary>
     public string? GpuEpochDoesNotFit(ParameterLayout layout, int batchRows)
     {
@@ -148,8 +149,7 @@ public sealed record DevicePlan
         return bytes <= SharedBytesPerGroup ? null
             : $"its {layout.Count:N0} parameters and a batch's inputs and activations ({rows} rows x {layout.Members} members x " +
                 $"{layout.ActivationWidth}, twice) " +
-              $"take {bytes / 1024.0:F1} KB of shared memory, a group has {SharedBytesPerGroup / 1024.0:F1} KB: use a smaller --batch-size, " +
-                  $"--hidden or --ensemble";
+              $"take {bytes / 1024.0:F1} KB of shared memory, a group has {SharedBytesPerGroup / 1024.0:F1} KB";
     }
 
     /// <summary>Rows one group of the GPU epoch scores at once: as many of 256 as a group's shared memory holds the inputs and activations of.</summary>
