@@ -23,17 +23,21 @@ public static class ServeCommand
         var maxRows = new Option<int>("--max-rows") { Description = "most songs one request may send (413 beyond)", DefaultValueFactory = _ => 10_000 };
         var maxBody = new Option<double>("--max-body-mb") { Description = "largest request body in MiB (413 beyond)", DefaultValueFactory = _ => 16 };
         var inFlight = new Option<int>("--max-in-flight") { Description = "most requests with songs taken at once (503 beyond)", DefaultValueFactory = _ => 256 };
+        var uploads = new Option<int>("--max-uploads") { Description = "most request bodies waited for at once (503 beyond; a body sent with its headers needs no wait)", DefaultValueFactory = _ => 64 };
+        var minRate = new Option<double>("--min-body-rate") { Description = "slowest a body may arrive, bytes/s after a 5 s grace (408 below)", DefaultValueFactory = _ => 1024 };
+        var bodyTimeout = new Option<double>("--body-timeout-s") { Description = "longest a whole body may take to arrive, in seconds (408 after)", DefaultValueFactory = _ => 60 };
         var steps = new Option<int>("--explain-steps") { Description = "points on each song's integrated-gradients path for ?explain=true", DefaultValueFactory = _ => 64 };
         var quiet = new Option<bool>("--quiet") { Description = "no line per request" };
         var accelerator = HitGpuCli.AcceleratorOption();
         var command = new Command("serve", "Serve a saved model over HTTP: KServe v2 inference, CSV/JSON /predict, and a page at /")
-            { model, name, host, allowedHosts, apiKey, port, window, maxRows, maxBody, inFlight, steps, quiet, accelerator };
+            { model, name, host, allowedHosts, apiKey, port, window, maxRows, maxBody, inFlight, uploads, minRate, bodyTimeout, steps, quiet, accelerator };
         command.SetAction(parsed =>
         {
             string path = parsed.GetValue(model)!;
             // Values a TimeSpan or a long cannot hold (NaN, 1e300) become ones ServeOptions.Validate refuses in its words.
             double? ms = parsed.GetValue(window) is { } w ? (w is >= -1e9 and <= 1e9 ? w : 1e9) : null;
             double mb = parsed.GetValue(maxBody) is var m and >= -1 and <= 1 << 20 ? m : 1 << 20;
+            double bodySeconds = parsed.GetValue(bodyTimeout) is var t and >= -1 and <= 1e6 ? t : 1e6;
             var options = new ServeOptions
             {
                 Name = parsed.GetValue(name) ?? Path.GetFileNameWithoutExtension(path),
@@ -46,6 +50,9 @@ public static class ServeCommand
                 MaxRows = parsed.GetValue(maxRows),
                 MaxBodyBytes = (long)(mb * (1 << 20)),
                 MaxInFlight = parsed.GetValue(inFlight),
+                MaxUploads = parsed.GetValue(uploads),
+                MinBodyBytesPerSecond = parsed.GetValue(minRate),
+                BodyTimeout = TimeSpan.FromSeconds(bodySeconds),
                 ExplainSteps = parsed.GetValue(steps),
                 RequestLog = parsed.GetValue(quiet) ? null : output,
             };

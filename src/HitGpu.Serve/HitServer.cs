@@ -49,6 +49,7 @@ public sealed class HitServer : IAsyncDisposable
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.Limits.MaxRequestBodySize = null; // the endpoints hold the limit themselves, in the server's words
+            kestrel.Limits.MinRequestBodyDataRate = new(options.MinBodyBytesPerSecond, options.BodyRateGrace);
             kestrel.AddServerHeader = false;
             if (log is not null)
                 kestrel.ConfigureEndpointDefaults(listen => listen.Use(next => async connection =>

@@ -25,7 +25,7 @@ public sealed class RequestRefusedException(int status, string message) : Except
 
 internal static class StatusCodes
 {
-    public const int BadRequest = 400, Unauthorized = 401, NotFound = 404, NotAllowed = 405, TooLarge = 413, UnsupportedType = 415, Unavailable = 503;
+    public const int BadRequest = 400, Unauthorized = 401, NotFound = 404, NotAllowed = 405, RequestTimeout = 408, TooLarge = 413, UnsupportedType = 415, Unavailable = 503;
 }
 
 /// <summary>Songs of a request: their raw features, and the track and artist names where the client sent both.</summary>
