@@ -26,11 +26,13 @@ public static class ServeCommand
         var uploads = new Option<int>("--max-uploads") { Description = "most request bodies waited for at once (503 beyond; a body sent with its headers needs no wait)", DefaultValueFactory = _ => 64 };
         var minRate = new Option<double>("--min-body-rate") { Description = "slowest a body may arrive, bytes/s after a 5 s grace (408 below)", DefaultValueFactory = _ => 1024 };
         var bodyTimeout = new Option<double>("--body-timeout-s") { Description = "longest a whole body may take to arrive, in seconds (408 after)", DefaultValueFactory = _ => 60 };
+        var maxExplain = new Option<int>("--max-explain-songs") { Description = "most songs one ?explain=true request may send (413 beyond)", DefaultValueFactory = _ => 1000 };
+        var drain = new Option<double>("--drain-s") { Description = "how long a stop waits for the requests in flight, in seconds (explanations: half of it)", DefaultValueFactory = _ => 30 };
         var steps = new Option<int>("--explain-steps") { Description = "points on each song's integrated-gradients path for ?explain=true", DefaultValueFactory = _ => 64 };
         var quiet = new Option<bool>("--quiet") { Description = "no line per request" };
         var accelerator = HitGpuCli.AcceleratorOption();
         var command = new Command("serve", "Serve a saved model over HTTP: KServe v2 inference, CSV/JSON /predict, and a page at /")
-            { model, name, host, allowedHosts, apiKey, port, window, maxRows, maxBody, inFlight, uploads, minRate, bodyTimeout, steps, quiet, accelerator };
+            { model, name, host, allowedHosts, apiKey, port, window, maxRows, maxBody, inFlight, uploads, minRate, bodyTimeout, maxExplain, drain, steps, quiet, accelerator };
         command.SetAction(parsed =>
         {
             string path = parsed.GetValue(model)!;
@@ -38,6 +40,7 @@ public static class ServeCommand
             double? ms = parsed.GetValue(window) is { } w ? (w is >= -1e9 and <= 1e9 ? w : 1e9) : null;
             double mb = parsed.GetValue(maxBody) is var m and >= -1 and <= 1 << 20 ? m : 1 << 20;
             double bodySeconds = parsed.GetValue(bodyTimeout) is var t and >= -1 and <= 1e6 ? t : 1e6;
+            double drainSeconds = parsed.GetValue(drain) is var d and >= -1 and <= 1e6 ? d : 1e6;
             var options = new ServeOptions
             {
                 Name = parsed.GetValue(name) ?? Path.GetFileNameWithoutExtension(path),
@@ -54,6 +57,8 @@ public static class ServeCommand
                 MinBodyBytesPerSecond = parsed.GetValue(minRate),
                 BodyTimeout = TimeSpan.FromSeconds(bodySeconds),
                 ExplainSteps = parsed.GetValue(steps),
+                MaxExplainSongs = parsed.GetValue(maxExplain),
+                DrainTimeout = TimeSpan.FromSeconds(drainSeconds),
                 RequestLog = parsed.GetValue(quiet) ? null : output,
             };
             options.Validate(); // before the model loads: a bad option is said at once

@@ -18,6 +18,8 @@ using HitGpu.Nn;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 
 namespace HitGpu.Serve;
 
@@ -40,6 +42,7 @@ public sealed class HitEndpoints : IAsyncDisposable
     private readonly ComputeDevice[] ownDevices; // the scorers' devices beyond the caller's
     private readonly SemaphoreSlim inFlight;
     private readonly Uploads uploads;
+    private readonly CancellationTokenSource stopExplaining = new(); // cancelled some time into a stop (StopExplainingAfter)
     private readonly byte[]? apiKeyHash; // SHA-256 of ServeOptions.ApiKey, null without one
 
     public HitEndpoints(HitModel model, ComputeDevice device, ServeOptions options)
@@ -80,6 +83,7 @@ public sealed class HitEndpoints : IAsyncDisposable
     /// </summary>
     public void Map(IEndpointRouteBuilder app)
     {
+        app.ServiceProvider.GetService<IHostApplicationLifetime>()?.ApplicationStopping.Register(() => StopExplainingAfter(Options.DrainTimeout / 2));
         var routes = app.MapGroup("");
         routes.AddEndpointFilter(async (invocation, next) => await Admit(invocation.HttpContext) ? await next(invocation) : Results.Empty);
         foreach (var (path, (bytes, type)) in page)
@@ -259,7 +263,10 @@ public sealed class HitEndpoints : IAsyncDisposable
             form = SongRequests.WithoutBom(body).TrimStart(" \t\r\n"u8) is [(byte)'[' or (byte)'{', ..] ? BodyForm.Json : BodyForm.Csv;
         var songs = form == BodyForm.Json ? SongRequests.ReadRecords(body, Options.MaxRows) : SongRequests.ReadCsv(body, Options.MaxRows);
         context.Items[RowsItem] = songs.Count;
-        Attributions? explained = explain ? await Queue.Explain(songs.Table) : null;
+        if (explain && songs.Count > Options.MaxExplainSongs)
+            throw new RequestRefusedException(StatusCodes.TooLarge,
+                $"request body: {songs.Count} songs to explain, more than the {Options.MaxExplainSongs} an explained request may send (--max-explain-songs); send fewer, or leave out explain");
+        Attributions? explained = explain ? await Explain(context, songs.Table) : null;
         var probabilities = explained?.Probabilities ?? await Queue.Score(songs.Features);
         if (form == BodyForm.Json)
         {
@@ -272,6 +279,30 @@ public sealed class HitEndpoints : IAsyncDisposable
             await context.Response.WriteAsync(SongRequests.WriteCsv(songs, probabilities, explained));
         }
     }
+
+    /// <summary>
+    /// The songs' explanation, cancelled when the client goes (the log says 499) or when a stop has gone on for
+    /// half the drain (503: the answer comes within the drain, and another replica can take the request).
+    /// </summary>
+    private async Task<Attributions> Explain(HttpContext context, SongTable songs)
+    {
+        using var cancel = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, stopExplaining.Token);
+        try
+        {
+            return await Queue.Explain(songs, cancel.Token);
+        }
+        catch (OperationCanceledException) when (stopExplaining.IsCancellationRequested && !context.RequestAborted.IsCancellationRequested)
+        {
+            throw new RequestRefusedException(StatusCodes.Unavailable,
+                $"the server is stopping: explanations still running {(Options.DrainTimeout / 2).TotalSeconds:0.#} s into the stop are cancelled; send it again (to another replica)");
+        }
+    }
+
+    /// <summary>
+    /// Cancels the explanations running <paramref name="delay"/> from now, and any asked later: a stop calls it
+    /// (Map registers it for the host's stop), so that no explanation outlasts the drain.
+    /// </summary>
+    public void StopExplainingAfter(TimeSpan delay) => stopExplaining.CancelAfter(delay);
 
     private static bool ExplainFlag(string? value) => value?.ToLowerInvariant() switch
     {
@@ -317,6 +348,10 @@ public sealed class HitEndpoints : IAsyncDisposable
                 context.Items[BadRequestItem] = true;
             context.Response.Clear();
             await Error(context, status, message);
+        }
+        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+        {
+            // the client went away: nothing to answer (the log says 499)
         }
     }
 
@@ -445,5 +480,6 @@ public sealed class HitEndpoints : IAsyncDisposable
             device.Dispose();
         inFlight.Dispose();
         uploads.Dispose();
+        stopExplaining.Dispose();
     }
 }

@@ -88,7 +88,16 @@ public sealed record ServeOptions
     /// <summary>Points on each song's integrated-gradients path for ?explain=true, as `hitgpu explain --steps`.</summary>
     public int ExplainSteps { get; init; } = 64;
 
-    /// <summary>How long a stop waits for the requests in flight before it closes their connections.</summary>
+    /// <summary>
+    /// The most songs one ?explain=true request may send (413 beyond): 1,000 took 4.5 s on two shared CPU cores
+    /// (docs/SERVING.md), well within the half of <see cref="DrainTimeout"/> a stop gives explanations.
+    /// </summary>
+    public int MaxExplainSongs { get; init; } = 1000;
+
+    /// <summary>
+    /// How long a stop waits for the requests in flight before it closes their connections; explanations still
+    /// running at half of it are cancelled (503), so that their answers come within it.
+    /// </summary>
     public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
     /// <summary>One line per request goes here (null: none).</summary>
@@ -124,6 +133,10 @@ public sealed record ServeOptions
             throw new ArgumentException($"--body-timeout-s must be from 1 to 3600, got {BodyTimeout.TotalSeconds.ToString(CultureInfo.InvariantCulture)}");
         if (MaxBatchRows < 1)
             throw new ArgumentException($"the batch must hold at least one song, got {MaxBatchRows}");
+        if (MaxExplainSongs < 1)
+            throw new ArgumentException($"--max-explain-songs must be at least 1, got {MaxExplainSongs}");
+        if (DrainTimeout < TimeSpan.FromSeconds(1) || DrainTimeout > TimeSpan.FromHours(1))
+            throw new ArgumentException($"--drain-s must be from 1 to 3600, got {DrainTimeout.TotalSeconds.ToString(CultureInfo.InvariantCulture)}");
         if (ExplainSteps < 1)
             throw new ArgumentException($"--explain-steps must be at least 1, got {ExplainSteps}");
     }
