@@ -42,6 +42,7 @@ public sealed class HitEndpoints : IAsyncDisposable
     private readonly ComputeDevice[] ownDevices; // the scorers' devices beyond the caller's
     private readonly SemaphoreSlim inFlight;
     private readonly Uploads uploads;
+    private readonly IdleTrim idleTrim = new();
     private readonly CancellationTokenSource stopExplaining = new(); // cancelled some time into a stop (StopExplainingAfter)
     private readonly byte[]? apiKeyHash; // SHA-256 of ServeOptions.ApiKey, null without one
 
@@ -190,6 +191,9 @@ public sealed class HitEndpoints : IAsyncDisposable
     /// <summary>Bodies being waited for now (each holding an upload slot, <see cref="ServeOptions.MaxUploads"/>).</summary>
     public int UploadsInProgress => uploads.InProgress;
 
+    /// <summary>The collections made to give memory back after bursts (<see cref="IdleTrim"/>).</summary>
+    public long MemoryTrims => idleTrim.Trims;
+
     /// <summary>
     /// Reads a request's body (<see cref="Uploads"/>), then runs the handler of its songs if fewer than
     /// <see cref="ServeOptions.MaxInFlight"/> are running (else 503 at once): the slot is taken only once the
@@ -201,6 +205,7 @@ public sealed class HitEndpoints : IAsyncDisposable
         if (!inFlight.Wait(0))
             throw new RequestRefusedException(StatusCodes.Unavailable,
                 $"busy: {Options.MaxInFlight} requests with songs in flight, the most this server takes (--max-in-flight); send it again");
+        idleTrim.Begin(body.Length);
         try
         {
             await handler(body);
@@ -208,6 +213,7 @@ public sealed class HitEndpoints : IAsyncDisposable
         finally
         {
             inFlight.Release();
+            idleTrim.End();
         }
     }
 
@@ -481,5 +487,6 @@ public sealed class HitEndpoints : IAsyncDisposable
         inFlight.Dispose();
         uploads.Dispose();
         stopExplaining.Dispose();
+        idleTrim.Dispose();
     }
 }
