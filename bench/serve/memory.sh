@@ -2,7 +2,8 @@
 # Memory of `hitgpu serve` under a burst of large JSON bodies: starts the server (Release, --quiet) on a free
 # loopback port, sends BURST (default 8) concurrent KServe v2 infer requests of a ~15 MB JSON tensor each
 # (the 90s songs' features as the dataset writes them, repeated), and reads /proc/PID/status: VmRSS before,
-# VmHWM (the peak) after the burst, and VmRSS 1, 5 and 15 s after it. Prints one markdown row.
+# VmHWM (the round's peak: reset before it) after the burst, and VmRSS 1, 5 and 15 s after it. Prints one
+# markdown row a round.
 # Env: BURST (8), BODY_MB (15), ROUNDS (1: bursts in a row, each row printed).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -59,7 +60,7 @@ for _ in $(seq 600); do
   kill -0 "$server_pid" 2>/dev/null || { cat "$tmp/server.log" >&2; exit 1; }
   sleep 0.1
 done
-# The process that listens is dotnet's child when `dotnet hitgpu.dll` execs it (it does: same pid).
+# `dotnet hitgpu.dll` runs the server in its own process: the pid started is the one that listens.
 status() { awk -v k="$1:" '$1 == k { printf "%d", $2 / 1024 }' "/proc/$server_pid/status"; }
 
 echo "body: $bytes bytes, $rows songs; $burst at once; $(nproc) cores; $(dotnet --version); commit $(git rev-parse --short HEAD)"
@@ -67,6 +68,7 @@ echo "| round | RSS before MB | peak RSS MB (VmHWM) | RSS 1 s after MB | 5 s aft
 echo "|---:|---:|---:|---:|---:|---:|---:|"
 for round in $(seq "$rounds"); do
   sleep 2
+  echo 5 >"/proc/$server_pid/clear_refs" # VmHWM from here: this round's peak
   before=$(status VmRSS)
   pids=()
   for i in $(seq "$burst"); do
