@@ -271,7 +271,8 @@ public sealed class HitEndpoints : IAsyncDisposable
         context.Items[RowsItem] = songs.Count;
         if (explain && songs.Count > Options.MaxExplainSongs)
             throw new RequestRefusedException(StatusCodes.TooLarge,
-                $"request body: {songs.Count} songs to explain, more than the {Options.MaxExplainSongs} an explained request may send (--max-explain-songs); send fewer, or leave out explain");
+                $"request body: {songs.Count} songs to explain, more than the {Options.MaxExplainSongs} an explained request may send "
+                + "(--max-explain-songs); send fewer, or leave out explain");
         Attributions? explained = explain ? await Explain(context, songs.Table) : null;
         var probabilities = explained?.Probabilities ?? await Queue.Score(songs.Features);
         if (form == BodyForm.Json)
@@ -300,7 +301,8 @@ public sealed class HitEndpoints : IAsyncDisposable
         catch (OperationCanceledException) when (stopExplaining.IsCancellationRequested && !context.RequestAborted.IsCancellationRequested)
         {
             throw new RequestRefusedException(StatusCodes.Unavailable,
-                $"the server is stopping: explanations still running {(Options.DrainTimeout / 2).TotalSeconds:0.#} s into the stop are cancelled; send it again (to another replica)");
+                $"the server is stopping: explanations still running {(Options.DrainTimeout / 2).TotalSeconds:0.#} s into the stop are cancelled; "
+                + "send it again (to another replica)");
         }
     }
 

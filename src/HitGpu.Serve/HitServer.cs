@@ -162,7 +162,8 @@ public sealed class HitServer : IAsyncDisposable
             // 499 (nginx's): the client went before any answer, which it will never read.
             int status = context.RequestAborted.IsCancellationRequested && !context.Response.HasStarted ? 499 : context.Response.StatusCode;
             lines.Writer.TryWrite(string.Create(CultureInfo.InvariantCulture,
-                $"{DateTime.UtcNow:yyyy-MM-ddTHH:mm:ss.fffZ} {context.Request.Method} {InputException.OneLine(context.Request.Path + context.Request.QueryString.ToString())} rows={rows} status={status} {elapsed.TotalMilliseconds:F2} ms{failure}"));
+                $"{DateTime.UtcNow:yyyy-MM-ddTHH:mm:ss.fffZ} {context.Request.Method} {InputException.OneLine(context.Request.Path + context.Request.QueryString.ToString())} "
+                + $"rows={rows} status={status} {elapsed.TotalMilliseconds:F2} ms{failure}"));
         }
 
         /// <summary>A request Kestrel refused before the app saw it: its method and path are not known.</summary>

@@ -112,7 +112,8 @@ public sealed class ScoringQueue : IAsyncDisposable
                 cancellationToken.ThrowIfCancellationRequested();
                 var part = first == 0 && songs.Count <= block ? songs
                     : new SongTable { Source = songs.Source, Features = songs.Features[(first * f)..(Math.Min(songs.Count, first + block) * f)] };
-                var job = new Explaining(part, baseline, cancellationToken, new TaskCompletionSource<Attributions>(TaskCreationOptions.RunContinuationsAsynchronously));
+                var job = new Explaining(part, baseline, cancellationToken,
+                    new TaskCompletionSource<Attributions>(TaskCreationOptions.RunContinuationsAsynchronously));
                 if (!Add(job))
                     throw Stopped();
                 parts.Add(await job.Done.Task.WaitAsync(cancellationToken));

@@ -25,7 +25,8 @@ public sealed class RequestRefusedException(int status, string message) : Except
 
 internal static class StatusCodes
 {
-    public const int BadRequest = 400, Unauthorized = 401, NotFound = 404, NotAllowed = 405, RequestTimeout = 408, TooLarge = 413, UnsupportedType = 415, Unavailable = 503;
+    public const int BadRequest = 400, Unauthorized = 401, NotFound = 404, NotAllowed = 405, RequestTimeout = 408, TooLarge = 413, UnsupportedType = 415,
+        Unavailable = 503;
 }
 
 /// <summary>Songs of a request: their raw features, and the track and artist names where the client sent both.</summary>
@@ -230,7 +231,8 @@ public static class SongRequests
         bool hasInputs = TryProperty(root, "inputs"u8, out var inputs);
         string? requestId = null;
         if (hasId && id.TokenType != JsonTokenType.Null)
-            requestId = id.TokenType == JsonTokenType.String ? id.GetString() : throw new InputException($"{Source}: id must be a string, got {Kind(id.TokenType)}");
+            requestId = id.TokenType == JsonTokenType.String ? id.GetString()
+                : throw new InputException($"{Source}: id must be a string, got {Kind(id.TokenType)}");
         // Outputs in binary: all of them on the request's binary_data_output, unless the output's binary_data says otherwise.
         bool binaryOutput = Flag(json, root, "binary_data_output") ?? false;
         if (hasOutputs)
@@ -240,7 +242,8 @@ public static class SongRequests
             while (outputs.Read() && outputs.TokenType != JsonTokenType.EndArray)
             {
                 var output = outputs;
-                if (output.TokenType != JsonTokenType.StartObject || !TryProperty(output, "name"u8, JsonTokenType.String, out var name) || !name.ValueTextEquals(OutputName))
+                if (output.TokenType != JsonTokenType.StartObject || !TryProperty(output, "name"u8, JsonTokenType.String, out var name)
+                    || !name.ValueTextEquals(OutputName))
                     throw new InputException($"{Source}: unknown output {Describe(json, output)}: the model gives one output, '{OutputName}'");
                 binaryOutput = Flag(json, output, "binary_data") ?? binaryOutput;
                 outputs.Skip();
@@ -288,7 +291,8 @@ public static class SongRequests
     /// <summary>A boolean of an object's "parameters" (null where not given), refused if it is not one.</summary>
     private static bool? Flag(ReadOnlySpan<byte> json, Utf8JsonReader owner, string name)
     {
-        if (!TryProperty(owner, "parameters"u8, JsonTokenType.StartObject, out var parameters) || !TryProperty(parameters, Encoding.UTF8.GetBytes(name), out var flag))
+        if (!TryProperty(owner, "parameters"u8, JsonTokenType.StartObject, out var parameters)
+            || !TryProperty(parameters, Encoding.UTF8.GetBytes(name), out var flag))
             return null;
         return flag.TokenType switch
         {
@@ -317,7 +321,8 @@ public static class SongRequests
                 else if (reader.TokenType == JsonTokenType.EndObject)
                     objects.Pop();
                 else if (reader.TokenType == JsonTokenType.PropertyName && twice is null && !objects.Peek().Add(reader.GetString()!))
-                    twice = new InputException($"{At(body, reader)}: '{reader.GetString()}' given twice in one object (JSON readers differ on which one counts)");
+                    twice = new InputException(
+                        $"{At(body, reader)}: '{reader.GetString()}' given twice in one object (JSON readers differ on which one counts)");
             }
         }
         catch (JsonException e)
@@ -342,7 +347,8 @@ public static class SongRequests
         if (datatype != Datatype)
             throw new InputException($"{where}: datatype must be {Datatype}, got '{datatype}'");
         Utf8JsonReader size = default;
-        bool binaryInput = TryProperty(input, "parameters"u8, JsonTokenType.StartObject, out var parameters) && TryProperty(parameters, "binary_data_size"u8, out size);
+        bool binaryInput = TryProperty(input, "parameters"u8, JsonTokenType.StartObject, out var parameters)
+            && TryProperty(parameters, "binary_data_size"u8, out size);
         if (binaryInput && !headed)
             throw new InputException($"{Source}: input '{InputName}' has binary_data_size, but the request has no {HeaderLengthName} header to say where its bytes begin");
         if (!binaryInput && binary.Length > 0)

@@ -19,11 +19,13 @@ public sealed class ExplainTests(ServerFixture server)
     {
         var text = new StringWriter();
         var log = TextWriter.Synchronized(text);
-        await using var own = await server.StartAsync(server.Model, new ServeOptions { Name = "hits", Port = 0, MaxRows = 5000, MaxExplainSongs = 5000, RequestLog = log });
+        var options = new ServeOptions { Name = "hits", Port = 0, MaxRows = 5000, MaxExplainSongs = 5000, RequestLog = log };
+        await using var own = await server.StartAsync(server.Model, options);
         using var client = ServerFixture.ClientOf(own);
         int songs = 2000, block = Explain.SongsPerBlock(own.Endpoints.Options.ExplainSteps);
         using var gone = new CancellationTokenSource();
-        var request = client.PostAsync("/predict?explain=true&client-goes", new StringContent(Records(ManySongs(songs)), System.Text.Encoding.UTF8, "application/json"), gone.Token);
+        using var content = new StringContent(Records(ManySongs(songs)), System.Text.Encoding.UTF8, "application/json");
+        var request = client.PostAsync("/predict?explain=true&client-goes", content, gone.Token);
         for (int i = 0; i < 400 && own.Endpoints.Queue.ExplainedSongs == 0; i++) // its first block done: it is under way
             await Task.Delay(10);
         gone.Cancel();
@@ -77,7 +79,8 @@ public sealed class ExplainTests(ServerFixture server)
         int max = server.Server.Endpoints.Options.MaxExplainSongs;
         var (status, body, _) = await Post(server.Client, "/predict?explain=true", Records(ManySongs(max + 1)));
         Assert.Equal(HttpStatusCode.RequestEntityTooLarge, status);
-        Assert.Equal($"request body: {max + 1} songs to explain, more than the {max} an explained request may send (--max-explain-songs); send fewer, or leave out explain", Error(body));
+        Assert.Equal($"request body: {max + 1} songs to explain, more than the {max} an explained request may send (--max-explain-songs); "
+            + "send fewer, or leave out explain", Error(body));
         Assert.Equal(HttpStatusCode.OK, (await Post(server.Client, "/predict", Records(ManySongs(max + 1)))).Status);
     }
 
@@ -85,7 +88,8 @@ public sealed class ExplainTests(ServerFixture server)
     public async Task A_stop_cancels_an_explanation_within_the_drain_with_a_503()
     {
         var drain = TimeSpan.FromSeconds(2);
-        var own = await server.StartAsync(server.Model, new ServeOptions { Name = "hits", Port = 0, MaxRows = 5000, MaxExplainSongs = 5000, DrainTimeout = drain });
+        var options = new ServeOptions { Name = "hits", Port = 0, MaxRows = 5000, MaxExplainSongs = 5000, DrainTimeout = drain };
+        var own = await server.StartAsync(server.Model, options);
         using var client = ServerFixture.ClientOf(own);
         var request = Post(client, "/predict?explain=true", Records(ManySongs(4000))); // half a minute of work on two cores
         for (int i = 0; i < 400 && own.Endpoints.Queue.ExplainedSongs == 0; i++)
