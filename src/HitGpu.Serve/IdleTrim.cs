@@ -2,7 +2,8 @@
 // the server allocates next to nothing, so the heap the burst grew (hundreds of MB for eight 15 MB bodies)
 // would stay committed until the next burst. Once requests that brought more than a threshold of bodies have
 // all ended, and none comes for a quiet second, one aggressive collection compacts the heap and decommits
-// what is free (and the shared array pool drops what it holds). Never during requests: they would wait on it.
+// what is free (bench/serve/memory.sh: back to 37-43 MB over the start). Never during requests: they would
+// wait on it.
 namespace HitGpu.Serve;
 
 internal sealed class IdleTrim : IDisposable

@@ -39,7 +39,7 @@ internal sealed class Uploads(ServeOptions options) : IDisposable
                     // The rest must be waited for: that takes an upload slot, held until the body is read.
                     if (!holding && !slots.Wait(0))
                     {
-                        context.Response.Headers.Connection = "close"; // its unsent rest is not waited for either
+                        Unread(context);
                         throw new RequestRefusedException(StatusCodes.Unavailable,
                             $"busy: {options.MaxUploads} request bodies arriving, the most this server waits for at once (--max-uploads); send it again");
                     }
@@ -56,7 +56,7 @@ internal sealed class Uploads(ServeOptions options) : IDisposable
         }
         catch (OperationCanceledException) when (deadline.IsCancellationRequested && !context.RequestAborted.IsCancellationRequested)
         {
-            context.Response.Headers.Connection = "close";
+            Unread(context);
             throw new RequestRefusedException(StatusCodes.RequestTimeout,
                 $"request body: {body.Length} bytes came within {options.BodyTimeout.TotalSeconds:0.###} s, not all of it (--body-timeout-s)");
         }
@@ -66,6 +66,16 @@ internal sealed class Uploads(ServeOptions options) : IDisposable
             if (holding)
                 slots.Release();
         }
+    }
+
+    /// <summary>
+    /// A body refused before its end: the connection closes after the answer (its rest is not waited for), and
+    /// Kestrel's own refusal of the unread rest, which follows, is not logged again (the answer was).
+    /// </summary>
+    private static void Unread(HttpContext context)
+    {
+        context.Response.Headers.Connection = "close";
+        context.Items[HitEndpoints.BadRequestItem] = true;
     }
 
     private RequestRefusedException TooLarge(long bytes) =>

@@ -74,6 +74,22 @@ public sealed class ExplainTests(ServerFixture server)
     }
 
     [Fact]
+    public async Task With_one_scorer_as_on_a_gpu_plain_scoring_runs_between_an_explanations_blocks()
+    {
+        await using var queue = new ScoringQueue([server.Device], server.Model, TimeSpan.Zero, 4096, 64);
+        using var cancel = new CancellationTokenSource();
+        var explanation = queue.Explain(new SongTable { Source = "test", Features = ManySongs(1000) }, cancel.Token);
+        await Task.Delay(300); // in its first block
+        var features = Features(3, 3);
+        var probabilities = await queue.Score(features);
+        long explained = queue.ExplainedSongs;
+        cancel.Cancel();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => explanation);
+        Assert.True(explained < 1000, $"the plain request waited for the whole explanation ({explained} songs)");
+        Assert.Equal(server.Model.PredictProbabilities(server.Device, new SongTable { Source = "test", Features = features }), probabilities);
+    }
+
+    [Fact]
     public async Task More_songs_than_an_explanation_may_take_are_413()
     {
         int max = server.Server.Endpoints.Options.MaxExplainSongs;

@@ -16,8 +16,11 @@ public sealed class UploadTests(ServerFixture server)
     [Fact]
     public async Task Trickled_uploads_are_refused_503_or_408_while_real_requests_are_answered()
     {
+        var text = new StringWriter();
+        var log = TextWriter.Synchronized(text);
         var options = new ServeOptions
         {
+            RequestLog = log,
             Name = "hits", Port = 0, MaxInFlight = 16, MaxUploads = 32, // more slow senders than scoring slots
             MinBodyBytesPerSecond = 1024, BodyRateGrace = TimeSpan.FromSeconds(3), BodyTimeout = TimeSpan.FromSeconds(4),
         };
@@ -49,6 +52,16 @@ public sealed class UploadTests(ServerFixture server)
         Assert.All(answers, answer => Assert.True(answer is "503" or "408", $"a trickler got '{answer}', not 503 or 408"));
         Assert.Contains("408", answers); // those that held a slot were ended by the rate or the deadline
         Assert.Equal(0, guarded.Endpoints.UploadsInProgress);
+
+        // One log line per trickler, the app's: Kestrel's refusal of a refused body's unread rest is not a second.
+        await Task.Delay(500);
+        string[] lines;
+        lock (log)
+            lines = text.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.DoesNotContain(lines, line => line.Contains("refused by Kestrel", StringComparison.Ordinal));
+        Assert.Equal(Tricklers, lines.Count(line => line.Contains(" rows=- status=503 ", StringComparison.Ordinal)
+            || line.Contains(" rows=- status=408 ", StringComparison.Ordinal)));
+        Assert.Equal(40, lines.Count(line => line.Contains(" rows=3 status=200 ", StringComparison.Ordinal)));
     }
 
     /// <summary>
