@@ -44,7 +44,7 @@ public sealed class ScoringQueue : IAsyncDisposable
     private readonly Scorer[] scorers;
     private readonly TimeSpan window;
     private readonly int maxBatchRows, explainSteps;
-    private readonly SemaphoreSlim explainLane;
+    private readonly SemaphoreSlim explainLane; // not disposed: a cancelled block may release it after the queue ends (no handle is held)
     private long launches, scoredRequests, explainedSongs;
 
     /// <summary>Scoring launches so far, and the requests they scored: the batching's effect.</summary>
@@ -101,6 +101,7 @@ public sealed class ScoringQueue : IAsyncDisposable
     public async Task<Attributions> Explain(SongTable songs, CancellationToken cancellationToken = default)
     {
         await explainLane.WaitAsync(cancellationToken);
+        Task running = Task.CompletedTask; // the block queued last: the lane is free once it has ended too
         try
         {
             int block = HitGpu.Nn.Explain.SongsPerBlock(explainSteps), f = SongData.FeatureCount;
@@ -116,6 +117,7 @@ public sealed class ScoringQueue : IAsyncDisposable
                     new TaskCompletionSource<Attributions>(TaskCreationOptions.RunContinuationsAsynchronously));
                 if (!Add(job))
                     throw Stopped();
+                running = job.Done.Task;
                 parts.Add(await job.Done.Task.WaitAsync(cancellationToken));
             }
             return parts.Count == 1 ? parts[0] : parts[0] with
@@ -126,7 +128,12 @@ public sealed class ScoringQueue : IAsyncDisposable
         }
         finally
         {
-            explainLane.Release();
+            // Cancelled, the caller goes at once, but its block still runs (or is skipped) on a scorer: the next
+            // explanation waits for that, so that explanations never hold two scorers.
+            if (running.IsCompleted)
+                explainLane.Release();
+            else
+                _ = running.ContinueWith(_ => explainLane.Release(), CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
         }
     }
 
@@ -245,7 +252,6 @@ public sealed class ScoringQueue : IAsyncDisposable
             scorer.Predictor.Dispose();
         }
         jobs.Dispose();
-        explainLane.Dispose();
         return ValueTask.CompletedTask;
     }
 }

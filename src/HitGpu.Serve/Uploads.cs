@@ -24,7 +24,7 @@ internal sealed class Uploads(ServeOptions options) : IDisposable
         var request = context.Request;
         long max = options.MaxBodyBytes;
         if (request.ContentLength > max)
-            throw TooLarge(request.ContentLength.Value);
+            throw TooLarge(context, request.ContentLength.Value);
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
         deadline.CancelAfter(options.BodyTimeout);
         var body = new BodyBuilder(request.ContentLength);
@@ -47,7 +47,7 @@ internal sealed class Uploads(ServeOptions options) : IDisposable
                     result = await reader.ReadAsync(deadline.Token);
                 }
                 if (body.Length + result.Buffer.Length > max)
-                    throw TooLarge(body.Length + result.Buffer.Length);
+                    throw TooLarge(context, body.Length + result.Buffer.Length);
                 body.Add(result.Buffer);
                 reader.AdvanceTo(result.Buffer.End);
                 if (result.IsCompleted)
@@ -78,8 +78,11 @@ internal sealed class Uploads(ServeOptions options) : IDisposable
         context.Items[HitEndpoints.BadRequestItem] = true;
     }
 
-    private RequestRefusedException TooLarge(long bytes) =>
-        new(StatusCodes.TooLarge, $"request body: {bytes} bytes or more, over the {options.MaxBodyBytes} a request may send (--max-body-mb)");
+    private RequestRefusedException TooLarge(HttpContext context, long bytes)
+    {
+        Unread(context); // else Kestrel would read the rest, however long, to keep the connection
+        return new(StatusCodes.TooLarge, $"request body: {bytes} bytes or more, over the {options.MaxBodyBytes} a request may send (--max-body-mb)");
+    }
 
     public void Dispose() => slots.Dispose();
 
