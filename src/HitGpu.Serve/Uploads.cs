@@ -1,9 +1,10 @@
 // Reading request bodies within their own budget, before a request may take a scoring slot: a slow client
-// holds an upload slot (--max-uploads), never one of the slots real requests are scored in. A body that is
-// already here when its handler starts (it came with the headers, as small requests do) is taken without a
-// slot; one that must be waited for takes a slot while it arrives, and is refused 503 when all are taken. Each
+// holds an upload slot (--max-uploads), never one of the slots real requests are scored in. A body that comes
+// within a second of its handler's start (small ones come with their headers or just after) is taken without a
+// slot; one that takes longer takes a slot while it arrives, and is refused 503 when all are taken. Each
 // body must come within --body-timeout-s (408), and Kestrel holds it to --min-body-rate after a grace.
 using System.Buffers;
+using System.Diagnostics;
 using Microsoft.AspNetCore.Http;
 
 namespace HitGpu.Serve;
@@ -14,6 +15,12 @@ internal sealed class Uploads(ServeOptions options) : IDisposable
 
     /// <summary>Bodies being waited for now, each holding an upload slot.</summary>
     public int InProgress => options.MaxUploads - slots.CurrentCount;
+
+    /// <summary>
+    /// How long a body may take after its headers before it needs an upload slot: clients that send the body
+    /// in a write of its own (Python's http.client does) are here in microseconds, a trickle is not.
+    /// </summary>
+    public static readonly TimeSpan Patience = TimeSpan.FromSeconds(1);
 
     /// <summary>
     /// The whole body in one array of its length (nothing else is kept of it), refused past the size limit
@@ -30,27 +37,42 @@ internal sealed class Uploads(ServeOptions options) : IDisposable
         var body = new BodyBuilder(request.ContentLength);
         var reader = request.BodyReader;
         bool holding = false;
+        long start = Stopwatch.GetTimestamp();
         try
         {
             while (true)
             {
                 if (!reader.TryRead(out var result))
                 {
-                    // The rest must be waited for: that takes an upload slot, held until the body is read.
-                    if (!holding && !slots.Wait(0))
+                    var patient = Patience - Stopwatch.GetElapsedTime(start);
+                    if (!holding && patient > TimeSpan.Zero)
                     {
-                        Unread(context);
-                        throw new RequestRefusedException(StatusCodes.Unavailable,
-                            $"busy: {options.MaxUploads} request bodies arriving, the most this server waits for at once (--max-uploads); send it again");
+                        // Not here yet, but a body sent just after its headers comes within the patience: no slot.
+                        using var patience = new CancellationTokenSource(patient);
+                        using (patience.Token.Register(reader.CancelPendingRead))
+                            result = await reader.ReadAsync(deadline.Token);
                     }
-                    holding = true;
-                    result = await reader.ReadAsync(deadline.Token);
+                    else
+                    {
+                        // The rest must be waited for: that takes an upload slot, held until the body is read.
+                        if (!holding && !slots.Wait(0))
+                        {
+                            Unread(context);
+                            throw new RequestRefusedException(StatusCodes.Unavailable,
+                                $"busy: {options.MaxUploads} request bodies arriving, the most this server waits for at once (--max-uploads); send it again");
+                        }
+                        holding = true;
+                        result = await reader.ReadAsync(deadline.Token);
+                    }
                 }
+                // A read cut by the patience (or by its timer just after it ended) says IsCanceled: its bytes count all the same.
                 if (body.Length + result.Buffer.Length > max)
                     throw TooLarge(context, body.Length + result.Buffer.Length);
                 body.Add(result.Buffer);
                 reader.AdvanceTo(result.Buffer.End);
-                if (result.IsCompleted)
+                // All the announced bytes are here: Kestrel's reader may say it is completed only on a read after
+                // them, and that read must not count as a wait for an upload slot.
+                if (result.IsCompleted || body.Length == request.ContentLength)
                     return body.ToArray();
             }
         }
