@@ -24,7 +24,7 @@ public static class ServeCommand
         var maxBody = new Option<double>("--max-body-mb") { Description = "largest request body in MiB (413 beyond)", DefaultValueFactory = _ => 16 };
         var inFlight = new Option<int>("--max-in-flight") { Description = "most requests with songs taken at once (503 beyond)", DefaultValueFactory = _ => 256 };
         var uploads = new Option<int>("--max-uploads")
-            { Description = "most request bodies waited for at once (503 beyond; a body sent with its headers needs no wait)", DefaultValueFactory = _ => 64 };
+            { Description = "most request bodies waited for at once (503 beyond; a body that comes within a second needs none)", DefaultValueFactory = _ => 64 };
         var minRate = new Option<double>("--min-body-rate")
             { Description = "slowest a body may arrive, bytes/s after a 5 s grace (408 below)", DefaultValueFactory = _ => 1024 };
         var bodyTimeout = new Option<double>("--body-timeout-s")

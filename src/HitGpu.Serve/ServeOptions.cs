@@ -70,7 +70,7 @@ public sealed record ServeOptions
 
     /// <summary>
     /// The most request bodies waited for at once (503 beyond): a body still arriving holds one of these, never
-    /// an in-flight slot. A body already here when its handler starts (sent with the headers) needs none.
+    /// an in-flight slot. A body that comes within a second of its handler's start needs none (<see cref="Uploads.Patience"/>).
     /// </summary>
     public int MaxUploads { get; init; } = 64;
 
