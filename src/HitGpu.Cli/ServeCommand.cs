@@ -43,20 +43,49 @@ public static class ServeCommand
         };
         var maxRows = new Option<int>("--max-rows") { Description = "most songs one request may send (413 beyond)", DefaultValueFactory = _ => 10_000 };
         var maxBody = new Option<double>("--max-body-mb") { Description = "largest request body in MiB (413 beyond)", DefaultValueFactory = _ => 16 };
-        var inFlight = new Option<int>("--max-in-flight") { Description = "most requests with songs taken at once (503 beyond)",
-            DefaultValueFactory = _ => 256 };
-        var steps = new Option<int>("--explain-steps") { Description = "points on each song's integrated-gradients path for ?explain=true",
-            DefaultValueFactory = _ => 64 };
+        var inFlight = new Option<int>("--max-in-flight")
+        {
+            Description = "most requests with songs taken at once (503 beyond)", DefaultValueFactory = _ => 256,
+        };
+        var uploads = new Option<int>("--max-uploads")
+        {
+            Description = "most request bodies waited for at once (503 beyond; a body that comes within a second needs none)", DefaultValueFactory = _ => 64,
+        };
+        var minRate = new Option<double>("--min-body-rate")
+        {
+            Description = "slowest a body may arrive, bytes/s after a 5 s grace (408 below)", DefaultValueFactory = _ => 1024,
+        };
+        var bodyTimeout = new Option<double>("--body-timeout-s")
+        {
+            Description = "longest a whole body may take to arrive, in seconds (408 after)", DefaultValueFactory = _ => 60,
+        };
+        var maxExplain = new Option<int>("--max-explain-songs")
+        {
+            Description = "most songs one ?explain=true request may send (413 beyond)", DefaultValueFactory = _ => 1000,
+        };
+        var drain = new Option<double>("--drain-s")
+        {
+            Description = "how long a stop waits for the requests in flight, in seconds (explanations: half of it)", DefaultValueFactory = _ => 30,
+        };
+        var steps = new Option<int>("--explain-steps")
+        {
+            Description = "points on each song's integrated-gradients path for ?explain=true", DefaultValueFactory = _ => 64,
+        };
         var quiet = new Option<bool>("--quiet") { Description = "no line per request" };
         var accelerator = HitGpuCli.AcceleratorOption();
         var command = new Command("serve", "Serve a saved model over HTTP: KServe v2 inference, CSV/JSON /predict, and a page at /")
-            { model, name, host, allowedHosts, apiKey, port, grpcPort, metricsPort, window, maxRows, maxBody, inFlight, steps, quiet, accelerator };
+        {
+            model, name, host, allowedHosts, apiKey, port, grpcPort, metricsPort, window, maxRows, maxBody, inFlight, uploads, minRate, bodyTimeout,
+            maxExplain, drain, steps, quiet, accelerator,
+        };
         command.SetAction(parsed =>
         {
             string path = parsed.GetValue(model)!;
             // Values a TimeSpan or a long cannot hold (NaN, 1e300) become ones ServeOptions.Validate refuses in its words.
             double? ms = parsed.GetValue(window) is { } w ? (w is >= -1e9 and <= 1e9 ? w : 1e9) : null;
             double mb = parsed.GetValue(maxBody) is var m and >= -1 and <= 1 << 20 ? m : 1 << 20;
+            double bodySeconds = parsed.GetValue(bodyTimeout) is var t and >= -1 and <= 1e6 ? t : 1e6;
+            double drainSeconds = parsed.GetValue(drain) is var d and >= -1 and <= 1e6 ? d : 1e6;
             var options = new ServeOptions
             {
                 Name = parsed.GetValue(name) ?? Path.GetFileNameWithoutExtension(path),
@@ -71,7 +100,12 @@ public static class ServeCommand
                 MaxRows = parsed.GetValue(maxRows),
                 MaxBodyBytes = (long)(mb * (1 << 20)),
                 MaxInFlight = parsed.GetValue(inFlight),
+                MaxUploads = parsed.GetValue(uploads),
+                MinBodyBytesPerSecond = parsed.GetValue(minRate),
+                BodyTimeout = TimeSpan.FromSeconds(bodySeconds),
                 ExplainSteps = parsed.GetValue(steps),
+                MaxExplainSongs = parsed.GetValue(maxExplain),
+                DrainTimeout = TimeSpan.FromSeconds(drainSeconds),
                 RequestLog = parsed.GetValue(quiet) ? null : output,
             };
             options.Validate(); // before the model loads: a bad option is said at once

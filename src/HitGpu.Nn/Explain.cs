@@ -21,6 +21,12 @@ public sealed record Attributions(float[] Probabilities, float BaselineProbabili
 public static class Explain
 {
     /// <summary>
+    /// Songs explained together, each taking <paramref name="steps"/> rows of path points (16,384 rows in
+    /// all): the unit a caller may cut a long explanation into, results unchanged (each song's sums are its own).
+    /// </summary>
+    public static int SongsPerBlock(int steps) => Math.Max(1, 16384 / steps);
+
+    /// <summary>
     /// Integrated gradients of every song: for each of <paramref name="steps"/> points at the midpoints of the
     /// path from the baseline's network inputs to the song's, d P(hit) / d input (the members' mean), times the
     /// difference of the inputs, summed over the network inputs that come from each raw feature. The baseline
@@ -39,8 +45,7 @@ public static class Explain
         var source = preprocessing.Encoding.SourceFeatures; // encoded column -> raw feature
         var contributions = new float[songs.Count * SongData.FeatureCount];
 
-        // Songs a block at a time: each takes `steps` rows of path points.
-        int block = Math.Max(1, 16384 / steps);
+        int block = SongsPerBlock(steps);
         using var network = new Network(device, model.Layout, Network.ChunkRows);
         using var points = device.Allocate<float>(Math.Min(songs.Count, block) * steps, inputs);
         var path = new float[points.Length];

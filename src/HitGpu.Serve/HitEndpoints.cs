@@ -3,8 +3,9 @@
 // every GET answers HEAD. Map them into any ASP.NET Core app (Map), or run them with HitServer. Every request
 // passes Admit first (nosniff, the allowed hosts, the API key). Every refusal is one JSON line,
 // {"error": "..."}, with 400 for bad input (the CLI's words) or a Host not allowed, 401 without the API key,
-// 404 for an unknown model or version, 413 over a limit, 415 for a body that is neither CSV nor JSON (or one
-// a page may post cross-site), 503 when busy (--max-in-flight) or stopping.
+// 404 for an unknown model or version, 408 for a body that came too slowly, 413 over a limit, 415 for a body
+// that is neither CSV nor JSON (or one a page may post cross-site), 503 when busy (--max-uploads,
+// --max-in-flight) or stopping.
 using System.Buffers;
 using System.Globalization;
 using System.Net;
@@ -17,6 +18,8 @@ using HitGpu.Nn;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 
 namespace HitGpu.Serve;
 
@@ -41,6 +44,9 @@ public sealed class HitEndpoints : IAsyncDisposable
     private readonly Dictionary<string, (byte[] Bytes, string Type)> page;
     private readonly ComputeDevice[] ownDevices; // the scorers' devices beyond the caller's
     private readonly SemaphoreSlim inFlight;
+    private readonly Uploads uploads;
+    private readonly IdleTrim idleTrim = new();
+    private readonly CancellationTokenSource stopExplaining = new(); // cancelled some time into a stop (StopExplainingAfter)
     private readonly byte[]? apiKeyHash; // SHA-256 of ServeOptions.ApiKey, null without one
 
     public HitEndpoints(HitModel model, ComputeDevice device, ServeOptions options)
@@ -48,6 +54,7 @@ public sealed class HitEndpoints : IAsyncDisposable
         options.Validate();
         (Model, Options) = (model, options);
         inFlight = new SemaphoreSlim(options.MaxInFlight);
+        uploads = new Uploads(options);
         apiKeyHash = options.ApiKey is { } apiKey ? SHA256.HashData(Encoding.UTF8.GetBytes(apiKey)) : null;
         ownDevices = [.. Enumerable.Range(1, ServeOptions.ScorersFor(device) - 1).Select(_ => ComputeDevice.Open(device.Kind))];
         Queue = new ScoringQueue([device, .. ownDevices], model, options.BatchWindow ?? ServeOptions.WindowFor(device), options.MaxBatchRows, options.ExplainSteps,
@@ -81,6 +88,7 @@ public sealed class HitEndpoints : IAsyncDisposable
     /// </summary>
     public void Map(IEndpointRouteBuilder app)
     {
+        app.ServiceProvider.GetService<IHostApplicationLifetime>()?.ApplicationStopping.Register(() => StopExplainingAfter(Options.DrainTimeout / 2));
         var routes = app.MapGroup("");
         routes.AddEndpointFilter(async (invocation, next) => await Admit(invocation.HttpContext) ? await next(invocation) : Results.Empty);
         foreach (var (path, (bytes, type)) in page)
@@ -109,9 +117,9 @@ public sealed class HitEndpoints : IAsyncDisposable
                     json.WriteBoolean("ready", true);
                 });
             }));
-            routes.MapPost(model + "/infer", (HttpContext context) => Guard(context, () => Limited(() => Infer(context))));
+            routes.MapPost(model + "/infer", (HttpContext context) => Guard(context, () => Infer(context)));
         }
-        routes.MapPost("/predict", (HttpContext context) => Guard(context, () => Limited(() => Predict(context))));
+        routes.MapPost("/predict", (HttpContext context) => Guard(context, () => Predict(context)));
         Get(routes, "/model", (HttpContext context) => Json(context, 200, ModelInfo));
     }
 
@@ -199,7 +207,33 @@ public sealed class HitEndpoints : IAsyncDisposable
     private static bool IsLoopback(string host) =>
         host.Equals("localhost", StringComparison.OrdinalIgnoreCase) || (IPAddress.TryParse(host.Trim('[', ']'), out var address) && IPAddress.IsLoopback(address));
 
-    /// <summary>A handler of songs, if fewer than <see cref="ServeOptions.MaxInFlight"/> are running; else 503 at once.</summary>
+    /// <summary>Bodies being waited for now (each holding an upload slot, <see cref="ServeOptions.MaxUploads"/>).</summary>
+    public int UploadsInProgress => uploads.InProgress;
+
+    /// <summary>The collections made to give memory back after bursts (<see cref="IdleTrim"/>).</summary>
+    public long MemoryTrims => idleTrim.Trims;
+
+    /// <summary>
+    /// Reads a request's body (<see cref="Uploads"/>), then runs the handler of its songs in a slot
+    /// (<see cref="Limited"/>): the slot is taken only once the body is here, so that slow senders never hold one.
+    /// </summary>
+    private async Task WithBody(HttpContext context, Func<byte[], Task> handler)
+    {
+        byte[] body;
+        using (Metrics.Upload())
+            body = await uploads.Read(context);
+        idleTrim.Begin(body.Length);
+        try
+        {
+            await Limited(() => handler(body));
+        }
+        finally
+        {
+            idleTrim.End();
+        }
+    }
+
+    /// <summary>A handler of songs (a body already read, or a gRPC message), if fewer than <see cref="ServeOptions.MaxInFlight"/> are running; else 503 at once.</summary>
     internal async Task Limited(Func<Task> handler)
     {
         if (!inFlight.Wait(0))
@@ -229,10 +263,14 @@ public sealed class HitEndpoints : IAsyncDisposable
     }
 
     /// <summary>The protocol's inference: its tensor in JSON or in binary after it, its output as asked.</summary>
-    private async Task Infer(HttpContext context)
+    private Task Infer(HttpContext context)
     {
         Known(context);
-        var body = await Body(context);
+        return WithBody(context, body => Infer(context, body));
+    }
+
+    private async Task Infer(HttpContext context, byte[] body)
+    {
         string? headerLength = context.Request.Headers[SongRequests.HeaderLengthName] is [{ } length] ? length : null;
         var request = SongRequests.ReadInfer(body, Options.MaxRows, headerLength);
         context.Items[RowsItem] = request.Features.Length / SongData.FeatureCount;
@@ -253,16 +291,24 @@ public sealed class HitEndpoints : IAsyncDisposable
         SongRequests.WriteInfer(context.Response.BodyWriter, Options.Name, request.Id, probabilities);
     }
 
-    private async Task Predict(HttpContext context)
+    private Task Predict(HttpContext context)
     {
         bool explain = context.Request.Query["explain"] is var values && values.Count > 0 && ExplainFlag(values[0]);
         var form = Form(context.Request.ContentType);
-        var body = await Body(context);
+        return WithBody(context, body => Predict(context, body, explain, form));
+    }
+
+    private async Task Predict(HttpContext context, byte[] body, bool explain, BodyForm form)
+    {
         if (form == BodyForm.Sniff)
             form = SongRequests.WithoutBom(body).TrimStart(" \t\r\n"u8) is [(byte)'[' or (byte)'{', ..] ? BodyForm.Json : BodyForm.Csv;
         var songs = form == BodyForm.Json ? SongRequests.ReadRecords(body, Options.MaxRows) : SongRequests.ReadCsv(body, Options.MaxRows);
         context.Items[RowsItem] = songs.Count;
-        Attributions? explained = explain ? await Queue.Explain(songs.Table) : null;
+        if (explain && songs.Count > Options.MaxExplainSongs)
+            throw new RequestRefusedException(StatusCodes.TooLarge,
+                $"request body: {songs.Count} songs to explain, more than the {Options.MaxExplainSongs} an explained request may send "
+                + "(--max-explain-songs); send fewer, or leave out explain");
+        Attributions? explained = explain ? await Explain(context, songs.Table) : null;
         var probabilities = explained?.Probabilities ?? await Queue.Score(songs.Features);
         if (form == BodyForm.Json)
         {
@@ -275,6 +321,31 @@ public sealed class HitEndpoints : IAsyncDisposable
             await context.Response.WriteAsync(SongRequests.WriteCsv(songs, probabilities, explained));
         }
     }
+
+    /// <summary>
+    /// The songs' explanation, cancelled when the client goes (the log says 499) or when a stop has gone on for
+    /// half the drain (503: the answer comes within the drain, and another replica can take the request).
+    /// </summary>
+    private async Task<Attributions> Explain(HttpContext context, SongTable songs)
+    {
+        using var cancel = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, stopExplaining.Token);
+        try
+        {
+            return await Queue.Explain(songs, cancel.Token);
+        }
+        catch (OperationCanceledException) when (stopExplaining.IsCancellationRequested && !context.RequestAborted.IsCancellationRequested)
+        {
+            throw new RequestRefusedException(StatusCodes.Unavailable,
+                $"the server is stopping: explanations still running {(Options.DrainTimeout / 2).TotalSeconds:0.#} s into the stop are cancelled; "
+                + "send it again (to another replica)");
+        }
+    }
+
+    /// <summary>
+    /// Cancels the explanations running <paramref name="delay"/> from now, and any asked later: a stop calls it
+    /// (Map registers it for the host's stop), so that no explanation outlasts the drain.
+    /// </summary>
+    public void StopExplainingAfter(TimeSpan delay) => stopExplaining.CancelAfter(delay);
 
     private static bool ExplainFlag(string? value) => value?.ToLowerInvariant() switch
     {
@@ -305,30 +376,6 @@ public sealed class HitEndpoints : IAsyncDisposable
         };
     }
 
-    /// <summary>The whole body, refused past the size limit before more of it is read.</summary>
-    private async Task<byte[]> Body(HttpContext context)
-    {
-        long max = Options.MaxBodyBytes;
-        var request = context.Request;
-        if (request.ContentLength > max)
-            throw TooLarge(request.ContentLength.Value);
-        // Grown as the bytes arrive: an announced length reserves nothing before they come.
-        using var copy = new MemoryStream((int)Math.Min(request.ContentLength ?? 0, 1 << 16));
-        using var upload = Metrics.Upload();
-        var buffer = new byte[1 << 16];
-        int read;
-        while ((read = await request.Body.ReadAsync(buffer, context.RequestAborted)) > 0)
-        {
-            if (copy.Length + read > max)
-                throw TooLarge(copy.Length + read);
-            copy.Write(buffer, 0, read);
-        }
-        return copy.ToArray();
-    }
-
-    private RequestRefusedException TooLarge(long bytes) =>
-        new(StatusCodes.TooLarge, $"request body: {bytes} bytes or more, over the {Options.MaxBodyBytes} a request may send (--max-body-mb)");
-
     /// <summary>Runs a handler; a refusal becomes its status and one JSON line, an unexpected failure a 500 (the server goes on).</summary>
     private static async Task Guard(HttpContext context, Func<Task> handler)
     {
@@ -345,6 +392,10 @@ public sealed class HitEndpoints : IAsyncDisposable
             ServeMetrics.Refused(context, e, status);
             context.Response.Clear();
             await Error(context, status, message);
+        }
+        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+        {
+            // the client went away: nothing to answer (the log says 499)
         }
     }
 
@@ -475,5 +526,8 @@ public sealed class HitEndpoints : IAsyncDisposable
         foreach (var device in ownDevices)
             device.Dispose();
         inFlight.Dispose();
+        uploads.Dispose();
+        stopExplaining.Dispose();
+        idleTrim.Dispose();
     }
 }

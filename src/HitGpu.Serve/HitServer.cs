@@ -76,6 +76,7 @@ public sealed class HitServer : IAsyncDisposable
                 .Endpoint("Grpc", grpc => listening.Grpc = grpc.ListenOptions)
                 .Endpoint("Metrics", metrics => listening.Metrics = metrics.ListenOptions);
             kestrel.Limits.MaxRequestBodySize = null; // the endpoints hold the limit themselves, in the server's words
+            kestrel.Limits.MinRequestBodyDataRate = new(options.MinBodyBytesPerSecond, options.BodyRateGrace);
             kestrel.AddServerHeader = false;
             if (log is not null)
                 kestrel.ConfigureEndpointDefaults(listen => listen.Use(next => async connection =>
@@ -230,11 +231,13 @@ public sealed class HitServer : IAsyncDisposable
                 answered[context.Connection.Id] = 0;
             string rows = context.Items.TryGetValue(HitEndpoints.RowsItem, out var n) ? n!.ToString()! : "-";
             string failure = context.Items.TryGetValue(HitEndpoints.FailureItem, out var f) ? $": {f}" : "";
+            // 499 (nginx's): the client went before any answer, which it will never read.
+            int status = context.RequestAborted.IsCancellationRequested && !context.Response.HasStarted ? 499 : context.Response.StatusCode;
             string grpc = GrpcInference.AnsweredStatus(context) is { } code ? $" grpc={code}" : ""; // a call's own status: its HTTP status is 200
             lines.Writer.TryWrite(string.Create(CultureInfo.InvariantCulture,
                 $"{DateTime.UtcNow:yyyy-MM-ddTHH:mm:ss.fffZ} {context.Request.Method} " +
                 $"{InputException.OneLine(context.Request.Path + context.Request.QueryString.ToString())} " +
-                $"rows={rows} status={context.Response.StatusCode}{grpc} {elapsed.TotalMilliseconds:F2} ms{failure}"));
+                $"rows={rows} status={status}{grpc} {elapsed.TotalMilliseconds:F2} ms{failure}"));
         }
 
         /// <summary>A request Kestrel refused before the app saw it: its method and path are not known.</summary>

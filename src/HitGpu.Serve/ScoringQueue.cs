@@ -3,8 +3,10 @@
 // come before the window closes (or until the batch is full), scores their songs together with one Predictor
 // call, and hands each request its own rows back. A song's probability does not depend on the songs scored
 // beside it (each row's sums run alone, in the same order: the batching tests hold it bit for bit), so a
-// batched answer is exactly the answer alone. Explanations take a scorer too, one request at a time, so no
-// two callers ever use a device at once.
+// batched answer is exactly the answer alone. Explanations take a scorer too, a block of songs at a time,
+// and only one explanation runs at once (the explain lane): with two scorers one is always free for scoring,
+// with one, scoring runs between an explanation's blocks. An explanation stops between blocks when its
+// caller cancels it. No two callers ever use a device at once.
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using HitGpu.Kernels;
@@ -26,7 +28,7 @@ public sealed class ScoringQueue : IAsyncDisposable
         public override void Fail(Exception e) => Done.TrySetException(e);
     }
 
-    private sealed record Explaining(SongTable Songs, TaskCompletionSource<Attributions> Done) : Job
+    private sealed record Explaining(SongTable Songs, float[] Baseline, CancellationToken Cancellation, TaskCompletionSource<Attributions> Done) : Job
     {
         public override void Fail(Exception e) => Done.TrySetException(e);
     }
@@ -46,12 +48,16 @@ public sealed class ScoringQueue : IAsyncDisposable
     private readonly TimeSpan window;
     private readonly int maxBatchRows, explainSteps;
     private readonly ServeMetrics? metrics;
-    private long launches, scoredRequests;
+    private readonly SemaphoreSlim explainLane; // not disposed: a cancelled block may release it after the queue ends (no handle is held)
+    private long launches, scoredRequests, explainedSongs;
 
     /// <summary>Scoring launches so far, and the requests they scored: the batching's effect.</summary>
     public long Launches => Interlocked.Read(ref launches);
 
     public long ScoredRequests => Interlocked.Read(ref scoredRequests);
+
+    /// <summary>Songs explained so far (a cancelled explanation counts the blocks it finished).</summary>
+    public long ExplainedSongs => Interlocked.Read(ref explainedSongs);
 
     /// <summary>A scorer on each device (the caller keeps owning them).</summary>
     public ScoringQueue(IReadOnlyList<ComputeDevice> devices, HitModel model, TimeSpan window, int maxBatchRows, int explainSteps,
@@ -59,6 +65,7 @@ public sealed class ScoringQueue : IAsyncDisposable
     {
         (this.model, this.window, this.maxBatchRows, this.explainSteps, this.metrics) = (model, window, maxBatchRows, explainSteps, metrics);
         scorers = [.. devices.Select((device, index) => new Scorer(device, model, index))];
+        explainLane = new SemaphoreSlim(Math.Max(1, scorers.Length - 1));
         foreach (var scorer in scorers)
         {
             // Its own thread, blocked while it waits: the device calls are synchronous, and on a pool thread they
@@ -91,11 +98,48 @@ public sealed class ScoringQueue : IAsyncDisposable
         return Add(job) ? job.Done.Task : Task.FromException<float[]>(Stopped());
     }
 
-    /// <summary>Integrated gradients of the songs (as `hitgpu explain`), with their probabilities.</summary>
-    public Task<Attributions> Explain(SongTable songs)
+    /// <summary>
+    /// Integrated gradients of the songs (as `hitgpu explain`), with their probabilities: in the explain lane,
+    /// a block of songs (<see cref="HitGpu.Nn.Explain.SongsPerBlock"/>) per job, so that scoring jobs queued
+    /// meanwhile run between them. Cancelled, it stops before the next block (the one running ends alone).
+    /// </summary>
+    public async Task<Attributions> Explain(SongTable songs, CancellationToken cancellationToken = default)
     {
-        var job = new Explaining(songs, new TaskCompletionSource<Attributions>(TaskCreationOptions.RunContinuationsAsynchronously));
-        return Add(job) ? job.Done.Task : Task.FromException<Attributions>(Stopped());
+        await explainLane.WaitAsync(cancellationToken);
+        Task running = Task.CompletedTask; // the block queued last: the lane is free once it has ended too
+        try
+        {
+            int block = HitGpu.Nn.Explain.SongsPerBlock(explainSteps), f = SongData.FeatureCount;
+            // The baseline of all the songs, as one call would take it (a model without training medians uses theirs).
+            var baseline = model.Preprocessing.Statistics?.Median ?? FeatureStatistics.Of(songs.Features).Median;
+            var parts = new List<Attributions>();
+            for (int first = 0; first < songs.Count; first += block)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var part = first == 0 && songs.Count <= block ? songs
+                    : new SongTable { Source = songs.Source, Features = songs.Features[(first * f)..(Math.Min(songs.Count, first + block) * f)] };
+                var job = new Explaining(part, baseline, cancellationToken,
+                    new TaskCompletionSource<Attributions>(TaskCreationOptions.RunContinuationsAsynchronously));
+                if (!Add(job))
+                    throw Stopped();
+                running = job.Done.Task;
+                parts.Add(await job.Done.Task.WaitAsync(cancellationToken));
+            }
+            return parts.Count == 1 ? parts[0] : parts[0] with
+            {
+                Probabilities = [.. parts.SelectMany(part => part.Probabilities)],
+                Contributions = [.. parts.SelectMany(part => part.Contributions)],
+            };
+        }
+        finally
+        {
+            // Cancelled, the caller goes at once, but its block still runs (or is skipped) on a scorer: the next
+            // explanation waits for that, so that explanations never hold two scorers.
+            if (running.IsCompleted)
+                explainLane.Release();
+            else
+                _ = running.ContinueWith(_ => explainLane.Release(), CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
+        }
     }
 
     /// <summary>A request that came after the stop began (503: another replica can take it).</summary>
@@ -129,10 +173,16 @@ public sealed class ScoringQueue : IAsyncDisposable
             {
                 try
                 {
+                    explaining.Cancellation.ThrowIfCancellationRequested(); // its caller went while it waited
                     long start = Stopwatch.GetTimestamp();
-                    var explained = HitGpu.Nn.Explain.IntegratedGradients(scorer.Device, model, explaining.Songs, explainSteps);
+                    var explained = HitGpu.Nn.Explain.IntegratedGradients(scorer.Device, model, explaining.Songs, explainSteps, explaining.Baseline);
                     metrics?.Explained(scorer.Index, explaining.Songs.Count, explaining.Queued, start, Stopwatch.GetTimestamp());
                     explaining.Done.SetResult(explained);
+                    Interlocked.Add(ref explainedSongs, explaining.Songs.Count);
+                }
+                catch (OperationCanceledException)
+                {
+                    explaining.Done.TrySetCanceled(explaining.Cancellation);
                 }
                 catch (Exception e)
                 {

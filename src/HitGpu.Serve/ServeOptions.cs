@@ -75,15 +75,41 @@ public sealed record ServeOptions
     public long MaxBodyBytes { get; init; } = 16L << 20;
 
     /// <summary>
-    /// The most requests with songs (inference, /predict) taken at once; beyond, 503 at once. It bounds the memory
-    /// a burst can take: this many bodies of at most <see cref="MaxBodyBytes"/> each.
+    /// The most requests with songs (inference, /predict) parsed and scored at once; beyond, 503 at once. A
+    /// request takes its slot once its body is read (<see cref="MaxUploads"/> bounds those being read).
     /// </summary>
     public int MaxInFlight { get; init; } = 256;
+
+    /// <summary>
+    /// The most request bodies waited for at once (503 beyond): a body still arriving holds one of these, never
+    /// an in-flight slot. A body that comes within a second of its handler's start needs none (<see cref="Uploads.Patience"/>).
+    /// </summary>
+    public int MaxUploads { get; init; } = 64;
+
+    /// <summary>
+    /// The slowest a body may arrive, in bytes per second averaged since its first byte was asked for, after
+    /// <see cref="BodyRateGrace"/> (Kestrel's MinRequestBodyDataRate: 408 below it). A trickle falls under it.
+    /// </summary>
+    public double MinBodyBytesPerSecond { get; init; } = 1024;
+
+    public TimeSpan BodyRateGrace { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>How long a whole body may take to arrive (408 after): a client that keeps above the rate still ends.</summary>
+    public TimeSpan BodyTimeout { get; init; } = TimeSpan.FromSeconds(60);
 
     /// <summary>Points on each song's integrated-gradients path for ?explain=true, as `hitgpu explain --steps`.</summary>
     public int ExplainSteps { get; init; } = 64;
 
-    /// <summary>How long a stop waits for the requests in flight before it closes their connections.</summary>
+    /// <summary>
+    /// The most songs one ?explain=true request may send (413 beyond): 1,000 took 4.5 s on two shared CPU cores
+    /// (docs/SERVING.md), well within the half of <see cref="DrainTimeout"/> a stop gives explanations.
+    /// </summary>
+    public int MaxExplainSongs { get; init; } = 1000;
+
+    /// <summary>
+    /// How long a stop waits for the requests in flight before it closes their connections; explanations still
+    /// running at half of it are cancelled (503), so that their answers come within it.
+    /// </summary>
     public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
     /// <summary>One line per request goes here (null: none).</summary>
@@ -117,8 +143,20 @@ public sealed record ServeOptions
             throw new ArgumentException($"--max-body-mb must be from 0.001 to 1024, got {(MaxBodyBytes / (double)(1 << 20)).ToString(CultureInfo.InvariantCulture)}");
         if (MaxInFlight < 1)
             throw new ArgumentException($"--max-in-flight must be at least 1, got {MaxInFlight}");
+        if (MaxUploads < 1)
+            throw new ArgumentException($"--max-uploads must be at least 1, got {MaxUploads}");
+        if (!(MinBodyBytesPerSecond is >= 1 and <= 1e9))
+            throw new ArgumentException($"--min-body-rate must be from 1 to 1e9 bytes/s, got {MinBodyBytesPerSecond.ToString(CultureInfo.InvariantCulture)}");
+        if (BodyRateGrace < TimeSpan.FromSeconds(1))
+            throw new ArgumentException("the body rate's grace must be at least 1 s (Kestrel checks the rate once a second)");
+        if (BodyTimeout < TimeSpan.FromSeconds(1) || BodyTimeout > TimeSpan.FromHours(1))
+            throw new ArgumentException($"--body-timeout-s must be from 1 to 3600, got {BodyTimeout.TotalSeconds.ToString(CultureInfo.InvariantCulture)}");
         if (MaxBatchRows < 1)
             throw new ArgumentException($"the batch must hold at least one song, got {MaxBatchRows}");
+        if (MaxExplainSongs < 1)
+            throw new ArgumentException($"--max-explain-songs must be at least 1, got {MaxExplainSongs}");
+        if (DrainTimeout < TimeSpan.FromSeconds(1) || DrainTimeout > TimeSpan.FromHours(1))
+            throw new ArgumentException($"--drain-s must be from 1 to 3600, got {DrainTimeout.TotalSeconds.ToString(CultureInfo.InvariantCulture)}");
         if (ExplainSteps < 1)
             throw new ArgumentException($"--explain-steps must be at least 1, got {ExplainSteps}");
     }

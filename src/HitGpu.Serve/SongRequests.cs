@@ -25,7 +25,8 @@ public sealed class RequestRefusedException(int status, string message) : Except
 
 internal static class StatusCodes
 {
-    public const int BadRequest = 400, Unauthorized = 401, NotFound = 404, NotAllowed = 405, TooLarge = 413, UnsupportedType = 415, Unavailable = 503;
+    public const int BadRequest = 400, Unauthorized = 401, NotFound = 404, NotAllowed = 405, RequestTimeout = 408, TooLarge = 413, UnsupportedType = 415,
+        Unavailable = 503;
 }
 
 /// <summary>Songs of a request: their raw features, and the track and artist names where the client sent both.</summary>
@@ -109,11 +110,16 @@ public static class SongRequests
         Span<float> values = stackalloc float[SongData.FeatureCount];
         Span<bool> seen = stackalloc bool[SongData.FeatureCount];
         string? track = null, artist = null;
+        Span<byte> unescaped = stackalloc byte[MaxKeyBytes];
         while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
         {
-            string key = reader.GetString()!;
+            // The key's bytes, compared without a string of them: a string per key would cost more than the body.
+            var key = reader.ValueIsEscaped || reader.HasValueSequence
+                ? reader.ValueSpan.Length <= MaxKeyBytes ? unescaped[..reader.CopyString(unescaped)] : default
+                : reader.ValueSpan;
+            int feature = FeatureOf(key);
+            bool name = !key.IsEmpty && (Ascii.EqualsIgnoreCase(key, "track"u8) || Ascii.EqualsIgnoreCase(key, "artist"u8));
             reader.Read();
-            int feature = Array.FindIndex(SongData.FeatureNames, name => string.Equals(name, key, StringComparison.OrdinalIgnoreCase));
             if (feature >= 0)
             {
                 if (seen[feature])
@@ -121,12 +127,13 @@ public static class SongRequests
                 seen[feature] = true;
                 values[feature] = Value(body, reader, key, feature);
             }
-            else if (key.Equals("track", StringComparison.OrdinalIgnoreCase) || key.Equals("artist", StringComparison.OrdinalIgnoreCase))
+            else if (name)
             {
-                key = key.ToLowerInvariant(); // any case, as the features and the CSV columns
+                bool isTrack = Ascii.EqualsIgnoreCase(key, "track"u8); // any case, as the features and the CSV columns
+                string field = isTrack ? "track" : "artist";
                 if (reader.TokenType is not (JsonTokenType.String or JsonTokenType.Null))
-                    throw new InputException($"{At(body, reader)}: song {song}'s {key} must be a string, got {Token(body, reader)}");
-                (key == "track" ? ref track : ref artist) = reader.TokenType == JsonTokenType.Null ? null : reader.GetString();
+                    throw new InputException($"{At(body, reader)}: song {song}'s {field} must be a string, got {Token(body, reader)}");
+                (isTrack ? ref track : ref artist) = reader.TokenType == JsonTokenType.Null ? null : reader.GetString();
             }
             else
             {
@@ -147,10 +154,24 @@ public static class SongRequests
     }
 
     /// <summary>A JSON value as a feature (the reader's token): a number that <see cref="SongData.ValueProblem"/> accepts.</summary>
-    private static float Value(ReadOnlySpan<byte> body, Utf8JsonReader reader, string name, int feature) =>
+    private static float Value(ReadOnlySpan<byte> body, Utf8JsonReader reader, ReadOnlySpan<byte> name, int feature) =>
         reader.TokenType == JsonTokenType.Number && reader.TryGetDouble(out double number) && Plain(number, feature)
             ? (float)number
-            : Feature(At(body, reader), name, feature, reader.TokenType == JsonTokenType.Number, Token(body, reader));
+            : Feature(At(body, reader), Encoding.UTF8.GetString(name), feature, reader.TokenType == JsonTokenType.Number, Token(body, reader));
+
+    /// <summary>A key longer than this (unescaped) names no feature, nor track or artist.</summary>
+    private const int MaxKeyBytes = 64;
+
+    private static readonly byte[][] FeatureKeys = [.. SongData.FeatureNames.Select(Encoding.UTF8.GetBytes)];
+
+    /// <summary>The feature a record's key names, in any case (the names are ASCII), or -1.</summary>
+    private static int FeatureOf(ReadOnlySpan<byte> key)
+    {
+        for (int f = 0; !key.IsEmpty && f < FeatureKeys.Length; f++)
+            if (Ascii.EqualsIgnoreCase(FeatureKeys[f], key))
+                return f;
+        return -1;
+    }
 
     /// <summary>
     /// A value as the client wrote it (<paramref name="text"/>), as a feature, or the refusal in the CLI's words
@@ -197,102 +218,147 @@ public static class SongRequests
         RequireUtf8(body.Span);
         if (body.Span.StartsWith(Bom))
             body = body[Bom.Length..];
-        JsonDocument document;
-        try
+        var json = body.Span;
+        // Read straight from the body's bytes, no document tree: a first pass checks the syntax and the keys, the
+        // second finds the request's parts (reader copies, positioned at each) and reads the values into the tensor.
+        RequireUniqueKeys(json);
+        var reader = new Utf8JsonReader(json, ReaderOptions);
+        reader.Read();
+        if (reader.TokenType != JsonTokenType.StartObject)
+            throw new InputException($"{Source}: expected an inference request object ({{\"inputs\": [...]}}), got {Kind(reader.TokenType)}");
+        var root = reader;
+        bool hasId = TryProperty(root, "id"u8, out var id), hasOutputs = TryProperty(root, "outputs"u8, out var outputs);
+        bool hasInputs = TryProperty(root, "inputs"u8, out var inputs);
+        string? requestId = null;
+        if (hasId && id.TokenType != JsonTokenType.Null)
+            requestId = id.TokenType == JsonTokenType.String ? id.GetString()
+                : throw new InputException($"{Source}: id must be a string, got {Kind(id.TokenType)}");
+        // Outputs in binary: all of them on the request's binary_data_output, unless the output's binary_data says otherwise.
+        bool binaryOutput = Flag(json, root, "binary_data_output") ?? false;
+        if (hasOutputs)
         {
-            document = JsonDocument.Parse(body, new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip });
-        }
-        catch (JsonException e)
-        {
-            throw Malformed(e);
-        }
-        using (document)
-        {
-            RequireUniqueKeys(body.Span);
-            var root = document.RootElement;
-            if (root.ValueKind != JsonValueKind.Object)
-                throw new InputException($"{Source}: expected an inference request object ({{\"inputs\": [...]}}), got {Kind(root)}");
-            string? id = null;
-            if (root.TryGetProperty("id", out var idValue) && idValue.ValueKind != JsonValueKind.Null)
-                id = idValue.ValueKind == JsonValueKind.String ? idValue.GetString() : throw new InputException($"{Source}: id must be a string, got {Kind(idValue)}");
-            // Outputs in binary: all of them on the request's binary_data_output, unless the output's binary_data says otherwise.
-            bool binaryOutput = Flag(root, "binary_data_output") ?? false;
-            if (root.TryGetProperty("outputs", out var outputs))
+            if (outputs.TokenType != JsonTokenType.StartArray)
+                throw new InputException($"{Source}: outputs must be an array, got {Kind(outputs.TokenType)}");
+            while (outputs.Read() && outputs.TokenType != JsonTokenType.EndArray)
             {
-                if (outputs.ValueKind != JsonValueKind.Array)
-                    throw new InputException($"{Source}: outputs must be an array, got {Kind(outputs)}");
-                foreach (var output in outputs.EnumerateArray())
-                {
-                    if (output.ValueKind != JsonValueKind.Object || !output.TryGetProperty("name", out var name) || name.ValueKind != JsonValueKind.String || name.GetString() != OutputName)
-                        throw UnknownOutput(Describe(output));
-                    binaryOutput = Flag(output, "binary_data") ?? binaryOutput;
-                }
+                var output = outputs;
+                if (output.TokenType != JsonTokenType.StartObject || !TryProperty(output, "name"u8, JsonTokenType.String, out var name)
+                    || !name.ValueTextEquals(OutputName))
+                    throw UnknownOutput(Describe(json, output));
+                binaryOutput = Flag(json, output, "binary_data") ?? binaryOutput;
+                outputs.Skip();
             }
-            if (!root.TryGetProperty("inputs", out var inputs) || inputs.ValueKind != JsonValueKind.Array)
-                throw new InputException($"{Source}: the request needs \"inputs\", an array with one tensor, '{InputName}' ({Datatype}, [-1, {SongData.FeatureCount}])");
-            RequireOneInput(inputs.GetArrayLength());
-            return new InferRequest(id, ReadTensor(inputs[0], maxRows, headerLength is not null, binary.Span), binaryOutput);
         }
+        if (!hasInputs || inputs.TokenType != JsonTokenType.StartArray)
+            throw new InputException($"{Source}: the request needs \"inputs\", an array with one tensor, '{InputName}' ({Datatype}, [-1, {SongData.FeatureCount}])");
+        var first = inputs;
+        int count = 0;
+        while (inputs.Read() && inputs.TokenType != JsonTokenType.EndArray)
+        {
+            if (count++ == 0)
+                first = inputs;
+            inputs.Skip();
+        }
+        RequireOneInput(count);
+        return new InferRequest(requestId, ReadTensor(json, first, maxRows, headerLength is not null, binary.Span), binaryOutput);
     }
 
-    /// <summary>A boolean of an object's "parameters" (null where not given), refused if it is not one.</summary>
-    private static bool? Flag(JsonElement owner, string name)
+    private static readonly JsonReaderOptions ReaderOptions = new() { CommentHandling = JsonCommentHandling.Skip };
+
+    /// <summary>Finds an object's property (<paramref name="value"/>: a reader at its value); <paramref name="owner"/> is at the object's start.</summary>
+    private static bool TryProperty(Utf8JsonReader owner, ReadOnlySpan<byte> name, out Utf8JsonReader value)
     {
-        if (!owner.TryGetProperty("parameters", out var parameters) || parameters.ValueKind != JsonValueKind.Object || !parameters.TryGetProperty(name, out var flag))
-            return null;
-        return flag.ValueKind switch
+        while (owner.Read() && owner.TokenType == JsonTokenType.PropertyName)
         {
-            JsonValueKind.True => true,
-            JsonValueKind.False => false,
-            _ => throw new InputException($"{Source}: {name} must be true or false, got {InputException.OneLine(flag.GetRawText())}"),
+            bool match = owner.ValueTextEquals(name);
+            owner.Read();
+            if (match)
+            {
+                value = owner;
+                return true;
+            }
+            owner.Skip();
+        }
+        value = default;
+        return false;
+    }
+
+    /// <summary>Finds an object's property of the given kind (the first token of its value).</summary>
+    private static bool TryProperty(Utf8JsonReader owner, ReadOnlySpan<byte> name, JsonTokenType kind, out Utf8JsonReader value) =>
+        TryProperty(owner, name, out value) && value.TokenType == kind;
+
+    /// <summary>A boolean of an object's "parameters" (null where not given), refused if it is not one.</summary>
+    private static bool? Flag(ReadOnlySpan<byte> json, Utf8JsonReader owner, string name)
+    {
+        if (!TryProperty(owner, "parameters"u8, JsonTokenType.StartObject, out var parameters)
+            || !TryProperty(parameters, Encoding.UTF8.GetBytes(name), out var flag))
+            return null;
+        return flag.TokenType switch
+        {
+            JsonTokenType.True => true,
+            JsonTokenType.False => false,
+            _ => throw new InputException($"{Source}: {name} must be true or false, got {InputException.OneLine(Raw(json, flag))}"),
         };
     }
 
     /// <summary>
     /// Refuses a key given twice in one object, where the second is, as the records' reader refuses a feature
     /// twice: JSON readers differ on which one counts (RFC 8259, 4), so a proxy or a log could read another
-    /// request than the one scored. The body is well-formed JSON (parsed before).
+    /// request than the one scored. The whole body is read first: malformed JSON is said before a duplicate.
     /// </summary>
     private static void RequireUniqueKeys(ReadOnlySpan<byte> body)
     {
-        var reader = new Utf8JsonReader(body, new JsonReaderOptions { CommentHandling = JsonCommentHandling.Skip });
+        var reader = new Utf8JsonReader(body, ReaderOptions);
         var objects = new Stack<HashSet<string>>();
-        while (reader.Read())
+        InputException? twice = null;
+        try
         {
-            if (reader.TokenType == JsonTokenType.StartObject)
-                objects.Push(new HashSet<string>(StringComparer.Ordinal));
-            else if (reader.TokenType == JsonTokenType.EndObject)
-                objects.Pop();
-            else if (reader.TokenType == JsonTokenType.PropertyName && !objects.Peek().Add(reader.GetString()!))
-                throw new InputException($"{At(body, reader)}: '{reader.GetString()}' given twice in one object (JSON readers differ on which one counts)");
+            while (reader.Read())
+            {
+                if (reader.TokenType == JsonTokenType.StartObject)
+                    objects.Push(new HashSet<string>(StringComparer.Ordinal));
+                else if (reader.TokenType == JsonTokenType.EndObject)
+                    objects.Pop();
+                else if (reader.TokenType == JsonTokenType.PropertyName && twice is null && !objects.Peek().Add(reader.GetString()!))
+                    twice = new InputException(
+                        $"{At(body, reader)}: '{reader.GetString()}' given twice in one object (JSON readers differ on which one counts)");
+            }
         }
+        catch (JsonException e)
+        {
+            throw Malformed(e);
+        }
+        if (twice is not null)
+            throw twice;
     }
 
+    /// <param name="input">The reader at the tensor's start.</param>
     /// <param name="headed">Whether the request gave its JSON header's length (then <paramref name="binary"/> holds the bytes after it).</param>
-    private static float[] ReadTensor(JsonElement input, int maxRows, bool headed, ReadOnlySpan<byte> binary)
+    private static float[] ReadTensor(ReadOnlySpan<byte> json, Utf8JsonReader input, int maxRows, bool headed, ReadOnlySpan<byte> binary)
     {
-        if (input.ValueKind != JsonValueKind.Object)
-            throw new InputException($"{Source}: inputs[0] must be a tensor object, got {Kind(input)}");
-        string name = input.TryGetProperty("name", out var n) && n.ValueKind == JsonValueKind.String ? n.GetString()! : "";
-        string datatype = input.TryGetProperty("datatype", out var d) && d.ValueKind == JsonValueKind.String ? d.GetString()! : "";
-        bool hasShape = input.TryGetProperty("shape", out var shape);
-        long[]? dimensions = hasShape && shape.ValueKind == JsonValueKind.Array && shape.EnumerateArray().All(v => v.TryGetInt64(out _))
-            ? [.. shape.EnumerateArray().Select(v => v.GetInt64())] : null;
-        long rows = InputRows(name, datatype, dimensions, hasShape ? shape.GetRawText() : "none", maxRows);
-        bool binaryInput = input.TryGetProperty("parameters", out var parameters) && parameters.ValueKind == JsonValueKind.Object && parameters.TryGetProperty("binary_data_size", out _);
+        if (input.TokenType != JsonTokenType.StartObject)
+            throw new InputException($"{Source}: inputs[0] must be a tensor object, got {Kind(input.TokenType)}");
+        string name = TryProperty(input, "name"u8, JsonTokenType.String, out var n) ? n.GetString()! : "";
+        string datatype = TryProperty(input, "datatype"u8, JsonTokenType.String, out var d) ? d.GetString()! : "";
+        bool hasShape = TryProperty(input, "shape"u8, out var shape);
+        long rows = InputRows(name, datatype, hasShape && shape.TokenType == JsonTokenType.StartArray ? Dimensions(shape) : null,
+            hasShape ? Raw(json, shape) : "none", maxRows);
+        Utf8JsonReader size = default;
+        bool binaryInput = TryProperty(input, "parameters"u8, JsonTokenType.StartObject, out var parameters)
+            && TryProperty(parameters, "binary_data_size"u8, out size);
         if (binaryInput && !headed)
             throw new InputException($"{Source}: input '{InputName}' has binary_data_size, but the request has no {HeaderLengthName} header to say where its bytes begin");
         if (!binaryInput && binary.Length > 0)
             throw new InputException($"{Source}: {binary.Length} bytes follow the JSON header, but no input has binary_data_size");
+        bool hasData = TryProperty(input, "data"u8, out var values);
         if (binaryInput)
-            return ReadBinary(parameters.GetProperty("binary_data_size"), input.TryGetProperty("data", out _), rows, binary);
-        if (!input.TryGetProperty("data", out var data) || data.ValueKind != JsonValueKind.Array)
+            return ReadBinary(json, size, hasData, rows, binary);
+        if (!hasData || values.TokenType != JsonTokenType.StartArray)
             throw new InputException($"{InputPlace}: the tensor needs \"data\", an array of {rows} x {SongData.FeatureCount} numbers");
         // Counted before anything is allocated: a short request must not reserve what its shape claims.
-        long needed = RequireValues("data", Count(data), rows);
+        long needed = RequireValues("data", Values(json, values, null, InputPlace), rows);
         var features = new float[needed];
-        int at = 0;
-        Flatten(data, features, ref at, InputPlace);
+        Values(json, values, features, InputPlace);
         return features;
     }
 
@@ -348,13 +414,29 @@ public static class SongRequests
             throw new InputException($"{InputPlace}: {field} is {bytes}, the shape [{rows}, {SongData.FeatureCount}] of {Datatype} needs {needed}");
     }
 
+    /// <summary>A shape's dimensions (the reader at its array), or null where one is not an integer.</summary>
+    private static long[]? Dimensions(Utf8JsonReader shape)
+    {
+        var dimensions = new List<long>(2);
+        bool integers = true;
+        while (shape.Read() && shape.TokenType != JsonTokenType.EndArray)
+        {
+            if (shape.TokenType == JsonTokenType.Number && shape.TryGetInt64(out long value))
+                dimensions.Add(value);
+            else
+                integers = false;
+            shape.Skip();
+        }
+        return integers ? [.. dimensions] : null;
+    }
+
     /// <summary>A tensor's values in binary: <paramref name="rows"/> x 15 FP32, little-endian, each checked as a JSON value is.</summary>
-    private static float[] ReadBinary(JsonElement size, bool alsoData, long rows, ReadOnlySpan<byte> binary)
+    private static float[] ReadBinary(ReadOnlySpan<byte> json, Utf8JsonReader size, bool alsoData, long rows, ReadOnlySpan<byte> binary)
     {
         if (alsoData)
             throw new InputException($"{InputPlace}: both \"data\" and binary_data_size: send the values one way");
-        if (size.ValueKind != JsonValueKind.Number || !size.TryGetInt64(out long bytes) || bytes < 0)
-            throw new InputException($"{InputPlace}: binary_data_size must be a count of bytes, got {InputException.OneLine(size.GetRawText())}");
+        if (size.TokenType != JsonTokenType.Number || !size.TryGetInt64(out long bytes) || bytes < 0)
+            throw new InputException($"{InputPlace}: binary_data_size must be a count of bytes, got {InputException.OneLine(Raw(json, size))}");
         RequireBytes("binary_data_size", bytes, rows);
         if (binary.Length != bytes)
             throw new InputException($"{InputPlace}: {binary.Length} bytes follow the JSON header, binary_data_size says {bytes}");
@@ -386,35 +468,43 @@ public static class SongRequests
         return features;
     }
 
-    /// <summary>The values of an array, its nested arrays' counted inside it.</summary>
-    private static long Count(JsonElement array)
+    /// <summary>
+    /// The values of an array (the reader at its start), flat or nested as the protocol allows, row-major:
+    /// counted when <paramref name="features"/> is null, else read into it (as many as it holds: counted before).
+    /// </summary>
+    private static long Values(ReadOnlySpan<byte> json, Utf8JsonReader array, float[]? features, string where)
     {
         long count = 0;
-        foreach (var element in array.EnumerateArray())
-            count += element.ValueKind == JsonValueKind.Array ? Count(element) : 1;
+        for (int depth = 1; depth > 0 && array.Read();)
+        {
+            switch (array.TokenType)
+            {
+                case JsonTokenType.StartArray:
+                    depth++;
+                    continue;
+                case JsonTokenType.EndArray:
+                    depth--;
+                    continue;
+            }
+            if (features is not null)
+            {
+                int feature = (int)(count % SongData.FeatureCount);
+                features[count] = array.TokenType == JsonTokenType.Number && array.TryGetDouble(out double number) && Plain(number, feature) ? (float)number
+                    : Feature($"{where}: song {count / SongData.FeatureCount + 1}", SongData.FeatureNames[feature], feature,
+                        array.TokenType == JsonTokenType.Number, Raw(json, array));
+            }
+            array.Skip(); // an object is one value, as a number is
+            count++;
+        }
         return count;
     }
 
-    /// <summary>Row-major values, flat or nested as the protocol allows (as many as <paramref name="features"/> holds: <see cref="Count"/> checked them).</summary>
-    private static void Flatten(JsonElement array, float[] features, ref int count, string where)
+    /// <summary>A value as the client wrote it (the reader at its first token): a string with its quotes, an object or array whole.</summary>
+    private static string Raw(ReadOnlySpan<byte> json, Utf8JsonReader value)
     {
-        foreach (var element in array.EnumerateArray())
-        {
-            if (element.ValueKind == JsonValueKind.Array)
-            {
-                Flatten(element, features, ref count, where);
-                continue;
-            }
-            int feature = count % SongData.FeatureCount;
-            if (element.ValueKind == JsonValueKind.Number && element.TryGetDouble(out double number) && Plain(number, feature))
-            {
-                features[count++] = (float)number;
-                continue;
-            }
-            features[count] = Feature($"{where}: song {count / SongData.FeatureCount + 1}", SongData.FeatureNames[feature], feature,
-                element.ValueKind == JsonValueKind.Number, element.GetRawText());
-            count++;
-        }
+        long start = value.TokenStartIndex;
+        value.Skip();
+        return Encoding.UTF8.GetString(json[(int)start..(int)value.BytesConsumed]);
     }
 
     /// <summary>
@@ -568,16 +658,26 @@ public static class SongRequests
     private static int TokenLength(in Utf8JsonReader reader) =>
         (reader.HasValueSequence ? (int)reader.ValueSequence.Length : reader.ValueSpan.Length) + (reader.TokenType == JsonTokenType.String ? 2 : 0);
 
-    private static string Kind(JsonElement element) => element.ValueKind switch
+    private static string Kind(JsonTokenType token) => token switch
     {
-        JsonValueKind.Object => "an object",
-        JsonValueKind.Array => "an array",
-        JsonValueKind.String => "a string",
-        JsonValueKind.Number => "a number",
-        JsonValueKind.True or JsonValueKind.False => "a boolean",
+        JsonTokenType.StartObject => "an object",
+        JsonTokenType.StartArray => "an array",
+        JsonTokenType.String => "a string",
+        JsonTokenType.Number => "a number",
+        JsonTokenType.True or JsonTokenType.False => "a boolean",
         _ => "null",
     };
 
-    private static string Describe(JsonElement output) =>
-        output.ValueKind == JsonValueKind.Object && output.TryGetProperty("name", out var name) ? $"'{InputException.OneLine(name.ToString())}'" : Kind(output);
+    /// <summary>An output as errors name it: its name as JsonElement.ToString gives it (a string's text, True, a number's text), or its kind.</summary>
+    private static string Describe(ReadOnlySpan<byte> json, Utf8JsonReader output) =>
+        output.TokenType == JsonTokenType.StartObject && TryProperty(output, "name"u8, out var name)
+            ? $"'{InputException.OneLine(name.TokenType switch
+            {
+                JsonTokenType.String => name.GetString()!,
+                JsonTokenType.True => bool.TrueString,
+                JsonTokenType.False => bool.FalseString,
+                JsonTokenType.Null => "",
+                _ => Raw(json, name),
+            })}'"
+            : Kind(output.TokenType);
 }

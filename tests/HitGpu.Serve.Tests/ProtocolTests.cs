@@ -170,6 +170,8 @@ public sealed class ProtocolTests(ServerFixture server)
             { "wrong datatype", Tensor(datatype: "\"INT64\""), "request body: input 'features': datatype must be FP32, got 'INT64'" },
             { "wrong shape", Tensor(shape: "[15]"), "request body: input 'features': shape must be [N, 15] (N songs), got [15]" },
             { "wrong width", Tensor(shape: "[1, 14]"), "request body: input 'features': shape must be [N, 15] (N songs), got [1, 14]" },
+            { "a shape of words", Tensor(shape: "[\"one\", 15]"), "request body: input 'features': shape must be [N, 15] (N songs), got [\"one\", 15]" },
+            { "an object value", Tensor(data: "[{\"v\": 0.5},0.5,1,-5,1,0.05,0.1,0,0.1,0.5,120,200000,4,30,10]"), "request body: input 'features': song 1: danceability is not a number: '{\"v\": 0.5}'" },
             { "no songs", Tensor(shape: "[0, 15]", data: "[]"), "request body: input 'features': no songs (shape [0, 15])" },
             { "too few values", Tensor(shape: "[2, 15]"), "request body: input 'features': data has 15 values, the shape [2, 15] needs 30" },
             { "a string value", Tensor(data: "[0.5,\"loud\",1,-5,1,0.05,0.1,0,0.1,0.5,120,200000,4,30,10]"), "request body: input 'features': song 1: energy is not a number: '\"loud\"'" },
