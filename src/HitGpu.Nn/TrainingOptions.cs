@@ -89,7 +89,8 @@ public sealed record TrainingOptions
     /// library calls them (a front end shows its own names: the CLI its flags, HitGpuCli.InFlags).
     /// </summary>
     public const string SmallerNetwork =
-        $"use a smaller {nameof(TrainingOptions)}.{nameof(BatchSize)}, {nameof(TrainingOptions)}.{nameof(Hidden)} or {nameof(TrainingOptions)}.{nameof(EnsembleSize)}";
+        $"use a smaller {nameof(TrainingOptions)}.{nameof(BatchSize)}, {nameof(TrainingOptions)}.{nameof(Hidden)} or " +
+            $"{nameof(TrainingOptions)}.{nameof(EnsembleSize)}";
 
     public static readonly TrainingOptions Study = new()
     {

@@ -57,7 +57,8 @@ public sealed class HitEndpoints : IAsyncDisposable
         uploads = new Uploads(options);
         apiKeyHash = options.ApiKey is { } apiKey ? SHA256.HashData(Encoding.UTF8.GetBytes(apiKey)) : null;
         ownDevices = [.. Enumerable.Range(1, ServeOptions.ScorersFor(device) - 1).Select(_ => ComputeDevice.Open(device.Kind))];
-        Queue = new ScoringQueue([device, .. ownDevices], model, options.BatchWindow ?? ServeOptions.WindowFor(device), options.MaxBatchRows, options.ExplainSteps,
+        Queue = new ScoringQueue([device, .. ownDevices], model, options.BatchWindow ?? ServeOptions.WindowFor(device), options.MaxBatchRows,
+            options.ExplainSteps,
             Metrics);
         page = new()
         {
@@ -184,7 +185,8 @@ public sealed class HitEndpoints : IAsyncDisposable
     private string? KeyProblem(HttpRequest request)
     {
         string? given = request.Headers["X-Api-Key"] is [{ } key] ? key
-            : request.Headers.Authorization is [{ } authorization] && authorization.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? authorization["Bearer ".Length..].Trim()
+            : request.Headers.Authorization is [{ } authorization] && authorization.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase)
+                ? authorization["Bearer ".Length..].Trim()
             : null;
         if (given is null)
             return "this server needs an API key: send Authorization: Bearer KEY or X-Api-Key: KEY";
@@ -200,12 +202,14 @@ public sealed class HitEndpoints : IAsyncDisposable
             return named.Any(allowed => allowed == "*" || string.Equals(allowed, host, StringComparison.OrdinalIgnoreCase))
                 ? null : $"the Host '{InputException.OneLine(host)}' is refused: it is not one this server answers to (--allowed-hosts)";
         return !IsLoopback(Options.Host) || IsLoopback(host)
-            ? null : $"the Host '{InputException.OneLine(host)}' is refused: a server on a loopback address answers loopback names only (localhost, 127.x.x.x, [::1]); others: --allowed-hosts";
+            ? null : $"the Host '{InputException.OneLine(host)}' is refused: a server on a loopback address answers loopback names only " +
+                $"(localhost, 127.x.x.x, [::1]); others: --allowed-hosts";
     }
 
     /// <summary>localhost, or an address of the loopback (127.x.x.x, ::1, with or without brackets).</summary>
     private static bool IsLoopback(string host) =>
-        host.Equals("localhost", StringComparison.OrdinalIgnoreCase) || (IPAddress.TryParse(host.Trim('[', ']'), out var address) && IPAddress.IsLoopback(address));
+        host.Equals("localhost", StringComparison.OrdinalIgnoreCase) || (IPAddress.TryParse(host.Trim('[', ']'), out var address)
+            && IPAddress.IsLoopback(address));
 
     /// <summary>Bodies being waited for now (each holding an upload slot, <see cref="ServeOptions.MaxUploads"/>).</summary>
     public int UploadsInProgress => uploads.InProgress;
@@ -233,7 +237,8 @@ public sealed class HitEndpoints : IAsyncDisposable
         }
     }
 
-    /// <summary>A handler of songs (a body already read, or a gRPC message), if fewer than <see cref="ServeOptions.MaxInFlight"/> are running; else 503 at once.</summary>
+    /// <summary>A handler of songs (a body already read, or a gRPC message), if fewer than <see cref="ServeOptions.MaxInFlight"/> are running; else 503 at
+    /// once.</summary>
     internal async Task Limited(Func<Task> handler)
     {
         if (!inFlight.Wait(0))
@@ -259,7 +264,8 @@ public sealed class HitEndpoints : IAsyncDisposable
         if (name != Options.Name)
             throw new RequestRefusedException(StatusCodes.NotFound, $"unknown model '{InputException.OneLine(name)}': this server serves '{Options.Name}'");
         if (version is { Length: > 0 } && version != SongRequests.ModelVersion)
-            throw new RequestRefusedException(StatusCodes.NotFound, $"model '{Options.Name}' has no version '{InputException.OneLine(version)}': its one version is '{SongRequests.ModelVersion}'");
+            throw new RequestRefusedException(StatusCodes.NotFound,
+                $"model '{Options.Name}' has no version '{InputException.OneLine(version)}': its one version is '{SongRequests.ModelVersion}'");
     }
 
     /// <summary>The protocol's inference: its tensor in JSON or in binary after it, its output as asked.</summary>
@@ -371,8 +377,10 @@ public sealed class HitEndpoints : IAsyncDisposable
             "text/csv" or "application/csv" or "text/tab-separated-values" => BodyForm.Csv,
             "" or "application/octet-stream" => BodyForm.Sniff,
             "text/plain" or "application/x-www-form-urlencoded" or "multipart/form-data" => throw new RequestRefusedException(StatusCodes.UnsupportedType,
-                $"a body of type '{type}' is refused: any web page can make a browser send it here without asking (a CORS simple request); send text/csv or application/json"),
-            _ => throw new RequestRefusedException(StatusCodes.UnsupportedType, $"a body of type '{InputException.OneLine(type)}' cannot hold songs: send text/csv or application/json"),
+                $"a body of type '{type}' is refused: any web page can make a browser send it here without asking (a CORS simple request); send " +
+                    $"text/csv or application/json"),
+            _ => throw new RequestRefusedException(StatusCodes.UnsupportedType,
+                $"a body of type '{InputException.OneLine(type)}' cannot hold songs: send text/csv or application/json"),
         };
     }
 

@@ -1,6 +1,7 @@
 // `hitgpu serve`: the model's endpoints on Kestrel, with what a standalone server adds: one log line per
 // request (method, path, songs, status, milliseconds; what failed, for a 500; Kestrel's refusals before the
-// app too), a JSON 404 for unknown paths and 405 for other methods, and a stop (Ctrl+C, SIGTERM, StopAsync) that takes no new connections, lets the requests in flight
+// app too), a JSON 404 for unknown paths and 405 for other methods, and a stop (Ctrl+C, SIGTERM, StopAsync) that takes no new connections, lets the
+// requests in flight
 // finish (up to DrainTimeout), then scores what was queued and frees the device buffers.
 using System.Collections.Concurrent;
 using System.Diagnostics;
@@ -266,7 +267,8 @@ public sealed class HitServer : IAsyncDisposable
         public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
         {
             // A body the app was reading (bad chunks, too slow): the app answered it with a JSON line and logged it.
-            string? connection = state is IReadOnlyList<KeyValuePair<string, object?>> fields ? fields.FirstOrDefault(f => f.Key == "ConnectionId").Value as string : null;
+            string? connection = state is IReadOnlyList<KeyValuePair<string,
+                object?>> fields ? fields.FirstOrDefault(f => f.Key == "ConnectionId").Value as string : null;
             if (exception is BadHttpRequestException refused && !log.Answered(connection))
                 log.AddRefused(refused.StatusCode, refused.Message);
         }

@@ -121,8 +121,10 @@ public sealed record ServeOptions
             throw new ArgumentException($"--name: '{Name}' cannot be a model name in a URL path: use letters, digits, '.', '_' and '-'");
         if (AllowedHosts is { Count: 0 })
             throw new ArgumentException("--allowed-hosts names no host: no request could be answered ('*' allows any)");
-        if (AllowedHosts?.FirstOrDefault(host => host.Length == 0 || host.Any(c => char.IsWhiteSpace(c) || c is '/' or ',') || (host.Contains(':') && !host.StartsWith('['))) is { } bad)
-            throw new ArgumentException($"--allowed-hosts: '{bad}' cannot be a host name: give names or addresses without a port ([::1] for IPv6), or '*' for any");
+        if (AllowedHosts?.FirstOrDefault(host => host.Length == 0 || host.Any(c => char.IsWhiteSpace(c) || c is '/' or ',')
+            || (host.Contains(':') && !host.StartsWith('['))) is { } bad)
+            throw new
+                ArgumentException($"--allowed-hosts: '{bad}' cannot be a host name: give names or addresses without a port ([::1] for IPv6), or '*' for any");
         if (ApiKey is { } key && (key.Length == 0 || key.Any(c => c is <= ' ' or > '~'))) // the key itself is never said
             throw new ArgumentException("--api-key (or HITGPU_API_KEY) must be printable ASCII without spaces (it travels in a header), and not empty");
         if (Port is < 0 or > 65535)
@@ -140,7 +142,8 @@ public sealed record ServeOptions
         if (MaxRows < 1)
             throw new ArgumentException($"--max-rows must be at least 1, got {MaxRows}");
         if (MaxBodyBytes is < 1024 or > 1L << 30) // a body is read into one array: 1 GiB keeps far from its 2 GiB
-            throw new ArgumentException($"--max-body-mb must be from 0.001 to 1024, got {(MaxBodyBytes / (double)(1 << 20)).ToString(CultureInfo.InvariantCulture)}");
+            throw new
+                ArgumentException($"--max-body-mb must be from 0.001 to 1024, got {(MaxBodyBytes / (double)(1 << 20)).ToString(CultureInfo.InvariantCulture)}");
         if (MaxInFlight < 1)
             throw new ArgumentException($"--max-in-flight must be at least 1, got {MaxInFlight}");
         if (MaxUploads < 1)

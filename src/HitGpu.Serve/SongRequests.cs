@@ -104,7 +104,8 @@ public static class SongRequests
         }
     }
 
-    private static void ReadRecord(ReadOnlySpan<byte> body, ref Utf8JsonReader reader, int song, List<float> features, ref List<string?>? tracks, ref List<string?>? artists)
+    private static void ReadRecord(ReadOnlySpan<byte> body, ref Utf8JsonReader reader, int song, List<float> features, ref List<string?>? tracks,
+        ref List<string?>? artists)
     {
         long start = reader.TokenStartIndex;
         Span<float> values = stackalloc float[SongData.FeatureCount];
@@ -142,7 +143,8 @@ public static class SongRequests
         }
         int missing = seen.IndexOf(false);
         if (missing >= 0)
-            throw new InputException($"{At(body, start)}: song {song} has no '{SongData.FeatureNames[missing]}'; each song must name all 15 features: {string.Join(",", SongData.FeatureNames)}");
+            throw new InputException($"{At(body, start)}: song {song} has no '{SongData.FeatureNames[missing]}'; each song must name all 15 " +
+                $"features: {string.Join(",", SongData.FeatureNames)}");
         foreach (float v in values)
             features.Add(v);
         if (track is not null || artist is not null)
@@ -250,7 +252,8 @@ public static class SongRequests
             }
         }
         if (!hasInputs || inputs.TokenType != JsonTokenType.StartArray)
-            throw new InputException($"{Source}: the request needs \"inputs\", an array with one tensor, '{InputName}' ({Datatype}, [-1, {SongData.FeatureCount}])");
+            throw new
+                InputException($"{Source}: the request needs \"inputs\", an array with one tensor, '{InputName}' ({Datatype}, [-1, {SongData.FeatureCount}])");
         var first = inputs;
         int count = 0;
         while (inputs.Read() && inputs.TokenType != JsonTokenType.EndArray)
@@ -347,7 +350,8 @@ public static class SongRequests
         bool binaryInput = TryProperty(input, "parameters"u8, JsonTokenType.StartObject, out var parameters)
             && TryProperty(parameters, "binary_data_size"u8, out size);
         if (binaryInput && !headed)
-            throw new InputException($"{Source}: input '{InputName}' has binary_data_size, but the request has no {HeaderLengthName} header to say where its bytes begin");
+            throw new InputException($"{Source}: input '{InputName}' has binary_data_size, but the request has no {HeaderLengthName} header to " +
+                $"say where its bytes begin");
         if (!binaryInput && binary.Length > 0)
             throw new InputException($"{Source}: {binary.Length} bytes follow the JSON header, but no input has binary_data_size");
         bool hasData = TryProperty(input, "data"u8, out var values);
@@ -590,7 +594,8 @@ public static class SongRequests
             json.WriteEndArray();
     }
 
-    /// <summary>The CSV `hitgpu predict` writes (track, artist or row; probability; prediction), and with explanations `hitgpu explain`'s columns after it.</summary>
+    /// <summary>The CSV `hitgpu predict` writes (track, artist or row; probability; prediction), and with explanations `hitgpu explain`'s columns after
+    /// it.</summary>
     public static string WriteCsv(SongBatch songs, float[] probabilities, Attributions? explained)
     {
         var text = new StringWriter(CultureInfo.InvariantCulture);
@@ -635,7 +640,8 @@ public static class SongRequests
     }
 
     private static InputException Malformed(JsonException e) =>
-        new($"{Source}:{e.LineNumber + 1 ?? 1}:{e.BytePositionInLine + 1 ?? 1}: malformed JSON: {e.Message.Split(" LineNumber:")[0].Split(" Path:")[0].Trim()}");
+        new($"{Source}:{e.LineNumber + 1 ?? 1}:{e.BytePositionInLine + 1 ?? 1}: malformed JSON: " +
+            $"{e.Message.Split(" LineNumber:")[0].Split(" Path:")[0].Trim()}");
 
     /// <summary>"request body:LINE:COLUMN" of the reader's token, as the CSV reader names a field.</summary>
     private static string At(ReadOnlySpan<byte> body, in Utf8JsonReader reader) => At(body, reader.TokenStartIndex);

@@ -20,7 +20,8 @@ public sealed class BatchingTests(ServerFixture server)
         using var client = ServerFixture.ClientOf(batching);
         var sizes = Enumerable.Range(0, 48).Select(i => 1 + i * 7 % 13).ToArray();
         var firsts = sizes.Select((_, i) => i * 37).ToArray();
-        var alone = sizes.Select((rows, i) => server.Model.PredictProbabilities(server.Device, new SongTable { Source = "alone", Features = Features(firsts[i], rows) })).ToArray();
+        var alone = sizes.Select((rows, i) => server.Model.PredictProbabilities(server.Device,
+            new SongTable { Source = "alone", Features = Features(firsts[i], rows) })).ToArray();
         long launches = batching.Endpoints.Queue.Launches;
         var answers = await Task.WhenAll(sizes.Select((rows, i) => Post(client, "/v2/models/hits/infer", Infer(Features(firsts[i], rows)))));
         long used = batching.Endpoints.Queue.Launches - launches;
@@ -36,7 +37,8 @@ public sealed class BatchingTests(ServerFixture server)
     [Fact]
     public async Task A_batch_closes_at_its_row_limit_and_explanations_and_bad_requests_beside_it_change_no_answer()
     {
-        await using var batching = await server.StartAsync(server.Model, new ServeOptions { Name = "hits", Port = 0, BatchWindow = TimeSpan.FromMilliseconds(100), MaxBatchRows = 40 });
+        await using var batching = await server.StartAsync(server.Model, new ServeOptions
+            { Name = "hits", Port = 0, BatchWindow = TimeSpan.FromMilliseconds(100), MaxBatchRows = 40 });
         using var client = ServerFixture.ClientOf(batching);
         var tasks = new List<Task<(HttpStatusCode Status, string Body, string? Type)>>();
         var expected = new List<float[]?>();
@@ -101,8 +103,10 @@ public sealed class BatchingTests(ServerFixture server)
         } // disposing the server writes out the log
         string[] lines = log.ToString().TrimEnd('\n').Split('\n');
         Assert.Equal(5, lines.Length);
-        var line = new Regex(@"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (?<method>GET|POST) (?<path>\S+) rows=(?<rows>\d+|-) status=(?<status>\d{3}) \d+\.\d\d ms$");
-        var fields = lines.Select(l => line.Match(l)).Select(m => Assert.IsType<Match>(m.Success ? m : null)).Select(m => (m.Groups["method"].Value, m.Groups["path"].Value, m.Groups["rows"].Value, m.Groups["status"].Value)).ToArray();
+        var line = new
+            Regex(@"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (?<method>GET|POST) (?<path>\S+) rows=(?<rows>\d+|-) status=(?<status>\d{3}) \d+\.\d\d ms$");
+        var fields = lines.Select(l => line.Match(l)).Select(m => Assert.IsType<Match>(m.Success ? m : null)).Select(m
+            => (m.Groups["method"].Value, m.Groups["path"].Value, m.Groups["rows"].Value, m.Groups["status"].Value)).ToArray();
         Assert.Equal(("POST", "/v2/models/hits/infer", "3", "200"), fields[0]);
         Assert.Equal(("POST", "/predict?explain=true", "2", "200"), fields[1]);
         Assert.Equal(("POST", "/predict", "-", "400"), fields[2]);

@@ -25,7 +25,8 @@ public sealed class BinaryTensorTests(ServerFixture server)
 
     /// <summary>A JSON header for <paramref name="rows"/> songs sent in binary, with what else is given.</summary>
     private static string Header(int rows, long? size = null, string outputs = "", string parameters = "") =>
-        $"{{\"id\": \"b\", {parameters}\"inputs\": [{{\"name\": \"features\", \"shape\": [{rows}, 15], \"datatype\": \"FP32\", \"parameters\": {{\"binary_data_size\": {size ?? rows * 60L}}}}}]{outputs}}}";
+        $"{{\"id\": \"b\", {parameters}\"inputs\": [{{\"name\": \"features\", \"shape\": [{rows}, 15], \"datatype\": \"FP32\", " +
+        $"\"parameters\": {{\"binary_data_size\": {size ?? rows * 60L}}}}}]{outputs}}}";
 
     private async Task<(HttpResponseMessage Response, byte[] Body)> PostBinary(string header, byte[] values, string? length = null)
     {
@@ -78,7 +79,8 @@ public sealed class BinaryTensorTests(ServerFixture server)
     public async Task An_output_asked_in_binary_comes_after_the_json_header_whose_length_the_answer_gives()
     {
         var features = Features(2000, 9);
-        var (response, body) = await PostBinary(Header(9, outputs: ", \"outputs\": [{\"name\": \"probability\", \"parameters\": {\"binary_data\": true}}]"), Raw(features));
+        var (response, body) = await PostBinary(Header(9,
+            outputs: ", \"outputs\": [{\"name\": \"probability\", \"parameters\": {\"binary_data\": true}}]"), Raw(features));
         var (head, probabilities) = ReadBinaryAnswer(response, body);
         Assert.Equal("b", head["id"]!.GetValue<string>());
         Assert.Equal([9, 1], head["outputs"]![0]!["shape"]!.AsArray().Select(d => d!.GetValue<int>()));
@@ -107,10 +109,13 @@ public sealed class BinaryTensorTests(ServerFixture server)
     {
         { "header longer than the body", Header(1), 60, "100000", "request body: Inference-Header-Content-Length is 100000, but the body has" },
         { "header not a number", Header(1), 60, "many", "Inference-Header-Content-Length must be the JSON header's length in bytes, got 'many'" },
-        { "size not the shape's", Header(2, size: 60), 60, null, "request body: input 'features': binary_data_size is 60, the shape [2, 15] of FP32 needs 120" },
+        { "size not the shape's", Header(2, size: 60), 60, null,
+            "request body: input 'features': binary_data_size is 60, the shape [2, 15] of FP32 needs 120" },
         { "bytes not the size", Header(2), 100, null, "request body: input 'features': 100 bytes follow the JSON header, binary_data_size says 120" },
-        { "data and binary", Header(1).Replace("\"datatype\"", "\"data\": [1], \"datatype\""), 60, null, "request body: input 'features': both \"data\" and binary_data_size: send the values one way" },
-        { "a size not a count", Header(1).Replace("\"binary_data_size\": 60", "\"binary_data_size\": \"60\""), 60, null, "request body: input 'features': binary_data_size must be a count of bytes, got \"60\"" },
+        { "data and binary", Header(1).Replace("\"datatype\"", "\"data\": [1], \"datatype\""), 60, null,
+            "request body: input 'features': both \"data\" and binary_data_size: send the values one way" },
+        { "a size not a count", Header(1).Replace("\"binary_data_size\": 60", "\"binary_data_size\": \"60\""), 60, null,
+            "request body: input 'features': binary_data_size must be a count of bytes, got \"60\"" },
         { "bytes but no binary input", Infer(Features(0, 1)), 8, null, "request body: 8 bytes follow the JSON header, but no input has binary_data_size" },
     };
 
@@ -143,6 +148,7 @@ public sealed class BinaryTensorTests(ServerFixture server)
     {
         var (status, body, _) = await Post(server.Client, "/v2/models/hits/infer", Header(1));
         Assert.Equal(HttpStatusCode.BadRequest, status);
-        Assert.Equal($"request body: input 'features' has binary_data_size, but the request has no {HeaderLength} header to say where its bytes begin", Error(body));
+        Assert.Equal($"request body: input 'features' has binary_data_size, but the request has no {HeaderLength} header to say where its bytes " +
+            $"begin", Error(body));
     }
 }

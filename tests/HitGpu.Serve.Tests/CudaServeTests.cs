@@ -15,10 +15,12 @@ public sealed class CudaServeTests : IDisposable
     [Fact]
     public async Task Serve_on_cuda_answers_an_infer_request_as_the_CPU_does()
     {
-        Assert.SkipUnless(Environment.GetEnvironmentVariable("HITGPU_TEST_ACCELERATOR") == "cuda", "runs where the tests run on CUDA (HITGPU_TEST_ACCELERATOR=cuda)");
+        Assert.SkipUnless(Environment.GetEnvironmentVariable("HITGPU_TEST_ACCELERATOR") == "cuda",
+            "runs where the tests run on CUDA (HITGPU_TEST_ACCELERATOR=cuda)");
         string model = Path.Combine(folder, "hits.hitgpu");
         var error = new StringWriter();
-        Assert.True(Cli.HitGpuCli.Run(["train", "--study", "--epochs", "1", "--accelerator", "cpu", "--out", model], new StringWriter(), error) == 0, error.ToString());
+        Assert.True(Cli.HitGpuCli.Run(["train", "--study", "--epochs", "1", "--accelerator", "cpu", "--out", model], new StringWriter(), error) == 0,
+            error.ToString());
         var (process, address, output) = await ServeCommandTests.StartServe("--model", model, "--name", "hits", "--accelerator", "cuda");
         using (process)
         {

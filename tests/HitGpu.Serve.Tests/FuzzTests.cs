@@ -18,7 +18,8 @@ public sealed class FuzzTests(ServerFixture server)
 {
     public sealed record Damage(int Kind, int At, int Length, int Token)
     {
-        private static readonly string[] Tokens = ["\"", "{", "}", "[", "]", ",", ":", "null", "true", "1e999", "-", "NaN", "\"x\"", "\n", ";", "\t", "\u00e9", "\0", "1e39", "0", "-0", "\"features\"", "[1, 15]", "\"FP64\""];
+        private static readonly string[] Tokens = ["\"", "{", "}", "[", "]", ",", ":", "null", "true", "1e999", "-", "NaN", "\"x\"", "\n", ";", "\t",
+            "\u00e9", "\0", "1e39", "0", "-0", "\"features\"", "[1, 15]", "\"FP64\""];
 
         public byte[] Apply(byte[] body)
         {
@@ -38,17 +39,20 @@ public sealed class FuzzTests(ServerFixture server)
 
     public sealed record Case(int Form, int First, int Rows, string? Type, bool Explain, Damage[] Damages)
     {
-        public override string ToString() => $"form {Form}, songs {First}+{Rows}, type {Type ?? "none"}, explain {Explain}, damages [{string.Join(", ", Damages.Select(d => d.ToString()))}]";
+        public override string ToString()
+            => $"form {Form}, songs {First}+{Rows}, type {Type ?? "none"}, explain {Explain}, damages [{string.Join(", ", Damages.Select(d => d.ToString()))}]";
 
         public bool Inference => Form is 1 or 3;
 
         public string Path => Inference ? "/v2/models/hits/infer" : Explain ? "/predict?explain=true" : "/predict";
 
         /// <summary>Form 3, the binary tensor extension's: the JSON header's length as sent (the damage may move the bytes after it).</summary>
-        public string? HeaderLength => Form == 3 ? Encoding.UTF8.GetByteCount(BinaryHeader(Rows)).ToString(System.Globalization.CultureInfo.InvariantCulture) : null;
+        public string? HeaderLength => Form == 3
+            ? Encoding.UTF8.GetByteCount(BinaryHeader(Rows)).ToString(System.Globalization.CultureInfo.InvariantCulture) : null;
 
         private static string BinaryHeader(int rows) =>
-            $"{{\"inputs\": [{{\"name\": \"features\", \"shape\": [{rows}, 15], \"datatype\": \"FP32\", \"parameters\": {{\"binary_data_size\": {rows * 60}}}}}]}}";
+            $"{{\"inputs\": [{{\"name\": \"features\", \"shape\": [{rows}, 15], \"datatype\": \"FP32\", " +
+            $"\"parameters\": {{\"binary_data_size\": {rows * 60}}}}}]}}";
 
         public byte[] Body()
         {
@@ -64,7 +68,8 @@ public sealed class FuzzTests(ServerFixture server)
         }
     }
 
-    private static readonly string?[] Types = [null, "application/json", "text/csv", "text/plain", "application/x-www-form-urlencoded", "application/octet-stream", "image/png"];
+    private static readonly string?[] Types = [null, "application/json", "text/csv", "text/plain", "application/x-www-form-urlencoded",
+        "application/octet-stream", "image/png"];
 
     private static readonly Gen<Case> Cases =
         Gen.Select(Gen.Int[0, 3], Gen.Int[0, 5000], Gen.Int[1, 6], Gen.Int[0, Types.Length - 1], Gen.Bool,
@@ -100,7 +105,8 @@ public sealed class FuzzTests(ServerFixture server)
             Assert.True(response.StatusCode is HttpStatusCode.BadRequest or HttpStatusCode.UnsupportedMediaType or HttpStatusCode.RequestEntityTooLarge,
                 $"{(int)response.StatusCode}: {body}");
             string message = Error(body);
-            Assert.True(message.StartsWith(SongRequests.Source, StringComparison.Ordinal) || message.StartsWith("a body of type", StringComparison.Ordinal), message);
+            Assert.True(message.StartsWith(SongRequests.Source, StringComparison.Ordinal)
+                || message.StartsWith("a body of type", StringComparison.Ordinal), message);
         }, seed: Invariant.Seed, iter: Invariant.Iterations(400), threads: 4);
         TestContext.Current.TestOutputHelper?.WriteLine(string.Join(", ", statuses.OrderBy(s => s.Key).Select(s => $"{(int)s.Key}: {s.Value}")));
         var after = await Post(server.Client, "/v2/models/hits/infer", probe);

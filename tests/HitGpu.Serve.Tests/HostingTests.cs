@@ -23,7 +23,8 @@ public sealed class HostingTests(ServerFixture server)
         app.MapGet("/own", () => "the app's own route");
         hits.Map(app);
         await app.StartAsync();
-        using var client = new HttpClient { BaseAddress = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First()) };
+        using var client = new HttpClient { BaseAddress = new
+            Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First()) };
 
         Assert.Equal("the app's own route", (await Get(client, "/own")).Body);
         var features = Features(900, 12);

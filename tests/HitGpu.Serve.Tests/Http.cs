@@ -8,7 +8,8 @@ namespace HitGpu.Serve.Tests;
 
 public static class Http
 {
-    public static async Task<(HttpStatusCode Status, string Body, string? Type)> Send(HttpClient client, HttpMethod method, string path, string? body = null, string? type = null)
+    public static async Task<(HttpStatusCode Status, string Body, string? Type)>
+        Send(HttpClient client, HttpMethod method, string path, string? body = null, string? type = null)
     {
         using var request = new HttpRequestMessage(method, path);
         if (body is not null)
@@ -23,7 +24,8 @@ public static class Http
         Send(client, HttpMethod.Post, path, body, type);
 
     /// <summary>Rows of the embedded songs, from <paramref name="first"/> on.</summary>
-    public static float[] Features(int first, int rows) => ServerFixture.Songs.Features[(first * SongData.FeatureCount)..((first + rows) * SongData.FeatureCount)];
+    public static float[] Features(int first, int rows) => ServerFixture.Songs.Features[(first * SongData.FeatureCount)..((first + rows)
+        * SongData.FeatureCount)];
 
     /// <summary>An inference request for these songs, numbers written as round-trip floats.</summary>
     public static string Infer(float[] features, string? id = null) =>

@@ -61,8 +61,10 @@ public sealed class KestrelRefusalTests(KestrelRefusalServer server) : IClassFix
 {
     public static TheoryData<string, string, string> BeforeTheApp() => new()
     {
-        { "GET /" + new string('a', 20_000) + " HTTP/1.1\r\nHost: localhost\r\n\r\n", "414 URI Too Long", "status=414 refused by Kestrel: Request line too long." },
-        { "GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: " + new string('b', 40_000) + "\r\n\r\n", "431 Request Header Fields Too Large", "status=431 refused by Kestrel: Request headers too long." },
+        { "GET /" + new string('a', 20_000) + " HTTP/1.1\r\nHost: localhost\r\n\r\n", "414 URI Too Long",
+            "status=414 refused by Kestrel: Request line too long." },
+        { "GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: " + new string('b', 40_000) + "\r\n\r\n", "431 Request Header Fields Too Large",
+            "status=431 refused by Kestrel: Request headers too long." },
         { "NOT HTTP AT ALL\r\n\r\n", "400 Bad Request", "status=400 refused by Kestrel: Invalid request line" },
         { "GET /v2 HTTP/1.1\r\n\r\n", "400 Bad Request", "status=400 refused by Kestrel: Request is missing Host header." },
     };
@@ -81,7 +83,8 @@ public sealed class KestrelRefusalTests(KestrelRefusalServer server) : IClassFix
     [Fact]
     public async Task A_body_kestrel_refuses_while_the_app_reads_it_is_a_json_line_and_one_log_line()
     {
-        string answer = await server.Raw("POST /predict?bad-chunks HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/csv\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\nabc\r\n0\r\n\r\n");
+        string answer = await server.Raw("POST /predict?bad-chunks HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/csv\r\nTransfer-Encoding: " +
+            "chunked\r\n\r\nZZ\r\nabc\r\n0\r\n\r\n");
         Assert.StartsWith("HTTP/1.1 400 Bad Request\r\n", answer);
         Assert.Contains("Content-Type: application/json\r\n", answer);
         Assert.Equal("Bad chunk size data.", Error(answer[(answer.IndexOf("\r\n\r\n", StringComparison.Ordinal) + 4)..]));
@@ -96,7 +99,9 @@ public sealed class KestrelRefusalTests(KestrelRefusalServer server) : IClassFix
     public async Task A_body_sent_too_slowly_is_a_408_json_line()
     {
         // Kestrel's MinRequestBodyDataRate: 240 bytes/s after a grace of 5 s.
-        string answer = await server.Raw("POST /predict?slow HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/csv\r\nContent-Length: 5000\r\n\r\ndanceability", TimeSpan.FromSeconds(30));
+        string answer = await
+            server.Raw("POST /predict?slow HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/csv\r\nContent-Length: 5000\r\n\r\ndanceability",
+            TimeSpan.FromSeconds(30));
         Assert.StartsWith("HTTP/1.1 408 Request Timeout\r\n", answer);
         Assert.StartsWith("Reading the request body timed out", Error(answer[(answer.IndexOf("\r\n\r\n", StringComparison.Ordinal) + 4)..]));
         Assert.Contains(await server.LogLinesWith("/predict?slow"), line => line.Contains("POST /predict?slow rows=- status=408", StringComparison.Ordinal));

@@ -24,7 +24,8 @@ public sealed class LimitsTests(ServerFixture server)
         content.Headers.ContentType = new MediaTypeHeaderValue("text/csv");
         using var response = await Client.PostAsync("/predict", content);
         Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
-        Assert.Equal("request body: gzip-compressed: send the CSV as text (the body limit holds for what is sent)", Error(await response.Content.ReadAsStringAsync()));
+        Assert.Equal("request body: gzip-compressed: send the CSV as text (the body limit holds for what is sent)",
+            Error(await response.Content.ReadAsStringAsync()));
     }
 
     [Fact]
@@ -50,7 +51,8 @@ public sealed class LimitsTests(ServerFixture server)
         var answers = JsonNode.Parse(await response.Content.ReadAsStringAsync())!.AsArray();
         Assert.Equal("First", answers[0]!["track"]!.GetValue<string>());
         Assert.Equal("Someone", answers[0]!["artist"]!.GetValue<string>());
-        Assert.Equal(server.Model.PredictProbabilities(server.Device, new SongTable { Source = "test", Features = features }), answers.Select(a => a!["probability"]!.GetValue<float>()));
+        Assert.Equal(server.Model.PredictProbabilities(server.Device, new SongTable { Source = "test", Features = features }),
+            answers.Select(a => a!["probability"]!.GetValue<float>()));
     }
 
     [Theory]

@@ -21,7 +21,8 @@ public sealed class PageTests(ServerFixture server)
 
     /// <summary>The song the form holds now, as the page will send it.</summary>
     private static async Task<float[]> FormSong(Browser browser) =>
-        [.. (await browser.EvaluateAsync<double[]>($"[{string.Join(",", SongData.FeatureNames.Select(n => $"Number(document.getElementById('feature-{n}').value)"))}]")).Select(v => (float)v)];
+        [.. (await browser.EvaluateAsync<double[]>(
+            $"[{string.Join(",", SongData.FeatureNames.Select(n => $"Number(document.getElementById('feature-{n}').value)"))}]")).Select(v => (float)v)];
 
     private async Task HoldsTheLibraryAnswer(Browser browser)
     {
@@ -30,8 +31,10 @@ public sealed class PageTests(ServerFixture server)
         float shown = float.Parse(await browser.EvaluateAsync<string>("document.getElementById('probability').dataset.value"), CultureInfo.InvariantCulture);
         Assert.Equal(expected.Probabilities[0], shown);
         Assert.EndsWith("%", await browser.EvaluateAsync<string>("document.getElementById('probability').textContent"));
-        Assert.Equal(expected.Probabilities[0] > 0.5f ? "Hit" : "Not a Hit", await browser.EvaluateAsync<string>("document.getElementById('verdict').textContent.trim()"));
-        var bars = await browser.EvaluateAsync<string[][]>("[...document.querySelectorAll('#contributions .bar')].map(b => [b.dataset.feature, b.dataset.value])");
+        Assert.Equal(expected.Probabilities[0] > 0.5f ? "Hit" : "Not a Hit",
+            await browser.EvaluateAsync<string>("document.getElementById('verdict').textContent.trim()"));
+        var bars = await
+            browser.EvaluateAsync<string[][]>("[...document.querySelectorAll('#contributions .bar')].map(b => [b.dataset.feature, b.dataset.value])");
         Assert.Equal(SongData.FeatureCount, bars.Length);
         foreach (var bar in bars)
             Assert.Equal(expected.Of(0)[Array.IndexOf(SongData.FeatureNames, bar[0])], float.Parse(bar[1], CultureInfo.InvariantCulture));
@@ -51,13 +54,15 @@ public sealed class PageTests(ServerFixture server)
         var medians = server.Model.Preprocessing.Statistics!.Median;
         var song = await FormSong(browser);
         for (int f = 0; f < SongData.FeatureCount; f++)
-            Assert.True(Math.Abs(song[f] - medians[f]) <= 1e-6 * Math.Max(1, Math.Abs(medians[f])), $"{SongData.FeatureNames[f]} starts at {song[f]}, the median is {medians[f]}");
+            Assert.True(Math.Abs(song[f] - medians[f]) <= 1e-6 * Math.Max(1, Math.Abs(medians[f])),
+                $"{SongData.FeatureNames[f]} starts at {song[f]}, the median is {medians[f]}");
         await HoldsTheLibraryAnswer(browser);
 
         // A slider moved to its far end: a new prediction, again the library's.
         string before = await browser.EvaluateAsync<string>("document.getElementById('probability').dataset.value");
         await browser.EvaluateAsync("""
-            (() => { const r = document.getElementById('feature-danceability-range'); r.value = r.max; r.dispatchEvent(new Event('input', { bubbles: true })); })()
+            (() => { const r = document.getElementById('feature-danceability-range'); r.value = r.max;
+                r.dispatchEvent(new Event('input', { bubbles: true })); })()
             """);
         await browser.WaitForAsync("document.body.dataset.prediction === 'ready'", Patience);
         await HoldsTheLibraryAnswer(browser);
@@ -82,9 +87,11 @@ public sealed class PageTests(ServerFixture server)
         await browser.DropFileAsync("#drop", "songs.csv", csv);
         await browser.WaitForAsync("document.body.dataset.csv === 'scored'", Patience);
         string[] header = await browser.EvaluateAsync<string[]>("[...document.querySelectorAll('#results th')].map(th => th.textContent.trim())");
-        int probability = Array.FindIndex(header, h => h.StartsWith("probability", StringComparison.Ordinal)), track = Array.FindIndex(header, h => h.StartsWith("track", StringComparison.Ordinal));
+        int probability = Array.FindIndex(header, h => h.StartsWith("probability", StringComparison.Ordinal)),
+            track = Array.FindIndex(header, h => h.StartsWith("track", StringComparison.Ordinal));
         Assert.True(probability >= 0 && track >= 0, $"columns: {string.Join(", ", header)}");
-        string[][] rows = await browser.EvaluateAsync<string[][]>("[...document.querySelectorAll('#results tbody tr')].map(tr => [...tr.cells].map(td => td.textContent.trim()))");
+        string[][] rows = await
+            browser.EvaluateAsync<string[][]>("[...document.querySelectorAll('#results tbody tr')].map(tr => [...tr.cells].map(td => td.textContent.trim()))");
         Assert.Equal(20, rows.Length);
         for (int i = 0; i < rows.Length; i++)
         {
@@ -96,7 +103,8 @@ public sealed class PageTests(ServerFixture server)
 
         // Sorted by probability on a click of its header.
         await browser.EvaluateAsync($"document.querySelectorAll('#results th')[{probability}].click()");
-        var sorted = (await browser.EvaluateAsync<string[]>($"[...document.querySelectorAll('#results tbody tr')].map(tr => tr.cells[{probability}].textContent.trim())"))
+        var sorted = (await browser.EvaluateAsync<string[]>($"[...document.querySelectorAll('#results tbody tr')].map(tr => " +
+            $"tr.cells[{probability}].textContent.trim())"))
             .Select(p => double.Parse(p, CultureInfo.InvariantCulture)).ToArray();
         Assert.Equal(sorted.Order(), sorted);
         Assert.Equal(expected.Select(p => double.Parse(p.ToString("F6", CultureInfo.InvariantCulture), CultureInfo.InvariantCulture)).Order(), sorted);

@@ -20,7 +20,8 @@ public sealed class PredictTests(ServerFixture server)
     }
 
     /// <summary>The 90s file's first songs as it is written: track, artist, uri, the features, target.</summary>
-    private static string Head(int rows) => string.Join("\n", System.Text.Encoding.UTF8.GetString(SongData.Embedded90sBytes()).Split('\n').Take(rows + 1)) + "\n";
+    private static string Head(int rows) => string.Join("\n", System.Text.Encoding.UTF8.GetString(SongData.Embedded90sBytes()).Split('\n').Take(rows
+        + 1)) + "\n";
 
     [Fact]
     public async Task A_csv_is_answered_byte_for_byte_as_hitgpu_predict_writes_it()
@@ -78,7 +79,8 @@ public sealed class PredictTests(ServerFixture server)
         using var response = await Client.SendAsync(request);
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         var answer = JsonNode.Parse(await response.Content.ReadAsStringAsync())!.AsObject();
-        Assert.Equal(server.Model.PredictProbabilities(server.Device, new SongTable { Source = "test", Features = features })[0], answer["probability"]!.GetValue<float>());
+        Assert.Equal(server.Model.PredictProbabilities(server.Device, new SongTable { Source = "test", Features = features })[0],
+            answer["probability"]!.GetValue<float>());
     }
 
     [Fact]
@@ -145,15 +147,19 @@ public sealed class PredictTests(ServerFixture server)
         return fields;
     }
 
+    /// <summary>The header of a whole CSV file of songs.</summary>
+    private const string Header = "danceability,energy,key,loudness,mode,speechiness,acousticness,instrumentalness,liveness,valence,tempo,duration_ms," +
+        "time_signature,chorus_hit,sections\n";
+
     /// <summary>Bad CSV files: the server's refusal is the CLI's, with "request body" where the CLI names the file.</summary>
     public static TheoryData<string, string> BadCsvs() => new()
     {
-        { "not a number", "danceability,energy,key,loudness,mode,speechiness,acousticness,instrumentalness,liveness,valence,tempo,duration_ms,time_signature,chorus_hit,sections\n0.5,0.5,1,-5,1,0.05,0.1,0,0.1,0.5,120,200000,4,30,10\n0.5,x,1,-5,1,0.05,0.1,0,0.1,0.5,120,200000,4,30,10\n" },
+        { "not a number", Header + "0.5,0.5,1,-5,1,0.05,0.1,0,0.1,0.5,120,200000,4,30,10\n0.5,x,1,-5,1,0.05,0.1,0,0.1,0.5,120,200000,4,30,10\n" },
         { "a missing column", "danceability,energy\n0.5,0.5\n" },
-        { "a short row", "danceability,energy,key,loudness,mode,speechiness,acousticness,instrumentalness,liveness,valence,tempo,duration_ms,time_signature,chorus_hit,sections\n0.5,0.5,1\n" },
-        { "no length", "danceability,energy,key,loudness,mode,speechiness,acousticness,instrumentalness,liveness,valence,tempo,duration_ms,time_signature,chorus_hit,sections\n0.5,0.5,1,-5,1,0.05,0.1,0,0.1,0.5,120,-3,4,30,10\n" },
-        { "header only", "danceability,energy,key,loudness,mode,speechiness,acousticness,instrumentalness,liveness,valence,tempo,duration_ms,time_signature,chorus_hit,sections\n" },
-        { "infinity", "danceability,energy,key,loudness,mode,speechiness,acousticness,instrumentalness,liveness,valence,tempo,duration_ms,time_signature,chorus_hit,sections\n0.5,0.5,1,-5,1,0.05,0.1,0,0.1,0.5,inf,200000,4,30,10\n" },
+        { "a short row", Header + "0.5,0.5,1\n" },
+        { "no length", Header + "0.5,0.5,1,-5,1,0.05,0.1,0,0.1,0.5,120,-3,4,30,10\n" },
+        { "header only", Header },
+        { "infinity", Header + "0.5,0.5,1,-5,1,0.05,0.1,0,0.1,0.5,inf,200000,4,30,10\n" },
     };
 
     [Theory]
@@ -171,7 +177,8 @@ public sealed class PredictTests(ServerFixture server)
     /// <summary>Bad JSON records, and the words of each refusal: the CLI's for a value, with the line and column of the body.</summary>
     public static TheoryData<string, string, string> BadRecords()
     {
-        const string song = "\"danceability\": 0.5, \"energy\": 0.5, \"key\": 1, \"loudness\": -5, \"mode\": 1, \"speechiness\": 0.05, \"acousticness\": 0.1, \"instrumentalness\": 0, " +
+        const string song = "\"danceability\": 0.5, \"energy\": 0.5, \"key\": 1, \"loudness\": -5, \"mode\": 1, \"speechiness\": 0.05, " +
+            "\"acousticness\": 0.1, \"instrumentalness\": 0, " +
             "\"liveness\": 0.1, \"valence\": 0.5, \"tempo\": 120, \"time_signature\": 4, \"chorus_hit\": 30, \"sections\": 10";
         return new()
         {

@@ -158,7 +158,8 @@ public sealed class ProtocolTests(ServerFixture server)
     /// <summary>Requests the protocol's server must refuse, and the words of each refusal (the CLI's, where the CLI has them).</summary>
     public static TheoryData<string, string, string> BadInferences()
     {
-        string Tensor(string name = "\"features\"", string shape = "[1, 15]", string datatype = "\"FP32\"", string data = "[0.5,0.5,1,-5,1,0.05,0.1,0,0.1,0.5,120,200000,4,30,10]") =>
+        string Tensor(string name = "\"features\"", string shape = "[1, 15]", string datatype = "\"FP32\"",
+            string data = "[0.5,0.5,1,-5,1,0.05,0.1,0,0.1,0.5,120,200000,4,30,10]") =>
             $"{{\"inputs\": [{{\"name\": {name}, \"shape\": {shape}, \"datatype\": {datatype}, \"data\": {data}}}]}}";
         return new()
         {
@@ -171,22 +172,33 @@ public sealed class ProtocolTests(ServerFixture server)
             { "wrong shape", Tensor(shape: "[15]"), "request body: input 'features': shape must be [N, 15] (N songs), got [15]" },
             { "wrong width", Tensor(shape: "[1, 14]"), "request body: input 'features': shape must be [N, 15] (N songs), got [1, 14]" },
             { "a shape of words", Tensor(shape: "[\"one\", 15]"), "request body: input 'features': shape must be [N, 15] (N songs), got [\"one\", 15]" },
-            { "an object value", Tensor(data: "[{\"v\": 0.5},0.5,1,-5,1,0.05,0.1,0,0.1,0.5,120,200000,4,30,10]"), "request body: input 'features': song 1: danceability is not a number: '{\"v\": 0.5}'" },
+            { "an object value", Tensor(data: "[{\"v\": 0.5},0.5,1,-5,1,0.05,0.1,0,0.1,0.5,120,200000,4,30,10]"),
+                "request body: input 'features': song 1: danceability is not a number: '{\"v\": 0.5}'" },
             { "no songs", Tensor(shape: "[0, 15]", data: "[]"), "request body: input 'features': no songs (shape [0, 15])" },
             { "too few values", Tensor(shape: "[2, 15]"), "request body: input 'features': data has 15 values, the shape [2, 15] needs 30" },
-            { "a string value", Tensor(data: "[0.5,\"loud\",1,-5,1,0.05,0.1,0,0.1,0.5,120,200000,4,30,10]"), "request body: input 'features': song 1: energy is not a number: '\"loud\"'" },
-            { "a null value", Tensor(data: "[0.5,0.5,1,-5,1,0.05,0.1,0,0.1,0.5,null,200000,4,30,10]"), "request body: input 'features': song 1: tempo is not a number: 'null'" },
-            { "beyond float32", Tensor(data: "[0.5,0.5,1,-5e39,1,0.05,0.1,0,0.1,0.5,120,200000,4,30,10]"), "request body: input 'features': song 1: loudness is -5e39, beyond float32's range (±3.4e38)" },
-            { "not finite", Tensor(data: "[0.5,0.5,1,-5,1,0.05,0.1,0,0.1,0.5,1e400,200000,4,30,10]"), "request body: input 'features': song 1: tempo must be finite, got '1e400'" },
-            { "a song of no length", Tensor(data: "[0.5,0.5,1,-5,1,0.05,0.1,0,0.1,0.5,120,0,4,30,10]"), "request body: input 'features': song 1: duration_ms must be positive, got 0" },
-            { "unknown output", "{\"inputs\": [], \"outputs\": [{\"name\": \"logit\"}]}", "request body: unknown output 'logit': the model gives one output, 'probability'" },
-            { "binary data without its header", "{\"inputs\": [{\"name\": \"features\", \"datatype\": \"FP32\", \"shape\": [1, 15], \"parameters\": {\"binary_data_size\": 60}}]}", "request body: input 'features' has binary_data_size, but the request has no Inference-Header-Content-Length header" },
+            { "a string value", Tensor(data: "[0.5,\"loud\",1,-5,1,0.05,0.1,0,0.1,0.5,120,200000,4,30,10]"),
+                "request body: input 'features': song 1: energy is not a number: '\"loud\"'" },
+            { "a null value", Tensor(data: "[0.5,0.5,1,-5,1,0.05,0.1,0,0.1,0.5,null,200000,4,30,10]"),
+                "request body: input 'features': song 1: tempo is not a number: 'null'" },
+            { "beyond float32", Tensor(data: "[0.5,0.5,1,-5e39,1,0.05,0.1,0,0.1,0.5,120,200000,4,30,10]"),
+                "request body: input 'features': song 1: loudness is -5e39, beyond float32's range (±3.4e38)" },
+            { "not finite", Tensor(data: "[0.5,0.5,1,-5,1,0.05,0.1,0,0.1,0.5,1e400,200000,4,30,10]"),
+                "request body: input 'features': song 1: tempo must be finite, got '1e400'" },
+            { "a song of no length", Tensor(data: "[0.5,0.5,1,-5,1,0.05,0.1,0,0.1,0.5,120,0,4,30,10]"),
+                "request body: input 'features': song 1: duration_ms must be positive, got 0" },
+            { "unknown output", "{\"inputs\": [], \"outputs\": [{\"name\": \"logit\"}]}",
+                "request body: unknown output 'logit': the model gives one output, 'probability'" },
+            { "binary data without its header",
+                "{\"inputs\": [{\"name\": \"features\", \"datatype\": \"FP32\", \"shape\": [1, 15], \"parameters\": {\"binary_data_size\": 60}}]}",
+                "request body: input 'features' has binary_data_size, but the request has no Inference-Header-Content-Length header" },
             { "id not a string", "{\"id\": 7, \"inputs\": []}", "request body: id must be a string, got a number" },
             // A key twice: JSON parsers differ on which one wins (RFC 8259, 4), so a proxy or a log could read another request than the server.
-            { "inputs twice", "{\"inputs\": [], " + Tensor()[1..], "request body:1:16: 'inputs' given twice in one object (JSON readers differ on which one counts)" },
+            { "inputs twice", "{\"inputs\": [], " + Tensor()[1..],
+                "request body:1:16: 'inputs' given twice in one object (JSON readers differ on which one counts)" },
             { "a shape twice", Tensor(shape: "[1, 15], \"shape\": [2, 15]"), "request body:1:52: 'shape' given twice" },
             { "data twice", Tensor(data: "[], \"data\": [0.5,0.5,1,-5,1,0.05,0.1,0,0.1,0.5,120,200000,4,30,10]"), "request body:1:" },
-            { "data twice's words", Tensor(data: "[], \"data\": [0.5,0.5,1,-5,1,0.05,0.1,0,0.1,0.5,120,200000,4,30,10]"), "request body:1:84: 'data' given twice" },
+            { "data twice's words", Tensor(data: "[], \"data\": [0.5,0.5,1,-5,1,0.05,0.1,0,0.1,0.5,120,200000,4,30,10]"),
+                "request body:1:84: 'data' given twice" },
             { "an id twice", "{\"id\": \"a\", \"id\": \"b\", " + Tensor()[1..], "request body:1:13: 'id' given twice" },
             { "a parameter twice", "{\"parameters\": {\"p\": 1, \"p\": 2}, " + Tensor()[1..], "request body:1:25: 'p' given twice" },
         };

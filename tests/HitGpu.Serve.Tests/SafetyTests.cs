@@ -56,7 +56,8 @@ public sealed class SafetyTests(ServerFixture server)
         Assert.Contains("send text/csv or application/json", message);
     }
 
-    public static TheoryData<string> GetPaths() => ["/v2/health/live", "/v2/health/ready", "/v2", "/v2/models/hits", "/v2/models/hits/ready", "/", "/page.js", "/page.css", "/model", "/v2/models/other"];
+    public static TheoryData<string> GetPaths() => ["/v2/health/live", "/v2/health/ready", "/v2", "/v2/models/hits", "/v2/models/hits/ready", "/",
+        "/page.js", "/page.css", "/model", "/v2/models/other"];
 
     [Theory]
     [MemberData(nameof(GetPaths))]
@@ -121,7 +122,8 @@ public sealed class SafetyTests(ServerFixture server)
     [Fact]
     public async Task The_allowed_hosts_are_those_named_or_any_with_a_star()
     {
-        await using (var named = await server.StartAsync(server.Model, new ServeOptions { Name = "hits", Port = 0, AllowedHosts = ["hits.example", "Other.Example"] }))
+        await using (var named = await server.StartAsync(server.Model, new ServeOptions
+            { Name = "hits", Port = 0, AllowedHosts = ["hits.example", "Other.Example"] }))
         {
             using var client = ServerFixture.ClientOf(named);
             Assert.Equal(HttpStatusCode.OK, (await GetAs(client, "hits.example:8080")).Status);
@@ -140,7 +142,8 @@ public sealed class SafetyTests(ServerFixture server)
         const string key = "s3cret-Key_1";
         await using var keyed = await server.StartAsync(server.Model, new ServeOptions { Name = "hits", Port = 0, ApiKey = key });
         using var client = ServerFixture.ClientOf(keyed);
-        async Task<(HttpStatusCode Status, string Body, HttpResponseMessage Response)> Ask(string method, string path, string? header = null, string? value = null)
+        async Task<(HttpStatusCode Status, string Body, HttpResponseMessage Response)>
+            Ask(string method, string path, string? header = null, string? value = null)
         {
             var request = new HttpRequestMessage(new HttpMethod(method), path);
             if (method == "POST")
@@ -151,7 +154,8 @@ public sealed class SafetyTests(ServerFixture server)
             return (response.StatusCode, await response.Content.ReadAsStringAsync(), response);
         }
 
-        foreach (var (method, path) in new[] { ("GET", "/v2/models/hits"), ("POST", "/v2/models/hits/infer"), ("GET", "/"), ("GET", "/model"), ("GET", "/v2"), ("GET", "/nothing"), ("HEAD", "/v2/models/hits/ready") })
+        foreach (var (method, path) in new[] { ("GET", "/v2/models/hits"), ("POST", "/v2/models/hits/infer"), ("GET", "/"), ("GET", "/model"),
+            ("GET", "/v2"), ("GET", "/nothing"), ("HEAD", "/v2/models/hits/ready") })
         {
             var (status, body, response) = await Ask(method, path);
             Assert.True(status == HttpStatusCode.Unauthorized, $"{method} {path}: {status}");
@@ -159,7 +163,8 @@ public sealed class SafetyTests(ServerFixture server)
             if (method != "HEAD")
                 Assert.Equal("this server needs an API key: send Authorization: Bearer KEY or X-Api-Key: KEY", Error(body));
         }
-        foreach (var (header, value) in new[] { ("Authorization", "Bearer s3cret-Key_2"), ("Authorization", "Bearer s3cret-Key_"), ("X-Api-Key", "S3CRET-KEY_1"), ("Authorization", key), ("Authorization", "Basic " + key) })
+        foreach (var (header, value) in new[] { ("Authorization", "Bearer s3cret-Key_2"), ("Authorization", "Bearer s3cret-Key_"),
+            ("X-Api-Key", "S3CRET-KEY_1"), ("Authorization", key), ("Authorization", "Basic " + key) })
         {
             var (status, body, _) = await Ask("GET", "/v2/models/hits", header, value);
             Assert.True(status == HttpStatusCode.Unauthorized, $"{header}: {value}: {status}");

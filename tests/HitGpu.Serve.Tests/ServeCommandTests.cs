@@ -24,7 +24,8 @@ public sealed partial class ServeCommandTests(ServerFixture server)
     private static partial Regex Listening();
 
     /// <summary>hitgpu serve in its own process (the tool's assembly beside the tests), and the address it printed.</summary>
-    internal static Task<(Process Process, string Address, List<string> Output)> StartServe(params string[] args) => StartServe(new Dictionary<string, string>(), args);
+    internal static Task<(Process Process, string Address, List<string> Output)> StartServe(params string[] args)
+        => StartServe(new Dictionary<string, string>(), args);
 
     private static async Task<(Process Process, string Address, List<string> Output)> StartServe(Dictionary<string, string> environment, params string[] args)
     {
@@ -104,7 +105,8 @@ public sealed partial class ServeCommandTests(ServerFixture server)
             try
             {
                 using var client = new HttpClient { BaseAddress = new Uri(address) };
-                foreach (var (host, status) in new[] { ("hits.example", HttpStatusCode.OK), ("localhost", HttpStatusCode.OK), ("127.0.0.1", HttpStatusCode.BadRequest) })
+                foreach (var (host, status) in new[] { ("hits.example", HttpStatusCode.OK), ("localhost", HttpStatusCode.OK),
+                    ("127.0.0.1", HttpStatusCode.BadRequest) })
                 {
                     using var request = new HttpRequestMessage(HttpMethod.Get, "/v2/health/live");
                     request.Headers.Host = host;
@@ -174,7 +176,8 @@ public sealed partial class ServeCommandTests(ServerFixture server)
     [InlineData("--body-timeout-s", "0.5", "hitgpu: error: --body-timeout-s must be from 1 to 3600, got 0.5")]
     [InlineData("--max-explain-songs", "0", "hitgpu: error: --max-explain-songs must be at least 1, got 0")]
     [InlineData("--drain-s", "NaN", "hitgpu: error: --drain-s must be from 1 to 3600, got 1000000")]
-    [InlineData("--api-key", " ", "hitgpu: error: --api-key (or HITGPU_API_KEY) must be printable ASCII without spaces (it travels in a header), and not empty")]
+    [InlineData("--api-key", " ",
+        "hitgpu: error: --api-key (or HITGPU_API_KEY) must be printable ASCII without spaces (it travels in a header), and not empty")]
     [InlineData("--api-key", "clé", "hitgpu: error: --api-key (or HITGPU_API_KEY) must be printable ASCII without spaces")]
     [InlineData("--allowed-hosts", "a.example,,b.example", "hitgpu: error: --allowed-hosts: '' cannot be a host name")]
     [InlineData("--allowed-hosts", "a.example:80", "hitgpu: error: --allowed-hosts: 'a.example:80' cannot be a host name")]
