@@ -4,6 +4,7 @@ using System.CommandLine;
 using System.Globalization;
 using HitGpu.Kernels;
 using HitGpu.Nn;
+using HitGpu.Serve;
 
 namespace HitGpu.Cli;
 
@@ -280,19 +281,33 @@ public static class HitGpuCli
             : throw new ArgumentException($"--hidden takes positive widths separated by commas, e.g. 64,32; got '{text}'")).ToArray();
     }
 
-    /// <summary>The library's names of training options (TrainingOptions.BatchSize, ...) in a message, as this CLI's flags.</summary>
+    /// <summary>The library's names of options (TrainingOptions.BatchSize, ServeOptions.Port, ...) and this CLI's flags for them.</summary>
     private static readonly (string Name, string Flag)[] OptionFlags =
     [
-        (nameof(TrainingOptions.BatchSize), "--batch-size"), (nameof(TrainingOptions.Hidden), "--hidden"),
-        (nameof(TrainingOptions.EnsembleSize), "--ensemble"), (nameof(TrainingOptions.ValidationFraction), "--validation-split"),
-        (nameof(TrainingOptions.TestFraction), "--test-split"), (nameof(TrainingOptions.DropDuplicates), "--drop-duplicates"),
+        .. new (string, string)[]
+        {
+            (nameof(TrainingOptions.BatchSize), "--batch-size"), (nameof(TrainingOptions.Hidden), "--hidden"),
+            (nameof(TrainingOptions.EnsembleSize), "--ensemble"), (nameof(TrainingOptions.ValidationFraction), "--validation-split"),
+            (nameof(TrainingOptions.TestFraction), "--test-split"), (nameof(TrainingOptions.DropDuplicates), "--drop-duplicates"),
+        }.Select(o => ($"{nameof(TrainingOptions)}.{o.Item1}", o.Item2)),
+        .. new (string, string)[]
+        {
+            (nameof(ServeOptions.Name), "--name"), (nameof(ServeOptions.AllowedHosts), "--allowed-hosts"),
+            (nameof(ServeOptions.ApiKey), $"--api-key (or {ServeCommand.ApiKeyVariable})"), (nameof(ServeOptions.Port), "--port"),
+            (nameof(ServeOptions.GrpcPort), "--grpc-port"), (nameof(ServeOptions.MetricsPort), "--metrics-port"),
+            (nameof(ServeOptions.BatchWindow), "--batch-window-ms"), (nameof(ServeOptions.MaxRows), "--max-rows"),
+            (nameof(ServeOptions.MaxBodyBytes), "--max-body-mb"), (nameof(ServeOptions.MaxInFlight), "--max-in-flight"),
+            (nameof(ServeOptions.MaxUploads), "--max-uploads"), (nameof(ServeOptions.MinBodyBytesPerSecond), "--min-body-rate"),
+            (nameof(ServeOptions.BodyTimeout), "--body-timeout-s"), (nameof(ServeOptions.MaxExplainSongs), "--max-explain-songs"),
+            (nameof(ServeOptions.DrainTimeout), "--drain-s"), (nameof(ServeOptions.ExplainSteps), "--explain-steps"),
+        }.Select(o => ($"{nameof(ServeOptions)}.{o.Item1}", o.Item2)),
     ];
 
-    /// <summary>A library message (an error, a warning) in the CLI's words: each training option it names becomes its flag.</summary>
+    /// <summary>A library message (an error, a warning) in the CLI's words: each option it names becomes its flag.</summary>
     public static string InFlags(string message)
     {
         foreach (var (name, flag) in OptionFlags)
-            message = message.Replace($"{nameof(TrainingOptions)}.{name}", flag, StringComparison.Ordinal);
+            message = message.Replace(name, flag, StringComparison.Ordinal);
         return message;
     }
 }

@@ -1,6 +1,7 @@
 // hitgpu serve: the model behind HTTP (HitGpu.Serve): KServe's Open Inference Protocol, /predict for CSV and
 // JSON records, and a page for people at /. Runs until Ctrl+C or SIGTERM, then drains the requests in flight.
 using System.CommandLine;
+using System.Globalization;
 using HitGpu.Nn;
 using HitGpu.Serve;
 
@@ -81,11 +82,12 @@ public static class ServeCommand
         command.SetAction(parsed =>
         {
             string path = parsed.GetValue(model)!;
-            // Values a TimeSpan or a long cannot hold (NaN, 1e300) become ones ServeOptions.Validate refuses in its words.
-            double? ms = parsed.GetValue(window) is { } w ? (w is >= -1e9 and <= 1e9 ? w : 1e9) : null;
-            double mb = parsed.GetValue(maxBody) is var m and >= -1 and <= 1 << 20 ? m : 1 << 20;
-            double bodySeconds = parsed.GetValue(bodyTimeout) is var t and >= -1 and <= 1e6 ? t : 1e6;
-            double drainSeconds = parsed.GetValue(drain) is var d and >= -1 and <= 1e6 ? d : 1e6;
+            // A value no TimeSpan or byte count can hold (NaN, infinity, 1e300) is refused here, as the user gave it;
+            // every other goes on to ServeOptions.Validate, whose words name the range.
+            double? ms = parsed.GetValue(window) is { } w ? Convertible(w, "--batch-window-ms", 1e9) : null;
+            double mb = Convertible(parsed.GetValue(maxBody), "--max-body-mb", 1 << 20);
+            double bodySeconds = Convertible(parsed.GetValue(bodyTimeout), "--body-timeout-s", 1e6);
+            double drainSeconds = Convertible(parsed.GetValue(drain), "--drain-s", 1e6);
             var options = new ServeOptions
             {
                 Name = parsed.GetValue(name) ?? Path.GetFileNameWithoutExtension(path),
@@ -132,4 +134,8 @@ public static class ServeCommand
         });
         return command;
     }
+
+    /// <summary>A flag's number, refused where it is not one or is too large to convert (<paramref name="limit"/>).</summary>
+    private static double Convertible(double value, string flag, double limit) => double.IsFinite(value) && Math.Abs(value) <= limit ? value
+        : throw new ArgumentException($"{flag} must be a number within its range, got {value.ToString(CultureInfo.InvariantCulture)}");
 }

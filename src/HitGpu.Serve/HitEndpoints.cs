@@ -56,8 +56,8 @@ public sealed class HitEndpoints : IAsyncDisposable
         inFlight = new SemaphoreSlim(options.MaxInFlight);
         uploads = new Uploads(options);
         apiKeyHash = options.ApiKey is { } apiKey ? SHA256.HashData(Encoding.UTF8.GetBytes(apiKey)) : null;
-        ownDevices = [.. Enumerable.Range(1, ServeOptions.ScorersFor(device) - 1).Select(_ => ComputeDevice.Open(device.Kind))];
-        Queue = new ScoringQueue([device, .. ownDevices], model, options.BatchWindow ?? ServeOptions.WindowFor(device), options.MaxBatchRows,
+        ownDevices = [.. Enumerable.Range(1, device.Plan.ServingScorers - 1).Select(_ => ComputeDevice.Open(device.Kind))];
+        Queue = new ScoringQueue([device, .. ownDevices], model, options.BatchWindow ?? device.Plan.ServingBatchWindow, options.MaxBatchRows,
             options.ExplainSteps,
             Metrics);
         page = new()

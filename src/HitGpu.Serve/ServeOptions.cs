@@ -47,23 +47,9 @@ public sealed record ServeOptions
     /// <summary>
     /// How long the scorer waits, after a request arrives, for others to score in the same launch (Triton's
     /// max_queue_delay). Zero: each request is scored as it comes (requests already waiting still share a launch).
-    /// Null: <see cref="WindowFor"/> the accelerator.
+    /// Null: the plan's (<see cref="DevicePlan.ServingBatchWindow"/>).
     /// </summary>
     public TimeSpan? BatchWindow { get; init; }
-
-    /// <summary>
-    /// Scorers (each a device and its own thread) on this accelerator: two on the CPU accelerator, the caller's and
-    /// a second opened for it, so that one launch runs while the other waits for its slower thread (on two
-    /// cores, 15% more 256-song requests/s than one scorer, bench/RESULTS.md, "Serving"); one on a GPU.
-    /// </summary>
-    public static int ScorersFor(ComputeDevice device) => device.Kind == AcceleratorKind.Cpu ? 2 : 1;
-
-    /// <summary>
-    /// The window when none is set: 2 ms on a GPU, where a launch costs far more than scoring a few more songs
-    /// in it; none on the CPU accelerator, where requests that wait while a launch runs share the next anyway,
-    /// and waiting longer only delays them (bench/RESULTS.md, "Serving": fewer requests/s with 2 ms than 0).
-    /// </summary>
-    public static TimeSpan WindowFor(ComputeDevice device) => device.Kind == AcceleratorKind.Cpu ? TimeSpan.Zero : TimeSpan.FromMilliseconds(2);
 
     /// <summary>The most songs one launch scores; a batch closes early when it reaches them.</summary>
     public int MaxBatchRows { get; init; } = 4096;
@@ -115,52 +101,67 @@ public sealed record ServeOptions
     /// <summary>One line per request goes here (null: none).</summary>
     public TextWriter? RequestLog { get; init; }
 
+    /// <summary>
+    /// Refuses options no server could run with, in one line that names the property as this library calls it
+    /// (ServeOptions.Port, ...): a front end shows its own names for them (the CLI its flags, HitGpuCli.InFlags).
+    /// </summary>
     public void Validate()
     {
         if (Name.Length == 0 || !Name.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '-'))
-            throw new ArgumentException($"--name: '{Name}' cannot be a model name in a URL path: use letters, digits, '.', '_' and '-'");
+            throw new ArgumentException($"{Named(nameof(Name))}: '{Name}' cannot be a model name in a URL path: use letters, digits, '.', '_' and '-'");
         if (AllowedHosts is { Count: 0 })
-            throw new ArgumentException("--allowed-hosts names no host: no request could be answered ('*' allows any)");
+            throw new ArgumentException($"{Named(nameof(AllowedHosts))} names no host: no request could be answered ('*' allows any)");
         if (AllowedHosts?.FirstOrDefault(host => host.Length == 0 || host.Any(c => char.IsWhiteSpace(c) || c is '/' or ',')
             || (host.Contains(':') && !host.StartsWith('['))) is { } bad)
             throw new
-                ArgumentException($"--allowed-hosts: '{bad}' cannot be a host name: give names or addresses without a port ([::1] for IPv6), or '*' for any");
+                ArgumentException($"{Named(nameof(AllowedHosts))}: '{bad}' cannot be a host name: give names or addresses without a port ([::1] " +
+                    $"for IPv6), or '*' for any");
         if (ApiKey is { } key && (key.Length == 0 || key.Any(c => c is <= ' ' or > '~'))) // the key itself is never said
-            throw new ArgumentException("--api-key (or HITGPU_API_KEY) must be printable ASCII without spaces (it travels in a header), and not empty");
+            throw new ArgumentException($"{Named(nameof(ApiKey))} must be printable ASCII without spaces (it travels in a header), and not empty");
         if (Port is < 0 or > 65535)
-            throw new ArgumentException($"--port must be from 0 to 65535, got {Port}");
+            throw new ArgumentException($"{Named(nameof(Port))} must be from 0 to 65535, got {Port}");
         if (GrpcPort is < 0 or > 65535)
-            throw new ArgumentException($"--grpc-port must be from 0 to 65535, got {GrpcPort}");
+            throw new ArgumentException($"{Named(nameof(GrpcPort))} must be from 0 to 65535, got {GrpcPort}");
         if (GrpcPort is { } grpc and > 0 && grpc == Port)
-            throw new ArgumentException($"--grpc-port must differ from --port (gRPC has its own HTTP/2 port), both are {Port}");
+            throw new ArgumentException($"{Named(nameof(GrpcPort))} must differ from {Named(nameof(Port))} (gRPC has its own HTTP/2 port), both are {Port}");
         if (MetricsPort is < 0 or > 65535)
-            throw new ArgumentException($"--metrics-port must be from 0 to 65535, got {MetricsPort}");
+            throw new ArgumentException($"{Named(nameof(MetricsPort))} must be from 0 to 65535, got {MetricsPort}");
         if (MetricsPort is { } metrics and > 0 && (metrics == Port || metrics == GrpcPort))
-            throw new ArgumentException($"--metrics-port must differ from --port and --grpc-port (metrics have their own port), got {metrics} twice");
+            throw new ArgumentException($"{Named(nameof(MetricsPort))} must differ from {Named(nameof(Port))} and {Named(nameof(GrpcPort))} " +
+                $"(metrics have their own port), " +
+                $"got {metrics} twice");
         if (BatchWindow is { } window && (window < TimeSpan.Zero || window > TimeSpan.FromSeconds(1)))
-            throw new ArgumentException($"--batch-window-ms must be from 0 to 1000, got {window.TotalMilliseconds.ToString(CultureInfo.InvariantCulture)}");
+            throw new ArgumentException($"{Named(nameof(BatchWindow))} must be from 0 to 1000 ms, got " +
+                $"{window.TotalMilliseconds.ToString(CultureInfo.InvariantCulture)} ms");
         if (MaxRows < 1)
-            throw new ArgumentException($"--max-rows must be at least 1, got {MaxRows}");
+            throw new ArgumentException($"{Named(nameof(MaxRows))} must be at least 1, got {MaxRows}");
         if (MaxBodyBytes is < 1024 or > 1L << 30) // a body is read into one array: 1 GiB keeps far from its 2 GiB
             throw new
-                ArgumentException($"--max-body-mb must be from 0.001 to 1024, got {(MaxBodyBytes / (double)(1 << 20)).ToString(CultureInfo.InvariantCulture)}");
+                ArgumentException($"{Named(nameof(MaxBodyBytes))} must be from 1 KiB to 1 GiB, got " +
+                    $"{(MaxBodyBytes / (double)(1 << 20)).ToString(CultureInfo.InvariantCulture)} MiB");
         if (MaxInFlight < 1)
-            throw new ArgumentException($"--max-in-flight must be at least 1, got {MaxInFlight}");
+            throw new ArgumentException($"{Named(nameof(MaxInFlight))} must be at least 1, got {MaxInFlight}");
         if (MaxUploads < 1)
-            throw new ArgumentException($"--max-uploads must be at least 1, got {MaxUploads}");
+            throw new ArgumentException($"{Named(nameof(MaxUploads))} must be at least 1, got {MaxUploads}");
         if (!(MinBodyBytesPerSecond is >= 1 and <= 1e9))
-            throw new ArgumentException($"--min-body-rate must be from 1 to 1e9 bytes/s, got {MinBodyBytesPerSecond.ToString(CultureInfo.InvariantCulture)}");
+            throw new ArgumentException($"{Named(nameof(MinBodyBytesPerSecond))} must be from 1 to 1e9 bytes/s, got " +
+                $"{MinBodyBytesPerSecond.ToString(CultureInfo.InvariantCulture)}");
         if (BodyRateGrace < TimeSpan.FromSeconds(1))
             throw new ArgumentException("the body rate's grace must be at least 1 s (Kestrel checks the rate once a second)");
         if (BodyTimeout < TimeSpan.FromSeconds(1) || BodyTimeout > TimeSpan.FromHours(1))
-            throw new ArgumentException($"--body-timeout-s must be from 1 to 3600, got {BodyTimeout.TotalSeconds.ToString(CultureInfo.InvariantCulture)}");
+            throw new ArgumentException($"{Named(nameof(BodyTimeout))} must be from 1 to 3600 s, got " +
+                $"{BodyTimeout.TotalSeconds.ToString(CultureInfo.InvariantCulture)} s");
         if (MaxBatchRows < 1)
             throw new ArgumentException($"the batch must hold at least one song, got {MaxBatchRows}");
         if (MaxExplainSongs < 1)
-            throw new ArgumentException($"--max-explain-songs must be at least 1, got {MaxExplainSongs}");
+            throw new ArgumentException($"{Named(nameof(MaxExplainSongs))} must be at least 1, got {MaxExplainSongs}");
         if (DrainTimeout < TimeSpan.FromSeconds(1) || DrainTimeout > TimeSpan.FromHours(1))
-            throw new ArgumentException($"--drain-s must be from 1 to 3600, got {DrainTimeout.TotalSeconds.ToString(CultureInfo.InvariantCulture)}");
+            throw new ArgumentException($"{Named(nameof(DrainTimeout))} must be from 1 to 3600 s, got " +
+                $"{DrainTimeout.TotalSeconds.ToString(CultureInfo.InvariantCulture)} s");
         if (ExplainSteps < 1)
-            throw new ArgumentException($"--explain-steps must be at least 1, got {ExplainSteps}");
+            throw new ArgumentException($"{Named(nameof(ExplainSteps))} must be at least 1, got {ExplainSteps}");
     }
+
+    /// <summary>A property as this library's messages name it.</summary>
+    private static string Named(string property) => $"{nameof(ServeOptions)}.{property}";
 }

@@ -70,6 +70,10 @@ public sealed class DevicePlanTests
         Assert.False(Gpu.ShufflesOnDevice(requested: false));
         Assert.True(Gpu.SumsMetricsOnDevice);
         Assert.True(Cpu.SharesHostMemory);
+        Assert.Equal(2, Cpu.ServingScorers); // serving: a second scorer on the CPU accelerator, one on a GPU
+        Assert.Equal(1, Gpu.ServingScorers);
+        Assert.Equal(TimeSpan.Zero, Cpu.ServingBatchWindow);
+        Assert.Equal(TimeSpan.FromMilliseconds(2), Gpu.ServingBatchWindow);
         Assert.Equal(new LaunchShape(1, 2, Blocked: true), Cpu.ShapeFor(1_000_000));
         Assert.Equal(new LaunchShape(132 * 8, 256, Blocked: false), Gpu.ShapeFor(1_000_000));
         Assert.Equal(new LaunchShape(1, 256, Blocked: false), Gpu.ShapeFor(7));

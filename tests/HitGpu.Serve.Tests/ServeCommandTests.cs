@@ -160,22 +160,34 @@ public sealed partial class ServeCommandTests(ServerFixture server)
         Assert.Contains(port.ToString(System.Globalization.CultureInfo.InvariantCulture), error);
     }
 
+    [Fact]
+    public void A_host_that_sets_the_options_reads_their_property_names_not_flags()
+    {
+        var error = Assert.Throws<ArgumentException>(() => new ServeOptions { Name = "hits", Port = 70000 }.Validate());
+        Assert.Equal("ServeOptions.Port must be from 0 to 65535, got 70000", error.Message);
+        var window = Assert.Throws<ArgumentException>(() => new ServeOptions { Name = "hits", BatchWindow = TimeSpan.FromSeconds(2) }.Validate());
+        Assert.DoesNotContain("--", window.Message);
+        Assert.Contains("ServeOptions.BatchWindow", window.Message);
+    }
+
     [Theory]
     [InlineData("--name", "my model", "hitgpu: error: --name: 'my model' cannot be a model name in a URL path")]
     [InlineData("--port", "70000", "hitgpu: error: --port must be from 0 to 65535, got 70000")]
     [InlineData("--grpc-port", "70000", "hitgpu: error: --grpc-port must be from 0 to 65535, got 70000")]
     [InlineData("--metrics-port", "8080", "hitgpu: error: --metrics-port must differ from --port and --grpc-port (metrics have their own port)")]
-    [InlineData("--batch-window-ms", "-1", "hitgpu: error: --batch-window-ms must be from 0 to 1000, got -1")]
+    [InlineData("--batch-window-ms", "-1", "hitgpu: error: --batch-window-ms must be from 0 to 1000 ms, got -1 ms")]
     [InlineData("--max-rows", "0", "hitgpu: error: --max-rows must be at least 1, got 0")]
-    [InlineData("--max-body-mb", "0", "hitgpu: error: --max-body-mb must be from 0.001 to 1024, got 0")]
-    [InlineData("--max-body-mb", "4096", "hitgpu: error: --max-body-mb must be from 0.001 to 1024, got 4096")]
-    [InlineData("--batch-window-ms", "NaN", "hitgpu: error: --batch-window-ms must be from 0 to 1000, got 1000000000")]
+    [InlineData("--max-body-mb", "0", "hitgpu: error: --max-body-mb must be from 1 KiB to 1 GiB, got 0 MiB")]
+    [InlineData("--max-body-mb", "4096", "hitgpu: error: --max-body-mb must be from 1 KiB to 1 GiB, got 4096 MiB")]
+    [InlineData("--batch-window-ms", "NaN", "hitgpu: error: --batch-window-ms must be a number within its range, got NaN")] // the value given, not 1e9
+    [InlineData("--batch-window-ms", "1e300", "hitgpu: error: --batch-window-ms must be a number within its range, got 1E+300")]
     [InlineData("--max-in-flight", "0", "hitgpu: error: --max-in-flight must be at least 1, got 0")]
     [InlineData("--max-uploads", "0", "hitgpu: error: --max-uploads must be at least 1, got 0")]
     [InlineData("--min-body-rate", "0", "hitgpu: error: --min-body-rate must be from 1 to 1e9 bytes/s, got 0")]
-    [InlineData("--body-timeout-s", "0.5", "hitgpu: error: --body-timeout-s must be from 1 to 3600, got 0.5")]
+    [InlineData("--body-timeout-s", "0.5", "hitgpu: error: --body-timeout-s must be from 1 to 3600 s, got 0.5 s")]
     [InlineData("--max-explain-songs", "0", "hitgpu: error: --max-explain-songs must be at least 1, got 0")]
-    [InlineData("--drain-s", "NaN", "hitgpu: error: --drain-s must be from 1 to 3600, got 1000000")]
+    [InlineData("--drain-s", "NaN", "hitgpu: error: --drain-s must be a number within its range, got NaN")]
+    [InlineData("--drain-s", "0", "hitgpu: error: --drain-s must be from 1 to 3600 s, got 0 s")]
     [InlineData("--api-key", " ",
         "hitgpu: error: --api-key (or HITGPU_API_KEY) must be printable ASCII without spaces (it travels in a header), and not empty")]
     [InlineData("--api-key", "clé", "hitgpu: error: --api-key (or HITGPU_API_KEY) must be printable ASCII without spaces")]

@@ -188,6 +188,21 @@ public sealed record DevicePlan
     public bool SumsMetricsOnDevice => !OnCpu;
 
     /// <summary>
+    /// Scorers a server runs on this accelerator (each a device and its own thread): two on the CPU accelerator,
+    /// so that one launch runs while the other waits for its slower thread (on two cores, 15% more 256-song
+    /// requests/s than one scorer, bench/RESULTS.md, "Serving"); one on a GPU.
+    /// </summary>
+    public int ServingScorers => OnCpu ? 2 : 1;
+
+    /// <summary>
+    /// How long a server's scorer waits for more requests to score in one launch, when none is set: 2 ms on a GPU,
+    /// where a launch costs far more than scoring a few more songs in it; none on the CPU accelerator, where
+    /// requests that wait while a launch runs share the next anyway, and waiting longer only delays them
+    /// (bench/RESULTS.md, "Serving": fewer requests/s with 2 ms than 0).
+    /// </summary>
+    public TimeSpan ServingBatchWindow => OnCpu ? TimeSpan.Zero : TimeSpan.FromMilliseconds(2);
+
+    /// <summary>
     /// The launch shape for <paramref name="elements"/> independent pieces of work. On the CPU one group of
     /// all its threads, blocked; on a GPU groups of 256 threads, strided, enough to cover the work.
     /// </summary>
