@@ -105,6 +105,36 @@ public static class Loss
     public static float EnsembleCorrect(int members, float firstLogit, float pSum, float label) =>
         members == 1 ? Correct(firstLogit, label) : (MeanProbability(pSum, members) > 0.5f) == (label > 0.5f) ? 1f : 0f;
 
+    /// <summary>
+    /// One row's members' sums toward its loss and accuracy, the one statement of a row's member loss for every
+    /// engine (this kernel, the GPU epoch, the CPU epoch): in member order, the first logit (one member's loss and
+    /// correctness are its own), and with more members their losses, p and 1 - p (<see cref="AddMember"/>).
+    /// </summary>
+    public struct MemberLoss
+    {
+        public float First, Loss, P, Q;
+
+        /// <summary>Member 0's logit toward the (smoothed) target: its own loss and correctness where it is alone.</summary>
+        public void AddFirst(int members, float z, float target)
+        {
+            First = z;
+            Add(members, z, target);
+        }
+
+        /// <summary>Any other member's logit (a kernel that takes member 0 first keeps its member loop free of a test for it).</summary>
+        public void Add(int members, float z, float target)
+        {
+            if (members > 1)
+                AddMember(z, target, ref Loss, ref P, ref Q);
+        }
+
+        /// <summary>The row's loss (<see cref="EnsembleLoss"/>).</summary>
+        public readonly float SampleLoss(int members, float target, int lossOfMean) => EnsembleLoss(members, First, Loss, P, Q, target, lossOfMean);
+
+        /// <summary>The row's correctness (<see cref="EnsembleCorrect"/>).</summary>
+        public readonly float SampleCorrect(int members, float label) => EnsembleCorrect(members, First, P, label);
+    }
+
     public static void Kernel(LossArgs a, int blocked)
     {
         int k = Math.Max(1, a.Members);
@@ -112,16 +142,18 @@ public static class Loss
         for (int r = range.Start; r < range.End; r += range.Step)
         {
             float y = a.Labels.Data[a.Labels.RowStart(r)], target = SmoothedTarget(y, a.LabelSmoothing);
-            float lossSum = 0f, pSum = 0f, qSum = 0f;
-            for (int i = 0; i < k; i++)
+            var sums = new MemberLoss();
+            float first = a.Logits[r * k];
+            a.LogitGradient[r * k] = LogitGradient(first, target) * a.GradientScale;
+            sums.AddFirst(k, first, target);
+            for (int i = 1; i < k; i++)
             {
                 float z = a.Logits[r * k + i];
                 a.LogitGradient[r * k + i] = LogitGradient(z, target) * a.GradientScale;
-                if (k > 1)
-                    AddMember(z, target, ref lossSum, ref pSum, ref qSum);
+                sums.Add(k, z, target);
             }
-            a.SampleLoss[a.Labels.Offset + r] = EnsembleLoss(k, a.Logits[r * k], lossSum, pSum, qSum, target, a.LossOfMean);
-            a.SampleCorrect[a.Labels.Offset + r] = EnsembleCorrect(k, a.Logits[r * k], pSum, y);
+            a.SampleLoss[a.Labels.Offset + r] = sums.SampleLoss(k, target, a.LossOfMean);
+            a.SampleCorrect[a.Labels.Offset + r] = sums.SampleCorrect(k, y);
         }
     }
 

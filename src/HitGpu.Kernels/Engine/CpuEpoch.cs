@@ -104,8 +104,8 @@ public static class CpuEpoch
                 for (int q = 0; q < n; q++)
                 {
                     float y = labels[rows[q]], target = Loss.SmoothedTarget(y, a.Settings.LabelSmoothing);
-                    sampleLoss[position + q] = Loss.EnsembleLoss(k, sums.First[q], sums.Loss[q], sums.P[q], sums.Q[q], target, lossOfMean: 0);
-                    sampleCorrect[position + q] = Loss.EnsembleCorrect(k, sums.First[q], sums.P[q], y);
+                    sampleLoss[position + q] = sums[q].SampleLoss(k, target, lossOfMean: 0);
+                    sampleCorrect[position + q] = sums[q].SampleCorrect(k, y);
                 }
                 for (int i = 0; i < k; i++)
                     CpuEpochRows.BackwardRows(mem, shape.Layers, rows, n, rowOut + i * shape.ActivationWidth, rowDelta + i * shape.ActivationWidth, stride, i,
@@ -160,12 +160,12 @@ public static class CpuEpoch
             {
                 if (labels == 0)
                 {
-                    ((float*)probabilities)[position + q] = Loss.MeanProbability(sums.P[q], k);
+                    ((float*)probabilities)[position + q] = Loss.MeanProbability(sums[q].P, k);
                     continue;
                 }
                 float y = ((float*)labels)[rows[q]];
-                ((float*)sampleLoss)[position + q] = Loss.EnsembleLoss(k, sums.First[q], sums.Loss[q], sums.P[q], sums.Q[q], y, lossOfMean: 1);
-                ((float*)sampleCorrect)[position + q] = Loss.EnsembleCorrect(k, sums.First[q], sums.P[q], y);
+                ((float*)sampleLoss)[position + q] = sums[q].SampleLoss(k, y, lossOfMean: 1);
+                ((float*)sampleCorrect)[position + q] = sums[q].SampleCorrect(k, y);
             }
             position += n;
         }

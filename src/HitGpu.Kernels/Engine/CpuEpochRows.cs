@@ -28,11 +28,24 @@ internal struct Rows4
     public readonly int this[int q] => q == 0 ? R0 : q == 1 ? R1 : q == 2 ? R2 : R3;
 }
 
-/// <summary>What one forward pass of every member over up to four rows leaves per row: its first member's logit and its members' sums (<see
-/// cref="Loss.AddMember"/>).</summary>
+/// <summary>What one forward pass of every member over up to four rows leaves per row: its members' sums (<see cref="Loss.MemberLoss"/>).</summary>
 internal struct MemberSums4
 {
-    public Sums4 First, Loss, P, Q;
+    public Loss.MemberLoss R0, R1, R2, R3;
+
+    public readonly Loss.MemberLoss this[int q] => q == 0 ? R0 : q == 1 ? R1 : q == 2 ? R2 : R3;
+
+    public void Set(int q, in Loss.MemberLoss row)
+    {
+        if (q == 0)
+            R0 = row;
+        else if (q == 1)
+            R1 = row;
+        else if (q == 2)
+            R2 = row;
+        else
+            R3 = row;
+    }
 }
 
 internal static class CpuEpochRows
@@ -59,24 +72,21 @@ internal static class CpuEpochRows
             for (int q = 0; q < count; q++)
             {
                 float z = mem.ScratchAt(rowOut + q * stride + i * width + logitAt);
+                var row = sums[q];
                 if (labels == 0)
                 {
-                    sums.P.Set(q, sums.P[q] + Activations.Sigmoid(z));
+                    row.P += Activations.Sigmoid(z);
+                    sums.Set(q, row);
                     continue;
                 }
                 float target = Loss.SmoothedTarget(((float*)labels)[rows[q]], settings.LabelSmoothing);
                 if (gradientScale > 0f)
                     mem.ScratchAt(deltaOut + q * stride + i * width + logitAt) = Loss.LogitGradient(z, target) * gradientScale;
                 if (i == 0)
-                    sums.First.Set(q, z);
-                if (k > 1)
-                {
-                    float loss = sums.Loss[q], p = sums.P[q], notP = sums.Q[q];
-                    Loss.AddMember(z, target, ref loss, ref p, ref notP);
-                    sums.Loss.Set(q, loss);
-                    sums.P.Set(q, p);
-                    sums.Q.Set(q, notP);
-                }
+                    row.AddFirst(k, z, target);
+                else
+                    row.Add(k, z, target);
+                sums.Set(q, row);
             }
         }
         return sums;

@@ -146,8 +146,8 @@ public static class GpuEpoch
                 int position = batch.OrderBase + batch.Start + b;
                 float y = a.Labels[batch.FeatureRow(b)], target = Loss.SmoothedTarget(y, job.Settings.LabelSmoothing);
                 var sums = SumMembers(batch, b, logitAt, target, gradientScale: scale);
-                a.SampleLoss[position] = Loss.EnsembleLoss(k, sums.First, sums.Loss, sums.P, sums.Q, target, lossOfMean: 0);
-                a.SampleCorrect[position] = Loss.EnsembleCorrect(k, sums.First, sums.P, y);
+                a.SampleLoss[position] = sums.SampleLoss(k, target, lossOfMean: 0);
+                a.SampleCorrect[position] = sums.SampleCorrect(k, y);
             }
             Group.Barrier();
             var adam = a.Schedule[run * a.Steps + step];
@@ -202,8 +202,8 @@ public static class GpuEpoch
             }
             float y = a.Labels[batch.FeatureRow(b)];
             var sums = SumMembers(batch, b, logitAt, y, 0f);
-            a.LossOrProbability[position] = Loss.EnsembleLoss(k, sums.First, sums.Loss, sums.P, sums.Q, y, lossOfMean: 1);
-            a.SampleCorrect[position] = Loss.EnsembleCorrect(k, sums.First, sums.P, y);
+            a.LossOrProbability[position] = sums.SampleLoss(k, y, lossOfMean: 1);
+            a.SampleCorrect[position] = sums.SampleCorrect(k, y);
         }
     }
 
@@ -266,10 +266,10 @@ public static class GpuEpoch
     /// <paramref name="target"/> below 0, their sigmoids only); with a <paramref name="gradientScale"/> above 0
     /// each member's dL/dz = (p - target) scale into its delta row.
     /// </summary>
-    private static MemberSums SumMembers(in GroupBatch batch, int b, int logitAt, float target, float gradientScale)
+    private static Loss.MemberLoss SumMembers(in GroupBatch batch, int b, int logitAt, float target, float gradientScale)
     {
         int k = batch.Members;
-        var sums = new MemberSums();
+        var sums = new Loss.MemberLoss();
         for (int i = 0; i < k; i++)
         {
             int rm = b * k + i;
@@ -282,16 +282,11 @@ public static class GpuEpoch
             if (gradientScale > 0f)
                 batch.Work[batch.DeltaRow(rm) + logitAt] = Loss.LogitGradient(z, target) * gradientScale;
             if (i == 0)
-                sums.First = z;
-            if (k > 1)
-                Loss.AddMember(z, target, ref sums.Loss, ref sums.P, ref sums.Q);
+                sums.AddFirst(k, z, target);
+            else
+                sums.Add(k, z, target);
         }
         return sums;
-    }
-
-    private struct MemberSums
-    {
-        public float First, Loss, P, Q;
     }
 
     /// <summary>
