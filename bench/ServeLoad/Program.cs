@@ -29,10 +29,10 @@ for (int i = 0; i + 1 < args.Length; i += 2)
 if (!options.TryGetValue("--url", out var url) || !options.TryGetValue("--data", out var dataPath))
 {
     Console.Error.WriteLine("usage: ServeLoad --url http://127.0.0.1:PORT/v2/models/NAME/infer --data features.csv [--protocol json|binary|grpc]"
-        + " [--grpc http://127.0.0.1:GRPCPORT] [--clients 64] [--seconds 10] [--rows 1] [--warmup 2] [--pid SERVERPID] [--write DIR]");
+        + " [--grpc http://127.0.0.1:GRPCPORT] [--clients 64] [--seconds 10] [--rows 1] [--warmup 2] [--pid SERVERPID] [--write DIR] [--grpc-channels 1]");
     return 2;
 }
-int clients = Option("--clients", 64), rows = Option("--rows", 1), pid = Option("--pid", 0);
+int clients = Option("--clients", 64), rows = Option("--rows", 1), pid = Option("--pid", 0), grpcChannels = Option("--grpc-channels", 1);
 double seconds = Option("--seconds", 10.0), warmup = Option("--warmup", 2.0);
 string protocol = options.GetValueOrDefault("--protocol", "json");
 options.TryGetValue("--write", out var writeDir);
@@ -43,10 +43,11 @@ string modelName = uri.Segments is [.., var name, "infer"] ? Uri.UnescapeDataStr
 // Bounded and loopback only: this is a benchmark of a local server, not a load tool for other hosts.
 if (!uri.IsLoopback || clients is < 1 or > 1024 || rows is < 1 or > 10_000 || seconds is <= 0 or > 600 || warmup is < 0 or > 60
     || protocol is not ("json" or "binary" or "grpc") || (protocol == "grpc" && grpcUri is null) || grpcUri is { IsLoopback: false }
-    || modelName.Length == 0 || (writeDir is not null && protocol == "grpc"))
+    || modelName.Length == 0 || (writeDir is not null && protocol == "grpc") || grpcChannels < 1 || grpcChannels > clients)
 {
     Console.Error.WriteLine("ServeLoad: needs a loopback URL ending in /v2/models/NAME/infer, 1-1024 clients, 1-10000 rows, 0-600 s measured,"
-        + " 0-60 s warm-up, --protocol json, binary or grpc, --grpc (loopback) with grpc, --write with json or binary");
+        + " 0-60 s warm-up, --protocol json, binary or grpc, --grpc (loopback) with grpc, --write with json or binary,"
+        + " 1 to --clients gRPC channels");
     return 2;
 }
 
@@ -96,13 +97,14 @@ using var http = new HttpClient(new SocketsHttpHandler
     PooledConnectionIdleTimeout = TimeSpan.FromMinutes(5),
 })
 { Timeout = TimeSpan.FromSeconds(30) };
-// One channel for all the clients, as a gRPC application holds one: HTTP/2 streams on one connection (more when the
-// server's limit of concurrent streams is reached).
-using var channel = protocol != "grpc" ? null : GrpcChannel.ForAddress(grpcUri!, new GrpcChannelOptions
+// One channel for all the clients by default, as a gRPC application holds one: HTTP/2 streams on one connection (more
+// when the server's limit of concurrent streams is reached). --grpc-channels N spreads the clients over N (a probe of
+// what one connection costs, not the benchmark's case).
+var channels = Enumerable.Range(0, protocol == "grpc" ? grpcChannels : 0).Select(_ => GrpcChannel.ForAddress(grpcUri!, new GrpcChannelOptions
 {
     HttpHandler = new SocketsHttpHandler { EnableMultipleHttp2Connections = true, UseProxy = false },
-});
-var grpc = channel is null ? null : new GRPCInferenceService.GRPCInferenceServiceClient(channel);
+})).ToArray();
+var grpc = channels.Select(c => new GRPCInferenceService.GRPCInferenceServiceClient(c)).ToArray();
 
 // The check before timing: every body's REST JSON answer is well formed, and the protocol's answer is the same bits.
 for (int b = 0; b < bodyCount; b++)
@@ -114,7 +116,7 @@ for (int b = 0; b < bodyCount; b++)
         problem = CheckRange(reference, rows);
         if (problem is null && protocol != "json")
         {
-            var answer = await Infer(b);
+            var answer = await Infer(b, 0);
             problem = CheckRange(answer, rows) ?? SameBits(reference, answer);
         }
     }
@@ -169,6 +171,8 @@ using (var w = new Utf8JsonWriter(stdout))
     w.WriteString("protocol", protocol);
     w.WriteString("url", protocol == "grpc" ? grpcUri!.ToString() : url);
     w.WriteNumber("clients", clients);
+    if (protocol == "grpc")
+        w.WriteNumber("grpc_channels", grpcChannels);
     w.WriteNumber("rows", rows);
     w.WriteNumber("seconds", seconds);
     w.WriteNumber("checked_bodies", bodyCount);
@@ -218,7 +222,7 @@ async Task Client(int client)
         string? problem;
         try
         {
-            problem = CheckRange(await Infer(next++ % bodyCount), rows);
+            problem = CheckRange(await Infer(next++ % bodyCount, client), rows);
         }
         catch (Exception e) when (e is HttpRequestException or TaskCanceledException or IOException or AnswerException or RpcException)
         {
@@ -237,11 +241,11 @@ async Task Client(int client)
     }
 }
 
-Task<float[]> Infer(int body) => protocol switch
+Task<float[]> Infer(int body, int client) => protocol switch
 {
     "json" => InferJson(body),
     "binary" => InferBinary(body),
-    _ => InferGrpc(body),
+    _ => InferGrpc(body, grpc[client % grpc.Length]),
 };
 
 // REST JSON: the body's tensor in JSON, the answer's output in JSON.
@@ -273,9 +277,9 @@ async Task<float[]> InferBinary(int body)
 }
 
 // gRPC ModelInfer: the tensor in raw_input_contents, the answer in raw_output_contents.
-async Task<float[]> InferGrpc(int body)
+async Task<float[]> InferGrpc(int body, GRPCInferenceService.GRPCInferenceServiceClient client)
 {
-    var reply = await grpc!.ModelInferAsync(grpcRequests[body], deadline: DateTime.UtcNow.AddSeconds(30));
+    var reply = await client.ModelInferAsync(grpcRequests[body], deadline: DateTime.UtcNow.AddSeconds(30));
     if (reply.Outputs.Count != 1 || reply.Outputs[0].Name != "probability" || reply.Outputs[0].Datatype != "FP32"
         || reply.Outputs[0].Shape.Count != 2 || reply.Outputs[0].Shape[0] != rows || reply.Outputs[0].Shape[1] != 1)
         throw new AnswerException($"not one FP32 output 'probability' of shape [{rows},1]: {reply.Outputs}");
