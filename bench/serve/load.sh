@@ -1,16 +1,27 @@
 #!/usr/bin/env bash
-# Load benchmark of `hitgpu serve` beside the ONNX Runtime peer a .NET team would write (bench/ServePeer):
-# trains one model with the CLI defaults, exports it to ONNX, then runs each server alone on a free loopback
-# port (hitgpu serve with its default window, none on the CPU; with a 2 ms window; the peer) under the same
-# load generator (bench/ServeLoad) with 1 and 256 songs per KServe v2 infer request, ROUNDS times in turn,
-# and prints a markdown table of the medians. hitgpu serve runs with --quiet: the peer logs no request either.
-# Env: CLIENTS (default 64), SECONDS (measured seconds per run, default 10), WARMUP (default 5), ROUNDS (3).
+# Load benchmark of `hitgpu serve` beside the ONNX Runtime peer a .NET team would write (bench/ServePeer): trains one
+# model with the CLI defaults, exports it to ONNX, then runs the two servers in alternating rounds (hitgpu, peer,
+# hitgpu, peer, ...: each alone on free loopback ports, started afresh each round) under two load generators, with 1
+# and 256 songs per KServe v2 infer request:
+#   - ServeLoad (bench/ServeLoad, ours): REST JSON; REST with the binary tensor data extension both ways; gRPC
+#     ModelInfer with raw_input_contents (hitgpu serve --grpc-port);
+#   - autocannon (npm, independent; installed on first use into the git-ignored bench/serve/.autocannon): REST JSON
+#     and REST binary, one fixed body each.
+# The peer speaks REST JSON only: it is measured in that case, by both generators. Every case checks its answers
+# before it is timed: ServeLoad checks every body's answer (the count, each a probability, and binary and gRPC the
+# same bits as REST JSON's answer for the same songs); autocannon sends the first of those bodies, checked so.
+# Prints a markdown table of the medians over the rounds with their min-max spread. hitgpu serve runs with --quiet
+# (the peer logs no request either) and its default batching on the CPU (no window).
+# Env: CLIENTS (connections, default 64), SECONDS (measured seconds per run, default 5), WARMUP (default 2),
+# ROUNDS (default 3). With the defaults a whole run takes about 6 minutes (14 timed runs a round).
 # SECONDS is bash's own clock: take the caller's value before it ticks (printenv fails when the caller set none).
-measure_s=$(printenv SECONDS || echo 10)
+measure_s=$(printenv SECONDS || echo 5)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 clients=${CLIENTS:-64}
-warmup_s=${WARMUP:-5}
+warmup_s=${WARMUP:-2}
+rounds=${ROUNDS:-3}
+autocannon_version=8.0.0
 
 build() {
   local log
@@ -25,6 +36,12 @@ build bench/ServeLoad
 hitgpu=(dotnet src/HitGpu.Cli/bin/Release/net10.0/hitgpu.dll)
 peer=(dotnet bench/ServePeer/bin/Release/net10.0/ServePeer.dll)
 load=(dotnet bench/ServeLoad/bin/Release/net10.0/ServeLoad.dll)
+
+node_dir=bench/serve/.autocannon
+if [ "$(node -p "try { require('./$node_dir/node_modules/autocannon/package.json').version } catch { '' }")" != "$autocannon_version" ]; then
+  npm install --prefix "$node_dir" --no-audit --no-fund --no-save --loglevel error "autocannon@$autocannon_version" >/dev/null
+fi
+export NODE_PATH=$PWD/$node_dir/node_modules
 
 tmp=$(mktemp -d)
 server_pid=
@@ -74,63 +91,127 @@ stop_server() {
   server_pid=
 }
 
-rounds=${ROUNDS:-3}
 results="$tmp/results.jsonl"
 : >"$results"
-# measure KEY: both request sizes against the server that is up; one JSON line each, tagged with the server and round.
+# record KEY JSON: one run's line, tagged with the server and round; a run that printed nothing stops the benchmark.
+record() {
+  if [ -z "$2" ]; then echo "a run against $1 printed no result (round $round)" >&2; exit 1; fi
+  echo "{\"server\":\"$1\",\"round\":$round,${2#\{}" >>"$results"
+}
+
+# measure KEY PROTOCOLS...: each protocol and both request sizes against the server that is up, by ServeLoad, then the
+# REST ones by autocannon with the bodies ServeLoad checked (REST forms only: binary's check writes json's body too).
 measure() {
-  local key=$1 rows json
+  local key=$1 rows protocol json bodies infer="http://127.0.0.1:$port/v2/models/hit/infer"; shift
   for rows in 1 256; do
-    json=$("${load[@]}" --url "http://127.0.0.1:$port/v2/models/hit/infer" --data "$tmp/songs.csv" --clients "$clients" \
-      --seconds "$measure_s" --warmup "$warmup_s" --rows "$rows" --pid "$server_pid") || true
-    echo "{\"server\":\"$key\",\"round\":$round,${json#\{}" >>"$results"
+    bodies="$tmp/bodies-$rows"
+    rm -rf "$bodies"
+    "${load[@]}" --url "$infer" --data "$tmp/songs.csv" --clients "$clients" --rows "$rows" \
+      --protocol "$([[ " $* " == *" binary "* ]] && echo binary || echo json)" --write "$bodies" >/dev/null
+    for protocol in "$@"; do
+      json=$("${load[@]}" --url "$infer" --grpc "http://127.0.0.1:$grpc_port" --protocol "$protocol" --data "$tmp/songs.csv" \
+        --clients "$clients" --seconds "$measure_s" --warmup "$warmup_s" --rows "$rows" --pid "$server_pid") || true
+      record "$key" "$json"
+    done
+    for protocol in "$@"; do
+      case $protocol in
+        json) json=$(node bench/serve/autocannon.js "$infer" "$bodies/json.body" application/json - "$clients" "$warmup_s" "$measure_s" \
+          "$rows" "$server_pid" json) || true ;;
+        binary) json=$(node bench/serve/autocannon.js "$infer" "$bodies/binary.body" application/octet-stream \
+          "$(cat "$bodies/binary.header-length")" "$clients" "$warmup_s" "$measure_s" "$rows" "$server_pid" binary) || true ;;
+        *) continue ;;
+      esac
+      record "$key" "$json"
+    done
   done
 }
 
-servers=(default batch2 peer)
+started=$(date -u '+%Y-%m-%d %H:%M')
 for round in $(seq "$rounds"); do
-  # Each round starts with another server, so that none always runs first (or last) on a warming machine.
-  for i in "${!servers[@]}"; do
-    server=${servers[$(( (i + round - 1) % ${#servers[@]} ))]}
+  for server in hitgpu peer; do
     port=$(free_port)
+    grpc_port=$(free_port)
     case $server in
-      default) start_server "$server" "${hitgpu[@]}" serve --model "$tmp/model.hitgpu" --name hit --host 127.0.0.1 --port "$port" --quiet ;;
-      batch2) start_server "$server" "${hitgpu[@]}" serve --model "$tmp/model.hitgpu" --name hit --host 127.0.0.1 --port "$port" --batch-window-ms 2 --quiet ;;
-      peer) start_server "$server" "${peer[@]}" --model "$tmp/model.onnx" --name hit --urls "http://127.0.0.1:$port" ;;
+      hitgpu)
+        start_server "$server" "${hitgpu[@]}" serve --model "$tmp/model.hitgpu" --name hit --host 127.0.0.1 --port "$port" \
+          --grpc-port "$grpc_port" --quiet
+        measure "$server" json binary grpc ;;
+      peer)
+        start_server "$server" "${peer[@]}" --model "$tmp/model.onnx" --name hit --urls "http://127.0.0.1:$port"
+        measure "$server" json ;;
     esac
-    measure "$server"
     stop_server
   done
 done
 
 commit=$(git rev-parse --short HEAD)
 if [ -n "$(git status --porcelain --untracked-files=no)" ]; then commit="$commit (with uncommitted changes)"; fi
-echo "Serving load: $clients clients, ${measure_s} s measured after ${warmup_s} s warm-up per run, $rounds rounds (the servers in turn, one at a time on loopback, the same load generator)."
-echo "Machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1); .NET $(dotnet --version); $(date -u '+%Y-%m-%d %H:%M UTC'); commit $commit."
-echo "Medians over the rounds; errors summed; peak RSS the largest VmHWM (a server's whole life, both sizes); RSS at the measured window's start and end, of the median round."
+echo "Serving load: $clients connections, ${measure_s} s measured after ${warmup_s} s warm-up per run, $rounds rounds (hitgpu serve and the"
+echo "peer in turn, one at a time on loopback, the load generator on the same machine); autocannon $autocannon_version, node $(node --version)."
+echo "Machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1); .NET $(dotnet --version);"
+echo "$started to $(date -u '+%H:%M UTC'); commit $commit; load average at the end $(cut -d' ' -f1-3 /proc/loadavg)."
+echo "Medians over the rounds, [min-max] across them; errors summed (refusals, wrong answers, timeouts)."
 echo
 python3 - "$results" <<'PY'
 import json, statistics, sys
-rows = [json.loads(line) for line in open(sys.argv[1])]
-labels = {"default": "hitgpu serve (no batch window on the CPU)", "batch2": "hitgpu serve --batch-window-ms 2", "peer": "ONNX Runtime peer (ASP.NET Core)"}
-def med(runs, key):
-    values = [r[key] for r in runs if r.get(key) is not None]
-    return statistics.median(values) if values else float("nan")
-print("| server | songs/request | requests/s | vs peer | p50 ms | p99 ms | errors | server CPU ms/request | peak RSS MB | RSS start -> end MB |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-for size in (1, 256):
-    peer = med([r for r in rows if r["server"] == "peer" and r["rows"] == size], "requests_per_s")
-    for key, label in labels.items():
-        runs = [r for r in rows if r["server"] == key and r["rows"] == size]
-        if not runs:
-            continue
-        rate = med(runs, "requests_per_s")
-        middle = sorted(runs, key=lambda r: r["requests_per_s"])[len(runs) // 2]
-        print(f"| {label} | {size} | {rate:.0f} | {rate / peer:.2f} | {med(runs, 'p50_ms'):.2f} | {med(runs, 'p99_ms'):.2f} | {sum(r['errors'] for r in runs)} | "
-              f"{med(runs, 'server_cpu_ms_per_request'):.3f} | {max(r['server_peak_rss_mb'] for r in runs):.0f} | {middle['server_rss_start_mb']:.0f} -> {middle['server_rss_end_mb']:.0f} |")
+runs = [json.loads(line) for line in open(sys.argv[1])]
+servers = {"hitgpu": "hitgpu serve", "peer": "ONNX Runtime peer"}
+cases = {"json": "REST JSON", "binary": "REST binary", "grpc": "gRPC raw"}
+def pick(server, generator, protocol, rows):
+    return [r for r in runs if (r["server"], r["generator"], r["protocol"], r["rows"]) == (server, generator, protocol, rows)]
+def values(rs, key):
+    return [r[key] for r in rs if r.get(key) is not None]
+def med(rs, key):
+    v = values(rs, key)
+    return statistics.median(v) if v else float("nan")
+def spread(rs, key, digits):
+    v = values(rs, key)
+    if not v:
+        return "n/a"
+    return f"{statistics.median(v):,.{digits}f} [{min(v):,.{digits}f}-{max(v):,.{digits}f}]"
+print("| server | generator | case | songs/request | songs/s | vs REST JSON | vs peer | p50 ms | p99 ms | errors |"
+      " server CPU ms/request | generator cores |")
+print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+for rows in (1, 256):
+    for generator in ("ServeLoad", "autocannon"):
+        peer = med(pick("peer", generator, "json", rows), "songs_per_s")
+        for server, label in servers.items():
+            own_json = med(pick(server, generator, "json", rows), "songs_per_s")
+            for protocol, case in cases.items():
+                rs = pick(server, generator, protocol, rows)
+                if not rs:
+                    continue
+                rate = med(rs, "songs_per_s")
+                print(f"| {label} | {generator} | {case} | {rows} | {spread(rs, 'songs_per_s', 0)} | {rate / own_json:.2f} | {rate / peer:.2f} | "
+                      f"{spread(rs, 'p50_ms', 2)} | {spread(rs, 'p99_ms', 2)} | {sum(r['errors'] for r in rs)} | "
+                      f"{med(rs, 'server_cpu_ms_per_request'):.3f} | {med(rs, 'client_cores_busy'):.2f} |")
 print()
-print("Runs (requests/s by round):")
-for key in labels:
-    for size in (1, 256):
-        print(f"    {key}, {size} songs: " + ", ".join(f"{r['requests_per_s']:.0f}" for r in rows if r["server"] == key and r["rows"] == size))
+print("Goals, from the medians (and per round: the worst round of hitgpu serve against the best of the peer):")
+for generator in ("ServeLoad", "autocannon"):
+    base = med(pick("hitgpu", generator, "json", 256), "songs_per_s")
+    for protocol in ("binary", "grpc"):
+        rs = pick("hitgpu", generator, protocol, 256)
+        if rs:
+            ratio = med(rs, "songs_per_s") / base
+            print(f"- {generator}, 256 songs: {cases[protocol]} {ratio:.2f} x REST JSON's songs/s: {'holds' if ratio >= 1.5 else 'NOT met'} (goal 1.5 x)")
+for rows in (1, 256):
+    for generator in ("ServeLoad", "autocannon"):
+        peer = pick("peer", generator, "json", rows)
+        for protocol, case in cases.items():
+            rs = pick("hitgpu", generator, protocol, rows)
+            if not rs or not peer:
+                continue
+            ahead = med(rs, "songs_per_s") > med(peer, "songs_per_s")
+            every = min(values(rs, "songs_per_s")) > max(values(peer, "songs_per_s"))
+            print(f"- {generator}, {rows} songs, {case}: {'ahead of' if ahead else 'NOT ahead of'} the peer's REST JSON"
+                  f"{' in every round' if every else ' (not in every round)' if ahead else ''}")
+print()
+print("Runs (songs/s by round):")
+for server in servers:
+    for generator in ("ServeLoad", "autocannon"):
+        for protocol in cases:
+            for rows in (1, 256):
+                rs = pick(server, generator, protocol, rows)
+                if rs:
+                    print(f"    {server}, {generator}, {protocol}, {rows}: " + ", ".join(f"{r['songs_per_s']:.0f}" for r in rs))
 PY
