@@ -96,8 +96,8 @@ public static partial class BatchedDense
     public static float SumStart(in LayerShape layer, float bias, SumOrder order) =>
         order == SumOrder.FromBias && !layer.HasOutputScale ? bias : 0f;
 
-    /// <summary>The pre-activation from the sum over the inputs: sum s + b with s; else sum + b, unless the bias started the sum (<see
-    /// cref="SumStart"/>).</summary>
+    /// <summary>The pre-activation from the sum over the inputs: sum s + b with s; else sum + b, unless the bias started the sum
+    /// (<see cref="SumStart"/>).</summary>
     public static float Epilogue(in LayerShape layer, float sum, float bias, float s, SumOrder order) =>
         layer.HasOutputScale ? sum * s + bias : order == SumOrder.FromBias ? sum : sum + bias;
 

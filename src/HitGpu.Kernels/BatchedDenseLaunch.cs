@@ -59,8 +59,8 @@ public sealed partial class ComputeDevice
         Scales = a.Layer.HasInputScale ? a.Parameters.SubView(a.Layer.InputScaleOffset) : default,
     };
 
-    /// <summary>dL/dz as an operand, its rows row-members (or all rows, <paramref name="rowMembers"/> false); times s where the layer has it and <paramref
-    /// name="scaled"/>.</summary>
+    /// <summary>dL/dz as an operand, its rows row-members (or all rows, <paramref name="rowMembers"/> false); times s where the layer has it and
+    /// <paramref name="scaled"/>.</summary>
     private static ProductOperand BatchedOutputGradient(in BatchedLayerArgs a, bool rowMembers, bool scaled) => new()
     {
         Rows = RowSource.InPlace(a.OutputGradient, a.Layer.Outputs), RowMembers = rowMembers ? 1 : 0,

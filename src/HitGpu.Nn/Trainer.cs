@@ -14,8 +14,8 @@ public static partial class Trainer
     /// the GPU epoch (a GPU's path for networks that fit, <see cref="DevicePlan.PathFor"/>) that share a network
     /// shape and batch size train together: one launch an epoch for all, a group a run, each run's result the
     /// one training it alone on that path gives. The others (the CPU accelerator's, networks too large for a
-    /// group) train one after another through <see cref="Train(ComputeDevice, SongTable, TrainingOptions, Action{EpochMetrics}?, Action{int, int, int}?,
-    /// Action{string}?, CancellationToken)"/>,
+    /// group) train one after another through
+    /// <see cref="Train(ComputeDevice, SongTable, TrainingOptions, Action{EpochMetrics}?, Action{int, int, int}?, Action{string}?, CancellationToken)"/>,
     /// bit for bit as alone. <paramref name="onRunDone"/> hears each run's index and result as it finishes
     /// (a group's together).
     /// </summary>
@@ -242,8 +242,8 @@ public static partial class Trainer
             $"{nameof(TrainingOptions)}.{nameof(TrainingOptions.ValidationFraction)} and {nameof(TrainingOptions)}.{nameof(TrainingOptions.TestFraction)}");
     }
 
-    /// <summary>The validation rows that early stopping watches, and those the reported validation figure reads (<see
-    /// cref="TrainingOptions.HoldOutHalfOfValidation"/>).</summary>
+    /// <summary>The validation rows that early stopping watches, and those the reported validation figure reads
+    /// (<see cref="TrainingOptions.HoldOutHalfOfValidation"/>).</summary>
     private static (int[] Selection, int[] Report) ValidationRows(SongTable data, SplitIndices split, TrainingOptions options)
     {
         if (!options.HoldOutHalfOfValidation)

@@ -46,8 +46,8 @@ public sealed record TrainingOptions
     public int EnsembleSize { get; init; } = 3;
     /// <summary>What the members share (TabM): nothing (independent networks), all but adapters (batch), or all but the input scale and head (mini).</summary>
     public EnsembleKind EnsembleKind { get; init; } = EnsembleKind.Independent;
-    /// <summary>A learned embedding of each feature before the MLP; with one, the inputs are its scores and piecewise encodings whatever <see
-    /// cref="Inputs"/> says.</summary>
+    /// <summary>A learned embedding of each feature before the MLP; with one, the inputs are its scores and piecewise encodings whatever
+    /// <see cref="Inputs"/> says.</summary>
     public NumericEmbedding Embedding { get; init; } = NumericEmbedding.None;
     /// <summary>Quantile bins of the piecewise-linear embedding.</summary>
     public int EmbeddingBins { get; init; } = 48;
@@ -77,8 +77,8 @@ public sealed record TrainingOptions
     /// very songs it selected on. Off: both are the whole validation part.
     /// </summary>
     public bool HoldOutHalfOfValidation { get; init; } = false;
-    /// <summary>Shuffle each epoch on the device (a seeded permutation kernel) or on the host; null: the accelerator's preference (<see
-    /// cref="DevicePlan.ShufflesOnDevice"/>).</summary>
+    /// <summary>Shuffle each epoch on the device (a seeded permutation kernel) or on the host; null: the accelerator's preference
+    /// (<see cref="DevicePlan.ShufflesOnDevice"/>).</summary>
     public bool? ShuffleOnDevice { get; init; }
     /// <summary>Layered, the CPU epoch or the GPU epoch; null: what the accelerator prefers for the network (<see cref="DevicePlan.PathFor"/>).</summary>
     public TrainingPath? Path { get; init; }
