@@ -209,5 +209,4 @@ public static partial class BatchedDense
             }
         }
     }
-
 }

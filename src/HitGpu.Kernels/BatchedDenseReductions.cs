@@ -179,5 +179,4 @@ public static partial class BatchedDense
     /// <summary>One of the three reductions above, by name, with 16-byte or scalar loads.</summary>
     public static System.Reflection.MethodInfo ReductionKernelFor(string name, bool vector) =>
         typeof(BatchedDense).GetMethod(name)!.MakeGenericMethod(vector ? typeof(VectorLoads) : typeof(ScalarLoads));
-
 }

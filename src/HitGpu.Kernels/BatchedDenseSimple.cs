@@ -3,10 +3,9 @@ namespace HitGpu.Kernels;
 
 public static partial class BatchedDense
 {
-    // ---- kernels ----
-    // The simple ones, one output per work item, are the CPU accelerator's (and grouped layers'); a GPU runs
-    // the layer as tiled products (BatchedDenseForward / Backward below; DenseTiled.cs). Both run the three
-    // reductions below.
+    // One output per work item, each a sum in row-member order: the CPU accelerator's kernels, and a GPU's where
+    // DevicePlan.LayerVariantFor finds a product too small to tile. Every variant runs the three reductions
+    // (BatchedDenseReductions.cs) after them.
 
     /// <summary>One output element (rm, o) per work item.</summary>
     public static void SimpleForwardKernel(BatchedLayerArgs a, int blocked)
@@ -107,5 +106,4 @@ public static partial class BatchedDense
                 a.InputGradient[e] = g * InputSlope(a, rm, j);
         }
     }
-
 }
