@@ -5,7 +5,7 @@ using HitGpu.Kernels;
 namespace HitGpu.Nn;
 
 /// <summary>
-/// One run's epochs: <see cref="Rows"/> training rows in batches of the options' size. Each epoch's order is
+/// One run's epochs: its training rows in batches of the options' size. Each epoch's order is
 /// either a seeded permutation of the rows (<see cref="Shuffle"/>, on the device where the plan shuffles there,
 /// its reference on the host otherwise) or a host shuffle carried from epoch to epoch, as
 /// <see cref="DevicePlan.ShufflesOnDevice"/> decides once for the run.
@@ -19,7 +19,6 @@ internal sealed class EpochPlan
     public EpochPlan(TrainingOptions options, int rows, bool permutes)
     {
         this.options = options;
-        Rows = rows;
         Permutes = permutes;
         StepsPerEpoch = (rows + options.BatchSize - 1) / options.BatchSize;
         hostShuffle = new Random(options.Seed + 1);
@@ -30,14 +29,12 @@ internal sealed class EpochPlan
     public static EpochPlan For(ComputeDevice device, TrainingOptions options, int rows) =>
         new(options, rows, device.Plan.ShufflesOnDevice(options.ShuffleOnDevice));
 
-    public int Rows { get; }
-
     /// <summary>Whether each epoch's order is a seeded permutation (device shuffling) rather than the carried host shuffle.</summary>
     public bool Permutes { get; }
 
     public int StepsPerEpoch { get; }
 
-    public int TotalSteps => StepsPerEpoch * options.Epochs;
+    private int TotalSteps => StepsPerEpoch * options.Epochs;
 
     /// <summary>The seed of the run's permutations, one per epoch from it.</summary>
     public uint PermutationSeed => (uint)options.Seed * 747796405u + 2891336453u;
