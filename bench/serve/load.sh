@@ -23,13 +23,7 @@ warmup_s=${WARMUP:-2}
 rounds=${ROUNDS:-3}
 autocannon_version=8.0.0
 
-build() {
-  local log
-  if ! log=$(dotnet build -c Release -nologo "$1" 2>&1); then
-    printf '%s\n' "$log" >&2
-    exit 1
-  fi
-}
+source bench/serve/common.sh
 build src/HitGpu.Cli
 build bench/ServePeer
 build bench/ServeLoad
@@ -43,53 +37,9 @@ if [ "$(node -p "try { require('./$node_dir/node_modules/autocannon/package.json
 fi
 export NODE_PATH=$PWD/$node_dir/node_modules
 
-tmp=$(mktemp -d)
-server_pid=
-cleanup() {
-  if [ -n "$server_pid" ]; then kill -KILL "$server_pid" 2>/dev/null || true; fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
 "${hitgpu[@]}" train --out "$tmp/model.hitgpu" >"$tmp/train.log" 2>&1 || { cat "$tmp/train.log" >&2; exit 1; }
 "${hitgpu[@]}" export --model "$tmp/model.hitgpu" --onnx "$tmp/model.onnx" >/dev/null
 gunzip -c src/HitGpu.Nn/Data/dataset-of-90s.csv.gz >"$tmp/songs.csv"
-
-free_port() {
-  local port
-  for _ in $(seq 100); do
-    port=$((20000 + RANDOM % 40000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "$port"; return; fi
-  done
-  echo "no free port" >&2
-  exit 1
-}
-
-# start_server LABEL COMMAND...: starts it in the background (its pid in server_pid) and waits until it is ready.
-start_server() {
-  local label=$1; shift
-  "$@" >"$tmp/server.log" 2>&1 &
-  server_pid=$!
-  for _ in $(seq 600); do
-    if curl -sf "http://127.0.0.1:$port/v2/health/ready" >/dev/null; then return; fi
-    if ! kill -0 "$server_pid" 2>/dev/null; then break; fi
-    sleep 0.1
-  done
-  echo "$label did not become ready on port $port:" >&2
-  tail -20 "$tmp/server.log" >&2
-  exit 1
-}
-
-stop_server() {
-  kill -TERM "$server_pid"
-  for _ in $(seq 100); do
-    kill -0 "$server_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL "$server_pid" 2>/dev/null || true
-  wait "$server_pid" 2>/dev/null || true
-  server_pid=
-}
 
 results="$tmp/results.jsonl"
 : >"$results"

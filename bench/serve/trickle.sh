@@ -10,29 +10,12 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 tricklers=${TRICKLERS:-260}
 
-log=$(dotnet build -c Release -nologo src/HitGpu.Cli 2>&1) || { printf '%s\n' "$log" >&2; exit 1; }
+source bench/serve/common.sh
+build src/HitGpu.Cli
 hitgpu=(dotnet src/HitGpu.Cli/bin/Release/net10.0/hitgpu.dll)
-tmp=$(mktemp -d)
-server_pid=
-cleanup() {
-  if [ -n "$server_pid" ]; then kill -KILL "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
 "${hitgpu[@]}" train --study --epochs 3 --out "$tmp/model.hitgpu" >"$tmp/train.log" 2>&1 || { cat "$tmp/train.log" >&2; exit 1; }
-port=
-for _ in $(seq 100); do
-  p=$((20000 + RANDOM % 40000))
-  if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then port=$p; break; fi
-done
-[ -n "$port" ] || { echo "no free port" >&2; exit 1; }
-"${hitgpu[@]}" serve --model "$tmp/model.hitgpu" --name hits --port "$port" --quiet >"$tmp/server.log" 2>&1 &
-server_pid=$!
-for _ in $(seq 600); do
-  if curl -sf "http://127.0.0.1:$port/v2/health/ready" >/dev/null; then break; fi
-  kill -0 "$server_pid" 2>/dev/null || { cat "$tmp/server.log" >&2; exit 1; }
-  sleep 0.1
-done
+port=$(free_port)
+start_server "hitgpu serve" "${hitgpu[@]}" serve --model "$tmp/model.hitgpu" --name hits --port "$port" --quiet
 echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo -); $(nproc) cores; $tricklers tricklers; $measure_s s a phase"
 python3 - "$port" "$measure_s" "$tricklers" <<'PY'
 import asyncio, http.client, json, statistics, sys, threading, time
