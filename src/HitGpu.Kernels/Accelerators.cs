@@ -62,8 +62,14 @@ public sealed partial class ComputeDevice : IDisposable
     public string Name => Accelerator.Name;
 
     /// <summary>Every choice that depends on this accelerator, made once (<see cref="DevicePlan"/>); tests and benchmarks may replace it with a changed
-    /// copy.</summary>
-    public DevicePlan Plan { get; set; }
+    /// copy of the same kind (host addresses of GPU memory do not exist, so a CPU plan cannot drive a GPU).</summary>
+    public DevicePlan Plan
+    {
+        get => plan;
+        set => plan = value.Kind == Kind ? value : throw new ArgumentException($"a {value.Kind} plan for a {Kind} accelerator", nameof(value));
+    }
+
+    private DevicePlan plan;
 
     private ComputeDevice(Context context, Accelerator accelerator, AcceleratorKind kind)
     {
@@ -73,8 +79,8 @@ public sealed partial class ComputeDevice : IDisposable
         // On CUDA a kernel may have the driver's opt-in limit of shared memory once it asks (CudaSharedMemory).
         long shared = accelerator is CudaAccelerator cuda ? CudaSharedMemory.OptInBytes(cuda) ?? accelerator.MaxSharedMemoryPerGroup
             : accelerator.MaxSharedMemoryPerGroup;
-        Plan = DevicePlan.For(kind, accelerator.MaxNumThreadsPerGroup, accelerator.NumMultiprocessors, accelerator.MemorySize, shared);
-        if (TracesKernels && kind != AcceleratorKind.Cpu && Interlocked.Exchange(ref catalogTraced, 1) == 0)
+        plan = DevicePlan.For(kind, accelerator.MaxNumThreadsPerGroup, accelerator.NumMultiprocessors, accelerator.MemorySize, shared);
+        if (TracesKernels && plan.TracesGpuCatalog && Interlocked.Exchange(ref catalogTraced, 1) == 0)
             foreach (var kernel in KernelCatalog.ForGpu)
                 Console.Error.WriteLine($"[hitgpu] catalog {KernelCatalog.NameOf(kernel)}"); // what a GPU could run: the trace's table lists each
     }
@@ -185,14 +191,12 @@ public sealed partial class ComputeDevice : IDisposable
         foreach (var device in context.Devices)
         {
             var kind = KindOf(device.AcceleratorType);
-            long memory = kind == AcceleratorKind.Cpu ? DevicePlan.CpuMemoryBytes : device.MemorySize;
+            long memory = DevicePlan.MemoryFor(kind, device.MemorySize);
             try
             {
                 using var accelerator = device.CreateAccelerator(context);
-                string note = kind == AcceleratorKind.Cpu
-                    ? $"yes: simulates one group of {accelerator.MaxNumThreadsPerGroup} threads on the CPU cores"
-                    : $"yes: {accelerator.NumMultiprocessors} multiprocessors, up to {accelerator.MaxNumThreadsPerGroup} threads per group";
-                found.Add(new DeviceInfo(kind, device.Name, memory, true, note));
+                var plan = DevicePlan.For(kind, accelerator.MaxNumThreadsPerGroup, accelerator.NumMultiprocessors, memory);
+                found.Add(new DeviceInfo(kind, device.Name, memory, true, $"yes: {plan.Describe()}"));
             }
             catch (Exception e)
             {

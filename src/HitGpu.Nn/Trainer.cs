@@ -62,13 +62,14 @@ public static partial class Trainer
 
     /// <summary>
     /// Whether the plan trains a run of these options on the GPU epoch at its full batch size (one that only a
-    /// smaller part than a batch would let fit trains alone, where Train decides it, and refuses it if asked for).
+    /// smaller part than a batch would let fit, or whose network or path is refused, trains alone: Train decides
+    /// it, or says why not).
     /// </summary>
     private static bool TrainsOnTheGpuEpoch(ComputeDevice device, TrainingOptions options)
     {
         try
         {
-            return device.Plan.PathFor(options.Path, options.LayoutFor(options.Encoding), options.BatchSize) == TrainingPath.GpuEpoch;
+            return device.Plan.TrainsOnGpuEpoch(options.Path, options.LayoutFor(options.Encoding), options.BatchSize);
         }
         catch (ArgumentException)
         {
@@ -205,17 +206,15 @@ public static partial class Trainer
     private static Network NetworkFor(ComputeDevice device, ParameterLayout layout, TrainingOptions options, int trainRows)
     {
         int batchRows = Math.Min(options.BatchSize, trainRows), capacity = Math.Max(batchRows, Network.ChunkRows);
-        if (options.Path == TrainingPath.GpuEpoch && device.Plan.GpuEpochDoesNotFit(layout, batchRows) is { } why)
+        if (device.Plan.RequestedPathDoesNotFit(options.Path, layout, batchRows) is { } why)
             throw new InputException($"the GPU epoch cannot train this network: {why}: {TrainingOptions.SmallerNetwork}");
         // Counted before anything is allocated: the device's buffers, and on the host the copies training keeps
         // (initial, kept and averaged weights; on the CPU accelerator the host's memory is the device's too).
         long needed = Network.DeviceBytes(device, layout, capacity, batchRows, device.Plan.PathFor(options.Path, layout, batchRows))
             + (device.Plan.SharesHostMemory ? 4L * 4 * layout.Count : 0);
-        if (needed > device.Plan.MemoryBytes)
-            throw new InputException($"the network needs about {needed / (double)(1L << 30):F1} GiB ({layout.Count:N0} parameters, activations " +
-                $"for {capacity} rows x {layout.Members} members); " +
-                $"the {device.Kind.ToString().ToLowerInvariant()} accelerator has {device.Plan.MemoryBytes / (double)(1L << 30):F1} GiB: " +
-                TrainingOptions.SmallerNetwork);
+        if (device.Plan.MemoryShortfall(needed) is { } shortfall)
+            throw new InputException($"the network needs {shortfall} ({layout.Count:N0} parameters, activations for {capacity} rows x " +
+                $"{layout.Members} members): {TrainingOptions.SmallerNetwork}");
         try
         {
             return new Network(device, layout, capacity, options.Path, batchRows);

@@ -22,6 +22,41 @@ public sealed class DevicePlanTests
     }
 
     [Fact]
+    public void A_device_takes_a_changed_plan_of_its_own_kind_only()
+    {
+        // Host addresses of GPU memory do not exist: a CPU plan on a GPU (or the reverse) would pick the wrong
+        // kernels, so the device refuses it, and the CPU epoch's launcher need not ask the kind again.
+        using var device = ComputeDevice.Open(AcceleratorKind.Cpu);
+        Assert.Contains("a Cuda plan for a Cpu accelerator", Assert.Throws<ArgumentException>(() => device.Plan = Gpu).Message);
+        device.Plan = device.Plan with { DenseOverride = DenseVariant.Lanes };
+        Assert.Equal(DenseVariant.Lanes, device.Plan.DenseOverride);
+    }
+
+    [Fact]
+    public void Memory_that_does_not_hold_an_estimate_is_said_in_one_phrase_and_memory_that_does_is_not()
+    {
+        var small = Gpu with { MemoryBytes = 3L << 29 };
+        Assert.Null(small.MemoryShortfall(3L << 29));
+        Assert.Equal("about 2.0 GiB; the cuda accelerator has 1.5 GiB", small.MemoryShortfall(1L << 31));
+        Assert.Equal("about 2 MiB; the cuda accelerator has 1 MiB", (Gpu with { MemoryBytes = 1 << 20 }).MemoryShortfall((1 << 20) + 1));
+    }
+
+    [Fact]
+    public void Whether_a_run_trains_on_the_GPU_epoch_is_the_path_the_plan_gives_it()
+    {
+        var study = ParameterLayout.ForClassifier(15, [64, 32]);
+        var wide = ParameterLayout.ForClassifier(15, [1024, 1024]);
+        Assert.True(Gpu.TrainsOnGpuEpoch(null, study, 32));
+        Assert.False(Gpu.TrainsOnGpuEpoch(null, wide, 32));        // too large for a group: the layered path
+        Assert.False(Gpu.TrainsOnGpuEpoch(TrainingPath.Layered, study, 32));
+        Assert.False(Cpu.TrainsOnGpuEpoch(null, study, 32));       // the CPU accelerator's own is the CPU epoch
+        Assert.True(Cpu.TrainsOnGpuEpoch(TrainingPath.GpuEpoch, study, 32));
+        Assert.Null(Gpu.RequestedPathDoesNotFit(null, wide, 32));   // nothing asked: nothing refused
+        Assert.Contains("shared memory", Gpu.RequestedPathDoesNotFit(TrainingPath.GpuEpoch, wide, 32));
+        Assert.Throws<ArgumentException>(() => Gpu.TrainsOnGpuEpoch(TrainingPath.GpuEpoch, wide, 32));
+    }
+
+    [Fact]
     public void A_GPU_trains_a_network_that_fits_in_a_group_s_shared_memory_in_the_GPU_epoch_and_says_why_not_otherwise()
     {
         var study = ParameterLayout.ForClassifier(15, [64, 32]);

@@ -36,6 +36,27 @@ public sealed class TrainingTests(AcceleratorFixture fixture)
     }
 
     [Fact]
+    public void Runs_that_would_not_fit_together_are_refused_in_one_line_before_anything_is_made()
+    {
+        // Eight runs' rows alone take about 2 MiB: on an accelerator that had 1 MiB the group is refused by
+        // its estimate (NetworkRuns and RunRows), saying what it needs, what there is and what to do.
+        var runs = Enumerable.Range(0, 8).Select(seed => new TrainingRun(Songs.Value,
+            TrainingOptions.Study with { Epochs = 1, Seed = seed, Path = TrainingPath.GpuEpoch })).ToArray();
+        var plan = fixture.Device.Plan;
+        fixture.Device.Plan = plan with { MemoryBytes = 1 << 20 };
+        try
+        {
+            var error = Assert.Throws<InputException>(() => Trainer.TrainMany(fixture.Device, runs));
+            Assert.Matches($"^8 runs trained together need about [2-9] MiB; the {plan.Kind.ToString().ToLowerInvariant()} accelerator has 1 MiB: " +
+                "train fewer runs at once$", error.Message);
+        }
+        finally
+        {
+            fixture.Device.Plan = plan;
+        }
+    }
+
+    [Fact]
     public void Runs_on_the_GPU_epoch_train_together_in_one_launch_an_epoch_with_the_bits_of_each_alone()
     {
         // Runs of one shape and batch size on the GPU epoch (asked for here: on a GPU the plan picks it): one

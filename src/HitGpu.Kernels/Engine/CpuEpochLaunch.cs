@@ -135,8 +135,7 @@ public sealed partial class ComputeDevice
     /// <summary>The buffers every CPU epoch kernel shares, checked against the layout; its shape from the layout.</summary>
     private EpochShape Check(in EpochNetworkViews n, ArrayView<float> features, int rows, ParameterLayout layout, string what)
     {
-        // The accelerator's own kind, not only the (replaceable) plan's: host addresses of GPU memory do not exist.
-        Require(Plan.Kind == Kind && Plan.Paths.Contains(TrainingPath.CpuEpoch),
+        Require(Plan.Paths.Contains(TrainingPath.CpuEpoch), // a plan is its accelerator's kind (the Plan setter holds it)
             $"{what}: the CPU epoch runs on the CPU accelerator only (it reads host addresses)");
         Require(rows >= 1, $"{what}: at least one row");
         Require(n.Layers.Length == layout.Layers, $"{what}: the device layer shapes must hold the layout's {layout.Layers} layers");

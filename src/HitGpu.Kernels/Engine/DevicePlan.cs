@@ -43,6 +43,15 @@ public sealed record DevicePlan
     /// </summary>
     public long SharedBytesPerGroup { get; init; } = 48 * 1024;
 
+    /// <summary>
+    /// Null where <paramref name="bytes"/> fit in <see cref="MemoryBytes"/>; else what the estimate and the
+    /// accelerator say, "about 3.2 GiB; the cuda accelerator has 2.0 GiB" (MiB below a GiB), for a refusal to finish ("... needs " first).
+    /// </summary>
+    public string? MemoryShortfall(long bytes) => bytes <= MemoryBytes ? null
+        : $"about {Size(bytes)}; the {Kind.ToString().ToLowerInvariant()} accelerator has {Size(MemoryBytes)}";
+
+    private static string Size(long bytes) => bytes >= 1L << 30 ? $"{bytes / (double)(1L << 30):F1} GiB" : $"{Math.Ceiling(bytes / (double)(1L << 20)):F0} MiB";
+
     /// <summary>Forces the training path (HITGPU_TRAINING_PATH), unless a run asks for one itself.</summary>
     public TrainingPath? PathOverride { get; init; }
 
@@ -61,7 +70,7 @@ public sealed record DevicePlan
     {
         Kind = kind,
         SharedBytesPerGroup = sharedBytesPerGroup,
-        MemoryBytes = kind == AcceleratorKind.Cpu ? CpuMemoryBytes : memoryBytes,
+        MemoryBytes = MemoryFor(kind, memoryBytes),
         MaxGroupSize = maxGroupSize,
         Multiprocessors = multiprocessors,
         PathOverride = Variable("HITGPU_TRAINING_PATH") switch
@@ -108,6 +117,16 @@ public sealed record DevicePlan
     /// <summary>What the process may use on the CPU accelerator, whose memory is the host's.</summary>
     public static long CpuMemoryBytes => GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
 
+    /// <summary>Memory an accelerator of this kind has for HitGpu: the device's, or on the CPU what the process may use.</summary>
+    public static long MemoryFor(AcceleratorKind kind, long deviceBytes) => kind == AcceleratorKind.Cpu ? CpuMemoryBytes : deviceBytes;
+
+    /// <summary>Whether HITGPU_KERNEL_TRACE lists the GPU kernel catalog as this accelerator opens (bench/gpusim's table of launches is a GPU's).</summary>
+    public bool TracesGpuCatalog => !OnCpu;
+
+    /// <summary>What `hitgpu devices` says of an accelerator it can open.</summary>
+    public string Describe() => OnCpu ? $"simulates one group of {MaxGroupSize} threads on the CPU cores"
+        : $"{Multiprocessors} multiprocessors, up to {MaxGroupSize} threads per group";
+
     /// <summary>
     /// The paths this accelerator can run: the CPU epoch reads host addresses, so only the CPU accelerator has
     /// it; the GPU epoch runs everywhere (on the CPU accelerator for its tests: a barrier there costs microseconds).
@@ -127,15 +146,23 @@ public sealed record DevicePlan
     {
         if (requested is { } asked && !Paths.Contains(asked))
             throw new ArgumentException($"the {asked} training path runs on the CPU accelerator only (it reads host addresses); this is {Kind}");
+        if (layout is not null && RequestedPathDoesNotFit(requested, layout, batchRows) is { } why)
+            throw new ArgumentException($"the GPU epoch cannot train this network: {why}");
         string? doesNotFit = layout is null ? "no network given" : GpuEpochDoesNotFit(layout, batchRows);
-        if (requested == TrainingPath.GpuEpoch && layout is not null && doesNotFit is not null)
-            throw new ArgumentException($"the GPU epoch cannot train this network: {doesNotFit}");
         if (requested is { } chosen)
             return chosen;
         if (PathOverride is { } forced && Paths.Contains(forced) && (forced != TrainingPath.GpuEpoch || doesNotFit is null))
             return forced;
         return OnCpu ? TrainingPath.CpuEpoch : doesNotFit is null ? TrainingPath.GpuEpoch : TrainingPath.Layered;
     }
+
+    /// <summary>Why the path asked for cannot train a network of this layout in these batches (null when it can, or none is asked).</summary>
+    public string? RequestedPathDoesNotFit(TrainingPath? requested, ParameterLayout layout, int batchRows) =>
+        requested == TrainingPath.GpuEpoch ? GpuEpochDoesNotFit(layout, batchRows) : null;
+
+    /// <summary>Whether <see cref="PathFor"/> gives the GPU epoch for this network (refusing as it does).</summary>
+    public bool TrainsOnGpuEpoch(TrainingPath? requested, ParameterLayout layout, int batchRows) =>
+        PathFor(requested, layout, batchRows) == TrainingPath.GpuEpoch;
 
     /// <summary>
     /// Why the GPU epoch cannot train a network of <paramref name="layout"/> in batches of <paramref name="batchRows"/>
