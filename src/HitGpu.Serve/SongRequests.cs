@@ -257,6 +257,8 @@ public static partial class SongRequests
     /// <summary>JSON is UTF-8 (RFC 8259): a body that is not is refused where its first bad byte is, before any string of it is read.</summary>
     private static void RequireUtf8(ReadOnlySpan<byte> body)
     {
+        if (System.Text.Unicode.Utf8.IsValid(body))
+            return; // the common case, vectorised; a body that is not UTF-8 is decoded to find where it stops being so
         var text = new char[Math.Min(body.Length, 1 << 16)];
         for (int done = 0; done < body.Length;)
         {

@@ -37,24 +37,20 @@ public static partial class SongRequests
         if (body.Span.StartsWith(Bom))
             body = body[Bom.Length..];
         var json = body.Span;
-        // Read straight from the body's bytes, no document tree: a first pass checks the syntax and the keys, the
-        // second finds the request's parts (reader copies, positioned at each) and reads the values into the tensor.
-        RequireUniqueKeys(json);
-        var reader = new Utf8JsonReader(json, ReaderOptions);
-        reader.Read();
-        if (reader.TokenType != JsonTokenType.StartObject)
-            throw new InputException($"{Source}: expected an inference request object ({{\"inputs\": [...]}}), got {Kind(reader.TokenType)}");
-        var root = reader;
-        bool hasId = TryProperty(root, "id"u8, out var id), hasOutputs = TryProperty(root, "outputs"u8, out var outputs);
-        bool hasInputs = TryProperty(root, "inputs"u8, out var inputs);
+        // Read straight from the body's bytes, no document tree: one pass checks the syntax and the keys and finds
+        // the request's parts (reader copies, positioned at each); then the values are counted and read into the tensor.
+        var parts = Scan(json);
+        if (parts.Root.TokenType != JsonTokenType.StartObject)
+            throw new InputException($"{Source}: expected an inference request object ({{\"inputs\": [...]}}), got {Kind(parts.Root.TokenType)}");
         string? requestId = null;
-        if (hasId && id.TokenType != JsonTokenType.Null)
-            requestId = id.TokenType == JsonTokenType.String ? id.GetString()
-                : throw new InputException($"{Source}: id must be a string, got {Kind(id.TokenType)}");
+        if (parts.Has(Part.Id) && parts.Id.TokenType != JsonTokenType.Null)
+            requestId = parts.Id.TokenType == JsonTokenType.String ? parts.Id.GetString()
+                : throw new InputException($"{Source}: id must be a string, got {Kind(parts.Id.TokenType)}");
         // Outputs in binary: all of them on the request's binary_data_output, unless the output's binary_data says otherwise.
-        bool binaryOutput = Flag(json, root, "binary_data_output") ?? false;
-        if (hasOutputs)
+        bool binaryOutput = (parts.Has(Part.Parameters) ? Flag(json, parts.Parameters, "binary_data_output") : null) ?? false;
+        if (parts.Has(Part.Outputs))
         {
+            var outputs = parts.Outputs;
             if (outputs.TokenType != JsonTokenType.StartArray)
                 throw new InputException($"{Source}: outputs must be an array, got {Kind(outputs.TokenType)}");
             while (outputs.Read() && outputs.TokenType != JsonTokenType.EndArray)
@@ -63,23 +59,15 @@ public static partial class SongRequests
                 if (output.TokenType != JsonTokenType.StartObject || !TryProperty(output, "name"u8, JsonTokenType.String, out var name)
                     || !name.ValueTextEquals(OutputName))
                     throw UnknownOutput(Describe(json, output));
-                binaryOutput = Flag(json, output, "binary_data") ?? binaryOutput;
+                binaryOutput = (TryProperty(output, "parameters"u8, out var parameters) ? Flag(json, parameters, "binary_data") : null) ?? binaryOutput;
                 outputs.Skip();
             }
         }
-        if (!hasInputs || inputs.TokenType != JsonTokenType.StartArray)
+        if (!parts.Has(Part.Inputs) || parts.Inputs.TokenType != JsonTokenType.StartArray)
             throw new
                 InputException($"{Source}: the request needs \"inputs\", an array with one tensor, '{InputName}' ({Datatype}, [-1, {SongData.FeatureCount}])");
-        var first = inputs;
-        int count = 0;
-        while (inputs.Read() && inputs.TokenType != JsonTokenType.EndArray)
-        {
-            if (count++ == 0)
-                first = inputs;
-            inputs.Skip();
-        }
-        RequireOneInput(count);
-        return new InferRequest(requestId, ReadTensor(json, first, maxRows, headerLength is not null, binary.Span), binaryOutput);
+        RequireOneInput(parts.InputCount);
+        return new InferRequest(requestId, ReadTensor(json, ref parts, maxRows, headerLength is not null, binary.Span), binaryOutput);
     }
 
     private static readonly JsonReaderOptions ReaderOptions = new() { CommentHandling = JsonCommentHandling.Skip };
@@ -106,11 +94,10 @@ public static partial class SongRequests
     private static bool TryProperty(Utf8JsonReader owner, ReadOnlySpan<byte> name, JsonTokenType kind, out Utf8JsonReader value) =>
         TryProperty(owner, name, out value) && value.TokenType == kind;
 
-    /// <summary>A boolean of an object's "parameters" (null where not given), refused if it is not one.</summary>
-    private static bool? Flag(ReadOnlySpan<byte> json, Utf8JsonReader owner, string name)
+    /// <summary>A boolean of a "parameters" value (null where not given), refused if it is not one.</summary>
+    private static bool? Flag(ReadOnlySpan<byte> json, Utf8JsonReader parameters, string name)
     {
-        if (!TryProperty(owner, "parameters"u8, JsonTokenType.StartObject, out var parameters)
-            || !TryProperty(parameters, Encoding.UTF8.GetBytes(name), out var flag))
+        if (parameters.TokenType != JsonTokenType.StartObject || !TryProperty(parameters, Encoding.UTF8.GetBytes(name), out var flag))
             return null;
         return flag.TokenType switch
         {
@@ -120,28 +107,123 @@ public static partial class SongRequests
         };
     }
 
+    /// <summary>The parts of a request <see cref="Scan"/> finds: the root's and its first input tensor's properties.</summary>
+    private enum Part { Id, Outputs, Inputs, Parameters, Name, Datatype, Shape, InputParameters, Data, None }
+
+    /// <summary>A request's parts, each a reader at its value's first token (where <see cref="Has"/>), its inputs and data values counted.</summary>
+    private ref struct InferParts
+    {
+        public Utf8JsonReader Root, Id, Outputs, Inputs, Parameters, FirstInput, Name, Datatype, Shape, InputParameters, Data;
+        public int InputCount;
+        public long DataValues; // the first input's "data" values, flat or nested, as <see cref="Values"/> reads them
+        private int found;
+
+        public readonly bool Has(Part part) => (found & (1 << (int)part)) != 0;
+
+        public void Set(Part part, Utf8JsonReader at)
+        {
+            found |= 1 << (int)part;
+            switch (part)
+            {
+                case Part.Id: Id = at; break;
+                case Part.Outputs: Outputs = at; break;
+                case Part.Inputs: Inputs = at; break;
+                case Part.Parameters: Parameters = at; break;
+                case Part.Name: Name = at; break;
+                case Part.Datatype: Datatype = at; break;
+                case Part.Shape: Shape = at; break;
+                case Part.InputParameters: InputParameters = at; break;
+                case Part.Data: Data = at; break;
+            }
+        }
+    }
+
+    /// <summary>Counts a token within the data array as <see cref="Values"/> reads it: nested arrays are its rows, an object one value.</summary>
+    private static void CountValue(ref InferParts parts, JsonTokenType token, int depth, ref int dataDepth, ref int valueObjectDepth)
+    {
+        if (valueObjectDepth >= 0)
+            valueObjectDepth = token == JsonTokenType.EndObject && depth == valueObjectDepth ? -1 : valueObjectDepth;
+        else if (token == JsonTokenType.EndArray)
+            dataDepth = depth == dataDepth ? -1 : dataDepth;
+        else if (token != JsonTokenType.StartArray)
+        {
+            parts.DataValues++;
+            valueObjectDepth = token == JsonTokenType.StartObject ? depth : -1;
+        }
+    }
+
+    private static Part RootPart(ref Utf8JsonReader name) =>
+        name.ValueTextEquals("id"u8) ? Part.Id : name.ValueTextEquals("outputs"u8) ? Part.Outputs : name.ValueTextEquals("inputs"u8) ? Part.Inputs
+        : name.ValueTextEquals("parameters"u8) ? Part.Parameters : Part.None;
+
+    private static Part TensorPart(ref Utf8JsonReader name) =>
+        name.ValueTextEquals("name"u8) ? Part.Name : name.ValueTextEquals("datatype"u8) ? Part.Datatype : name.ValueTextEquals("shape"u8) ? Part.Shape
+        : name.ValueTextEquals("parameters"u8) ? Part.InputParameters : name.ValueTextEquals("data"u8) ? Part.Data : Part.None;
+
     /// <summary>
-    /// Refuses a key given twice in one object, where the second is, as the records' reader refuses a feature
-    /// twice: JSON readers differ on which one counts (RFC 8259, 4), so a proxy or a log could read another
-    /// request than the one scored. The whole body is read first: malformed JSON is said before a duplicate.
+    /// The one pass over the whole body: checks the syntax, refuses a key given twice in one object (where the
+    /// second is, as the records' reader refuses a feature twice: JSON readers differ on which one counts, RFC
+    /// 8259, 4, so a proxy or a log could read another request than the one scored; malformed JSON is said
+    /// first), and finds the request's parts: the root's properties, and those of its first input.
     /// </summary>
-    private static void RequireUniqueKeys(ReadOnlySpan<byte> body)
+    private static InferParts Scan(ReadOnlySpan<byte> body)
     {
         var reader = new Utf8JsonReader(body, ReaderOptions);
+        var parts = new InferParts();
         var objects = new Stack<HashSet<string>>();
         InputException? twice = null;
+        var next = Part.None;                // the part whose value the next token starts
+        bool inInputs = false, inFirst = false;
+        int dataDepth = -1, valueObjectDepth = -1; // within the data array (its depth); within an object that is one of its values
         try
         {
-            while (reader.Read())
+            if (reader.Read())
+                parts.Root = reader;
+            do
             {
-                if (reader.TokenType == JsonTokenType.StartObject)
-                    objects.Push(new HashSet<string>(StringComparer.Ordinal));
-                else if (reader.TokenType == JsonTokenType.EndObject)
-                    objects.Pop();
-                else if (reader.TokenType == JsonTokenType.PropertyName && twice is null && !objects.Peek().Add(reader.GetString()!))
-                    twice = new InputException(
-                        $"{At(body, reader)}: '{reader.GetString()}' given twice in one object (JSON readers differ on which one counts)");
+                var token = reader.TokenType;
+                int depth = reader.CurrentDepth;
+                if (next != Part.None)
+                {
+                    parts.Set(next, reader);
+                    inInputs |= next == Part.Inputs && token == JsonTokenType.StartArray;
+                    dataDepth = next == Part.Data && token == JsonTokenType.StartArray ? depth : dataDepth;
+                    next = Part.None;
+                }
+                else if (dataDepth >= 0)
+                    CountValue(ref parts, token, depth, ref dataDepth, ref valueObjectDepth);
+                else if (inInputs && depth == 2 && token is not (JsonTokenType.EndArray or JsonTokenType.EndObject))
+                {
+                    if (parts.InputCount++ == 0)
+                    {
+                        parts.FirstInput = reader;
+                        inFirst = token == JsonTokenType.StartObject;
+                    }
+                }
+                switch (token)
+                {
+                    case JsonTokenType.StartObject:
+                        objects.Push(new HashSet<string>(StringComparer.Ordinal));
+                        break;
+                    case JsonTokenType.EndObject:
+                        objects.Pop();
+                        inFirst &= depth != 2;
+                        break;
+                    case JsonTokenType.EndArray:
+                        inInputs &= depth != 1;
+                        break;
+                    case JsonTokenType.PropertyName:
+                        if (depth == 1)
+                            next = RootPart(ref reader);
+                        else if (inFirst && depth == 3)
+                            next = TensorPart(ref reader);
+                        if (twice is null && !objects.Peek().Add(reader.GetString()!))
+                            twice = new InputException(
+                                $"{At(body, reader)}: '{reader.GetString()}' given twice in one object (JSON readers differ on which one counts)");
+                        break;
+                }
             }
+            while (reader.Read());
         }
         catch (JsonException e)
         {
@@ -149,34 +231,37 @@ public static partial class SongRequests
         }
         if (twice is not null)
             throw twice;
+        return parts;
     }
 
-    /// <param name="input">The reader at the tensor's start.</param>
+    /// <param name="parts">The request's parts: the tensor's are those of its first input.</param>
     /// <param name="headed">Whether the request gave its JSON header's length (then <paramref name="binary"/> holds the bytes after it).</param>
-    private static float[] ReadTensor(ReadOnlySpan<byte> json, Utf8JsonReader input, int maxRows, bool headed, ReadOnlySpan<byte> binary)
+    private static float[] ReadTensor(ReadOnlySpan<byte> json, ref InferParts parts, int maxRows, bool headed, ReadOnlySpan<byte> binary)
     {
-        if (input.TokenType != JsonTokenType.StartObject)
-            throw new InputException($"{Source}: inputs[0] must be a tensor object, got {Kind(input.TokenType)}");
-        string name = TryProperty(input, "name"u8, JsonTokenType.String, out var n) ? n.GetString()! : "";
-        string datatype = TryProperty(input, "datatype"u8, JsonTokenType.String, out var d) ? d.GetString()! : "";
-        bool hasShape = TryProperty(input, "shape"u8, out var shape);
+        if (parts.FirstInput.TokenType != JsonTokenType.StartObject)
+            throw new InputException($"{Source}: inputs[0] must be a tensor object, got {Kind(parts.FirstInput.TokenType)}");
+        string name = parts.Has(Part.Name) && parts.Name.TokenType == JsonTokenType.String ? parts.Name.GetString()! : "";
+        string datatype = parts.Has(Part.Datatype) && parts.Datatype.TokenType == JsonTokenType.String ? parts.Datatype.GetString()! : "";
+        bool hasShape = parts.Has(Part.Shape);
+        var shape = parts.Shape;
         long rows = InputRows(name, datatype, hasShape && shape.TokenType == JsonTokenType.StartArray ? Dimensions(shape) : null,
             hasShape ? Raw(json, shape) : "none", maxRows);
         Utf8JsonReader size = default;
-        bool binaryInput = TryProperty(input, "parameters"u8, JsonTokenType.StartObject, out var parameters)
-            && TryProperty(parameters, "binary_data_size"u8, out size);
+        bool binaryInput = parts.Has(Part.InputParameters) && parts.InputParameters.TokenType == JsonTokenType.StartObject
+            && TryProperty(parts.InputParameters, "binary_data_size"u8, out size);
         if (binaryInput && !headed)
             throw new InputException($"{Source}: input '{InputName}' has binary_data_size, but the request has no {HeaderLengthName} header to " +
                 $"say where its bytes begin");
         if (!binaryInput && binary.Length > 0)
             throw new InputException($"{Source}: {binary.Length} bytes follow the JSON header, but no input has binary_data_size");
-        bool hasData = TryProperty(input, "data"u8, out var values);
+        bool hasData = parts.Has(Part.Data);
+        var values = parts.Data;
         if (binaryInput)
             return ReadBinary(json, size, hasData, rows, binary);
         if (!hasData || values.TokenType != JsonTokenType.StartArray)
             throw new InputException($"{InputPlace}: the tensor needs \"data\", an array of {rows} x {SongData.FeatureCount} numbers");
         // Counted before anything is allocated: a short request must not reserve what its shape claims.
-        long needed = RequireValues("data", Values(json, values, null, InputPlace), rows);
+        long needed = RequireValues("data", parts.DataValues, rows);
         var features = new float[needed];
         Values(json, values, features, InputPlace);
         return features;
@@ -289,13 +374,13 @@ public static partial class SongRequests
     }
 
     /// <summary>
-    /// The values of an array (the reader at its start), flat or nested as the protocol allows, row-major:
-    /// counted when <paramref name="features"/> is null, else read into it (as many as it holds: counted before).
+    /// The values of an array (the reader at its start), flat or nested as the protocol allows, row-major, read
+    /// into <paramref name="features"/> (counted before, by <see cref="Scan"/>), each checked as every reader checks one.
     /// </summary>
-    private static long Values(ReadOnlySpan<byte> json, Utf8JsonReader array, float[]? features, string where)
+    private static void Values(ReadOnlySpan<byte> json, Utf8JsonReader array, float[] features, string where)
     {
-        long count = 0;
-        for (int depth = 1; depth > 0 && array.Read();)
+        int feature = 0;
+        for (long count = 0, depth = 1; depth > 0 && array.Read();)
         {
             switch (array.TokenType)
             {
@@ -306,17 +391,13 @@ public static partial class SongRequests
                     depth--;
                     continue;
             }
-            if (features is not null)
-            {
-                int feature = (int)(count % SongData.FeatureCount);
-                features[count] = array.TokenType == JsonTokenType.Number && array.TryGetDouble(out double number) && Plain(number, feature) ? (float)number
-                    : Feature($"{where}: song {count / SongData.FeatureCount + 1}", SongData.FeatureNames[feature], feature,
-                        array.TokenType == JsonTokenType.Number, Raw(json, array));
-            }
+            features[count] = array.TokenType == JsonTokenType.Number && array.TryGetDouble(out double number) && Plain(number, feature) ? (float)number
+                : Feature($"{where}: song {count / SongData.FeatureCount + 1}", SongData.FeatureNames[feature], feature,
+                    array.TokenType == JsonTokenType.Number, Raw(json, array));
             array.Skip(); // an object is one value, as a number is
             count++;
+            feature = feature == SongData.FeatureCount - 1 ? 0 : feature + 1;
         }
-        return count;
     }
 
     /// <summary>A value as the client wrote it (the reader at its first token): a string with its quotes, an object or array whole.</summary>

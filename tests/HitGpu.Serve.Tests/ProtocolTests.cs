@@ -174,6 +174,10 @@ public sealed class ProtocolTests(ServerFixture server)
             { "a shape of words", Tensor(shape: "[\"one\", 15]"), "request body: input 'features': shape must be [N, 15] (N songs), got [\"one\", 15]" },
             { "an object value", Tensor(data: "[{\"v\": 0.5},0.5,1,-5,1,0.05,0.1,0,0.1,0.5,120,200000,4,30,10]"),
                 "request body: input 'features': song 1: danceability is not a number: '{\"v\": 0.5}'" },
+            // One value however deep it holds arrays and objects: the count (made in the pass that checks the keys) is 15.
+            { "an object value holding arrays", Tensor(data: "[[{\"v\": [0.5, [1, {\"w\": []}]]},0.5,1,-5,1,0.05,0.1,0,0.1,0.5,120,200000,4,30,10]]"),
+                "request body: input 'features': song 1: danceability is not a number: '{\"v\": [0.5, [1, {\"w\": []}]]}'" },
+            { "an input not an object", "{\"inputs\": [7]}", "request body: inputs[0] must be a tensor object, got a number" },
             { "no songs", Tensor(shape: "[0, 15]", data: "[]"), "request body: input 'features': no songs (shape [0, 15])" },
             { "too few values", Tensor(shape: "[2, 15]"), "request body: input 'features': data has 15 values, the shape [2, 15] needs 30" },
             { "a string value", Tensor(data: "[0.5,\"loud\",1,-5,1,0.05,0.1,0,0.1,0.5,120,200000,4,30,10]"),
