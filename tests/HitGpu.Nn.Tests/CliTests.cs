@@ -366,5 +366,11 @@ public sealed class CliTests : IDisposable
         var (code, _, error) = Run("train", "--accelerator", "cuda", "--epochs", "1");
         Assert.Equal(HitGpuCli.BadInput, code);
         AssertOneLineError(code, error, "no CUDA device found on this machine");
+        Assert.Contains("(try --accelerator cpu, or `hitgpu devices` to list what ILGPU sees)", error);
+        // A library caller reads the kind to ask for and the call that lists the devices, not the CLI's.
+        var e = Assert.Throws<AcceleratorUnavailableException>(() => ComputeDevice.Open(AcceleratorKind.Cuda));
+        Assert.Contains("(try AcceleratorKind.Cpu, or ComputeDevice.List() to list what ILGPU sees)", e.Message);
+        Assert.DoesNotContain("--", e.Message);
+        Assert.DoesNotContain("hitgpu", e.Message);
     }
 }
