@@ -16,18 +16,7 @@ public static class HitGpuCli
     {
         // A progress bar only for a person at a terminal; plain lines for pipes, files, tests and CI.
         bool interactive = ReferenceEquals(output, Console.Out) && !Console.IsOutputRedirected && Environment.GetEnvironmentVariable("CI") is null;
-        var root = new RootCommand("HitGpu: predicts whether a song will be a hit from its Spotify audio features, with a small neural network " +
-            "trained in hand-written ILGPU kernels.")
-        {
-            TrainCommand.Create(output, error, interactive),
-            EvaluateCommand.Create(output),
-            PredictCommand.Create(output, error),
-            DevicesCommand.Create(output),
-            AccuracyCommand.Create(output),
-            ExportCommand.Create(output),
-            ExplainCommand.Create(output),
-            ServeCommand.Create(output),
-        };
+        var root = Commands(output, error, interactive);
         // No arguments: the help, as for --help. A first word that names no command: say so, and which exist
         // (System.CommandLine would only say that a command is required, hiding the typo).
         if (args.Length == 0)
@@ -73,6 +62,21 @@ public static class HitGpuCli
             return Failure;
         }
     }
+
+    /// <summary>Every hitgpu command, each writing to the writers given.</summary>
+    public static RootCommand Commands(TextWriter output, TextWriter error, bool interactive = false) =>
+        new("HitGpu: predicts whether a song will be a hit from its Spotify audio features, with a small neural network " +
+            "trained in hand-written ILGPU kernels.")
+        {
+            TrainCommand.Create(output, error, interactive),
+            EvaluateCommand.Create(output),
+            PredictCommand.Create(output, error),
+            DevicesCommand.Create(output),
+            AccuracyCommand.Create(output),
+            ExportCommand.Create(output),
+            ExplainCommand.Create(output),
+            ServeCommand.Create(output),
+        };
 
     /// <summary>System.CommandLine's "cannot parse ... as expected type 'System.Int32'" in the user's words: the option, its range, the value.</summary>
     private static string Plain(string message)
