@@ -16,18 +16,7 @@ public static class HitGpuCli
     {
         // A progress bar only for a person at a terminal; plain lines for pipes, files, tests and CI.
         bool interactive = ReferenceEquals(output, Console.Out) && !Console.IsOutputRedirected && Environment.GetEnvironmentVariable("CI") is null;
-        var root = new RootCommand("HitGpu: predicts whether a song will be a hit from its Spotify audio features, with a small neural network " +
-            "trained in hand-written ILGPU kernels.")
-        {
-            TrainCommand.Create(output, error, interactive),
-            EvaluateCommand.Create(output),
-            PredictCommand.Create(output, error),
-            DevicesCommand.Create(output),
-            AccuracyCommand.Create(output),
-            ExportCommand.Create(output),
-            ExplainCommand.Create(output),
-            ServeCommand.Create(output),
-        };
+        var root = Commands(output, error, interactive);
         // No arguments: the help, as for --help. A first word that names no command: say so, and which exist
         // (System.CommandLine would only say that a command is required, hiding the typo).
         if (args.Length == 0)
@@ -73,6 +62,21 @@ public static class HitGpuCli
             return Failure;
         }
     }
+
+    /// <summary>Every hitgpu command, each writing to the writers given.</summary>
+    public static RootCommand Commands(TextWriter output, TextWriter error, bool interactive = false) =>
+        new("HitGpu: predicts whether a song will be a hit from its Spotify audio features, with a small neural network " +
+            "trained in hand-written ILGPU kernels.")
+        {
+            TrainCommand.Create(output, error, interactive),
+            EvaluateCommand.Create(output),
+            PredictCommand.Create(output, error),
+            DevicesCommand.Create(output),
+            AccuracyCommand.Create(output),
+            ExportCommand.Create(output),
+            ExplainCommand.Create(output),
+            ServeCommand.Create(output),
+        };
 
     /// <summary>System.CommandLine's "cannot parse ... as expected type 'System.Int32'" in the user's words: the option, its range, the value.</summary>
     private static string Plain(string message)
@@ -281,9 +285,18 @@ public static class HitGpuCli
             : throw new ArgumentException($"--hidden takes positive widths separated by commas, e.g. 64,32; got '{text}'")).ToArray();
     }
 
-    /// <summary>The library's names of options (TrainingOptions.BatchSize, ServeOptions.Port, ...) and this CLI's flags for them.</summary>
-    private static readonly (string Name, string Flag)[] OptionFlags =
+    /// <summary>
+    /// The names library messages give the options and ways a caller has (TrainingOptions.BatchSize, ServeOptions.Port,
+    /// CsvFormat.Delimiter, AcceleratorKind.Cpu, ModelFile.Load, ...), and this CLI's flags (or commands) for them.
+    /// </summary>
+    public static IReadOnlyList<(string Name, string Flag)> OptionFlags { get; } =
     [
+        .. Enum.GetValues<AcceleratorKind>().Select(kind => ($"{nameof(AcceleratorKind)}.{kind}", $"--accelerator {kind.ToString().ToLowerInvariant()}")),
+        ($"{nameof(ComputeDevice)}.{nameof(ComputeDevice.List)}()", "`hitgpu devices`"),
+        ($"{nameof(ModelFile)}.{nameof(ModelFile.Save)}", "hitgpu train --out"), ($"{nameof(ModelFile)}.{nameof(ModelFile.Load)}", "--model"),
+        ($"{nameof(SongData)}.{nameof(SongData.Load)}", "--data"),
+        ($"{nameof(CsvFormat)}.{nameof(CsvFormat.Delimiter)}", "--delimiter"), ($"{nameof(CsvFormat)}.{nameof(CsvFormat.Encoding)}", "--encoding"),
+        ($"{nameof(CsvEncoding)}.{nameof(CsvEncoding.Utf8)}", "--encoding utf-8"), ($"{nameof(CsvEncoding)}.{nameof(CsvEncoding.Latin1)}", "--encoding latin1"),
         .. new (string, string)[]
         {
             (nameof(TrainingOptions.BatchSize), "--batch-size"), (nameof(TrainingOptions.Hidden), "--hidden"),
@@ -303,11 +316,12 @@ public static class HitGpuCli
         }.Select(o => ($"{nameof(ServeOptions)}.{o.Item1}", o.Item2)),
     ];
 
+    /// <summary>A name of <see cref="OptionFlags"/>, whole: SongData.Load is not the start of SongData.LoadMany.</summary>
+    private static readonly System.Text.RegularExpressions.Regex OptionName = new(
+        $@"(?<![\w.])({string.Join("|", OptionFlags.Select(o => System.Text.RegularExpressions.Regex.Escape(o.Name)))})(?!\w)");
+
+    private static readonly Dictionary<string, string> FlagOf = OptionFlags.ToDictionary(o => o.Name, o => o.Flag);
+
     /// <summary>A library message (an error, a warning) in the CLI's words: each option it names becomes its flag.</summary>
-    public static string InFlags(string message)
-    {
-        foreach (var (name, flag) in OptionFlags)
-            message = message.Replace(name, flag, StringComparison.Ordinal);
-        return message;
-    }
+    public static string InFlags(string message) => OptionName.Replace(message, name => FlagOf[name.Value]);
 }

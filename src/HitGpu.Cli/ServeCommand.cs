@@ -109,6 +109,7 @@ public static class ServeCommand
                 MaxExplainSongs = parsed.GetValue(maxExplain),
                 DrainTimeout = TimeSpan.FromSeconds(drainSeconds),
                 RequestLog = parsed.GetValue(quiet) ? null : output,
+                InHostWords = HitGpuCli.InFlags,
             };
             options.Validate(); // before the model loads: a bad option is said at once
             var hitModel = ModelFile.Load(path);

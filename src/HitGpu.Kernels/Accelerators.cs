@@ -160,7 +160,7 @@ public sealed partial class ComputeDevice : IDisposable
                 string name = kind == AcceleratorKind.Cuda ? "CUDA" : "OpenCL";
                 string why = kind == AcceleratorKind.Cuda && !CudaLibraryResolver.DriverLoads() ? " (no CUDA driver library)" : "";
                 throw new AcceleratorUnavailableException(
-                    $"no {name} device found on this machine{why} (try --accelerator cpu, or `hitgpu devices` to list what ILGPU sees)");
+                    $"no {name} device found on this machine{why} (try AcceleratorKind.Cpu, or ComputeDevice.List() to list what ILGPU sees)");
             }
             return new ComputeDevice(context, device.CreateAccelerator(context), KindOf(device.AcceleratorType));
         }

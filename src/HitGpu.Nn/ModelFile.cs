@@ -143,7 +143,7 @@ public static class ModelFile
     public static HitModel Load(string path)
     {
         if (Directory.Exists(path))
-            throw new InputException($"{path}: is a folder, not a model file (a .hitgpu file that hitgpu train --out wrote)");
+            throw new InputException($"{path}: is a folder, not a model file (a .hitgpu file that ModelFile.Save wrote)");
         if (FileSystem.Stat(path) is { Kind: not FileSystem.Kind.Regular } special)
             throw new InputException($"{path}: is a {special.Kind.ToString().ToLowerInvariant()}, not a model file");
         byte[] bytes;
@@ -193,7 +193,7 @@ public static class ModelFile
         int line = start.IndexOf((byte)'\n');
         var first = line >= 0 ? start[..line] : start;
         if (first.IndexOf("danceability"u8) >= 0 || (first.IndexOf((byte)',') >= 0 && !first.Contains((byte)0)))
-            return "it looks like a CSV file (songs go to --data; --model takes a .hitgpu file)";
+            return "it looks like a CSV file (songs go to SongData.Load; ModelFile.Load takes a .hitgpu file)";
         return null;
     }
 

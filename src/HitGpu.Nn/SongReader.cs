@@ -149,7 +149,7 @@ public sealed class SongReader : IDisposable
             reader.Dispose();
             throw;
         }
-        string how = format.Delimiter is null ? $"split at '{Shown(separator)}', the separator it holds most of; --delimiter names another"
+        string how = format.Delimiter is null ? $"split at '{Shown(separator)}', the separator it holds most of; CsvFormat.Delimiter names another"
             : $"split at '{Shown(separator)}'";
         string separatorNote = $" (the header, {how}, has {header.Length} column{(header.Length == 1 ? "" : "s")})";
         fieldCount = header.Length;
@@ -437,7 +437,7 @@ public sealed class SongReader : IDisposable
         }
 
         private InputException NotUtf8(string what) =>
-            new($"{source}:{line}: not UTF-8 text ({what}); if the file is Latin-1 (ISO 8859-1), say so with --encoding latin1");
+            new($"{source}:{line}: not UTF-8 text ({what}); if the file is Latin-1 (ISO 8859-1), say so with CsvEncoding.Latin1");
 
         protected override void Dispose(bool disposing)
         {

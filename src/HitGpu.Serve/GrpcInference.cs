@@ -137,13 +137,13 @@ public sealed class GrpcInference(HitEndpoints endpoints) : GRPCInferenceService
         : null;
 
     /// <summary>Runs a call; a refusal becomes an RpcException with its words and the gRPC status of its HTTP status, as REST's Guard answers it.</summary>
-    private static async Task<T> Guarded<T>(ServerCallContext context, Func<Task<T>> call)
+    private async Task<T> Guarded<T>(ServerCallContext context, Func<Task<T>> call)
     {
         try
         {
             return await call();
         }
-        catch (Exception e) when (e is not RpcException && HitEndpoints.Refusal(e) is var (status, message))
+        catch (Exception e) when (e is not RpcException && endpoints.Refusal(e) is var (status, message))
         {
             if (status == 500)
                 context.GetHttpContext().Items[HitEndpoints.FailureItem] = $"{e.GetType().Name}: {InputException.OneLine(e.Message)}";

@@ -4,8 +4,8 @@
 // passes Admit first (nosniff, the allowed hosts, the API key). Every refusal is one JSON line,
 // {"error": "..."}, with 400 for bad input (the CLI's words) or a Host not allowed, 401 without the API key,
 // 404 for an unknown model or version, 408 for a body that came too slowly, 413 over a limit, 415 for a body
-// that is neither CSV nor JSON (or one a page may post cross-site), 503 when busy (--max-uploads,
-// --max-in-flight) or stopping.
+// that is neither CSV nor JSON (or one a page may post cross-site), 503 when busy (ServeOptions.MaxUploads,
+// ServeOptions.MaxInFlight) or stopping.
 using System.Buffers;
 using System.Globalization;
 using System.Net;
@@ -39,7 +39,7 @@ public sealed class HitEndpoints : IAsyncDisposable
     public ScoringQueue Queue { get; }
 
     /// <summary>What the server counts (HitServer serves it at /metrics on ServeOptions.MetricsPort).</summary>
-    public ServeMetrics Metrics { get; } = new();
+    public ServeMetrics Metrics { get; }
 
     private readonly Dictionary<string, (byte[] Bytes, string Type)> page;
     private readonly ComputeDevice[] ownDevices; // the scorers' devices beyond the caller's
@@ -53,6 +53,7 @@ public sealed class HitEndpoints : IAsyncDisposable
     {
         options.Validate();
         (Model, Options) = (model, options);
+        Metrics = new(options.InHostWords);
         inFlight = new SemaphoreSlim(options.MaxInFlight);
         uploads = new Uploads(options);
         apiKeyHash = options.ApiKey is { } apiKey ? SHA256.HashData(Encoding.UTF8.GetBytes(apiKey)) : null;
@@ -164,7 +165,7 @@ public sealed class HitEndpoints : IAsyncDisposable
         if (HostProblem(context.Request.Host.Host) is { } problem)
         {
             ServeMetrics.Refused(context, "host_not_allowed");
-            await Error(context, StatusCodes.BadRequest, problem);
+            await Refuse(context, new RequestRefusedException(StatusCodes.BadRequest, problem));
             return false;
         }
         if (keyed && apiKeyHash is not null && !Probes.Contains(context.Request.Path.Value?.TrimEnd('/'), StringComparer.OrdinalIgnoreCase)
@@ -172,7 +173,7 @@ public sealed class HitEndpoints : IAsyncDisposable
         {
             ServeMetrics.Refused(context, "unauthenticated");
             context.Response.Headers.WWWAuthenticate = "Bearer";
-            await Error(context, StatusCodes.Unauthorized, missing);
+            await Refuse(context, new RequestRefusedException(StatusCodes.Unauthorized, missing));
             return false;
         }
         return true;
@@ -200,10 +201,11 @@ public sealed class HitEndpoints : IAsyncDisposable
         host = host.TrimEnd('.'); // "localhost." is localhost
         if (Options.AllowedHosts is { } named)
             return named.Any(allowed => allowed == "*" || string.Equals(allowed, host, StringComparison.OrdinalIgnoreCase))
-                ? null : $"the Host '{InputException.OneLine(host)}' is refused: it is not one this server answers to (--allowed-hosts)";
+                ? null : $"the Host '{InputException.OneLine(host)}' is refused: it is not one this server answers to " +
+                    $"({ServeOptions.Named(nameof(ServeOptions.AllowedHosts))})";
         return !IsLoopback(Options.Host) || IsLoopback(host)
             ? null : $"the Host '{InputException.OneLine(host)}' is refused: a server on a loopback address answers loopback names only " +
-                $"(localhost, 127.x.x.x, [::1]); others: --allowed-hosts";
+                $"(localhost, 127.x.x.x, [::1]); others: {ServeOptions.Named(nameof(ServeOptions.AllowedHosts))}";
     }
 
     /// <summary>localhost, or an address of the loopback (127.x.x.x, ::1, with or without brackets).</summary>
@@ -243,7 +245,8 @@ public sealed class HitEndpoints : IAsyncDisposable
     {
         if (!inFlight.Wait(0))
             throw new RequestRefusedException(StatusCodes.Unavailable,
-                $"busy: {Options.MaxInFlight} requests with songs in flight, the most this server takes (--max-in-flight); send it again");
+                $"busy: {Options.MaxInFlight} requests with songs in flight, the most this server takes " +
+                $"({ServeOptions.Named(nameof(ServeOptions.MaxInFlight))}); send it again");
         try
         {
             using var slot = Metrics.InFlight();
@@ -313,7 +316,7 @@ public sealed class HitEndpoints : IAsyncDisposable
         if (explain && songs.Count > Options.MaxExplainSongs)
             throw new RequestRefusedException(StatusCodes.TooLarge,
                 $"request body: {songs.Count} songs to explain, more than the {Options.MaxExplainSongs} an explained request may send "
-                + "(--max-explain-songs); send fewer, or leave out explain");
+                + $"({ServeOptions.Named(nameof(ServeOptions.MaxExplainSongs))}); send fewer, or leave out explain");
         Attributions? explained = explain ? await Explain(context, songs.Table) : null;
         var probabilities = explained?.Probabilities ?? await Queue.Score(songs.Features);
         if (form == BodyForm.Json)
@@ -385,7 +388,7 @@ public sealed class HitEndpoints : IAsyncDisposable
     }
 
     /// <summary>Runs a handler; a refusal becomes its status and one JSON line, an unexpected failure a 500 (the server goes on).</summary>
-    private static async Task Guard(HttpContext context, Func<Task> handler)
+    private async Task Guard(HttpContext context, Func<Task> handler)
     {
         try
         {
@@ -407,16 +410,32 @@ public sealed class HitEndpoints : IAsyncDisposable
         }
     }
 
-    internal static (int Status, string Message)? Refusal(Exception e) => e switch
+    /// <summary>
+    /// A refusal's status and its words to the client, in the host's (<see cref="ServeOptions.InHostWords"/>): REST's
+    /// (<see cref="Guard"/>, <see cref="Admit"/>) and gRPC's refusals pass here (HitServer's 404 and 405, which name
+    /// no option, go straight to <see cref="Error"/>); null: nothing to answer.
+    /// </summary>
+    internal (int Status, string Message)? Refusal(Exception e)
     {
-        RequestRefusedException refused => (refused.Status, refused.Message),
-        InputException => (StatusCodes.BadRequest, InputException.OneLine(e.Message)),
-        ScoringQueue.StoppingException => (StatusCodes.Unavailable, e.Message),
-        BadHttpRequestException bad => (bad.StatusCode, InputException.OneLine(bad.Message)),
-        OperationCanceledException => null, // the client went away: nothing to answer
-        // An unexpected failure's message is for the operator (the request log), not the client: it may name a server path.
-        _ => (500, $"internal error: {e.GetType().Name} (the server's log has its message)"),
-    };
+        (int Status, string Message)? refusal = e switch
+        {
+            RequestRefusedException refused => (refused.Status, refused.Message),
+            InputException => (StatusCodes.BadRequest, InputException.OneLine(e.Message)),
+            ScoringQueue.StoppingException => (StatusCodes.Unavailable, e.Message),
+            BadHttpRequestException bad => (bad.StatusCode, InputException.OneLine(bad.Message)),
+            OperationCanceledException => null, // the client went away: nothing to answer
+            // An unexpected failure's message is for the operator (the request log), not the client: it may name a server path.
+            _ => (500, $"internal error: {e.GetType().Name} (the server's log has its message)"),
+        };
+        return refusal is var (status, message) ? (status, Options.InHostWords(message)) : null;
+    }
+
+    /// <summary>Answers a refusal of the pipeline's (a Host not allowed, no key) in the words every refusal takes.</summary>
+    private Task Refuse(HttpContext context, RequestRefusedException refused)
+    {
+        var (status, message) = Refusal(refused)!.Value;
+        return Error(context, status, message);
+    }
 
     /// <summary>A refusal: one JSON line with its status; to a gRPC call, its gRPC status (<see cref="GrpcInference.Refuse"/>).</summary>
     public static Task Error(HttpContext context, int status, string message) =>

@@ -28,14 +28,16 @@ public sealed class ServeMetrics
     private readonly Histogram duration, queueWait, scoring, batchSongs, batchRequests;
     private readonly Gauge inFlight, uploads;
 
-    /// <summary>A request holding a scoring slot (at most --max-in-flight) until disposed.</summary>
+    /// <summary>A request holding a scoring slot (at most ServeOptions.MaxInFlight) until disposed.</summary>
     internal IDisposable InFlight() => inFlight.TrackInProgress();
 
     /// <summary>A REST body being read until disposed.</summary>
     internal IDisposable Upload() => uploads.TrackInProgress();
 
-    public ServeMetrics()
+    /// <param name="inHostWords">Puts the help's option names in the host's words (<see cref="ServeOptions.InHostWords"/>).</param>
+    public ServeMetrics(Func<string, string>? inHostWords = null)
     {
+        inHostWords ??= help => help;
         var factory = Prometheus.Metrics.WithCustomRegistry(Registry);
         // From 0.1 ms to 13 s, doubling: a one-song CPU launch takes about a millisecond, a large explanation seconds.
         double[] seconds = Histogram.ExponentialBuckets(0.0001, 2, 18);
@@ -52,7 +54,8 @@ public sealed class ServeMetrics
             new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(1, 2, 13) });
         batchRequests = factory.CreateHistogram("hitgpu_batch_requests", "Requests per scoring launch (dynamic batching).",
             new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(1, 2, 9) });
-        inFlight = factory.CreateGauge("hitgpu_requests_in_flight", "Requests with songs holding a scoring slot now (at most --max-in-flight).");
+        inFlight = factory.CreateGauge("hitgpu_requests_in_flight",
+            inHostWords($"Requests with songs holding a scoring slot now (at most {ServeOptions.Named(nameof(ServeOptions.MaxInFlight))})."));
         uploads = factory.CreateGauge("hitgpu_uploads_in_flight", "REST request bodies being read now.");
         refusals = factory.CreateCounter("hitgpu_refusals_total", "Requests refused, by reason.", "reason");
         busy = factory.CreateCounter("hitgpu_scorer_busy_seconds_total", "Time each scorer spent scoring or explaining.", "scorer");

@@ -102,6 +102,13 @@ public sealed record ServeOptions
     public TextWriter? RequestLog { get; init; }
 
     /// <summary>
+    /// Puts a message that names these options (ServeOptions.MaxRows, ...) in the host's words: every refusal a
+    /// client is answered with passes it (HitEndpoints.Refusal), and the metrics' help. The default keeps the
+    /// library's names; `hitgpu serve` gives HitGpuCli.InFlags, so that its clients read its flags.
+    /// </summary>
+    public Func<string, string> InHostWords { get; init; } = message => message;
+
+    /// <summary>
     /// Refuses options no server could run with, in one line that names the property as this library calls it
     /// (ServeOptions.Port, ...): a front end shows its own names for them (the CLI its flags, HitGpuCli.InFlags).
     /// </summary>
@@ -163,5 +170,5 @@ public sealed record ServeOptions
     }
 
     /// <summary>A property as this library's messages name it.</summary>
-    private static string Named(string property) => $"{nameof(ServeOptions)}.{property}";
+    internal static string Named(string property) => $"{nameof(ServeOptions)}.{property}";
 }

@@ -19,7 +19,7 @@ public sealed class RequestRefusedException(int status, string message) : Except
     public int Status { get; } = status;
 
     public static RequestRefusedException TooManyRows(long rows, int max) =>
-        new(StatusCodes.TooLarge, $"request body: {rows} songs, more than the {max} a request may send (--max-rows)");
+        new(StatusCodes.TooLarge, $"request body: {rows} songs, more than the {max} a request may send ({ServeOptions.Named(nameof(ServeOptions.MaxRows))})");
 }
 
 internal static class StatusCodes

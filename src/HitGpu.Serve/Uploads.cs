@@ -59,7 +59,8 @@ internal sealed class Uploads(ServeOptions options) : IDisposable
                         {
                             Unread(context);
                             throw new RequestRefusedException(StatusCodes.Unavailable,
-                                $"busy: {options.MaxUploads} request bodies arriving, the most this server waits for at once (--max-uploads); send it again");
+                                $"busy: {options.MaxUploads} request bodies arriving, the most this server waits for at once " +
+                                $"({ServeOptions.Named(nameof(ServeOptions.MaxUploads))}); send it again");
                         }
                         holding = true;
                         result = await reader.ReadAsync(deadline.Token);
@@ -80,7 +81,8 @@ internal sealed class Uploads(ServeOptions options) : IDisposable
         {
             Unread(context);
             throw new RequestRefusedException(StatusCodes.RequestTimeout,
-                $"request body: {body.Length} bytes came within {options.BodyTimeout.TotalSeconds:0.###} s, not all of it (--body-timeout-s)");
+                $"request body: {body.Length} bytes came within {options.BodyTimeout.TotalSeconds:0.###} s, not all of it " +
+                $"({ServeOptions.Named(nameof(ServeOptions.BodyTimeout))})");
         }
         finally
         {
@@ -103,7 +105,8 @@ internal sealed class Uploads(ServeOptions options) : IDisposable
     private RequestRefusedException TooLarge(HttpContext context, long bytes)
     {
         Unread(context); // else Kestrel would read the rest, however long, to keep the connection
-        return new(StatusCodes.TooLarge, $"request body: {bytes} bytes or more, over the {options.MaxBodyBytes} a request may send (--max-body-mb)");
+        return new(StatusCodes.TooLarge, $"request body: {bytes} bytes or more, over the {options.MaxBodyBytes} a request may send " +
+            $"({ServeOptions.Named(nameof(ServeOptions.MaxBodyBytes))})");
     }
 
     public void Dispose() => slots.Dispose();

@@ -1,4 +1,5 @@
 // The hitgpu command through the same entry point as the executable: output, exit codes, one-line errors.
+using System.Reflection;
 using HitGpu.Cli;
 using static HitGpu.Nn.Tests.CliRunner;
 
@@ -116,6 +117,46 @@ public sealed class CliTests : IDisposable
         string inFlags = HitGpuCli.InFlags(error.Message);
         Assert.Contains("use a smaller --batch-size, --hidden or --ensemble", inFlags);
         Assert.DoesNotContain("TrainingOptions.", inFlags);
+    }
+
+    [Fact]
+    public void Each_library_name_the_CLI_maps_is_a_public_member_and_each_flag_an_option_of_a_command()
+    {
+        var flags = HitGpuCli.OptionFlags;
+        Assert.Equal(flags.Count, flags.DistinctBy(o => o.Name).Count());
+        Type[] library = [.. new[] { typeof(ComputeDevice), typeof(TrainingOptions), typeof(HitGpu.Serve.ServeOptions) }
+            .SelectMany(t => t.Assembly.GetExportedTypes())];
+        var commands = HitGpuCli.Commands(TextWriter.Null, TextWriter.Null).Subcommands;
+        foreach (var (name, flag) in flags)
+        {
+            // The name: Type.Member, a public property or method of a library type, or a value of its enum; "()": a call without arguments.
+            int dot = name.IndexOf('.');
+            Assert.True(dot > 0, $"{name}: not Type.Member");
+            var type = Assert.Single(library, t => t.Name == name[..dot]);
+            string member = name[(dot + 1)..];
+            var members = type.GetMember(member.TrimEnd('(', ')'), BindingFlags.Public | BindingFlags.Static | BindingFlags.Instance)
+                .Where(m => m is PropertyInfo or MethodInfo || (type.IsEnum && m is FieldInfo)).ToArray();
+            Assert.True(members.Length > 0, $"{name}: {type.Name} has no public property, method or value {member}");
+            if (member.EndsWith("()", StringComparison.Ordinal))
+                Assert.True(members.Any(m => m is MethodInfo method && method.GetParameters().All(p => p.IsOptional)), $"{name}: takes arguments");
+            // The flag: [hitgpu COMMAND] [--option [VALUE]], perhaps in backticks, perhaps with an aside in parentheses.
+            string[] words = System.Text.RegularExpressions.Regex.Replace(flag, @" \(.*\)$", "").Trim('`').Split(' ');
+            IEnumerable<System.CommandLine.Command> among = commands;
+            if (words[0] == "hitgpu")
+            {
+                among = commands.Where(c => c.Name == words[1]).ToArray();
+                Assert.True(among.Count() == 1, $"{name}: hitgpu has no command {words[1]}");
+                words = words[2..];
+            }
+            if (words.Length == 0)
+                continue; // a command alone
+            Assert.True(words.Length <= 2, $"{flag}: more than an option and its value");
+            var options = among.SelectMany(c => c.Options).Where(o => o.Name == words[0]).ToArray();
+            Assert.True(options.Length > 0, $"{name}: no hitgpu command{(among.Count() == 1 ? $" but {among.First().Name}" : "")} has {words[0]}");
+            foreach (var option in words.Length == 2 ? options : [])
+                Assert.True(option.GetCompletions(System.CommandLine.Completions.CompletionContext.Empty).Any(c => c.Label == words[1]),
+                    $"{name}: {words[0]} takes no value {words[1]}");
+        }
     }
 
     [Fact]
@@ -366,5 +407,11 @@ public sealed class CliTests : IDisposable
         var (code, _, error) = Run("train", "--accelerator", "cuda", "--epochs", "1");
         Assert.Equal(HitGpuCli.BadInput, code);
         AssertOneLineError(code, error, "no CUDA device found on this machine");
+        Assert.Contains("(try --accelerator cpu, or `hitgpu devices` to list what ILGPU sees)", error);
+        // A library caller reads the kind to ask for and the call that lists the devices, not the CLI's.
+        var e = Assert.Throws<AcceleratorUnavailableException>(() => ComputeDevice.Open(AcceleratorKind.Cuda));
+        Assert.Contains("(try AcceleratorKind.Cpu, or ComputeDevice.List() to list what ILGPU sees)", e.Message);
+        Assert.DoesNotContain("--", e.Message);
+        Assert.DoesNotContain("hitgpu", e.Message);
     }
 }

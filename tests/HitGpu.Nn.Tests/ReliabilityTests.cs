@@ -336,7 +336,15 @@ public sealed class ReliabilityTests(AcceleratorFixture fixture) : IDisposable
         var latin1 = Encoding.Latin1.GetBytes(Lines[0] + "\n" + CsvText.Join(fields) + "\n");
         var e = Assert.Throws<InputException>(() => SongReader.Over(latin1, "songs.csv").ReadChunk(10));
         Assert.StartsWith("songs.csv:2: not UTF-8 text", e.Message);
-        Assert.Contains("--encoding latin1", e.Message);
+        // The library names its own way to say the encoding; the CLI its flag.
+        Assert.EndsWith("if the file is Latin-1 (ISO 8859-1), say so with CsvEncoding.Latin1", e.Message);
+        Assert.DoesNotContain("--", e.Message);
+        var (model, _) = Files();
+        File.WriteAllBytes(InFolder("latin1.csv"), latin1);
+        var (code, _, error) = Run("predict", "--accelerator", "cpu", "--model", model, "--data", InFolder("latin1.csv"));
+        Assert.Equal(2, code);
+        OneErrorLine(error, "if the file is Latin-1 (ISO 8859-1), say so with --encoding latin1");
+        Assert.DoesNotContain("CsvEncoding", error);
         using var reader = SongReader.Over(latin1, "songs.csv", format: new CsvFormat(Encoding: CsvEncoding.Latin1));
         Assert.Equal("Caf\u00e9", reader.ReadChunk(10)!.Tracks![0]);
     }
@@ -376,6 +384,16 @@ public sealed class ReliabilityTests(AcceleratorFixture fixture) : IDisposable
             Assert.Equal(2, code);
             OneErrorLine(error, says);
         }
+        // What a file or folder should have been: in the CLI, its flags; from the library, its own calls.
+        OneErrorLine(Run("predict", "--accelerator", "cpu", "--model", songs, "--data", songs).Error,
+            "it looks like a CSV file (songs go to --data; --model takes a .hitgpu file)");
+        OneErrorLine(Run("predict", "--accelerator", "cpu", "--model", folder, "--data", songs).Error,
+            "is a folder, not a model file (a .hitgpu file that hitgpu train --out wrote)");
+        var csv = Assert.Throws<InputException>(() => ModelFile.Load(songs));
+        Assert.Contains("it looks like a CSV file (songs go to SongData.Load; ModelFile.Load takes a .hitgpu file)", csv.Message);
+        var inFolder = Assert.Throws<InputException>(() => ModelFile.Load(folder));
+        Assert.EndsWith("is a folder, not a model file (a .hitgpu file that ModelFile.Save wrote)", inFolder.Message);
+        Assert.All([csv.Message, inFolder.Message], message => Assert.DoesNotContain("--", message));
     }
 
     [Theory]
@@ -468,7 +486,12 @@ public sealed class ReliabilityTests(AcceleratorFixture fixture) : IDisposable
         var (code, _, error) = Run("predict", "--accelerator", "cpu", "--model", model, "--data", piped);
         Assert.Equal(2, code);
         OneErrorLine(error, "has 1 column");
-        Assert.Contains("--delimiter", error);
+        Assert.Contains("the separator it holds most of; --delimiter names another", error);
+        Assert.DoesNotContain("CsvFormat", error);
+        // A library caller reads the reader's format property instead of the flag.
+        var e = Assert.Throws<InputException>(() => SongData.Load(piped));
+        Assert.Contains("the separator it holds most of; CsvFormat.Delimiter names another", e.Message);
+        Assert.DoesNotContain("--", e.Message);
     }
 
     [Fact]

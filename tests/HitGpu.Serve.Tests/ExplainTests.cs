@@ -95,7 +95,7 @@ public sealed class ExplainTests(ServerFixture server)
         int max = server.Server.Endpoints.Options.MaxExplainSongs;
         var (status, body, _) = await Post(server.Client, "/predict?explain=true", Records(ManySongs(max + 1)));
         Assert.Equal(HttpStatusCode.RequestEntityTooLarge, status);
-        Assert.Equal($"request body: {max + 1} songs to explain, more than the {max} an explained request may send (--max-explain-songs); "
+        Assert.Equal($"request body: {max + 1} songs to explain, more than the {max} an explained request may send (ServeOptions.MaxExplainSongs); "
             + "send fewer, or leave out explain", Error(body));
         Assert.Equal(HttpStatusCode.OK, (await Post(server.Client, "/predict", Records(ManySongs(max + 1)))).Status);
     }

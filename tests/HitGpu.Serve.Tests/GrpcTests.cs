@@ -171,7 +171,7 @@ public sealed class GrpcTests(ServerFixture server)
     [InlineData("datatype", StatusCode.InvalidArgument, "request body: input 'features': datatype must be FP32, got 'FP64'")]
     [InlineData("two inputs", StatusCode.InvalidArgument, "request body: the model takes one input, 'features'; the request has 2")]
     [InlineData("unknown output", StatusCode.InvalidArgument, "request body: unknown output 'score'")]
-    [InlineData("too many songs", StatusCode.ResourceExhausted, "request body: 5001 songs, more than the 5000 a request may send (--max-rows)")]
+    [InlineData("too many songs", StatusCode.ResourceExhausted, "request body: 5001 songs, more than the 5000 a request may send (ServeOptions.MaxRows)")]
     [InlineData("not finite", StatusCode.InvalidArgument, "request body: input 'features': song 2: tempo must be finite, got 'NaN'")]
     [InlineData("not finite raw", StatusCode.InvalidArgument, "request body: input 'features': song 1: loudness must be finite, got 'Infinity'")]
     [InlineData("too few values", StatusCode.InvalidArgument, "request body: input 'features': fp32_contents has 29 values, the shape [2, 15] needs 30")]
@@ -237,11 +237,11 @@ public sealed class GrpcTests(ServerFixture server)
         Assert.False(slow.IsCompleted, "the explanation finished before the gRPC call came");
         var busy = await Assert.ThrowsAsync<RpcException>(async () => await Client(channel).ModelInferAsync(Request(Features(0, 1), raw: true)));
         Assert.Equal(StatusCode.Unavailable, busy.StatusCode);
-        Assert.StartsWith("busy: 1 requests with songs in flight, the most this server takes (--max-in-flight)", busy.Status.Detail);
+        Assert.StartsWith("busy: 1 requests with songs in flight, the most this server takes (ServeOptions.MaxInFlight)", busy.Status.Detail);
         Assert.Equal(HttpStatusCode.OK, (await slow).Status);
         Assert.Single((await Client(channel).ModelInferAsync(Request(Features(0, 1), raw: true))).RawOutputContents);
         // A stop's refusal (the scorers no longer take songs) has the same gRPC status.
-        Assert.Equal(StatusCode.Unavailable, GrpcInference.StatusOf(HitEndpoints.Refusal(new ScoringQueue.StoppingException())!.Value.Status));
+        Assert.Equal(StatusCode.Unavailable, GrpcInference.StatusOf(small.Endpoints.Refusal(new ScoringQueue.StoppingException())!.Value.Status));
     }
 
     [Fact]

@@ -78,7 +78,7 @@ public sealed class LimitsTests(ServerFixture server)
         Assert.False(slow.IsCompleted, "the first request finished before the second came");
         var (status, body, _) = await Post(client, "/v2/models/hits/infer", Infer(Features(0, 1)));
         Assert.Equal(HttpStatusCode.ServiceUnavailable, status);
-        Assert.StartsWith("busy: 1 requests with songs in flight, the most this server takes (--max-in-flight)", Error(body));
+        Assert.StartsWith("busy: 1 requests with songs in flight, the most this server takes (ServeOptions.MaxInFlight)", Error(body));
         Assert.Equal(HttpStatusCode.OK, (await slow).Status);
         Assert.Equal(HttpStatusCode.OK, (await Post(client, "/v2/models/hits/infer", Infer(Features(0, 1)))).Status);
         Assert.Equal(HttpStatusCode.OK, (await Get(client, "/v2/health/ready")).Status); // health is never limited

@@ -224,7 +224,7 @@ public sealed class ProtocolTests(ServerFixture server)
         var (status, body, _) = await Post(Client, "/v2/models/hits/infer",
             $"{{\"inputs\": [{{\"name\": \"features\", \"shape\": [5001, 15], \"datatype\": \"FP32\", \"data\": []}}]}}");
         Assert.Equal(HttpStatusCode.RequestEntityTooLarge, status);
-        Assert.Equal("request body: 5001 songs, more than the 5000 a request may send (--max-rows)", Error(body));
+        Assert.Equal("request body: 5001 songs, more than the 5000 a request may send (ServeOptions.MaxRows)", Error(body));
     }
 
     [Fact]
@@ -233,12 +233,12 @@ public sealed class ProtocolTests(ServerFixture server)
         string big = new(' ', (4 << 20) + 1);
         var (status, body, _) = await Post(Client, "/v2/models/hits/infer", big);
         Assert.Equal(HttpStatusCode.RequestEntityTooLarge, status);
-        Assert.Contains("over the 4194304 a request may send (--max-body-mb)", Error(body));
+        Assert.Contains("over the 4194304 a request may send (ServeOptions.MaxBodyBytes)", Error(body));
 
         using var chunked = new HttpRequestMessage(HttpMethod.Post, "/predict") { Content = new StreamContent(new MemoryStream(new byte[(4 << 20) + 10])) };
         chunked.Headers.TransferEncodingChunked = true;
         using var response = await Client.SendAsync(chunked);
         Assert.Equal(HttpStatusCode.RequestEntityTooLarge, response.StatusCode);
-        Assert.Contains("a request may send (--max-body-mb)", Error(await response.Content.ReadAsStringAsync()));
+        Assert.Contains("a request may send (ServeOptions.MaxBodyBytes)", Error(await response.Content.ReadAsStringAsync()));
     }
 }

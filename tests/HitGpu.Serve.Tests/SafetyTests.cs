@@ -35,7 +35,7 @@ public sealed class SafetyTests(ServerFixture server)
     [Fact]
     public void An_internal_failure_is_answered_without_its_message_which_may_name_a_path()
     {
-        var (status, message) = HitEndpoints.Refusal(new FileNotFoundException("Could not find file '/srv/private/kernels/cache.bin'."))!.Value;
+        var (status, message) = server.Server.Endpoints.Refusal(new FileNotFoundException("Could not find file '/srv/private/kernels/cache.bin'."))!.Value;
         Assert.Equal(500, status);
         Assert.DoesNotContain("/srv", message);
         Assert.StartsWith("internal error: FileNotFoundException", message);
@@ -130,7 +130,7 @@ public sealed class SafetyTests(ServerFixture server)
             Assert.Equal(HttpStatusCode.OK, (await GetAs(client, "other.example")).Status);
             var (status, body) = await GetAs(client, "localhost");
             Assert.Equal(HttpStatusCode.BadRequest, status);
-            Assert.Equal("the Host 'localhost' is refused: it is not one this server answers to (--allowed-hosts)", Error(body));
+            Assert.Equal("the Host 'localhost' is refused: it is not one this server answers to (ServeOptions.AllowedHosts)", Error(body));
         }
         await using var any = await server.StartAsync(server.Model, new ServeOptions { Name = "hits", Port = 0, AllowedHosts = ["*"] });
         Assert.Equal(HttpStatusCode.OK, (await GetAs(ServerFixture.ClientOf(any), "anything.example")).Status);

@@ -112,6 +112,9 @@ public sealed partial class ServeCommandTests(ServerFixture server)
                     request.Headers.Host = host;
                     using var response = await client.SendAsync(request);
                     Assert.True(status == response.StatusCode, $"{host}: {response.StatusCode}");
+                    if (status == HttpStatusCode.BadRequest) // the refusal names the flag, as the CLI's user knows it
+                        Assert.Equal($"the Host '{host}' is refused: it is not one this server answers to (--allowed-hosts)",
+                            Error(await response.Content.ReadAsStringAsync()));
                 }
             }
             finally
@@ -168,6 +171,56 @@ public sealed partial class ServeCommandTests(ServerFixture server)
         var window = Assert.Throws<ArgumentException>(() => new ServeOptions { Name = "hits", BatchWindow = TimeSpan.FromSeconds(2) }.Validate());
         Assert.DoesNotContain("--", window.Message);
         Assert.Contains("ServeOptions.BatchWindow", window.Message);
+    }
+
+    /// <summary>A refusal for too many songs, and the in-flight gauge's help, from a server with at most 2 songs a request.</summary>
+    private static async Task<(string Refusal, string Help)> RowsRefusalAndHelp(string address, string metrics)
+    {
+        using var client = new HttpClient { BaseAddress = new Uri(address) };
+        var (status, body, _) = await Post(client, "/predict", Records(Features(0, 3)));
+        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, status);
+        string scrape = await client.GetStringAsync(metrics);
+        return (Error(body), scrape.Split('\n').Single(line => line.StartsWith("# HELP hitgpu_requests_in_flight ", StringComparison.Ordinal)));
+    }
+
+    [Fact]
+    public async Task A_server_a_host_builds_refuses_in_property_names_and_hitgpu_serve_in_its_flags()
+    {
+        await using (var built = await server.StartAsync(server.Model, new ServeOptions { Name = "hits", Port = 0, MetricsPort = 0, MaxRows = 2 }))
+        {
+            var (refusal, help) = await RowsRefusalAndHelp(built.Addresses[0], built.MetricsAddresses[0] + "/metrics");
+            Assert.Equal("request body: 3 songs, more than the 2 a request may send (ServeOptions.MaxRows)", refusal);
+            Assert.EndsWith("(at most ServeOptions.MaxInFlight).", help);
+        }
+        // A host's own words pass the same way, for the pipeline's refusals (the Host) as for the handlers'.
+        await using (var worded = await server.StartAsync(server.Model, new ServeOptions
+            { Name = "hits", Port = 0, MaxRows = 2, AllowedHosts = ["hits.example"], InHostWords = m => m.Replace("ServeOptions.", "serving.") }))
+        {
+            using var client = ServerFixture.ClientOf(worded);
+            using var request = new HttpRequestMessage(HttpMethod.Get, "/v2/health/live");
+            request.Headers.Host = "other.example";
+            using var response = await client.SendAsync(request);
+            Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+            Assert.EndsWith("(serving.AllowedHosts)", Error(await response.Content.ReadAsStringAsync()));
+            client.DefaultRequestHeaders.Host = "hits.example";
+            Assert.EndsWith("(serving.MaxRows)", Error((await Post(client, "/predict", Records(Features(0, 3)))).Body));
+        }
+
+        var (process, address, output) = await StartServe("--model", server.ModelPath, "--name", "hits", "--max-rows", "2", "--metrics-port", "0");
+        using (process)
+        {
+            try
+            {
+                string metrics = (await Line(output, "metrics on ")).Split(' ')[2];
+                var (refusal, help) = await RowsRefusalAndHelp(address, metrics);
+                Assert.Equal("request body: 3 songs, more than the 2 a request may send (--max-rows)", refusal);
+                Assert.EndsWith("(at most --max-in-flight).", help);
+            }
+            finally
+            {
+                process.Kill();
+            }
+        }
     }
 
     [Theory]
