@@ -140,45 +140,34 @@ public sealed partial class ComputeDevice : IDisposable
     public static ComputeDevice Open(AcceleratorKind kind = AcceleratorKind.Auto, int? cpuThreads = null)
     {
         CudaLibraryResolver.Register();
-        var context = CreateContext(kind, DevicePlan.IrOptimizationFor(kind), cpuThreads);
-        if (kind == AcceleratorKind.Auto && First(context, AcceleratorType.Cuda) is null && First(context, AcceleratorType.OpenCL) is null)
+        foreach (var (opened, backends) in DevicePlan.OpeningOrder(kind))
         {
-            context.Dispose(); // Auto found no GPU: the CPU, opened as the CPU is
-            context = CreateContext(AcceleratorKind.Cpu, DevicePlan.IrOptimizationFor(AcceleratorKind.Cpu), cpuThreads);
-        }
-        try
-        {
-            Device? device = kind switch
+            var context = CreateContext(backends, DevicePlan.IrOptimizationFor(opened), cpuThreads);
+            try
             {
-                AcceleratorKind.Cpu => context.GetCPUDevice(0),
-                AcceleratorKind.Cuda => First(context, AcceleratorType.Cuda),
-                AcceleratorKind.OpenCL => First(context, AcceleratorType.OpenCL),
-                _ => First(context, AcceleratorType.Cuda) ?? First(context, AcceleratorType.OpenCL) ?? context.GetCPUDevice(0),
-            };
-            if (device is null)
-            {
-                string name = kind == AcceleratorKind.Cuda ? "CUDA" : "OpenCL";
-                string why = kind == AcceleratorKind.Cuda && !CudaLibraryResolver.DriverLoads() ? " (no CUDA driver library)" : "";
-                throw new AcceleratorUnavailableException(
-                    $"no {name} device found on this machine{why} (try AcceleratorKind.Cpu, or ComputeDevice.List() to list what ILGPU sees)");
+                if (backends.Select(type => First(context, type)).FirstOrDefault(d => d is not null) is { } device)
+                    return new ComputeDevice(context, device.CreateAccelerator(context), DevicePlan.KindOf(device.AcceleratorType));
             }
-            return new ComputeDevice(context, device.CreateAccelerator(context), KindOf(device.AcceleratorType));
-        }
-        catch
-        {
+            catch
+            {
+                context.Dispose();
+                throw;
+            }
             context.Dispose();
-            throw;
         }
+        throw new AcceleratorUnavailableException($"{DevicePlan.NoDeviceFound(kind)} (try AcceleratorKind.Cpu, or ComputeDevice.List() to list what " +
+            "ILGPU sees)");
     }
 
-    private static Context CreateContext(AcceleratorKind kind, OptimizationLevel level, int? cpuThreads) => Context.Create(builder =>
+    // The CPU backend always: ILGPU's context wants one, and Auto ends there.
+    private static Context CreateContext(AcceleratorType[] backends, OptimizationLevel level, int? cpuThreads) => Context.Create(builder =>
     {
         // EnableAlgorithms gives the GPU backends their exp, log and sqrt intrinsics.
         builder.Optimize(level).EnableAlgorithms();
         builder.CPU(CpuDevice(cpuThreads));
-        if (kind is AcceleratorKind.Cuda or AcceleratorKind.Auto)
+        if (backends.Contains(AcceleratorType.Cuda))
             builder.Cuda();
-        if (kind is AcceleratorKind.OpenCL or AcceleratorKind.Auto)
+        if (backends.Contains(AcceleratorType.OpenCL))
             builder.OpenCL();
     });
 
@@ -190,7 +179,7 @@ public sealed partial class ComputeDevice : IDisposable
         using var context = Context.Create(builder => builder.Optimize(OptimizationLevel.O2).EnableAlgorithms().CPU(CpuDevice()).Cuda().OpenCL());
         foreach (var device in context.Devices)
         {
-            var kind = KindOf(device.AcceleratorType);
+            var kind = DevicePlan.KindOf(device.AcceleratorType);
             long memory = DevicePlan.MemoryFor(kind, device.MemorySize);
             try
             {
@@ -203,12 +192,8 @@ public sealed partial class ComputeDevice : IDisposable
                 found.Add(new DeviceInfo(kind, device.Name, memory, false, $"no: {e.Message.Split('\n')[0]}"));
             }
         }
-        if (!found.Any(d => d.Kind == AcceleratorKind.Cuda))
-            found.Add(new DeviceInfo(AcceleratorKind.Cuda, "(none)", 0, false, CudaLibraryResolver.DriverLoads()
-                ? "no: the CUDA driver loads but reports no device"
-                : $"no: no CUDA driver library ({string.Join(" or ", CudaLibraryResolver.LinuxNames)} on Linux)"));
-        if (!found.Any(d => d.Kind == AcceleratorKind.OpenCL))
-            found.Add(new DeviceInfo(AcceleratorKind.OpenCL, "(none)", 0, false, "no: no OpenCL platform with a device ILGPU supports"));
+        foreach (var gpu in DevicePlan.GpuKinds.Where(gpu => found.All(d => d.Kind != gpu)))
+            found.Add(new DeviceInfo(gpu, "(none)", 0, false, DevicePlan.NoDeviceNote(gpu)));
         return found;
     }
 
@@ -219,13 +204,6 @@ public sealed partial class ComputeDevice : IDisposable
         "cuda" => AcceleratorKind.Cuda,
         "opencl" => AcceleratorKind.OpenCL,
         _ => throw new ArgumentException($"unknown accelerator '{text}' (expected auto, cpu, cuda or opencl)"),
-    };
-
-    private static AcceleratorKind KindOf(AcceleratorType type) => type switch
-    {
-        AcceleratorType.Cuda => AcceleratorKind.Cuda,
-        AcceleratorType.OpenCL => AcceleratorKind.OpenCL,
-        _ => AcceleratorKind.Cpu,
     };
 
     private static Device? First(Context context, AcceleratorType type) => context.Devices.FirstOrDefault(d => d.AcceleratorType == type);

@@ -33,6 +33,17 @@ public sealed class DevicePlanTests
     }
 
     [Fact]
+    public void Auto_tries_the_GPUs_first_and_opens_the_CPU_as_the_CPU_is_opened()
+    {
+        var auto = DevicePlan.OpeningOrder(AcceleratorKind.Auto);
+        Assert.Equal([ILGPU.Runtime.AcceleratorType.Cuda, ILGPU.Runtime.AcceleratorType.OpenCL], auto[0].Backends);
+        Assert.Equal((AcceleratorKind.Cpu, ILGPU.OptimizationLevel.O0), (auto[1].Opened, DevicePlan.IrOptimizationFor(auto[1].Opened)));
+        Assert.Equal(ILGPU.OptimizationLevel.O2, DevicePlan.IrOptimizationFor(auto[0].Opened));
+        foreach (var kind in new[] { AcceleratorKind.Cpu, AcceleratorKind.Cuda, AcceleratorKind.OpenCL })
+            Assert.Equal(kind, DevicePlan.KindOf(Assert.Single(Assert.Single(DevicePlan.OpeningOrder(kind)).Backends)));
+    }
+
+    [Fact]
     public void Memory_that_does_not_hold_an_estimate_is_said_in_one_phrase_and_memory_that_does_is_not()
     {
         var small = Gpu with { MemoryBytes = 3L << 29 };

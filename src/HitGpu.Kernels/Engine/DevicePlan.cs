@@ -4,6 +4,8 @@
 // summed, launch shapes and the threads of one-group kernels. The environment overrides are read here, once,
 // when a device opens: HITGPU_TRAINING_PATH=layered|cpu-epoch|gpu-epoch, HITGPU_DENSE_KERNEL=simple|tiled|lanes, HITGPU_PRODUCT_TILE=small|large,
 // HITGPU_SHUFFLE=device|host. Everything else asks the plan (ComputeDevice.Plan) and never re-derives it.
+using ILGPU.Runtime;
+
 namespace HitGpu.Kernels;
 
 /// <summary>
@@ -109,6 +111,40 @@ public sealed record DevicePlan
     /// </summary>
     public static ILGPU.OptimizationLevel IrOptimizationFor(AcceleratorKind kind) =>
         kind == AcceleratorKind.Cpu ? ILGPU.OptimizationLevel.O0 : ILGPU.OptimizationLevel.O2;
+
+    /// <summary>
+    /// The ILGPU backends a kind opens, tried in order, each step with the kind its IR level is chosen for: a
+    /// kind's own backend; for Auto the GPUs (CUDA, then OpenCL), then the CPU, opened as the CPU is.
+    /// </summary>
+    public static IReadOnlyList<(AcceleratorKind Opened, AcceleratorType[] Backends)> OpeningOrder(AcceleratorKind kind) => kind switch
+    {
+        AcceleratorKind.Auto => [(kind, [AcceleratorType.Cuda, AcceleratorType.OpenCL]), (AcceleratorKind.Cpu, [AcceleratorType.CPU])],
+        AcceleratorKind.Cuda => [(kind, [AcceleratorType.Cuda])],
+        AcceleratorKind.OpenCL => [(kind, [AcceleratorType.OpenCL])],
+        _ => [(kind, [AcceleratorType.CPU])],
+    };
+
+    /// <summary>The kind of an ILGPU device.</summary>
+    public static AcceleratorKind KindOf(AcceleratorType type) => type switch
+    {
+        AcceleratorType.Cuda => AcceleratorKind.Cuda,
+        AcceleratorType.OpenCL => AcceleratorKind.OpenCL,
+        _ => AcceleratorKind.Cpu,
+    };
+
+    /// <summary>The GPU kinds, each listed by `hitgpu devices` even where none is found.</summary>
+    public static IReadOnlyList<AcceleratorKind> GpuKinds { get; } = [AcceleratorKind.Cuda, AcceleratorKind.OpenCL];
+
+    /// <summary>What opening a kind that found no device says (a GPU kind: the CPU is always there).</summary>
+    public static string NoDeviceFound(AcceleratorKind kind) => kind == AcceleratorKind.Cuda
+        ? $"no CUDA device found on this machine{(CudaLibraryResolver.DriverLoads() ? "" : " (no CUDA driver library)")}"
+        : $"no {kind} device found on this machine";
+
+    /// <summary>What `hitgpu devices` says of a GPU kind it found no device of.</summary>
+    public static string NoDeviceNote(AcceleratorKind kind) => kind == AcceleratorKind.Cuda
+        ? CudaLibraryResolver.DriverLoads() ? "no: the CUDA driver loads but reports no device"
+            : $"no: no CUDA driver library ({string.Join(" or ", CudaLibraryResolver.LinuxNames)} on Linux)"
+        : "no: no OpenCL platform with a device ILGPU supports";
 
     private static string? Variable(string name) => Environment.GetEnvironmentVariable(name)?.ToLowerInvariant();
 
