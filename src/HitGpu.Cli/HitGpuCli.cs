@@ -295,6 +295,7 @@ public static class HitGpuCli
         ($"{nameof(ComputeDevice)}.{nameof(ComputeDevice.List)}()", "`hitgpu devices`"),
         ($"{nameof(ModelFile)}.{nameof(ModelFile.Save)}", "hitgpu train --out"), ($"{nameof(ModelFile)}.{nameof(ModelFile.Load)}", "--model"),
         ($"{nameof(SongData)}.{nameof(SongData.Load)}", "--data"),
+        ($"{nameof(HitGpu.Nn.Onnx.OnnxExport)}.{nameof(HitGpu.Nn.Onnx.OnnxExport.Save)}", "hitgpu export"),
         ($"{nameof(CsvFormat)}.{nameof(CsvFormat.Delimiter)}", "--delimiter"), ($"{nameof(CsvFormat)}.{nameof(CsvFormat.Encoding)}", "--encoding"),
         ($"{nameof(CsvEncoding)}.{nameof(CsvEncoding.Utf8)}", "--encoding utf-8"), ($"{nameof(CsvEncoding)}.{nameof(CsvEncoding.Latin1)}", "--encoding latin1"),
         .. new (string, string)[]

@@ -189,7 +189,7 @@ public static class ModelFile
             return "it is gzip-compressed (unpack it first)";
         // ONNX: a protobuf ModelProto starts with field 1, ir_version (tag 0x08); HitGpu's export names itself next.
         if (start[0] == 0x08 && (start.IndexOf("HitGpu"u8) >= 0 || start.IndexOf("onnx"u8) >= 0 || start.IndexOf("pytorch"u8) >= 0))
-            return "it looks like an ONNX model (hitgpu export writes those for other runtimes; hitgpu reads its own .hitgpu files)";
+            return "it looks like an ONNX model (OnnxExport.Save writes those for other runtimes; ModelFile.Load reads HitGpu's own .hitgpu files)";
         int line = start.IndexOf((byte)'\n');
         var first = line >= 0 ? start[..line] : start;
         if (first.IndexOf("danceability"u8) >= 0 || (first.IndexOf((byte)',') >= 0 && !first.Contains((byte)0)))

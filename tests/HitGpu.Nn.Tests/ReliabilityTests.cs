@@ -393,6 +393,10 @@ public sealed class ReliabilityTests(AcceleratorFixture fixture) : IDisposable
         Assert.Contains("it looks like a CSV file (songs go to SongData.Load; ModelFile.Load takes a .hitgpu file)", csv.Message);
         var inFolder = Assert.Throws<InputException>(() => ModelFile.Load(folder));
         Assert.EndsWith("is a folder, not a model file (a .hitgpu file that ModelFile.Save wrote)", inFolder.Message);
+        OneErrorLine(Run("predict", "--accelerator", "cpu", "--model", onnx, "--data", songs).Error,
+            "it looks like an ONNX model (hitgpu export writes those for other runtimes; --model reads HitGpu's own .hitgpu files)");
+        Assert.Contains("it looks like an ONNX model (OnnxExport.Save writes those for other runtimes; ModelFile.Load reads HitGpu's own .hitgpu files)",
+            Assert.Throws<InputException>(() => ModelFile.Load(onnx)).Message);
         Assert.All([csv.Message, inFolder.Message], message => Assert.DoesNotContain("--", message));
     }
 
